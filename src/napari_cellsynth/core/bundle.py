@@ -1,0 +1,220 @@
+"""Model bundles: a folder holding ``model.onnx``, ``card.json`` and optional ``.npz`` arrays.
+
+The card is the bundle's contract with the data: what kind of model it is, which
+classes and channels it expects, the input size, how raw intensities are
+normalised, how it was trained and the sha256 of every file it ships.  Nothing in
+a bundle is ever unpickled: the card is JSON, arrays are ``.npz`` loaded with
+``allow_pickle=False`` and the network is ONNX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_json_atomic
+
+CARD_NAME = "card.json"
+CARD_SCHEMA_VERSION = 1
+KNOWN_KINDS = ("classifier", "ddpm", "bbdm", "gan", "cyclegan")
+_REQUIRED = {
+    "schema_version": int,
+    "kind": str,
+    "name": str,
+    "channels": list,
+    "input": dict,
+    "normalization": dict,
+    "files": dict,
+}
+
+
+class BundleError(ValueError):
+    """A bundle is missing, corrupt, or does not fit the data it is given."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Card:
+    """The JSON card of a bundle.  ``extra`` keeps kind-specific sections."""
+
+    kind: str
+    name: str
+    channels: list[str]
+    input: dict[str, Any]
+    normalization: dict[str, Any]
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = CARD_SCHEMA_VERSION
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        height, width = self.input["size"]
+        return int(height), int(width)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "schema_version": self.schema_version,
+            "kind": self.kind,
+            "name": self.name,
+            "classes": list(self.classes),
+            "channels": list(self.channels),
+            "input": self.input,
+            "normalization": self.normalization,
+            "outputs": self.outputs,
+            "training": self.training,
+            "versions": self.versions,
+            "files": self.files,
+        }
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "card") -> "Card":
+        validate_card_dict(data, source)
+        known = {"schema_version", "kind", "name", "classes", "channels", "input",
+                 "normalization", "outputs", "training", "versions", "files"}
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(
+            kind=data["kind"], name=data["name"], channels=list(data["channels"]),
+            input=data["input"], normalization=data["normalization"], files=data["files"],
+            classes=list(data.get("classes", [])), outputs=data.get("outputs", {}),
+            training=data.get("training", {}), versions=data.get("versions", {}),
+            extra=extra, schema_version=data["schema_version"],
+        )
+
+
+def validate_card_dict(data: Any, source: str = "card") -> None:
+    """Raise :class:`BundleError` naming the first problem with a card's content."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{source}: the card must be a JSON object, got {type(data).__name__}")
+    for key, kind in _REQUIRED.items():
+        if key not in data:
+            raise BundleError(f"{source}: the card has no '{key}' entry; re-export the bundle")
+        if not isinstance(data[key], kind):
+            raise BundleError(f"{source}: card entry '{key}' must be a {kind.__name__}")
+    if data["schema_version"] > CARD_SCHEMA_VERSION:
+        raise BundleError(
+            f"{source}: card schema {data['schema_version']} is newer than this napari-cellsynth "
+            f"understands ({CARD_SCHEMA_VERSION}); upgrade napari-cellsynth")
+    if data["kind"] not in KNOWN_KINDS:
+        raise BundleError(f"{source}: unknown bundle kind '{data['kind']}'; expected one of {KNOWN_KINDS}")
+    size = data["input"].get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        raise BundleError(f"{source}: card 'input.size' must be [height, width] in pixels, got {size!r}")
+    if not data["channels"]:
+        raise BundleError(f"{source}: card 'channels' is empty; a bundle needs at least one channel")
+    if data["kind"] == "classifier" and len(data.get("classes", [])) < 2:
+        raise BundleError(f"{source}: a classifier card needs at least two 'classes'")
+    norm = data["normalization"]
+    if norm.get("type") == "standardize":
+        for key in ("mean", "std"):
+            values = norm.get(key)
+            if not isinstance(values, list) or len(values) != len(data["channels"]):
+                raise BundleError(
+                    f"{source}: normalization '{key}' needs one value per channel "
+                    f"({len(data['channels'])}), got {values!r}")
+        if any(float(s) <= 0 for s in norm["std"]):
+            raise BundleError(f"{source}: normalization 'std' must be positive")
+    elif norm.get("type") not in ("none", "minmax_range"):
+        raise BundleError(f"{source}: unknown normalization type {norm.get('type')!r}")
+    for name, entry in data["files"].items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise BundleError(f"{source}: file name {name!r} in the card must be a plain name")
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise BundleError(f"{source}: card file entry {name!r} needs a 'sha256' string")
+
+
+def save_bundle(folder: str | os.PathLike, card: Card, arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``card.json`` (and ``arrays.npz``) into ``folder``, recording every file's sha256.
+
+    ``model.onnx`` (and any other file already named in ``card.files``) must already be in ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if arrays:
+        tmp = folder / ".arrays.npz.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, folder / "arrays.npz")
+        card.files.setdefault("arrays.npz", {})
+    for name in card.files:
+        target = folder / name
+        if not target.is_file():
+            raise BundleError(f"{folder}: card names '{name}' but the file is not in the bundle")
+        card.files[name] = {"sha256": sha256_of(target)}
+    write_json_atomic(folder / CARD_NAME, card.to_dict())
+    return folder
+
+
+def read_card(folder: str | os.PathLike) -> Card:
+    folder = Path(folder)
+    if not folder.exists():
+        raise BundleError(f"bundle {folder} does not exist; pass the folder that holds card.json and model.onnx")
+    if folder.is_file():
+        if folder.name == CARD_NAME or folder.suffix == ".onnx":
+            folder = folder.parent
+        else:
+            raise BundleError(f"{folder} is a file; pass the bundle folder (with card.json and model.onnx)")
+    card_path = folder / CARD_NAME
+    if not card_path.is_file():
+        raise BundleError(f"{folder} has no {CARD_NAME}; is this a napari-cellsynth bundle?")
+    try:
+        data = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{card_path} is not valid JSON ({err}); the bundle is corrupt, re-export it") from err
+    return Card.from_dict(data, source=str(card_path))
+
+
+def verify_files(folder: str | os.PathLike, card: Card) -> None:
+    """Check every file the card names exists and matches its recorded sha256."""
+    folder = Path(folder)
+    for name, entry in card.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise BundleError(f"bundle {folder} is missing '{name}' named in its card")
+        actual = sha256_of(path)
+        if actual != entry["sha256"]:
+            raise BundleError(
+                f"bundle {folder}: '{name}' does not match its recorded sha256 "
+                f"(card {entry['sha256'][:12]}…, file {actual[:12]}…); the file is corrupt or was "
+                "changed after export: re-export or re-download the bundle")
+
+
+def load_arrays(folder: str | os.PathLike, card: Card) -> dict[str, np.ndarray]:
+    """The bundle's ``arrays.npz`` as plain arrays (never unpickled)."""
+    path = Path(folder) / "arrays.npz"
+    if "arrays.npz" not in card.files:
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except ValueError as err:
+        raise BundleError(f"{path} holds pickled objects, which are refused: {err}") from err
+
+
+def check_kind(card: Card, expected: str, source: str) -> None:
+    if card.kind != expected:
+        raise BundleError(
+            f"bundle {source} is a '{card.kind}' bundle, but a '{expected}' bundle is needed here; "
+            f"choose a {expected} bundle")

@@ -1,0 +1,88 @@
+"""Classify crops or labelled objects with a classifier bundle.
+
+The functions here are generators: they ``yield (done, total)`` as batches finish
+and ``return`` the result, so a widget can run them in a worker with a progress
+bar and tests can run them directly (:func:`run_to_end`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crops import ObjectCrops, as_channels_first, extract_object_crops
+from .images import prepare
+from .runtime import OnnxModel
+
+Progress = Generator[tuple[int, int], None, "ClassificationResult"]
+
+
+@dataclass
+class ClassificationResult:
+    classes: list[str]
+    probabilities: np.ndarray  # (N, K)
+    features: np.ndarray  # (N, D) penultimate-layer features
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def predicted_names(self) -> list[str]:
+        return [self.classes[i] for i in self.predicted]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+    def table(self) -> dict[str, np.ndarray | list]:
+        """Columns for a CSV or a napari ``features`` table."""
+        columns: dict[str, np.ndarray | list] = {
+            "class": self.predicted_names,
+            "confidence": np.round(self.confidence, 6),
+        }
+        for k, name in enumerate(self.classes):
+            columns[f"p_{name}"] = np.round(self.probabilities[:, k], 6)
+        return columns
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def classify_crops(model: OnnxModel, images: np.ndarray, batch_size: int = 64) -> Progress:
+    """Classify raw crops (N×C×H×W, or what :func:`images.as_stack` accepts)."""
+    batch = prepare(images, model.card)
+    total = len(batch)
+    logits, features = [], []
+    yield 0, total
+    for done, outputs in model.run_batches(batch, batch_size):
+        logits.append(outputs["logits"])
+        features.append(outputs["features"])
+        yield done, total
+    return ClassificationResult(model.card.classes, softmax(np.concatenate(logits)),
+                                np.concatenate(features))
+
+
+def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, batch_size: int = 64,
+                     margin: float = 0.15) -> Generator[tuple[int, int], None,
+                                                        tuple[ObjectCrops, ClassificationResult]]:
+    """One crop per object of ``labels`` from ``image`` (C×H×W or H×W), then classify them."""
+    labels = np.asarray(labels)
+    image = as_channels_first(image, model.card.n_channels, labels.shape)
+    objects = extract_object_crops(image, labels, model.card.image_size, margin=margin)
+    result = yield from classify_crops(model, objects.crops, batch_size)
+    return objects, result
+
+
+def run_to_end(job: Generator):
+    """Drive a progress generator to its end and return its result."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,92 @@
+"""Checks and conversions of image stacks before they meet a bundle.
+
+Every function raises :class:`ImageInputError` with a message that names the
+problem and the fix, so the CLI and the widgets can show it as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .bundle import Card
+
+
+class ImageInputError(ValueError):
+    """Image data that a bundle cannot take as it is."""
+
+
+def as_stack(images: np.ndarray, n_channels: int, what: str = "images") -> np.ndarray:
+    """Return ``images`` as N×C×H×W.
+
+    Accepted: N×C×H×W; N×H×W when the bundle has one channel; C×H×W or H×W as a
+    single image.  Anything else is refused with the shape that was expected.
+    """
+    images = np.asarray(images)
+    if images.dtype == object or images.dtype.kind not in "uif":
+        raise ImageInputError(
+            f"{what} have dtype {images.dtype}; give integer or floating-point pixel values")
+    if images.ndim == 4:
+        stack = images
+    elif images.ndim == 3 and n_channels == 1:
+        stack = images[:, None]
+    elif images.ndim == 3 and images.shape[0] == n_channels:
+        stack = images[None]
+    elif images.ndim == 2 and n_channels == 1:
+        stack = images[None, None]
+    else:
+        raise ImageInputError(
+            f"{what} have shape {images.shape} (rank {images.ndim}); the bundle expects "
+            f"N×{n_channels}×H×W crops" + (" or N×H×W" if n_channels == 1 else "")
+            + ": stack single crops along a first axis and put channels second")
+    if stack.shape[1] != n_channels:
+        raise ImageInputError(
+            f"{what} have {stack.shape[1]} channel(s) on axis 1 (shape {images.shape}), but the bundle "
+            f"was trained on {n_channels}; pass N×{n_channels}×H×W crops or choose a bundle for "
+            f"{stack.shape[1]} channel(s)")
+    if stack.shape[0] == 0:
+        raise ImageInputError(f"{what} hold no crops (shape {images.shape})")
+    return stack
+
+
+def check_size(stack: np.ndarray, card: Card, what: str = "images") -> None:
+    size = tuple(stack.shape[-2:])
+    if size != card.image_size:
+        height, width = card.image_size
+        raise ImageInputError(
+            f"{what} are {size[0]}×{size[1]} pixels but bundle '{card.name}' takes "
+            f"{height}×{width}; crop or resize them to {height}×{width} (the labels mode does it "
+            f"for you), or use a bundle trained at {size[0]}×{size[1]}")
+
+
+def check_finite(stack: np.ndarray, what: str = "images") -> None:
+    if stack.dtype.kind == "f":
+        bad = ~np.isfinite(stack)
+        if bad.any():
+            crops = np.unique(np.nonzero(bad)[0])
+            raise ImageInputError(
+                f"{what} contain {int(bad.sum())} NaN or infinite pixel(s) in crop(s) "
+                f"{crops[:10].tolist()}{'…' if len(crops) > 10 else ''}; fill or drop them first")
+
+
+def normalize(stack: np.ndarray, normalization: dict) -> np.ndarray:
+    """Raw intensities → the float32 values the network was trained on."""
+    kind = normalization.get("type", "none")
+    data = stack.astype(np.float32, copy=True)
+    if kind == "standardize":
+        mean = np.asarray(normalization["mean"], np.float32)[None, :, None, None]
+        std = np.asarray(normalization["std"], np.float32)[None, :, None, None]
+        data -= mean
+        data /= std
+    elif kind == "minmax_range":
+        low = np.asarray(normalization["low"], np.float32)[None, :, None, None]
+        high = np.asarray(normalization["high"], np.float32)[None, :, None, None]
+        data = 2.0 * (data - low) / (high - low) - 1.0
+    return data
+
+
+def prepare(images: np.ndarray, card: Card, what: str = "images") -> np.ndarray:
+    """Validate raw crops against a card and return the normalised float32 N×C×H×W batch."""
+    stack = as_stack(images, card.n_channels, what)
+    check_size(stack, card, what)
+    check_finite(stack, what)
+    return normalize(stack, card.normalization)

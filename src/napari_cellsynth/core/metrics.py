@@ -1,0 +1,88 @@
+"""Classification metrics (scikit-learn): per-class PPV, recall, F1, macro-F1, accuracy, confusion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> dict:
+    """Metrics as a JSON-ready dict; ``y_true``/``y_pred`` are class indices into ``classes``."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be 1-D of equal length")
+    if len(y_true) == 0:
+        raise ValueError("no samples to score")
+    index = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=index, zero_division=0)
+    per_class = {
+        name: {"ppv": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+               "support": int(support[k])}
+        for k, name in enumerate(classes)
+    }
+    present = support > 0
+    return {
+        "classes": list(classes),
+        "per_class": per_class,
+        "macro_f1": float(f1[present].mean()),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "n": int(len(y_true)),
+        "confusion": confusion_matrix(y_true, y_pred, labels=index).tolist(),
+    }
+
+
+def format_table(metrics: dict) -> str:
+    """A plain-text table of per-class PPV, recall, F1 and support, then macro-F1 and accuracy."""
+    width = max(8, *(len(c) for c in metrics["classes"]))
+    lines = [f"{'class':<{width}}  {'PPV':>6}  {'recall':>6}  {'F1':>6}  {'n':>6}"]
+    for name in metrics["classes"]:
+        row = metrics["per_class"][name]
+        lines.append(f"{name:<{width}}  {row['ppv']:6.3f}  {row['recall']:6.3f}  {row['f1']:6.3f}  "
+                     f"{row['support']:6d}")
+    lines.append(f"{'macro-F1':<{width}}  {'':6}  {'':6}  {metrics['macro_f1']:6.3f}  {metrics['n']:6d}")
+    lines.append(f"{'accuracy':<{width}}  {metrics['accuracy']:6.3f}")
+    return "\n".join(lines)
+
+
+def plot_confusion(metrics: dict, path, title: str = "Confusion matrix") -> None:
+    """Row-normalised confusion matrix with counts, saved as PNG (no GUI backend needed)."""
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(metrics["confusion"])
+    rows = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
+    classes = metrics["classes"]
+    size = 1.2 + 0.75 * len(classes)
+    fig = Figure(figsize=(size + 1.5, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="fraction of true class")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, str(value), ha="center", va="center",
+                color="white" if fractions[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(f"{title}\nmacro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def summarize_runs(runs: Sequence[dict]) -> dict:
+    """Mean and std (ddof=0 over seeds) of per-class PPV/recall/F1, macro-F1 and accuracy."""
+    classes = runs[0]["classes"]
+    summary: dict = {"n_runs": len(runs), "classes": classes, "per_class": {}}
+    for name in classes:
+        summary["per_class"][name] = {
+            key: {"mean": float(np.mean([r["per_class"][name][key] for r in runs])),
+                  "std": float(np.std([r["per_class"][name][key] for r in runs]))}
+            for key in ("ppv", "recall", "f1")
+        }
+    for key in ("macro_f1", "accuracy"):
+        values = [r[key] for r in runs]
+        summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    return summary
