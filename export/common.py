@@ -1,0 +1,51 @@
+"""What every exporter shares: ONNX export of a forward pass, library versions, parity numbers."""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def library_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    import napari_cellsynth
+
+    return {"napari_cellsynth": napari_cellsynth.__version__, "torch": torch.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def export_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
+                input_names: list[str], output_names: list[str], opset: int = 17) -> None:
+    """One forward pass to one ``.onnx`` file, batch dimension dynamic on every input and output."""
+    module.eval()
+    dynamic = {name: {0: "batch"} for name in input_names + output_names}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, str(tmp), input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+    import onnx
+
+    onnx.checker.check_model(str(tmp))
+    tmp.replace(path)
+
+
+def parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], atol: float, rtol: float) -> dict:
+    """Largest absolute and relative difference per output; raises above tolerance."""
+    report = {}
+    for name, want in expected.items():
+        got = actual[name]
+        diff = np.abs(want - got)
+        scale = np.abs(want).max() or 1.0
+        report[name] = {"max_abs": float(diff.max()), "max_rel_to_range": float(diff.max() / scale)}
+        if not np.allclose(got, want, atol=atol, rtol=rtol):
+            raise AssertionError(f"ONNX Runtime output '{name}' differs from torch by up to {diff.max():.3g} "
+                                 f"(atol {atol}, rtol {rtol}); the export is wrong")
+    return report

@@ -1,0 +1,110 @@
+"""Labelled crops for training: loading, label mapping, stratified split, normalisation, augmentation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from napari_cellsynth.core.datasets import CropSet, read_crops
+from napari_cellsynth.core.label_maps import apply_label_map, resolve_label_map
+
+
+@dataclass
+class LabelledData:
+    crops: CropSet
+    y: np.ndarray  # class indices
+    classes: list[str]
+    label_map: dict[str, list[str]]
+
+    def counts(self, index: np.ndarray | None = None) -> dict[str, int]:
+        y = self.y if index is None else self.y[index]
+        counted = Counter(y.tolist())
+        return {name: int(counted.get(k, 0)) for k, name in enumerate(self.classes)}
+
+
+def load_labelled(path: str, label_map: str | None = None, labels_csv: str | None = None,
+                  exclude: np.ndarray | None = None) -> LabelledData:
+    """Read crops with labels; ``exclude`` drops crops by index (e.g. held-out sample cells)."""
+    crops = read_crops(path, labels_csv)
+    if crops.labels is None:
+        raise ValueError(f"{path} has no labels; training needs labelled crops "
+                         "(npz 'labels', a labels CSV, or one folder per class)")
+    if exclude is not None and len(exclude):
+        keep = np.setdiff1d(np.arange(len(crops)), exclude)
+        crops = CropSet(crops.images[keep], crops.labels[keep], crops.channels,
+                        [crops.names[i] for i in keep], crops.source)
+    mapping = resolve_label_map(label_map, crops.labels)
+    y, classes = apply_label_map(crops.labels, mapping)
+    return LabelledData(crops, y, classes, mapping)
+
+
+def stratified_split(y: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
+    """Train/validation/test indices, stratified by class, reproducible under ``seed``."""
+    if not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"split fractions {fractions} must add up to 1")
+    counts = np.bincount(y)
+    if counts[counts > 0].min() < 3:
+        raise ValueError(f"every class needs at least 3 crops for a train/validation/test split, "
+                         f"got counts {counts.tolist()}")
+    index = np.arange(len(y))
+    train, rest = train_test_split(index, train_size=fractions[0], stratify=y, random_state=seed)
+    val_share = fractions[1] / (fractions[1] + fractions[2])
+    val, test = train_test_split(rest, train_size=val_share, stratify=y[rest], random_state=seed)
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of raw intensities (the training split only)."""
+    data = images.astype(np.float64)
+    mean = data.mean(axis=(0, 2, 3))
+    std = data.std(axis=(0, 2, 3))
+    std[std == 0] = 1.0
+    return mean.tolist(), std.tolist()
+
+
+class CropBatches:
+    """Raw crops held as one float32 tensor; batches come out augmented and normalised.
+
+    Augmentation (training only): random horizontal/vertical flips, 90° rotations and a
+    brightness factor in [0.5, 1.5] applied to the raw intensities before normalisation.
+    """
+
+    def __init__(self, images: np.ndarray, y: np.ndarray, mean, std, batch_size: int,
+                 augment: bool, seed: int):
+        self.images = torch.from_numpy(images.astype(np.float32))
+        self.y = torch.from_numpy(y.astype(np.int64))
+        self.mean = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+        self.batch_size = batch_size
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return (len(self.y) + self.batch_size - 1) // self.batch_size
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        g = self.generator
+        flip_h = torch.rand(n, generator=g) < 0.5
+        flip_v = torch.rand(n, generator=g) < 0.5
+        x = torch.where(flip_h[:, None, None, None], x.flip(-1), x)
+        x = torch.where(flip_v[:, None, None, None], x.flip(-2), x)
+        if x.shape[-1] == x.shape[-2]:
+            turns = torch.randint(0, 4, (n,), generator=g)
+            x = torch.stack([torch.rot90(xi, int(k), dims=(-2, -1)) for xi, k in zip(x, turns)])
+        brightness = 0.5 + torch.rand(n, generator=g)
+        return x * brightness[:, None, None, None]
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y), generator=self.generator) if self.augment \
+            else torch.arange(len(self.y))
+        for start in range(0, len(order), self.batch_size):
+            index = order[start:start + self.batch_size]
+            x = self.images[index]
+            if self.augment:
+                x = self._augment(x)
+            yield (x - self.mean) / self.std, self.y[index]

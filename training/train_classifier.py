@@ -1,0 +1,185 @@
+"""Train a ResNet classifier on labelled microscopy crops.
+
+    python -m training.train_classifier --data ../shared/data/jurkat/jurkat_cells.npz \
+        --label-map jurkat4 --arch resnet18 --epochs 30 --seed 0 --out runs/jurkat4-s0
+
+A run folder gets ``config.json``, ``split.npz`` (indices), ``samples.npz`` (real test
+crops for the export parity check), ``last.pt`` / ``best.pt`` checkpoints (selected
+on validation macro-F1), ``history.json``, ``curves.png``, and the test metrics
+(``metrics_test.json``, ``confusion_test.png``).  ``--resume`` continues from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
+
+from .data import CropBatches, LabelledData, channel_stats, load_labelled, stratified_split
+from .nets.resnet import ResNetClassifier
+from .plots import plot_training_curves
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train_classifier", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help=".npz, TIFF stack (with --labels-csv) or folder per class")
+    p.add_argument("--labels-csv", help="labels for a TIFF stack: a 'label' column, one row per slice")
+    p.add_argument("--label-map", default="identity",
+                   help="jurkat7, jurkat4 (mitotic phases merged into M), identity, or a .json map")
+    p.add_argument("--exclude", help=".npz with 'source_index': crops to leave out (e.g. the shipped sample)")
+    p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
+    p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations and brightness")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, help="seed of the train/val/test split (default: --seed)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def evaluate(model: nn.Module, batches: CropBatches) -> tuple[float, np.ndarray, np.ndarray]:
+    """Mean cross-entropy, true and predicted class indices."""
+    model.eval()
+    losses, truth, predicted = [], [], []
+    with torch.inference_mode():
+        for x, y in batches:
+            logits, _ = model(x)
+            losses.append(nn.functional.cross_entropy(logits, y, reduction="sum").item())
+            truth.append(y.numpy())
+            predicted.append(logits.argmax(1).numpy())
+    truth_all = np.concatenate(truth)
+    return sum(losses) / len(truth_all), truth_all, np.concatenate(predicted)
+
+
+def train_epochs(model, optimizer, scheduler, train: CropBatches, val: CropBatches, classes, start_epoch: int,
+                 epochs: int, history: list, out: Path) -> Generator[dict, None, list]:
+    """Train, validate and checkpoint epoch by epoch; yields one event per batch and per epoch."""
+    best = max((h["val_macro_f1"] for h in history), default=-1.0)
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        started, total, seen = time.time(), 0.0, 0
+        for x, y in train:
+            logits, _ = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+            seen += len(y)
+            yield {"event": "batch", "epoch": epoch, "loss": loss.item()}
+        scheduler.step()
+        val_loss, truth, predicted = evaluate(model, val)
+        val_metrics = classification_metrics(truth, predicted, classes)
+        record = {"epoch": epoch + 1, "train_loss": total / seen, "val_loss": val_loss,
+                  "val_macro_f1": val_metrics["macro_f1"], "val_accuracy": val_metrics["accuracy"],
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+        history.append(record)
+        if record["val_macro_f1"] > best:
+            best = record["val_macro_f1"]
+            torch.save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                    "rng": torch.get_rng_state(), "train_rng": train.generator.get_state()},
+                   out / ".last.pt.tmp")
+        os.replace(out / ".last.pt.tmp", out / "last.pt")
+        write_json_atomic(out / "history.json", history)
+        yield {"event": "epoch", **record}
+    return history
+
+
+def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
+    exclude = None
+    if args.exclude:
+        with np.load(args.exclude, allow_pickle=False) as held_out:
+            exclude = held_out["source_index"]
+    data = load_labelled(args.data, args.label_map, args.labels_csv, exclude)
+    split = stratified_split(data.y, args.split_seed if args.split_seed is not None else args.seed)
+    mean, std = channel_stats(data.crops.images[split["train"]])
+    images = data.crops.images
+    config = {
+        "task": "classifier", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
+        "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
+        "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
+        "normalization": {"type": "standardize", "mean": mean, "std": std},
+        "counts": {part: data.counts(index) for part, index in split.items()},
+        "excluded": int(0 if exclude is None else len(exclude)),
+        "args": {k: v for k, v in vars(args).items() if k not in ("quiet",)},
+    }
+    np.savez(out / "split.npz", **split)
+    test = split["test"]
+    pick = np.random.default_rng(0).permutation(len(test))[:64]
+    np.savez(out / "samples.npz", images=images[test[pick]], labels=data.y[test[pick]])
+    write_json_atomic(out / "config.json", config)
+    return data, split, config
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    data, split, config = prepare_run(args, out)
+    norm = config["normalization"]
+    images = data.crops.images
+    train = CropBatches(images[split["train"]], data.y[split["train"]], norm["mean"], norm["std"],
+                        args.batch_size, augment=not args.no_augment, seed=args.seed)
+    val = CropBatches(images[split["val"]], data.y[split["val"]], norm["mean"], norm["std"], 256, False, 0)
+    model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]), args.width)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
+                                nesterov=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    history, start = [], 0
+    if args.resume and (out / "last.pt").is_file():
+        state = torch.load(out / "last.pt", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        train.generator.set_state(state["train_rng"])
+        history, start = state["history"], state["epoch"]
+        print(f"resuming {out} at epoch {start + 1}", file=sys.stderr)
+    bar = tqdm(total=(args.epochs - start) * len(train), disable=args.quiet, unit="batch")
+    for event in train_epochs(model, optimizer, scheduler, train, val, data.classes, start, args.epochs,
+                              history, out):
+        if event["event"] == "batch":
+            bar.update()
+            bar.set_description(f"epoch {event['epoch'] + 1}/{args.epochs} loss {event['loss']:.3f}")
+        else:
+            bar.write(f"epoch {event['epoch']:3d}  train loss {event['train_loss']:.4f}  val loss "
+                      f"{event['val_loss']:.4f}  val macro-F1 {event['val_macro_f1']:.3f}")
+    bar.close()
+    plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}")
+    model.load_state_dict(torch.load(out / "best.pt", weights_only=True)["model"])
+    test = CropBatches(images[split["test"]], data.y[split["test"]], norm["mean"], norm["std"], 256, False, 0)
+    _, truth, predicted = evaluate(model, test)
+    metrics = classification_metrics(truth, predicted, data.classes)
+    metrics["best_epoch"] = int(torch.load(out / "best.pt", weights_only=True)["epoch"])
+    write_json_atomic(out / "metrics_test.json", metrics)
+    plot_confusion(metrics, out / "confusion_test.png", title=f"test split, seed {args.seed}")
+    print(format_table(metrics))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
