@@ -1,0 +1,76 @@
+"""The pattern every dock widget follows: inputs, Run / Cancel, a progress bar and a status line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
+
+from .._workers import start_job
+
+
+class JobWidget(Container):
+    """A container whose Run button starts :meth:`make_job` in a worker; results go to :meth:`show_result`."""
+
+    run_text = "Run"
+
+    def __init__(self, viewer, inputs: list):
+        self._viewer = viewer
+        self.run_button = PushButton(text=self.run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self.status = Label(value="")
+        super().__init__(widgets=[*inputs, self.run_button, self.cancel_button, self.progress, self.status])
+        self.worker = None
+        self.last_error: Exception | None = None
+        self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
+
+    # subclasses provide these two
+    def make_job(self) -> Callable[[], Generator]:
+        raise NotImplementedError
+
+    def show_result(self, result) -> None:
+        raise NotImplementedError
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def start(self) -> None:
+        if self.busy:
+            return
+        self.last_error = None
+        try:
+            job = self.make_job()
+        except Exception as err:  # noqa: BLE001 - any input problem is shown, never raised into Qt
+            from napari.utils.notifications import show_error
+
+            self._error(err)
+            show_error(f"napari-cellsynth: {err}")
+            return
+        self.status.value = "running…"
+        self.progress.value = 0
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.worker = start_job(job, self._progress, self._done, self._error, self._finished)
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = "cancelled"
+
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.max = max(total, 1)
+        self.progress.value = done
+
+    def _done(self, result) -> None:
+        self.show_result(result)
+
+    def _error(self, err: Exception) -> None:
+        # errors inside the worker reach napari's notifications through the worker itself
+        self.last_error = err
+        self.status.value = f"error: {err}"
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False

@@ -1,0 +1,117 @@
+"""``cellsynth``: the plugin's functions in batch, over files and folders.
+
+    cellsynth classify INPUT --model BUNDLE --out RESULTS.csv
+    cellsynth info BUNDLE
+
+Training and export run from a checkout of the repository
+(``python -m training.train_classifier``, ``python -m export.export_classifier``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .core.atomic import write_csv_atomic
+from .core.bundle import BundleError, read_card, verify_files
+from .core.classify import classify_crops
+from .core.datasets import read_crops
+from .core.images import ImageInputError
+from .core.label_maps import apply_label_map
+from .core.metrics import classification_metrics, format_table
+from .core.runtime import OnnxModel
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def cmd_classify(args) -> int:
+    from tqdm import tqdm
+
+    out = Path(args.out)
+    if _same_file(out, Path(args.input)):
+        raise ImageInputError(f"--out {out} is the input file; choose another output path")
+    crops = read_crops(args.input, args.labels_csv)
+    model = OnnxModel(args.model, kind="classifier")
+    job = classify_crops(model, crops.images, args.batch_size)
+    with tqdm(total=len(crops), unit="crop", disable=args.quiet, desc="classify") as bar:
+        while True:
+            try:
+                done, _ = next(job)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            bar.update(done - bar.n)
+    columns = {"source": crops.names}
+    if crops.labels is not None:
+        columns["true_label"] = crops.labels.tolist()
+    columns.update(result.table())
+    write_csv_atomic(out, columns)
+    print(f"wrote {out} ({len(crops)} crops)", file=sys.stderr)
+    if crops.labels is not None:
+        _score(crops.labels, result, model.card.training.get("data", {}).get("label_map"), out)
+    return 0
+
+
+def _score(labels, result, label_map, out: Path) -> None:
+    """Metrics against the input's labels when the bundle's label map covers them."""
+    if not label_map:
+        return
+    try:
+        truth, classes = apply_label_map(labels, label_map)
+    except ValueError as err:
+        print(f"not scored: {err}", file=sys.stderr)
+        return
+    if classes != result.classes:
+        return
+    metrics = classification_metrics(truth, result.predicted, classes)
+    print(format_table(metrics))
+    from .core.atomic import write_json_atomic
+
+    write_json_atomic(out.with_suffix(".metrics.json"), metrics)
+
+
+def cmd_info(args) -> int:
+    card = read_card(args.bundle)
+    verify_files(args.bundle, card)
+    print(json.dumps(card.to_dict(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cellsynth", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log which execution provider runs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("classify", help="classify crops in an .npz, a TIFF stack or a folder; write a CSV")
+    p.add_argument("input", help=".npz (images[, labels]), .tif stack (N×[C×]H×W) or folder (per class)")
+    p.add_argument("--model", required=True, help="classifier bundle folder")
+    p.add_argument("--out", required=True, help="results CSV (written atomically)")
+    p.add_argument("--labels-csv", help="labels for a TIFF stack, to score the predictions")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_classify)
+    p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
+    p.add_argument("bundle")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except (BundleError, ImageInputError, ValueError, FileNotFoundError) as err:
+        print(f"cellsynth {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
