@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything napari-cellsynth needs on a fresh Debian machine (Python 3.11, no GPU):
+# Xvfb and the xcb libraries for headless napari, a virtual environment in .venv with the
+# CPU torch wheel, onnxruntime (CPU), napari with PyQt5 and the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debs=(xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-image0 libxcb-render-util0 libxcb-randr0
+      libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libgl1 libegl1 libdbus-1-3 libfontconfig1)
+missing=()
+for deb in "${debs[@]}"; do dpkg -s "$deb" >/dev/null 2>&1 || missing+=("$deb"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: please install with sudo: apt-get install ${missing[*]}" >&2
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+# The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
+.venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[cpu,train,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import torch, onnxruntime, napari, napari_cellsynth; print('setup: ok, torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| napari', napari.__version__)"

@@ -1,0 +1,68 @@
+"""Shared fixtures: paths to the real data in ../shared/data and a small classifier trained on it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CELLSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
+JURKAT = SHARED_DATA / "jurkat" / "jurkat_cells.npz"
+NUCLEI = SHARED_DATA / "nuclei"
+
+
+def pytest_configure(config):
+    # Mesa writes a shader cache under XDG_CACHE_HOME; keep it out of the user's home.
+    os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="cellsynth-xdg-"))
+    os.environ.setdefault("CELLSYNTH_PROVIDERS", "cpu")
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data {path} not found (set CELLSYNTH_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def jurkat_slice(tmp_path_factory) -> Path:
+    """A seeded slice of the real Jurkat cells: every mitotic cell plus 300 of each interphase class.
+
+    The cells shipped as the plugin's sample data are left out, so tests can score on them.
+    """
+    from napari_cellsynth._sample_data import load_jurkat_sample
+
+    sample_index = load_jurkat_sample()["source_index"]
+    with np.load(require(JURKAT), allow_pickle=False) as data:
+        labels = data["labels"]
+        rng = np.random.default_rng(0)
+        keep = np.setdiff1d(np.arange(len(labels)), sample_index)
+        chosen = []
+        for name in np.unique(labels):
+            members = keep[labels[keep] == name]
+            chosen.append(members if len(members) <= 300 else rng.choice(members, 300, replace=False))
+        index = np.sort(np.concatenate(chosen))
+        path = tmp_path_factory.mktemp("data") / "jurkat_slice.npz"
+        np.savez(path, images=data["images"][index], labels=labels[index], channels=data["channels"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(jurkat_slice, tmp_path_factory) -> Path:
+    """A ResNet-18 (width 16) trained for 3 epochs on the Jurkat slice, 4 classes."""
+    from training import train_classifier
+
+    run = tmp_path_factory.mktemp("runs") / "jurkat4"
+    train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--width", "16",
+                           "--epochs", "3", "--seed", "0", "--out", str(run), "--quiet"])
+    return run
+
+
+@pytest.fixture(scope="session")
+def classifier_bundle(trained_run, tmp_path_factory) -> Path:
+    from export.export_classifier import export_classifier
+
+    return export_classifier(trained_run, tmp_path_factory.mktemp("bundles") / "jurkat4")

@@ -1,0 +1,95 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from napari_cellsynth.core.bundle import (BundleError, Card, load_arrays, read_card, save_bundle,
+                                          verify_files)
+
+
+def make_card(**changes) -> Card:
+    card = Card(kind="classifier", name="test", classes=["a", "b"], channels=["DNA"],
+                input={"size": [32, 32]}, normalization={"type": "standardize", "mean": [1.0], "std": [2.0]},
+                files={"model.onnx": {}})
+    for key, value in changes.items():
+        setattr(card, key, value)
+    return card
+
+
+def write_bundle(folder, card=None, arrays=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(b"not really onnx, but hashed all the same")
+    return save_bundle(folder, card or make_card(), arrays)
+
+
+def test_card_round_trip_keeps_every_section(tmp_path):
+    card = make_card(training={"seed": 3}, versions={"torch": "x"})
+    card.extra["schedule"] = {"kind": "cosine"}
+    write_bundle(tmp_path / "b", card)
+    again = read_card(tmp_path / "b")
+    assert again.to_dict() == card.to_dict()
+    assert again.extra["schedule"] == {"kind": "cosine"}
+    assert again.image_size == (32, 32) and again.n_channels == 1
+    assert len(again.files["model.onnx"]["sha256"]) == 64
+
+
+def test_sha256_mismatch_is_refused_with_the_fix(tmp_path):
+    folder = write_bundle(tmp_path / "b")
+    with open(folder / "model.onnx", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(BundleError, match="does not match its recorded sha256.*re-export"):
+        verify_files(folder, read_card(folder))
+
+
+def test_missing_file_named_in_card(tmp_path):
+    folder = write_bundle(tmp_path / "b")
+    (folder / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing 'model.onnx'"):
+        verify_files(folder, read_card(folder))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("kind"), "no 'kind' entry"),
+    (lambda d: d.update(kind="vae"), "unknown bundle kind"),
+    (lambda d: d["input"].update(size=[32]), r"input.size' must be \[height, width\]"),
+    (lambda d: d.update(classes=["only"]), "at least two 'classes'"),
+    (lambda d: d["normalization"].update(std=[0.0]), "'std' must be positive"),
+    (lambda d: d["normalization"].update(mean=[1.0, 2.0]), "one value per channel"),
+    (lambda d: d.update(schema_version=99), "newer than this napari-cellsynth"),
+    (lambda d: d["files"].update({"../evil": {"sha256": "0"}}), "plain name"),
+])
+def test_invalid_cards_name_the_problem(tmp_path, edit, message):
+    folder = write_bundle(tmp_path / "b")
+    data = json.loads((folder / "card.json").read_text())
+    edit(data)
+    (folder / "card.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=message):
+        read_card(folder)
+
+
+def test_corrupt_json_and_missing_folder(tmp_path):
+    folder = write_bundle(tmp_path / "b")
+    (folder / "card.json").write_text("{ not json")
+    with pytest.raises(BundleError, match="not valid JSON.*corrupt"):
+        read_card(folder)
+    with pytest.raises(BundleError, match="does not exist"):
+        read_card(tmp_path / "nowhere")
+    shutil.rmtree(folder)
+    folder.mkdir()
+    with pytest.raises(BundleError, match="no card.json"):
+        read_card(folder)
+
+
+def test_arrays_round_trip_and_pickles_are_refused(tmp_path):
+    arrays = {"centroids": np.arange(6.0).reshape(3, 2)}
+    folder = write_bundle(tmp_path / "b", arrays=arrays)
+    card = read_card(folder)
+    verify_files(folder, card)
+    np.testing.assert_array_equal(load_arrays(folder, card)["centroids"], arrays["centroids"])
+    # an arrays.npz with an object array (pickled) and a matching sha256 still never unpickles
+    np.savez(folder / "arrays.npz", evil=np.array([{"a": 1}], dtype=object))
+    card = read_card(folder)
+    save_bundle(folder, card)
+    with pytest.raises(BundleError, match="pickled objects"):
+        load_arrays(folder, read_card(folder))

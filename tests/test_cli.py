@@ -1,0 +1,80 @@
+import csv
+import json
+
+import numpy as np
+import tifffile
+
+from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
+from napari_cellsynth.cli import main
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_help_lists_the_commands(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "classify" in out and "info" in out
+
+
+def test_classify_npz_scores_unseen_sample_cells(classifier_bundle, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    assert main(["classify", str(JURKAT_SAMPLE), "--model", str(classifier_bundle), "--out", str(out),
+                 "--quiet"]) == 0
+    rows = read_csv(out)
+    sample = load_jurkat_sample()
+    assert len(rows) == len(sample["images"])
+    assert set(rows[0]) == {"source", "true_label", "class", "confidence", "p_G1", "p_S", "p_G2", "p_M"}
+    probabilities = np.array([[float(r[f"p_{c}"]) for c in ("G1", "S", "G2", "M")] for r in rows])
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-4)
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["n"] == len(rows) and metrics["macro_f1"] > 0.4
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_classify_tiff_stack_and_folder_agree_with_npz(classifier_bundle, tmp_path):
+    sample = load_jurkat_sample()
+    tifffile.imwrite(tmp_path / "stack.tif", sample["images"][:12])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i in range(12):
+        tifffile.imwrite(folder / f"cell{i:02d}.tif", sample["images"][i])
+    for source in (tmp_path / "stack.tif", folder):
+        assert main(["classify", str(source), "--model", str(classifier_bundle), "--out",
+                     str(tmp_path / f"{source.stem}.csv"), "--quiet"]) == 0
+    npz = tmp_path / "part.npz"
+    np.savez(npz, images=sample["images"][:12])
+    main(["classify", str(npz), "--model", str(classifier_bundle), "--out", str(tmp_path / "npz.csv"), "--quiet"])
+    classes = [[r["class"] for r in read_csv(tmp_path / f"{n}.csv")] for n in ("stack", "folder", "npz")]
+    assert classes[0] == classes[1] == classes[2]
+
+
+def test_bad_inputs_exit_2_with_a_clear_message(classifier_bundle, tmp_path, capsys):
+    np.savez(tmp_path / "small.npz", images=np.zeros((3, 3, 32, 32), np.uint16))
+    np.savez(tmp_path / "twoch.npz", images=np.zeros((3, 2, 40, 40), np.uint16))
+    nan = np.zeros((3, 3, 40, 40), np.float32)
+    nan[1, 0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", images=nan)
+    cases = {"small.npz": "32×32 pixels but bundle", "twoch.npz": "2 channel(s)", "nan.npz": "NaN"}
+    for name, message in cases.items():
+        code = main(["classify", str(tmp_path / name), "--model", str(classifier_bundle), "--out",
+                     str(tmp_path / "r.csv"), "--quiet"])
+        assert code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()  # nothing half-written
+    assert main(["classify", str(tmp_path / "small.npz"), "--model", str(tmp_path), "--out",
+                 str(tmp_path / "r.csv")]) == 2
+    assert "no card.json" in capsys.readouterr().err
+    assert main(["classify", str(tmp_path / "small.npz"), "--model", str(classifier_bundle), "--out",
+                 str(tmp_path / "small.npz")]) == 2
+    assert "is the input file" in capsys.readouterr().err
+
+
+def test_info_verifies_and_prints_the_card(classifier_bundle, capsys):
+    assert main(["info", str(classifier_bundle)]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "classifier"

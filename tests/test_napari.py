@@ -1,0 +1,142 @@
+"""The plugin inside a real napari viewer (headless under Xvfb through pytest-xvfb)."""
+
+import numpy as np
+import pytest
+from skimage.filters import threshold_otsu
+from skimage.measure import label as connected
+
+from napari_cellsynth._sample_data import jurkat_cells, load_jurkat_sample, mfish_metaphase
+from napari_cellsynth._widgets.classify import RESULT_KEY, ClassifyWidget, class_color
+from napari_cellsynth.core.classify import classify_crops, run_to_end
+from napari_cellsynth.core.runtime import OnnxModel
+
+pytestmark = pytest.mark.napari
+
+
+def test_manifest_is_valid_and_lists_the_contributions():
+    from npe2 import PluginManager, PluginManifest
+
+    manifest = PluginManifest.from_distribution("napari-cellsynth")
+    assert manifest.name == "napari-cellsynth"
+    pm = PluginManager.instance()
+    pm.discover()
+    widgets = [w.display_name for w in pm.get_manifest("napari-cellsynth").contributions.widgets]
+    samples = [s.key for s in pm.get_manifest("napari-cellsynth").contributions.sample_data]
+    assert widgets == ["Classify"] and samples == ["jurkat_cells", "mfish_metaphase"]
+
+
+def test_sample_data_layers():
+    [(cells, meta, kind)] = jurkat_cells()
+    assert kind == "image" and cells.shape == (226, 3, 40, 40) and cells.dtype == np.uint16
+    assert len(meta["metadata"]["labels"]) == 226
+    layers = mfish_metaphase()
+    assert [k for *_, k in layers] == ["image"] * 6 + ["labels"]
+    assert layers[0][0].shape == (517, 645) and 23 in np.unique(layers[-1][0])
+
+
+def wait_for(widget, qtbot, timeout=60_000):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def dock(viewer, widget):
+    viewer.window.add_dock_widget(widget)
+    widget.reset_choices()
+    return widget
+
+
+def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifier_bundle):
+    viewer = make_napari_viewer(show=True)
+    for data, kwargs, _ in jurkat_cells():
+        layer = viewer.add_image(data, **kwargs)
+    widget = dock(viewer, ClassifyWidget(viewer))
+    widget.image_layer.value = layer
+    widget.bundle.value = str(classifier_bundle)
+    widget.start()
+    assert widget.busy
+    wait_for(widget, qtbot)
+    assert widget.last_error is None, widget.last_error
+    table = layer.metadata[RESULT_KEY]
+    expected = run_to_end(classify_crops(OnnxModel(classifier_bundle), layer.data))
+    assert table["class"] == expected.predicted_names
+    assert widget.progress.value == widget.progress.max == 226
+    viewer.dims.set_current_step(0, 17)
+    assert viewer.text_overlay.text.startswith(f"Jurkat cells crop 17: {expected.predicted_names[17]}")
+    shot = viewer.screenshot(canvas_only=False)
+    assert shot.shape[2] == 4 and shot[..., :3].std() > 5
+
+
+def cells_on_a_slide(count=16):
+    """Real Jurkat cells tiled into one 3-channel image, each cell's object from its DNA channel."""
+    sample = load_jurkat_sample()
+    picks = np.linspace(0, len(sample["images"]) - 1, count).astype(int)
+    side = int(np.ceil(np.sqrt(count)))
+    image = np.zeros((3, side * 40, side * 40), np.uint16)
+    labels = np.zeros(image.shape[1:], np.int32)
+    image[:] = np.median(sample["images"][picks], axis=(0, 2, 3)).astype(np.uint16)[:, None, None]
+    for n, i in enumerate(picks):
+        r, c = divmod(n, side)
+        cell = sample["images"][i]
+        image[:, r * 40:(r + 1) * 40, c * 40:(c + 1) * 40] = cell
+        dna = cell[1].astype(float)
+        mask = connected(dna > threshold_otsu(dna))
+        biggest = np.argmax(np.bincount(mask.ravel())[1:]) + 1
+        labels[r * 40:(r + 1) * 40, c * 40:(c + 1) * 40][mask == biggest] = n + 1
+    return image, labels, sample["images"][picks]
+
+
+def test_classify_objects_writes_features_and_colours_by_class(make_napari_viewer, qtbot, classifier_bundle):
+    viewer = make_napari_viewer(show=True)
+    image, labels, _ = cells_on_a_slide()
+    image_layer = viewer.add_image(image, name="slide")
+    labels_layer = viewer.add_labels(labels, name="cells")
+    widget = dock(viewer, ClassifyWidget(viewer))
+    widget.image_layer.value = image_layer
+    widget.labels_layer.value = labels_layer
+    widget.bundle.value = str(classifier_bundle)
+    widget.start()
+    wait_for(widget, qtbot)
+    assert widget.last_error is None, widget.last_error
+    features = labels_layer.features
+    assert features["label"].tolist() == list(range(1, 17))
+    assert set(features["class"]) <= {"G1", "S", "G2", "M"}
+    assert np.allclose(features[["p_G1", "p_S", "p_G2", "p_M"]].sum(axis=1), 1, atol=1e-4)
+    classes = ["G1", "S", "G2", "M"]
+    for lab, name in zip(features["label"], features["class"]):
+        colour = labels_layer.colormap.map(np.array([lab]))[0]
+        expected = np.array([int(class_color(classes.index(name))[k:k + 2], 16) / 255 for k in (1, 3, 5)])
+        np.testing.assert_allclose(colour[:3], expected, atol=0.01)
+    assert f"classes of cells" in viewer.layers
+    assert "16 objects" in widget.status.value
+
+
+def test_bad_input_shows_an_error_and_viewer_stays_usable(make_napari_viewer, qtbot, classifier_bundle):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((64, 64), np.float32), name="gray")
+    widget = dock(viewer, ClassifyWidget(viewer))
+    widget.image_layer.value = layer
+    widget.bundle.value = str(classifier_bundle)
+    widget.start()
+    wait_for(widget, qtbot)
+    assert "channel" in str(widget.last_error) and widget.status.value.startswith("error:")
+    assert widget.run_button.enabled
+    widget.bundle.value = str(classifier_bundle.parent)
+    widget.start()
+    wait_for(widget, qtbot)
+    assert "card.json" in str(widget.last_error)
+
+
+def test_cancel_stops_a_long_job(make_napari_viewer, qtbot, classifier_bundle):
+    viewer = make_napari_viewer()
+    cells = np.concatenate([load_jurkat_sample()["images"]] * 20)
+    layer = viewer.add_image(cells, name="many")
+    widget = dock(viewer, ClassifyWidget(viewer))
+    widget.image_layer.value = layer
+    widget.bundle.value = str(classifier_bundle)
+    widget.batch_size.value = 1
+    widget.start()
+    qtbot.waitUntil(lambda: widget.progress.value > 0, timeout=60_000)
+    widget.cancel()
+    wait_for(widget, qtbot)
+    assert widget.status.value == "cancelled"
+    assert RESULT_KEY not in layer.metadata
+    assert widget.progress.value < len(cells)

@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training.data import CropBatches, channel_stats, stratified_split
+from training.nets.resnet import ResNetClassifier
+
+
+@pytest.mark.parametrize("arch, size, channels", [("resnet18", 32, 1), ("resnet18", 40, 3), ("resnet34", 64, 5),
+                                                  ("resnet18", 128, 2)])
+def test_resnet_takes_any_channel_count_and_small_sizes(arch, size, channels):
+    model = ResNetClassifier(arch, channels, 4, size, width=8).eval()
+    logits, features = model(torch.zeros(2, channels, size, size))
+    assert logits.shape == (2, 4) and features.shape == (2, model.feature_dim) == (2, 64)
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    y = np.repeat([0, 1, 2], [500, 50, 10])
+    split = stratified_split(y, seed=1)
+    assert sum(len(v) for v in split.values()) == len(y)
+    assert not set(split["train"]) & set(split["test"]) and not set(split["val"]) & set(split["test"])
+    assert np.bincount(y[split["train"]]).tolist() == [300, 30, 6]
+    assert stratified_split(y, seed=1)["test"].tolist() == split["test"].tolist()
+    assert stratified_split(y, seed=2)["test"].tolist() != split["test"].tolist()
+    with pytest.raises(ValueError, match="at least 3 crops"):
+        stratified_split(np.array([0, 0, 0, 1, 1]), seed=0)
+
+
+def test_batches_augment_with_flips_rotations_and_brightness():
+    rng = np.random.default_rng(0)
+    images = rng.integers(100, 200, size=(64, 2, 8, 8)).astype(np.uint16)
+    mean, std = channel_stats(images)
+    plain = next(iter(CropBatches(images, np.zeros(64), mean, std, 64, augment=False, seed=0)))[0]
+    np.testing.assert_allclose(plain.mean(dim=(0, 2, 3)), 0, atol=1e-4)
+    batches = CropBatches(images, np.arange(64), mean, std, 64, augment=True, seed=0)
+    x, y = next(iter(batches))
+    raw = x * batches.std + batches.mean
+    for out, index in zip(raw, y):
+        original = torch.from_numpy(images[index].astype(np.float32))
+        ratio = out.sum() / original.sum()
+        assert 0.5 - 1e-4 <= ratio <= 1.5 + 1e-4  # brightness 50–150 %
+        candidates = [torch.rot90(o, k, dims=(-2, -1)) for o in (original, original.flip(-1), original.flip(-2),
+                                                                 original.flip(-1).flip(-2)) for k in range(4)]
+        assert any(torch.allclose(out / ratio, c, rtol=1e-4) for c in candidates)
+
+
+def test_training_run_writes_everything_and_learns(trained_run):
+    for name in ("config.json", "split.npz", "samples.npz", "best.pt", "last.pt", "history.json",
+                 "curves.png", "metrics_test.json", "confusion_test.png"):
+        assert (trained_run / name).is_file(), name
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["classes"] == ["G1", "S", "G2", "M"] and config["dtype"] == "uint16"
+    history = json.loads((trained_run / "history.json").read_text())
+    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
+    metrics = json.loads((trained_run / "metrics_test.json").read_text())
+    assert metrics["macro_f1"] > 0.4  # chance level for 4 classes is about 0.25
+    with np.load(trained_run / "split.npz") as split:
+        assert not set(split["train"]) & set(split["test"])
+
+
+def test_resume_continues_from_the_last_epoch(trained_run, tmp_path, jurkat_slice):
+    import shutil
+
+    from training import train_classifier
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--width", "16",
+                           "--epochs", "4", "--seed", "0", "--out", str(run), "--resume", "--quiet"])
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[:3] == json.loads((trained_run / "history.json").read_text())
+
+
+def test_export_card_and_parity(classifier_bundle, trained_run):
+    card = json.loads((classifier_bundle / "card.json").read_text())
+    assert card["kind"] == "classifier" and card["classes"] == ["G1", "S", "G2", "M"]
+    assert card["channels"] == ["brightfield", "DNA", "darkfield"] and card["input"]["size"] == [40, 40]
+    assert card["input"]["dtype"] == "uint16"
+    assert card["outputs"] == {"names": ["logits", "features"], "feature_dim": 128}
+    assert card["training"]["test_metrics"]["macro_f1"] == json.loads(
+        (trained_run / "metrics_test.json").read_text())["macro_f1"]
+    assert {"torch", "onnx", "onnxruntime", "numpy"} <= set(card["versions"])
+    assert card["export"]["parity"]["logits"]["max_abs"] < 1e-3
+    assert len(card["files"]["model.onnx"]["sha256"]) == 64
+
+
+def test_parity_check_fails_above_tolerance():
+    from export.common import parity
+
+    want = {"logits": np.zeros((2, 3))}
+    assert parity(want, {"logits": np.full((2, 3), 1e-6)}, atol=1e-4, rtol=0)["logits"]["max_abs"] == 1e-6
+    with pytest.raises(AssertionError, match="differs from torch"):
+        parity(want, {"logits": np.full((2, 3), 0.1)}, atol=1e-4, rtol=0)
