@@ -46,20 +46,21 @@ class ClassifyWidget(JobWidget):
         bundle = Path(self.bundle.value)
         if not str(self.bundle.value) or not bundle.exists():
             raise ValueError(f"choose a classifier bundle folder (got '{self.bundle.value}')")
-        data = np.asarray(image.data)
+        data = image.data  # read in the worker: a lazy (dask, zarr) layer must not block the viewer
         batch, margin = int(self.batch_size.value), float(self.margin.value)
 
         if labels is None:
             def job():
                 model = OnnxModel(bundle, kind="classifier")
-                result = yield from classify_crops(model, data, batch)
+                result = yield from classify_crops(model, np.asarray(data), batch)
                 return ("stack", image, result)
         else:
-            label_data = np.asarray(labels.data)
+            label_data = labels.data
 
             def job():
                 model = OnnxModel(bundle, kind="classifier")
-                objects, result = yield from classify_objects(model, data, label_data, batch, margin)
+                objects, result = yield from classify_objects(model, np.asarray(data), np.asarray(label_data),
+                                                              batch, margin)
                 return ("objects", labels, (objects, result))
         return job
 
