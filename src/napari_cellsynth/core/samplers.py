@@ -1,0 +1,137 @@
+"""Diffusion samplers as pure numpy functions, shared by training-time checks and the runtime.
+
+Every sampler is a generator ``sampler(model_fn, x, schedule, ..., rng)`` that yields
+``(step, total)`` after each network evaluation and returns the final ``x``;
+:func:`napari_cellsynth.core.classify.run_to_end` drives one without a GUI.
+
+``model_fn(x, t)`` predicts the noise ε for a batch ``x`` at integer timesteps ``t`` (one per
+sample).  Class conditioning and classifier-free guidance wrap a network into such a function
+with :func:`guided`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+import numpy as np
+
+from .schedules import NoiseSchedule
+
+ModelFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Sampling = Generator[tuple[int, int], None, np.ndarray]
+SPACINGS = ("leading", "trailing", "linspace")
+
+
+def guided(net: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], classes: np.ndarray,
+           null_class: int, scale: float) -> ModelFn:
+    """ε = ε(x, ∅) + w (ε(x, c) - ε(x, ∅)); w = 1 is plain conditioning, w = 0 unconditional."""
+    classes = np.asarray(classes, dtype=np.int64)
+
+    def model_fn(x, t):
+        if scale == 1.0:
+            return net(x, t, classes)
+        if scale == 0.0:
+            return net(x, t, np.full_like(classes, null_class))
+        both = net(np.concatenate([x, x]), np.concatenate([t, t]),
+                   np.concatenate([classes, np.full_like(classes, null_class)]))
+        cond, uncond = np.split(both, 2)
+        return uncond + scale * (cond - uncond)
+
+    return model_fn
+
+
+def timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -> np.ndarray:
+    """Descending timesteps to visit, ``steps`` of them, from T-1 (or near it) down to 0."""
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be between 1 and the schedule's {num_timesteps} timesteps, got {steps}")
+    if spacing == "leading":
+        ts = np.arange(steps) * (num_timesteps // steps)
+    elif spacing == "trailing":
+        ts = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)).astype(int)[::-1] - 1
+    elif spacing == "linspace":
+        ts = np.round(np.linspace(0, num_timesteps - 1, steps)).astype(int)
+    else:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; choose from {SPACINGS}")
+    return np.unique(ts)[::-1].astype(np.int64)
+
+
+def _eps(model_fn: ModelFn, x: np.ndarray, t: int) -> np.ndarray:
+    out = model_fn(x, np.full(len(x), t, dtype=np.int64))
+    if out.shape != x.shape:
+        raise ValueError(f"model returned shape {out.shape} for input {x.shape}")
+    return out.astype(np.float64)
+
+
+def ddpm(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, rng: np.random.Generator,
+         clip_x0: float | None = None) -> Sampling:
+    """Ancestral DDPM sampling over all T steps (posterior variance β̃_t)."""
+    x = x.astype(np.float64)
+    ab, ab_prev, betas = schedule.alpha_bar, schedule.alpha_bar_prev(), schedule.betas
+    total = schedule.num_timesteps
+    for i, t in enumerate(range(total - 1, -1, -1)):
+        eps = _eps(model_fn, x.astype(np.float32), t)
+        x0 = (x - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t])
+        if clip_x0 is not None:
+            x0 = np.clip(x0, -clip_x0, clip_x0)
+        mean = (np.sqrt(ab_prev[t]) * betas[t] * x0 + np.sqrt(1 - betas[t]) * (1 - ab_prev[t]) * x) / (1 - ab[t])
+        if t > 0:
+            variance = betas[t] * (1 - ab_prev[t]) / (1 - ab[t])
+            x = mean + np.sqrt(variance) * rng.standard_normal(x.shape)
+        else:
+            x = mean
+        yield i + 1, total
+    return x.astype(np.float32)
+
+
+def ddim(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int, rng: np.random.Generator,
+         eta: float = 0.0, spacing: str = "leading", clip_x0: float | None = None) -> Sampling:
+    """DDIM (Song et al. 2021) over ``steps`` timesteps; η = 0 deterministic, η = 1 DDPM-like noise."""
+    if eta < 0:
+        raise ValueError(f"eta must be ≥ 0, got {eta}")
+    x = x.astype(np.float64)
+    ts = timesteps(schedule.num_timesteps, steps, spacing)
+    ab = schedule.alpha_bar
+    for i, t in enumerate(ts):
+        eps = _eps(model_fn, x.astype(np.float32), int(t))
+        x0 = (x - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t])
+        if clip_x0 is not None:
+            x0 = np.clip(x0, -clip_x0, clip_x0)
+            eps = (x - np.sqrt(ab[t]) * x0) / np.sqrt(1 - ab[t])
+        ab_next = ab[ts[i + 1]] if i + 1 < len(ts) else 1.0
+        sigma = eta * np.sqrt((1 - ab_next) / (1 - ab[t]) * (1 - ab[t] / ab_next))
+        x = np.sqrt(ab_next) * x0 + np.sqrt(max(1 - ab_next - sigma ** 2, 0.0)) * eps
+        if sigma > 0:
+            x = x + sigma * rng.standard_normal(x.shape)
+        yield i + 1, len(ts)
+    return x.astype(np.float32)
+
+
+def dpm_solver_pp_2m(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int,
+                     rng: np.random.Generator | None = None, spacing: str = "trailing") -> Sampling:
+    """DPM-Solver++(2M) (Lu et al. 2022), data prediction, multistep second order; deterministic."""
+    x = x.astype(np.float64)
+    ts = timesteps(schedule.num_timesteps, steps, spacing)
+    ab = schedule.alpha_bar
+    alpha = np.sqrt(ab[ts])
+    sigma = np.sqrt(1 - ab[ts])
+    lam = np.log(alpha) - np.log(sigma)
+    previous_x0, previous_h = None, None
+    for i, t in enumerate(ts):
+        eps = _eps(model_fn, x.astype(np.float32), int(t))
+        x0 = (x - sigma[i] * eps) / alpha[i]
+        if i + 1 == len(ts):  # last step: to the clean image
+            x = x0
+        else:
+            h = lam[i + 1] - lam[i]
+            if previous_x0 is None:
+                d = x0
+            else:
+                r = previous_h / h
+                d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * previous_x0
+            x = sigma[i + 1] / sigma[i] * x - alpha[i + 1] * np.expm1(-h) * d
+            previous_x0, previous_h = x0, h
+        yield i + 1, len(ts)
+    return x.astype(np.float32)
+
+
+SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpm_solver_pp_2m": dpm_solver_pp_2m}

@@ -1,0 +1,120 @@
+"""Noise schedules, defined once for training and for the runtime samplers (numpy only).
+
+* DDPM/DDIM: ``beta_t`` for t = 0 … T-1 and ``alpha_bar_t = prod(1 - beta)``; kinds ``linear``
+  (Ho et al. 2020), ``cosine`` (Nichol & Dhariwal 2021) and ``sigmoid`` (Chen 2023, the schedule of
+  paper 003: start, end, τ).
+* Brownian bridge (paper 004, eqs. 1–3): ``m_t = t / T`` and ``delta_t = 2 s (m_t - m_t²)``.
+
+A schedule writes itself into a bundle card (``to_card``) and is rebuilt from it (``from_card``),
+so a bundle's samplers always use the schedule its network was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_BETA = 0.999
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _betas_from_alpha_bar(alpha_bar_fn, num_timesteps: int) -> np.ndarray:
+    """Discretise a continuous alpha_bar(τ), τ ∈ [0, 1], into T betas (clipped at 0.999)."""
+    grid = np.arange(num_timesteps + 1, dtype=np.float64) / num_timesteps
+    alpha_bar = alpha_bar_fn(grid)
+    betas = 1.0 - alpha_bar[1:] / alpha_bar[:-1]
+    return np.clip(betas, 0.0, MAX_BETA)
+
+
+def linear_betas(num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    # scaled so that T = 1000 gives the DDPM paper's 1e-4 … 0.02 and other T keep the same total noise
+    scale = 1000.0 / num_timesteps
+    return np.linspace(scale * beta_start, scale * beta_end, num_timesteps, dtype=np.float64)
+
+
+def cosine_betas(num_timesteps: int, s: float = 0.008) -> np.ndarray:
+    def alpha_bar(tau):
+        return np.cos((tau + s) / (1 + s) * np.pi / 2) ** 2 / np.cos(s / (1 + s) * np.pi / 2) ** 2
+
+    return _betas_from_alpha_bar(alpha_bar, num_timesteps)
+
+
+def sigmoid_betas(num_timesteps: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0) -> np.ndarray:
+    if not end > start or tau <= 0:
+        raise ValueError(f"sigmoid schedule needs end > start and tau > 0, got start={start}, end={end}, tau={tau}")
+    v_start, v_end = _sigmoid(start / tau), _sigmoid(end / tau)
+
+    def alpha_bar(t):
+        return (v_end - _sigmoid((t * (end - start) + start) / tau)) / (v_end - v_start)
+
+    return _betas_from_alpha_bar(alpha_bar, num_timesteps)
+
+
+KINDS = {"linear": linear_betas, "cosine": cosine_betas, "sigmoid": sigmoid_betas}
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    kind: str
+    num_timesteps: int
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown noise schedule {self.kind!r}; choose from {sorted(KINDS)}")
+        if self.num_timesteps < 2:
+            raise ValueError(f"a schedule needs at least 2 timesteps, got {self.num_timesteps}")
+        object.__setattr__(self, "betas", KINDS[self.kind](self.num_timesteps, **self.params))
+        object.__setattr__(self, "alpha_bar", np.cumprod(1.0 - self.betas))
+
+    @property
+    def alphas(self) -> np.ndarray:
+        return 1.0 - self.betas
+
+    def alpha_bar_prev(self) -> np.ndarray:
+        return np.concatenate([[1.0], self.alpha_bar[:-1]])
+
+    def add_noise(self, x0: np.ndarray, noise: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """q(x_t | x_0) = N(sqrt(ᾱ_t) x_0, (1 - ᾱ_t) I), for a batch with one t per sample."""
+        ab = self.alpha_bar[np.asarray(t)].reshape(-1, *([1] * (x0.ndim - 1)))
+        return (np.sqrt(ab) * x0 + np.sqrt(1 - ab) * noise).astype(x0.dtype)
+
+    def to_card(self) -> dict:
+        return {"kind": self.kind, "num_timesteps": self.num_timesteps, "params": dict(self.params),
+                "prediction": "epsilon"}
+
+    @classmethod
+    def from_card(cls, data: dict) -> "NoiseSchedule":
+        return cls(data["kind"], int(data["num_timesteps"]), dict(data.get("params", {})))
+
+
+@dataclass(frozen=True)
+class BridgeSchedule:
+    """Brownian bridge between x_0 (target) and y (condition): x_t = (1 - m_t) x_0 + m_t y + sqrt(δ_t) ε."""
+
+    num_timesteps: int = 1000
+    s: float = 1.0  # variance scale: δ_t = 2 s (m_t - m_t²), at most s / 2 at t = T/2
+
+    def __post_init__(self):
+        if self.num_timesteps < 2 or self.s <= 0:
+            raise ValueError(f"bridge needs num_timesteps ≥ 2 and s > 0, got {self.num_timesteps}, {self.s}")
+
+    @property
+    def m(self) -> np.ndarray:
+        return np.arange(self.num_timesteps + 1, dtype=np.float64) / self.num_timesteps
+
+    @property
+    def delta(self) -> np.ndarray:
+        m = self.m
+        return 2.0 * self.s * (m - m ** 2)
+
+    def to_card(self) -> dict:
+        return {"kind": "brownian_bridge", "num_timesteps": self.num_timesteps, "s": self.s}
+
+    @classmethod
+    def from_card(cls, data: dict) -> "BridgeSchedule":
+        return cls(int(data["num_timesteps"]), float(data.get("s", 1.0)))

@@ -1,0 +1,106 @@
+"""Schedules and samplers against a noise model whose answer is known in closed form.
+
+For data x0 ~ N(μ, s²) per pixel, x_t = sqrt(ᾱ) x0 + sqrt(1-ᾱ) ε has the optimal noise predictor
+E[ε | x_t] = sqrt(1-ᾱ) (x_t - sqrt(ᾱ) μ) / (ᾱ s² + 1 - ᾱ); a correct sampler driven by it turns
+N(0, 1) noise into N(μ, s²) samples.
+"""
+
+import numpy as np
+import pytest
+
+from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.samplers import ddim, ddpm, dpm_solver_pp_2m, guided, timesteps
+from napari_cellsynth.core.schedules import BridgeSchedule, NoiseSchedule
+
+MU, S = 0.7, 0.3
+
+
+def gaussian_eps(schedule):
+    def model_fn(x, t):
+        ab = schedule.alpha_bar[t].reshape(-1, *([1] * (x.ndim - 1)))
+        return (np.sqrt(1 - ab) * (x - np.sqrt(ab) * MU) / (ab * S ** 2 + 1 - ab)).astype(np.float32)
+    return model_fn
+
+
+@pytest.mark.parametrize("kind, params", [("linear", {}), ("cosine", {}), ("sigmoid", {"start": -3, "end": 3, "tau": 1.0}),
+                                          ("sigmoid", {"start": 0, "end": 3, "tau": 0.7})])
+def test_schedules_decay_monotonically_from_clean_to_noise(kind, params):
+    schedule = NoiseSchedule(kind, 1000, params)
+    ab = schedule.alpha_bar
+    assert ab[0] > 0.99 and ab[-1] < 0.01
+    assert np.all(np.diff(ab) < 0) and np.all((schedule.betas > 0) & (schedule.betas <= 0.999))
+    assert NoiseSchedule.from_card(schedule.to_card()).alpha_bar.tolist() == ab.tolist()
+
+
+def test_schedule_errors():
+    with pytest.raises(ValueError, match="unknown noise schedule"):
+        NoiseSchedule("quadratic", 1000)
+    with pytest.raises(ValueError, match="end > start"):
+        NoiseSchedule("sigmoid", 1000, {"start": 3, "end": -3})
+
+
+def test_bridge_marginal_variance():
+    bridge = BridgeSchedule(1000, s=1.0)
+    assert bridge.m[0] == 0 and bridge.m[-1] == 1 and bridge.m[500] == 0.5
+    assert bridge.delta[0] == bridge.delta[-1] == 0 and bridge.delta[500] == pytest.approx(0.5)
+    assert BridgeSchedule(1000, s=0.5).delta.max() == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_timesteps(spacing):
+    ts = timesteps(1000, 50, spacing)
+    assert len(ts) == 50 and np.all(np.diff(ts) < 0) and ts[0] <= 999
+    # leading and linspace end on the clean step; trailing starts on the noisiest one
+    assert ts[-1] == 0 if spacing != "trailing" else (ts[0] == 999 and ts[-1] == 19)
+    with pytest.raises(ValueError, match="steps must be between 1"):
+        timesteps(1000, 0)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "ddim_eta1", "dpm"])
+def test_samplers_reach_the_known_distribution(name):
+    schedule = NoiseSchedule("cosine", 1000)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((4000, 1, 2, 2)).astype(np.float32)
+    job = {"ddpm": lambda: ddpm(gaussian_eps(schedule), noise, schedule, rng),
+           "ddim": lambda: ddim(gaussian_eps(schedule), noise, schedule, 50, rng),
+           "ddim_eta1": lambda: ddim(gaussian_eps(schedule), noise, schedule, 100, rng, eta=1.0),
+           "dpm": lambda: dpm_solver_pp_2m(gaussian_eps(schedule), noise, schedule, 20)}[name]()
+    samples = run_to_end(job)
+    assert samples.shape == noise.shape and samples.dtype == np.float32
+    assert samples.mean() == pytest.approx(MU, abs=0.02)
+    assert samples.std() == pytest.approx(S, rel=0.06)
+
+
+def test_deterministic_samplers_are_reproducible_and_seeded_ones_follow_the_seed():
+    schedule = NoiseSchedule("linear", 200)
+    noise = np.random.default_rng(1).standard_normal((8, 1, 4, 4)).astype(np.float32)
+    a = run_to_end(ddim(gaussian_eps(schedule), noise, schedule, 20, np.random.default_rng(5)))
+    b = run_to_end(ddim(gaussian_eps(schedule), noise, schedule, 20, np.random.default_rng(6)))
+    np.testing.assert_array_equal(a, b)  # η = 0 ignores the generator
+    c = run_to_end(ddpm(gaussian_eps(schedule), noise, schedule, np.random.default_rng(5)))
+    d = run_to_end(ddpm(gaussian_eps(schedule), noise, schedule, np.random.default_rng(5)))
+    e = run_to_end(ddpm(gaussian_eps(schedule), noise, schedule, np.random.default_rng(6)))
+    np.testing.assert_array_equal(c, d)
+    assert not np.array_equal(c, e)
+
+
+def test_progress_counts_network_calls():
+    schedule = NoiseSchedule("linear", 100)
+    job = dpm_solver_pp_2m(gaussian_eps(schedule), np.zeros((1, 1, 2, 2), np.float32), schedule, 10)
+    progress = []
+    while True:
+        try:
+            progress.append(next(job))
+        except StopIteration:
+            break
+    assert progress == [(i, 10) for i in range(1, 11)]
+
+
+def test_guidance_mixes_conditional_and_unconditional_predictions():
+    def net(x, t, c):
+        return np.broadcast_to(c.reshape(-1, 1).astype(np.float32), x.shape).copy()
+
+    x, t = np.zeros((3, 2)), np.zeros(3, np.int64)
+    assert np.allclose(guided(net, [2, 2, 2], null_class=0, scale=1.0)(x, t), 2)
+    assert np.allclose(guided(net, [2, 2, 2], null_class=0, scale=0.0)(x, t), 0)
+    assert np.allclose(guided(net, [2, 2, 2], null_class=0, scale=3.0)(x, t), 6)
