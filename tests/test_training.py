@@ -32,11 +32,12 @@ def test_batches_augment_with_flips_rotations_and_brightness():
     rng = np.random.default_rng(0)
     images = rng.integers(100, 200, size=(64, 2, 8, 8)).astype(np.uint16)
     mean, std = channel_stats(images)
-    plain = next(iter(CropBatches(images, np.zeros(64), mean, std, 64, augment=False, seed=0)))[0]
+    norm = {"type": "standardize", "mean": mean, "std": std}
+    plain = next(iter(CropBatches(images, np.zeros(64), norm, 64, augment=False, seed=0)))[0]
     np.testing.assert_allclose(plain.mean(dim=(0, 2, 3)), 0, atol=1e-4)
-    batches = CropBatches(images, np.arange(64), mean, std, 64, augment=True, seed=0)
+    batches = CropBatches(images, np.arange(64), norm, 64, augment=True, seed=0)
     x, y = next(iter(batches))
-    raw = x * batches.std + batches.mean
+    raw = (x - batches.offset) / batches.scale
     for out, index in zip(raw, y):
         original = torch.from_numpy(images[index].astype(np.float32))
         ratio = out.sum() / original.sum()

@@ -10,6 +10,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from napari_cellsynth.core.datasets import CropSet, read_crops
+from napari_cellsynth.core.images import affine_coefficients
 from napari_cellsynth.core.label_maps import apply_label_map, resolve_label_map
 
 
@@ -69,18 +70,21 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 class CropBatches:
     """Raw crops held as one float32 tensor; batches come out augmented and normalised.
 
-    Augmentation (training only): random horizontal/vertical flips, 90° rotations and a
-    brightness factor in [0.5, 1.5] applied to the raw intensities before normalisation.
+    Augmentation (training only): random horizontal/vertical flips, 90° rotations and (unless
+    ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw intensities before
+    normalisation.  ``normalization`` is a card's normalisation entry.
     """
 
-    def __init__(self, images: np.ndarray, y: np.ndarray, mean, std, batch_size: int,
-                 augment: bool, seed: int):
+    def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
+                 augment: bool, seed: int, brightness: bool = True):
         self.images = torch.from_numpy(images.astype(np.float32))
         self.y = torch.from_numpy(y.astype(np.int64))
-        self.mean = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
-        self.std = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+        scale, offset = affine_coefficients(normalization, images.shape[1])
+        self.scale = torch.tensor(scale, dtype=torch.float32)[None, :, None, None]
+        self.offset = torch.tensor(offset, dtype=torch.float32)[None, :, None, None]
         self.batch_size = batch_size
         self.augment = augment
+        self.brightness = brightness
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -96,6 +100,8 @@ class CropBatches:
         if x.shape[-1] == x.shape[-2]:
             turns = torch.randint(0, 4, (n,), generator=g)
             x = torch.stack([torch.rot90(xi, int(k), dims=(-2, -1)) for xi, k in zip(x, turns)])
+        if not self.brightness:
+            return x
         brightness = 0.5 + torch.rand(n, generator=g)
         return x * brightness[:, None, None, None]
 
@@ -107,4 +113,4 @@ class CropBatches:
             x = self.images[index]
             if self.augment:
                 x = self._augment(x)
-            yield (x - self.mean) / self.std, self.y[index]
+            yield x * self.scale + self.offset, self.y[index]

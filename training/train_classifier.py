@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
     data, split, config = prepare_run(args, out)
     norm = config["normalization"]
     images = data.crops.images
-    train = CropBatches(images[split["train"]], data.y[split["train"]], norm["mean"], norm["std"],
-                        args.batch_size, augment=not args.no_augment, seed=args.seed)
-    val = CropBatches(images[split["val"]], data.y[split["val"]], norm["mean"], norm["std"], 256, False, 0)
+    train = CropBatches(images[split["train"]], data.y[split["train"]], norm, args.batch_size,
+                        augment=not args.no_augment, seed=args.seed)
+    val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0)
     model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]), args.width)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
                                 nesterov=True)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     bar.close()
     plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}")
     model.load_state_dict(torch.load(out / "best.pt", weights_only=True)["model"])
-    test = CropBatches(images[split["test"]], data.y[split["test"]], norm["mean"], norm["std"], 256, False, 0)
+    test = CropBatches(images[split["test"]], data.y[split["test"]], norm, 256, False, 0)
     _, truth, predicted = evaluate(model, test)
     metrics = classification_metrics(truth, predicted, data.classes)
     metrics["best_epoch"] = int(torch.load(out / "best.pt", weights_only=True)["epoch"])

@@ -1,6 +1,7 @@
 """``cellsynth``: the plugin's functions in batch, over files and folders.
 
     cellsynth classify INPUT --model BUNDLE --out RESULTS.csv
+    cellsynth generate --model DDPM_BUNDLE --class M --count 100 --out FOLDER
     cellsynth info BUNDLE
 
 Training and export run from a checkout of the repository
@@ -77,6 +78,44 @@ def _score(labels, result, label_map, out: Path) -> None:
     write_json_atomic(out.with_suffix(".metrics.json"), metrics)
 
 
+def cmd_generate(args) -> int:
+    """One TIFF per image with its provenance; batches already on disk are skipped (resume)."""
+    from tqdm import tqdm
+
+    from .core.generate import GenerationSettings, generate, image_name, provenance, save_images
+
+    model = OnnxModel(args.model, kind="ddpm")
+    settings = GenerationSettings(args.class_name, args.count, args.sampler, args.steps, args.guidance, args.seed,
+                                  args.eta, args.spacing, args.batch_size)
+    settings.check(model)
+    out = Path(args.out)
+    record = provenance(model, settings)
+
+    def indices(b):
+        return range(b * settings.batch_size, min((b + 1) * settings.batch_size, settings.count))
+
+    def skip(b):
+        return all((out / image_name(record, i)).is_file() for i in indices(b))
+
+    def save(b, images):
+        save_images(out, images, {**provenance(model, settings)}, first_index=indices(b)[0])
+
+    job = generate(model, settings, skip_batch=skip, on_batch=save)
+    with tqdm(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:
+        while True:
+            try:
+                done, total = next(job)
+            except StopIteration:
+                break
+            bar.total = total
+            bar.update(done - bar.n)
+    from .core.atomic import write_json_atomic
+
+    write_json_atomic(out / f"{args.class_name}_seed{args.seed}.json", {**record, "count": args.count})
+    print(f"wrote {args.count} images of {args.class_name} to {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_info(args) -> int:
     card = read_card(args.bundle)
     verify_files(args.bundle, card)
@@ -97,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_classify)
+    p = sub.add_parser("generate", help="generate images of a class with a DDPM bundle (TIFFs with provenance)")
+    p.add_argument("--model", required=True, help="ddpm bundle folder")
+    p.add_argument("--class", dest="class_name", required=True, help="class name from the bundle's card")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm_solver_pp_2m"])
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (DDPM always runs all of them)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM η (0 deterministic)")
+    p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="folder for the TIFFs (a rerun resumes)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_generate)
     p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)

@@ -68,20 +68,35 @@ def check_finite(stack: np.ndarray, what: str = "images") -> None:
                 f"{crops[:10].tolist()}{'…' if len(crops) > 10 else ''}; fill or drop them first")
 
 
-def normalize(stack: np.ndarray, normalization: dict) -> np.ndarray:
-    """Raw intensities → the float32 values the network was trained on."""
+def affine_coefficients(normalization: dict, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, offset) with normalised = raw * scale + offset."""
     kind = normalization.get("type", "none")
-    data = stack.astype(np.float32, copy=True)
     if kind == "standardize":
-        mean = np.asarray(normalization["mean"], np.float32)[None, :, None, None]
-        std = np.asarray(normalization["std"], np.float32)[None, :, None, None]
-        data -= mean
-        data /= std
-    elif kind == "minmax_range":
-        low = np.asarray(normalization["low"], np.float32)[None, :, None, None]
-        high = np.asarray(normalization["high"], np.float32)[None, :, None, None]
-        data = 2.0 * (data - low) / (high - low) - 1.0
-    return data
+        std = np.asarray(normalization["std"], np.float64)
+        return 1.0 / std, -np.asarray(normalization["mean"], np.float64) / std
+    if kind == "minmax_range":
+        low, high = (np.asarray(normalization[k], np.float64) for k in ("low", "high"))
+        return 2.0 / (high - low), -2.0 * low / (high - low) - 1.0
+    return np.ones(n_channels), np.zeros(n_channels)
+
+
+def normalize(stack: np.ndarray, normalization: dict) -> np.ndarray:
+    """Raw intensities (N×C×H×W) → the float32 values the network was trained on."""
+    scale, offset = affine_coefficients(normalization, stack.shape[1])
+    return (stack * scale[None, :, None, None] + offset[None, :, None, None]).astype(np.float32)
+
+
+def denormalize(batch: np.ndarray, normalization: dict, dtype, value_range=None) -> np.ndarray:
+    """Network values → raw intensities in ``dtype``, clipped to ``value_range`` (and the dtype's range)."""
+    scale, offset = affine_coefficients(normalization, batch.shape[1])
+    raw = (batch.astype(np.float64) - offset[None, :, None, None]) / scale[None, :, None, None]
+    dtype = np.dtype(dtype)
+    low, high = value_range if value_range is not None else (-np.inf, np.inf)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = max(low, info.min), min(high, info.max)
+        return np.clip(np.rint(raw), low, high).astype(dtype)
+    return np.clip(raw, low, high).astype(dtype)
 
 
 def prepare(images: np.ndarray, card: Card, what: str = "images") -> np.ndarray:

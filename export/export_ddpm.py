@@ -1,0 +1,106 @@
+"""Export a DDPM run's EMA noise network to a bundle: ``model.onnx`` = one forward pass f(x, t, class).
+
+    python -m export.export_ddpm runs/ddpm-jurkat4-M --out bundles/ddpm-jurkat4-M
+
+Inputs ``x`` (N×C×H×W float32), ``t`` (N int64 timesteps), ``class`` (N int64; the null class
+``len(classes)`` is unconditional); output ``eps``.  The card carries the schedule, the
+prediction type, classes, channels, size, the [-1, 1] normalisation and the training provenance.
+Parity: torch and ONNX Runtime on real training crops noised at several timesteps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.datasets import read_crops
+from napari_cellsynth.core.images import normalize
+from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.core.schedules import NoiseSchedule
+from training.nets.unet import UNet
+
+from .common import export_onnx, library_versions, parity
+
+
+def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
+    config = json.loads((run / "config.json").read_text())
+    net = config["net"]
+    model = UNet(len(config["channels"]), net["num_classes"], net["base"], tuple(net["channel_mult"]),
+                 attention_gates=net["attention_gates"], dropout=net["dropout"],
+                 image_size=int(config["image_size"][-1]))
+    state = torch.load(run / "last.pt", weights_only=True)
+    model.load_state_dict(state["ema"])
+    config["trained_steps"] = int(state["step"])
+    config["final_loss"] = state["history"][-1]["loss"] if state["history"] else None
+    return config, model.eval()
+
+
+def real_noised_inputs(config: dict, run: Path, n: int = 16) -> dict[str, np.ndarray]:
+    crops = read_crops(config["data"])
+    with np.load(run / "train_index.npz", allow_pickle=False) as saved:
+        index = saved["index"][:n]
+    x0 = normalize(crops.images[index], config["normalization"])
+    schedule = NoiseSchedule.from_card(config["schedule"])
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, schedule.num_timesteps - 1, len(x0)).astype(np.int64)
+    xt = schedule.add_noise(x0, rng.standard_normal(x0.shape).astype(np.float32), t)
+    classes = np.arange(len(x0), dtype=np.int64) % (len(config["classes"]) + 1)
+    return {"x": xt, "t": t, "class": classes}
+
+
+def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
+                rtol: float = 1e-3) -> Path:
+    run, out = Path(run), Path(out)
+    config, model = load_ddpm_run(run)
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    c, (h, w) = len(config["channels"]), config["image_size"]
+    example = (torch.zeros(2, c, h, w), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    export_onnx(model, example, staging / "model.onnx", ["x", "t", "class"], ["eps"])
+    card = Card(
+        kind="ddpm", name=name or out.name, classes=config["classes"], channels=config["channels"],
+        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
+               "value_range": config["value_range"], "name": "x"},
+        normalization=config["normalization"], outputs={"names": ["eps"], "prediction": "epsilon"},
+        training={"data": {"source": config["data"], "label_map": config["label_map"],
+                           "train_counts": config["train_counts"]},
+                  "init_from": config["init_from"], "steps": config["trained_steps"],
+                  "final_loss": config["final_loss"], "net": config["net"],
+                  "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        versions=library_versions(), files={"model.onnx": {}},
+        extra={"schedule": config["schedule"], "null_class": len(config["classes"])})
+    save_bundle(staging, card)
+    feeds = real_noised_inputs(config, run)
+    with torch.inference_mode():
+        expected = model(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()
+    got = OnnxModel(staging, kind="ddpm", providers=["CPUExecutionProvider"]).run(feeds)
+    card.extra["export"] = {"opset": 17, "parity_on": f"{len(feeds['x'])} real training crops, noised",
+                            "parity": parity({"eps": expected}, got, atol, rtol)}
+    save_bundle(staging, card)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m export.export_ddpm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--name")
+    args = parser.parse_args(argv)
+    path = export_ddpm(args.run, args.out, args.name)
+    print(f"wrote {path}: parity {json.loads((path / 'card.json').read_text())['export']['parity']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The Generate dock widget: a DDPM bundle, a class and sampler settings → a new image layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
+
+from ..core.bundle import BundleError, read_card
+from ..core.generate import GenerationSettings, generate, save_images
+from ..core.runtime import OnnxModel
+from .base import JobWidget
+
+PROVENANCE_KEY = "cellsynth_provenance"
+
+
+class GenerateWidget(JobWidget):
+    run_text = "Generate"
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        self.bundle = FileEdit(mode="d", label="DDPM bundle")
+        self.class_name = ComboBox(choices=[], label="class")
+        self.count = SpinBox(value=16, min=1, max=100_000, label="count")
+        self.sampler = ComboBox(choices=["ddim", "dpm_solver_pp_2m", "ddpm"], value="ddim", label="sampler")
+        self.steps = SpinBox(value=50, min=1, max=10_000, label="steps")
+        self.guidance = FloatSpinBox(value=1.0, min=0.0, max=20.0, step=0.5, label="guidance")
+        self.eta = FloatSpinBox(value=0.0, min=0.0, max=1.0, step=0.1, label="DDIM η")
+        self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
+        self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
+        super().__init__(viewer, [self.bundle, self.class_name, self.count, self.sampler, self.steps,
+                                  self.guidance, self.eta, self.seed, self.batch_size])
+        self.save_folder = FileEdit(mode="d", label="save to")
+        self.save_button = PushButton(text="Save layer's images")
+        self.extend([Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False)])
+        self.bundle.changed.connect(self._bundle_changed)
+        self.save_button.changed.connect(self.save_selected)
+
+    def _bundle_changed(self, value=None) -> None:
+        try:
+            card = read_card(self.bundle.value)
+        except BundleError as err:
+            self.class_name.choices = []
+            self.status.value = f"error: {err}"
+            return
+        self.class_name.choices = card.classes
+        self.status.value = f"{card.kind} bundle '{card.name}', {card.n_channels} channel(s), " \
+                            f"{card.image_size[0]}×{card.image_size[1]}"
+
+    def settings(self) -> GenerationSettings:
+        return GenerationSettings(self.class_name.value, int(self.count.value), self.sampler.value,
+                                  int(self.steps.value), float(self.guidance.value), int(self.seed.value),
+                                  float(self.eta.value), "leading", int(self.batch_size.value))
+
+    def make_job(self):
+        bundle = Path(self.bundle.value)
+        if self.class_name.value is None:
+            raise ValueError("choose a DDPM bundle folder, then a class")
+        settings = self.settings()
+
+        def job():
+            model = OnnxModel(bundle, kind="ddpm")
+            return (yield from generate(model, settings))
+        return job
+
+    def show_result(self, result) -> None:
+        record = result.provenance
+        name = f"generated {record['class']} ({record['sampler']} {record['steps']}, seed {record['seed']})"
+        self._viewer.add_image(result.images, name=name, metadata={PROVENANCE_KEY: record})
+        self.status.value = f"{len(result.images)} images of {record['class']}"
+
+    def save_selected(self, value=None) -> list[Path]:
+        layer = self._viewer.layers.selection.active
+        if layer is None or PROVENANCE_KEY not in getattr(layer, "metadata", {}):
+            self.status.value = "error: select a generated layer to save"
+            return []
+        folder = Path(self.save_folder.value)
+        paths = save_images(folder, layer.data, layer.metadata[PROVENANCE_KEY])
+        self.status.value = f"saved {len(paths)} images to {folder}"
+        return paths

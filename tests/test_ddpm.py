@@ -1,0 +1,137 @@
+"""DDPM: a short real training run on Jurkat cells → export → generation (core, CLI, napari)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cellsynth.cli import main as cli
+from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.generate import GenerationSettings, generate, read_provenance
+from napari_cellsynth.core.runtime import OnnxModel
+from training.nets.unet import UNet
+
+TINY = ["--base", "8", "--channel-mult", "1", "2", "--batch-size", "16", "--sample-every", "1000", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def ddpm_run(jurkat_slice, tmp_path_factory):
+    from training import train_ddpm
+
+    run = tmp_path_factory.mktemp("ddpm") / "base"
+    train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
+                     "--out", str(run), *TINY])
+    return run
+
+
+@pytest.fixture(scope="session")
+def ddpm_bundle(ddpm_run, tmp_path_factory):
+    from export.export_ddpm import export_ddpm
+
+    return export_ddpm(ddpm_run, tmp_path_factory.mktemp("ddpm-bundles") / "ddpm")
+
+
+@pytest.mark.parametrize("gates", [False, True])
+def test_unet_shapes_any_channels(gates):
+    net = UNet(5, 3, base=8, channel_mult=(1, 2, 2), attention_gates=gates, image_size=32)
+    out = net(torch.zeros(2, 5, 32, 32), torch.tensor([0, 999]), torch.tensor([0, 3]))
+    assert out.shape == (2, 5, 32, 32)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        UNet(1, 2, channel_mult=(1, 2, 2), image_size=42)
+
+
+def test_training_writes_checkpoint_curves_and_samples(ddpm_run):
+    config = json.loads((ddpm_run / "config.json").read_text())
+    assert config["normalization"]["type"] == "minmax_range" and config["schedule"]["kind"] == "sigmoid"
+    state = torch.load(ddpm_run / "last.pt", weights_only=True)
+    assert state["step"] == 40 and state["history"][-1]["step"] == 40
+    assert (ddpm_run / "loss.png").is_file() and (ddpm_run / "samples_000040.png").is_file()
+
+
+def test_fine_tune_on_the_rare_class_with_resume(ddpm_run, jurkat_slice, tmp_path):
+    from training import train_ddpm
+
+    run = tmp_path / "M"
+    args = ["--data", str(jurkat_slice), "--label-map", "jurkat4", "--timesteps", "100", "--init-from", str(ddpm_run),
+            "--only-classes", "M", "--keep-fraction", "M=0.5", "--out", str(run), *TINY]
+    train_ddpm.main([*args, "--steps", "10", "--ckpt-every", "10"])
+    config = json.loads((run / "config.json").read_text())
+    counts = config["train_counts"]
+    assert counts["G1"] == counts["S"] == counts["G2"] == 0 and counts["M"] > 0
+    assert config["normalization"] == json.loads((ddpm_run / "config.json").read_text())["normalization"]
+    train_ddpm.main([*args, "--steps", "20", "--resume"])
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 20
+
+
+def test_export_card_and_parity(ddpm_bundle):
+    card = json.loads((ddpm_bundle / "card.json").read_text())
+    assert card["kind"] == "ddpm" and card["null_class"] == 4 and card["schedule"]["num_timesteps"] == 100
+    assert card["outputs"]["prediction"] == "epsilon" and card["export"]["parity"]["eps"]["max_abs"] < 1e-3
+
+
+def test_generation_is_seeded_and_in_the_data_range(ddpm_bundle):
+    model = OnnxModel(ddpm_bundle, kind="ddpm")
+    first = run_to_end(generate(model, GenerationSettings("M", 5, "ddim", 10, guidance=2.0, seed=1, batch_size=2)))
+    again = run_to_end(generate(model, GenerationSettings("M", 5, "ddim", 10, guidance=2.0, seed=1, batch_size=2)))
+    other = run_to_end(generate(model, GenerationSettings("M", 5, "ddim", 10, guidance=2.0, seed=2, batch_size=2)))
+    assert first.images.shape == (5, 3, 40, 40) and first.images.dtype == np.uint16
+    np.testing.assert_array_equal(first.images, again.images)
+    assert not np.array_equal(first.images, other.images)
+    low, high = model.card.input["value_range"]
+    assert first.images.min() >= low and first.images.max() <= high
+    assert first.provenance["bundle_sha256"] == model.card.files["model.onnx"]["sha256"]
+    for sampler in ("ddpm", "dpm_solver_pp_2m"):
+        out = run_to_end(generate(model, GenerationSettings("G1", 2, sampler, 5, seed=0)))
+        assert out.images.shape == (2, 3, 40, 40)
+
+
+@pytest.mark.parametrize("change, message", [({"class_name": "Anaphase"}, "not in bundle"),
+                                             ({"steps": 0}, "steps must be between 1"),
+                                             ({"count": 0}, "count must be at least 1"),
+                                             ({"sampler": "euler"}, "unknown sampler")])
+def test_bad_settings_are_named(ddpm_bundle, change, message):
+    settings = GenerationSettings(**{"class_name": "M", "count": 2, **change})
+    with pytest.raises(ValueError, match=message):
+        run_to_end(generate(OnnxModel(ddpm_bundle, kind="ddpm"), settings))
+
+
+def test_cli_generate_resumes_and_refuses_other_bundles(ddpm_bundle, classifier_bundle, tmp_path, capsys):
+    out = tmp_path / "gen"
+    args = ["generate", "--model", str(ddpm_bundle), "--class", "M", "--count", "5", "--steps", "5",
+            "--batch-size", "2", "--seed", "4", "--out", str(out), "--quiet"]
+    assert cli(args) == 0
+    files = sorted(out.glob("M_seed4_*.tif"))
+    assert len(files) == 5 and read_provenance(files[3])["index"] == 3
+    first = {f.name: f.read_bytes() for f in files}
+    files[2].unlink()  # batch 1 (images 2 and 3) is incomplete; batches 0 and 2 stay untouched
+    stamp = files[0].stat().st_mtime_ns
+    assert cli(args) == 0
+    assert files[0].stat().st_mtime_ns == stamp
+    import tifffile
+
+    assert np.array_equal(tifffile.imread(files[2]), tifffile.imread(__import__("io").BytesIO(first[files[2].name])))
+    assert cli([*args[:2], str(classifier_bundle), *args[3:]]) == 2
+    assert "'classifier' bundle, but a 'ddpm' bundle is needed" in capsys.readouterr().err
+
+
+@pytest.mark.napari
+def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_viewer, qtbot, ddpm_bundle, tmp_path):
+    from napari_cellsynth._widgets.generate import PROVENANCE_KEY, GenerateWidget
+
+    viewer = make_napari_viewer()
+    widget = GenerateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.bundle.value = str(ddpm_bundle)
+    assert list(widget.class_name.choices) == ["G1", "S", "G2", "M"]
+    widget.class_name.value, widget.count.value, widget.steps.value = "M", 3, 5
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert widget.last_error is None, widget.last_error
+    layer = viewer.layers[-1]
+    assert layer.data.shape == (3, 3, 40, 40) and layer.data.dtype == np.uint16
+    assert layer.metadata[PROVENANCE_KEY]["steps"] == 5
+    widget.save_folder.value = str(tmp_path / "saved")
+    paths = widget.save_selected()
+    assert len(paths) == 3 and read_provenance(paths[0])["class"] == "M"

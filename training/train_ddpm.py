@@ -1,0 +1,235 @@
+"""Train a class-conditional DDPM noise predictor (loss of paper 000 eq. 3), or fine-tune one on a rare class.
+
+    # base model on all classes (the training split of the classifier's seeded split)
+    python -m training.train_ddpm --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat4 \
+        --schedule sigmoid --steps 20000 --out runs/ddpm-jurkat4
+    # fine-tune on the rare class (paper 003's procedure)
+    python -m training.train_ddpm --data ... --label-map jurkat4 --init-from runs/ddpm-jurkat4 \
+        --only-classes M --steps 4000 --out runs/ddpm-jurkat4-M
+
+Intensities are scaled per channel to [-1, 1] between the 0.1 and 99.9 percentiles of the
+training split (recorded for the bundle).  Classes are dropped to the null class with
+probability ``--p-uncond`` so that classifier-free guidance works.  EMA weights are kept;
+checkpoints (``last.pt``) allow ``--resume``; ``loss.png`` and ``samples_<step>.png`` (DDIM
+through the shared numpy samplers) show progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.samplers import ddim, guided
+from napari_cellsynth.core.schedules import NoiseSchedule
+
+from .data import CropBatches, load_labelled, stratified_split
+from .nets.unet import UNet
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train_ddpm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--labels-csv")
+    p.add_argument("--label-map", default="identity")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (as the classifier's)")
+    p.add_argument("--only-classes", nargs="+", help="train on these classes only (fine-tuning on a rare class)")
+    p.add_argument("--keep-fraction", nargs="+", default=[], metavar="CLASS=F",
+                   help="keep only a fraction of a class's training crops, e.g. M=0.1")
+    p.add_argument("--schedule", default="sigmoid", choices=["linear", "cosine", "sigmoid"])
+    p.add_argument("--schedule-params", default="{}", help='JSON, e.g. {"start": -3, "end": 3, "tau": 1}')
+    p.add_argument("--timesteps", type=int, default=1000)
+    p.add_argument("--base", type=int, default=64, help="U-Net channels at full resolution")
+    p.add_argument("--channel-mult", type=int, nargs="+", default=[1, 2, 2])
+    p.add_argument("--attention-gates", action="store_true", help="attention gates on the skips (paper 003)")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--steps", type=int, default=20000, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--p-uncond", type=float, default=0.1)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU (measure first)")
+    p.add_argument("--init-from", help="run folder whose EMA weights start this run (fine-tuning)")
+    p.add_argument("--sample-every", type=int, default=2000)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def training_indices(y: np.ndarray, classes: list[str], args) -> np.ndarray:
+    """The classifier's training split, restricted to ``--only-classes`` and thinned by ``--keep-fraction``."""
+    index = stratified_split(y, args.split_seed)["train"]
+    rng = np.random.default_rng(args.split_seed)
+    for spec in args.keep_fraction:
+        name, fraction = spec.split("=")
+        k = classes.index(name)
+        members = index[y[index] == k]
+        keep = rng.choice(members, max(1, int(round(float(fraction) * len(members)))), replace=False)
+        index = np.sort(np.concatenate([index[y[index] != k], keep]))
+    if args.only_classes:
+        unknown = set(args.only_classes) - set(classes)
+        if unknown:
+            raise ValueError(f"--only-classes {sorted(unknown)} not among the classes {classes}")
+        index = index[np.isin(y[index], [classes.index(c) for c in args.only_classes])]
+    return index
+
+
+def robust_range(images: np.ndarray) -> dict:
+    data = images.astype(np.float64)
+    low = np.percentile(data, 0.1, axis=(0, 2, 3))
+    high = np.percentile(data, 99.9, axis=(0, 2, 3))
+    high = np.where(high > low, high, low + 1)
+    return {"type": "minmax_range", "low": low.tolist(), "high": high.tolist()}
+
+
+def torch_model_fn(model: nn.Module):
+    def net(x, t, cls):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(cls)).numpy()
+    return net
+
+
+def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: int = 6, steps: int = 25) -> None:
+    """DDIM samples of every class with the shared numpy sampler; one row per class, first channels as RGB."""
+    from matplotlib.figure import Figure
+
+    model.eval()
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(len(classes)), per_class)
+    noise = rng.standard_normal((len(labels), *image_shape)).astype(np.float32)
+    images = run_to_end(ddim(guided(torch_model_fn(model), labels, len(classes), 1.0), noise, schedule, steps, rng))
+    fig = Figure(figsize=(per_class * 1.1, len(classes) * 1.15))
+    axes = fig.subplots(len(classes), per_class, squeeze=False)
+    for ax, image, k in zip(axes.ravel(), images, labels):
+        shown = np.clip((image[:3] + 1) / 2, 0, 1)
+        ax.imshow(shown.transpose(1, 2, 0) if len(shown) == 3 else shown[0], cmap="gray")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if ax in axes[:, 0]:
+            ax.set_ylabel(classes[k], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_loss(history: list[dict], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    steps = np.array([h["step"] for h in history])
+    loss = np.array([h["loss"] for h in history])
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot(steps, loss, alpha=0.3, label="per 50 steps")
+    if len(loss) >= 10:
+        ax.plot(steps[9:], np.convolve(loss, np.ones(10) / 10, mode="valid"), label="running mean")
+    ax.set_xlabel("step")
+    ax.set_ylabel("ε MSE")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def save_checkpoint(out: Path, model, ema, optimizer, step, history, batches) -> None:
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "history": history, "rng": torch.get_rng_state(),
+                "batch_rng": batches.generator.get_state()}, out / ".last.pt.tmp")
+    os.replace(out / ".last.pt.tmp", out / "last.pt")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    data = load_labelled(args.data, args.label_map, args.labels_csv)
+    index = training_indices(data.y, data.classes, args)
+    images = data.crops.images
+    init_config = json.loads((Path(args.init_from) / "config.json").read_text()) if args.init_from else None
+    normalization = init_config["normalization"] if init_config else robust_range(images[index])
+    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params))
+    config = {"task": "ddpm", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
+              "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
+              "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
+              "normalization": normalization, "schedule": schedule.to_card(),
+              "train_counts": data.counts(index), "init_from": args.init_from,
+              "net": {"base": args.base, "channel_mult": args.channel_mult, "attention_gates": args.attention_gates,
+                      "dropout": args.dropout, "num_classes": len(data.classes)},
+              "args": vars(args)}
+    write_json_atomic(out / "config.json", config)
+    np.savez(out / "train_index.npz", index=index)
+    model = UNet(images.shape[1], len(data.classes), args.base, tuple(args.channel_mult),
+                 attention_gates=args.attention_gates, dropout=args.dropout, image_size=int(images.shape[-1]))
+    if args.init_from:
+        model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True)["ema"])
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    batches = CropBatches(images[index], data.y[index], normalization, args.batch_size, augment=True,
+                          seed=args.seed, brightness=False)
+    history, step = [], 0
+    if args.resume and (out / "last.pt").is_file():
+        state = torch.load(out / "last.pt", weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        batches.generator.set_state(state["batch_rng"])
+        history, step = state["history"], state["step"]
+    alpha_bar = torch.tensor(schedule.alpha_bar, dtype=torch.float32)
+    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
+    running, started = [], time.time()
+    while step < args.steps:
+        for x0, y in batches:
+            model.train()
+            t = torch.randint(0, schedule.num_timesteps, (len(x0),))
+            noise = torch.randn_like(x0)
+            ab = alpha_bar[t][:, None, None, None]
+            xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+            y = torch.where(torch.rand(len(y)) < args.p_uncond, torch.full_like(y, len(data.classes)), y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                prediction = model(xt, t, y)
+            loss = nn.functional.mse_loss(prediction.float(), noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            decay = min(args.ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for e, p in zip(ema.parameters(), model.parameters()):
+                    e.lerp_(p, 1 - decay)
+                for e, b in zip(ema.buffers(), model.buffers()):
+                    e.copy_(b)
+            running.append(loss.item())
+            bar.update()
+            if step % 50 == 0 or step == args.steps:
+                history.append({"step": step, "loss": float(np.mean(running)), "seconds": time.time() - started})
+                bar.set_description(f"loss {history[-1]['loss']:.4f}")
+                running = []
+            if step % args.ckpt_every == 0 or step == args.steps:
+                save_checkpoint(out, model, ema, optimizer, step, history, batches)
+            if step % args.sample_every == 0 or step == args.steps:
+                sample_grid(ema, schedule, data.classes, images.shape[1:], out / f"samples_{step:06d}.png")
+            if step >= args.steps:
+                break
+    bar.close()
+    if history:
+        plot_loss(history, out / "loss.png")
+    return out
+
+
+if __name__ == "__main__":
+    main()
