@@ -1,0 +1,121 @@
+"""Diffusion sampling speed and quality: DDPM-1000, DDIM-50 and DPM-Solver++(2M)-20, ONNX Runtime vs torch.
+
+    python bench/bench_generate.py --run runs/ddpm-jurkat4 --bundle bundles/ddpm-jurkat4 \
+        --classifier bundles/jurkat4 --class M --count 64 [--out bench/results/generate.json]
+
+The same EMA weights run through ONNX Runtime (the plugin's runtime) and torch eager, each
+backend in its own process; both drive the same numpy samplers.  Reports images/s per
+sampler and backend, and FID/KID on the classifier bundle's ResNet features between the
+generated images (ONNX Runtime side) and the real training crops of that class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = {"ddpm-1000": ("ddpm", 1000), "ddim-50": ("ddim", 50), "dpm-solver-20": ("dpm_solver_pp_2m", 20)}
+
+
+def run_one(backend: str, setting: str, args) -> dict:
+    from napari_cellsynth.core.classify import run_to_end
+    from napari_cellsynth.core.generate import GenerationSettings, generate
+    from napari_cellsynth.core.runtime import OnnxModel
+
+    model = OnnxModel(args.bundle, kind="ddpm", providers=["CPUExecutionProvider"])
+    if backend == "torch":
+        import torch
+
+        from export.export_ddpm import load_ddpm_run
+
+        _, net = load_ddpm_run(Path(args.run))
+
+        def run(feeds):
+            with torch.inference_mode():
+                return {"eps": net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()}
+        model.run = run  # same sampler code, torch network
+    sampler, steps = SETTINGS[setting]
+    settings = GenerationSettings(args.class_name, args.count, sampler, steps, args.guidance, seed=0,
+                                  batch_size=args.batch_size)
+    started = time.perf_counter()
+    generated = run_to_end(generate(model, settings))
+    seconds = time.perf_counter() - started
+    path = Path(args.scratch) / f"{backend}-{setting}.npz"
+    np.savez(path, images=generated.images)
+    return {"backend": backend, "setting": setting, "images": args.count, "seconds": seconds,
+            "images_per_s": args.count / seconds, "images_file": str(path)}
+
+
+def quality(rows: list[dict], args) -> None:
+    from napari_cellsynth.core.classify import run_to_end
+    from napari_cellsynth.core.datasets import read_crops
+    from napari_cellsynth.core.evaluation import bundle_features, frechet_distance, kernel_inception_distance
+    from napari_cellsynth.core.label_maps import apply_label_map
+    from napari_cellsynth.core.runtime import OnnxModel
+
+    classifier = OnnxModel(args.classifier, kind="classifier")
+    config = json.loads((Path(args.run) / "config.json").read_text())
+    crops = read_crops(config["data"])
+    y, classes = apply_label_map(crops.labels, config["label_map"])
+    with np.load(Path(args.run) / "train_index.npz") as saved:
+        index = saved["index"]
+    real = crops.images[index[y[index] == classes.index(args.class_name)]]
+    real_features = run_to_end(bundle_features(classifier, real))
+    for row in rows:
+        if row["backend"] != "onnxruntime":
+            continue
+        with np.load(row["images_file"]) as saved:
+            fake_features = run_to_end(bundle_features(classifier, saved["images"]))
+        row["fid_resnet"] = frechet_distance(real_features, fake_features)
+        row["kid_resnet"] = kernel_inception_distance(real_features, fake_features,
+                                                      subset_size=min(100, len(fake_features)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--classifier", required=True, help="classifier bundle for FID/KID features")
+    parser.add_argument("--class", dest="class_name", required=True)
+    parser.add_argument("--count", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--scratch", default="/tmp/cellsynth-bench")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.json"))
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    Path(args.scratch).mkdir(parents=True, exist_ok=True)
+    if args.one:
+        print(json.dumps(run_one(args.one[0], args.one[1], args)))
+        return
+    rows = []
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for setting in args.settings:
+        for backend in ("onnxruntime", "torch"):
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--one", backend, setting]
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            time.sleep(1)
+    quality(rows, args)
+    print(f"{'setting':<15} {'backend':<12} {'img/s':>7} {'FID (ResNet)':>13} {'KID ×1e3':>12}")
+    for r in rows:
+        fid = f"{r['fid_resnet']:13.2f}" if "fid_resnet" in r else f"{'':>13}"
+        kid = f"{1e3 * r['kid_resnet'][0]:7.2f}±{1e3 * r['kid_resnet'][1]:4.2f}" if "kid_resnet" in r else ""
+        print(f"{r['setting']:<15} {r['backend']:<12} {r['images_per_s']:7.3f} {fid} {kid:>12}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"class": args.class_name, "count": args.count, "rows": rows,
+                                          "cpus": os.cpu_count()}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
