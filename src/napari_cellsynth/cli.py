@@ -2,6 +2,7 @@
 
     cellsynth classify INPUT --model BUNDLE --out RESULTS.csv
     cellsynth generate --model DDPM_BUNDLE --class M --count 100 --out FOLDER
+    cellsynth filter --classifier BUNDLE --real DATA --synthetic DATA --minority M --out FOLDER
     cellsynth info BUNDLE
 
 Training and export run from a checkout of the repository
@@ -116,6 +117,44 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_filter(args) -> int:
+    """UMAP filter: decisions CSV, kept images (.npz), the figure (PNG) and the fitted filter (.npz)."""
+    from .core.atomic import atomic_open, write_json_atomic
+    from .core.classify import run_to_end
+    from .core.filtering import run_filter
+    from .core.umap_filter import UmapGmmFilter
+    from .core.umap_plot import save_filter_figure
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = OnnxModel(args.classifier, kind="classifier")
+    real = read_crops(args.real, args.real_labels_csv)
+    if real.labels is None:
+        raise ImageInputError(f"{args.real} has no labels; the filter needs labelled real crops")
+    synthetic = read_crops(args.synthetic)
+    params = {"n_components": args.components, "random_state": args.seed,
+              "confidence": args.confidence if args.confidence == "weight" else float(args.confidence)}
+    fitted = UmapGmmFilter.load(args.load) if args.load else None
+    print("features, UMAP and mixture (UMAP takes a while on a CPU)…", file=sys.stderr)
+    result = run_to_end(run_filter(model, real.images, real.labels, synthetic.images, args.minority, fitted, **params))
+    table = {"source": synthetic.names, **result.table()}
+    write_csv_atomic(out / "decisions.csv", table)
+    kept = result.keep
+    with atomic_open(out / "kept.npz", "wb") as fh:
+        np.savez(fh, images=synthetic.images[kept], source=np.array(synthetic.names)[kept])
+    save_filter_figure(out / "umap_filter.png", result.fitted, result.points, kept)
+    result.fitted.save(out / "filter.npz")
+    summary = {"synthetic": len(kept), "kept": int(kept.sum()), "dropped": int((~kept).sum()),
+               "level": result.fitted.level_, "component_weight": float(result.fitted.weights_[result.fitted.component_]),
+               "minority": args.minority, "classifier": model.card.name,
+               "classifier_sha256": model.card.files["model.onnx"]["sha256"], "real": str(args.real),
+               "synthetic_source": str(args.synthetic)}
+    write_json_atomic(out / "summary.json", summary)
+    print(f"kept {summary['kept']} of {summary['synthetic']} synthetic samples (level {summary['level']:.3f}); "
+          f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_info(args) -> int:
     card = read_card(args.bundle)
     verify_files(args.bundle, card)
@@ -150,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the TIFFs (a rerun resumes)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("filter", help="UMAP manifold filter: keep synthetic samples near the real minority class")
+    p.add_argument("--classifier", required=True, help="classifier bundle (its features output is used)")
+    p.add_argument("--real", required=True, help="labelled real crops (.npz, .tif with --real-labels-csv, folder)")
+    p.add_argument("--real-labels-csv")
+    p.add_argument("--synthetic", required=True, help="synthetic crops (.npz, .tif stack or folder of TIFFs)")
+    p.add_argument("--minority", required=True, help="the rare class, as the classifier names it")
+    p.add_argument("--components", type=int, default=2)
+    p.add_argument("--confidence", default="weight", help="'weight' (the paper's rule) or a level in (0, 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--load", help="a filter.npz saved before (skips fitting)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_filter)
     p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)

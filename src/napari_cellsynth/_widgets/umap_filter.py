@@ -1,0 +1,127 @@
+"""The UMAP filter dock widget: real classes, synthetic samples kept or dropped, a live confidence slider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSlider, PushButton, create_widget
+
+from ..core.bundle import BundleError, read_card
+from ..core.datasets import read_crops
+from ..core.filtering import run_filter
+from ..core.generate import save_images
+from ..core.images import ImageInputError
+from ..core.runtime import OnnxModel
+from ..core.umap_plot import draw_filter
+from .base import JobWidget
+
+FILTER_KEY = "cellsynth_filter"
+
+
+class UmapFilterWidget(JobWidget):
+    run_text = "Fit filter"
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        import napari
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.classifier = FileEdit(mode="d", label="classifier bundle")
+        self.real_data = FileEdit(mode="r", label="real labelled crops", filter="*.npz *.tif *.tiff")
+        self.synthetic_layer = create_widget(annotation=napari.layers.Image, label="synthetic layer")
+        self.minority = ComboBox(choices=[], label="minority class")
+        super().__init__(viewer, [self.classifier, self.real_data, self.synthetic_layer, self.minority])
+        self.level = FloatSlider(value=0.8, min=0.05, max=0.99, step=0.01, label="confidence", enabled=False)
+        self.export_folder = FileEdit(mode="d", label="export kept to")
+        self.export_button = PushButton(text="Export kept")
+        self.extend([self.level, Container(widgets=[self.export_folder, self.export_button], layout="horizontal",
+                                           labels=False)])
+        self.figure = Figure(figsize=(4, 3.6))
+        self.axes = self.figure.add_subplot()
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(320)
+        self.native.layout().addWidget(self.canvas)
+        self.canvas.mpl_connect("pick_event", self._picked)
+        self.result, self._layer = None, None
+        self.classifier.changed.connect(self._classifier_changed)
+        self.level.changed.connect(self.refilter)
+        self.export_button.changed.connect(self.export_kept)
+
+    def _classifier_changed(self, value=None) -> None:
+        try:
+            card = read_card(self.classifier.value)
+        except BundleError as err:
+            self.status.value = f"error: {err}"
+            return
+        self.minority.choices = card.classes
+        self.minority.value = card.classes[-1]
+
+    def make_job(self):
+        layer = self.synthetic_layer.value
+        if layer is None:
+            raise ValueError("choose the image layer of synthetic crops")
+        if not self.minority.value:
+            raise ValueError("choose a classifier bundle, then the minority class")
+        bundle, real_path, minority = Path(self.classifier.value), Path(self.real_data.value), self.minority.value
+        synthetic = layer.data
+
+        def job():
+            model = OnnxModel(bundle, kind="classifier")
+            real = read_crops(real_path)
+            if real.labels is None:
+                raise ImageInputError(f"{real_path} has no labels; the filter needs labelled real crops")
+            result = yield from run_filter(model, real.images, real.labels, np.asarray(synthetic), minority)
+            return layer, result
+        return job
+
+    def show_result(self, value) -> None:
+        self._layer, self.result = value
+        self.level.enabled = True
+        if abs(self.level.value - self.result.fitted.level_) > 1e-9:
+            self.level.value = min(max(self.result.fitted.level_, self.level.min), self.level.max)
+        else:
+            self.refilter()
+
+    def refilter(self, value=None) -> None:
+        """Re-decide keep/drop at the slider's level without refitting; update the plot and the layer."""
+        if self.result is None:
+            return
+        import pandas as pd
+
+        level = float(self.level.value)
+        table = pd.DataFrame(self.result.table(level))
+        self._layer.metadata[FILTER_KEY] = table
+        draw_filter(self.axes, self.result.fitted, self.result.points, table["keep"].to_numpy(), level)
+        self.figure.tight_layout()
+        self.canvas.draw_idle()
+        self.status.value = f"kept {int(table['keep'].sum())} of {len(table)} at level {level:.2f}"
+
+    def _picked(self, event) -> None:
+        if len(getattr(event, "ind", [])):
+            self.show_sample(int(event.ind[0]))
+
+    def show_sample(self, index: int) -> None:
+        """Bring synthetic sample ``index`` into view in the viewer."""
+        layer = self._layer
+        axis = self._viewer.dims.ndim - layer.ndim
+        self._viewer.layers.selection.active = layer
+        self._viewer.dims.set_current_step(axis, index)
+        row = layer.metadata[FILTER_KEY].iloc[index]
+        self.status.value = f"synthetic {index}: {'kept' if row['keep'] else 'dropped'}, distance {row['distance']:.2f}"
+
+    def export_kept(self, value=None) -> list[Path]:
+        if self.result is None:
+            self.status.value = "error: fit the filter first"
+            return []
+        table = self._layer.metadata[FILTER_KEY]
+        keep = table["keep"].to_numpy()
+        record = dict(self._layer.metadata.get("cellsynth_provenance", {"class": self.minority.value, "seed": 0}))
+        record["umap_filter"] = {"level": float(self.level.value), "minority": self.minority.value,
+                                 "classifier": str(self.classifier.value)}
+        paths = []
+        for index in np.flatnonzero(keep):
+            paths += save_images(Path(self.export_folder.value), np.asarray(self._layer.data[index:index + 1]),
+                                 {**record, "distance": float(table["distance"].iloc[index])}, first_index=int(index))
+        self.status.value = f"exported {len(paths)} kept images to {self.export_folder.value}"
+        return paths

@@ -1,0 +1,147 @@
+"""The UMAP manifold filter: the ellipse on Gaussian data, fit/predict, save/load, CLI, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_cellsynth.core.umap_filter import UmapGmmFilter
+
+
+def blobs(seed=0, n=150, d=24):
+    """Gaussian clusters in d dimensions: classes 'a' and 'b', and a 'rare' class made of a main
+    cluster (80 %) and a far outlying one (20 %), as the paper's mixture of two components."""
+    rng = np.random.default_rng(seed)
+    parts = [("a", 0.0, n), ("b", 6.0, n), ("rare", -6.0, 4 * n // 10), ("rare", 14.0, n // 10)]
+    features = np.concatenate([rng.normal(centre, 1.0, size=(size, d)) for _, centre, size in parts])
+    labels = np.concatenate([[name] * size for name, _, size in parts])
+    return features.astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    features, labels = blobs()
+    return UmapGmmFilter(n_epochs=200, random_state=0).fit(features, labels, "rare")
+
+
+def test_ellipse_holds_the_level_on_gaussian_points():
+    f = UmapGmmFilter(confidence=0.9)
+    f.features_ = np.zeros((1, 2))
+    cov = np.array([[2.0, 0.8], [0.8, 1.0]])
+    f._set_mixture([0.3, 0.7], [[5, 5], [1, -1]], [np.eye(2), cov])
+    assert f.component_ == 1 and f.level_ == 0.9
+    points = np.random.default_rng(0).multivariate_normal([1, -1], cov, size=100_000)
+    assert f.keep(f.mahalanobis(points)).mean() == pytest.approx(0.9, abs=0.005)
+    assert f.keep(f.mahalanobis(points), level=0.5).mean() == pytest.approx(0.5, abs=0.005)
+    np.testing.assert_allclose(f.mahalanobis(f.ellipse()), f.radius(0.9), rtol=1e-9)
+    f.confidence = "weight"
+    f._set_mixture([0.3, 0.7], [[5, 5], [1, -1]], [np.eye(2), cov])
+    assert f.level_ == pytest.approx(0.7)
+
+
+def test_keeps_samples_like_the_rare_class_and_drops_others(fitted):
+    rng = np.random.default_rng(5)
+    like_rare = rng.normal(-6.0, 1.0, size=(30, 24)).astype(np.float32)
+    like_outlier = rng.normal(14.0, 1.0, size=(30, 24)).astype(np.float32)
+    like_a = rng.normal(0.0, 1.0, size=(30, 24)).astype(np.float32)
+    assert fitted.weights_.max() == pytest.approx(0.8, abs=0.02) and fitted.level_ == fitted.weights_.max()
+    assert fitted.predict(like_rare).mean() > 0.5
+    assert fitted.predict(like_outlier).mean() < 0.1 and fitted.predict(like_a).mean() < 0.1
+    assert fitted.score_samples(like_rare).mean() < fitted.score_samples(like_a).mean()
+    assert fitted.n_features_in_ == 24
+
+
+def test_save_load_gives_identical_decisions(fitted, tmp_path):
+    probe = np.random.default_rng(6).normal(-4.0, 2.0, size=(40, 24)).astype(np.float32)
+    path = fitted.save(tmp_path / "filter.npz")
+    with np.load(path, allow_pickle=False) as data:  # plain arrays only
+        assert json.loads(str(data["config"]))["minority"] == "rare"
+    loaded = UmapGmmFilter.load(path)
+    np.testing.assert_array_equal(loaded.predict(probe), fitted.predict(probe))
+    np.testing.assert_allclose(loaded.score_samples(probe), fitted.score_samples(probe))
+
+
+def test_bad_inputs_are_named(fitted):
+    with pytest.raises(ValueError, match="have 10 columns but the filter was fitted on 24"):
+        fitted.predict(np.zeros((3, 10), np.float32))
+    features, labels = blobs(n=30)
+    few = labels.copy()
+    few[np.flatnonzero(few == "rare")[4:]] = "a"
+    with pytest.raises(ValueError, match="has 4 real sample.*needs at least 6"):
+        UmapGmmFilter().fit(features, few, "rare")
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(np.full((2, 24), np.nan, np.float32))
+    with pytest.raises(ValueError, match="confidence must be"):
+        UmapGmmFilter(confidence=1.5).fit(features, labels, "rare")
+
+
+@pytest.fixture(scope="module")
+def mixed_synthetic():
+    """Stand-ins for generator output with a known answer: real unseen M cells and real G1 cells."""
+    from napari_cellsynth._sample_data import load_jurkat_sample
+
+    sample = load_jurkat_sample()
+    mitotic = np.isin(sample["labels"], ["Prophase", "Metaphase", "Anaphase", "Telophase"])
+    m_cells, g1_cells = sample["images"][mitotic][:30], sample["images"][sample["labels"] == "G1"][:30]
+    return np.concatenate([m_cells, g1_cells]), np.array([True] * 30 + [False] * 30)
+
+
+def test_cli_filter_on_real_features(classifier_bundle, jurkat_slice, mixed_synthetic, tmp_path):
+    from napari_cellsynth.cli import main
+
+    images, is_m = mixed_synthetic
+    np.savez(tmp_path / "synthetic.npz", images=images)
+    out = tmp_path / "filtered"
+    assert main(["filter", "--classifier", str(classifier_bundle), "--real", str(jurkat_slice), "--synthetic",
+                 str(tmp_path / "synthetic.npz"), "--minority", "M", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    import csv
+
+    with open(out / "decisions.csv") as fh:
+        keep = np.array([row["keep"] == "True" for row in csv.DictReader(fh)])
+    assert summary["kept"] == keep.sum() and summary["synthetic"] == 60
+    assert keep[is_m].mean() > keep[~is_m].mean()  # M-like samples survive more often than G1 cells
+    with np.load(out / "kept.npz") as kept:
+        assert len(kept["images"]) == keep.sum()
+    assert (out / "umap_filter.png").stat().st_size > 10_000
+    reloaded = out / "again"
+    assert main(["filter", "--classifier", str(classifier_bundle), "--real", str(jurkat_slice), "--synthetic",
+                 str(tmp_path / "synthetic.npz"), "--minority", "M", "--load", str(out / "filter.npz"),
+                 "--out", str(reloaded)]) == 0
+    assert (reloaded / "decisions.csv").read_text() == (out / "decisions.csv").read_text()
+
+
+@pytest.mark.napari
+def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, classifier_bundle, jurkat_slice,
+                                                   mixed_synthetic, tmp_path):
+    from napari_cellsynth._widgets.umap_filter import FILTER_KEY, UmapFilterWidget
+
+    viewer = make_napari_viewer(show=True)
+    images, _ = mixed_synthetic
+    layer = viewer.add_image(images, name="synthetic")
+    widget = UmapFilterWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.reset_choices()
+    widget.classifier.value = str(classifier_bundle)
+    widget.real_data.value = str(jurkat_slice)
+    widget.synthetic_layer.value = layer
+    widget.minority.value = "M"
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+    assert widget.last_error is None, widget.last_error
+    table = layer.metadata[FILTER_KEY]
+    assert len(table) == 60 and {"distance", "keep", "umap_x", "umap_y"} <= set(table.columns)
+    assert widget.level.value == pytest.approx(widget.result.fitted.level_, abs=0.01)
+    kept_before = int(table["keep"].sum())
+    widget.level.value = 0.99
+    kept_wide = int(layer.metadata[FILTER_KEY]["keep"].sum())
+    widget.level.value = 0.05
+    kept_narrow = int(layer.metadata[FILTER_KEY]["keep"].sum())
+    assert kept_narrow <= kept_before <= kept_wide
+    assert len(widget.axes.collections) >= 3  # real classes and synthetic points drawn
+    widget.show_sample(7)
+    assert viewer.dims.current_step[0] == 7 and "synthetic 7" in widget.status.value
+    widget.level.value = 0.99
+    widget.export_folder.value = str(tmp_path / "kept")
+    paths = widget.export_kept()
+    assert len(paths) == kept_wide
