@@ -141,6 +141,7 @@ class UmapGmmFilter:
         config = {"params": self.get_params(), "minority": self.minority_, "format": "cellsynth-umap-gmm-1"}
         with atomic_open(path, "wb") as fh:
             np.savez(fh, features=self.features_, labels=self.labels_.astype(str), embedding=self.embedding_,
+                     minority_points=self.minority_points_,
                      weights=self.weights_, means=self.means_, covariances=self.covariances_,
                      config=np.array(json.dumps(config)))
         return path
@@ -162,5 +163,6 @@ class UmapGmmFilter:
         if not np.allclose(self.embedding_, arrays["embedding"], atol=1e-4):
             raise ValueError(f"{path}: refitting UMAP did not reproduce the saved embedding (another umap-learn or "
                              "numba version?); refit the filter on this machine")
+        self.minority_points_ = arrays["minority_points"]
         self._set_mixture(arrays["weights"], arrays["means"], arrays["covariances"])
         return self

@@ -17,7 +17,9 @@ def draw_filter(ax, fitted: UmapGmmFilter, synthetic_points: np.ndarray | None =
     for k, name in enumerate(classes):
         members = fitted.labels_ == name
         is_minority = name == fitted.minority_
-        ax.scatter(*fitted.embedding_[members].T, s=10 if is_minority else 3, alpha=0.9 if is_minority else 0.25,
+        # the minority as the mixture saw it (placed by the same transform as the synthetic samples)
+        points = fitted.minority_points_ if is_minority else fitted.embedding_[members]
+        ax.scatter(*points.T, s=10 if is_minority else 3, alpha=0.9 if is_minority else 0.25,
                    color="black" if is_minority else f"C{k % 10}", label=f"{name} (real{', minority' if is_minority else ''})",
                    zorder=3 if is_minority else 1)
     level = fitted.level_ if level is None else level
