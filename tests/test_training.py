@@ -95,3 +95,30 @@ def test_parity_check_fails_above_tolerance():
     assert parity(want, {"logits": np.full((2, 3), 1e-6)}, atol=1e-4, rtol=0)["logits"]["max_abs"] == 1e-6
     with pytest.raises(AssertionError, match="differs from torch"):
         parity(want, {"logits": np.full((2, 3), 0.1)}, atol=1e-4, rtol=0)
+
+
+def test_thinning_and_extra_training_crops_touch_only_the_training_split(tmp_path):
+    from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
+    from training import train_classifier
+    from training.data import thin_classes
+
+    y = np.repeat([0, 1], [50, 40])
+    index = np.arange(90)
+    thinned = thin_classes(index, y, ["a", "b"], ["b=0.25"], seed=3)
+    assert (y[thinned] == 0).sum() == 50 and (y[thinned] == 1).sum() == 10
+    assert thin_classes(index, y, ["a", "b"], ["b=0.25"], seed=3).tolist() == thinned.tolist()
+    with pytest.raises(ValueError, match="CLASS=FRACTION"):
+        thin_classes(index, y, ["a", "b"], ["c=0.5"], seed=0)
+
+    sample = load_jurkat_sample()
+    mitotic = np.isin(sample["labels"], ["Prophase", "Metaphase"])
+    np.savez(tmp_path / "extra.npz", images=sample["images"][mitotic][:12], labels=np.array(["M"] * 12))
+    run = tmp_path / "run"
+    train_classifier.main(["--data", str(JURKAT_SAMPLE), "--label-map", "jurkat4", "--width", "8", "--epochs", "1",
+                           "--keep-fraction", "M=0.5", "--extra-train", str(tmp_path / "extra.npz"),
+                           "--out", str(run), "--quiet"])
+    config = json.loads((run / "config.json").read_text())
+    counts = config["counts"]
+    assert config["extra_train"][0]["counts"] == {"G1": 0, "S": 0, "G2": 0, "M": 12}
+    # 66 M cells split 40/13/13 (+1 by rounding); only the training part is thinned, extra crops go there only
+    assert counts["train"]["M"] == 20 and counts["val"]["M"] + counts["test"]["M"] == 66 - 40

@@ -58,6 +58,32 @@ def stratified_split(y: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)) -> dic
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+def thin_classes(index: np.ndarray, y: np.ndarray, classes: list[str], specs: list[str], seed: int) -> np.ndarray:
+    """Keep only a seeded fraction of some classes' crops, e.g. ``["M=0.1"]`` (the hard setting of paper 000)."""
+    rng = np.random.default_rng(seed)
+    for spec in specs:
+        name, _, fraction = spec.partition("=")
+        if name not in classes or not fraction:
+            raise ValueError(f"--keep-fraction {spec!r}: use CLASS=FRACTION with a class of {classes}")
+        members = index[y[index] == classes.index(name)]
+        keep = rng.choice(members, max(1, int(round(float(fraction) * len(members)))), replace=False)
+        index = np.sort(np.concatenate([index[y[index] != classes.index(name)], keep]))
+    return index
+
+
+def load_extra(path: str, label_map: dict[str, list[str]], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Extra training crops (e.g. generated ones): an .npz/TIFF folder with labels, mapped to the classes."""
+    from napari_cellsynth.core.label_maps import apply_label_map
+
+    crops = read_crops(path)
+    if crops.labels is None:
+        raise ValueError(f"{path}: extra training crops need labels (npz 'labels' or one folder per class)")
+    originals = {name: [name, *label_map.get(name, [])] for name in classes}
+    lookup = {name: sorted(set(v)) for name, v in originals.items()}
+    y, _ = apply_label_map(crops.labels, lookup)
+    return crops.images, y
+
+
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of raw intensities (the training split only)."""
     data = images.astype(np.float64)

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
 
-from .data import CropBatches, LabelledData, channel_stats, load_labelled, stratified_split
+from .data import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, stratified_split,
+                   thin_classes)
 from .nets.resnet import ResNetClassifier
 from .plots import plot_training_curves
 
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-map", default="identity",
                    help="jurkat7, jurkat4 (mitotic phases merged into M), identity, or a .json map")
     p.add_argument("--exclude", help=".npz with 'source_index': crops to leave out (e.g. the shipped sample)")
+    p.add_argument("--keep-fraction", nargs="+", default=[], metavar="CLASS=F",
+                   help="keep only a seeded fraction of a class's training crops, e.g. M=0.1")
+    p.add_argument("--extra-train", nargs="+", default=[], metavar="PATH",
+                   help="labelled crops added to the training split only (e.g. generated images)")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
     p.add_argument("--epochs", type=int, default=30)
@@ -112,7 +117,9 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
         with np.load(args.exclude, allow_pickle=False) as held_out:
             exclude = held_out["source_index"]
     data = load_labelled(args.data, args.label_map, args.labels_csv, exclude)
-    split = stratified_split(data.y, args.split_seed if args.split_seed is not None else args.seed)
+    split_seed = args.split_seed if args.split_seed is not None else args.seed
+    split = stratified_split(data.y, split_seed)
+    split["train"] = thin_classes(split["train"], data.y, data.classes, args.keep_fraction, split_seed)
     mean, std = channel_stats(data.crops.images[split["train"]])
     images = data.crops.images
     config = {
@@ -121,6 +128,7 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
         "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
         "normalization": {"type": "standardize", "mean": mean, "std": std},
         "counts": {part: data.counts(index) for part, index in split.items()},
+        "extra_train": extra_summary(args.extra_train, data),
         "excluded": int(0 if exclude is None else len(exclude)),
         "args": {k: v for k, v in vars(args).items() if k not in ("quiet",)},
     }
@@ -130,6 +138,27 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
     np.savez(out / "samples.npz", images=images[test[pick]], labels=data.y[test[pick]])
     write_json_atomic(out / "config.json", config)
     return data, split, config
+
+
+def extra_summary(paths: list[str], data: LabelledData) -> list[dict]:
+    summary = []
+    for path in paths:
+        _, y = load_extra(path, data.label_map, data.classes)
+        counts = np.bincount(y, minlength=len(data.classes))
+        summary.append({"path": str(Path(path).resolve()), "counts": dict(zip(data.classes, counts.tolist()))})
+    return summary
+
+
+def training_arrays(data: LabelledData, split: dict, extra: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The training split's crops plus any extra (generated) crops; never added to validation or test."""
+    images, y = [data.crops.images[split["train"]]], [data.y[split["train"]]]
+    for path in extra:
+        extra_images, extra_y = load_extra(path, data.label_map, data.classes)
+        if extra_images.shape[1:] != images[0].shape[1:]:
+            raise ValueError(f"{path}: extra crops are {extra_images.shape[1:]}, training crops {images[0].shape[1:]}")
+        images.append(extra_images)
+        y.append(extra_y)
+    return np.concatenate(images), np.concatenate(y)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -142,8 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     data, split, config = prepare_run(args, out)
     norm = config["normalization"]
     images = data.crops.images
-    train = CropBatches(images[split["train"]], data.y[split["train"]], norm, args.batch_size,
-                        augment=not args.no_augment, seed=args.seed)
+    train_images, train_y = training_arrays(data, split, args.extra_train)
+    train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment, seed=args.seed)
     val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0)
     model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]), args.width)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,

@@ -33,7 +33,7 @@ from napari_cellsynth.core.classify import run_to_end
 from napari_cellsynth.core.samplers import ddim, guided
 from napari_cellsynth.core.schedules import NoiseSchedule
 
-from .data import CropBatches, load_labelled, stratified_split
+from .data import CropBatches, load_labelled, stratified_split, thin_classes
 from .nets.unet import UNet
 
 
@@ -72,14 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def training_indices(y: np.ndarray, classes: list[str], args) -> np.ndarray:
     """The classifier's training split, restricted to ``--only-classes`` and thinned by ``--keep-fraction``."""
-    index = stratified_split(y, args.split_seed)["train"]
-    rng = np.random.default_rng(args.split_seed)
-    for spec in args.keep_fraction:
-        name, fraction = spec.split("=")
-        k = classes.index(name)
-        members = index[y[index] == k]
-        keep = rng.choice(members, max(1, int(round(float(fraction) * len(members)))), replace=False)
-        index = np.sort(np.concatenate([index[y[index] != k], keep]))
+    index = thin_classes(stratified_split(y, args.split_seed)["train"], y, classes, args.keep_fraction,
+                         args.split_seed)
     if args.only_classes:
         unknown = set(args.only_classes) - set(classes)
         if unknown:
