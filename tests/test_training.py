@@ -120,5 +120,6 @@ def test_thinning_and_extra_training_crops_touch_only_the_training_split(tmp_pat
     config = json.loads((run / "config.json").read_text())
     counts = config["counts"]
     assert config["extra_train"][0]["counts"] == {"G1": 0, "S": 0, "G2": 0, "M": 12}
-    # 66 M cells split 40/13/13 (+1 by rounding); only the training part is thinned, extra crops go there only
-    assert counts["train"]["M"] == 20 and counts["val"]["M"] + counts["test"]["M"] == 66 - 40
+    # the sample's 66 M cells: only the training part is halved, validation and test keep theirs
+    held_out = counts["val"]["M"] + counts["test"]["M"]
+    assert held_out == 27 and counts["train"]["M"] == round(0.5 * (66 - held_out))
