@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 import warnings
 from pathlib import Path
 
@@ -35,6 +36,22 @@ def export_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path
 
     onnx.checker.check_model(str(tmp))
     tmp.replace(path)
+
+
+def fresh_staging(out: Path) -> Path:
+    """An empty sibling folder to build a bundle in; :func:`publish` moves it into place."""
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, out: Path) -> Path:
+    """Replace ``out`` with the finished staging folder (a half-written bundle is never at ``out``)."""
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
 
 
 def parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], atol: float, rtol: float) -> dict:

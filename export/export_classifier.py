@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from training.nets.resnet import ResNetClassifier
 
-from .common import export_onnx, library_versions, parity
+from .common import export_onnx, fresh_staging, library_versions, parity, publish
 
 
 def load_run(run: Path) -> tuple[dict, ResNetClassifier]:
@@ -60,9 +59,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
                       atol: float = 1e-3, rtol: float = 1e-3) -> Path:
     run, out = Path(run), Path(out)
     config, model = load_run(run)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = fresh_staging(out)
     example = torch.zeros(2, len(config["channels"]), *config["image_size"])
     export_onnx(model, (example,), staging / "model.onnx", ["images"], ["logits", "features"])
     card = make_card(run, config, model, name or out.name)
@@ -77,10 +74,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
                             "parity": parity({"logits": logits.numpy(), "features": features.numpy()},
                                              got, atol, rtol)}
     save_bundle(staging, card)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    return publish(staging, out)
 
 
 def main(argv: list[str] | None = None) -> None:

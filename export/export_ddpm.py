@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import NoiseSchedule
 from training.nets.unet import UNet
 
-from .common import export_onnx, library_versions, parity
+from .common import export_onnx, fresh_staging, library_versions, parity, publish
 
 
 def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
@@ -59,9 +58,7 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
                 rtol: float = 1e-3) -> Path:
     run, out = Path(run), Path(out)
     config, model = load_ddpm_run(run)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = fresh_staging(out)
     c, (h, w) = len(config["channels"]), config["image_size"]
     example = (torch.zeros(2, c, h, w), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     export_onnx(model, example, staging / "model.onnx", ["x", "t", "class"], ["eps"])
@@ -85,10 +82,7 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
     card.extra["export"] = {"opset": 17, "parity_on": f"{len(feeds['x'])} real training crops, noised",
                             "parity": parity({"eps": expected}, got, atol, rtol)}
     save_bundle(staging, card)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    return publish(staging, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,17 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and a.resolve() == b.resolve()
 
 
+def run_with_bar(job, bar):
+    """Drive a progress generator (``yield (done, total)``), moving a tqdm bar; return its result."""
+    while True:
+        try:
+            done, total = next(job)
+        except StopIteration as stop:
+            return stop.value
+        bar.total = total
+        bar.update(done - bar.n)
+
+
 def cmd_classify(args) -> int:
     from tqdm import tqdm
 
@@ -43,13 +54,7 @@ def cmd_classify(args) -> int:
     model = OnnxModel(args.model, kind="classifier")
     job = classify_crops(model, crops.images, args.batch_size)
     with tqdm(total=len(crops), unit="crop", disable=args.quiet, desc="classify") as bar:
-        while True:
-            try:
-                done, _ = next(job)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            bar.update(done - bar.n)
+        result = run_with_bar(job, bar)
     columns = {"source": crops.names}
     if crops.labels is not None:
         columns["true_label"] = crops.labels.tolist()
@@ -103,13 +108,7 @@ def cmd_generate(args) -> int:
 
     job = generate(model, settings, skip_batch=skip, on_batch=save)
     with tqdm(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:
-        while True:
-            try:
-                done, total = next(job)
-            except StopIteration:
-                break
-            bar.total = total
-            bar.update(done - bar.n)
+        run_with_bar(job, bar)
     from .core.atomic import write_json_atomic
 
     write_json_atomic(out / f"{args.class_name}_seed{args.seed}.json", {**record, "count": args.count})
