@@ -43,11 +43,12 @@ def as_channels_first(image: np.ndarray, n_channels: int, labels_shape: tuple[in
     return image
 
 
-def square_box(bbox: tuple[int, int, int, int], margin: float) -> tuple[int, int, int, int]:
-    """A square window around a region's bounding box, grown by ``margin`` × its side on each side."""
+def square_box(bbox: tuple[int, int, int, int], margin: float, min_side: int = 1) -> tuple[int, int, int, int]:
+    """A square window around a region's bounding box, grown by ``margin`` × its side on each side,
+    and at least ``min_side`` pixels wide (so that objects smaller than that keep their scale)."""
     r0, c0, r1, c1 = bbox
     side = max(r1 - r0, c1 - c0)
-    side = int(np.ceil(side * (1 + 2 * margin))) or 1
+    side = max(int(np.ceil(side * (1 + 2 * margin))), min_side, 1)
     centre_r, centre_c = (r0 + r1) / 2, (c0 + c1) / 2
     top, left = int(np.floor(centre_r - side / 2)), int(np.floor(centre_c - side / 2))
     return top, left, top + side, left + side
@@ -63,8 +64,12 @@ def cut_window(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def extract_object_crops(image: np.ndarray, labels: np.ndarray, size: tuple[int, int],
-                         margin: float = 0.15, min_area: int = 1) -> ObjectCrops:
-    """One crop per labelled object of ``labels`` (H×W ints) from ``image`` (C×H×W)."""
+                         margin: float = 0.15, min_area: int = 1, keep_scale: bool = False) -> ObjectCrops:
+    """One crop per labelled object of ``labels`` (H×W ints) from ``image`` (C×H×W).
+
+    ``keep_scale``: objects that fit are cut at the output size without resizing (sizes stay
+    comparable, as chromosome lengths must); only larger ones are scaled down.
+    """
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ImageInputError(f"labels must be a 2-D image of object ids, got shape {labels.shape}")
@@ -78,7 +83,7 @@ def extract_object_crops(image: np.ndarray, labels: np.ndarray, size: tuple[int,
     crops = np.empty((len(regions), image.shape[0], *size), np.float32)
     boxes = np.empty((len(regions), 4), np.int64)
     for i, region in enumerate(regions):
-        box = square_box(region.bbox, margin)
+        box = square_box(region.bbox, margin, min_side=size[0] if keep_scale else 1)
         window = cut_window(image, box).astype(np.float32)
         crops[i] = resize(window, (image.shape[0], *size), order=1, preserve_range=True,
                           anti_aliasing=window.shape[1] > size[0], mode="edge")
