@@ -26,7 +26,7 @@ SETTINGS = {"ddpm-1000": ("ddpm", 1000), "ddim-50": ("ddim", 50), "dpm-solver-20
 
 
 def run_one(backend: str, setting: str, args) -> dict:
-    from napari_cellsynth.core.classify import run_to_end
+    from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.generate import GenerationSettings, generate
     from napari_cellsynth.core.runtime import OnnxModel
 
@@ -55,7 +55,7 @@ def run_one(backend: str, setting: str, args) -> dict:
 
 
 def quality(rows: list[dict], args) -> None:
-    from napari_cellsynth.core.classify import run_to_end
+    from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.datasets import read_crops
     from napari_cellsynth.core.evaluation import bundle_features, frechet_distance, kernel_inception_distance
     from napari_cellsynth.core.label_maps import apply_label_map

@@ -66,3 +66,21 @@ def classifier_bundle(trained_run, tmp_path_factory) -> Path:
     from export.export_classifier import export_classifier
 
     return export_classifier(trained_run, tmp_path_factory.mktemp("bundles") / "jurkat4")
+
+
+CELLPOSE_TEST_ARGS = ["--epochs", "40", "--limit", "10", "--test-slides", "V26", "A20"]
+
+
+@pytest.fixture(scope="session")
+def chromosome_cellpose_model() -> Path:
+    """A small Cellpose model trained from scratch on real M-FISH DAPI planes, cached outside the repository
+    (``$CELLSYNTH_TEST_CACHE``, default ``~/.cache/napari-cellsynth/test-models``); trained here when missing."""
+    from training import train_cellpose
+
+    require(SHARED_DATA / "mfish")
+    cache = Path(os.environ.get("CELLSYNTH_TEST_CACHE", Path.home() / ".cache" / "napari-cellsynth" / "test-models"))
+    folder = cache / "cellpose-chromosomes-e40-l10-v1"
+    model = folder / "models" / "chromosomes"
+    if not (folder / "report.json").is_file():
+        train_cellpose.main(["--root", str(SHARED_DATA / "mfish"), *CELLPOSE_TEST_ARGS, "--out", str(folder)])
+    return model

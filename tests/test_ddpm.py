@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from napari_cellsynth.cli import main as cli
-from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.generate import GenerationSettings, generate, read_provenance
 from napari_cellsynth.core.runtime import OnnxModel
 from training.nets.unet import UNet

@@ -8,7 +8,7 @@ N(0, 1) noise into N(μ, s²) samples.
 import numpy as np
 import pytest
 
-from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import ddim, ddpm, dpm_solver_pp_2m, guided, timesteps
 from napari_cellsynth.core.schedules import BridgeSchedule, NoiseSchedule
 

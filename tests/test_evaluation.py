@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_cellsynth._sample_data import load_jurkat_sample
-from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.evaluation import (bundle_features, frechet_distance, kernel_inception_distance,
                                               plot_ssim_density, ssim_max)
 from napari_cellsynth.core.runtime import OnnxModel

@@ -7,7 +7,8 @@ from skimage.measure import label as connected
 
 from napari_cellsynth._sample_data import jurkat_cells, load_jurkat_sample, mfish_metaphase
 from napari_cellsynth._widgets.classify import RESULT_KEY, ClassifyWidget, class_color
-from napari_cellsynth.core.classify import classify_crops, run_to_end
+from napari_cellsynth.core.classify import classify_crops
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 
 pytestmark = pytest.mark.napari
@@ -22,7 +23,7 @@ def test_manifest_is_valid_and_lists_the_contributions():
     pm.discover()
     widgets = [w.display_name for w in pm.get_manifest("napari-cellsynth").contributions.widgets]
     samples = [s.key for s in pm.get_manifest("napari-cellsynth").contributions.sample_data]
-    assert widgets == ["Classify", "Generate", "UMAP filter"] and samples == ["jurkat_cells", "mfish_metaphase"]
+    assert widgets == ["Segment", "Classify", "Generate", "UMAP filter"] and samples == ["jurkat_cells", "mfish_metaphase"]
 
 
 def test_sample_data_layers():

@@ -20,7 +20,8 @@ import numpy as np
 from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
 from napari_cellsynth.core.atomic import atomic_open, write_csv_atomic, write_json_atomic
 from napari_cellsynth.core.bundle import BundleError, read_card, verify_files
-from napari_cellsynth.core.classify import classify_crops, run_to_end
+from napari_cellsynth.core.classify import classify_crops
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.label_maps import apply_label_map
 from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
 from napari_cellsynth.core.runtime import OnnxModel

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
-from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.generate import GenerationSettings, generate
 from napari_cellsynth.core.metrics import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel

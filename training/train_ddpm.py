@@ -29,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import write_json_atomic
-from napari_cellsynth.core.classify import run_to_end
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import ddim, guided
 from napari_cellsynth.core.schedules import NoiseSchedule
 

@@ -3,6 +3,7 @@
     cellsynth classify INPUT --model BUNDLE --out RESULTS.csv
     cellsynth generate --model DDPM_BUNDLE --class M --count 100 --out FOLDER
     cellsynth filter --classifier BUNDLE --real DATA --synthetic DATA --minority M --out FOLDER
+    cellsynth segment IMAGE.tif --model cyto3|MODEL_FILE --out LABELS.tif
     cellsynth info BUNDLE
 
 Training and export run from a checkout of the repository
@@ -119,7 +120,7 @@ def cmd_generate(args) -> int:
 def cmd_filter(args) -> int:
     """UMAP filter: decisions CSV, kept images (.npz), the figure (PNG) and the fitted filter (.npz)."""
     from .core.atomic import atomic_open, write_json_atomic
-    from .core.classify import run_to_end
+    from .core.jobs import run_to_end
     from .core.filtering import run_filter
     from .core.umap_filter import UmapGmmFilter
     from .core.umap_plot import save_filter_figure
@@ -151,6 +152,37 @@ def cmd_filter(args) -> int:
     write_json_atomic(out / "summary.json", summary)
     print(f"kept {summary['kept']} of {summary['synthetic']} synthetic samples (level {summary['level']:.3f}); "
           f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_segment(args) -> int:
+    """Cellpose labels for a 2-D image or each frame of a T×Y×X stack, written as one TIFF."""
+    import io
+
+    import tifffile
+    from tqdm import tqdm
+
+    from .core.atomic import atomic_open
+    from .core.segment import SegmentSettings, estimate_diameter, load_model, segment
+
+    out = Path(args.out)
+    if _same_file(out, Path(args.image)):
+        raise ImageInputError(f"--out {out} is the input image; choose another output path")
+    image = tifffile.imread(args.image)
+    settings = SegmentSettings(args.model, args.diameter, tuple(args.channels), args.flow_threshold,
+                               args.cellprob_threshold)
+    model = load_model(args.model)
+    if args.estimate_diameter:
+        settings.diameter = estimate_diameter(image, settings, args.channel_axis, model)
+        print(f"estimated diameter: {settings.diameter:.1f} px", file=sys.stderr)
+    with tqdm(unit="frame", disable=args.quiet, desc="segment") as bar:
+        labels = run_with_bar(segment(image, settings, args.channel_axis, model), bar)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, labels, compression="zlib")
+    with atomic_open(out, "wb") as fh:
+        fh.write(buffer.getvalue())
+    counts = [int(len(np.unique(f)) - 1) for f in (labels if labels.ndim == 3 else labels[None])]
+    print(f"wrote {out}: {counts} objects per frame", file=sys.stderr)
     return 0
 
 
@@ -200,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load", help="a filter.npz saved before (skips fitting)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_filter)
+    p = sub.add_parser("segment", help="segment an image or a T×Y×X stack with Cellpose; write a labels TIFF")
+    p.add_argument("image", help="a 2-D image or a stack of frames (.tif)")
+    p.add_argument("--model", required=True, help="built-in name (cyto3, nuclei, …; needs internet once) or model file")
+    p.add_argument("--diameter", type=float, help="object diameter in pixels (default: the model's)")
+    p.add_argument("--estimate-diameter", action="store_true", help="estimate it from a first pass")
+    p.add_argument("--channels", type=int, nargs=2, default=[0, 0], help="Cellpose channels [cyto, nucleus]")
+    p.add_argument("--channel-axis", type=int, help="axis of colour channels, if any")
+    p.add_argument("--flow-threshold", type=float, default=0.4)
+    p.add_argument("--cellprob-threshold", type=float, default=0.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_segment)
     p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)

@@ -23,7 +23,7 @@ class JobWidget(Container):
         super().__init__(widgets=[*inputs, self.run_button, self.cancel_button, self.progress, self.status])
         self.worker = None
         self.last_error: Exception | None = None
-        self.run_button.changed.connect(self.start)
+        self.run_button.changed.connect(lambda: self.start())
         self.cancel_button.changed.connect(self.cancel)
 
     # subclasses provide these two
@@ -37,12 +37,14 @@ class JobWidget(Container):
     def busy(self) -> bool:
         return self.worker is not None
 
-    def start(self) -> None:
+    def start(self, make_job=None, show_result=None) -> None:
+        """Run ``make_job()`` (default :meth:`make_job`) in a worker; its result goes to ``show_result``."""
         if self.busy:
             return
         self.last_error = None
+        self._show = show_result or self.show_result
         try:
-            job = self.make_job()
+            job = (make_job or self.make_job)()
         except Exception as err:  # noqa: BLE001 - any input problem is shown, never raised into Qt
             from napari.utils.notifications import show_error
 
@@ -64,7 +66,7 @@ class JobWidget(Container):
         self.progress.value = done
 
     def _done(self, result) -> None:
-        self.show_result(result)
+        self._show(result)
 
     def _error(self, err: Exception) -> None:
         # errors inside the worker reach napari's notifications through the worker itself

@@ -78,11 +78,3 @@ def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, ba
     result = yield from classify_crops(model, objects.crops, batch_size)
     return objects, result
 
-
-def run_to_end(job: Generator):
-    """Drive a progress generator to its end and return its result."""
-    while True:
-        try:
-            next(job)
-        except StopIteration as stop:
-            return stop.value

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classify import run_to_end
+from .jobs import run_to_end
 from .evaluation import bundle_features
 from .label_maps import apply_label_map
 from .runtime import OnnxModel

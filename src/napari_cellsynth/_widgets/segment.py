@@ -1,0 +1,80 @@
+"""The Segment dock widget: Cellpose on an image layer (stacks frame by frame) → a labels layer."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
+
+from ..core.segment import BUILT_IN, SegmentSettings, estimate_diameter, load_model, segment
+from .base import JobWidget
+
+CUSTOM = "custom model file…"
+
+
+class SegmentWidget(JobWidget):
+    run_text = "Segment"
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        import napari
+
+        self.image_layer = create_widget(annotation=napari.layers.Image, label="image")
+        self.model_name = ComboBox(choices=[CUSTOM, *BUILT_IN], value=CUSTOM, label="model")
+        self.model_file = FileEdit(mode="r", label="model file")
+        self.diameter = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=1.0, label="diameter (0 = model's)")
+        self.estimate_button = PushButton(text="Estimate diameter")
+        self.cyto_channel = SpinBox(value=0, min=0, max=3, label="cytoplasm channel")
+        self.nucleus_channel = SpinBox(value=0, min=0, max=3, label="nucleus channel")
+        self.flow_threshold = FloatSpinBox(value=0.4, min=0.0, max=3.0, step=0.05, label="flow threshold")
+        self.cellprob_threshold = FloatSpinBox(value=0.0, min=-6.0, max=6.0, step=0.25, label="cell probability")
+        super().__init__(viewer, [self.image_layer, self.model_name, self.model_file, self.diameter,
+                                  self.estimate_button, self.cyto_channel, self.nucleus_channel,
+                                  self.flow_threshold, self.cellprob_threshold])
+        self.estimate_button.changed.connect(lambda: self.start(self.make_estimate_job, self.show_estimate))
+
+    def settings(self) -> SegmentSettings:
+        model = str(self.model_file.value) if self.model_name.value == CUSTOM else self.model_name.value
+        return SegmentSettings(model, float(self.diameter.value) or None,
+                               (int(self.cyto_channel.value), int(self.nucleus_channel.value)),
+                               float(self.flow_threshold.value), float(self.cellprob_threshold.value))
+
+    def _layer_data(self):
+        layer = self.image_layer.value
+        if layer is None:
+            raise ValueError("choose an image layer to segment")
+        return layer, (-1 if layer.rgb else None)
+
+    def make_estimate_job(self):
+        layer, channel_axis = self._layer_data()
+        settings, data = self.settings(), layer.data
+
+        def job():
+            yield 0, 1
+            value = estimate_diameter(np.asarray(data), settings, channel_axis)
+            yield 1, 1
+            return value
+        return job
+
+    def show_estimate(self, value: float) -> None:
+        self.diameter.value = round(value, 1)
+        self.status.value = f"estimated diameter {value:.1f} px"
+
+    def make_job(self):
+        layer, channel_axis = self._layer_data()
+        settings, data = self.settings(), layer.data
+
+        def job():
+            model = load_model(settings.model)
+            labels = yield from segment(np.asarray(data), settings, channel_axis, model)
+            return layer, labels
+        return job
+
+    def show_result(self, value) -> None:
+        layer, labels = value
+        name = f"{layer.name} objects"
+        if name in self._viewer.layers:
+            self._viewer.layers[name].data = labels
+        else:
+            self._viewer.add_labels(labels, name=name, scale=layer.scale[:labels.ndim] if labels.ndim == layer.ndim
+                                    else layer.scale[-labels.ndim:], translate=layer.translate[-labels.ndim:])
+        frames = labels if labels.ndim == 3 else labels[None]
+        self.status.value = f"{[int(len(np.unique(f)) - 1) for f in frames]} objects per frame"

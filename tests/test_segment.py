@@ -1,0 +1,100 @@
+"""Cellpose segmentation with a model trained here from scratch on real M-FISH DAPI planes."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from conftest import SHARED_DATA
+from napari_cellsynth.core.images import ImageInputError
+from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.mfish import read_metaphase
+from napari_cellsynth.core.segment import SegmentSettings, estimate_diameter, load_model, segment
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """A metaphase from slide V26, which the test model never saw."""
+    return read_metaphase(SHARED_DATA / "mfish" / "V26__54", "V260254")
+
+
+def test_model_was_scored_on_held_out_slides(chromosome_cellpose_model):
+    report = json.loads((chromosome_cellpose_model.parents[1] / "report.json").read_text())
+    assert set(report["held_out_slides"]) == {"V26", "A20"} and report["test_metaphases"] == 10
+    assert report["test"]["ap50_mean"] > 0.2
+
+
+def test_segments_chromosomes_of_an_unseen_metaphase(chromosome_cellpose_model, held_out):
+    from training.train_cellpose import chromosome_instances
+
+    settings = SegmentSettings(str(chromosome_cellpose_model))
+    labels = run_to_end(segment(held_out.dapi, settings))
+    truth = chromosome_instances(held_out.karyotype)
+    assert labels.shape == held_out.dapi.shape and labels.dtype == np.int32
+    assert 0.5 * truth.max() <= labels.max() <= 2 * truth.max()  # about 46 chromosomes
+    foreground = labels > 0
+    assert (foreground & (truth > 0)).sum() / foreground.sum() > 0.8  # objects lie on chromosomes
+
+
+def test_stack_is_segmented_frame_by_frame_with_progress(chromosome_cellpose_model, held_out):
+    stack = np.stack([held_out.dapi, np.fliplr(held_out.dapi)])
+    job = segment(stack, SegmentSettings(str(chromosome_cellpose_model)))
+    progress = []
+    while True:
+        try:
+            progress.append(next(job))
+        except StopIteration as stop:
+            labels = stop.value
+            break
+    assert progress == [(0, 2), (1, 2), (2, 2)] and labels.shape == stack.shape
+    assert labels[1].max() > 0
+
+
+def test_diameter_estimate_is_plausible(chromosome_cellpose_model, held_out):
+    diameter = estimate_diameter(held_out.dapi, SegmentSettings(str(chromosome_cellpose_model)))
+    assert 5 < diameter < 60
+
+
+def test_bad_models_and_images_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a built-in name .* nor an existing model file"):
+        load_model(str(tmp_path / "missing_model"))
+    with pytest.raises(ImageInputError, match="not a 2-D image or a stack"):
+        run_to_end(segment(np.zeros((2, 2, 8, 8)), SegmentSettings("unused")))
+    with pytest.raises(ImageInputError, match="NaN"):
+        run_to_end(segment(np.full((8, 8), np.nan), SegmentSettings("unused")))
+
+
+def test_cli_segment_writes_labels(chromosome_cellpose_model, held_out, tmp_path):
+    from napari_cellsynth.cli import main
+
+    tifffile.imwrite(tmp_path / "dapi.tif", held_out.dapi)
+    assert main(["segment", str(tmp_path / "dapi.tif"), "--model", str(chromosome_cellpose_model),
+                 "--estimate-diameter", "--out", str(tmp_path / "labels.tif"), "--quiet"]) == 0
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    assert labels.shape == held_out.dapi.shape and labels.max() > 10
+    assert main(["segment", str(tmp_path / "dapi.tif"), "--model", "no_such_model", "--out",
+                 str(tmp_path / "x.tif")]) == 2
+
+
+@pytest.mark.napari
+def test_segment_widget_adds_labels(make_napari_viewer, qtbot, chromosome_cellpose_model, held_out):
+    from napari_cellsynth._widgets.segment import CUSTOM, SegmentWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(held_out.dapi, name="DAPI")
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.reset_choices()
+    widget.image_layer.value = layer
+    widget.model_name.value = CUSTOM
+    widget.model_file.value = str(chromosome_cellpose_model)
+    widget.start(widget.make_estimate_job, widget.show_estimate)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    assert 5 < widget.diameter.value < 60
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    labels = viewer.layers["DAPI objects"]
+    assert labels.data.shape == held_out.dapi.shape and labels.data.max() > 10
