@@ -104,3 +104,40 @@ def test_guidance_mixes_conditional_and_unconditional_predictions():
     assert np.allclose(guided(net, [2, 2, 2], null_class=0, scale=1.0)(x, t), 2)
     assert np.allclose(guided(net, [2, 2, 2], null_class=0, scale=0.0)(x, t), 0)
     assert np.allclose(guided(net, [2, 2, 2], null_class=0, scale=3.0)(x, t), 6)
+
+
+def test_bridge_forward_marginals_at_0_half_and_T():
+    from napari_cellsynth.core.schedules import BridgeSchedule
+
+    bridge = BridgeSchedule(1000, s=1.0)
+    rng = np.random.default_rng(0)
+    x0, y = np.full((200_000, 1), 2.0), np.full((200_000, 1), -1.0)
+    for t, mean, var in [(0, 2.0, 0.0), (500, 0.5, 0.5), (1000, -1.0, 0.0)]:
+        xt = bridge.forward(x0, y, np.full(len(x0), t), rng.standard_normal(x0.shape))
+        assert xt.mean() == pytest.approx(mean, abs=0.01) and xt.var() == pytest.approx(var, abs=0.01)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_bridge_sampler_reaches_the_known_distribution(eta):
+    """x0 ~ N(μ, s²) independent of y: the oracle prediction E[x_t - x_0 | x_t] is linear in x_t."""
+    from napari_cellsynth.core.samplers import bridge
+    from napari_cellsynth.core.schedules import BridgeSchedule
+
+    schedule = BridgeSchedule(1000, s=1.0)
+    y = np.full((20_000, 1, 2, 2), -1.0, np.float32)
+
+    def oracle(x, t):
+        m = schedule.m[t].reshape(-1, 1, 1, 1)
+        d = schedule.delta[t].reshape(-1, 1, 1, 1)
+        denominator = (1 - m) ** 2 * S ** 2 + d  # 0 at t = T, where x_T = y says nothing about x_0
+        gain = np.divide((1 - m) * S ** 2, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+        mean_x0 = MU + gain * (x - (1 - m) * MU - m * (-1.0))  # y = -1 everywhere
+        return (x - mean_x0).astype(np.float32)
+
+    samples = run_to_end(bridge(oracle, y, schedule, 200, np.random.default_rng(0), eta=eta))
+    assert samples.mean() == pytest.approx(MU, abs=0.02)  # skip sampling, 200 of 1000 steps
+    if eta == 1.0:  # the spread needs the fine chain, as DDPM's does (200 steps give 0.27)
+        full = run_to_end(bridge(oracle, y[:5000], schedule, 1000, np.random.default_rng(1), eta=eta))
+        assert full.mean() == pytest.approx(MU, abs=0.02) and full.std() == pytest.approx(S, rel=0.06)
+    with pytest.raises(ValueError, match="bridge steps"):
+        run_to_end(bridge(oracle, y, schedule, 1, np.random.default_rng(0)))

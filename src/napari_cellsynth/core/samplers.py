@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 
 import numpy as np
 
-from .schedules import NoiseSchedule
+from .schedules import BridgeSchedule, NoiseSchedule
 
 ModelFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Sampling = Generator[tuple[int, int], None, np.ndarray]
@@ -131,6 +131,42 @@ def dpm_solver_pp_2m(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, 
             x = sigma[i + 1] / sigma[i] * x - alpha[i + 1] * np.expm1(-h) * d
             previous_x0, previous_h = x0, h
         yield i + 1, len(ts)
+    return x.astype(np.float32)
+
+
+def bridge_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
+    """BBDM's skip sampling: ``steps`` descending timesteps from T to 1, then 0 (e.g. 200 of 1000)."""
+    if not 2 <= steps <= num_timesteps:
+        raise ValueError(f"bridge steps must be between 2 and {num_timesteps}, got {steps}")
+    return np.unique(np.round(np.linspace(0, num_timesteps, steps + 1)).astype(np.int64))[::-1]
+
+
+def bridge(model_fn: ModelFn, y: np.ndarray, schedule: BridgeSchedule, steps: int, rng: np.random.Generator,
+           eta: float = 1.0) -> Sampling:
+    """Brownian-bridge sampling (BBDM) from the condition y (x_T = y) to x_0.
+
+    ``model_fn(x_t, t)`` predicts x_t - x_0 = m_t (y - x_0) + sqrt(δ_t) ε (the BBDM objective); each
+    step uses the bridge posterior between the visited timesteps, with its noise scaled by η.
+    """
+    y = y.astype(np.float64)
+    x = y.copy()
+    m, delta = schedule.m, schedule.delta
+    ts = bridge_timesteps(schedule.num_timesteps, steps)
+    for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
+        prediction = _eps(model_fn, x.astype(np.float32), int(t))
+        x0 = x - prediction
+        if s == 0:
+            x = x0
+        else:
+            var_t, var_s = delta[t], delta[s]
+            if var_t <= 0:  # t = T: x_T = y carries no noise, the posterior is the bridge's marginal at s
+                sigma2, carried = var_s, 0.0
+            else:
+                sigma2 = (var_t - var_s * (1 - m[t]) ** 2 / (1 - m[s]) ** 2) * var_s / var_t
+                carried = np.sqrt(max(var_s - sigma2, 0.0) / var_t) * (x - (1 - m[t]) * x0 - m[t] * y)
+            mean = (1 - m[s]) * x0 + m[s] * y + carried
+            x = mean + eta * np.sqrt(max(sigma2, 0.0)) * rng.standard_normal(x.shape)
+        yield i + 1, len(ts) - 1
     return x.astype(np.float32)
 
 

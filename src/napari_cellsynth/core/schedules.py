@@ -112,8 +112,15 @@ class BridgeSchedule:
         m = self.m
         return 2.0 * self.s * (m - m ** 2)
 
+    def forward(self, x0: np.ndarray, y: np.ndarray, t: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """q(x_t | x_0, y) = N((1 - m_t) x_0 + m_t y, δ_t I) (paper 004, eq. 1), one t per sample."""
+        shape = (-1, *([1] * (x0.ndim - 1)))
+        m, delta = self.m[np.asarray(t)].reshape(shape), self.delta[np.asarray(t)].reshape(shape)
+        return ((1 - m) * x0 + m * y + np.sqrt(delta) * noise).astype(x0.dtype)
+
     def to_card(self) -> dict:
-        return {"kind": "brownian_bridge", "num_timesteps": self.num_timesteps, "s": self.s}
+        return {"kind": "brownian_bridge", "num_timesteps": self.num_timesteps, "s": self.s,
+                "prediction": "x_t - x_0"}
 
     @classmethod
     def from_card(cls, data: dict) -> "BridgeSchedule":
