@@ -79,7 +79,7 @@ def chromosome_cellpose_model() -> Path:
 
     require(SHARED_DATA / "mfish")
     cache = Path(os.environ.get("CELLSYNTH_TEST_CACHE", Path.home() / ".cache" / "napari-cellsynth" / "test-models"))
-    folder = cache / "cellpose-chromosomes-e40-l10-v1"
+    folder = cache / "cellpose-chromosomes-e40-l10-v3"
     model = folder / "models" / "chromosomes"
     if not (folder / "report.json").is_file():
         train_cellpose.main(["--root", str(SHARED_DATA / "mfish"), *CELLPOSE_TEST_ARGS, "--out", str(folder)])

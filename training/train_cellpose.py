@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int, help="use at most this many training (and test) metaphases")
     parser.add_argument("--test-slides", nargs="+", help="slides to hold out, e.g. V26 A20")
     parser.add_argument("--bsize", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--images-per-epoch", type=int, default=64,
+                        help="random crops per epoch (few metaphases would give few optimizer steps)")
+    parser.add_argument("--learning-rate", type=float, default=0.005, help="AdamW, as Cellpose 3 trains")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     from cellpose import train
@@ -87,9 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
         model.net, train_data=[m.dapi for m in train_set],
         train_labels=[chromosome_instances(m.karyotype) for m in train_set], channels=[0, 0],
         n_epochs=args.epochs, bsize=args.bsize, batch_size=8, learning_rate=args.learning_rate,
-        save_path=str(out), model_name="chromosomes", min_train_masks=1)
+        save_path=str(out), model_name="chromosomes", min_train_masks=1, nimg_per_epoch=args.images_per_epoch)
     seconds = time.time() - started
-    report = {"model": str(model_path), "epochs": args.epochs, "train_metaphases": len(train_set),
+    report = {"model": str(model_path), "epochs": args.epochs, "images_per_epoch": args.images_per_epoch,
+              "learning_rate": args.learning_rate, "train_metaphases": len(train_set),
               "test_metaphases": len(test_set), "held_out_slides": held_out_slides,
               "train_seconds": seconds, "final_train_loss": float(np.asarray(train_losses)[-1]),
               "test": average_precision(Path(model_path), test_set)}
