@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything napari-cellsynth needs on a fresh Debian machine (Python 3.11, no GPU):
 # Xvfb and the xcb libraries for headless napari, a virtual environment in .venv with the
-# CPU torch wheel, onnxruntime (CPU), napari with PyQt5 and the test tools.
+# CPU torch wheel, onnxruntime (CPU), Cellpose 3, napari with PyQt5 and the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +23,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 # The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
 .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q -e ".[cpu,train,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[cpu,train,seg,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import torch, onnxruntime, napari, napari_cellsynth; print('setup: ok, torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| napari', napari.__version__)"
