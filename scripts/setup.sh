@@ -18,10 +18,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# pip, without this machine's warnings about absent local package folders; its own failure still stops us
+pip_install() {
+  .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+  return "${PIPESTATUS[0]}"
+}
+
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+pip_install --upgrade pip
 # The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
-.venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q -e ".[cpu,train,seg,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import torch, onnxruntime, napari, napari_cellsynth; print('setup: ok, torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| napari', napari.__version__)"
+pip_install torch==2.13.0
+pip_install -e ".[cpu,train,seg,dev]"
+.venv/bin/python -c "import torch, onnxruntime, napari, cellpose, umap, napari_cellsynth; print('setup: ok, torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| napari', napari.__version__)"
