@@ -78,8 +78,8 @@ def load_extra(path: str, label_map: dict[str, list[str]], classes: list[str]) -
     crops = read_crops(path)
     if crops.labels is None:
         raise ValueError(f"{path}: extra training crops need labels (npz 'labels' or one folder per class)")
-    originals = {name: [name, *label_map.get(name, [])] for name in classes}
-    lookup = {name: sorted(set(v)) for name, v in originals.items()}
+    # a crop may carry the class name itself (M) or one of its original labels (Prophase …)
+    lookup = {name: sorted({name, *label_map.get(name, [])}) for name in classes}
     y, _ = apply_label_map(crops.labels, lookup)
     return crops.images, y
 

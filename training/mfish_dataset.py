@@ -104,7 +104,8 @@ def partner_fraction(on: np.ndarray, mask: np.ndarray, own: np.ndarray, partner:
     return largest, largest / int(mask.sum())
 
 
-def label_metaphase(mp: Metaphase, codes: np.ndarray, karyotypes: dict, args) -> list[dict]:
+def label_metaphase(mp: Metaphase, codes: np.ndarray, karyotypes: dict, args) -> tuple[list[dict], np.ndarray]:
+    """One record per chromosome instance (class, translocation label, partner fraction) and the instance image."""
     on = pixel_codes(mp)
     ids, classes = instances(mp.karyotype, args.min_area)
     pairs = karyotypes.get(mp.code, {}).get("translocations", [])

@@ -105,7 +105,7 @@ def cmd_generate(args) -> int:
         return all((out / image_name(record, i)).is_file() for i in indices(b))
 
     def save(b, images):
-        save_images(out, images, {**provenance(model, settings)}, first_index=indices(b)[0])
+        save_images(out, images, record, first_index=indices(b)[0])
 
     job = generate(model, settings, skip_batch=skip, on_batch=save)
     with tqdm(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:

@@ -35,6 +35,10 @@ class GenerationSettings:
     spacing: str = "leading"
     batch_size: int = 16
 
+    def network_calls(self, model: OnnxModel) -> int:
+        """Steps a batch takes: DDPM always walks the whole schedule."""
+        return model.card.extra["schedule"]["num_timesteps"] if self.sampler == "ddpm" else self.steps
+
     def check(self, model: OnnxModel) -> None:
         card = model.card
         if self.class_name not in card.classes:
@@ -63,7 +67,7 @@ def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
 
     return {"bundle": model.card.name, "bundle_sha256": model.card.files["model.onnx"]["sha256"],
             "kind": model.card.kind, "class": settings.class_name, "sampler": settings.sampler,
-            "steps": settings.steps if settings.sampler != "ddpm" else model.card.extra["schedule"]["num_timesteps"],
+            "steps": settings.network_calls(model),
             "eta": settings.eta, "guidance": settings.guidance, "spacing": settings.spacing, "seed": settings.seed,
             "batch_size": settings.batch_size, "channels": model.card.channels,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
@@ -79,10 +83,10 @@ def _sampling(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.ra
     fn = guided(net, np.full(n, card.classes.index(settings.class_name)), card.extra["null_class"], settings.guidance)
     noise = rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32)
     if settings.sampler == "ddpm":
-        return ddpm(fn, noise, schedule, rng), schedule.num_timesteps
+        return ddpm(fn, noise, schedule, rng)
     if settings.sampler == "ddim":
-        return ddim(fn, noise, schedule, settings.steps, rng, settings.eta, settings.spacing), settings.steps
-    return dpm_solver_pp_2m(fn, noise, schedule, settings.steps, rng), settings.steps
+        return ddim(fn, noise, schedule, settings.steps, rng, settings.eta, settings.spacing)
+    return dpm_solver_pp_2m(fn, noise, schedule, settings.steps, rng)
 
 
 def generate(model: OnnxModel, settings: GenerationSettings,
@@ -92,7 +96,7 @@ def generate(model: OnnxModel, settings: GenerationSettings,
     settings.check(model)
     n_batches = -(-settings.count // settings.batch_size)
     sizes = [min(settings.batch_size, settings.count - b * settings.batch_size) for b in range(n_batches)]
-    steps_per_batch = settings.steps if settings.sampler != "ddpm" else model.card.extra["schedule"]["num_timesteps"]
+    steps_per_batch = settings.network_calls(model)
     total, done, images = n_batches * steps_per_batch, 0, []
     yield 0, total
     for b, n in enumerate(sizes):
@@ -100,7 +104,7 @@ def generate(model: OnnxModel, settings: GenerationSettings,
             done += steps_per_batch
             yield done, total
             continue
-        job, _ = _sampling(model, settings, n, np.random.default_rng([settings.seed, b]))
+        job = _sampling(model, settings, n, np.random.default_rng([settings.seed, b]))
         while True:
             try:
                 step, _ = next(job)
