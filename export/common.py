@@ -66,3 +66,17 @@ def parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], atol:
             raise AssertionError(f"ONNX Runtime output '{name}' differs from torch by up to {diff.max():.3g} "
                                  f"(atol {atol}, rtol {rtol}); the export is wrong")
     return report
+
+
+def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:
+    """The command line every exporter shares: ``RUN --out BUNDLE [--name NAME]``; prints the parity."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--name")
+    args = parser.parse_args(argv)
+    path = export_fn(args.run, args.out, args.name)
+    print(f"wrote {path}: parity {json.loads((path / 'card.json').read_text())['export']['parity']}")

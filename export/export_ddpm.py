@@ -10,7 +10,6 @@ Parity: torch and ONNX Runtime on real training crops noised at several timestep
 
 from __future__ import annotations
 
-import argparse
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import NoiseSchedule
 from training.nets.unet import UNet
 
-from .common import export_onnx, fresh_staging, library_versions, parity, publish
+from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
 
 
 def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
@@ -86,14 +85,7 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m export.export_ddpm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--name")
-    args = parser.parse_args(argv)
-    path = export_ddpm(args.run, args.out, args.name)
-    print(f"wrote {path}: parity {json.loads((path / 'card.json').read_text())['export']['parity']}")
+    export_main("python -m export.export_ddpm", __doc__, export_ddpm, argv)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,46 @@ def chromosome_cellpose_model() -> Path:
     if not (folder / "report.json").is_file():
         train_cellpose.main(["--root", str(SHARED_DATA / "mfish"), *CELLPOSE_TEST_ARGS, "--out", str(folder)])
     return model
+
+
+@pytest.fixture(scope="session")
+def mfish_pairs(tmp_path_factory) -> Path:
+    """The M-FISH data set builder run on two real metaphases (46,XX and t(X;4)): chromosomes.npz."""
+    from training import mfish_dataset
+
+    root = require(SHARED_DATA / "mfish")
+    out = tmp_path_factory.mktemp("mfish")
+    mfish_dataset.main(["--root", str(root), "--only", "V1401XX", "V260754", "--codes-from", str(root),
+                        "--size", "64", "--out", str(out)])
+    return out / "chromosomes.npz"
+
+
+@pytest.fixture(scope="session")
+def bbdm_run(mfish_pairs, tmp_path_factory) -> Path:
+    """A small BBDM (U-Net base 16) trained for 30 steps on those real DAPI → FISH pairs."""
+    from training import train_bbdm
+
+    run = tmp_path_factory.mktemp("runs") / "bbdm"
+    train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "30", "--sample-every", "30",
+                     "--sample-steps", "10", "--ckpt-every", "10", "--out", str(run), "--quiet"])
+    return run
+
+
+@pytest.fixture(scope="session")
+def bbdm_bundle(bbdm_run, tmp_path_factory) -> Path:
+    from export.export_bbdm import export_bbdm
+
+    return export_bbdm(bbdm_run, tmp_path_factory.mktemp("bundles") / "bbdm")
+
+
+@pytest.fixture(scope="session")
+def metaphase_with_chromosomes():
+    """A real metaphase's DAPI plane and instance labels of its first six chromosomes (karyotype components)."""
+    from skimage.measure import label
+
+    from napari_cellsynth.core.mfish import read_metaphase
+
+    mp = read_metaphase(require(SHARED_DATA / "mfish" / "V26__54"), "V260754")
+    instances = label((mp.karyotype > 0) & (mp.karyotype < 255))
+    instances[instances > 6] = 0
+    return mp.dapi, instances.astype(np.int32)

@@ -1,14 +1,23 @@
 """Paper 000's experiment: does adding DDPM-generated rare-class cells help the classifier?
 
     python -m training.experiment_ddpm --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
-        --seeds 0 1 2 --ddpm-steps 20000 --finetune-steps 4000 --epochs 25 --width 32 --out runs/exp-ddpm
+        --seeds 0 1 2 --ddpm-base 32 --ddpm-batch 32 --ddpm-steps 2000 --finetune-steps 300 \
+        --epochs 15 --width 32 --out runs/exp-ddpm
 
-For each seed (which fixes the split) and each setting — ``full`` (all real M cells) and
-``cut10`` (M cut to 10 % of its training cells before anything is trained) — it trains:
-1. the classifier on real data only;
-2. a DDPM base model on the training split, fine-tuned on the rare class, exported to a bundle;
-3. enough generated rare-class cells (DDIM) to balance the rare class with the largest class;
-4. the classifier on real + generated cells.
+Two settings: ``full`` (all real M cells of the training split) and ``cut10`` (M cut to 10 % of its
+training cells before anything is trained).  The train/val/test split is fixed (``--split-seed``) so
+that no generator ever sees a test cell; the seeds vary the classifier's initialisation and batch
+order and the generator's noise.
+
+1. one DDPM base model on the training split with the rare class already cut to 10 % (so it is valid
+   for both settings), fine-tuned per setting on that setting's real rare cells (paper 003's
+   procedure), exported to a bundle;
+2. per seed: the classifier on real data only;
+3. per seed: DDIM-generated rare cells raising the rare class to ``--balance-to`` (default: the
+   median training count of the other classes — here G1 is inflated by a second acquisition, and
+   paper 000 also cut G1 to the size of the others before balancing), and the classifier on
+   real + generated cells.
+
 Every step skips what is already on disk, so the experiment resumes.  Test metrics are always on
 the real test split.  Writes ``summary.json`` and ``summary.md``.
 """
@@ -31,30 +40,55 @@ from napari_cellsynth.core.runtime import OnnxModel
 from . import train_classifier, train_ddpm
 from .experiment_baseline import markdown_table
 
-SETTINGS = {"full": [], "cut10": ["{rare}=0.1"]}
+KEEP = {"full": [], "cut10": ["{rare}=0.1"]}
+
+
+def keep_specs(setting: str, rare: str) -> list[str]:
+    return [spec.format(rare=rare) for spec in KEEP[setting]]
 
 
 def classifier(out: Path, args, seed: int, keep: list[str], extra: list[str]) -> dict:
     if not (out / "metrics_test.json").is_file():
         train_classifier.main(["--data", args.data, "--label-map", args.label_map, "--seed", str(seed),
-                               "--epochs", str(args.epochs), "--width", str(args.width), "--out", str(out),
-                               "--resume", "--quiet", *(["--keep-fraction", *keep] if keep else []),
+                               "--split-seed", str(args.split_seed), "--epochs", str(args.epochs),
+                               "--width", str(args.width), "--out", str(out), "--resume", "--quiet",
+                               *(["--keep-fraction", *keep] if keep else []),
                                *(["--extra-train", *extra] if extra else [])])
     return json.loads((out / "metrics_test.json").read_text())
 
 
-def ddpm_bundle(root: Path, args, seed: int, keep: list[str]) -> Path:
+def ddpm_common(args) -> list[str]:
+    return ["--data", args.data, "--label-map", args.label_map, "--split-seed", str(args.split_seed),
+            "--seed", str(args.split_seed), "--base", str(args.ddpm_base), "--batch-size", str(args.ddpm_batch),
+            "--quiet", "--resume"]
+
+
+def ddpm_base(out: Path, args) -> Path:
+    base = out / "ddpm-base"
+    train_ddpm.main([*ddpm_common(args), "--keep-fraction", *keep_specs("cut10", args.rare),
+                     "--steps", str(args.ddpm_steps), "--sample-every", "500", "--out", str(base)])
+    return base
+
+
+def ddpm_bundle(root: Path, base: Path, args, keep: list[str]) -> Path:
     from export.export_ddpm import export_ddpm
 
     bundle = root / "ddpm-bundle"
     if (bundle / "card.json").is_file():
         return bundle
-    common = ["--data", args.data, "--label-map", args.label_map, "--split-seed", str(seed), "--seed", str(seed),
-              "--base", str(args.ddpm_base), "--quiet", "--resume", *(["--keep-fraction", *keep] if keep else [])]
-    train_ddpm.main([*common, "--steps", str(args.ddpm_steps), "--out", str(root / "ddpm-base")])
-    train_ddpm.main([*common, "--steps", str(args.finetune_steps), "--init-from", str(root / "ddpm-base"),
-                     "--only-classes", args.rare, "--out", str(root / "ddpm-rare")])
+    train_ddpm.main([*ddpm_common(args), *(["--keep-fraction", *keep] if keep else []),
+                     "--steps", str(args.finetune_steps), "--sample-every", str(args.finetune_steps),
+                     "--init-from", str(base), "--only-classes", args.rare, "--out", str(root / "ddpm-rare")])
     return export_ddpm(root / "ddpm-rare", bundle)
+
+
+def target_count(counts: dict[str, int], rare: str, rule: str) -> int:
+    others = [n for name, n in counts.items() if name != rare]
+    if rule == "median":
+        return int(np.median(others))
+    if rule == "max":
+        return max(others)
+    return int(rule)
 
 
 def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path:
@@ -62,7 +96,7 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     if path.is_file():
         return path
     counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
-    needed = max(counts.values()) - counts[args.rare]
+    needed = max(target_count(counts, args.rare, args.balance_to) - counts[args.rare], 0)
     settings = GenerationSettings(args.rare, needed, "ddim", args.sample_steps, args.guidance, seed, batch_size=64)
     print(f"generating {needed} {args.rare} cells", file=sys.stderr)
     result = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), settings))
@@ -72,32 +106,40 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     return path
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.experiment_ddpm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--label-map", default="jurkat4")
     parser.add_argument("--rare", default="M")
+    parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--settings", nargs="+", default=list(KEEP), choices=list(KEEP))
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--ddpm-base", type=int, default=64)
-    parser.add_argument("--ddpm-steps", type=int, default=20000)
-    parser.add_argument("--finetune-steps", type=int, default=4000)
+    parser.add_argument("--ddpm-base", type=int, default=32)
+    parser.add_argument("--ddpm-batch", type=int, default=32)
+    parser.add_argument("--ddpm-steps", type=int, default=2000)
+    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--balance-to", default="median", help="median | max | a count")
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     out = Path(args.out)
+    base = ddpm_base(out, args)
     runs: dict[str, list] = {}
     for setting in args.settings:
-        keep = [spec.format(rare=args.rare) for spec in SETTINGS[setting]]
+        keep = keep_specs(setting, args.rare)
+        bundle = ddpm_bundle(out / setting, base, args, keep)
         for seed in args.seeds:
             root = out / setting / f"seed{seed}"
             real_run = root / "classifier-real"
             runs.setdefault(f"{setting}: real only", []).append(classifier(real_run, args, seed, keep, []))
-            bundle = ddpm_bundle(root, args, seed, keep)
             images = generated(root, bundle, real_run, args, seed)
             runs.setdefault(f"{setting}: real + DDPM", []).append(
                 classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))

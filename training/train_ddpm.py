@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from napari_cellsynth.core.samplers import ddim, guided
 from napari_cellsynth.core.schedules import NoiseSchedule
 
 from .data import CropBatches, load_labelled, stratified_split, thin_classes
+from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
 from .nets.unet import UNet
 
 
@@ -60,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--p-uncond", type=float, default=0.1)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU (measure first)")
-    p.add_argument("--init-from", help="run folder whose EMA weights start this run (fine-tuning)")
-    p.add_argument("--sample-every", type=int, default=2000)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    add_run_arguments(p)
     return p
 
 
@@ -119,31 +113,6 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     fig.savefig(path, dpi=100)
 
 
-def plot_loss(history: list[dict], path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    steps = np.array([h["step"] for h in history])
-    loss = np.array([h["loss"] for h in history])
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.add_subplot()
-    ax.plot(steps, loss, alpha=0.3, label="per 50 steps")
-    if len(loss) >= 10:
-        ax.plot(steps[9:], np.convolve(loss, np.ones(10) / 10, mode="valid"), label="running mean")
-    ax.set_xlabel("step")
-    ax.set_ylabel("ε MSE")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def save_checkpoint(out: Path, model, ema, optimizer, step, history, batches) -> None:
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "history": history, "rng": torch.get_rng_state(),
-                "batch_rng": batches.generator.get_state()}, out / ".last.pt.tmp")
-    os.replace(out / ".last.pt.tmp", out / "last.pt")
-
-
 def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
@@ -175,13 +144,7 @@ def main(argv: list[str] | None = None) -> Path:
                           seed=args.seed, brightness=False)
     history, step = [], 0
     if args.resume and (out / "last.pt").is_file():
-        state = torch.load(out / "last.pt", weights_only=True)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        batches.generator.set_state(state["batch_rng"])
-        history, step = state["history"], state["step"]
+        step, history, _ = restore_checkpoint(out, model, ema, optimizer, batches)
     alpha_bar = torch.tensor(schedule.alpha_bar, dtype=torch.float32)
     bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
     running, started = [], time.time()
@@ -201,12 +164,7 @@ def main(argv: list[str] | None = None) -> Path:
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            decay = min(args.ema, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for e, p in zip(ema.parameters(), model.parameters()):
-                    e.lerp_(p, 1 - decay)
-                for e, b in zip(ema.buffers(), model.buffers()):
-                    e.copy_(b)
+            ema_update(ema, model, step, args.ema)
             running.append(loss.item())
             bar.update()
             if step % 50 == 0 or step == args.steps:
@@ -221,7 +179,7 @@ def main(argv: list[str] | None = None) -> Path:
                 break
     bar.close()
     if history:
-        plot_loss(history, out / "loss.png")
+        plot_loss(history, out / "loss.png", "ε MSE")
     return out
 
 

@@ -4,6 +4,7 @@
     cellsynth generate --model DDPM_BUNDLE --class M --count 100 --out FOLDER
     cellsynth filter --classifier BUNDLE --real DATA --synthetic DATA --minority M --out FOLDER
     cellsynth segment IMAGE.tif --model cyto3|MODEL_FILE --out LABELS.tif
+    cellsynth translate --model BBDM_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
 
 Training and export run from a checkout of the repository
@@ -186,6 +187,51 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def cmd_translate(args) -> int:
+    """Synthetic FISH per chromosome for each DAPI/labels pair: crops (TIFFs with provenance) and a composite.
+
+    Each pair writes ``OUT/<DAPI file stem>/``; a pair whose ``translate.json`` is already there is skipped.
+    """
+    import io
+
+    import tifffile
+    from tqdm import tqdm
+
+    from .core.atomic import atomic_open, write_json_atomic
+    from .core.generate import save_images
+    from .core.translate import TranslationSettings, composite, translate
+
+    if len(args.dapi) != len(args.labels):
+        raise ValueError(f"{len(args.dapi)} --dapi file(s) but {len(args.labels)} --labels file(s); give one "
+                         "labels file per DAPI file, in the same order")
+    model = OnnxModel(args.model, kind="bbdm")
+    settings = TranslationSettings(args.steps, args.eta, args.seed, args.batch_size)
+    settings.check(model)
+    out = Path(args.out)
+    for dapi_path, labels_path in zip(map(Path, args.dapi), map(Path, args.labels)):
+        folder = out / dapi_path.stem
+        if (folder / "translate.json").is_file():
+            print(f"{dapi_path}: already done in {folder}, skipped", file=sys.stderr)
+            continue
+        written = [folder / "composite.tif", folder / "translate.json", folder / "crops"]
+        if any(_same_file(p, w) or _same_file(p.parent, w) for p in (dapi_path, labels_path) for w in written):
+            raise ImageInputError(f"--out {out} would overwrite the input {dapi_path} or {labels_path}; "
+                                  "choose another folder")
+        dapi, labels = tifffile.imread(dapi_path), tifffile.imread(labels_path)
+        with tqdm(unit="step", disable=args.quiet, desc=dapi_path.name) as bar:
+            result = run_with_bar(translate(model, dapi, labels, settings), bar)
+        record = {**result.provenance, "dapi": str(dapi_path), "labels_file": str(labels_path),
+                  "labels": result.labels.tolist()}
+        save_images(folder / "crops", result.images, record)
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, composite(result, labels), description=json.dumps(record), metadata=None)
+        with atomic_open(folder / "composite.tif", "wb") as fh:
+            fh.write(buffer.getvalue())
+        write_json_atomic(folder / "translate.json", {**record, "boxes": result.boxes.tolist()})
+        print(f"{dapi_path}: {len(result.images)} synthetic chromosomes in {folder}", file=sys.stderr)
+    return 0
+
+
 def cmd_info(args) -> int:
     card = read_card(args.bundle)
     verify_files(args.bundle, card)
@@ -244,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_segment)
+    p = sub.add_parser("translate", help="synthetic FISH chromosomes from DAPI planes and chromosome labels (BBDM)")
+    p.add_argument("--model", required=True, help="BBDM bundle folder")
+    p.add_argument("--dapi", required=True, nargs="+", help="8-bit DAPI plane(s), one TIFF each")
+    p.add_argument("--labels", required=True, nargs="+", help="chromosome labels TIFF(s), one per DAPI plane")
+    p.add_argument("--steps", type=int, default=200, help="bridge sampling steps (skip steps of the 1000)")
+    p.add_argument("--eta", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="folder; one subfolder per DAPI file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_translate)
     p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)

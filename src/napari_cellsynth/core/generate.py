@@ -18,6 +18,7 @@ import numpy as np
 
 from .atomic import atomic_open
 from .images import denormalize
+from .jobs import shifted
 from .runtime import OnnxModel
 from .samplers import SAMPLERS, SPACINGS, ddim, ddpm, dpm_solver_pp_2m, guided
 from .schedules import NoiseSchedule
@@ -104,14 +105,8 @@ def generate(model: OnnxModel, settings: GenerationSettings,
             done += steps_per_batch
             yield done, total
             continue
-        job = _sampling(model, settings, n, np.random.default_rng([settings.seed, b]))
-        while True:
-            try:
-                step, _ = next(job)
-            except StopIteration as stop:
-                x = stop.value
-                break
-            yield done + step, total
+        rng = np.random.default_rng([settings.seed, b])
+        x = yield from shifted(_sampling(model, settings, n, rng), done, total)
         done += steps_per_batch
         raw = denormalize(x, model.card.normalization, model.card.input.get("dtype", "float32"),
                           model.card.input.get("value_range"))

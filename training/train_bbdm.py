@@ -1,0 +1,200 @@
+"""Train a Brownian Bridge Diffusion Model (BBDM) that translates a chromosome's DAPI crop into its FISH colours.
+
+    # all chromosomes of the data set (the M-FISH builder's chromosomes.npz), test slides held out
+    python -m training.train_bbdm --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
+        --steps 20000 --out runs/bbdm-all
+    # fine-tune on the translocations (the rare class)
+    python -m training.train_bbdm --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
+        --init-from runs/bbdm-all --only-translocations --steps 4000 --out runs/bbdm-transloc
+
+The bridge of paper 004 eqs. 1–3: x_t = (1 - m_t) x_0 + m_t y + sqrt(δ_t) ε with m_t = t/T and
+δ_t = 2s(m_t - m_t²).  x_0 is the RGB crop (three fluorophore planes), y the DAPI crop repeated
+on the three channels (the bridge needs both ends in one space).  The network predicts the BBDM
+objective x_t - x_0 = m_t (y - x_0) + sqrt(δ_t) ε from (x_t, t), with an L1 (BBDM's default) or L2
+loss.  Adam at 1e-4, batch 8 and a plateau learning-rate schedule (factor 0.5, patience 3000,
+floor 5e-7) follow paper 004's appendix A.  Both ends are 8-bit; they are scaled to [-1, 1].
+EMA weights, checkpoints and ``--resume``; ``loss.png`` and ``samples_<step>.png`` (DAPI, real,
+generated through the shared numpy bridge sampler) show progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.samplers import bridge
+from napari_cellsynth.core.schedules import BridgeSchedule
+
+from .data import CropBatches
+from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
+from .nets.unet import UNet
+
+EIGHT_BIT = {"low": 0.0, "high": 255.0}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train_bbdm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset (dapi, rgb, ...)")
+    p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
+    p.add_argument("--only-translocations", action="store_true", help="fine-tune on translocation = 1 only")
+    p.add_argument("--timesteps", type=int, default=1000)
+    p.add_argument("--variance-scale", type=float, default=1.0, help="s in δ_t = 2s(m_t - m_t²)")
+    p.add_argument("--loss", default="l1", choices=["l1", "l2"])
+    p.add_argument("--base", type=int, default=32)
+    p.add_argument("--channel-mult", type=int, nargs="+", default=[1, 2, 2, 2])
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--ema", type=float, default=0.995)
+    p.add_argument("--sample-steps", type=int, default=200, help="skip-step sampling for the sample grid")
+    add_run_arguments(p)
+    return p
+
+
+def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) -> dict[str, np.ndarray]:
+    """DAPI and RGB crops (N×1×S×S, N×3×S×S uint8) of the chromosomes to train on."""
+    with np.load(path, allow_pickle=False) as data:
+        missing = {"dapi", "rgb", "slide", "translocation"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m training.mfish_dataset")
+        arrays = {k: data[k] for k in ("dapi", "rgb", "slide", "translocation", "metaphase")}
+    keep = ~np.isin(arrays["slide"], exclude_slides)
+    if only_translocations:
+        keep &= arrays["translocation"] == 1
+    if not keep.any():
+        raise ValueError(f"no chromosomes left in {path} after excluding slides {exclude_slides}"
+                         f"{' and keeping translocations only' if only_translocations else ''}")
+    return {k: v[keep] for k, v in arrays.items()}
+
+
+def condition(dapi: torch.Tensor, channels: int) -> torch.Tensor:
+    """y: the (normalised) DAPI plane repeated on the target's channels."""
+    return dapi.expand(-1, channels, -1, -1)
+
+
+def bridge_loss(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, schedule: BridgeSchedule, kind: str):
+    t = torch.randint(1, schedule.num_timesteps + 1, (len(x0),))
+    m = torch.tensor(schedule.m, dtype=torch.float32)[t][:, None, None, None]
+    delta = torch.tensor(schedule.delta, dtype=torch.float32)[t][:, None, None, None]
+    noise = torch.randn_like(x0)
+    xt = (1 - m) * x0 + m * y + delta.sqrt() * noise
+    target = m * (y - x0) + delta.sqrt() * noise
+    prediction = model(xt, t)
+    return (prediction - target).abs().mean() if kind == "l1" else nn.functional.mse_loss(prediction, target)
+
+
+def torch_bridge_fn(model: nn.Module):
+    def net(x, t):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x), torch.from_numpy(t)).numpy()
+    return net
+
+
+def sample_grid(model, schedule, pairs, normalization, steps: int, path: Path, n: int = 8) -> None:
+    """Rows: DAPI, real FISH, BBDM from that DAPI (shared numpy bridge sampler, seed 0)."""
+    from matplotlib.figure import Figure
+
+    from napari_cellsynth.core.images import denormalize, normalize
+
+    model.eval()
+    pick = np.random.default_rng(0).choice(len(pairs["dapi"]), min(n, len(pairs["dapi"])), replace=False)
+    y = np.repeat(normalize(pairs["dapi"][pick], {"type": "minmax_range", "low": [0.0], "high": [255.0]}), 3, axis=1)
+    fake = run_to_end(bridge(torch_bridge_fn(model), y, schedule, steps, np.random.default_rng(0)))
+    fake = denormalize(fake, normalization, np.uint8, (0, 255))
+    fig = Figure(figsize=(len(pick) * 1.1, 3 * 1.2))
+    axes = fig.subplots(3, len(pick), squeeze=False)
+    for col, i in enumerate(pick):
+        for row, image in enumerate([pairs["dapi"][i][0], pairs["rgb"][i].transpose(1, 2, 0),
+                                     fake[col].transpose(1, 2, 0)]):
+            axes[row, col].imshow(image, cmap="gray" if row == 0 else None)
+            axes[row, col].axis("off")
+    for row, name in enumerate(["DAPI", "real", "BBDM"]):
+        axes[row, 0].set_title(name, fontsize=7, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def build_model(net: dict, channels: int, size: int) -> UNet:
+    return UNet(channels, 0, net["base"], tuple(net["channel_mult"]), dropout=net["dropout"], image_size=size)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    pairs = load_pairs(args.data, args.exclude_slides, args.only_translocations)
+    channels, size = pairs["rgb"].shape[1], pairs["rgb"].shape[-1]
+    schedule = BridgeSchedule(args.timesteps, args.variance_scale)
+    normalization = {"type": "minmax_range", "low": [EIGHT_BIT["low"]] * channels,
+                     "high": [EIGHT_BIT["high"]] * channels}
+    net = {"base": args.base, "channel_mult": args.channel_mult, "dropout": args.dropout}
+    config = {"task": "bbdm", "data": str(Path(args.data).resolve()), "channels": ["R", "G", "B"][:channels],
+              "condition_channels": ["DAPI"], "image_size": [size, size], "dtype": "uint8", "value_range": [0, 255],
+              "normalization": normalization,
+              "condition_normalization": {"type": "minmax_range", "low": [0.0], "high": [255.0]},
+              "schedule": schedule.to_card(), "loss": args.loss, "net": net, "init_from": args.init_from,
+              "train_count": int(len(pairs["rgb"])), "exclude_slides": args.exclude_slides,
+              "only_translocations": args.only_translocations, "args": vars(args)}
+    write_json_atomic(out / "config.json", config)
+    model = build_model(net, channels, size)
+    if args.init_from:
+        model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True)["ema"])
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3000, cooldown=3000,
+                                                         threshold=1e-4, min_lr=5e-7)
+    stacked = np.concatenate([pairs["dapi"], pairs["rgb"]], axis=1)  # flips and rotations hit both ends alike
+    joint = {"type": "minmax_range", "low": [0.0] * (channels + 1), "high": [255.0] * (channels + 1)}
+    batches = CropBatches(stacked, pairs["translocation"], joint, args.batch_size, augment=True, seed=args.seed,
+                          brightness=False)
+    history, step = [], 0
+    if args.resume and (out / "last.pt").is_file():
+        step, history, state = restore_checkpoint(out, model, ema, optimizer, batches)
+        plateau.load_state_dict(state["plateau"])
+    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
+    running, started = [], time.time()
+    while step < args.steps:
+        for both, _ in batches:
+            model.train()
+            loss = bridge_loss(model, both[:, 1:], condition(both[:, :1], channels), schedule, args.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            plateau.step(loss.item())
+            step += 1
+            ema_update(ema, model, step, args.ema)
+            running.append(loss.item())
+            bar.update()
+            if step % 50 == 0 or step == args.steps:
+                history.append({"step": step, "loss": float(np.mean(running)), "seconds": time.time() - started,
+                                "lr": optimizer.param_groups[0]["lr"]})
+                bar.set_description(f"loss {history[-1]['loss']:.4f}")
+                running = []
+            if step % args.ckpt_every == 0 or step == args.steps:
+                save_checkpoint(out, model, ema, optimizer, step, history, batches, plateau=plateau.state_dict())
+            if step % args.sample_every == 0 or step == args.steps:
+                sample_grid(ema, schedule, pairs, normalization, args.sample_steps, out / f"samples_{step:06d}.png")
+            if step >= args.steps:
+                break
+    bar.close()
+    if history:
+        plot_loss(history, out / "loss.png", f"bridge {args.loss.upper()} loss")
+    return out
+
+
+if __name__ == "__main__":
+    main()
