@@ -135,3 +135,30 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     widget.save_folder.value = str(tmp_path / "saved")
     paths = widget.save_selected()
     assert len(paths) == 3 and read_provenance(paths[0])["class"] == "M"
+
+
+def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
+    """Paper 000's experiment at toy scale on real cells: generators, balancing, classifiers, quality, grid."""
+    from training import experiment_ddpm
+
+    out = tmp_path / "exp"
+    args = ["--data", str(jurkat_slice), "--seeds", "0", "--ddpm-base", "8", "--ddpm-batch", "8", "--ddpm-steps", "3",
+            "--finetune-steps", "2", "--epochs", "1", "--width", "8", "--sample-steps", "2", "--balance-to", "360",
+            "--out", str(out)]
+    summary = experiment_ddpm.main(args)
+    assert {"full: real only", "full: real + DDPM", "cut10: real only", "cut10: real + DDPM"} <= set(summary)
+    for setting in ("full", "cut10"):
+        real = json.loads((out / setting / "seed0" / "classifier-real" / "config.json").read_text())
+        with np.load(out / setting / "seed0" / "generated.npz") as saved:
+            assert len(saved["images"]) == 360 - real["counts"]["train"]["M"]
+            assert json.loads(str(saved["provenance"]))["class"] == "M"
+        quality = summary["generator_quality"][setting]
+        assert quality["DDPM"]["n"] == 360 - real["counts"]["train"]["M"] and np.isfinite(quality["DDPM"]["fid_resnet"])
+    assert summary["generator_quality"]["cut10"]["ssim_reference_count"] < summary["generator_quality"]["full"]["ssim_reference_count"]
+    assert (out / "real_vs_generated.png").is_file() and (out / "summary.md").is_file()
+    metrics = out / "full" / "seed0" / "classifier-real+ddpm" / "metrics_test.json"
+    before = metrics.stat().st_mtime_ns
+    experiment_ddpm.main(args)  # everything on disk: nothing retrains
+    assert metrics.stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="choose a larger target"):
+        experiment_ddpm.main([*args[:-2], "--balance-to", "10", "--out", str(tmp_path / "exp2")])

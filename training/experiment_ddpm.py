@@ -96,7 +96,11 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     if path.is_file():
         return path
     counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
-    needed = max(target_count(counts, args.rare, args.balance_to) - counts[args.rare], 0)
+    target = target_count(counts, args.rare, args.balance_to)
+    needed = target - counts[args.rare]
+    if needed < 1:
+        raise ValueError(f"{args.rare} already has {counts[args.rare]} training crops, not fewer than the target "
+                         f"{target} of --balance-to {args.balance_to}; choose a larger target")
     settings = GenerationSettings(args.rare, needed, "ddim", args.sample_steps, args.guidance, seed, batch_size=64)
     print(f"generating {needed} {args.rare} cells", file=sys.stderr)
     result = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), settings))
@@ -104,6 +108,44 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
         np.savez(fh, images=result.images, labels=np.array([args.rare] * len(result.images)),
                  provenance=np.array(json.dumps(result.provenance)))
     return path
+
+
+def report(out: Path, base: Path, args) -> dict:
+    """FID/KID (ResNet features of the full-data real-only classifier), SSIM-max and the real-vs-generated grid."""
+    from export.export_classifier import export_classifier
+    from export.export_ddpm import export_ddpm
+
+    from .data import load_labelled, stratified_split, thin_classes
+    from .generator_report import quality, real_vs_generated_grid
+
+    features = out / "feature-classifier"
+    if not (features / "card.json").is_file():
+        export_classifier(out / "full" / f"seed{args.seeds[0]}" / "classifier-real", features)
+    classifier = OnnxModel(features, kind="classifier")
+    data = load_labelled(args.data, args.label_map)
+    split = stratified_split(data.y, args.split_seed)
+    images, rare = data.crops.images, data.classes.index(args.rare)
+    of_class = {name: images[split["train"][data.y[split["train"]] == k]] for k, name in enumerate(data.classes)}
+    held_out = images[split["val"][data.y[split["val"]] == rare]]
+    results, grid = {}, {}
+    base_bundle = out / "ddpm-base-bundle"
+    if not (base_bundle / "card.json").is_file():
+        export_ddpm(base, base_bundle)
+    base_model = OnnxModel(base_bundle, kind="ddpm")
+    for name in data.classes:
+        if name != args.rare:
+            settings = GenerationSettings(name, 6, "ddim", args.sample_steps, args.guidance, 0, batch_size=6)
+            grid[name] = (of_class[name], run_to_end(generate(base_model, settings)).images)
+    for setting in args.settings:
+        index = thin_classes(split["train"], data.y, data.classes, keep_specs(setting, args.rare), args.split_seed)
+        seen = images[index[data.y[index] == rare]]
+        with np.load(out / setting / f"seed{args.seeds[0]}" / "generated.npz", allow_pickle=False) as saved:
+            fake = saved["images"]
+        results[setting] = quality(classifier, of_class[args.rare], seen, {"held-out real": held_out, "DDPM": fake},
+                                   out / setting / "ssim_max.png")
+        grid[f"{args.rare} ({setting})"] = (of_class[args.rare], fake)
+    real_vs_generated_grid(grid, out / "real_vs_generated.png")
+    return results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,9 +186,11 @@ def main(argv: list[str] | None = None) -> dict:
             runs.setdefault(f"{setting}: real + DDPM", []).append(
                 classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
+    summary["generator_quality"] = report(out, base, args)
     summary["command"] = "python -m training.experiment_ddpm " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "summary.json", summary)
-    tables = "\n".join(markdown_table(s, name) for name, s in summary.items() if name != "command")
+    tables = "\n".join(markdown_table(s, name) for name, s in summary.items()
+                       if name not in ("command", "generator_quality"))
     (out / "summary.md").write_text(tables)
     print(tables)
     return summary
