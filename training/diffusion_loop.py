@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Fine-tuning start, sample/checkpoint cadence, seed, output folder, resume and quiet."""
-    p.add_argument("--init-from", help="run folder whose EMA weights start this run (fine-tuning)")
+def add_run_arguments(p: argparse.ArgumentParser, fine_tuning: bool = True) -> None:
+    """(Fine-tuning start,) sample/checkpoint cadence, seed, output folder, resume and quiet."""
+    if fine_tuning:
+        p.add_argument("--init-from", help="run folder whose EMA weights start this run (fine-tuning)")
     p.add_argument("--sample-every", type=int, default=2000)
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -65,5 +66,21 @@ def plot_loss(history: list[dict], path: Path, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
     ax.set_yscale("log")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def dapi_fish_grid(dapi: np.ndarray, real: np.ndarray, fake: np.ndarray, model_name: str, path: Path) -> None:
+    """Columns of chromosomes; rows: DAPI (N×1×H×W), real FISH and generated FISH (N×3×H×W uint8)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(len(dapi) * 1.1, 3 * 1.2))
+    axes = fig.subplots(3, len(dapi), squeeze=False)
+    for col in range(len(dapi)):
+        for row, image in enumerate([dapi[col][0], real[col].transpose(1, 2, 0), fake[col].transpose(1, 2, 0)]):
+            axes[row, col].imshow(image, cmap="gray" if row == 0 else None)
+            axes[row, col].axis("off")
+    for row, name in enumerate(["DAPI", "real", model_name]):
+        axes[row, 0].set_title(name, fontsize=7, loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--balance-to", default="median", help="median | max | a count")
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--skip-report", action="store_true",
+                        help="no quality report (when settings run as separate processes; report once at the end)")
     parser.add_argument("--out", required=True)
     return parser
 
@@ -186,12 +188,15 @@ def main(argv: list[str] | None = None) -> dict:
             runs.setdefault(f"{setting}: real + DDPM", []).append(
                 classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
-    summary["generator_quality"] = report(out, base, args)
+    if not args.skip_report:
+        summary["generator_quality"] = report(out, base, args)
     summary["command"] = "python -m training.experiment_ddpm " + " ".join(argv or sys.argv[1:])
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / ("summary.json" if not args.skip_report else f"summary-{'-'.join(args.settings)}.json"),
+                      summary)
     tables = "\n".join(markdown_table(s, name) for name, s in summary.items()
                        if name not in ("command", "generator_quality"))
-    (out / "summary.md").write_text(tables)
+    if not args.skip_report:
+        (out / "summary.md").write_text(tables)
     print(tables)
     return summary
 

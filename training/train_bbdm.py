@@ -36,7 +36,8 @@ from napari_cellsynth.core.samplers import bridge
 from napari_cellsynth.core.schedules import BridgeSchedule
 
 from .data import CropBatches
-from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
+from .diffusion_loop import (add_run_arguments, dapi_fish_grid, ema_update, plot_loss, restore_checkpoint,
+                             save_checkpoint)
 from .nets.unet import UNet
 
 EIGHT_BIT = {"low": 0.0, "high": 255.0}
@@ -104,8 +105,6 @@ def torch_bridge_fn(model: nn.Module):
 
 def sample_grid(model, schedule, pairs, normalization, steps: int, path: Path, n: int = 8) -> None:
     """Rows: DAPI, real FISH, BBDM from that DAPI (shared numpy bridge sampler, seed 0)."""
-    from matplotlib.figure import Figure
-
     from napari_cellsynth.core.images import denormalize, normalize
 
     model.eval()
@@ -113,17 +112,7 @@ def sample_grid(model, schedule, pairs, normalization, steps: int, path: Path, n
     y = np.repeat(normalize(pairs["dapi"][pick], {"type": "minmax_range", "low": [0.0], "high": [255.0]}), 3, axis=1)
     fake = run_to_end(bridge(torch_bridge_fn(model), y, schedule, steps, np.random.default_rng(0)))
     fake = denormalize(fake, normalization, np.uint8, (0, 255))
-    fig = Figure(figsize=(len(pick) * 1.1, 3 * 1.2))
-    axes = fig.subplots(3, len(pick), squeeze=False)
-    for col, i in enumerate(pick):
-        for row, image in enumerate([pairs["dapi"][i][0], pairs["rgb"][i].transpose(1, 2, 0),
-                                     fake[col].transpose(1, 2, 0)]):
-            axes[row, col].imshow(image, cmap="gray" if row == 0 else None)
-            axes[row, col].axis("off")
-    for row, name in enumerate(["DAPI", "real", "BBDM"]):
-        axes[row, 0].set_title(name, fontsize=7, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    dapi_fish_grid(pairs["dapi"][pick], pairs["rgb"][pick], fake, "BBDM", path)
 
 
 def build_model(net: dict, channels: int, size: int) -> UNet:

@@ -4,7 +4,7 @@
     cellsynth generate --model DDPM_BUNDLE --class M --count 100 --out FOLDER
     cellsynth filter --classifier BUNDLE --real DATA --synthetic DATA --minority M --out FOLDER
     cellsynth segment IMAGE.tif --model cyto3|MODEL_FILE --out LABELS.tif
-    cellsynth translate --model BBDM_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
+    cellsynth translate --model BBDM_OR_CYCLEGAN_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
 
 Training and export run from a checkout of the repository
@@ -204,7 +204,7 @@ def cmd_translate(args) -> int:
     if len(args.dapi) != len(args.labels):
         raise ValueError(f"{len(args.dapi)} --dapi file(s) but {len(args.labels)} --labels file(s); give one "
                          "labels file per DAPI file, in the same order")
-    model = OnnxModel(args.model, kind="bbdm")
+    model = OnnxModel(args.model)
     settings = TranslationSettings(args.steps, args.eta, args.seed, args.batch_size)
     settings.check(model)
     out = Path(args.out)
@@ -290,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_segment)
-    p = sub.add_parser("translate", help="synthetic FISH chromosomes from DAPI planes and chromosome labels (BBDM)")
-    p.add_argument("--model", required=True, help="BBDM bundle folder")
+    p = sub.add_parser("translate", help="synthetic FISH chromosomes from DAPI planes and chromosome labels "
+                                         "(BBDM or CycleGAN bundle)")
+    p.add_argument("--model", required=True, help="BBDM or CycleGAN bundle folder")
     p.add_argument("--dapi", required=True, nargs="+", help="8-bit DAPI plane(s), one TIFF each")
     p.add_argument("--labels", required=True, nargs="+", help="chromosome labels TIFF(s), one per DAPI plane")
     p.add_argument("--steps", type=int, default=200, help="bridge sampling steps (skip steps of the 1000)")

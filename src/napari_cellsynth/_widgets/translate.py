@@ -1,4 +1,4 @@
-"""The Generate-from-DAPI dock widget: a DAPI layer + chromosome labels + a BBDM bundle → synthetic FISH."""
+"""The Generate-from-DAPI dock widget: DAPI layer + chromosome labels + BBDM or CycleGAN bundle → synthetic FISH."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class TranslateWidget(JobWidget):
 
         self.dapi_layer = create_widget(annotation=napari.layers.Image, label="DAPI")
         self.labels_layer = create_widget(annotation=napari.layers.Labels, label="chromosomes")
-        self.bundle = FileEdit(mode="d", label="BBDM bundle")
+        self.bundle = FileEdit(mode="d", label="BBDM or CycleGAN bundle")
         self.steps = SpinBox(value=200, min=2, max=10_000, label="steps")
         self.eta = FloatSpinBox(value=1.0, min=0.0, max=2.0, step=0.1, label="η")
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
@@ -48,7 +48,7 @@ class TranslateWidget(JobWidget):
         dapi_data, labels_data = np.asarray(dapi.data), np.asarray(labels.data)
 
         def job():
-            model = OnnxModel(bundle, kind="bbdm")
+            model = OnnxModel(bundle)
             result = yield from translate(model, dapi_data, labels_data, settings)
             return result, composite(result, labels_data) if paste else None, dapi
         return job

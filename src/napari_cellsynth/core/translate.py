@@ -1,9 +1,9 @@
-"""Synthetic FISH chromosomes from a DAPI image and its chromosome labels, with a BBDM bundle (paper 004).
+"""Synthetic FISH chromosomes from a DAPI image and its chromosome labels, with a BBDM or CycleGAN bundle.
 
 Each labelled chromosome is cut from the DAPI plane exactly as the M-FISH data set builder cut the
 training pairs (square window, 10 % margin, kept at scale when it fits, pixels of other objects
-set to 0), bridged from DAPI to the bundle's FISH channels with the shared numpy bridge sampler,
-and masked to the chromosome's own pixels.  Batch ``b`` draws its noise from
+set to 0), bridged from DAPI to the bundle's FISH channels with the shared numpy bridge sampler
+(BBDM, paper 004) or mapped by one generator pass (CycleGAN, the paper's baseline), and masked to the chromosome's own pixels.  Batch ``b`` draws its noise from
 ``numpy.random.default_rng([seed, b])``, so a run is reproducible.  :func:`composite` pastes the
 synthetic chromosomes back in place.
 """
@@ -25,6 +25,7 @@ from .samplers import bridge
 from .schedules import BridgeSchedule
 
 MARGIN = 0.1  # the data set builder's margin
+KINDS = ("bbdm", "cyclegan")
 
 
 @dataclass
@@ -34,14 +35,23 @@ class TranslationSettings:
     seed: int = 0
     batch_size: int = 16
 
+    def network_calls(self, model: OnnxModel) -> int:
+        """Network passes per batch: the bridge's steps, or one generator pass."""
+        return self.steps if model.card.kind == "bbdm" else 1
+
     def check(self, model: OnnxModel) -> None:
+        if model.card.kind not in KINDS:
+            raise ValueError(f"bundle '{model.card.name}' is a '{model.card.kind}' bundle; generating from DAPI "
+                             f"needs one of {KINDS}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if model.card.kind != "bbdm":
+            return
         total = model.card.extra["schedule"]["num_timesteps"]
         if not 2 <= self.steps <= total:
             raise ValueError(f"steps must be between 2 and the bridge's {total} timesteps, got {self.steps}")
         if self.eta < 0:
             raise ValueError(f"η must be 0 (deterministic) or more, got {self.eta}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
 
 
 @dataclass
@@ -89,10 +99,25 @@ def provenance(model: OnnxModel, settings: TranslationSettings) -> dict:
     from .. import __version__
 
     return {"bundle": model.card.name, "bundle_sha256": model.card.files["model.onnx"]["sha256"],
-            "kind": model.card.kind, "class": model.card.classes[0], "sampler": "bridge", "steps": settings.steps,
+            "kind": model.card.kind, "class": model.card.classes[0],
+            "sampler": "bridge" if model.card.kind == "bbdm" else "generator", "steps": settings.network_calls(model),
             "eta": settings.eta, "seed": settings.seed, "batch_size": settings.batch_size,
             "channels": model.card.channels, "condition": model.card.extra["condition"]["channels"],
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
+
+
+def _batch(model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
+    if model.card.kind == "cyclegan":
+        yield 0, 1
+        x = model.run({"x": y})["fake"]
+        yield 1, 1
+        return x
+
+    def net(x, t):
+        return model.run({"x": x, "t": t})["prediction"]
+
+    schedule = BridgeSchedule.from_card(model.card.extra["schedule"])
+    return (yield from bridge(net, y, schedule, settings.steps, rng, settings.eta))
 
 
 def translate(model: OnnxModel, dapi: np.ndarray, labels: np.ndarray,
@@ -103,19 +128,15 @@ def translate(model: OnnxModel, dapi: np.ndarray, labels: np.ndarray,
     ids, crops, masks, boxes = chromosome_crops(dapi, labels, card.image_size)
     condition = card.extra["condition"]
     y = np.repeat(normalize(crops, condition["normalization"]), card.n_channels, axis=1)
-    schedule = BridgeSchedule.from_card(card.extra["schedule"])
-
-    def net(x, t):
-        return model.run({"x": x, "t": t})["prediction"]
-
     starts = list(range(0, len(ids), settings.batch_size))
-    total, done, images = len(starts) * settings.steps, 0, []
+    calls = settings.network_calls(model)
+    total, done, images = len(starts) * calls, 0, []
     yield 0, total
     for b, start in enumerate(starts):
         part = slice(start, start + settings.batch_size)
         rng = np.random.default_rng([settings.seed, b])
-        x = yield from shifted(bridge(net, y[part], schedule, settings.steps, rng, settings.eta), done, total)
-        done += settings.steps
+        x = yield from shifted(_batch(model, y[part], settings, rng), done, total)
+        done += calls
         raw = denormalize(x, card.normalization, card.input.get("dtype", "uint8"), card.input.get("value_range"))
         images.append(np.where(masks[part][:, None], raw, 0).astype(raw.dtype))
     return Translated(ids, crops, np.concatenate(images), masks, boxes, provenance(model, settings))

@@ -1,0 +1,70 @@
+"""Export a CycleGAN run's DAPI → FISH generator to a bundle: ``model.onnx`` = one pass f(x) → fake.
+
+    python -m export.export_cyclegan runs/cyclegan-transloc --out bundles/cyclegan-transloc
+
+Input ``x`` (N×3×H×W float32: the DAPI crop in [-1, 1] repeated on the three channels, as the
+BBDM's condition); output ``fake`` (the FISH crop in [-1, 1]).  Parity on real DAPI crops.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.images import normalize
+from napari_cellsynth.core.runtime import OnnxModel
+from training.train_bbdm import load_pairs
+from training.train_cyclegan import build_nets
+
+from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
+
+
+def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
+                    rtol: float = 1e-3) -> Path:
+    run, out = Path(run), Path(out)
+    config = json.loads((run / "config.json").read_text())
+    channels, (h, w) = len(config["channels"]), config["image_size"]
+    generator = build_nets(config["net"], channels)["g_ab"]
+    state = torch.load(run / "last.pt", weights_only=True)
+    generator.load_state_dict(state["g_ab"])
+    generator.eval()
+    staging = fresh_staging(out)
+    export_onnx(generator, (torch.zeros(2, channels, h, w),), staging / "model.onnx", ["x"], ["fake"])
+    card = Card(
+        kind="cyclegan", name=name or out.name,
+        classes=["translocation" if config["target"] == "translocations" else "any"], channels=config["channels"],
+        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
+               "value_range": config["value_range"], "name": "x"},
+        normalization=config["normalization"], outputs={"names": ["fake"], "prediction": "image"},
+        training={"data": {"source": config["data"], "counts": config["counts"],
+                           "exclude_slides": config["exclude_slides"], "target": config["target"]},
+                  "steps": int(state["step"]), "net": config["net"],
+                  "final_losses": state["history"][-1] if state["history"] else None,
+                  "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        versions=library_versions(), files={"model.onnx": {}},
+        extra={"condition": {"channels": config["condition_channels"], "dtype": "uint8",
+                             "normalization": config["condition_normalization"],
+                             "to_target": "repeated on every target channel"}})
+    save_bundle(staging, card)
+    pairs = load_pairs(config["data"], config["exclude_slides"], only_translocations=False)
+    x = np.repeat(normalize(pairs["dapi"][:12], config["condition_normalization"]), channels, axis=1)
+    with torch.inference_mode():
+        expected = generator(torch.from_numpy(x)).numpy()
+    got = OnnxModel(staging, kind="cyclegan", providers=["CPUExecutionProvider"]).run({"x": x})
+    card.extra["export"] = {"opset": 17, "parity_on": f"{len(x)} real DAPI crops",
+                            "parity": parity({"fake": expected}, got, atol, rtol)}
+    save_bundle(staging, card)
+    return publish(staging, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    export_main("python -m export.export_cyclegan", __doc__, export_cyclegan, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Train a CycleGAN DAPI ↔ FISH (paper 004's image-to-image baseline against the BBDM).
+
+    python -m training.train_cyclegan --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
+        --target translocations --steps 20000 --out runs/cyclegan-transloc
+
+Domain A: DAPI crops of the training chromosomes (repeated on three channels, as the BBDM's
+condition); domain B: RGB crops of the ``--target`` chromosomes (the translocations, or all).
+Unpaired, as CycleGAN is: A and B batches are drawn independently.  Least-squares GAN losses,
+cycle-consistency L1 (λ = 10) and identity L1 (0.5 λ), Adam 2e-4 (β₁ = 0.5), a 50-image pool of
+generated images for the discriminators (Zhu et al. 2017).  ``samples_<step>.png`` shows DAPI,
+the real FISH of that chromosome and G_A→B(DAPI); checkpoints and ``--resume`` as the other trainers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from napari_cellsynth.core.atomic import write_json_atomic
+
+from .data import CropBatches
+from .diffusion_loop import add_run_arguments, dapi_fish_grid, plot_loss
+from .nets.cyclegan import Generator, PatchDiscriminator
+from .train_bbdm import load_pairs
+
+NETS = ("g_ab", "g_ba", "d_a", "d_b")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train_cyclegan", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset")
+    p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
+    p.add_argument("--target", default="translocations", choices=["translocations", "all"],
+                   help="which chromosomes' FISH colours make domain B")
+    p.add_argument("--base", type=int, default=32)
+    p.add_argument("--blocks", type=int, default=6)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lambda-cycle", type=float, default=10.0)
+    p.add_argument("--lambda-identity", type=float, default=0.5, help="× λ_cycle")
+    p.add_argument("--pool", type=int, default=50)
+    add_run_arguments(p, fine_tuning=False)
+    return p
+
+
+class ImagePool:
+    """Half of the time a discriminator sees an older generated image instead of the newest one."""
+
+    def __init__(self, size: int, generator: torch.Generator):
+        self.size, self.images, self.generator = size, [], generator
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        out = []
+        for image in batch.detach():
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif torch.rand(1, generator=self.generator) < 0.5:
+                k = int(torch.randint(self.size, (1,), generator=self.generator))
+                out.append(self.images[k])
+                self.images[k] = image
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+
+def endless(batches: CropBatches):
+    while True:
+        yield from batches
+
+
+def build_nets(net: dict, channels: int) -> dict[str, nn.Module]:
+    return {"g_ab": Generator(channels, channels, net["base"], net["blocks"]),
+            "g_ba": Generator(channels, channels, net["base"], net["blocks"]),
+            "d_a": PatchDiscriminator(channels, net["base"]), "d_b": PatchDiscriminator(channels, net["base"])}
+
+
+def losses(nets, real_a, real_b, pools, args) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    mse, l1 = nn.functional.mse_loss, nn.functional.l1_loss
+    fake_b, fake_a = nets["g_ab"](real_a), nets["g_ba"](real_b)
+
+    def adversarial(d, x, target):
+        out = d(x)
+        return mse(out, torch.full_like(out, target))
+
+    gan = adversarial(nets["d_b"], fake_b, 1.0) + adversarial(nets["d_a"], fake_a, 1.0)
+    cycle = l1(nets["g_ba"](fake_b), real_a) + l1(nets["g_ab"](fake_a), real_b)
+    identity = l1(nets["g_ab"](real_b), real_b) + l1(nets["g_ba"](real_a), real_a)
+    loss_g = gan + args.lambda_cycle * cycle + args.lambda_identity * args.lambda_cycle * identity
+    loss_d = 0.5 * (adversarial(nets["d_b"], real_b, 1.0) + adversarial(nets["d_b"], pools["b"](fake_b), 0.0)
+                    + adversarial(nets["d_a"], real_a, 1.0) + adversarial(nets["d_a"], pools["a"](fake_a), 0.0))
+    return loss_g, loss_d, {"gan": gan.item(), "cycle": cycle.item(), "identity": identity.item()}
+
+
+def sample_grid(g_ab: nn.Module, pairs: dict, path: Path, n: int = 8) -> None:
+    from napari_cellsynth.core.images import denormalize, normalize
+
+    g_ab.eval()
+    pick = np.random.default_rng(0).choice(len(pairs["dapi"]), min(n, len(pairs["dapi"])), replace=False)
+    y = np.repeat(normalize(pairs["dapi"][pick], {"type": "minmax_range", "low": [0.0], "high": [255.0]}), 3, axis=1)
+    with torch.inference_mode():
+        fake = g_ab(torch.from_numpy(y)).numpy()
+    fake = denormalize(fake, {"type": "minmax_range", "low": [0.0] * 3, "high": [255.0] * 3}, np.uint8, (0, 255))
+    dapi_fish_grid(pairs["dapi"][pick], pairs["rgb"][pick], fake, "CycleGAN", path)
+    g_ab.train()
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    domain_a = load_pairs(args.data, args.exclude_slides, only_translocations=False)
+    domain_b = load_pairs(args.data, args.exclude_slides, only_translocations=args.target == "translocations")
+    channels, size = domain_b["rgb"].shape[1], domain_b["rgb"].shape[-1]
+    eight_bit = {"type": "minmax_range", "low": [0.0] * channels, "high": [255.0] * channels}
+    net = {"base": args.base, "blocks": args.blocks}
+    write_json_atomic(out / "config.json", {
+        "task": "cyclegan", "data": str(Path(args.data).resolve()), "channels": ["R", "G", "B"][:channels],
+        "condition_channels": ["DAPI"], "image_size": [size, size], "dtype": "uint8", "value_range": [0, 255],
+        "normalization": eight_bit, "condition_normalization": {"type": "minmax_range", "low": [0.0], "high": [255.0]},
+        "net": net, "counts": {"A (DAPI)": int(len(domain_a["dapi"])), "B (FISH)": int(len(domain_b["rgb"]))},
+        "exclude_slides": args.exclude_slides, "target": args.target, "args": vars(args)})
+    nets = build_nets(net, channels)
+    opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], args.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], args.lr, betas=(0.5, 0.999))
+    batches_a = CropBatches(np.repeat(domain_a["dapi"], channels, axis=1), domain_a["translocation"], eight_bit,
+                            args.batch_size, augment=True, seed=args.seed, brightness=False)
+    batches_b = CropBatches(domain_b["rgb"], domain_b["translocation"], eight_bit, args.batch_size, augment=True,
+                            seed=args.seed + 1, brightness=False)
+    pool_rng = torch.Generator().manual_seed(args.seed)
+    pools = {"a": ImagePool(args.pool, pool_rng), "b": ImagePool(args.pool, pool_rng)}
+    history, step = [], 0
+    if args.resume and (out / "last.pt").is_file():
+        state = torch.load(out / "last.pt", weights_only=True)
+        for name in NETS:
+            nets[name].load_state_dict(state[name])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"])
+        batches_a.generator.set_state(state["rng_a"])
+        batches_b.generator.set_state(state["rng_b"])
+        history, step = state["history"], state["step"]
+    stream_a, stream_b = endless(batches_a), endless(batches_b)
+    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
+    running, started = [], time.time()
+    while step < args.steps:
+        (real_a, _), (real_b, _) = next(stream_a), next(stream_b)
+        n = min(len(real_a), len(real_b))
+        loss_g, loss_d, parts = losses(nets, real_a[:n], real_b[:n], pools, args)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward(retain_graph=False)
+        opt_g.step()
+        opt_d.zero_grad(set_to_none=True)  # the generators' step left gradients in D: start clean
+        loss_d.backward()
+        opt_d.step()
+        step += 1
+        running.append({"loss": loss_g.item(), "d": loss_d.item(), **parts})
+        bar.update()
+        if step % 50 == 0 or step == args.steps:
+            history.append({"step": step, **{k: float(np.mean([r[k] for r in running])) for k in running[0]},
+                            "seconds": time.time() - started})
+            bar.set_description(f"G {history[-1]['loss']:.3f} D {history[-1]['d']:.3f}")
+            running = []
+        if step % args.ckpt_every == 0 or step == args.steps:
+            torch.save({**{name: nets[name].state_dict() for name in NETS}, "opt_g": opt_g.state_dict(),
+                        "opt_d": opt_d.state_dict(), "step": step, "history": history, "rng": torch.get_rng_state(),
+                        "rng_a": batches_a.generator.get_state(), "rng_b": batches_b.generator.get_state()},
+                       out / ".last.pt.tmp")
+            os.replace(out / ".last.pt.tmp", out / "last.pt")
+        if step % args.sample_every == 0 or step == args.steps:
+            sample_grid(nets["g_ab"], domain_b, out / f"samples_{step:06d}.png")
+    bar.close()
+    if history:
+        plot_loss(history, out / "loss.png", "generator loss")
+        (out / "history.json").write_text(json.dumps(history))
+    return out
+
+
+if __name__ == "__main__":
+    main()
