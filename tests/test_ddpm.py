@@ -160,5 +160,16 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     before = metrics.stat().st_mtime_ns
     experiment_ddpm.main(args)  # everything on disk: nothing retrains
     assert metrics.stat().st_mtime_ns == before
+    # the UMAP filter on the generated cells: Table 4 counts, kept cells, classifier on real + kept
+    from training import experiment_filter
+
+    filtered = experiment_filter.main([*args, "--classify"])
+    for setting in ("full", "cut10"):
+        counts = filtered[setting]["counts"]["seed0"]
+        with np.load(out / setting / "seed0" / "kept.npz") as kept:
+            assert counts["before"] == summary["generator_quality"][setting]["DDPM"]["n"]
+            assert len(kept["images"]) == counts["after"] <= counts["before"] and set(kept["labels"]) <= {"M"}
+        assert (out / setting / "umap_filter.png").is_file()
+    assert len(filtered["classification"]) == 2 and (out / "filter_summary.md").is_file()
     with pytest.raises(ValueError, match="choose a larger target"):
         experiment_ddpm.main([*args[:-2], "--balance-to", "10", "--out", str(tmp_path / "exp2")])

@@ -1,0 +1,91 @@
+"""The UMAP manifold filter (paper 004 §2.4, Table 4) on the DDPM experiment's generated rare cells.
+
+    python -m training.experiment_filter --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
+        --seeds 0 1 2 --epochs 15 --width 32 --out runs/exp-ddpm [--classify]
+
+Run after ``training.experiment_ddpm`` with the same ``--out``, ``--data``, ``--seeds`` and
+classifier settings.  Per setting (``full``, ``cut10``) the filter is fitted on the features of that
+setting's real training crops (the experiment's feature classifier: the full-data real-only
+classifier of the first seed), then each seed's generated cells are filtered: counts before and
+after (Table 4) and the UMAP figure (Figure 6).  With ``--classify`` the classifier is also trained
+on real + kept cells per seed, to set beside real + all generated cells.  Writes
+``filter_summary.json`` and ``filter_summary.md`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.filtering import run_filter
+from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.metrics import summarize_runs
+from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.core.umap_plot import save_filter_figure
+
+from .data import load_labelled, stratified_split, thin_classes
+from .experiment_baseline import markdown_table
+from .experiment_ddpm import build_parser, classifier, keep_specs
+
+
+def filter_seed(root: Path, fitted_result, seed_dir: Path) -> dict:
+    """Write ``kept.npz`` (images and labels of the kept cells) next to ``generated.npz``; return counts."""
+    with np.load(seed_dir / "generated.npz", allow_pickle=False) as saved:
+        images, labels = saved["images"], saved["labels"]
+    keep = fitted_result.keep
+    with atomic_open(seed_dir / "kept.npz", "wb") as fh:
+        np.savez(fh, images=images[keep], labels=labels[keep])
+    return {"before": int(len(keep)), "after": int(keep.sum())}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    parser.add_argument("--classify", action="store_true", help="also train on real + kept cells per seed")
+    parser.add_argument("--confidence", default="weight", help="'weight' (the paper's rule) or a level in (0, 1)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    model = OnnxModel(out / "feature-classifier", kind="classifier")
+    data = load_labelled(args.data, args.label_map)
+    split = stratified_split(data.y, args.split_seed)
+    summary, runs = {}, {}
+    for setting in args.settings:
+        keep = keep_specs(setting, args.rare)
+        index = thin_classes(split["train"], data.y, data.classes, keep, args.split_seed)
+        real_images, real_labels = data.crops.images[index], data.crops.labels[index]  # raw: the bundle maps them
+        counts, fitted = {}, None
+        for seed in args.seeds:
+            seed_dir = out / setting / f"seed{seed}"
+            with np.load(seed_dir / "generated.npz", allow_pickle=False) as saved:
+                synthetic = saved["images"]
+            level = args.confidence if args.confidence == "weight" else float(args.confidence)
+            result = run_to_end(run_filter(model, real_images, real_labels, synthetic, args.rare, fitted,
+                                           random_state=args.split_seed, confidence=level))
+            fitted = result.fitted  # one filter per setting, every seed's cells through it
+            counts[f"seed{seed}"] = filter_seed(out / setting, result, seed_dir)
+            if seed == args.seeds[0]:
+                save_filter_figure(out / setting / "umap_filter.png", fitted, result.points, result.keep)
+            if args.classify:
+                runs.setdefault(f"{setting}: real + DDPM kept by the UMAP filter", []).append(
+                    classifier(seed_dir / "classifier-real+ddpm-kept", args, seed, keep, [str(seed_dir / "kept.npz")]))
+        summary[setting] = {"counts": counts, "level": float(fitted.level_),
+                            "component_weight": float(fitted.weights_[fitted.component_]),
+                            "real_minority_points": int((data.y[index] == data.classes.index(args.rare)).sum())}
+        print(f"{setting}: {counts}", file=sys.stderr)
+    summary["classification"] = {name: summarize_runs(metrics) for name, metrics in runs.items()}
+    summary["command"] = "python -m training.experiment_filter " + " ".join(argv or sys.argv[1:])
+    write_json_atomic(out / "filter_summary.json", summary)
+    lines = ["| setting | seed | generated | kept by the filter |", "|---|---|---|---|"]
+    for setting in args.settings:
+        for seed, c in summary[setting]["counts"].items():
+            lines.append(f"| {setting} | {seed} | {c['before']} | {c['after']} |")
+    tables = "\n".join([*lines, "", *(markdown_table(s, name) for name, s in summary["classification"].items())])
+    (out / "filter_summary.md").write_text(tables)
+    print(tables)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
