@@ -40,7 +40,7 @@ def run_one(backend: str, setting: str, args) -> dict:
 
         def run(feeds):
             with torch.inference_mode():
-                return {"eps": net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()}
+                return {model.card.outputs["names"][0]: net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()}
         model.run = run  # same sampler code, torch network
     sampler, steps = SETTINGS[setting]
     settings = GenerationSettings(args.class_name, args.count, sampler, steps, args.guidance, seed=0,

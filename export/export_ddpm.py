@@ -3,8 +3,8 @@
     python -m export.export_ddpm runs/ddpm-jurkat4-M --out bundles/ddpm-jurkat4-M
 
 Inputs ``x`` (N×C×H×W float32), ``t`` (N int64 timesteps), ``class`` (N int64; the null class
-``len(classes)`` is unconditional); output ``eps``.  The card carries the schedule, the
-prediction type, classes, channels, size, the [-1, 1] normalisation and the training provenance.
+``len(classes)`` is unconditional); output ``eps`` (or ``v`` for a v-predicting run).  The card
+carries the schedule, the prediction type, classes, channels, size, the [-1, 1] normalisation and the training provenance.
 Parity: torch and ONNX Runtime on real training crops noised at several timesteps.
 """
 
@@ -60,12 +60,13 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
     staging = fresh_staging(out)
     c, (h, w) = len(config["channels"]), config["image_size"]
     example = (torch.zeros(2, c, h, w), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    export_onnx(model, example, staging / "model.onnx", ["x", "t", "class"], ["eps"])
+    output = "eps" if config["schedule"].get("prediction", "epsilon") == "epsilon" else "v"
+    export_onnx(model, example, staging / "model.onnx", ["x", "t", "class"], [output])
     card = Card(
         kind="ddpm", name=name or out.name, classes=config["classes"], channels=config["channels"],
         input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
                "value_range": config["value_range"], "name": "x"},
-        normalization=config["normalization"], outputs={"names": ["eps"], "prediction": "epsilon"},
+        normalization=config["normalization"], outputs={"names": [output], "prediction": config["schedule"].get("prediction", "epsilon")},
         training={"data": {"source": config["data"], "label_map": config["label_map"],
                            "train_counts": config["train_counts"]},
                   "init_from": config["init_from"], "steps": config["trained_steps"],
@@ -79,7 +80,7 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
         expected = model(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()
     got = OnnxModel(staging, kind="ddpm", providers=["CPUExecutionProvider"]).run(feeds)
     card.extra["export"] = {"opset": 17, "parity_on": f"{len(feeds['x'])} real training crops, noised",
-                            "parity": parity({"eps": expected}, got, atol, rtol)}
+                            "parity": parity({output: expected}, got, atol, rtol)}
     save_bundle(staging, card)
     return publish(staging, out)
 

@@ -173,3 +173,16 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     assert len(filtered["classification"]) == 2 and (out / "filter_summary.md").is_file()
     with pytest.raises(ValueError, match="choose a larger target"):
         experiment_ddpm.main([*args[:-2], "--balance-to", "10", "--out", str(tmp_path / "exp2")])
+
+
+def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):
+    from export.export_ddpm import export_ddpm
+    from training import train_ddpm
+
+    run = train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "3", "--timesteps", "100",
+                           "--prediction", "v", "--out", str(tmp_path / "v"), *TINY])
+    bundle = export_ddpm(run, tmp_path / "v-bundle")
+    card = json.loads((bundle / "card.json").read_text())
+    assert card["outputs"] == {"names": ["v"], "prediction": "v"} and card["schedule"]["prediction"] == "v"
+    images = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), GenerationSettings("M", 2, "ddim", 3))).images
+    assert images.shape == (2, 3, 40, 40) and images.dtype == np.uint16

@@ -141,3 +141,27 @@ def test_bridge_sampler_reaches_the_known_distribution(eta):
         assert full.mean() == pytest.approx(MU, abs=0.02) and full.std() == pytest.approx(S, rel=0.06)
     with pytest.raises(ValueError, match="bridge steps"):
         run_to_end(bridge(oracle, y, schedule, 1, np.random.default_rng(0)))
+
+
+def test_v_prediction_converts_to_the_same_samples():
+    """A v-predicting network (v = √ᾱ ε - √(1-ᾱ) x_0) sampled through as_epsilon gives the ε-network's samples."""
+    from napari_cellsynth.core.samplers import as_epsilon
+
+    eps_schedule = NoiseSchedule("cosine", 1000)
+    v_schedule = NoiseSchedule("cosine", 1000, prediction="v")
+    eps_fn = gaussian_eps(eps_schedule)
+
+    def v_fn(x, t):  # the analytic model's v: with x_0 = (x - √(1-ᾱ) ε) / √ᾱ
+        ab = eps_schedule.alpha_bar[t].reshape(-1, 1, 1, 1)
+        eps = eps_fn(x, t)
+        x0 = (x - np.sqrt(1 - ab) * eps) / np.sqrt(ab)
+        return (np.sqrt(ab) * eps - np.sqrt(1 - ab) * x0).astype(np.float32)
+
+    noise = np.random.default_rng(0).standard_normal((500, 1, 2, 2)).astype(np.float32)
+    want = run_to_end(ddim(eps_fn, noise, eps_schedule, 30, np.random.default_rng(1)))
+    got = run_to_end(ddim(as_epsilon(v_fn, v_schedule), noise, v_schedule, 30, np.random.default_rng(1)))
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    assert as_epsilon(eps_fn, eps_schedule) is eps_fn
+    assert NoiseSchedule.from_card(v_schedule.to_card()).prediction == "v"
+    with pytest.raises(ValueError, match="unknown prediction type"):
+        NoiseSchedule("cosine", 1000, prediction="x0")

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.samplers import ddim, guided
+from napari_cellsynth.core.samplers import as_epsilon, ddim, guided
 from napari_cellsynth.core.schedules import NoiseSchedule
 
 from .data import CropBatches, load_labelled, stratified_split, thin_classes
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="sigmoid", choices=["linear", "cosine", "sigmoid"])
     p.add_argument("--schedule-params", default="{}", help='JSON, e.g. {"start": -3, "end": 3, "tau": 1}')
     p.add_argument("--timesteps", type=int, default=1000)
+    p.add_argument("--prediction", default="epsilon", choices=["epsilon", "v"],
+                   help="network target: the noise ε (paper 000) or v = √ᾱ ε - √(1-ᾱ) x_0 (stable at high noise)")
     p.add_argument("--base", type=int, default=64, help="U-Net channels at full resolution")
     p.add_argument("--channel-mult", type=int, nargs="+", default=[1, 2, 2])
     p.add_argument("--attention-gates", action="store_true", help="attention gates on the skips (paper 003)")
@@ -99,7 +101,8 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(len(classes)), per_class)
     noise = rng.standard_normal((len(labels), *image_shape)).astype(np.float32)
-    images = run_to_end(ddim(guided(torch_model_fn(model), labels, len(classes), 1.0), noise, schedule, steps, rng))
+    fn = as_epsilon(guided(torch_model_fn(model), labels, len(classes), 1.0), schedule)
+    images = run_to_end(ddim(fn, noise, schedule, steps, rng))
     fig = Figure(figsize=(per_class * 1.1, len(classes) * 1.15))
     axes = fig.subplots(len(classes), per_class, squeeze=False)
     for ax, image, k in zip(axes.ravel(), images, labels):
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> Path:
     images = data.crops.images
     init_config = json.loads((Path(args.init_from) / "config.json").read_text()) if args.init_from else None
     normalization = init_config["normalization"] if init_config else robust_range(images[index])
-    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params))
+    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction)
     config = {"task": "ddpm", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
               "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
               "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
@@ -158,7 +161,8 @@ def main(argv: list[str] | None = None) -> Path:
             y = torch.where(torch.rand(len(y)) < args.p_uncond, torch.full_like(y, len(data.classes)), y)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 prediction = model(xt, t, y)
-            loss = nn.functional.mse_loss(prediction.float(), noise)
+            target = noise if args.prediction == "epsilon" else ab.sqrt() * noise - (1 - ab).sqrt() * x0
+            loss = nn.functional.mse_loss(prediction.float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> Path:
                 break
     bar.close()
     if history:
-        plot_loss(history, out / "loss.png", "ε MSE")
+        plot_loss(history, out / "loss.png", f"{'ε' if args.prediction == 'epsilon' else 'v'} MSE")
     return out
 
 

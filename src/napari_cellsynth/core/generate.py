@@ -20,7 +20,7 @@ from .atomic import atomic_open
 from .images import denormalize
 from .jobs import shifted
 from .runtime import OnnxModel
-from .samplers import SAMPLERS, SPACINGS, ddim, ddpm, dpm_solver_pp_2m, guided
+from .samplers import SAMPLERS, SPACINGS, as_epsilon, ddim, ddpm, dpm_solver_pp_2m, guided
 from .schedules import NoiseSchedule
 
 
@@ -79,9 +79,11 @@ def _sampling(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.ra
     schedule = NoiseSchedule.from_card(card.extra["schedule"])
 
     def net(x, t, cls):
-        return model.run({"x": x, "t": t, "class": cls})["eps"]
+        return model.run({"x": x, "t": t, "class": cls})[output]
 
-    fn = guided(net, np.full(n, card.classes.index(settings.class_name)), card.extra["null_class"], settings.guidance)
+    output = card.outputs["names"][0]
+    fn = as_epsilon(guided(net, np.full(n, card.classes.index(settings.class_name)), card.extra["null_class"],
+                           settings.guidance), schedule)
     noise = rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32)
     if settings.sampler == "ddpm":
         return ddpm(fn, noise, schedule, rng)

@@ -40,6 +40,21 @@ def guided(net: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], clas
     return model_fn
 
 
+def as_epsilon(model_fn: ModelFn, schedule: NoiseSchedule) -> ModelFn:
+    """The samplers work on ε; a v-predicting network (Salimans & Ho 2022) is converted:
+    ε = √ᾱ_t v + √(1-ᾱ_t) x_t."""
+    if schedule.prediction == "epsilon":
+        return model_fn
+    root_ab, root_one_minus = np.sqrt(schedule.alpha_bar), np.sqrt(1 - schedule.alpha_bar)
+
+    def eps_fn(x, t):
+        shape = (-1, *([1] * (x.ndim - 1)))
+        v = model_fn(x, t)
+        return (root_ab[t].reshape(shape) * v + root_one_minus[t].reshape(shape) * x).astype(np.float32)
+
+    return eps_fn
+
+
 def timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -> np.ndarray:
     """Descending timesteps to visit, ``steps`` of them, from T-1 (or near it) down to 0."""
     if not 1 <= steps <= num_timesteps:

@@ -55,15 +55,21 @@ def sigmoid_betas(num_timesteps: int, start: float = -3.0, end: float = 3.0, tau
 
 
 KINDS = {"linear": linear_betas, "cosine": cosine_betas, "sigmoid": sigmoid_betas}
+PREDICTIONS = ("epsilon", "v")
 
 
 @dataclass(frozen=True)
 class NoiseSchedule:
+    """β_t and ᾱ_t of a DDPM, and what its network predicts: ε (``"epsilon"``) or v = √ᾱ ε - √(1-ᾱ) x_0."""
+
     kind: str
     num_timesteps: int
     params: dict = field(default_factory=dict)
+    prediction: str = "epsilon"
 
     def __post_init__(self):
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction type {self.prediction!r}; choose from {PREDICTIONS}")
         if self.kind not in KINDS:
             raise ValueError(f"unknown noise schedule {self.kind!r}; choose from {sorted(KINDS)}")
         if self.num_timesteps < 2:
@@ -85,11 +91,12 @@ class NoiseSchedule:
 
     def to_card(self) -> dict:
         return {"kind": self.kind, "num_timesteps": self.num_timesteps, "params": dict(self.params),
-                "prediction": "epsilon"}
+                "prediction": self.prediction}
 
     @classmethod
     def from_card(cls, data: dict) -> "NoiseSchedule":
-        return cls(data["kind"], int(data["num_timesteps"]), dict(data.get("params", {})))
+        return cls(data["kind"], int(data["num_timesteps"]), dict(data.get("params", {})),
+                   data.get("prediction", "epsilon"))
 
 
 @dataclass(frozen=True)
