@@ -186,3 +186,23 @@ def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):
     assert card["outputs"] == {"names": ["v"], "prediction": "v"} and card["schedule"]["prediction"] == "v"
     images = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), GenerationSettings("M", 2, "ddim", 3))).images
     assert images.shape == (2, 3, 40, 40) and images.dtype == np.uint16
+
+
+def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):
+    from types import SimpleNamespace
+
+    from training.experiment_ddpm import generated
+    from training.experiment_filter import generated_file
+
+    first = tmp_path / "cut10" / "seed0"
+    first.mkdir(parents=True)
+    np.savez(first / "generated.npz", images=np.zeros((2, 3, 4, 4), np.uint16), labels=np.array(["M", "M"]))
+    args = SimpleNamespace(reuse_generated=True, seeds=[0, 1, 2])
+    # seed 2 gets seed 0's file without generating (no bundle or real run is touched)
+    assert generated(tmp_path / "cut10" / "seed2", tmp_path / "no-bundle", tmp_path / "no-run", args, 2) \
+        == first / "generated.npz"
+    assert generated_file(tmp_path, "cut10", 2, 0) == first / "generated.npz"
+    own = tmp_path / "cut10" / "seed1" / "generated.npz"
+    own.parent.mkdir()
+    np.savez(own, images=np.zeros((1, 3, 4, 4)))
+    assert generated_file(tmp_path, "cut10", 1, 0) == own

@@ -13,7 +13,8 @@ order and the generator's noise.
    for both settings), fine-tuned per setting on that setting's real rare cells (paper 003's
    procedure), exported to a bundle;
 2. per seed: the classifier on real data only;
-3. per seed: DDIM-generated rare cells raising the rare class to ``--balance-to`` (default: the
+3. per seed (or once per setting with ``--reuse-generated``): DDIM-generated rare cells raising
+   the rare class to ``--balance-to`` (default: the
    median training count of the other classes — here G1 is inflated by a second acquisition, and
    paper 000 also cut G1 to the size of the others before balancing), and the classifier on
    real + generated cells.
@@ -92,6 +93,9 @@ def target_count(counts: dict[str, int], rare: str, rule: str) -> int:
 
 
 def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path:
+    if args.reuse_generated and seed != args.seeds[0]:
+        root = root.parent / f"seed{args.seeds[0]}"  # one generated set per setting, every classifier seed uses it
+        seed = args.seeds[0]
     path = root / "generated.npz"
     if path.is_file():
         return path
@@ -166,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--balance-to", default="median", help="median | max | a count")
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--reuse-generated", action="store_true",
+                        help="generate once per setting (first seed) and train every seed's classifier on that set")
     parser.add_argument("--skip-report", action="store_true",
                         help="no quality report (when settings run as separate processes; report once at the end)")
     parser.add_argument("--out", required=True)

@@ -31,9 +31,15 @@ from .experiment_baseline import markdown_table
 from .experiment_ddpm import build_parser, classifier, keep_specs
 
 
-def filter_seed(root: Path, fitted_result, seed_dir: Path) -> dict:
-    """Write ``kept.npz`` (images and labels of the kept cells) next to ``generated.npz``; return counts."""
-    with np.load(seed_dir / "generated.npz", allow_pickle=False) as saved:
+def generated_file(out: Path, setting: str, seed: int, first_seed: int) -> Path:
+    """This seed's generated cells, or the first seed's when the experiment ran with ``--reuse-generated``."""
+    own = out / setting / f"seed{seed}" / "generated.npz"
+    return own if own.is_file() else out / setting / f"seed{first_seed}" / "generated.npz"
+
+
+def filter_seed(fitted_result, source: Path, seed_dir: Path) -> dict:
+    """Write ``kept.npz`` (images and labels of the kept cells) in ``seed_dir``; return counts."""
+    with np.load(source, allow_pickle=False) as saved:
         images, labels = saved["images"], saved["labels"]
     keep = fitted_result.keep
     with atomic_open(seed_dir / "kept.npz", "wb") as fh:
@@ -58,13 +64,14 @@ def main(argv: list[str] | None = None) -> dict:
         counts, fitted = {}, None
         for seed in args.seeds:
             seed_dir = out / setting / f"seed{seed}"
-            with np.load(seed_dir / "generated.npz", allow_pickle=False) as saved:
+            source = generated_file(out, setting, seed, args.seeds[0])
+            with np.load(source, allow_pickle=False) as saved:
                 synthetic = saved["images"]
             level = args.confidence if args.confidence == "weight" else float(args.confidence)
             result = run_to_end(run_filter(model, real_images, real_labels, synthetic, args.rare, fitted,
                                            random_state=args.split_seed, confidence=level))
             fitted = result.fitted  # one filter per setting, every seed's cells through it
-            counts[f"seed{seed}"] = filter_seed(out / setting, result, seed_dir)
+            counts[f"seed{seed}"] = filter_seed(result, source, seed_dir)
             if seed == args.seeds[0]:
                 save_filter_figure(out / setting / "umap_filter.png", fitted, result.points, result.keep)
             if args.classify:
