@@ -144,8 +144,9 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     out = tmp_path / "exp"
     args = ["--data", str(jurkat_slice), "--seeds", "0", "--ddpm-base", "8", "--ddpm-batch", "8", "--ddpm-steps", "3",
             "--finetune-steps", "2", "--epochs", "1", "--width", "8", "--sample-steps", "2", "--balance-to", "360",
-            "--out", str(out)]
+            "--ddpm-prediction", "v", "--out", str(out)]
     summary = experiment_ddpm.main(args)
+    assert json.loads((out / "full" / "ddpm-bundle" / "card.json").read_text())["outputs"]["prediction"] == "v"
     assert {"full: real only", "full: real + DDPM", "cut10: real only", "cut10: real + DDPM"} <= set(summary)
     for setting in ("full", "cut10"):
         real = json.loads((out / setting / "seed0" / "classifier-real" / "config.json").read_text())

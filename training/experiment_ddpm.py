@@ -61,7 +61,7 @@ def classifier(out: Path, args, seed: int, keep: list[str], extra: list[str]) ->
 def ddpm_common(args) -> list[str]:
     return ["--data", args.data, "--label-map", args.label_map, "--split-seed", str(args.split_seed),
             "--seed", str(args.split_seed), "--base", str(args.ddpm_base), "--batch-size", str(args.ddpm_batch),
-            "--quiet", "--resume"]
+            "--prediction", args.ddpm_prediction, "--quiet", "--resume"]
 
 
 def ddpm_base(out: Path, args) -> Path:
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ddpm-base", type=int, default=32)
     parser.add_argument("--ddpm-batch", type=int, default=32)
     parser.add_argument("--ddpm-steps", type=int, default=2000)
+    parser.add_argument("--ddpm-prediction", default="epsilon", choices=["epsilon", "v"],
+                        help="what the DDPM predicts (v is stable at high noise; see docs/results.md §6)")
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--balance-to", default="median", help="median | max | a count")
     parser.add_argument("--sample-steps", type=int, default=50)
