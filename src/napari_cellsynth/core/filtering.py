@@ -43,11 +43,11 @@ def run_filter(model: OnnxModel, real_images: np.ndarray, real_labels, synthetic
         raise ValueError(f"minority {minority!r} is not a class of bundle '{model.card.name}' {model.card.classes}")
     names = real_class_names(model, real_labels)
     yield 0, 4
-    real = run_to_end(bundle_features(model, real_images))
+    if fitted is None:  # a fitted filter already holds the real data's embedding: no real features needed
+        fitted = UmapGmmFilter(**params).fit(run_to_end(bundle_features(model, real_images)), names, minority)
     yield 1, 4
     synthetic = run_to_end(bundle_features(model, synthetic_images))
     yield 2, 4
-    fitted = fitted or UmapGmmFilter(**params).fit(real, names, minority)
     yield 3, 4
     points = fitted.transform(synthetic)
     distance = fitted.mahalanobis(points)
