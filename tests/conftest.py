@@ -99,6 +99,18 @@ def mfish_pairs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mfish_five_metaphases(tmp_path_factory) -> Path:
+    """The builder on five real metaphases of four slides: normal V14 and V16, translocations in V26 and V28."""
+    from training import mfish_dataset
+
+    root = require(SHARED_DATA / "mfish")
+    out = tmp_path_factory.mktemp("mfish5")
+    mfish_dataset.main(["--root", str(root), "--only", "V1401XX", "V260754", "V1601XX", "V280462", "V280162",
+                        "--codes-from", str(root), "--size", "64", "--out", str(out)])
+    return out / "chromosomes.npz"
+
+
+@pytest.fixture(scope="session")
 def bbdm_run(mfish_pairs, tmp_path_factory) -> Path:
     """A small BBDM (U-Net base 16) trained for 30 steps on those real DAPI → FISH pairs."""
     from training import train_bbdm

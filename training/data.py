@@ -58,6 +58,24 @@ def stratified_split(y: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)) -> dic
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
+def read_split(path: str, n: int) -> dict[str, np.ndarray]:
+    """A fixed train/validation/test split saved as index arrays; checked to be disjoint and in range."""
+    with np.load(path, allow_pickle=False) as saved:
+        missing = {"train", "val", "test"} - set(saved.files)
+        if missing:
+            raise ValueError(f"split file {path} lacks {sorted(missing)}; it needs 'train', 'val' and 'test' indices")
+        split = {part: np.sort(saved[part].astype(np.int64)) for part in ("train", "val", "test")}
+    for part, index in split.items():
+        if len(index) == 0:
+            raise ValueError(f"split file {path}: the '{part}' part is empty")
+        if index.min() < 0 or index.max() >= n:
+            raise ValueError(f"split file {path}: '{part}' holds indices outside the data's 0–{n - 1}")
+    every = np.concatenate(list(split.values()))
+    if len(np.unique(every)) != len(every):
+        raise ValueError(f"split file {path}: train, val and test overlap (or repeat an index)")
+    return split
+
+
 def thin_classes(index: np.ndarray, y: np.ndarray, classes: list[str], specs: list[str], seed: int) -> np.ndarray:
     """Keep only a seeded fraction of some classes' crops, e.g. ``["M=0.1"]`` (the hard setting of paper 000)."""
     rng = np.random.default_rng(seed)

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
 
-from .data import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, stratified_split,
-                   thin_classes)
+from .data import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
+                   stratified_split, thin_classes)
 from .nets.resnet import ResNetClassifier
 from .plots import plot_training_curves
 
@@ -52,8 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations and brightness")
+    p.add_argument("--class-weights", default="none", choices=["none", "balanced"],
+                   help="balanced: weight the loss by n / (classes × count) of the training crops (extras included)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, help="seed of the train/val/test split (default: --seed)")
+    p.add_argument("--split", help=".npz with 'train', 'val' and 'test' index arrays: a fixed split (e.g. test "
+                                   "slides held out) instead of the seeded stratified one")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -76,7 +80,8 @@ def evaluate(model: nn.Module, batches: CropBatches) -> tuple[float, np.ndarray,
 
 
 def train_epochs(model, optimizer, scheduler, train: CropBatches, val: CropBatches, classes, start_epoch: int,
-                 epochs: int, history: list, out: Path) -> Generator[dict, None, list]:
+                 epochs: int, history: list, out: Path,
+                 class_weights: torch.Tensor | None = None) -> Generator[dict, None, list]:
     """Train, validate and checkpoint epoch by epoch; yields one event per batch and per epoch."""
     best = max((h["val_macro_f1"] for h in history), default=-1.0)
     for epoch in range(start_epoch, epochs):
@@ -84,7 +89,7 @@ def train_epochs(model, optimizer, scheduler, train: CropBatches, val: CropBatch
         started, total, seen = time.time(), 0.0, 0
         for x, y in train:
             logits, _ = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = nn.functional.cross_entropy(logits, y, weight=class_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -118,7 +123,7 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
             exclude = held_out["source_index"]
     data = load_labelled(args.data, args.label_map, args.labels_csv, exclude)
     split_seed = args.split_seed if args.split_seed is not None else args.seed
-    split = stratified_split(data.y, split_seed)
+    split = read_split(args.split, len(data.y)) if args.split else stratified_split(data.y, split_seed)
     split["train"] = thin_classes(split["train"], data.y, data.classes, args.keep_fraction, split_seed)
     mean, std = channel_stats(data.crops.images[split["train"]])
     images = data.crops.images
@@ -161,6 +166,16 @@ def training_arrays(data: LabelledData, split: dict, extra: list[str]) -> tuple[
     return np.concatenate(images), np.concatenate(y)
 
 
+def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    """scikit-learn's 'balanced' class weights, n / (classes × count); a class without crops gets 0."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    weights = np.zeros(n_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=y) * len(present) / n_classes
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -189,8 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
         history, start = state["history"], state["epoch"]
         print(f"resuming {out} at epoch {start + 1}", file=sys.stderr)
     bar = tqdm(total=(args.epochs - start) * len(train), disable=args.quiet, unit="batch")
+    weights = balanced_weights(train_y, len(data.classes)) if args.class_weights == "balanced" else None
     for event in train_epochs(model, optimizer, scheduler, train, val, data.classes, start, args.epochs,
-                              history, out):
+                              history, out, weights):
         if event["event"] == "batch":
             bar.update()
             bar.set_description(f"epoch {event['epoch'] + 1}/{args.epochs} loss {event['loss']:.3f}")

@@ -120,15 +120,21 @@ def _batch(model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: 
     return (yield from bridge(net, y, schedule, settings.steps, rng, settings.eta))
 
 
-def translate(model: OnnxModel, dapi: np.ndarray, labels: np.ndarray,
-              settings: TranslationSettings) -> Generator[tuple[int, int], None, Translated]:
-    """Yield ``(network calls done, total)``; return one synthetic FISH crop per labelled chromosome."""
+def translate_crops(model: OnnxModel, crops: np.ndarray, masks: np.ndarray,
+                    settings: TranslationSettings) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Yield ``(network calls done, total)``; return N×C×H×W synthetic FISH for N×1×H×W 8-bit DAPI crops,
+    zero outside ``masks`` (N×H×W, each crop's own chromosome pixels)."""
     settings.check(model)
     card = model.card
-    ids, crops, masks, boxes = chromosome_crops(dapi, labels, card.image_size)
+    crops, masks = np.asarray(crops), np.asarray(masks, bool)
+    if crops.ndim != 4 or crops.shape[1] != 1 or tuple(crops.shape[-2:]) != tuple(card.image_size):
+        raise ImageInputError(f"DAPI crops must be N×1×{card.image_size[0]}×{card.image_size[1]} for bundle "
+                              f"'{card.name}', got shape {crops.shape}")
+    if masks.shape != (crops.shape[0], *crops.shape[-2:]):
+        raise ImageInputError(f"masks must be {(crops.shape[0], *crops.shape[-2:])} (one per crop), got {masks.shape}")
     condition = card.extra["condition"]
     y = np.repeat(normalize(crops, condition["normalization"]), card.n_channels, axis=1)
-    starts = list(range(0, len(ids), settings.batch_size))
+    starts = list(range(0, len(crops), settings.batch_size))
     calls = settings.network_calls(model)
     total, done, images = len(starts) * calls, 0, []
     yield 0, total
@@ -139,7 +145,17 @@ def translate(model: OnnxModel, dapi: np.ndarray, labels: np.ndarray,
         done += calls
         raw = denormalize(x, card.normalization, card.input.get("dtype", "uint8"), card.input.get("value_range"))
         images.append(np.where(masks[part][:, None], raw, 0).astype(raw.dtype))
-    return Translated(ids, crops, np.concatenate(images), masks, boxes, provenance(model, settings))
+    empty = np.zeros((0, card.n_channels, *crops.shape[-2:]), card.input.get("dtype", "uint8"))
+    return np.concatenate(images) if images else empty
+
+
+def translate(model: OnnxModel, dapi: np.ndarray, labels: np.ndarray,
+              settings: TranslationSettings) -> Generator[tuple[int, int], None, Translated]:
+    """Yield ``(network calls done, total)``; return one synthetic FISH crop per labelled chromosome."""
+    settings.check(model)
+    ids, crops, masks, boxes = chromosome_crops(dapi, labels, model.card.image_size)
+    images = yield from translate_crops(model, crops, masks, settings)
+    return Translated(ids, crops, images, masks, boxes, provenance(model, settings))
 
 
 def composite(result: Translated, labels: np.ndarray) -> np.ndarray:

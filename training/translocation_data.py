@@ -1,0 +1,71 @@
+"""The translocation classification set of paper 004 (Tables 5–6) from the M-FISH builder's chromosomes.
+
+Two classes: ``translocation`` (the builder's positives) and ``normal`` (chromosomes of normal
+karyotypes); chromosomes the labelling rule left undecided are not used.  The classifier sees the
+RGB crop (three fluorophore planes).  Whole slides are held out for the test split, so no test
+chromosome shares a slide with a training one; the validation split (model selection only) is a
+stratified seeded share of the remaining chromosomes.
+
+The DAPI crops of the training slides' other chromosomes (normal and undecided, never a test slide,
+never a positive) are the *donors* a DAPI → FISH generator turns into synthetic translocations, as
+paper 004 turns its unannotated DAPI chromosomes (Table 2) into synthetic ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from napari_cellsynth.core.atomic import atomic_open
+
+CLASSES = ("normal", "translocation")
+
+
+def load_chromosomes(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        missing = {"dapi", "rgb", "slide", "translocation", "metaphase"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m training.mfish_dataset")
+        return {k: data[k] for k in ("dapi", "rgb", "slide", "translocation", "metaphase")}
+
+
+def slide_split(chromosomes: dict[str, np.ndarray], test_slides: list[str], val_fraction: float,
+                seed: int) -> dict[str, np.ndarray]:
+    """Indices into the *labelled* chromosomes (translocation ≥ 0): test = the test slides' chromosomes."""
+    labelled = np.flatnonzero(chromosomes["translocation"] >= 0)
+    slides = chromosomes["slide"][labelled]
+    unknown = sorted(set(test_slides) - set(chromosomes["slide"].tolist()))
+    if unknown:
+        raise ValueError(f"test slides {unknown} are not in the data (slides: {sorted(set(slides.tolist()))})")
+    y = chromosomes["translocation"][labelled]
+    test = np.flatnonzero(np.isin(slides, test_slides))
+    for k, name in enumerate(CLASSES):
+        if not (y[test] == k).any():
+            raise ValueError(f"the test slides {test_slides} hold no '{name}' chromosome; add a slide that has one")
+    rest = np.flatnonzero(~np.isin(slides, test_slides))
+    train, val = train_test_split(rest, test_size=val_fraction, stratify=y[rest], random_state=seed)
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def donors(chromosomes: dict[str, np.ndarray], test_slides: list[str]) -> np.ndarray:
+    """Indices (into all chromosomes) whose DAPI crops may seed synthetic translocations."""
+    return np.flatnonzero(~np.isin(chromosomes["slide"], test_slides) & (chromosomes["translocation"] != 1))
+
+
+def write_classification_set(chromosomes: dict[str, np.ndarray], split: dict[str, np.ndarray], out: Path) -> dict:
+    """``crops.npz`` (images = RGB crops, labels = class names, slide) and ``split.npz``; returns the counts."""
+    labelled = np.flatnonzero(chromosomes["translocation"] >= 0)
+    labels = np.array(CLASSES)[chromosomes["translocation"][labelled]]
+    with atomic_open(out / "crops.npz", "wb") as fh:
+        np.savez(fh, images=chromosomes["rgb"][labelled], labels=labels, channels=np.array(["R", "G", "B"]),
+                 slide=chromosomes["slide"][labelled], metaphase=chromosomes["metaphase"][labelled])
+    with atomic_open(out / "split.npz", "wb") as fh:
+        np.savez(fh, **split)
+    return {part: {name: int((labels[index] == name).sum()) for name in CLASSES} for part, index in split.items()}
+
+
+def chromosome_masks(dapi: np.ndarray) -> np.ndarray:
+    """Each crop's own pixels: the builder zeroed every other pixel, so DAPI > 0 marks the chromosome."""
+    return dapi[:, 0] > 0
