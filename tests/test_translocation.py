@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
@@ -104,3 +105,15 @@ def test_experiment_end_to_end(mfish_five_metaphases, bbdm_bundle, tmp_path):
     assert (out / "ssim_max.png").is_file() and (out / "umap_filter-bbdm.png").is_file()
     # a second call finds everything on disk and gives the same numbers
     assert experiment_translocation.main(argv)["classification"] == summary["classification"]
+
+
+def test_optimizer_option_builds_paper_004s_adam():
+    from training.nets.resnet import ResNetClassifier
+    from training.train_classifier import build_optimizer, build_parser
+
+    model = ResNetClassifier("resnet18", 3, 2, 64, 8)
+    args = build_parser().parse_args(["--data", "x.npz", "--out", "o", "--optimizer", "adam", "--lr", "1e-3"])
+    optimizer = build_optimizer(model, args)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 1e-3
+    default = build_optimizer(model, build_parser().parse_args(["--data", "x.npz", "--out", "o"]))
+    assert isinstance(default, torch.optim.SGD) and default.param_groups[0]["nesterov"]

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
+                   help="sgd: Nesterov momentum 0.9 (default); adam: Adam as paper 004's classifier (use --lr 1e-3)")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations and brightness")
@@ -166,6 +168,13 @@ def training_arrays(data: LabelledData, split: dict, extra: list[str]) -> tuple[
     return np.concatenate(images), np.concatenate(y)
 
 
+def build_optimizer(model: nn.Module, args) -> torch.optim.Optimizer:
+    if args.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
+                           nesterov=True)
+
+
 def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     """scikit-learn's 'balanced' class weights, n / (classes × count); a class without crops gets 0."""
     from sklearn.utils.class_weight import compute_class_weight
@@ -190,8 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment, seed=args.seed)
     val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0)
     model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]), args.width)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
-                                nesterov=True)
+    optimizer = build_optimizer(model, args)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     history, start = [], 0
     if args.resume and (out / "last.pt").is_file():
