@@ -27,6 +27,25 @@ def test_env_restricts_providers(monkeypatch):
         requested_from_env()
 
 
+def test_thread_count_from_env_reaches_the_session(classifier_bundle, monkeypatch):
+    import onnxruntime as ort
+
+    seen = []
+
+    def factory(path, sess_options, providers):
+        seen.append(sess_options.intra_op_num_threads)
+        return ort.InferenceSession(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setenv("CELLSYNTH_THREADS", "1")
+    make_session(classifier_bundle / "model.onnx", ["CPUExecutionProvider"], factory)
+    monkeypatch.delenv("CELLSYNTH_THREADS")
+    make_session(classifier_bundle / "model.onnx", ["CPUExecutionProvider"], factory)
+    assert seen == [1, 0]  # 0: ONNX Runtime picks
+    monkeypatch.setenv("CELLSYNTH_THREADS", "two")
+    with pytest.raises(ValueError, match="CELLSYNTH_THREADS must be a whole number"):
+        make_session(classifier_bundle / "model.onnx", ["CPUExecutionProvider"], factory)
+
+
 def test_failing_providers_fall_back_with_one_log_line(classifier_bundle, caplog):
     """TensorRT and CUDA 'installed' but failing to start (as on a machine without their libraries)."""
     import onnxruntime as ort

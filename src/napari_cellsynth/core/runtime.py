@@ -22,6 +22,17 @@ _SHORT = {"TensorrtExecutionProvider": "TensorRT", "CUDAExecutionProvider": "CUD
           "CPUExecutionProvider": "CPU"}
 
 
+def cpu_threads() -> int:
+    """``CELLSYNTH_THREADS``: CPU threads per ONNX Runtime session (0 or unset: ONNX Runtime's choice, one per
+    core); set it when several jobs share a machine, so that they do not oversubscribe the cores."""
+    value = os.environ.get("CELLSYNTH_THREADS", "").strip()
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise ValueError(f"CELLSYNTH_THREADS must be a whole number of threads (0 = automatic), got {value!r}")
+    return int(value)
+
+
 def choose_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
     """The providers to try, best first: ``requested`` (or TensorRT → CUDA → CPU) ∩ ``available``.
 
@@ -61,6 +72,9 @@ def make_session(model_path: str | os.PathLike, providers: Sequence[str], sessio
     factory = session_factory or ort.InferenceSession
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    threads = cpu_threads()
+    if threads:
+        options.intra_op_num_threads = threads
     remaining = list(providers)
     failures: list[str] = []
     while remaining:
