@@ -105,6 +105,13 @@ def test_experiment_end_to_end(mfish_five_metaphases, bbdm_bundle, tmp_path):
     assert (out / "ssim_max.png").is_file() and (out / "umap_filter-bbdm.png").is_file()
     # a second call finds everything on disk and gives the same numbers
     assert experiment_translocation.main(argv)["classification"] == summary["classification"]
+    # --collect-only trains nothing: it summarises what is on disk and lists what is missing
+    both = [*argv[:argv.index("--augment") + 1], "off", *argv[argv.index("--augment") + 1:], "--collect-only"]
+    collected = experiment_translocation.main(both)
+    assert collected["classification"] == summary["classification"]
+    assert sorted(collected["missing"]) == ["bbdm-filtered/aug-off/seed0", "bbdm/aug-off/seed0",
+                                            "real-balanced/aug-off/seed0", "real/aug-off/seed0"]
+    assert not (out / "real" / "aug-off").exists()
 
 
 def test_optimizer_option_builds_paper_004s_adam():

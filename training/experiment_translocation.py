@@ -5,6 +5,8 @@
         --bbdm runs/exp-transloc/bbdm-bundle --cyclegan runs/exp-transloc/cyclegan-bundle \
         --synthetic 600 --bbdm-steps 50 --filter bbdm --out runs/exp-transloc
 
+The classifier follows paper 004's appendix B: Adam at 1e-3, batch 32 (Nesterov SGD at the
+project's default 0.05 diverged once synthetic crops raised the positive share; docs/results.md §8).
 Binary classification normal vs translocation on the RGB crops (:mod:`training.translocation_data`),
 test slides held out.  Per conventional augmentation setting (``off``: none, ``on``: flips, 90°
 rotations, brightness) and per seed, the ResNet is trained on
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--bbdm", help="BBDM bundle (fine-tuned on the training translocations)")
     p.add_argument("--cyclegan", help="CycleGAN bundle (DAPI → translocation FISH)")
     p.add_argument("--synthetic", type=int, default=600, help="synthetic translocations per generator")
@@ -73,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train on real data only with a class-balanced loss (the cheap alternative to synthesis)")
     p.add_argument("--only", nargs="+", choices=["real", "real-balanced", "bbdm", "cyclegan"],
                    help="run only these parts (to split the work over processes)")
+    p.add_argument("--collect-only", action="store_true",
+                   help="train and generate nothing: summarise the runs on disk (and list the missing ones)")
     p.add_argument("--out", required=True)
     return p
 
@@ -87,11 +94,16 @@ def prepare(args, out: Path) -> tuple[dict, dict]:
     return chromosomes, split
 
 
-def classifier(run: Path, args, out: Path, seed: int, augment: str, extra: list[Path], balanced: bool = False) -> dict:
+def classifier(run: Path, args, out: Path, seed: int, augment: str, extra: list[Path],
+               balanced: bool = False) -> dict | None:
+    if args.collect_only and not (run / "metrics_test.json").is_file():
+        return None
     if not (run / "metrics_test.json").is_file():
         train_classifier.main(["--data", str(out / "crops.npz"), "--split", str(out / "split.npz"),
                                "--seed", str(seed), "--epochs", str(args.epochs), "--width", str(args.width),
-                               "--batch-size", str(args.batch_size), "--out", str(run), "--resume", "--quiet",
+                               "--batch-size", str(args.batch_size), "--optimizer", args.optimizer, "--lr",
+                               str(args.lr), "--weight-decay", str(args.weight_decay), "--out", str(run), "--resume",
+                               "--quiet",
                                *(["--no-augment"] if augment == "off" else []),
                                *(["--class-weights", "balanced"] if balanced else []),
                                *(["--extra-train", *map(str, extra)] if extra else [])])
@@ -101,7 +113,7 @@ def classifier(run: Path, args, out: Path, seed: int, augment: str, extra: list[
 def synthesize(kind: str, bundle: str, chromosomes: dict, args, out: Path) -> Path:
     """``synthetic-<kind>.npz``: ``--synthetic`` donor DAPI crops translated to FISH, labelled translocation."""
     path = out / f"synthetic-{kind}.npz"
-    if path.is_file():
+    if path.is_file() or args.collect_only:
         return path
     pool = donors(chromosomes, args.test_slides)
     pick = np.sort(np.random.default_rng(args.split_seed).choice(pool, min(args.synthetic, len(pool)), replace=False))
@@ -134,8 +146,8 @@ def umap_filtered(kind: str, synthetic: Path, split: dict, out: Path, args) -> t
     from napari_cellsynth.core.umap_plot import save_filter_figure
 
     path, counts_path = out / f"kept-{kind}.npz", out / f"filter-{kind}.json"
-    if path.is_file():
-        return path, json.loads(counts_path.read_text())
+    if path.is_file() or args.collect_only:
+        return path, json.loads(counts_path.read_text()) if counts_path.is_file() else {}
     with np.load(out / "crops.npz", allow_pickle=False) as crops:
         real, labels = crops["images"][split["train"]], crops["labels"][split["train"]]
     with np.load(synthetic, allow_pickle=False) as saved:
@@ -179,16 +191,20 @@ def run_part(part: str, args, out: Path, chromosomes: dict, split: dict, runs: d
         extras = {f" + {NAMES[part]}": [synthetic]}
         if part in args.filter:
             kept, counts = umap_filtered(part, synthetic, split, out, args)
-            summary.setdefault("umap_filter", {})[NAMES[part]] = counts
+            if counts:
+                summary.setdefault("umap_filter", {})[NAMES[part]] = counts
             extras[f" + {NAMES[part]} (UMAP-filtered)"] = [kept]
     for name, extra in extras.items():
         folder = part + ("-filtered" if "filtered" in name else "")
         for augment in args.augment:
             for seed in args.seeds:
                 run = out / folder / f"aug-{augment}" / f"seed{seed}"
-                runs.setdefault(f"real{name}, augmentation {augment}", []).append(
-                    classifier(run, args, out, seed, augment, extra, balanced=part == "real-balanced"))
-    return synthetic
+                metrics = classifier(run, args, out, seed, augment, extra, balanced=part == "real-balanced")
+                if metrics is None:
+                    summary.setdefault("missing", []).append(str(run.relative_to(out)))
+                else:
+                    runs.setdefault(f"real{name}, augmentation {augment}", []).append(metrics)
+    return synthetic if synthetic is not None and synthetic.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -218,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     tables = "\n".join(markdown_table(s, title) for title, s in summary["classification"].items())
     (out / f"{name}.md").write_text(tables)
     print(tables)
+    if summary.get("missing"):
+        print(f"not trained yet ({len(summary['missing'])}): {', '.join(summary['missing'])}", file=sys.stderr)
     return summary
 
 
