@@ -47,6 +47,20 @@ def test_batches_augment_with_flips_rotations_and_brightness():
         assert any(torch.allclose(out / ratio, c, rtol=1e-4) for c in candidates)
 
 
+def test_training_batches_shuffle_also_without_augmentation():
+    """A fixed order (real crops, then every extra crop of one class) ends each epoch on one class."""
+    images = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1).repeat(4, axis=2).repeat(4, axis=3)
+    norm = {"type": "standardize", "mean": [0.0], "std": [1.0]}
+    shuffled = CropBatches(images, np.arange(40), norm, 8, augment=False, seed=0, shuffle=True)
+    first, second = (np.concatenate([y.numpy() for _, y in shuffled]) for _ in range(2))
+    assert sorted(first.tolist()) == list(range(40)) and first.tolist() != list(range(40))
+    assert first.tolist() != second.tolist()  # a new order every epoch
+    x, y = next(iter(shuffled))
+    assert np.array_equal(x[:, 0, 0, 0].numpy(), y.numpy())  # no augmentation: crops untouched
+    evaluation = CropBatches(images, np.arange(40), norm, 8, augment=False, seed=0)
+    assert np.concatenate([y.numpy() for _, y in evaluation]).tolist() == list(range(40))
+
+
 def test_training_run_writes_everything_and_learns(trained_run):
     for name in ("config.json", "split.npz", "samples.npz", "best.pt", "last.pt", "history.json",
                  "curves.png", "metrics_test.json", "confusion_test.png"):

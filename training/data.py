@@ -114,13 +114,15 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 class CropBatches:
     """Raw crops held as one float32 tensor; batches come out augmented and normalised.
 
-    Augmentation (training only): random horizontal/vertical flips, 90° rotations and (unless
+    ``shuffle`` (default: the same as ``augment``) draws a new order every epoch; training always
+    shuffles, also without augmentation, or a fixed order (real crops, then all extra crops) would end
+    every epoch on a run of one class.  Augmentation (training only): random horizontal/vertical flips, 90° rotations and (unless
     ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw intensities before
     normalisation.  ``normalization`` is a card's normalisation entry.
     """
 
     def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
-                 augment: bool, seed: int, brightness: bool = True):
+                 augment: bool, seed: int, brightness: bool = True, shuffle: bool | None = None):
         self.images = torch.from_numpy(images.astype(np.float32))
         self.y = torch.from_numpy(y.astype(np.int64))
         scale, offset = affine_coefficients(normalization, images.shape[1])
@@ -129,6 +131,7 @@ class CropBatches:
         self.batch_size = batch_size
         self.augment = augment
         self.brightness = brightness
+        self.shuffle = augment if shuffle is None else shuffle
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -150,7 +153,7 @@ class CropBatches:
         return x * brightness[:, None, None, None]
 
     def __iter__(self):
-        order = torch.randperm(len(self.y), generator=self.generator) if self.augment \
+        order = torch.randperm(len(self.y), generator=self.generator) if self.shuffle \
             else torch.arange(len(self.y))
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train on these generators' UMAP-filtered synthetic crops")
     p.add_argument("--balanced-baseline", action="store_true",
                    help="also train on real data only with a class-balanced loss (the cheap alternative to synthesis)")
+    p.add_argument("--variants", nargs="+", default=["plain", "filtered"], choices=["plain", "filtered"],
+                   help="synthetic sets to train with: all generated crops (plain) and/or the filter's kept ones")
     p.add_argument("--only", nargs="+", choices=["real", "real-balanced", "bbdm", "cyclegan"],
                    help="run only these parts (to split the work over processes)")
     p.add_argument("--collect-only", action="store_true",
@@ -188,8 +190,8 @@ def run_part(part: str, args, out: Path, chromosomes: dict, split: dict, runs: d
         extras = {" (class-balanced loss)": []}
     elif part != "real":
         synthetic = synthesize(part, getattr(args, part), chromosomes, args, out)
-        extras = {f" + {NAMES[part]}": [synthetic]}
-        if part in args.filter:
+        extras = {f" + {NAMES[part]}": [synthetic]} if "plain" in args.variants else {}
+        if part in args.filter and "filtered" in args.variants:
             kept, counts = umap_filtered(part, synthetic, split, out, args)
             if counts:
                 summary.setdefault("umap_filter", {})[NAMES[part]] = counts

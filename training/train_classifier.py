@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
     norm = config["normalization"]
     images = data.crops.images
     train_images, train_y = training_arrays(data, split, args.extra_train)
-    train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment, seed=args.seed)
+    train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment, seed=args.seed,
+                        shuffle=True)
     val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0)
     model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]), args.width)
     optimizer = build_optimizer(model, args)
