@@ -105,6 +105,18 @@ def test_experiment_end_to_end(mfish_five_metaphases, bbdm_bundle, tmp_path):
     assert (out / "ssim_max.png").is_file() and (out / "umap_filter-bbdm.png").is_file()
     # a second call finds everything on disk and gives the same numbers
     assert experiment_translocation.main(argv)["classification"] == summary["classification"]
+    # the colour-heterogeneity reference runs on the same split
+    from training.colour_baseline import colour_features
+    from training.colour_baseline import main as colour_main
+
+    colour = colour_main(["--out", str(out)])
+    assert 0 <= colour["f1"] <= 1 and 0 <= colour["roc_auc"] <= 1 and (out / "colour_baseline.json").is_file()
+    uniform = np.zeros((1, 3, 8, 8), np.uint8)
+    uniform[0, :, 2:6, 2:6] = [[[50]], [[100]], [[150]]]
+    two_colours = uniform.copy()
+    two_colours[0, :, 2:4, 2:6] = [[[150]], [[100]], [[50]]]
+    features = colour_features(np.concatenate([uniform, two_colours]))
+    assert np.isclose(features[0, 0], 0) and features[1, 0] > 0.1 and features[0, 2] == features[1, 2] == 16
     # --collect-only trains nothing: it summarises what is on disk and lists what is missing
     both = [*argv[:argv.index("--augment") + 1], "off", *argv[argv.index("--augment") + 1:], "--collect-only"]
     collected = experiment_translocation.main(both)
