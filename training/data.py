@@ -116,8 +116,8 @@ class CropBatches:
 
     ``shuffle`` (default: the same as ``augment``) draws a new order every epoch; training always
     shuffles, also without augmentation, or a fixed order (real crops, then all extra crops) would end
-    every epoch on a run of one class.  Augmentation (training only): random horizontal/vertical flips, 90° rotations and (unless
-    ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw intensities before
+    every epoch on a run of one class.  Augmentation (training only): random horizontal/vertical
+    flips, 90° rotations and (unless ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw intensities before
     normalisation.  ``normalization`` is a card's normalisation entry.
     """
 
