@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 
-RARE = "translocation"
+from .translocation_data import RARE
 
 
 def colour_features(images: np.ndarray) -> np.ndarray:

@@ -41,14 +41,13 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.core.translate import TranslationSettings, translate_crops
+from napari_cellsynth.core.translate import TranslationSettings, provenance, translate_crops
 
 from . import train_classifier
 from .experiment_baseline import markdown_table
-from .translocation_data import (chromosome_masks, donors, load_chromosomes, slide_split,
+from .translocation_data import (RARE, chromosome_masks, donors, load_chromosomes, slide_split,
                                  write_classification_set)
 
-RARE = "translocation"
 NAMES = {"bbdm": "BBDM", "cyclegan": "CycleGAN"}
 
 
@@ -98,9 +97,9 @@ def prepare(args, out: Path) -> tuple[dict, dict]:
 
 def classifier(run: Path, args, out: Path, seed: int, augment: str, extra: list[Path],
                balanced: bool = False) -> dict | None:
-    if args.collect_only and not (run / "metrics_test.json").is_file():
-        return None
     if not (run / "metrics_test.json").is_file():
+        if args.collect_only:
+            return None
         train_classifier.main(["--data", str(out / "crops.npz"), "--split", str(out / "split.npz"),
                                "--seed", str(seed), "--epochs", str(args.epochs), "--width", str(args.width),
                                "--batch-size", str(args.batch_size), "--optimizer", args.optimizer, "--lr",
@@ -124,11 +123,9 @@ def synthesize(kind: str, bundle: str, chromosomes: dict, args, out: Path) -> Pa
     dapi = chromosomes["dapi"][pick]
     print(f"{NAMES[kind]}: translating {len(pick)} donor DAPI crops", file=sys.stderr)
     images = run_to_end(translate_crops(model, dapi, chromosome_masks(dapi), settings))
-    provenance = {"bundle": model.card.name, "bundle_sha256": model.card.files["model.onnx"]["sha256"],
-                  "steps": settings.network_calls(model), "eta": args.eta, "seed": args.split_seed}
     with atomic_open(path, "wb") as fh:
         np.savez(fh, images=images, labels=np.array([RARE] * len(images)), donor_index=pick, dapi=dapi,
-                 provenance=np.array(json.dumps(provenance)))
+                 provenance=np.array(json.dumps(provenance(model, settings))))
     return path
 
 

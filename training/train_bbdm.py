@@ -39,6 +39,7 @@ from .data import CropBatches
 from .diffusion_loop import (add_run_arguments, dapi_fish_grid, ema_update, plot_loss, restore_checkpoint,
                              save_checkpoint)
 from .nets.unet import UNet
+from .translocation_data import load_chromosomes
 
 EIGHT_BIT = {"low": 0.0, "high": 255.0}
 
@@ -66,11 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) -> dict[str, np.ndarray]:
     """DAPI and RGB crops (N×1×S×S, N×3×S×S uint8) of the chromosomes to train on."""
-    with np.load(path, allow_pickle=False) as data:
-        missing = {"dapi", "rgb", "slide", "translocation"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m training.mfish_dataset")
-        arrays = {k: data[k] for k in ("dapi", "rgb", "slide", "translocation", "metaphase")}
+    arrays = load_chromosomes(path)
     keep = ~np.isin(arrays["slide"], exclude_slides)
     if only_translocations:
         keep &= arrays["translocation"] == 1

@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 from napari_cellsynth.core.atomic import atomic_open
 
 CLASSES = ("normal", "translocation")
+RARE = CLASSES[1]
 
 
 def load_chromosomes(path: str) -> dict[str, np.ndarray]:
