@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from napari_cellsynth.core.atomic import atomic_open
 
 
 def add_run_arguments(p: argparse.ArgumentParser, fine_tuning: bool = True) -> None:
@@ -35,10 +36,10 @@ def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
 
 def save_checkpoint(out: Path, model, ema, optimizer, step, history, batches, **extra) -> None:
     """``last.pt`` (written atomically): weights, EMA, optimizer, step, loss history and both RNG states."""
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "history": history, "rng": torch.get_rng_state(),
-                "batch_rng": batches.generator.get_state(), **extra}, out / ".last.pt.tmp")
-    os.replace(out / ".last.pt.tmp", out / "last.pt")
+    with atomic_open(out / "last.pt", "wb") as fh:
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "history": history, "rng": torch.get_rng_state(),
+                    "batch_rng": batches.generator.get_state(), **extra}, fh)
 
 
 def restore_checkpoint(out: Path, model, ema, optimizer, batches) -> tuple[int, list, dict]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Generator
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
 
 from .data import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
@@ -107,12 +106,12 @@ def train_epochs(model, optimizer, scheduler, train: CropBatches, val: CropBatch
         history.append(record)
         if record["val_macro_f1"] > best:
             best = record["val_macro_f1"]
-            torch.save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best.pt")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                    "rng": torch.get_rng_state(), "train_rng": train.generator.get_state()},
-                   out / ".last.pt.tmp")
-        os.replace(out / ".last.pt.tmp", out / "last.pt")
+            with atomic_open(out / "best.pt", "wb") as fh:
+                torch.save({"model": model.state_dict(), "epoch": epoch + 1}, fh)
+        with atomic_open(out / "last.pt", "wb") as fh:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                        "rng": torch.get_rng_state(), "train_rng": train.generator.get_state()}, fh)
         write_json_atomic(out / "history.json", history)
         yield {"event": "epoch", **record}
     return history

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 
 from .data import CropBatches
 from .diffusion_loop import add_run_arguments, dapi_fish_grid, plot_loss
@@ -173,11 +172,11 @@ def main(argv: list[str] | None = None) -> Path:
             bar.set_description(f"G {history[-1]['loss']:.3f} D {history[-1]['d']:.3f}")
             running = []
         if step % args.ckpt_every == 0 or step == args.steps:
-            torch.save({**{name: nets[name].state_dict() for name in NETS}, "opt_g": opt_g.state_dict(),
-                        "opt_d": opt_d.state_dict(), "step": step, "history": history, "rng": torch.get_rng_state(),
-                        "rng_a": batches_a.generator.get_state(), "rng_b": batches_b.generator.get_state()},
-                       out / ".last.pt.tmp")
-            os.replace(out / ".last.pt.tmp", out / "last.pt")
+            with atomic_open(out / "last.pt", "wb") as fh:
+                torch.save({**{name: nets[name].state_dict() for name in NETS}, "opt_g": opt_g.state_dict(),
+                            "opt_d": opt_d.state_dict(), "step": step, "history": history,
+                            "rng": torch.get_rng_state(), "rng_a": batches_a.generator.get_state(),
+                            "rng_b": batches_b.generator.get_state()}, fh)
         if step % args.sample_every == 0 or step == args.steps:
             sample_grid(nets["g_ab"], domain_b, out / f"samples_{step:06d}.png")
     bar.close()
