@@ -1,7 +1,7 @@
 """Diffusion sampling speed and quality: DDPM-1000, DDIM-50 and DPM-Solver++(2M)-20, ONNX Runtime vs torch.
 
     python bench/bench_generate.py --run runs/ddpm-jurkat4 --bundle bundles/ddpm-jurkat4 \
-        --classifier bundles/jurkat4 --class M --count 64 [--out bench/results/generate.json]
+        --classifier bundles/jurkat4 --class M --count 64 [--clip-x0 3] [--out bench/results/generate.json]
 
 The same EMA weights run through ONNX Runtime (the plugin's runtime) and torch eager, each
 backend in its own process; both drive the same numpy samplers.  Reports images/s per
@@ -44,7 +44,7 @@ def run_one(backend: str, setting: str, args) -> dict:
         model.run = run  # same sampler code, torch network
     sampler, steps = SETTINGS[setting]
     settings = GenerationSettings(args.class_name, args.count, sampler, steps, args.guidance, seed=0,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, clip_x0=args.clip_x0)
     started = time.perf_counter()
     generated = run_to_end(generate(model, settings))
     seconds = time.perf_counter() - started
@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this (normalised scale)")
+    parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--scratch", default="/tmp/cellsynth-bench")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.json"))
@@ -100,7 +102,7 @@ def main() -> None:
     rows = []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for setting in args.settings:
-        for backend in ("onnxruntime", "torch"):
+        for backend in args.backends:
             cmd = [sys.executable, __file__, *sys.argv[1:], "--one", backend, setting]
             done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -112,7 +114,8 @@ def main() -> None:
         kid = f"{1e3 * r['kid_resnet'][0]:7.2f}±{1e3 * r['kid_resnet'][1]:4.2f}" if "kid_resnet" in r else ""
         print(f"{r['setting']:<15} {r['backend']:<12} {r['images_per_s']:7.3f} {fid} {kid:>12}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"class": args.class_name, "count": args.count, "rows": rows,
+    Path(args.out).write_text(json.dumps({"class": args.class_name, "count": args.count, "clip_x0": args.clip_x0,
+                                          "rows": rows,
                                           "cpus": os.cpu_count()}, indent=2) + "\n")
     print(f"wrote {args.out}")
 

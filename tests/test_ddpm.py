@@ -10,6 +10,7 @@ import torch
 from napari_cellsynth.cli import main as cli
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.generate import GenerationSettings, generate, read_provenance
+from napari_cellsynth.core.images import affine_coefficients
 from napari_cellsynth.core.runtime import OnnxModel
 from training.nets.unet import UNet
 
@@ -85,12 +86,19 @@ def test_generation_is_seeded_and_in_the_data_range(ddpm_bundle):
     for sampler in ("ddpm", "dpm_solver_pp_2m"):
         out = run_to_end(generate(model, GenerationSettings("G1", 2, sampler, 5, seed=0)))
         assert out.images.shape == (2, 3, 40, 40)
+    clipped = run_to_end(generate(model, GenerationSettings("M", 5, "ddim", 10, guidance=2.0, seed=1, batch_size=2,
+                                                            clip_x0=0.5)))
+    assert clipped.provenance["clip_x0"] == 0.5 and first.provenance["clip_x0"] is None
+    scale, offset = affine_coefficients(model.card.normalization, 3)  # raw → normalised: within ±0.5
+    normalised = clipped.images * scale[None, :, None, None] + offset[None, :, None, None]
+    assert np.abs(normalised).max() <= 0.5 + 2 * scale.max()  # ± rounding to the data's integer dtype
 
 
 @pytest.mark.parametrize("change, message", [({"class_name": "Anaphase"}, "not in bundle"),
                                              ({"steps": 0}, "steps must be between 1"),
                                              ({"count": 0}, "count must be at least 1"),
-                                             ({"sampler": "euler"}, "unknown sampler")])
+                                             ({"sampler": "euler"}, "unknown sampler"),
+                                             ({"clip_x0": 0.0}, "clip_x0 must be positive")])
 def test_bad_settings_are_named(ddpm_bundle, change, message):
     settings = GenerationSettings(**{"class_name": "M", "count": 2, **change})
     with pytest.raises(ValueError, match=message):

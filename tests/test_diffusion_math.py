@@ -84,6 +84,29 @@ def test_deterministic_samplers_are_reproducible_and_seeded_ones_follow_the_seed
     assert not np.array_equal(c, e)
 
 
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm"])
+def test_clip_x0_bounds_a_diverging_prediction(name):
+    """An ε-network that is wrong by a constant 1 blows x₀ up near t = T (ε error / sqrt(ᾱ)); clipping every x₀
+    estimate keeps the samples within ±clip, and leaves a correct network's answer as it was."""
+    schedule = NoiseSchedule("cosine", 1000)
+    noise = np.random.default_rng(0).standard_normal((500, 1, 2, 2)).astype(np.float32)
+
+    def wrong(x, t):
+        return gaussian_eps(schedule)(x, t) + 1
+
+    def sample(model_fn, clip):
+        rng = np.random.default_rng(3)
+        return run_to_end({"ddpm": lambda: ddpm(model_fn, noise, schedule, rng, clip_x0=clip),
+                           "ddim": lambda: ddim(model_fn, noise, schedule, 50, rng, clip_x0=clip),
+                           "dpm": lambda: dpm_solver_pp_2m(model_fn, noise, schedule, 20, spacing="trailing",
+                                                           clip_x0=clip)}[name]())
+
+    assert np.abs(sample(wrong, None)).max() > 1.05
+    assert np.abs(sample(wrong, 1.0)).max() <= 1.0 + 1e-5
+    right = sample(gaussian_eps(schedule), 3.0)  # the true x₀ (N(0.7, 0.3²)) never reaches ±3
+    assert right.mean() == pytest.approx(MU, abs=0.03) and right.std() == pytest.approx(S, rel=0.1)
+
+
 def test_progress_counts_network_calls():
     schedule = NoiseSchedule("linear", 100)
     job = dpm_solver_pp_2m(gaussian_eps(schedule), np.zeros((1, 1, 2, 2), np.float32), schedule, 10)

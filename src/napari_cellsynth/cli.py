@@ -94,7 +94,7 @@ def cmd_generate(args) -> int:
 
     model = OnnxModel(args.model, kind="ddpm")
     settings = GenerationSettings(args.class_name, args.count, args.sampler, args.steps, args.guidance, args.seed,
-                                  args.eta, args.spacing, args.batch_size)
+                                  args.eta, args.spacing, args.batch_size, args.clip_x0)
     settings.check(model)
     out = Path(args.out)
     record = provenance(model, settings)
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM η (0 deterministic)")
     p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"])
+    p.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this in the normalised scale "
+                   "(e.g. 3; off by default: bright pixels of real cells lie above 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="folder for the TIFFs (a rerun resumes)")

@@ -25,10 +25,12 @@ class GenerateWidget(JobWidget):
         self.steps = SpinBox(value=50, min=1, max=10_000, label="steps")
         self.guidance = FloatSpinBox(value=1.0, min=0.0, max=20.0, step=0.5, label="guidance")
         self.eta = FloatSpinBox(value=0.0, min=0.0, max=1.0, step=0.1, label="DDIM η")
+        self.clip_x0 = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.5, label="clip x₀ (0 = off)",
+                                    tooltip="clip each x₀ estimate to ± this value (normalised scale)")
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
         self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
         super().__init__(viewer, [self.bundle, self.class_name, self.count, self.sampler, self.steps,
-                                  self.guidance, self.eta, self.seed, self.batch_size])
+                                  self.guidance, self.eta, self.clip_x0, self.seed, self.batch_size])
         self.save_folder = FileEdit(mode="d", label="save to")
         self.save_button = PushButton(text="Save layer's images")
         self.extend([Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False)])
@@ -49,7 +51,8 @@ class GenerateWidget(JobWidget):
     def settings(self) -> GenerationSettings:
         return GenerationSettings(self.class_name.value, int(self.count.value), self.sampler.value,
                                   int(self.steps.value), float(self.guidance.value), int(self.seed.value),
-                                  float(self.eta.value), "leading", int(self.batch_size.value))
+                                  float(self.eta.value), "leading", int(self.batch_size.value),
+                                  float(self.clip_x0.value) or None)
 
     def make_job(self):
         bundle = Path(self.bundle.value)

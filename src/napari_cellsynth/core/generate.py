@@ -35,6 +35,7 @@ class GenerationSettings:
     eta: float = 0.0
     spacing: str = "leading"
     batch_size: int = 16
+    clip_x0: float | None = None  # clip every x₀ estimate to ±clip_x0 (normalised scale); None: off
 
     def network_calls(self, model: OnnxModel) -> int:
         """Steps a batch takes: DDPM always walks the whole schedule."""
@@ -55,6 +56,8 @@ class GenerationSettings:
             raise ValueError(f"unknown spacing {self.spacing!r}; choose one of {SPACINGS}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.clip_x0 is not None and not self.clip_x0 > 0:
+            raise ValueError(f"clip_x0 must be positive (or None to switch clipping off), got {self.clip_x0}")
 
 
 @dataclass
@@ -70,7 +73,7 @@ def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
             "kind": model.card.kind, "class": settings.class_name, "sampler": settings.sampler,
             "steps": settings.network_calls(model),
             "eta": settings.eta, "guidance": settings.guidance, "spacing": settings.spacing, "seed": settings.seed,
-            "batch_size": settings.batch_size, "channels": model.card.channels,
+            "batch_size": settings.batch_size, "clip_x0": settings.clip_x0, "channels": model.card.channels,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
 
 
@@ -85,11 +88,12 @@ def _sampling(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.ra
     fn = as_epsilon(guided(net, np.full(n, card.classes.index(settings.class_name)), card.extra["null_class"],
                            settings.guidance), schedule)
     noise = rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32)
+    clip = settings.clip_x0
     if settings.sampler == "ddpm":
-        return ddpm(fn, noise, schedule, rng)
+        return ddpm(fn, noise, schedule, rng, clip_x0=clip)
     if settings.sampler == "ddim":
-        return ddim(fn, noise, schedule, settings.steps, rng, settings.eta, settings.spacing)
-    return dpm_solver_pp_2m(fn, noise, schedule, settings.steps, rng)
+        return ddim(fn, noise, schedule, settings.steps, rng, settings.eta, settings.spacing, clip_x0=clip)
+    return dpm_solver_pp_2m(fn, noise, schedule, settings.steps, rng, clip_x0=clip)
 
 
 def generate(model: OnnxModel, settings: GenerationSettings,

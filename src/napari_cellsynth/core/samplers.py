@@ -77,6 +77,11 @@ def _eps(model_fn: ModelFn, x: np.ndarray, t: int) -> np.ndarray:
     return out.astype(np.float64)
 
 
+def _clipped(x0: np.ndarray, clip_x0: float | None) -> np.ndarray:
+    """The x₀ estimate clipped to ±``clip_x0`` (in the network's normalised scale), or unchanged."""
+    return x0 if clip_x0 is None else np.clip(x0, -clip_x0, clip_x0)
+
+
 def ddpm(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, rng: np.random.Generator,
          clip_x0: float | None = None) -> Sampling:
     """Ancestral DDPM sampling over all T steps (posterior variance β̃_t)."""
@@ -85,9 +90,7 @@ def ddpm(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, rng: np.rand
     total = schedule.num_timesteps
     for i, t in enumerate(range(total - 1, -1, -1)):
         eps = _eps(model_fn, x.astype(np.float32), t)
-        x0 = (x - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t])
-        if clip_x0 is not None:
-            x0 = np.clip(x0, -clip_x0, clip_x0)
+        x0 = _clipped((x - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t]), clip_x0)
         mean = (np.sqrt(ab_prev[t]) * betas[t] * x0 + np.sqrt(1 - betas[t]) * (1 - ab_prev[t]) * x) / (1 - ab[t])
         if t > 0:
             variance = betas[t] * (1 - ab_prev[t]) / (1 - ab[t])
@@ -110,7 +113,7 @@ def ddim(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int, 
         eps = _eps(model_fn, x.astype(np.float32), int(t))
         x0 = (x - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t])
         if clip_x0 is not None:
-            x0 = np.clip(x0, -clip_x0, clip_x0)
+            x0 = _clipped(x0, clip_x0)
             eps = (x - np.sqrt(ab[t]) * x0) / np.sqrt(1 - ab[t])
         ab_next = ab[ts[i + 1]] if i + 1 < len(ts) else 1.0
         sigma = eta * np.sqrt((1 - ab_next) / (1 - ab[t]) * (1 - ab[t] / ab_next))
@@ -122,8 +125,11 @@ def ddim(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int, 
 
 
 def dpm_solver_pp_2m(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int,
-                     rng: np.random.Generator | None = None, spacing: str = "trailing") -> Sampling:
-    """DPM-Solver++(2M) (Lu et al. 2022), data prediction, multistep second order; deterministic."""
+                     rng: np.random.Generator | None = None, spacing: str = "trailing",
+                     clip_x0: float | None = None) -> Sampling:
+    """DPM-Solver++(2M) (Lu et al. 2022), data prediction, multistep second order; deterministic.
+
+    ``clip_x0`` clips each data prediction (the paper's thresholding, static form)."""
     x = x.astype(np.float64)
     ts = timesteps(schedule.num_timesteps, steps, spacing)
     ab = schedule.alpha_bar
@@ -133,7 +139,7 @@ def dpm_solver_pp_2m(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, 
     previous_x0, previous_h = None, None
     for i, t in enumerate(ts):
         eps = _eps(model_fn, x.astype(np.float32), int(t))
-        x0 = (x - sigma[i] * eps) / alpha[i]
+        x0 = _clipped((x - sigma[i] * eps) / alpha[i], clip_x0)
         if i + 1 == len(ts):  # last step: to the clean image
             x = x0
         else:
