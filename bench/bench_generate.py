@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = {"ddpm-1000": ("ddpm", 1000), "ddim-50": ("ddim", 50), "dpm-solver-20": ("dpm_solver_pp_2m", 20)}
+SETTINGS = {"ddpm-1000": ("ddpm", 1000, 0.0), "ddim-50": ("ddim", 50, 0.0), "dpm-solver-20": ("dpm_solver_pp_2m", 20, 0.0),
+            "ddim-100-eta1": ("ddim", 100, 1.0), "ddim-250-eta1": ("ddim", 250, 1.0)}  # (sampler, steps, η)
+DEFAULT_SETTINGS = ["ddpm-1000", "ddim-50", "dpm-solver-20"]
 
 
 def run_one(backend: str, setting: str, args) -> dict:
@@ -42,8 +44,8 @@ def run_one(backend: str, setting: str, args) -> dict:
             with torch.inference_mode():
                 return {model.card.outputs["names"][0]: net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()}
         model.run = run  # same sampler code, torch network
-    sampler, steps = SETTINGS[setting]
-    settings = GenerationSettings(args.class_name, args.count, sampler, steps, args.guidance, seed=0,
+    sampler, steps, eta = SETTINGS[setting]
+    settings = GenerationSettings(args.class_name, args.count, sampler, steps, args.guidance, seed=0, eta=eta,
                                   batch_size=args.batch_size, clip_x0=args.clip_x0)
     started = time.perf_counter()
     generated = run_to_end(generate(model, settings))
@@ -90,7 +92,7 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this (normalised scale)")
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--scratch", default="/tmp/cellsynth-bench")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.json"))
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
