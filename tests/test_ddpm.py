@@ -152,7 +152,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     out = tmp_path / "exp"
     args = ["--data", str(jurkat_slice), "--seeds", "0", "--ddpm-base", "8", "--ddpm-batch", "8", "--ddpm-steps", "3",
             "--finetune-steps", "2", "--epochs", "1", "--width", "8", "--sample-steps", "2", "--balance-to", "360",
-            "--ddpm-prediction", "v", "--out", str(out)]
+            "--ddpm-prediction", "v", "--eta", "1", "--clip-x0", "3", "--out", str(out)]
     summary = experiment_ddpm.main(args)
     assert json.loads((out / "full" / "ddpm-bundle" / "card.json").read_text())["outputs"]["prediction"] == "v"
     assert {"full: real only", "full: real + DDPM", "cut10: real only", "cut10: real + DDPM"} <= set(summary)
@@ -160,7 +160,8 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
         real = json.loads((out / setting / "seed0" / "classifier-real" / "config.json").read_text())
         with np.load(out / setting / "seed0" / "generated.npz") as saved:
             assert len(saved["images"]) == 360 - real["counts"]["train"]["M"]
-            assert json.loads(str(saved["provenance"]))["class"] == "M"
+            record = json.loads(str(saved["provenance"]))
+            assert (record["class"], record["sampler"], record["eta"], record["clip_x0"]) == ("M", "ddim", 1.0, 3.0)
         quality = summary["generator_quality"][setting]
         assert quality["DDPM"]["n"] == 360 - real["counts"]["train"]["M"] and np.isfinite(quality["DDPM"]["fid_resnet"])
     assert summary["generator_quality"]["cut10"]["ssim_reference_count"] < summary["generator_quality"]["full"]["ssim_reference_count"]

@@ -92,6 +92,12 @@ def target_count(counts: dict[str, int], rare: str, rule: str) -> int:
     return int(rule)
 
 
+def sampling(args, class_name: str, count: int, seed: int, batch_size: int) -> GenerationSettings:
+    """The experiment's sampler settings (``--sampler``, ``--sample-steps``, ``--eta``, ``--clip-x0``, ``--guidance``)."""
+    return GenerationSettings(class_name, count, args.sampler, args.sample_steps, args.guidance, seed, eta=args.eta,
+                              batch_size=batch_size, clip_x0=args.clip_x0)
+
+
 def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path:
     if args.reuse_generated and seed != args.seeds[0]:
         root = root.parent / f"seed{args.seeds[0]}"  # one generated set per setting, every classifier seed uses it
@@ -105,7 +111,7 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     if needed < 1:
         raise ValueError(f"{args.rare} already has {counts[args.rare]} training crops, not fewer than the target "
                          f"{target} of --balance-to {args.balance_to}; choose a larger target")
-    settings = GenerationSettings(args.rare, needed, "ddim", args.sample_steps, args.guidance, seed, batch_size=64)
+    settings = sampling(args, args.rare, needed, seed, batch_size=64)
     print(f"generating {needed} {args.rare} cells", file=sys.stderr)
     result = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), settings))
     with atomic_open(path, "wb") as fh:
@@ -138,7 +144,7 @@ def report(out: Path, base: Path, args) -> dict:
     base_model = OnnxModel(base_bundle, kind="ddpm")
     for name in data.classes:
         if name != args.rare:
-            settings = GenerationSettings(name, 6, "ddim", args.sample_steps, args.guidance, 0, batch_size=6)
+            settings = sampling(args, name, 6, 0, batch_size=6)
             grid[name] = (of_class[name], run_to_end(generate(base_model, settings)).images)
     for setting in args.settings:
         index = thin_classes(split["train"], data.y, data.classes, keep_specs(setting, args.rare), args.split_seed)
@@ -170,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the DDPM predicts (v is stable at high noise; see docs/results.md §6)")
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--balance-to", default="median", help="median | max | a count")
-    parser.add_argument("--sample-steps", type=int, default=50)
+    parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm_solver_pp_2m"])
+    parser.add_argument("--sample-steps", type=int, default=50, help="sampler steps (DDPM always runs all of them)")
+    parser.add_argument("--eta", type=float, default=0.0, help="DDIM η (1: ancestral noise, as DDPM)")
+    parser.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this (see docs/results.md §6)")
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--reuse-generated", action="store_true",
                         help="generate once per setting (first seed) and train every seed's classifier on that set")
