@@ -99,8 +99,9 @@ def main() -> None:
               "input": card.input["size"], "channels": card.n_channels, "machine": {
                   "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                   "python": platform.python_version()}, "versions": card.versions, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from napari_cellsynth.core.atomic import write_json_atomic
+
+    write_json_atomic(args.out, report)
     print(f"wrote {args.out}")
 
 

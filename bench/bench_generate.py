@@ -115,10 +115,10 @@ def main() -> None:
         fid = f"{r['fid_resnet']:13.2f}" if "fid_resnet" in r else f"{'':>13}"
         kid = f"{1e3 * r['kid_resnet'][0]:7.2f}±{1e3 * r['kid_resnet'][1]:4.2f}" if "kid_resnet" in r else ""
         print(f"{r['setting']:<15} {r['backend']:<12} {r['images_per_s']:7.3f} {fid} {kid:>12}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"class": args.class_name, "count": args.count, "clip_x0": args.clip_x0,
-                                          "rows": rows,
-                                          "cpus": os.cpu_count()}, indent=2) + "\n")
+    from napari_cellsynth.core.atomic import write_json_atomic
+
+    write_json_atomic(args.out, {"class": args.class_name, "count": args.count, "clip_x0": args.clip_x0, "rows": rows,
+                                 "cpus": os.cpu_count()})
     print(f"wrote {args.out}")
 
 

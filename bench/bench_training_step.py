@@ -9,7 +9,6 @@ median of ``--repeats`` steps after two warm-up steps, one process, torch's defa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -65,9 +64,9 @@ def main() -> None:
     print(f"{'model':<34} {'precision':<14} {'s/step':>7} {'img/s':>7}")
     for r in rows:
         print(f"{r['model']:<34} {r['precision']:<14} {r['seconds_per_step']:7.3f} {r['images_per_s']:7.1f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"cpus": os.cpu_count(), "torch": torch.__version__, "rows": rows},
-                                         indent=2) + "\n")
+    from napari_cellsynth.core.atomic import write_json_atomic
+
+    write_json_atomic(args.out, {"cpus": os.cpu_count(), "torch": torch.__version__, "rows": rows})
     print(f"wrote {args.out}")
 
 

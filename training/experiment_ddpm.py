@@ -37,6 +37,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.generate import GenerationSettings, generate
 from napari_cellsynth.core.metrics import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.core.samplers import SAMPLERS
 
 from . import train_classifier, train_ddpm
 from .experiment_baseline import markdown_table
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the DDPM predicts (v is stable at high noise; see docs/results.md §6)")
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--balance-to", default="median", help="median | max | a count")
-    parser.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpm_solver_pp_2m"])
+    parser.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     parser.add_argument("--sample-steps", type=int, default=50, help="sampler steps (DDPM always runs all of them)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM η (1: ancestral noise, as DDPM)")
     parser.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this (see docs/results.md §6)")

@@ -29,6 +29,7 @@ from .core.images import ImageInputError
 from .core.label_maps import apply_label_map
 from .core.metrics import classification_metrics, format_table
 from .core.runtime import OnnxModel
+from .core.samplers import SAMPLERS, SPACINGS
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -256,11 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="ddpm bundle folder")
     p.add_argument("--class", dest="class_name", required=True, help="class name from the bundle's card")
     p.add_argument("--count", type=int, required=True)
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm_solver_pp_2m"])
+    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     p.add_argument("--steps", type=int, default=50, help="sampler steps (DDPM always runs all of them)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM η (0 deterministic)")
-    p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"])
+    p.add_argument("--spacing", default="leading", choices=list(SPACINGS))
     p.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this in the normalised scale "
                    "(e.g. 3; off by default: bright pixels of real cells lie above 1)")
     p.add_argument("--seed", type=int, default=0)
