@@ -30,7 +30,7 @@ from .common import export_main, export_onnx, fresh_staging, library_versions, p
 def load_bbdm_run(run: Path) -> tuple[dict, torch.nn.Module]:
     config = json.loads((run / "config.json").read_text())
     model = build_model(config["net"], len(config["channels"]), int(config["image_size"][-1]))
-    state = torch.load(run / "last.pt", weights_only=True)
+    state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["ema"])
     config["trained_steps"] = int(state["step"])
     config["final_loss"] = state["history"][-1]["loss"] if state["history"] else None

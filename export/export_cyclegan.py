@@ -30,7 +30,7 @@ def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, a
     config = json.loads((run / "config.json").read_text())
     channels, (h, w) = len(config["channels"]), config["image_size"]
     generator = build_nets(config["net"], channels)["g_ab"]
-    state = torch.load(run / "last.pt", weights_only=True)
+    state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     generator.load_state_dict(state["g_ab"])
     generator.eval()
     staging = fresh_staging(out)

@@ -33,7 +33,7 @@ def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
     model = UNet(len(config["channels"]), net["num_classes"], net["base"], tuple(net["channel_mult"]),
                  attention_gates=net["attention_gates"], dropout=net["dropout"],
                  image_size=int(config["image_size"][-1]))
-    state = torch.load(run / "last.pt", weights_only=True)
+    state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["ema"])
     config["trained_steps"] = int(state["step"])
     config["final_loss"] = state["history"][-1]["loss"] if state["history"] else None

@@ -89,6 +89,28 @@ def thin_classes(index: np.ndarray, y: np.ndarray, classes: list[str], specs: li
     return index
 
 
+def training_indices(y: np.ndarray, classes: list[str], split_seed: int, keep_fraction: list[str] = (),
+                     only_classes: list[str] | None = None) -> np.ndarray:
+    """The classifier's training split (``stratified_split(y, split_seed)["train"]``), thinned by
+    ``keep_fraction`` (``["M=0.1"]``) and restricted to ``only_classes`` — what a generator may see."""
+    index = thin_classes(stratified_split(y, split_seed)["train"], y, classes, list(keep_fraction), split_seed)
+    if only_classes:
+        unknown = set(only_classes) - set(classes)
+        if unknown:
+            raise ValueError(f"--only-classes {sorted(unknown)} not among the classes {classes}")
+        index = index[np.isin(y[index], [classes.index(c) for c in only_classes])]
+    return index
+
+
+def robust_range(images: np.ndarray) -> dict:
+    """A generator's normalisation: each channel's 0.1–99.9 percentile range mapped to [-1, 1]."""
+    data = images.astype(np.float64)
+    low = np.percentile(data, 0.1, axis=(0, 2, 3))
+    high = np.percentile(data, 99.9, axis=(0, 2, 3))
+    high = np.where(high > low, high, low + 1)
+    return {"type": "minmax_range", "low": low.tolist(), "high": high.tolist()}
+
+
 def load_extra(path: str, label_map: dict[str, list[str]], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Extra training crops (e.g. generated ones): an .npz/TIFF folder with labels, mapped to the classes."""
     from napari_cellsynth.core.label_maps import apply_label_map
@@ -119,15 +141,20 @@ class CropBatches:
     every epoch on a run of one class.  Augmentation (training only): random horizontal/vertical
     flips, 90° rotations and (unless ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw intensities before
     normalisation.  ``normalization`` is a card's normalisation entry.
+
+    ``device`` holds the crops (and does the augmentation) there, e.g. on a GPU; the random draws stay
+    on the CPU generator, so a run's batches are the same on every device.
     """
 
     def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
-                 augment: bool, seed: int, brightness: bool = True, shuffle: bool | None = None):
-        self.images = torch.from_numpy(images.astype(np.float32))
-        self.y = torch.from_numpy(y.astype(np.int64))
+                 augment: bool, seed: int, brightness: bool = True, shuffle: bool | None = None,
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.images = torch.from_numpy(images.astype(np.float32)).to(self.device)
+        self.y = torch.from_numpy(y.astype(np.int64)).to(self.device)
         scale, offset = affine_coefficients(normalization, images.shape[1])
-        self.scale = torch.tensor(scale, dtype=torch.float32)[None, :, None, None]
-        self.offset = torch.tensor(offset, dtype=torch.float32)[None, :, None, None]
+        self.scale = torch.tensor(scale, dtype=torch.float32, device=self.device)[None, :, None, None]
+        self.offset = torch.tensor(offset, dtype=torch.float32, device=self.device)[None, :, None, None]
         self.batch_size = batch_size
         self.augment = augment
         self.brightness = brightness
@@ -140,21 +167,30 @@ class CropBatches:
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         n = len(x)
         g = self.generator
-        flip_h = torch.rand(n, generator=g) < 0.5
-        flip_v = torch.rand(n, generator=g) < 0.5
-        x = torch.where(flip_h[:, None, None, None], x.flip(-1), x)
-        x = torch.where(flip_v[:, None, None, None], x.flip(-2), x)
+
+        def per_sample(values: torch.Tensor) -> torch.Tensor:
+            return values.to(self.device)[:, None, None, None]
+
+        flip_h = per_sample(torch.rand(n, generator=g) < 0.5)
+        flip_v = per_sample(torch.rand(n, generator=g) < 0.5)
+        x = torch.where(flip_h, x.flip(-1), x)
+        x = torch.where(flip_v, x.flip(-2), x)
         if x.shape[-1] == x.shape[-2]:
-            turns = torch.randint(0, 4, (n,), generator=g)
-            x = torch.stack([torch.rot90(xi, int(k), dims=(-2, -1)) for xi, k in zip(x, turns)])
+            turns = per_sample(torch.randint(0, 4, (n,), generator=g))
+            turned, result = x, x
+            for k in (1, 2, 3):  # the whole batch turned at once; each crop keeps its own number of turns
+                turned = torch.rot90(turned, 1, dims=(-2, -1))
+                result = torch.where(turns == k, turned, result)
+            x = result
         if not self.brightness:
             return x
         brightness = 0.5 + torch.rand(n, generator=g)
-        return x * brightness[:, None, None, None]
+        return x * per_sample(brightness)
 
     def __iter__(self):
         order = torch.randperm(len(self.y), generator=self.generator) if self.shuffle \
             else torch.arange(len(self.y))
+        order = order.to(self.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
             x = self.images[index]

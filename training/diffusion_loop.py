@@ -28,8 +28,7 @@ def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> Non
     """EMA of the weights with a warm-up (decay grows as (1 + step) / (10 + step) up to ``decay``)."""
     decay = min(decay, (1 + step) / (10 + step))
     with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, 1 - decay)
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
         for e, b in zip(ema.buffers(), model.buffers()):
             e.copy_(b)
 
@@ -43,11 +42,15 @@ def save_checkpoint(out: Path, model, ema, optimizer, step, history, batches, **
 
 
 def restore_checkpoint(out: Path, model, ema, optimizer, batches) -> tuple[int, list, dict]:
-    """Load ``last.pt`` into the given objects; returns (step, history, the whole state)."""
-    state = torch.load(out / "last.pt", weights_only=True)
+    """Load ``last.pt`` into the given objects; returns (step, history, the whole state).
+
+    A checkpoint slimmed for transfer (no ``optimizer`` entry, e.g. brought back from a GPU machine)
+    resumes with fresh optimizer moments."""
+    state = torch.load(out / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["model"])
     ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
+    if "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
     batches.generator.set_state(state["batch_rng"])
     return state["step"], state["history"], state

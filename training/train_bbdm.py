@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> Path:
     write_json_atomic(out / "config.json", config)
     model = build_model(net, channels, size)
     if args.init_from:
-        model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True)["ema"])
+        model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True, map_location="cpu")["ema"])
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3000, cooldown=3000,

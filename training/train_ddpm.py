@@ -32,7 +32,8 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import as_epsilon, ddim, guided
 from napari_cellsynth.core.schedules import NoiseSchedule
 
-from .data import CropBatches, load_labelled, stratified_split, thin_classes
+from .data import CropBatches, load_labelled, robust_range, training_indices
+from .devices import torch_device
 from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
 from .nets.unet import UNet
 
@@ -61,35 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--p-uncond", type=float, default=0.1)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU (measure first)")
+    p.add_argument("--zero-terminal-snr", action="store_true",
+                   help="rescale the schedule so that its last step is pure noise (Lin et al. 2024; needs --prediction v)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (on the CPU: measure first)")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this many minutes of training, with a checkpoint (resume later with --resume)")
     add_run_arguments(p)
     return p
 
 
-def training_indices(y: np.ndarray, classes: list[str], args) -> np.ndarray:
-    """The classifier's training split, restricted to ``--only-classes`` and thinned by ``--keep-fraction``."""
-    index = thin_classes(stratified_split(y, args.split_seed)["train"], y, classes, args.keep_fraction,
-                         args.split_seed)
-    if args.only_classes:
-        unknown = set(args.only_classes) - set(classes)
-        if unknown:
-            raise ValueError(f"--only-classes {sorted(unknown)} not among the classes {classes}")
-        index = index[np.isin(y[index], [classes.index(c) for c in args.only_classes])]
-    return index
-
-
-def robust_range(images: np.ndarray) -> dict:
-    data = images.astype(np.float64)
-    low = np.percentile(data, 0.1, axis=(0, 2, 3))
-    high = np.percentile(data, 99.9, axis=(0, 2, 3))
-    high = np.where(high > low, high, low + 1)
-    return {"type": "minmax_range", "low": low.tolist(), "high": high.tolist()}
-
-
 def torch_model_fn(model: nn.Module):
+    device = next(model.parameters()).device
+
     def net(x, t, cls):
         with torch.inference_mode():
-            return model(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(cls)).numpy()
+            args = (torch.from_numpy(a).to(device) for a in (x, t, cls))
+            return model(*args).float().cpu().numpy()
     return net
 
 
@@ -122,11 +111,13 @@ def main(argv: list[str] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     data = load_labelled(args.data, args.label_map, args.labels_csv)
-    index = training_indices(data.y, data.classes, args)
+    index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes)
     images = data.crops.images
     init_config = json.loads((Path(args.init_from) / "config.json").read_text()) if args.init_from else None
     normalization = init_config["normalization"] if init_config else robust_range(images[index])
-    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction)
+    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction,
+                             args.zero_terminal_snr)
+    device = torch_device(args.device)
     config = {"task": "ddpm", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
               "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
               "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
@@ -140,26 +131,29 @@ def main(argv: list[str] | None = None) -> Path:
     model = UNet(images.shape[1], len(data.classes), args.base, tuple(args.channel_mult),
                  attention_gates=args.attention_gates, dropout=args.dropout, image_size=int(images.shape[-1]))
     if args.init_from:
-        model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True)["ema"])
+        model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True,
+                                         map_location="cpu")["ema"])
+    model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     batches = CropBatches(images[index], data.y[index], normalization, args.batch_size, augment=True,
-                          seed=args.seed, brightness=False)
+                          seed=args.seed, brightness=False, device=device)
     history, step = [], 0
     if args.resume and (out / "last.pt").is_file():
         step, history, _ = restore_checkpoint(out, model, ema, optimizer, batches)
-    alpha_bar = torch.tensor(schedule.alpha_bar, dtype=torch.float32)
+    alpha_bar = torch.tensor(schedule.alpha_bar, dtype=torch.float32, device=device)
     bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
     running, started = [], time.time()
+    deadline = started + 60 * args.max_minutes if args.max_minutes else None
     while step < args.steps:
         for x0, y in batches:
             model.train()
-            t = torch.randint(0, schedule.num_timesteps, (len(x0),))
+            t = torch.randint(0, schedule.num_timesteps, (len(x0),), device=device)
             noise = torch.randn_like(x0)
             ab = alpha_bar[t][:, None, None, None]
             xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-            y = torch.where(torch.rand(len(y)) < args.p_uncond, torch.full_like(y, len(data.classes)), y)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            y = torch.where(torch.rand(len(y), device=device) < args.p_uncond, torch.full_like(y, len(data.classes)), y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 prediction = model(xt, t, y)
             target = noise if args.prediction == "epsilon" else ab.sqrt() * noise - (1 - ab).sqrt() * x0
             loss = nn.functional.mse_loss(prediction.float(), target)
@@ -169,10 +163,14 @@ def main(argv: list[str] | None = None) -> Path:
             optimizer.step()
             step += 1
             ema_update(ema, model, step, args.ema)
-            running.append(loss.item())
+            running.append(loss.detach())
             bar.update()
+            out_of_time = deadline is not None and time.time() > deadline
+            if out_of_time:
+                args.steps = step  # the last checkpoint and sample grid are written now
             if step % 50 == 0 or step == args.steps:
-                history.append({"step": step, "loss": float(np.mean(running)), "seconds": time.time() - started})
+                running = [float(torch.stack(running).mean())]
+                history.append({"step": step, "loss": running[0], "seconds": time.time() - started})
                 bar.set_description(f"loss {history[-1]['loss']:.4f}")
                 running = []
             if step % args.ckpt_every == 0 or step == args.steps:

@@ -55,6 +55,18 @@ def sigmoid_betas(num_timesteps: int, start: float = -3.0, end: float = 3.0, tau
 
 
 KINDS = {"linear": linear_betas, "cosine": cosine_betas, "sigmoid": sigmoid_betas}
+
+
+def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed", Algorithm 1:
+    shift and scale √ᾱ_t so that √ᾱ_0 is kept and √ᾱ_{T-1} = 0 (the last step is pure noise, SNR 0).
+    Only v- (or x₀-) prediction is well posed at that end; ε-prediction is not."""
+    root = np.sqrt(np.cumprod(1.0 - betas))
+    first, last = root[0], root[-1]
+    root = (root - last) * first / (first - last)
+    alpha_bar = root ** 2
+    alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1.0 - alphas
 PREDICTIONS = ("epsilon", "v")
 
 
@@ -66,6 +78,7 @@ class NoiseSchedule:
     num_timesteps: int
     params: dict = field(default_factory=dict)
     prediction: str = "epsilon"
+    zero_terminal_snr: bool = False  # rescaled so that ᾱ_{T-1} = 0 (needs v-prediction)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
@@ -74,7 +87,13 @@ class NoiseSchedule:
             raise ValueError(f"unknown noise schedule {self.kind!r}; choose from {sorted(KINDS)}")
         if self.num_timesteps < 2:
             raise ValueError(f"a schedule needs at least 2 timesteps, got {self.num_timesteps}")
-        object.__setattr__(self, "betas", KINDS[self.kind](self.num_timesteps, **self.params))
+        if self.zero_terminal_snr and self.prediction == "epsilon":
+            raise ValueError("a zero-terminal-SNR schedule needs v-prediction: ε carries no information "
+                             "about x₀ at the last step")
+        betas = KINDS[self.kind](self.num_timesteps, **self.params)
+        if self.zero_terminal_snr:
+            betas = rescale_zero_terminal_snr(betas)
+        object.__setattr__(self, "betas", betas)
         object.__setattr__(self, "alpha_bar", np.cumprod(1.0 - self.betas))
 
     @property
@@ -91,12 +110,12 @@ class NoiseSchedule:
 
     def to_card(self) -> dict:
         return {"kind": self.kind, "num_timesteps": self.num_timesteps, "params": dict(self.params),
-                "prediction": self.prediction}
+                "prediction": self.prediction, "zero_terminal_snr": self.zero_terminal_snr}
 
     @classmethod
     def from_card(cls, data: dict) -> "NoiseSchedule":
         return cls(data["kind"], int(data["num_timesteps"]), dict(data.get("params", {})),
-                   data.get("prediction", "epsilon"))
+                   data.get("prediction", "epsilon"), bool(data.get("zero_terminal_snr", False)))
 
 
 @dataclass(frozen=True)
