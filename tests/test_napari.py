@@ -1,4 +1,10 @@
-"""The plugin inside a real napari viewer (headless under Xvfb through pytest-xvfb)."""
+"""The plugin inside a real napari viewer (headless under Xvfb through pytest-xvfb).
+
+Every widget is opened the way a user opens it: through the manifest, by
+``viewer.window.add_plugin_dock_widget('napari-cellsynth', NAME)``, never constructed by hand.
+"""
+
+import importlib
 
 import numpy as np
 import pytest
@@ -39,17 +45,60 @@ def wait_for(widget, qtbot, timeout=60_000):
     qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
-def dock(viewer, widget):
-    viewer.window.add_dock_widget(widget)
+PLUGIN = "napari-cellsynth"
+
+
+def manifest_widgets():
+    """(display name, command id, python_name) for every widget contribution of napari.yaml."""
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest(PLUGIN)
+    commands = {c.id: c.python_name for c in manifest.contributions.commands}
+    return [(w.display_name, w.command, commands[w.command]) for w in manifest.contributions.widgets]
+
+
+def plugin_class(python_name):
+    module, _, attribute = python_name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def dock(viewer, name):
+    """Open widget ``name`` of the manifest as the Plugins menu does; return the widget."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
     widget.reset_choices()
     return widget
+
+
+WIDGETS = manifest_widgets()
+
+
+@pytest.mark.parametrize("name, command, python_name", WIDGETS, ids=[n for n, *_ in WIDGETS])
+def test_every_manifest_widget_opens_through_the_plugin(make_napari_viewer, name, command, python_name):
+    viewer = make_napari_viewer()
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    assert type(widget) is plugin_class(python_name)
+    assert dock_widget.inner_widget() is widget
+    viewer.add_image(np.zeros((8, 8), np.float32), name="probe")
+    assert "probe" in [layer.name for layer in widget._viewer.layers]  # napari injected this viewer
+
+
+@pytest.mark.parametrize("name, command, python_name", WIDGETS, ids=[n for n, *_ in WIDGETS])
+def test_every_manifest_widget_opens_from_the_plugins_menu_command(make_napari_viewer, name, command, python_name):
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    get_app_model().commands.execute_command(command).result()  # what Plugins → napari-cellsynth → NAME runs
+    widget = viewer.window.dock_widgets[f"{name} ({PLUGIN})"]
+    assert type(widget) is plugin_class(python_name)
 
 
 def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifier_bundle):
     viewer = make_napari_viewer(show=True)
     for data, kwargs, _ in jurkat_cells():
         layer = viewer.add_image(data, **kwargs)
-    widget = dock(viewer, ClassifyWidget(viewer))
+    widget = dock(viewer, "Classify")
     widget.image_layer.value = layer
     widget.bundle.value = str(classifier_bundle)
     widget.start()
@@ -90,7 +139,7 @@ def test_classify_objects_writes_features_and_colours_by_class(make_napari_viewe
     image, labels, _ = cells_on_a_slide()
     image_layer = viewer.add_image(image, name="slide")
     labels_layer = viewer.add_labels(labels, name="cells")
-    widget = dock(viewer, ClassifyWidget(viewer))
+    widget = dock(viewer, "Classify")
     widget.image_layer.value = image_layer
     widget.labels_layer.value = labels_layer
     widget.bundle.value = str(classifier_bundle)
@@ -113,7 +162,7 @@ def test_classify_objects_writes_features_and_colours_by_class(make_napari_viewe
 def test_bad_input_shows_an_error_and_viewer_stays_usable(make_napari_viewer, qtbot, classifier_bundle):
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.zeros((64, 64), np.float32), name="gray")
-    widget = dock(viewer, ClassifyWidget(viewer))
+    widget = dock(viewer, "Classify")
     widget.image_layer.value = layer
     widget.bundle.value = str(classifier_bundle)
     widget.start()
@@ -130,7 +179,7 @@ def test_cancel_stops_a_long_job(make_napari_viewer, qtbot, classifier_bundle):
     viewer = make_napari_viewer()
     cells = np.concatenate([load_jurkat_sample()["images"]] * 20)
     layer = viewer.add_image(cells, name="many")
-    widget = dock(viewer, ClassifyWidget(viewer))
+    widget = dock(viewer, "Classify")
     widget.image_layer.value = layer
     widget.bundle.value = str(classifier_bundle)
     widget.batch_size.value = 1
@@ -141,3 +190,4 @@ def test_cancel_stops_a_long_job(make_napari_viewer, qtbot, classifier_bundle):
     assert widget.status.value == "cancelled"
     assert RESULT_KEY not in layer.metadata
     assert widget.progress.value < len(cells)
+

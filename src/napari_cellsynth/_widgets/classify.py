@@ -1,11 +1,10 @@
 """The Classify dock widget: a crop stack, or an image plus a labels layer of objects."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import FileEdit, FloatSpinBox, SpinBox, create_widget
+from napari.viewer import Viewer
 
 from ..core.classify import classify_crops, classify_objects
 from ..core.runtime import OnnxModel
@@ -25,7 +24,7 @@ class ClassifyWidget(JobWidget):
 
     run_text = "Classify"
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: Viewer):
         import napari
 
         self.image_layer = create_widget(annotation=napari.layers.Image, label="image")

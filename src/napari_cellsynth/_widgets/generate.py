@@ -1,10 +1,9 @@
 """The Generate dock widget: a DDPM bundle, a class and sampler settings → a new image layer."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
+from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, read_card
 from ..core.generate import GenerationSettings, generate, save_images
@@ -17,7 +16,7 @@ PROVENANCE_KEY = "cellsynth_provenance"
 class GenerateWidget(JobWidget):
     run_text = "Generate"
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: Viewer):
         self.bundle = FileEdit(mode="d", label="DDPM bundle")
         self.class_name = ComboBox(choices=[], label="class")
         self.count = SpinBox(value=16, min=1, max=100_000, label="count")

@@ -1,9 +1,8 @@
 """The Segment dock widget: Cellpose on an image layer (stacks frame by frame) → a labels layer."""
 
-from __future__ import annotations
-
 import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
+from napari.viewer import Viewer
 
 from ..core.segment import BUILT_IN, SegmentSettings, estimate_diameter, load_model, segment
 from .base import JobWidget
@@ -14,7 +13,7 @@ CUSTOM = "custom model file…"
 class SegmentWidget(JobWidget):
     run_text = "Segment"
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: Viewer):
         import napari
 
         self.image_layer = create_widget(annotation=napari.layers.Image, label="image")

@@ -1,11 +1,10 @@
 """The Generate-from-DAPI dock widget: DAPI layer + chromosome labels + BBDM or CycleGAN bundle → synthetic FISH."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
+from napari.viewer import Viewer
 
 from ..core.generate import save_images
 from ..core.runtime import OnnxModel
@@ -18,7 +17,7 @@ PROVENANCE_KEY = "cellsynth_provenance"
 class TranslateWidget(JobWidget):
     run_text = "Generate from DAPI"
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: Viewer):
         import napari
 
         self.dapi_layer = create_widget(annotation=napari.layers.Image, label="DAPI")

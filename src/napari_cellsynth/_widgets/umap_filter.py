@@ -1,11 +1,10 @@
 """The UMAP filter dock widget: real classes, synthetic samples kept or dropped, a live confidence slider."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSlider, PushButton, create_widget
+from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, read_card
 from ..core.datasets import read_crops
@@ -22,7 +21,7 @@ FILTER_KEY = "cellsynth_filter"
 class UmapFilterWidget(JobWidget):
     run_text = "Fit filter"
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):
+    def __init__(self, viewer: Viewer):
         import napari
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
