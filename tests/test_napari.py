@@ -13,7 +13,7 @@ from skimage.measure import label as connected
 
 from napari_cellsynth._sample_data import jurkat_cells, load_jurkat_sample, mfish_metaphase
 from napari_cellsynth._widgets.classify import RESULT_KEY, ClassifyWidget, class_color
-from napari_cellsynth.core.classify import classify_crops
+from napari_cellsynth.core.classify import classify_crops, classify_objects
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 
@@ -190,4 +190,45 @@ def test_cancel_stops_a_long_job(make_napari_viewer, qtbot, classifier_bundle):
     assert widget.status.value == "cancelled"
     assert RESULT_KEY not in layer.metadata
     assert widget.progress.value < len(cells)
+
+
+def test_object_mode_cuts_crops_as_the_training_crops_were_cut(make_napari_viewer, qtbot, classifier_bundle):
+    """All 226 real sample cells tiled into one slide, objects from the DNA channel: object mode (the default
+    fixed window at native scale) calls what stack mode calls on the same cells."""
+    from napari_cellsynth.core.label_maps import apply_label_map
+
+    viewer = make_napari_viewer()
+    sample = load_jurkat_sample()
+    image, labels, cells = cells_on_a_slide(len(sample["images"]))
+    assert len(cells) == 226 and np.array_equal(cells, sample["images"])
+    image_layer = viewer.add_image(image, name="slide")
+    labels_layer = viewer.add_labels(labels, name="cells")
+    widget = dock(viewer, "Classify")
+    assert widget.object_crop.value == "fixed window, native scale" and not widget.margin.enabled
+    widget.image_layer.value = image_layer
+    widget.labels_layer.value = labels_layer
+    widget.bundle.value = str(classifier_bundle)
+    widget.start()
+    wait_for(widget, qtbot)
+    assert widget.last_error is None, widget.last_error
+    model = OnnxModel(classifier_bundle)
+    stack = run_to_end(classify_crops(model, cells))
+    objects = labels_layer.features
+    assert objects["label"].tolist() == list(range(1, 227))
+    agreement = np.mean(np.array(objects["class"]) == np.array(stack.predicted_names))
+    assert agreement >= 0.95, agreement
+    truth, classes = apply_label_map(sample["labels"], model.card.training["data"]["label_map"])
+    assert classes == model.card.classes
+    accuracy_stack = np.mean(stack.predicted == truth)
+    accuracy_objects = np.mean(np.array([classes.index(c) for c in objects["class"]]) == truth)
+    assert abs(accuracy_objects - accuracy_stack) <= 0.03, (accuracy_objects, accuracy_stack)
+
+    # the old way stays an explicit option: each bounding box (plus the margin) resized to the bundle's size
+    widget.object_crop.value = "bounding box resized"
+    assert widget.margin.enabled
+    widget.start()
+    wait_for(widget, qtbot)
+    assert widget.last_error is None, widget.last_error
+    _, resized = run_to_end(classify_objects(model, image, labels, margin=widget.margin.value, crop="resize"))
+    assert labels_layer.features["class"].tolist() == resized.predicted_names
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import FileEdit, FloatSpinBox, SpinBox, create_widget
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, SpinBox, create_widget
 from napari.viewer import Viewer
 
 from ..core.classify import classify_crops, classify_objects
@@ -13,6 +13,9 @@ from .base import JobWidget
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf"]
 RESULT_KEY = "cellsynth_classification"
+# how object mode cuts a crop per object: the bundle's window at native scale, as its training crops were cut,
+# or the object's bounding box (grown by the margin) resized to the bundle's size
+OBJECT_CROPS = {"fixed window, native scale": "window", "bounding box resized": "resize"}
 
 
 def class_color(index: int) -> str:
@@ -32,9 +35,17 @@ class ClassifyWidget(JobWidget):
                                           options={"nullable": True})
         self.bundle = FileEdit(mode="d", label="classifier bundle")
         self.batch_size = SpinBox(value=64, min=1, max=4096, label="batch size")
-        self.margin = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="crop margin")
+        self.object_crop = ComboBox(choices=list(OBJECT_CROPS), value="fixed window, native scale",
+                                    label="object crops",
+                                    tooltip="fixed window: the bundle's H×W pixels centred on each object, at the "
+                                            "image's scale (as the training crops were cut); bounding box "
+                                            "resized: each object's box plus the margin, resized to H×W")
+        self.margin = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="crop margin", enabled=False,
+                                   tooltip="only for 'bounding box resized'")
         super().__init__(viewer, [self.image_layer, self.labels_layer, self.bundle, self.batch_size,
-                                  self.margin])
+                                  self.object_crop, self.margin])
+        self.object_crop.changed.connect(
+            lambda value: setattr(self.margin, "enabled", OBJECT_CROPS[value] == "resize"))
         self._stack_layer = None
         viewer.dims.events.current_step.connect(self._show_current_crop)
 
@@ -47,6 +58,7 @@ class ClassifyWidget(JobWidget):
             raise ValueError(f"choose a classifier bundle folder (got '{self.bundle.value}')")
         data = image.data  # read in the worker: a lazy (dask, zarr) layer must not block the viewer
         batch, margin = int(self.batch_size.value), float(self.margin.value)
+        crop = OBJECT_CROPS[self.object_crop.value]
 
         if labels is None:
             def job():
@@ -59,8 +71,8 @@ class ClassifyWidget(JobWidget):
             def job():
                 model = OnnxModel(bundle, kind="classifier")
                 objects, result = yield from classify_objects(model, np.asarray(data), np.asarray(label_data),
-                                                              batch, margin)
-                return ("objects", labels, (objects, result))
+                                                              batch, margin, crop)
+                return ("objects", labels, (objects, result, crop))
         return job
 
     def show_result(self, result) -> None:
@@ -90,7 +102,7 @@ class ClassifyWidget(JobWidget):
         self._viewer.text_overlay.text = (f"{layer.name} crop {index}: {table['class'][index]} "
                                           f"({float(table['confidence'][index]):.2f})")
 
-    def _show_objects(self, labels_layer, objects, result) -> None:
+    def _show_objects(self, labels_layer, objects, result, crop="window") -> None:
         import pandas as pd
         from napari.utils.colormaps import DirectLabelColormap
 
@@ -109,3 +121,7 @@ class ClassifyWidget(JobWidget):
             scale=labels_layer.scale[-2:], translate=labels_layer.translate[-2:])
         counts = table["class"].value_counts()
         self.status.value = f"{len(table)} objects: " + ", ".join(f"{c} {n}" for c, n in counts.items())
+        window = objects.crops.shape[-1]
+        larger = int(np.sum(objects.boxes[:, 2] - objects.boxes[:, 0] > window))
+        if crop == "window" and larger:
+            self.status.value += f" ({larger} larger than the {window}×{window} window, scaled down to fit)"

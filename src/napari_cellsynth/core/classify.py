@@ -68,13 +68,27 @@ def classify_crops(model: OnnxModel, images: np.ndarray, batch_size: int = 64) -
                                 np.concatenate(features))
 
 
+OBJECT_CROPS = ("window", "resize")
+
+
 def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, batch_size: int = 64,
-                     margin: float = 0.15) -> Generator[tuple[int, int], None,
-                                                        tuple[ObjectCrops, ClassificationResult]]:
-    """One crop per object of ``labels`` from ``image`` (C×H×W or H×W), then classify them."""
+                     margin: float = 0.15, crop: str = "window") -> Generator[tuple[int, int], None,
+                                                                              tuple[ObjectCrops, ClassificationResult]]:
+    """One crop per object of ``labels`` from ``image`` (C×H×W or H×W), then classify them.
+
+    ``crop="window"`` (default) cuts the bundle's H×W window at native resolution centred on each object,
+    as the training crops were cut, so cells keep their scale (``margin`` is not used; an object larger
+    than the window is scaled down to fit). ``crop="resize"`` grows each object's bounding box by
+    ``margin`` and resizes it to H×W, which changes the objects' scale.
+    """
+    if crop not in OBJECT_CROPS:
+        raise ValueError(f"crop must be one of {OBJECT_CROPS}, got {crop!r}")
     labels = np.asarray(labels)
     image = as_channels_first(image, model.card.n_channels, labels.shape)
-    objects = extract_object_crops(image, labels, model.card.image_size, margin=margin)
+    if crop == "window":
+        objects = extract_object_crops(image, labels, model.card.image_size, margin=0.0, keep_scale=True)
+    else:
+        objects = extract_object_crops(image, labels, model.card.image_size, margin=margin)
     result = yield from classify_crops(model, objects.crops, batch_size)
     return objects, result
 
