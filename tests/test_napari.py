@@ -5,6 +5,7 @@ Every widget is opened the way a user opens it: through the manifest, by
 """
 
 import importlib
+import json
 
 import numpy as np
 import pytest
@@ -231,4 +232,36 @@ def test_object_mode_cuts_crops_as_the_training_crops_were_cut(make_napari_viewe
     assert widget.last_error is None, widget.last_error
     _, resized = run_to_end(classify_objects(model, image, labels, margin=widget.margin.value, crop="resize"))
     assert labels_layer.features["class"].tolist() == resized.predicted_names
+
+
+def card_only_bundle(classifier_bundle, folder, kind):
+    """A bundle folder holding only a card (enough for a widget's picker), of another kind."""
+    card = json.loads((classifier_bundle / "card.json").read_text())
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps({**card, "kind": kind}))
+    return folder
+
+
+def test_bundle_choices_survive_layer_changes(make_napari_viewer, classifier_bundle, tmp_path):
+    viewer = make_napari_viewer()
+    generate = dock(viewer, "Generate")
+    umap = dock(viewer, "UMAP filter")
+    generate.bundle.value = str(card_only_bundle(classifier_bundle, tmp_path / "ddpm", "ddpm"))
+    generate.class_name.value = "S"
+    umap.classifier.value = str(classifier_bundle)
+    assert umap.minority.value == "M"
+    classes = ("G1", "S", "G2", "M")
+
+    def unchanged():
+        return (tuple(generate.class_name.choices) == classes and generate.class_name.value == "S"
+                and tuple(umap.minority.choices) == classes and umap.minority.value == "M")
+
+    layer = viewer.add_image(np.zeros((8, 8), np.float32), name="new layer")
+    assert umap.synthetic_layer.value is layer  # the layer pickers did follow the change
+    assert unchanged()
+    viewer.layers.remove(layer)
+    assert umap.synthetic_layer.value is None
+    assert unchanged()
+    generate.reset_choices(), umap.reset_choices()
+    assert unchanged()
 

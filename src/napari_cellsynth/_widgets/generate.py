@@ -18,7 +18,10 @@ class GenerateWidget(JobWidget):
 
     def __init__(self, viewer: Viewer):
         self.bundle = FileEdit(mode="d", label="DDPM bundle")
-        self.class_name = ComboBox(choices=[], label="class")
+        # the choices come from the chosen bundle: a callable, so that magicgui's reset_choices (run whenever a
+        # layer is added or removed) asks for them again instead of putting back an empty list
+        self._classes: list[str] = []
+        self.class_name = ComboBox(choices=self._class_choices, label="class")
         self.count = SpinBox(value=16, min=1, max=100_000, label="count")
         self.sampler = ComboBox(choices=["ddim", "dpm_solver_pp_2m", "ddpm"], value="ddim", label="sampler")
         self.steps = SpinBox(value=50, min=1, max=10_000, label="steps")
@@ -36,14 +39,19 @@ class GenerateWidget(JobWidget):
         self.bundle.changed.connect(self._bundle_changed)
         self.save_button.changed.connect(self.save_selected)
 
+    def _class_choices(self, widget=None) -> list[str]:
+        return list(self._classes)
+
     def _bundle_changed(self, value=None) -> None:
         try:
             card = read_card(self.bundle.value)
         except BundleError as err:
-            self.class_name.choices = []
+            self._classes = []
+            self.class_name.reset_choices()
             self.status.value = f"error: {err}"
             return
-        self.class_name.choices = card.classes
+        self._classes = list(card.classes)
+        self.class_name.reset_choices()
         self.status.value = f"{card.kind} bundle '{card.name}', {card.n_channels} channel(s), " \
                             f"{card.image_size[0]}×{card.image_size[1]}"
 

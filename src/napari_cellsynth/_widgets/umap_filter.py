@@ -29,7 +29,10 @@ class UmapFilterWidget(JobWidget):
         self.classifier = FileEdit(mode="d", label="classifier bundle")
         self.real_data = FileEdit(mode="r", label="real labelled crops", filter="*.npz *.tif *.tiff")
         self.synthetic_layer = create_widget(annotation=napari.layers.Image, label="synthetic layer")
-        self.minority = ComboBox(choices=[], label="minority class")
+        # choices from the chosen classifier, through a callable so that reset_choices (on every layer added or
+        # removed) keeps them
+        self._classes: list[str] = []
+        self.minority = ComboBox(choices=self._class_choices, label="minority class")
         super().__init__(viewer, [self.classifier, self.real_data, self.synthetic_layer, self.minority])
         self.level = FloatSlider(value=0.8, min=0.05, max=0.99, step=0.01, label="confidence", enabled=False)
         self.export_folder = FileEdit(mode="d", label="export kept to")
@@ -47,13 +50,17 @@ class UmapFilterWidget(JobWidget):
         self.level.changed.connect(self.refilter)
         self.export_button.changed.connect(self.export_kept)
 
+    def _class_choices(self, widget=None) -> list[str]:
+        return list(self._classes)
+
     def _classifier_changed(self, value=None) -> None:
         try:
             card = read_card(self.classifier.value)
         except BundleError as err:
             self.status.value = f"error: {err}"
             return
-        self.minority.choices = card.classes
+        self._classes = list(card.classes)
+        self.minority.reset_choices()
         self.minority.value = card.classes[-1]
 
     def make_job(self):
