@@ -265,3 +265,17 @@ def test_bundle_choices_survive_layer_changes(make_napari_viewer, classifier_bun
     generate.reset_choices(), umap.reset_choices()
     assert unchanged()
 
+
+@pytest.mark.parametrize("text", ["word " * 100, "0123456789abcdef" * 32],
+                         ids=["words", "one long token"])
+def test_a_long_status_line_does_not_widen_the_dock(make_napari_viewer, qtbot, text):
+    viewer = make_napari_viewer(show=True)
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Classify")
+    qtbot.wait(50)
+    width, window = dock_widget.width(), viewer.window._qt_window.width()
+    widget.status.value = f"error: {text[:500]}"
+    qtbot.wait(100)
+    assert len(widget.status.value) > 500
+    assert dock_widget.width() <= width + 5 and viewer.window._qt_window.width() <= window + 5
+    assert widget.status.native.toolTip() == widget.status.value  # the whole line stays readable
+

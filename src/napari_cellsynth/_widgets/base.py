@@ -9,6 +9,31 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from .._workers import start_job
 
 
+class StatusLabel(Label):
+    """A status line that wraps instead of widening the dock: word wrap, no width of its own (a line too long
+    to wrap is cut at the dock's edge), and the whole line as its tooltip."""
+
+    def __init__(self, **kwargs):
+        from qtpy.QtWidgets import QSizePolicy
+
+        super().__init__(**kwargs)
+        native = self.native
+        native.setWordWrap(True)
+        policy = QSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        policy.setHeightForWidth(True)
+        native.setSizePolicy(policy)
+        native.setMinimumWidth(1)
+
+    @property
+    def value(self):
+        return Label.value.fget(self)
+
+    @value.setter
+    def value(self, value) -> None:
+        Label.value.fset(self, value)
+        self.native.setToolTip(str(value))
+
+
 class JobWidget(Container):
     """A container whose Run button starts :meth:`make_job` in a worker; results go to :meth:`show_result`."""
 
@@ -19,7 +44,7 @@ class JobWidget(Container):
         self.run_button = PushButton(text=self.run_text)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
-        self.status = Label(value="")
+        self.status = StatusLabel(value="")
         super().__init__(widgets=[*inputs, self.run_button, self.cancel_button, self.progress, self.status])
         self.worker = None
         self.last_error: Exception | None = None
