@@ -279,3 +279,26 @@ def test_a_long_status_line_does_not_widen_the_dock(make_napari_viewer, qtbot, t
     assert dock_widget.width() <= width + 5 and viewer.window._qt_window.width() <= window + 5
     assert widget.status.native.toolTip() == widget.status.value  # the whole line stays readable
 
+
+def test_job_errors_reach_napari_notifications(make_napari_viewer, qtbot, classifier_bundle):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((64, 64), np.float32), name="gray")
+    widget = dock(viewer, "Classify")
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        widget.image_layer.value = layer
+        widget.bundle.value = str(classifier_bundle)
+        widget.start()  # fails inside the worker: one channel, the bundle needs three
+        wait_for(widget, qtbot)
+        widget.bundle.value = str(classifier_bundle / "missing")
+        widget.start()  # fails before the worker starts
+        wait_for(widget, qtbot)
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    errors = [n.message for n in seen if n.severity == NotificationSeverity.ERROR]
+    assert len(errors) == 2, errors
+    assert "channel" in errors[0] and "choose a classifier bundle folder" in errors[1]
+    assert widget.status.value.startswith("error: choose a classifier bundle folder")

@@ -71,10 +71,7 @@ class JobWidget(Container):
         try:
             job = (make_job or self.make_job)()
         except Exception as err:  # noqa: BLE001 - any input problem is shown, never raised into Qt
-            from napari.utils.notifications import show_error
-
             self._error(err)
-            show_error(f"napari-cellsynth: {err}")
             return
         self.status.value = "running…"
         self.progress.value = 0
@@ -94,9 +91,12 @@ class JobWidget(Container):
         self._show(result)
 
     def _error(self, err: Exception) -> None:
-        # errors inside the worker reach napari's notifications through the worker itself
+        """An input problem or a job's error: on the status line and as a napari notification."""
+        from napari.utils.notifications import show_error
+
         self.last_error = err
         self.status.value = f"error: {err}"
+        show_error(f"napari-cellsynth: {err}")
 
     def _finished(self) -> None:
         self.worker = None
