@@ -77,6 +77,10 @@ def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:
     parser.add_argument("run")
     parser.add_argument("--out", required=True)
     parser.add_argument("--name")
+    parser.add_argument("--data", help="the training data, where the run's recorded path no longer holds "
+                                       "(a run trained on another machine); DDPM runs")
+    parser.add_argument("--snapshot", type=int, help="GAN runs: export the generator snapshot of this step")
     args = parser.parse_args(argv)
-    path = export_fn(args.run, args.out, args.name)
+    options = {k: v for k, v in (("data", args.data), ("snapshot", args.snapshot)) if v is not None}
+    path = export_fn(args.run, args.out, args.name, **options)
     print(f"wrote {path}: parity {json.loads((path / 'card.json').read_text())['export']['parity']}")

@@ -40,11 +40,24 @@ def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
     return config, model.eval()
 
 
-def real_noised_inputs(config: dict, run: Path, n: int = 16) -> dict[str, np.ndarray]:
+def training_crops(config: dict, run: Path) -> np.ndarray:
+    """The run's training crops, normalised as the network saw them."""
     crops = read_crops(config["data"])
     with np.load(run / "train_index.npz", allow_pickle=False) as saved:
-        index = saved["index"][:n]
-    x0 = normalize(crops.images[index], config["normalization"])
+        index = saved["index"]
+    return normalize(crops.images[index], config["normalization"])
+
+
+def x0_bounds(train: np.ndarray) -> dict:
+    """Each channel's minimum and maximum over the training crops (normalised scale): the bounds of
+    static x̂₀ thresholding, so that a sampler never leaves the range real data occupies."""
+    return {"low": train.min(axis=(0, 2, 3)).astype(float).round(4).tolist(),
+            "high": train.max(axis=(0, 2, 3)).astype(float).round(4).tolist(),
+            "measured_on": f"{len(train)} training crops"}
+
+
+def real_noised_inputs(config: dict, train: np.ndarray, n: int = 16) -> dict[str, np.ndarray]:
+    x0 = train[:n]
     schedule = NoiseSchedule.from_card(config["schedule"])
     rng = np.random.default_rng(0)
     t = np.linspace(0, schedule.num_timesteps - 1, len(x0)).astype(np.int64)
@@ -54,9 +67,13 @@ def real_noised_inputs(config: dict, run: Path, n: int = 16) -> dict[str, np.nda
 
 
 def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
-                rtol: float = 1e-3) -> Path:
+                rtol: float = 1e-3, data: str | None = None) -> Path:
+    """``data`` replaces the training data path recorded in the run (a run trained on another machine)."""
     run, out = Path(run), Path(out)
     config, model = load_ddpm_run(run)
+    if data is not None:
+        config["data"] = str(Path(data).resolve())
+    train = training_crops(config, run)
     staging = fresh_staging(out)
     c, (h, w) = len(config["channels"]), config["image_size"]
     example = (torch.zeros(2, c, h, w), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
@@ -73,9 +90,9 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
                   "final_loss": config["final_loss"], "net": config["net"],
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         versions=library_versions(), files={"model.onnx": {}},
-        extra={"schedule": config["schedule"], "null_class": len(config["classes"])})
+        extra={"schedule": config["schedule"], "null_class": len(config["classes"]), "x0_bounds": x0_bounds(train)})
     save_bundle(staging, card)
-    feeds = real_noised_inputs(config, run)
+    feeds = real_noised_inputs(config, train)
     with torch.inference_mode():
         expected = model(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()
     got = OnnxModel(staging, kind="ddpm", providers=["CPUExecutionProvider"]).run(feeds)

@@ -12,6 +12,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.generate import GenerationSettings, generate, read_provenance
 from napari_cellsynth.core.images import affine_coefficients
 from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.core.samplers import SAMPLERS, timesteps
 from training.nets.unet import UNet
 
 TINY = ["--base", "8", "--channel-mult", "1", "2", "--batch-size", "16", "--sample-every", "1000", "--quiet"]
@@ -94,11 +95,38 @@ def test_generation_is_seeded_and_in_the_data_range(ddpm_bundle):
     assert np.abs(normalised).max() <= 0.5 + 2 * scale.max()  # ± rounding to the data's integer dtype
 
 
+@pytest.mark.parametrize("sampler, spacing", [("dpm_solver_pp_2m", "leading"), ("dpm_solver_pp_3m", "linspace"),
+                                               ("ddim", "trailing"), ("ddpm", None)])
+def test_provenance_records_the_timesteps_that_ran(ddpm_bundle, sampler, spacing):
+    """The record states the spacing and steps the sampler really visited (DPM-Solver once ran with
+    'trailing' while its record said 'leading')."""
+    model = OnnxModel(ddpm_bundle, kind="ddpm")
+    seen, run = [], model.run
+
+    def spy(feeds):
+        seen.append(int(feeds["t"][0]))
+        return run(feeds)
+
+    model.run = spy
+    settings = GenerationSettings("M", 2, sampler, 7, spacing=spacing)
+    record = run_to_end(generate(model, settings)).provenance
+    schedule = model.card.ddpm.schedule
+    want = timesteps(schedule.num_timesteps, schedule.num_timesteps if sampler == "ddpm" else 7,
+                     "leading" if sampler == "ddpm" else spacing)
+    assert seen == want.tolist()
+    assert (record["spacing"], record["steps"], record["first_timestep"], record["last_timestep"]) == \
+        ("leading" if sampler == "ddpm" else spacing, len(want), want[0], want[-1])
+    assert record["network_calls"] == len(want)
+
+
 @pytest.mark.parametrize("change, message", [({"class_name": "Anaphase"}, "not in bundle"),
                                              ({"steps": 0}, "steps must be between 1"),
                                              ({"count": 0}, "count must be at least 1"),
                                              ({"sampler": "euler"}, "unknown sampler"),
-                                             ({"clip_x0": 0.0}, "clip_x0 must be positive")])
+                                             ({"clip_x0": 0.0}, "clip_x0 must be positive"),
+                                             ({"sampler": "dpm_solver_pp_2m", "eta": 0.5}, "takes no eta"),
+                                             ({"threshold": "soft"}, "unknown threshold"),
+                                             ({"threshold": "static", "clip_x0": 3.0}, "either a clip_x0")])
 def test_bad_settings_are_named(ddpm_bundle, change, message):
     settings = GenerationSettings(**{"class_name": "M", "count": 2, **change})
     with pytest.raises(ValueError, match=message):
@@ -121,7 +149,7 @@ def test_cli_generate_resumes_and_refuses_other_bundles(ddpm_bundle, classifier_
 
     assert np.array_equal(tifffile.imread(files[2]), tifffile.imread(__import__("io").BytesIO(first[files[2].name])))
     assert cli([*args[:2], str(classifier_bundle), *args[3:]]) == 2
-    assert "'classifier' bundle, but a 'ddpm' bundle is needed" in capsys.readouterr().err
+    assert "'classifier' bundle, but a 'ddpm' or 'gan' bundle is needed" in capsys.readouterr().err
 
 
 @pytest.mark.napari
@@ -129,17 +157,20 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     from napari_cellsynth._widgets.generate import PROVENANCE_KEY, GenerateWidget
 
     viewer = make_napari_viewer()
-    widget = GenerateWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Generate")  # the Plugins menu's way
+    assert isinstance(widget, GenerateWidget)
     widget.bundle.value = str(ddpm_bundle)
     assert list(widget.class_name.choices) == ["G1", "S", "G2", "M"]
+    assert widget.sampler.value == "dpm_solver_pp_2m" and set(widget.sampler.choices) == set(SAMPLERS)
     widget.class_name.value, widget.count.value, widget.steps.value = "M", 3, 5
+    widget.threshold.value = "static"
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
     assert widget.last_error is None, widget.last_error
     layer = viewer.layers[-1]
     assert layer.data.shape == (3, 3, 40, 40) and layer.data.dtype == np.uint16
-    assert layer.metadata[PROVENANCE_KEY]["steps"] == 5
+    record = layer.metadata[PROVENANCE_KEY]
+    assert record["steps"] == 5 and record["sampler"] == "dpm_solver_pp_2m" and record["threshold"]["type"] == "static"
     widget.save_folder.value = str(tmp_path / "saved")
     paths = widget.save_selected()
     assert len(paths) == 3 and read_provenance(paths[0])["class"] == "M"

@@ -8,8 +8,10 @@ N(0, 1) noise into N(μ, s²) samples.
 import numpy as np
 import pytest
 
+from napari_cellsynth.core.denoisers import Denoiser, DynamicThreshold, StaticThreshold, guided
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.samplers import ddim, ddpm, dpm_solver_pp_2m, guided, timesteps
+from napari_cellsynth.core.samplers import (SAMPLERS, ddim, ddpm, dpm_solver_pp_2m, dpm_solver_pp_3m, run_sampler,
+                                            sampler_timesteps, timesteps)
 from napari_cellsynth.core.schedules import BridgeSchedule, NoiseSchedule
 
 MU, S = 0.7, 0.3
@@ -20,6 +22,24 @@ def gaussian_eps(schedule):
         ab = schedule.alpha_bar[t].reshape(-1, *([1] * (x.ndim - 1)))
         return (np.sqrt(1 - ab) * (x - np.sqrt(ab) * MU) / (ab * S ** 2 + 1 - ab)).astype(np.float32)
     return model_fn
+
+
+def gaussian_v(schedule):
+    """The same optimal model as a v-predictor: v = √ᾱ ε - √(1-ᾱ) x̂₀ with x̂₀ = E[x₀ | x_t]; well defined at ᾱ = 0."""
+    def model_fn(x, t):
+        ab = schedule.alpha_bar[t].reshape(-1, *([1] * (x.ndim - 1)))
+        x0 = MU + np.sqrt(ab) * S ** 2 * (x - np.sqrt(ab) * MU) / (ab * S ** 2 + 1 - ab)
+        eps = np.sqrt(1 - ab) * (x - np.sqrt(ab) * MU) / (ab * S ** 2 + 1 - ab)
+        return (np.sqrt(ab) * eps - np.sqrt(1 - ab) * x0).astype(np.float32)
+    return model_fn
+
+
+def denoiser(schedule, threshold=None, fn=None):
+    return Denoiser((fn or gaussian_eps)(schedule), schedule, threshold)
+
+
+def steps(schedule, n, spacing="leading"):
+    return timesteps(schedule.num_timesteps, n, spacing)
 
 
 @pytest.mark.parametrize("kind, params", [("linear", {}), ("cosine", {}), ("sigmoid", {"start": -3, "end": 3, "tau": 1.0}),
@@ -56,15 +76,17 @@ def test_timesteps(spacing):
         timesteps(1000, 0)
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "ddim_eta1", "dpm"])
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "ddim_eta1", "dpm", "dpm3"])
 def test_samplers_reach_the_known_distribution(name):
     schedule = NoiseSchedule("cosine", 1000)
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((4000, 1, 2, 2)).astype(np.float32)
-    job = {"ddpm": lambda: ddpm(gaussian_eps(schedule), noise, schedule, rng),
-           "ddim": lambda: ddim(gaussian_eps(schedule), noise, schedule, 50, rng),
-           "ddim_eta1": lambda: ddim(gaussian_eps(schedule), noise, schedule, 100, rng, eta=1.0),
-           "dpm": lambda: dpm_solver_pp_2m(gaussian_eps(schedule), noise, schedule, 20)}[name]()
+    job = {"ddpm": lambda: ddpm(denoiser(schedule), noise, schedule, steps(schedule, 1000), rng),
+           "ddim": lambda: ddim(denoiser(schedule), noise, schedule, steps(schedule, 50), rng),
+           "ddim_eta1": lambda: ddim(denoiser(schedule), noise, schedule, steps(schedule, 100), rng, eta=1.0),
+           "dpm": lambda: dpm_solver_pp_2m(denoiser(schedule), noise, schedule, steps(schedule, 20, "trailing"), rng),
+           "dpm3": lambda: dpm_solver_pp_3m(denoiser(schedule), noise, schedule, steps(schedule, 20, "trailing"), rng),
+           }[name]()
     samples = run_to_end(job)
     assert samples.shape == noise.shape and samples.dtype == np.float32
     assert samples.mean() == pytest.approx(MU, abs=0.02)
@@ -74,12 +96,17 @@ def test_samplers_reach_the_known_distribution(name):
 def test_deterministic_samplers_are_reproducible_and_seeded_ones_follow_the_seed():
     schedule = NoiseSchedule("linear", 200)
     noise = np.random.default_rng(1).standard_normal((8, 1, 4, 4)).astype(np.float32)
-    a = run_to_end(ddim(gaussian_eps(schedule), noise, schedule, 20, np.random.default_rng(5)))
-    b = run_to_end(ddim(gaussian_eps(schedule), noise, schedule, 20, np.random.default_rng(6)))
+    a = run_to_end(ddim(denoiser(schedule), noise, schedule, steps(schedule, 20), np.random.default_rng(5)))
+    b = run_to_end(ddim(denoiser(schedule), noise, schedule, steps(schedule, 20), np.random.default_rng(6)))
     np.testing.assert_array_equal(a, b)  # η = 0 ignores the generator
-    c = run_to_end(ddpm(gaussian_eps(schedule), noise, schedule, np.random.default_rng(5)))
-    d = run_to_end(ddpm(gaussian_eps(schedule), noise, schedule, np.random.default_rng(5)))
-    e = run_to_end(ddpm(gaussian_eps(schedule), noise, schedule, np.random.default_rng(6)))
+    for solver in (dpm_solver_pp_2m, dpm_solver_pp_3m):
+        np.testing.assert_array_equal(
+            run_to_end(solver(denoiser(schedule), noise, schedule, steps(schedule, 10), np.random.default_rng(5))),
+            run_to_end(solver(denoiser(schedule), noise, schedule, steps(schedule, 10), np.random.default_rng(6))))
+    all_steps = steps(schedule, 200)
+    c = run_to_end(ddpm(denoiser(schedule), noise, schedule, all_steps, np.random.default_rng(5)))
+    d = run_to_end(ddpm(denoiser(schedule), noise, schedule, all_steps, np.random.default_rng(5)))
+    e = run_to_end(ddpm(denoiser(schedule), noise, schedule, all_steps, np.random.default_rng(6)))
     np.testing.assert_array_equal(c, d)
     assert not np.array_equal(c, e)
 
@@ -96,10 +123,12 @@ def test_clip_x0_bounds_a_diverging_prediction(name):
 
     def sample(model_fn, clip):
         rng = np.random.default_rng(3)
-        return run_to_end({"ddpm": lambda: ddpm(model_fn, noise, schedule, rng, clip_x0=clip),
-                           "ddim": lambda: ddim(model_fn, noise, schedule, 50, rng, clip_x0=clip),
-                           "dpm": lambda: dpm_solver_pp_2m(model_fn, noise, schedule, 20, spacing="trailing",
-                                                           clip_x0=clip)}[name]())
+        threshold = None if clip is None else StaticThreshold.symmetric(clip, 1)
+        fn = Denoiser(model_fn, schedule, threshold)
+        return run_to_end({"ddpm": lambda: ddpm(fn, noise, schedule, steps(schedule, 1000), rng),
+                           "ddim": lambda: ddim(fn, noise, schedule, steps(schedule, 50), rng),
+                           "dpm": lambda: dpm_solver_pp_2m(fn, noise, schedule, steps(schedule, 20, "trailing"), rng),
+                           }[name]())
 
     assert np.abs(sample(wrong, None)).max() > 1.05
     assert np.abs(sample(wrong, 1.0)).max() <= 1.0 + 1e-5
@@ -109,7 +138,7 @@ def test_clip_x0_bounds_a_diverging_prediction(name):
 
 def test_progress_counts_network_calls():
     schedule = NoiseSchedule("linear", 100)
-    job = dpm_solver_pp_2m(gaussian_eps(schedule), np.zeros((1, 1, 2, 2), np.float32), schedule, 10)
+    job = dpm_solver_pp_2m(denoiser(schedule), np.zeros((1, 1, 2, 2), np.float32), schedule, steps(schedule, 10), None)
     progress = []
     while True:
         try:
@@ -166,25 +195,80 @@ def test_bridge_sampler_reaches_the_known_distribution(eta):
         run_to_end(bridge(oracle, y, schedule, 1, np.random.default_rng(0)))
 
 
-def test_v_prediction_converts_to_the_same_samples():
-    """A v-predicting network (v = √ᾱ ε - √(1-ᾱ) x_0) sampled through as_epsilon gives the ε-network's samples."""
-    from napari_cellsynth.core.samplers import as_epsilon
-
+def test_v_prediction_gives_the_same_samples_as_epsilon():
+    """A v-predicting network (v = √ᾱ ε - √(1-ᾱ) x_0) through the Denoiser gives the ε-network's samples."""
     eps_schedule = NoiseSchedule("cosine", 1000)
     v_schedule = NoiseSchedule("cosine", 1000, prediction="v")
-    eps_fn = gaussian_eps(eps_schedule)
-
-    def v_fn(x, t):  # the analytic model's v: with x_0 = (x - √(1-ᾱ) ε) / √ᾱ
-        ab = eps_schedule.alpha_bar[t].reshape(-1, 1, 1, 1)
-        eps = eps_fn(x, t)
-        x0 = (x - np.sqrt(1 - ab) * eps) / np.sqrt(ab)
-        return (np.sqrt(ab) * eps - np.sqrt(1 - ab) * x0).astype(np.float32)
-
     noise = np.random.default_rng(0).standard_normal((500, 1, 2, 2)).astype(np.float32)
-    want = run_to_end(ddim(eps_fn, noise, eps_schedule, 30, np.random.default_rng(1)))
-    got = run_to_end(ddim(as_epsilon(v_fn, v_schedule), noise, v_schedule, 30, np.random.default_rng(1)))
+    ts = steps(eps_schedule, 30)
+    want = run_to_end(ddim(denoiser(eps_schedule), noise, eps_schedule, ts, np.random.default_rng(1)))
+    got = run_to_end(ddim(Denoiser(gaussian_v(eps_schedule), v_schedule), noise, v_schedule, ts, np.random.default_rng(1)))
     np.testing.assert_allclose(got, want, atol=1e-3)
-    assert as_epsilon(eps_fn, eps_schedule) is eps_fn
     assert NoiseSchedule.from_card(v_schedule.to_card()).prediction == "v"
     with pytest.raises(ValueError, match="unknown prediction type"):
         NoiseSchedule("cosine", 1000, prediction="x0")
+
+
+def test_zero_terminal_snr_schedule_and_samplers_from_pure_noise():
+    """Lin et al.'s rescaling keeps ᾱ_0 and makes ᾱ_{T-1} = 0; every sampler started on that pure-noise
+    step (trailing spacing) with the v-model reaches the data distribution; ε-prediction is refused."""
+    schedule = NoiseSchedule("linear", 1000, prediction="v", zero_terminal_snr=True)
+    plain = NoiseSchedule("linear", 1000)
+    assert schedule.alpha_bar[-1] == 0 and schedule.alpha_bar[0] == pytest.approx(plain.alpha_bar[0])
+    assert np.all(np.diff(schedule.alpha_bar) < 0)
+    assert NoiseSchedule.from_card(schedule.to_card()).alpha_bar.tolist() == schedule.alpha_bar.tolist()
+    with pytest.raises(ValueError, match="needs v-prediction"):
+        NoiseSchedule("linear", 1000, zero_terminal_snr=True)
+    noise = np.random.default_rng(0).standard_normal((4000, 1, 2, 2)).astype(np.float32)
+    for name in SAMPLERS:
+        ts = sampler_timesteps(name, schedule, 100, "trailing")
+        assert name == "ddpm" or ts[0] == 999
+        samples = run_to_end(run_sampler(name, Denoiser(gaussian_v(schedule), schedule), noise, schedule, ts,
+                                         np.random.default_rng(1)))
+        assert np.isfinite(samples).all()
+        assert samples.mean() == pytest.approx(MU, abs=0.03), name
+        assert samples.std() == pytest.approx(S, rel=0.06), name
+
+
+def test_solver_order_of_accuracy_on_the_analytic_model():
+    """Against a 1000-step DPM-Solver++(3M) reference on the same timestep grid (t = 999 … 0), halving the
+    step size from 40 to 80 steps cuts DDIM's error about 2× (first order) and DPM-Solver++(2M)'s and
+    (3M)'s more than 3× (higher order); the multistep solvers beat DDIM at equal calls."""
+    schedule = NoiseSchedule("cosine", 1000)
+    noise = np.random.default_rng(0).standard_normal((200, 1, 2, 2)).astype(np.float32)
+    ref = run_to_end(dpm_solver_pp_3m(denoiser(schedule), noise, schedule, steps(schedule, 1000, "linspace"), None))
+
+    def error(solver, n):
+        out = run_to_end(solver(denoiser(schedule), noise, schedule, steps(schedule, n, "linspace"), None))
+        return float(np.abs(out - ref).max())
+
+    assert 1.5 < error(ddim, 40) / error(ddim, 80) < 2.5
+    assert error(dpm_solver_pp_2m, 40) / error(dpm_solver_pp_2m, 80) > 3
+    assert error(dpm_solver_pp_3m, 40) / error(dpm_solver_pp_3m, 80) > 3
+    assert max(error(dpm_solver_pp_2m, 80), error(dpm_solver_pp_3m, 80)) < error(ddim, 80)
+
+
+def test_registry_dispatches_and_refuses_foreign_options():
+    schedule = NoiseSchedule("linear", 100)
+    x = np.zeros((2, 1, 2, 2), np.float32)
+    ts = sampler_timesteps("ddpm", schedule, 7, "trailing")
+    assert len(ts) == 100  # DDPM always walks the whole chain
+    with pytest.raises(ValueError, match="takes no option"):
+        run_sampler("dpm_solver_pp_2m", denoiser(schedule), x, schedule, ts, None, eta=0.5)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        run_sampler("euler", denoiser(schedule), x, schedule, ts, None)
+
+
+def test_thresholds_static_per_channel_and_dynamic():
+    x0 = np.stack([np.full((4, 4), 5.0), np.full((4, 4), -5.0)])[None]
+    static = StaticThreshold((-1.0, -2.0), (1.0, 3.0))
+    np.testing.assert_array_equal(static(x0)[0, :, 0, 0], [1.0, -2.0])
+    assert static.record() == {"type": "static", "low": [-1.0, -2.0], "high": [1.0, 3.0]}
+    inside = np.random.default_rng(0).uniform(-0.9, 0.9, (3, 2, 8, 8))
+    np.testing.assert_array_equal(DynamicThreshold(99.5)(inside), inside)  # s = 1: left alone
+    out = DynamicThreshold(99.5)(inside * 4)  # s ≈ 3.6: pulled back into [-1, 1]
+    assert np.abs(out).max() <= 1 + 1e-12 and np.abs(out).max() > 0.9
+    with pytest.raises(ValueError, match="percentile"):
+        DynamicThreshold(20)
+    with pytest.raises(ValueError, match="positive"):
+        StaticThreshold.symmetric(0, 3)

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.samplers import as_epsilon, ddim, guided
+from napari_cellsynth.core.denoisers import Denoiser, guided
+from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
 
 from .data import CropBatches, load_labelled, robust_range, training_indices
@@ -90,8 +91,9 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(len(classes)), per_class)
     noise = rng.standard_normal((len(labels), *image_shape)).astype(np.float32)
-    fn = as_epsilon(guided(torch_model_fn(model), labels, len(classes), 1.0), schedule)
-    images = run_to_end(ddim(fn, noise, schedule, steps, rng))
+    denoise = Denoiser(guided(torch_model_fn(model), labels, len(classes), 1.0), schedule)
+    spacing = "trailing" if schedule.prediction == "v" else "leading"
+    images = run_to_end(ddim(denoise, noise, schedule, timesteps(schedule.num_timesteps, steps, spacing), rng))
     fig = Figure(figsize=(per_class * 1.1, len(classes) * 1.15))
     axes = fig.subplots(len(classes), per_class, squeeze=False)
     for ax, image, k in zip(axes.ravel(), images, labels):

@@ -29,6 +29,7 @@ from .core.images import ImageInputError
 from .core.label_maps import apply_label_map
 from .core.metrics import classification_metrics, format_table
 from .core.runtime import OnnxModel
+from .core.generate import GENERATOR_KINDS, THRESHOLDS
 from .core.samplers import SAMPLERS, SPACINGS
 
 
@@ -93,9 +94,10 @@ def cmd_generate(args) -> int:
 
     from .core.generate import GenerationSettings, generate, image_name, provenance, save_images
 
-    model = OnnxModel(args.model, kind="ddpm")
+    model = OnnxModel(args.model, kind=GENERATOR_KINDS)
     settings = GenerationSettings(args.class_name, args.count, args.sampler, args.steps, args.guidance, args.seed,
-                                  args.eta, args.spacing, args.batch_size, args.clip_x0)
+                                  args.eta, args.spacing, args.batch_size, args.clip_x0, args.threshold,
+                                  args.dynamic_percentile)
     settings.check(model)
     out = Path(args.out)
     record = provenance(model, settings)
@@ -253,17 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_classify)
-    p = sub.add_parser("generate", help="generate images of a class with a DDPM bundle (TIFFs with provenance)")
-    p.add_argument("--model", required=True, help="ddpm bundle folder")
+    p = sub.add_parser("generate", help="generate images of a class with a DDPM or GAN bundle (TIFFs with provenance)")
+    p.add_argument("--model", required=True, help="ddpm or gan bundle folder")
     p.add_argument("--class", dest="class_name", required=True, help="class name from the bundle's card")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     p.add_argument("--steps", type=int, default=50, help="sampler steps (DDPM always runs all of them)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM η (0 deterministic)")
-    p.add_argument("--spacing", default="leading", choices=list(SPACINGS))
+    p.add_argument("--spacing", choices=list(SPACINGS),
+                   help="timestep spacing (default: trailing for v-prediction bundles, leading for ε ones)")
     p.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this in the normalised scale "
                    "(e.g. 3; off by default: bright pixels of real cells lie above 1)")
+    p.add_argument("--threshold", choices=list(THRESHOLDS),
+                   help="x0 thresholding: static (the per-channel range of the training crops, from the card) "
+                        "or dynamic (Imagen's percentile form)")
+    p.add_argument("--dynamic-percentile", type=float, default=99.5, help="percentile of --threshold dynamic")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="folder for the TIFFs (a rerun resumes)")

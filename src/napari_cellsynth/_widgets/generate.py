@@ -5,9 +5,10 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
 from napari.viewer import Viewer
 
-from ..core.bundle import BundleError, read_card
-from ..core.generate import GenerationSettings, generate, save_images
+from ..core.bundle import BundleError, check_kind, read_card
+from ..core.generate import GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate, save_images
 from ..core.runtime import OnnxModel
+from ..core.samplers import SAMPLERS, SPACINGS
 from .base import JobWidget
 
 PROVENANCE_KEY = "cellsynth_provenance"
@@ -17,22 +18,27 @@ class GenerateWidget(JobWidget):
     run_text = "Generate"
 
     def __init__(self, viewer: Viewer):
-        self.bundle = FileEdit(mode="d", label="DDPM bundle")
+        self.bundle = FileEdit(mode="d", label="DDPM or GAN bundle")
         # the choices come from the chosen bundle: a callable, so that magicgui's reset_choices (run whenever a
         # layer is added or removed) asks for them again instead of putting back an empty list
         self._classes: list[str] = []
         self.class_name = ComboBox(choices=self._class_choices, label="class")
         self.count = SpinBox(value=16, min=1, max=100_000, label="count")
-        self.sampler = ComboBox(choices=["ddim", "dpm_solver_pp_2m", "ddpm"], value="ddim", label="sampler")
-        self.steps = SpinBox(value=50, min=1, max=10_000, label="steps")
+        self.sampler = ComboBox(choices=list(SAMPLERS), value="dpm_solver_pp_2m", label="sampler")
+        self.steps = SpinBox(value=20, min=1, max=10_000, label="steps")
+        self.spacing = ComboBox(choices=["auto", *SPACINGS], value="auto", label="spacing",
+                                tooltip="auto: trailing for v-prediction bundles, leading for ε ones")
         self.guidance = FloatSpinBox(value=1.0, min=0.0, max=20.0, step=0.5, label="guidance")
         self.eta = FloatSpinBox(value=0.0, min=0.0, max=1.0, step=0.1, label="DDIM η")
         self.clip_x0 = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.5, label="clip x₀ (0 = off)",
                                     tooltip="clip each x₀ estimate to ± this value (normalised scale)")
+        self.threshold = ComboBox(choices=["none", *THRESHOLDS], value="none", label="x₀ threshold",
+                                  tooltip="static: the training crops' per-channel range (from the card); "
+                                          "dynamic: Imagen's percentile thresholding")
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
         self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
-        super().__init__(viewer, [self.bundle, self.class_name, self.count, self.sampler, self.steps,
-                                  self.guidance, self.eta, self.clip_x0, self.seed, self.batch_size])
+        super().__init__(viewer, [self.bundle, self.class_name, self.count, self.sampler, self.steps, self.spacing,
+                                  self.guidance, self.eta, self.clip_x0, self.threshold, self.seed, self.batch_size])
         self.save_folder = FileEdit(mode="d", label="save to")
         self.save_button = PushButton(text="Save layer's images")
         self.extend([Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False)])
@@ -45,6 +51,7 @@ class GenerateWidget(JobWidget):
     def _bundle_changed(self, value=None) -> None:
         try:
             card = read_card(self.bundle.value)
+            check_kind(card, GENERATOR_KINDS, str(self.bundle.value))
         except BundleError as err:
             self._classes = []
             self.class_name.reset_choices()
@@ -53,13 +60,15 @@ class GenerateWidget(JobWidget):
         self._classes = list(card.classes)
         self.class_name.reset_choices()
         self.status.value = f"{card.kind} bundle '{card.name}', {card.n_channels} channel(s), " \
-                            f"{card.image_size[0]}×{card.image_size[1]}"
+                            f"{card.image_size[0]}×{card.image_size[1]}" + \
+                            (" (one pass per image: sampler settings do not apply)" if card.kind == "gan" else "")
 
     def settings(self) -> GenerationSettings:
         return GenerationSettings(self.class_name.value, int(self.count.value), self.sampler.value,
                                   int(self.steps.value), float(self.guidance.value), int(self.seed.value),
-                                  float(self.eta.value), "leading", int(self.batch_size.value),
-                                  float(self.clip_x0.value) or None)
+                                  float(self.eta.value), None if self.spacing.value == "auto" else self.spacing.value,
+                                  int(self.batch_size.value), float(self.clip_x0.value) or None,
+                                  None if self.threshold.value == "none" else self.threshold.value)
 
     def make_job(self):
         bundle = Path(self.bundle.value)
@@ -68,7 +77,7 @@ class GenerateWidget(JobWidget):
         settings = self.settings()
 
         def job():
-            model = OnnxModel(bundle, kind="ddpm")
+            model = OnnxModel(bundle, kind=GENERATOR_KINDS)
             return (yield from generate(model, settings))
         return job
 

@@ -46,6 +46,29 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class DdpmSection:
+    """A DDPM card's typed view: the schedule the network was trained with (prediction type and
+    zero-terminal SNR included), the null class of classifier-free guidance, and the per-channel
+    range of the training crops in the network's normalised scale (static x̂₀ thresholding)."""
+
+    schedule: "NoiseSchedule"
+    null_class: int
+    x0_bounds: dict | None
+
+    @classmethod
+    def from_card(cls, card: "Card") -> "DdpmSection":
+        from .schedules import NoiseSchedule
+
+        if card.kind != "ddpm":
+            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle, not a ddpm bundle")
+        try:
+            return cls(NoiseSchedule.from_card(card.extra["schedule"]), int(card.extra["null_class"]),
+                       card.extra.get("x0_bounds"))
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"bundle '{card.name}': its ddpm card section is incomplete ({err}); re-export it") from err
+
+
 @dataclass
 class Card:
     """The JSON card of a bundle.  ``extra`` keeps kind-specific sections."""
@@ -62,6 +85,10 @@ class Card:
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
+
+    @property
+    def ddpm(self) -> DdpmSection:
+        return DdpmSection.from_card(self)
 
     @property
     def n_channels(self) -> int:
@@ -213,8 +240,11 @@ def load_arrays(folder: str | os.PathLike, card: Card) -> dict[str, np.ndarray]:
         raise BundleError(f"{path} holds pickled objects, which are refused: {err}") from err
 
 
-def check_kind(card: Card, expected: str, source: str) -> None:
-    if card.kind != expected:
+def check_kind(card: Card, expected: str | tuple[str, ...], source: str) -> None:
+    """``expected``: one kind, or several kinds that all fit (e.g. the generators, ddpm or gan)."""
+    kinds = (expected,) if isinstance(expected, str) else tuple(expected)
+    if card.kind not in kinds:
+        wanted = " or ".join(f"'{k}'" for k in kinds)
         raise BundleError(
-            f"bundle {source} is a '{card.kind}' bundle, but a '{expected}' bundle is needed here; "
-            f"choose a {expected} bundle")
+            f"bundle {source} is a '{card.kind}' bundle, but a {wanted} bundle is needed here; "
+            f"choose a {' or '.join(kinds)} bundle")

@@ -20,8 +20,12 @@ from .atomic import atomic_open
 from .images import denormalize
 from .jobs import shifted
 from .runtime import OnnxModel
-from .samplers import SAMPLERS, SPACINGS, as_epsilon, ddim, ddpm, dpm_solver_pp_2m, guided
-from .schedules import NoiseSchedule
+from .denoisers import Denoiser, DynamicThreshold, StaticThreshold, Threshold, calls_per_evaluation, guided
+from .samplers import SAMPLERS, SPACINGS, run_sampler, sampler_timesteps
+
+
+THRESHOLDS = ("static", "dynamic")
+GENERATOR_KINDS = ("ddpm", "gan")
 
 
 @dataclass
@@ -32,32 +36,81 @@ class GenerationSettings:
     steps: int = 50
     guidance: float = 1.0
     seed: int = 0
-    eta: float = 0.0
-    spacing: str = "leading"
+    eta: float = 0.0  # DDIM only
+    spacing: str | None = None  # None: "trailing" for v-prediction bundles, "leading" for ε ones
     batch_size: int = 16
-    clip_x0: float | None = None  # clip every x₀ estimate to ±clip_x0 (normalised scale); None: off
+    clip_x0: float | None = None  # clip every x̂₀ to ±clip_x0 (normalised scale); None: off
+    threshold: str | None = None  # "static": the card's per-channel x0_bounds; "dynamic": Imagen's
+    dynamic_percentile: float = 99.5
+
+    def spacing_for(self, model: OnnxModel) -> str | None:
+        if model.card.kind == "gan":
+            return None
+        if SAMPLERS[self.sampler].all_steps:
+            return "leading"
+        if self.spacing is not None:
+            return self.spacing
+        return "trailing" if model.card.ddpm.schedule.prediction == "v" else "leading"
+
+    def timesteps(self, model: OnnxModel) -> np.ndarray:
+        if model.card.kind == "gan":  # one generator pass per image
+            return np.zeros(1, np.int64)
+        return sampler_timesteps(self.sampler, model.card.ddpm.schedule, self.steps, self.spacing_for(model))
 
     def network_calls(self, model: OnnxModel) -> int:
-        """Steps a batch takes: DDPM always walks the whole schedule."""
-        return model.card.extra["schedule"]["num_timesteps"] if self.sampler == "ddpm" else self.steps
+        """Network evaluations per image: steps, twice over with guidance; one for a GAN."""
+        if model.card.kind == "gan":
+            return 1
+        return len(self.timesteps(model)) * calls_per_evaluation(self.guidance)
+
+    def make_threshold(self, model: OnnxModel) -> Threshold | None:
+        if model.card.kind == "gan":
+            return None
+        if self.clip_x0 is not None:
+            return StaticThreshold.symmetric(self.clip_x0, model.card.n_channels)
+        if self.threshold == "static":
+            bounds = model.card.ddpm.x0_bounds
+            if bounds is None:
+                raise ValueError(f"bundle '{model.card.name}' records no x0_bounds for a static threshold; "
+                                 "re-export it, or use threshold 'dynamic' or a clip_x0 bound")
+            return StaticThreshold(tuple(bounds["low"]), tuple(bounds["high"]))
+        if self.threshold == "dynamic":
+            return DynamicThreshold(self.dynamic_percentile)
+        return None
 
     def check(self, model: OnnxModel) -> None:
         card = model.card
+        if card.kind not in GENERATOR_KINDS:
+            raise ValueError(f"bundle '{card.name}' is a {card.kind} bundle; generation needs a "
+                             f"{' or '.join(GENERATOR_KINDS)} bundle")
         if self.class_name not in card.classes:
             raise ValueError(f"class {self.class_name!r} is not in bundle '{card.name}'; choose one of {card.classes}")
         if self.count < 1:
             raise ValueError(f"count must be at least 1, got {self.count}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if card.kind == "gan":
+            return
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
-        total = card.extra["schedule"]["num_timesteps"]
-        if self.sampler != "ddpm" and not 1 <= self.steps <= total:
+        total = card.ddpm.schedule.num_timesteps
+        if not SAMPLERS[self.sampler].all_steps and not 1 <= self.steps <= total:
             raise ValueError(f"steps must be between 1 and the schedule's {total}, got {self.steps}")
-        if self.spacing not in SPACINGS:
+        if self.spacing is not None and self.spacing not in SPACINGS:
             raise ValueError(f"unknown spacing {self.spacing!r}; choose one of {SPACINGS}")
+        if self.eta and "eta" not in SAMPLERS[self.sampler].options:
+            raise ValueError(f"sampler {self.sampler!r} takes no eta (only ddim does); leave it at 0")
+        if self.eta < 0:
+            raise ValueError(f"eta must be ≥ 0, got {self.eta}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if self.clip_x0 is not None and not self.clip_x0 > 0:
             raise ValueError(f"clip_x0 must be positive (or None to switch clipping off), got {self.clip_x0}")
+        if self.threshold is not None and self.threshold not in THRESHOLDS:
+            raise ValueError(f"unknown threshold {self.threshold!r}; choose one of {THRESHOLDS}")
+        if self.threshold is not None and self.clip_x0 is not None:
+            raise ValueError("give either a clip_x0 bound or a threshold, not both")
+        self.make_threshold(model)
 
 
 @dataclass
@@ -67,33 +120,50 @@ class Generated:
 
 
 def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
+    """What ran, exactly: the bundle, the sampler with the spacing and step count it used, the
+    network evaluations per image, guidance, the threshold, and the seed."""
     from .. import __version__
 
+    threshold = settings.make_threshold(model)
+    ts = settings.timesteps(model)
+    gan = model.card.kind == "gan"
     return {"bundle": model.card.name, "bundle_sha256": model.card.files["model.onnx"]["sha256"],
-            "kind": model.card.kind, "class": settings.class_name, "sampler": settings.sampler,
-            "steps": settings.network_calls(model),
-            "eta": settings.eta, "guidance": settings.guidance, "spacing": settings.spacing, "seed": settings.seed,
-            "batch_size": settings.batch_size, "clip_x0": settings.clip_x0, "channels": model.card.channels,
+            "kind": model.card.kind, "class": settings.class_name, "sampler": "gan" if gan else settings.sampler,
+            "steps": len(ts), "spacing": settings.spacing_for(model), "first_timestep": int(ts[0]),
+            "last_timestep": int(ts[-1]), "network_calls": settings.network_calls(model),
+            "eta": settings.eta if not gan and "eta" in SAMPLERS[settings.sampler].options else None,
+            "guidance": None if gan else settings.guidance, "seed": settings.seed, "batch_size": settings.batch_size,
+            "clip_x0": None if gan else settings.clip_x0, "threshold": threshold.record() if threshold else None,
+            "prediction": "image" if gan else model.card.ddpm.schedule.prediction, "channels": model.card.channels,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
+
+
+def _gan_pass(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.random.Generator):
+    """A GAN makes its images in one network pass: z ~ N(0, I) (and the class, if conditional)."""
+    gan = model.card.extra["gan"]
+    feeds = {"z": rng.standard_normal((n, int(gan["latent"]))).astype(np.float32)}
+    if gan["conditional"]:
+        feeds["class"] = np.full(n, model.card.classes.index(settings.class_name), dtype=np.int64)
+    images = model.run(feeds)[model.card.outputs["names"][0]]
+    yield 1, 1
+    return images
 
 
 def _sampling(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.random.Generator):
     card = model.card
-    schedule = NoiseSchedule.from_card(card.extra["schedule"])
+    if card.kind == "gan":
+        return _gan_pass(model, settings, n, rng)
+    schedule = card.ddpm.schedule
+    output = card.outputs["names"][0]
 
     def net(x, t, cls):
         return model.run({"x": x, "t": t, "class": cls})[output]
 
-    output = card.outputs["names"][0]
-    fn = as_epsilon(guided(net, np.full(n, card.classes.index(settings.class_name)), card.extra["null_class"],
-                           settings.guidance), schedule)
+    raw = guided(net, np.full(n, card.classes.index(settings.class_name)), card.ddpm.null_class, settings.guidance)
+    denoise = Denoiser(raw, schedule, settings.make_threshold(model), calls_per_evaluation(settings.guidance))
     noise = rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32)
-    clip = settings.clip_x0
-    if settings.sampler == "ddpm":
-        return ddpm(fn, noise, schedule, rng, clip_x0=clip)
-    if settings.sampler == "ddim":
-        return ddim(fn, noise, schedule, settings.steps, rng, settings.eta, settings.spacing, clip_x0=clip)
-    return dpm_solver_pp_2m(fn, noise, schedule, settings.steps, rng, clip_x0=clip)
+    options = {"eta": settings.eta} if "eta" in SAMPLERS[settings.sampler].options else {}
+    return run_sampler(settings.sampler, denoise, noise, schedule, settings.timesteps(model), rng, **options)
 
 
 def generate(model: OnnxModel, settings: GenerationSettings,
@@ -103,7 +173,7 @@ def generate(model: OnnxModel, settings: GenerationSettings,
     settings.check(model)
     n_batches = -(-settings.count // settings.batch_size)
     sizes = [min(settings.batch_size, settings.count - b * settings.batch_size) for b in range(n_batches)]
-    steps_per_batch = settings.network_calls(model)
+    steps_per_batch = len(settings.timesteps(model))
     total, done, images = n_batches * steps_per_batch, 0, []
     yield 0, total
     for b, n in enumerate(sizes):

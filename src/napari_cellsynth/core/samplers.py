@@ -1,62 +1,42 @@
-"""Diffusion samplers as pure numpy functions, shared by training-time checks and the runtime.
+"""Diffusion samplers: one signature, a registry, and the timestep spacings built outside them.
 
-Every sampler is a generator ``sampler(model_fn, x, schedule, ..., rng)`` that yields
-``(step, total)`` after each network evaluation and returns the final ``x``;
-:func:`napari_cellsynth.core.classify.run_to_end` drives one without a GUI.
+Every DDPM-family sampler is a generator with the signature ::
 
-``model_fn(x, t)`` predicts the noise ε for a batch ``x`` at integer timesteps ``t`` (one per
-sample).  Class conditioning and classifier-free guidance wrap a network into such a function
-with :func:`guided`.
+    sampler(denoise, x, schedule, ts, rng, **options) -> Sampling
+
+* ``denoise``: a :class:`~.denoisers.Denoiser` (x_t, t ↦ x̂_0; prediction type, guidance and
+  thresholding are handled there, once);
+* ``x``: the starting noise; ``schedule``: the :class:`~.schedules.NoiseSchedule` the network was
+  trained with; ``ts``: the descending timesteps to visit (:func:`timesteps`); ``rng``: a numpy
+  generator (ignored by deterministic samplers);
+* options: ``eta`` for DDIM.
+
+It yields ``(step, total)`` after each denoising step and returns the final ``x``;
+:func:`napari_cellsynth.core.jobs.run_to_end` drives one without a GUI.  :data:`SAMPLERS` maps
+names to :class:`SamplerSpec`; adding a sampler is adding a function and a line there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 
 import numpy as np
 
+from .denoisers import Denoiser
 from .schedules import BridgeSchedule, NoiseSchedule
 
 ModelFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Sampling = Generator[tuple[int, int], None, np.ndarray]
 SPACINGS = ("leading", "trailing", "linspace")
-
-
-def guided(net: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], classes: np.ndarray,
-           null_class: int, scale: float) -> ModelFn:
-    """ε = ε(x, ∅) + w (ε(x, c) - ε(x, ∅)); w = 1 is plain conditioning, w = 0 unconditional."""
-    classes = np.asarray(classes, dtype=np.int64)
-
-    def model_fn(x, t):
-        if scale == 1.0:
-            return net(x, t, classes)
-        if scale == 0.0:
-            return net(x, t, np.full_like(classes, null_class))
-        both = net(np.concatenate([x, x]), np.concatenate([t, t]),
-                   np.concatenate([classes, np.full_like(classes, null_class)]))
-        cond, uncond = np.split(both, 2)
-        return uncond + scale * (cond - uncond)
-
-    return model_fn
-
-
-def as_epsilon(model_fn: ModelFn, schedule: NoiseSchedule) -> ModelFn:
-    """The samplers work on ε; a v-predicting network (Salimans & Ho 2022) is converted:
-    ε = √ᾱ_t v + √(1-ᾱ_t) x_t."""
-    if schedule.prediction == "epsilon":
-        return model_fn
-    root_ab, root_one_minus = np.sqrt(schedule.alpha_bar), np.sqrt(1 - schedule.alpha_bar)
-
-    def eps_fn(x, t):
-        shape = (-1, *([1] * (x.ndim - 1)))
-        v = model_fn(x, t)
-        return (root_ab[t].reshape(shape) * v + root_one_minus[t].reshape(shape) * x).astype(np.float32)
-
-    return eps_fn
+MIN_ALPHA_BAR = 2.0 ** -24  # where a zero-terminal-SNR schedule reaches ᾱ = 0, log-SNR solvers use this
 
 
 def timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -> np.ndarray:
-    """Descending timesteps to visit, ``steps`` of them, from T-1 (or near it) down to 0."""
+    """Descending timesteps to visit, ``steps`` of them, from T-1 (or near it) down to 0.
+
+    ``leading`` ends on t = 0; ``trailing`` starts on t = T-1 (the pure-noise step of a zero-terminal-
+    SNR schedule; Lin et al. 2024 recommend it); ``linspace`` covers both ends."""
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must be between 1 and the schedule's {num_timesteps} timesteps, got {steps}")
     if spacing == "leading":
@@ -70,51 +50,16 @@ def timesteps(num_timesteps: int, steps: int, spacing: str = "leading") -> np.nd
     return np.unique(ts)[::-1].astype(np.int64)
 
 
-def _eps(model_fn: ModelFn, x: np.ndarray, t: int) -> np.ndarray:
-    out = model_fn(x, np.full(len(x), t, dtype=np.int64))
-    if out.shape != x.shape:
-        raise ValueError(f"model returned shape {out.shape} for input {x.shape}")
-    return out.astype(np.float64)
-
-
-def _clipped(x0: np.ndarray, clip_x0: float | None) -> np.ndarray:
-    """The x₀ estimate clipped to ±``clip_x0`` (in the network's normalised scale), or unchanged."""
-    return x0 if clip_x0 is None else np.clip(x0, -clip_x0, clip_x0)
-
-
-def ddpm(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, rng: np.random.Generator,
-         clip_x0: float | None = None) -> Sampling:
-    """Ancestral DDPM sampling over all T steps (posterior variance β̃_t)."""
-    x = x.astype(np.float64)
-    ab, ab_prev, betas = schedule.alpha_bar, schedule.alpha_bar_prev(), schedule.betas
-    total = schedule.num_timesteps
-    for i, t in enumerate(range(total - 1, -1, -1)):
-        eps = _eps(model_fn, x.astype(np.float32), t)
-        x0 = _clipped((x - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t]), clip_x0)
-        mean = (np.sqrt(ab_prev[t]) * betas[t] * x0 + np.sqrt(1 - betas[t]) * (1 - ab_prev[t]) * x) / (1 - ab[t])
-        if t > 0:
-            variance = betas[t] * (1 - ab_prev[t]) / (1 - ab[t])
-            x = mean + np.sqrt(variance) * rng.standard_normal(x.shape)
-        else:
-            x = mean
-        yield i + 1, total
-    return x.astype(np.float32)
-
-
-def ddim(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int, rng: np.random.Generator,
-         eta: float = 0.0, spacing: str = "leading", clip_x0: float | None = None) -> Sampling:
-    """DDIM (Song et al. 2021) over ``steps`` timesteps; η = 0 deterministic, η = 1 DDPM-like noise."""
+def ddim(denoise: Denoiser, x: np.ndarray, schedule: NoiseSchedule, ts: np.ndarray, rng: np.random.Generator,
+         eta: float = 0.0) -> Sampling:
+    """DDIM (Song et al. 2021); η = 0 deterministic, η = 1 the DDPM posterior between visited steps."""
     if eta < 0:
         raise ValueError(f"eta must be ≥ 0, got {eta}")
     x = x.astype(np.float64)
-    ts = timesteps(schedule.num_timesteps, steps, spacing)
     ab = schedule.alpha_bar
     for i, t in enumerate(ts):
-        eps = _eps(model_fn, x.astype(np.float32), int(t))
-        x0 = (x - np.sqrt(1 - ab[t]) * eps) / np.sqrt(ab[t])
-        if clip_x0 is not None:
-            x0 = _clipped(x0, clip_x0)
-            eps = (x - np.sqrt(ab[t]) * x0) / np.sqrt(1 - ab[t])
+        x0 = denoise(x, int(t))
+        eps = denoise.epsilon(x, x0, int(t))
         ab_next = ab[ts[i + 1]] if i + 1 < len(ts) else 1.0
         sigma = eta * np.sqrt((1 - ab_next) / (1 - ab[t]) * (1 - ab[t] / ab_next))
         x = np.sqrt(ab_next) * x0 + np.sqrt(max(1 - ab_next - sigma ** 2, 0.0)) * eps
@@ -124,35 +69,105 @@ def ddim(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int, 
     return x.astype(np.float32)
 
 
-def dpm_solver_pp_2m(model_fn: ModelFn, x: np.ndarray, schedule: NoiseSchedule, steps: int,
-                     rng: np.random.Generator | None = None, spacing: str = "trailing",
-                     clip_x0: float | None = None) -> Sampling:
-    """DPM-Solver++(2M) (Lu et al. 2022), data prediction, multistep second order; deterministic.
+def ddpm(denoise: Denoiser, x: np.ndarray, schedule: NoiseSchedule, ts: np.ndarray,
+         rng: np.random.Generator) -> Sampling:
+    """Ancestral sampling (Ho et al. 2020): the posterior q(x_s | x_t, x̂_0) with variance β̃ between
+    visited steps, which over all T steps is the DDPM sampler (DDIM with η = 1 is the same chain)."""
+    return (yield from ddim(denoise, x, schedule, ts, rng, eta=1.0))
 
-    ``clip_x0`` clips each data prediction (the paper's thresholding, static form)."""
+
+def _log_snr_grid(schedule: NoiseSchedule, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ab = np.maximum(schedule.alpha_bar[ts], MIN_ALPHA_BAR)
+    alpha, sigma = np.sqrt(ab), np.sqrt(1 - ab)
+    return alpha, sigma, np.log(alpha) - np.log(sigma)
+
+
+def dpm_solver_pp_2m(denoise: Denoiser, x: np.ndarray, schedule: NoiseSchedule, ts: np.ndarray,
+                     rng: np.random.Generator | None = None) -> Sampling:
+    """DPM-Solver++(2M) (Lu et al. 2022): data prediction, multistep, second order; deterministic."""
+    return (yield from _dpm_solver_pp(denoise, x, schedule, ts, order=2))
+
+
+def dpm_solver_pp_3m(denoise: Denoiser, x: np.ndarray, schedule: NoiseSchedule, ts: np.ndarray,
+                     rng: np.random.Generator | None = None) -> Sampling:
+    """DPM-Solver++(3M): the third-order multistep update (k-diffusion's ``sample_dpmpp_3m_sde`` with
+    η = 0, written for a variance-preserving x_t); first and second order on the first two steps."""
+    return (yield from _dpm_solver_pp(denoise, x, schedule, ts, order=3))
+
+
+def _dpm_solver_pp(denoise: Denoiser, x: np.ndarray, schedule: NoiseSchedule, ts: np.ndarray, order: int) -> Sampling:
     x = x.astype(np.float64)
-    ts = timesteps(schedule.num_timesteps, steps, spacing)
-    ab = schedule.alpha_bar
-    alpha = np.sqrt(ab[ts])
-    sigma = np.sqrt(1 - ab[ts])
-    lam = np.log(alpha) - np.log(sigma)
-    previous_x0, previous_h = None, None
+    alpha, sigma, lam = _log_snr_grid(schedule, ts)
+    history: list[tuple[np.ndarray, float]] = []  # (x̂_0, step size h that followed it), newest first
     for i, t in enumerate(ts):
-        eps = _eps(model_fn, x.astype(np.float32), int(t))
-        x0 = _clipped((x - sigma[i] * eps) / alpha[i], clip_x0)
+        x0 = denoise(x, int(t))
         if i + 1 == len(ts):  # last step: to the clean image
             x = x0
         else:
             h = lam[i + 1] - lam[i]
-            if previous_x0 is None:
-                d = x0
-            else:
-                r = previous_h / h
-                d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * previous_x0
-            x = sigma[i + 1] / sigma[i] * x - alpha[i + 1] * np.expm1(-h) * d
-            previous_x0, previous_h = x0, h
+            update = x0
+            if history and order == 2:
+                r = history[0][1] / h
+                update = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * history[0][0]
+            x = sigma[i + 1] / sigma[i] * x - alpha[i + 1] * np.expm1(-h) * update
+            if order == 3 and history:
+                phi_2 = np.expm1(-h) / h + 1
+                if len(history) >= 2:
+                    (x0_1, h_1), (x0_2, h_2) = history[0], history[1]
+                    r0, r1 = h_1 / h, h_2 / h
+                    d1_0, d1_1 = (x0 - x0_1) / r0, (x0_1 - x0_2) / r1
+                    d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                    d2 = (d1_0 - d1_1) / (r0 + r1)
+                    x = x + alpha[i + 1] * (phi_2 * d1 - (phi_2 / h - 0.5) * d2)
+                else:
+                    x = x + alpha[i + 1] * phi_2 * (x0 - history[0][0]) / (history[0][1] / h)
+            history = [(x0, h), *history[:1]]
         yield i + 1, len(ts)
     return x.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A registered sampler: its function, whether it always walks all T steps, its options."""
+
+    fn: Callable[..., Sampling]
+    all_steps: bool = False
+    options: tuple[str, ...] = ()
+    stochastic: bool = False
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddim": SamplerSpec(ddim, options=("eta",)),
+    "dpm_solver_pp_2m": SamplerSpec(dpm_solver_pp_2m),
+    "dpm_solver_pp_3m": SamplerSpec(dpm_solver_pp_3m),
+    "ddpm": SamplerSpec(ddpm, all_steps=True, stochastic=True),
+}
+
+
+def sampler_timesteps(name: str, schedule: NoiseSchedule, steps: int, spacing: str) -> np.ndarray:
+    """The timesteps sampler ``name`` visits: all T for DDPM, else ``steps`` with ``spacing``."""
+    spec = SAMPLERS[name]
+    return timesteps(schedule.num_timesteps, schedule.num_timesteps if spec.all_steps else steps,
+                     "leading" if spec.all_steps else spacing)
+
+
+def run_sampler(name: str, denoise: Denoiser, x: np.ndarray, schedule: NoiseSchedule, ts: np.ndarray,
+                rng: np.random.Generator, **options) -> Sampling:
+    """Dispatch through the registry; an option the sampler does not take is an error."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    spec = SAMPLERS[name]
+    unknown = {k for k, v in options.items() if v is not None} - set(spec.options)
+    if unknown:
+        raise ValueError(f"sampler {name!r} takes no option {sorted(unknown)}; it takes {list(spec.options) or 'none'}")
+    return spec.fn(denoise, x, schedule, ts, rng, **{k: v for k, v in options.items() if v is not None})
+
+
+def _predict(model_fn: ModelFn, x: np.ndarray, t: int) -> np.ndarray:
+    out = model_fn(x, np.full(len(x), t, dtype=np.int64))
+    if out.shape != x.shape:
+        raise ValueError(f"model returned shape {out.shape} for input {x.shape}")
+    return out.astype(np.float64)
 
 
 def bridge_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
@@ -174,7 +189,7 @@ def bridge(model_fn: ModelFn, y: np.ndarray, schedule: BridgeSchedule, steps: in
     m, delta = schedule.m, schedule.delta
     ts = bridge_timesteps(schedule.num_timesteps, steps)
     for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
-        prediction = _eps(model_fn, x.astype(np.float32), int(t))
+        prediction = _predict(model_fn, x.astype(np.float32), int(t))
         x0 = x - prediction
         if s == 0:
             x = x0
@@ -190,5 +205,3 @@ def bridge(model_fn: ModelFn, y: np.ndarray, schedule: BridgeSchedule, steps: in
         yield i + 1, len(ts) - 1
     return x.astype(np.float32)
 
-
-SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpm_solver_pp_2m": dpm_solver_pp_2m}
