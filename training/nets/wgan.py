@@ -38,7 +38,7 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
         if self.class_emb is not None:
             z = z * self.class_emb(cls)  # multiplicative conditioning of the latent
-        h = self.dense(z).view(len(z), -1, self.start, self.start)
+        h = self.dense(z).unflatten(1, (-1, self.start, self.start))  # no batch size baked into an export
         return self.body(h)
 
 

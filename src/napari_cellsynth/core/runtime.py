@@ -105,7 +105,9 @@ class OnnxModel:
                  providers: Sequence[str] | None = None, verify: bool = True):
         import onnxruntime as ort
 
-        self.folder = Path(folder)
+        from .zoo import resolve
+
+        self.folder = resolve(folder)  # a path, or zoo:NAME
         self.card: Card = read_card(self.folder)
         if kind is not None:
             check_kind(self.card, kind, str(self.folder))
@@ -122,6 +124,12 @@ class OnnxModel:
         inputs = self.session.get_inputs()
         first = inputs[0].shape
         expected = [self.card.n_channels, *self.card.image_size]
+        if self.card.kind == "gan":  # a generator takes latents and makes images of the card's shape
+            latent = int(self.card.extra.get("gan", {}).get("latent", -1))
+            first = self.session.get_outputs()[0].shape
+            if [d if isinstance(d, int) else None for d in inputs[0].shape[1:]] != [latent]:
+                raise BundleError(f"bundle {self.folder}: ONNX input shape {inputs[0].shape} does not match its "
+                                  f"card's latent size {latent}; the bundle is inconsistent, re-export it")
         if len(first) != 4 or [d if isinstance(d, int) else None for d in first[1:]] != expected:
             raise BundleError(
                 f"bundle {self.folder}: ONNX input shape {first} does not match its card "
