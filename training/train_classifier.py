@@ -28,6 +28,8 @@ from napari_cellsynth.core.metrics import classification_metrics, format_table, 
 
 from .data import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
                    stratified_split, thin_classes)
+from .focused_sampling import PARTS as FOCUSED_PARTS
+from .focused_sampling import FocusedBatches, MinorityPool
 from .nets.resnet import ResNetClassifier
 from .plots import plot_training_curves
 
@@ -44,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only a seeded fraction of a class's training crops, e.g. M=0.1")
     p.add_argument("--extra-train", nargs="+", default=[], metavar="PATH",
                    help="labelled crops added to the training split only (e.g. generated images)")
+    p.add_argument("--focused", nargs="+", default=[], metavar="CLASS=N",
+                   help="paper 001's minority-focused sampling: each batch gets N × (2 generated + 1 mixup + "
+                        "1 nonlinear mixup) crops of CLASS, the original part shrinking to keep --batch-size")
+    p.add_argument("--focused-generated", nargs="+", default=[], metavar="PATH",
+                   help="labelled generated crops (npz or folder per class, e.g. cellsynth generate's output) "
+                        "for the generated slots of --focused")
+    p.add_argument("--focused-parts", nargs="+", default=list(FOCUSED_PARTS), choices=list(FOCUSED_PARTS),
+                   help="which parts fill the supplementary batch (the ablation of paper 001 Table 2)")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
     p.add_argument("--epochs", type=int, default=30)
@@ -167,6 +177,28 @@ def training_arrays(data: LabelledData, split: dict, extra: list[str]) -> tuple[
     return np.concatenate(images), np.concatenate(y)
 
 
+def focused_pools(args, data: LabelledData, train_images: np.ndarray, train_y: np.ndarray) -> list[MinorityPool]:
+    """One pool per ``--focused CLASS=N``: the class's training crops and its generated crops."""
+    generated, generated_y = [], []
+    for path in args.focused_generated:
+        images, y = load_extra(path, data.label_map, data.classes)
+        generated.append(images)
+        generated_y.append(y)
+    gen = np.concatenate(generated) if generated else train_images[:0]
+    gen_y = np.concatenate(generated_y) if generated_y else train_y[:0]
+    pools = []
+    for spec in args.focused:
+        name, _, n = spec.partition("=")
+        if name not in data.classes or not n.isdigit():
+            raise ValueError(f"--focused {spec!r}: use CLASS=N with a class of {data.classes} and N ≥ 1")
+        k = data.classes.index(name)
+        if "generated" in args.focused_parts and not (gen_y == k).any():
+            raise ValueError(f"--focused {name}: no generated crops of {name} in --focused-generated; "
+                             "generate some (cellsynth generate) or leave 'generated' out of --focused-parts")
+        pools.append(MinorityPool(k, int(n), train_images[train_y == k], gen[gen_y == k]))
+    return pools
+
+
 def build_optimizer(model: nn.Module, args) -> torch.optim.Optimizer:
     if args.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -195,8 +227,13 @@ def main(argv: list[str] | None = None) -> dict:
     norm = config["normalization"]
     images = data.crops.images
     train_images, train_y = training_arrays(data, split, args.extra_train)
-    train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment, seed=args.seed,
-                        shuffle=True)
+    if args.focused:
+        train = FocusedBatches(train_images, train_y, norm, args.batch_size,
+                               focused_pools(args, data, train_images, train_y), args.seed,
+                               augment=not args.no_augment, parts=tuple(args.focused_parts))
+    else:
+        train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment,
+                            seed=args.seed, shuffle=True)
     val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0)
     model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]), args.width)
     optimizer = build_optimizer(model, args)

@@ -1,0 +1,90 @@
+"""Paper 001's minority-class-focused sampling: every mini-batch of original crops is supplemented,
+per minority class c, by n_c × (2 generated + 1 mixup + 1 nonlinear mixup) synthetic crops.
+
+The original part shrinks so that the whole batch keeps its size (2^m in paper 001: 32 with 8
+original crops and n = 2, 2, 1, 1 for Anaphase, Metaphase, Prophase, Telophase). The generated
+slots take any generator's crops (WGAN-div, WGAN-GP, DDPM …), so that papers 000 and 001 compare in
+one framework. mixup and nonlinear mixup pairs are drawn from the class's real training crops and
+its generated crops together (001). A part can be switched off for the ablation (its slots then
+go back to the original crops). "Standard sampling" is the other option of the ablation: the
+generated crops merged into the training set (``train_classifier --extra-train``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_cellsynth.core.images import affine_coefficients
+
+from .data import CropBatches
+from .mixing import mixup, nonlinear_mixup, to_range
+
+PARTS = {"generated": 2, "mixup": 1, "nonlinear": 1}  # crops per unit of n
+
+
+@dataclass
+class MinorityPool:
+    class_index: int
+    n: int
+    real: np.ndarray  # raw training crops of the class
+    generated: np.ndarray  # raw generated crops of the class
+
+
+def supplementary_size(pools: list[MinorityPool], parts: tuple[str, ...]) -> int:
+    return sum(pool.n * PARTS[part] for pool in pools for part in parts)
+
+
+class FocusedBatches:
+    """Batches of ``batch_size`` crops: the original part from a shuffled, augmented :class:`CropBatches`,
+    then each pool's synthetic crops (normalised the same way). One epoch = one pass over the originals."""
+
+    def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
+                 pools: list[MinorityPool], seed: int, augment: bool = True,
+                 parts: tuple[str, ...] = tuple(PARTS), value_range: tuple[float, float] | None = None):
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown focused-sampling parts {sorted(unknown)}; choose from {list(PARTS)}")
+        self.supplementary = supplementary_size(pools, parts)
+        original = batch_size - self.supplementary
+        if original < 1:
+            raise ValueError(f"batch size {batch_size} leaves no room for original crops beside "
+                             f"{self.supplementary} synthetic ones; raise --batch-size or lower n")
+        for pool in pools:
+            if pool.n < 1 or not len(pool.generated) and "generated" in parts:
+                raise ValueError(f"minority class {pool.class_index}: n must be ≥ 1 and generated crops are needed")
+        self.original = CropBatches(images, y, normalization, original, augment=augment, seed=seed, shuffle=True)
+        self.pools, self.parts, self.batch_size = pools, parts, batch_size
+        self.rng = np.random.default_rng(seed + 1)
+        self.value_range = value_range or (float(images.min()), float(images.max()))
+        scale, offset = affine_coefficients(normalization, images.shape[1])
+        self.scale, self.offset = scale[None, :, None, None], offset[None, :, None, None]
+        self.generator = self.original.generator  # checkpoints save and restore the batch order
+
+    def __len__(self) -> int:
+        return len(self.original)
+
+    def synthetic(self) -> tuple[np.ndarray, np.ndarray]:
+        """One supplementary batch (raw intensities) and its labels."""
+        images, labels = [], []
+        for pool in self.pools:
+            both = np.concatenate([pool.real, pool.generated]) if len(pool.generated) else pool.real
+            for part in self.parts:
+                k = pool.n * PARTS[part]
+                if part == "generated":
+                    crops = pool.generated[self.rng.integers(len(pool.generated), size=k)]
+                else:
+                    a, b = (both[self.rng.integers(len(both), size=k)] for _ in range(2))
+                    crops = to_range(mixup(a, b, self.rng)[0], self.value_range, a.dtype) if part == "mixup" \
+                        else nonlinear_mixup(a, b, self.rng, self.value_range)
+                images.append(crops)
+                labels.append(np.full(k, pool.class_index))
+        return np.concatenate(images), np.concatenate(labels)
+
+    def __iter__(self):
+        for x, y in self.original:
+            extra, extra_y = self.synthetic()
+            extra = torch.from_numpy((extra.astype(np.float32) * self.scale + self.offset).astype(np.float32))
+            yield torch.cat([x, extra]), torch.cat([y, torch.from_numpy(extra_y.astype(np.int64))])
