@@ -1,11 +1,12 @@
 """``cellsynth``: the plugin's functions in batch, over files and folders.
 
     cellsynth classify INPUT --model BUNDLE --out RESULTS.csv
-    cellsynth generate --model DDPM_BUNDLE --class M --count 100 --out FOLDER
+    cellsynth generate --model DDPM_OR_GAN_BUNDLE --class M --count 100 --out FOLDER
     cellsynth filter --classifier BUNDLE --real DATA --synthetic DATA --minority M --out FOLDER
     cellsynth segment IMAGE.tif --model cyto3|MODEL_FILE --out LABELS.tif
     cellsynth translate --model BBDM_OR_CYCLEGAN_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
+    cellsynth zoo list            (then --model zoo:NAME wherever a bundle is asked for)
 
 Training and export run from a checkout of the repository
 (``python -m training.train_classifier``, ``python -m export.export_classifier``).
@@ -236,9 +237,30 @@ def cmd_translate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    card = read_card(args.bundle)
-    verify_files(args.bundle, card)
+    from .core.zoo import resolve
+
+    folder = resolve(args.bundle)
+    card = read_card(folder)
+    verify_files(folder, card)
     print(json.dumps(card.to_dict(), indent=2))
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    """The registry's bundles, each checked against its sha256 (local registries)."""
+    from .core.zoo import default_location, read_registry, resolve
+
+    location = args.registry or default_location()
+    registry = read_registry(location)
+    print(f"model zoo at {location}: {len(registry)} bundle(s)")
+    for name, entry in sorted(registry.items()):
+        metrics = ", ".join(f"{k} {v}" for k, v in (entry.metrics or {}).items())
+        print(f"  zoo:{name:<28} {entry.kind:<10} {entry.description}")
+        if metrics or entry.results:
+            print(f"  {'':<32} {metrics}{' (' + entry.results + ')' if entry.results else ''}")
+        if args.verify:
+            resolve(f"zoo:{name}", location)
+            print(f"  {'':<32} sha256 ok")
     return 0
 
 
@@ -312,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder; one subfolder per DAPI file")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_translate)
+    p = sub.add_parser("zoo", help="list the model zoo's bundles (use them as --model zoo:NAME)")
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--registry", help="a folder or URL holding registry.json (default: CELLSYNTH_ZOO or models/)")
+    p.add_argument("--verify", action="store_true", help="check every bundle's sha256 (downloads remote ones)")
+    p.set_defaults(func=cmd_zoo)
     p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)

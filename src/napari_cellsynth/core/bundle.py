@@ -195,7 +195,9 @@ def save_bundle(folder: str | os.PathLike, card: Card, arrays: dict[str, np.ndar
 
 
 def read_card(folder: str | os.PathLike) -> Card:
-    folder = Path(folder)
+    from .zoo import resolve
+
+    folder = resolve(folder)  # a path, or zoo:NAME
     if not folder.exists():
         raise BundleError(f"bundle {folder} does not exist; pass the folder that holds card.json and model.onnx")
     if folder.is_file():

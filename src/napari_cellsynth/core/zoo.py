@@ -114,3 +114,23 @@ def resolve(spec: str | os.PathLike, location: str | None = None) -> Path:
         partial.replace(target)
     _check(folder, entry)
     return folder
+
+
+def add_to_registry(folder: str | os.PathLike, description: str, metrics: dict | None = None,
+                    results: str = "") -> Path:
+    """List the bundle in ``folder`` in the registry beside it (``folder/../registry.json``), with the
+    sha256 of each of its files; an entry of the same name is replaced."""
+    from .atomic import write_json_atomic
+    from .bundle import read_card, verify_files
+
+    folder = Path(folder).resolve()
+    card = read_card(folder)
+    verify_files(folder, card)
+    path = folder.parent / REGISTRY
+    registry = json.loads(path.read_text()) if path.is_file() else {"schema": 1, "bundles": {}}
+    registry["bundles"][folder.name] = {
+        "path": folder.name, "kind": card.kind, "description": description,
+        "sha256": {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file()},
+        "metrics": dict(metrics or {}), "results": results}
+    write_json_atomic(path, registry)
+    return path
