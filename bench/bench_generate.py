@@ -22,8 +22,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # training/ and export/ of this checkout
 SETTINGS = {"ddpm-1000": ("ddpm", 1000, 0.0), "ddim-50": ("ddim", 50, 0.0), "dpm-solver-20": ("dpm_solver_pp_2m", 20, 0.0),
-            "ddim-100-eta1": ("ddim", 100, 1.0), "ddim-250-eta1": ("ddim", 250, 1.0)}  # (sampler, steps, η)
+            "ddim-100-eta1": ("ddim", 100, 1.0), "ddim-250-eta1": ("ddim", 250, 1.0),
+            **{f"ddim-{n}": ("ddim", n, 0.0) for n in (10, 20, 100)},
+            **{f"dpm2m-{n}": ("dpm_solver_pp_2m", n, 0.0) for n in (10, 20, 50, 100)},
+            **{f"dpm3m-{n}": ("dpm_solver_pp_3m", n, 0.0) for n in (10, 20, 50, 100)}}  # (sampler, steps, η)
 DEFAULT_SETTINGS = ["ddpm-1000", "ddim-50", "dpm-solver-20"]
 
 
@@ -32,7 +36,9 @@ def run_one(backend: str, setting: str, args) -> dict:
     from napari_cellsynth.core.generate import GenerationSettings, generate
     from napari_cellsynth.core.runtime import OnnxModel
 
-    model = OnnxModel(args.bundle, kind="ddpm", providers=["CPUExecutionProvider"])
+    gan = setting.startswith("gan:")
+    model = OnnxModel(setting[4:] if gan else args.bundle, kind="gan" if gan else "ddpm",
+                      providers=["CPUExecutionProvider"])
     if backend == "torch":
         import torch
 
@@ -44,16 +50,19 @@ def run_one(backend: str, setting: str, args) -> dict:
             with torch.inference_mode():
                 return {model.card.outputs["names"][0]: net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()}
         model.run = run  # same sampler code, torch network
-    sampler, steps, eta = SETTINGS[setting]
-    settings = GenerationSettings(args.class_name, args.count, sampler, steps, args.guidance, seed=0, eta=eta,
-                                  batch_size=args.batch_size, clip_x0=args.clip_x0)
+    sampler, steps, eta = SETTINGS["ddim-20"] if gan else SETTINGS[setting]  # a GAN ignores the sampler
+    class_name = args.class_name if args.class_name in model.card.classes else model.card.classes[0]
+    settings = GenerationSettings(class_name, args.count, sampler, steps, args.guidance, seed=0, eta=eta,
+                                  spacing=args.spacing, batch_size=args.batch_size, clip_x0=args.clip_x0,
+                                  threshold=args.threshold)
     started = time.perf_counter()
     generated = run_to_end(generate(model, settings))
     seconds = time.perf_counter() - started
-    path = Path(args.scratch) / f"{backend}-{setting}.npz"
+    path = Path(args.scratch) / f"{backend}-{Path(setting).name if gan else setting}.npz"
     np.savez(path, images=generated.images)
     return {"backend": backend, "setting": setting, "images": args.count, "seconds": seconds,
-            "images_per_s": args.count / seconds, "images_file": str(path)}
+            "images_per_s": args.count / seconds, "images_file": str(path),
+            "network_calls": generated.provenance["network_calls"], "spacing": generated.provenance["spacing"]}
 
 
 def quality(rows: list[dict], args) -> None:
@@ -65,11 +74,17 @@ def quality(rows: list[dict], args) -> None:
 
     classifier = OnnxModel(args.classifier, kind="classifier")
     config = json.loads((Path(args.run) / "config.json").read_text())
-    crops = read_crops(config["data"])
+    crops = read_crops(args.data or config["data"])
     y, classes = apply_label_map(crops.labels, config["label_map"])
-    with np.load(Path(args.run) / "train_index.npz") as saved:
-        index = saved["index"]
+    if args.reference == "train":  # the crops the generator was trained on
+        with np.load(Path(args.run) / "train_index.npz") as saved:
+            index = saved["index"]
+    else:  # held-out real cells: the validation part of the classifier's split, never seen by the generator
+        from training.data import stratified_split
+
+        index = stratified_split(y, config["args"]["split_seed"])["val"]
     real = crops.images[index[y[index] == classes.index(args.class_name)]]
+    args.reference_count = int(len(real))
     real_features = run_to_end(bundle_features(classifier, real))
     for row in rows:
         if row["backend"] != "onnxruntime":
@@ -91,8 +106,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this (normalised scale)")
+    parser.add_argument("--threshold", choices=["static", "dynamic"], help="x0 thresholding (see cellsynth generate)")
+    parser.add_argument("--spacing", help="timestep spacing (default: the bundle's: trailing for v-prediction)")
+    parser.add_argument("--reference", default="train", choices=["train", "val"],
+                        help="real cells for FID/KID: the generator's training crops, or the held-out validation split")
+    parser.add_argument("--data", help="the training data, where the run's recorded path no longer holds")
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
+    parser.add_argument("--gan-bundles", nargs="+", default=[], help="GAN bundles of the same class: one row each "
+                                                                      "(one network pass per image)")
     parser.add_argument("--scratch", default="/tmp/cellsynth-bench")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.json"))
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
@@ -103,21 +125,23 @@ def main() -> None:
         return
     rows = []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for setting in args.settings:
-        for backend in args.backends:
+    for setting in [*args.settings, *(f"gan:{b}" for b in args.gan_bundles)]:
+        for backend in (["onnxruntime"] if setting.startswith("gan:") else args.backends):
             cmd = [sys.executable, __file__, *sys.argv[1:], "--one", backend, setting]
             done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             time.sleep(1)
     quality(rows, args)
-    print(f"{'setting':<15} {'backend':<12} {'img/s':>7} {'FID (ResNet)':>13} {'KID ×1e3':>12}")
+    print(f"{'setting':<15} {'backend':<12} {'calls':>5} {'img/s':>7} {'FID (ResNet)':>13} {'KID ×1e3':>12}")
     for r in rows:
         fid = f"{r['fid_resnet']:13.2f}" if "fid_resnet" in r else f"{'':>13}"
         kid = f"{1e3 * r['kid_resnet'][0]:7.2f}±{1e3 * r['kid_resnet'][1]:4.2f}" if "kid_resnet" in r else ""
-        print(f"{r['setting']:<15} {r['backend']:<12} {r['images_per_s']:7.3f} {fid} {kid:>12}")
+        print(f"{r['setting']:<15} {r['backend']:<12} {r['network_calls']:>5} {r['images_per_s']:7.3f} {fid} {kid:>12}")
     from napari_cellsynth.core.atomic import write_json_atomic
 
-    write_json_atomic(args.out, {"class": args.class_name, "count": args.count, "clip_x0": args.clip_x0, "rows": rows,
+    write_json_atomic(args.out, {"class": args.class_name, "count": args.count, "clip_x0": args.clip_x0,
+                                 "threshold": args.threshold, "guidance": args.guidance, "reference": args.reference,
+                                 "reference_count": args.reference_count, "bundle": args.bundle, "rows": rows,
                                  "cpus": os.cpu_count()})
     print(f"wrote {args.out}")
 

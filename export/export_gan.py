@@ -36,7 +36,7 @@ def load_generator(run: Path, snapshot: int | None = None) -> tuple[dict, Genera
             state = torch.load(last, weights_only=True, map_location="cpu")
             weights, step = state["g_ema"], int(state["step"])
         elif snapshots:
-            weights, step = torch.load(snapshots[-1], weights_only=True), int(snapshots[-1].stem[2:])
+            weights, step = torch.load(snapshots[-1], weights_only=True, map_location="cpu"), int(snapshots[-1].stem[2:])
         else:
             raise FileNotFoundError(f"{run} holds neither last.pt nor generator snapshots; train it first")
     else:
@@ -44,7 +44,7 @@ def load_generator(run: Path, snapshot: int | None = None) -> tuple[dict, Genera
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; snapshots: "
                                     f"{sorted(p.name for p in (run / 'snapshots').glob('G_*.pt'))}")
-        weights, step = torch.load(path, weights_only=True), snapshot
+        weights, step = torch.load(path, weights_only=True, map_location="cpu"), snapshot
     generator.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     return config, generator.eval(), step
 
