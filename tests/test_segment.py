@@ -80,12 +80,11 @@ def test_cli_segment_writes_labels(chromosome_cellpose_model, held_out, tmp_path
 
 @pytest.mark.napari
 def test_segment_widget_adds_labels(make_napari_viewer, qtbot, chromosome_cellpose_model, held_out):
-    from napari_cellsynth._widgets.segment import CUSTOM, SegmentWidget
+    from napari_cellsynth._widgets.segment import CUSTOM
 
     viewer = make_napari_viewer()
     layer = viewer.add_image(held_out.dapi, name="DAPI")
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Segment")
     widget.reset_choices()
     widget.image_layer.value = layer
     widget.model_name.value = CUSTOM
@@ -99,3 +98,84 @@ def test_segment_widget_adds_labels(make_napari_viewer, qtbot, chromosome_cellpo
     assert widget.last_error is None, widget.last_error
     labels = viewer.layers["DAPI objects"]
     assert labels.data.shape == held_out.dapi.shape and labels.data.max() > 10
+
+
+class SlowCellpose:
+    """Stands in for a CellposeModel on a large frame: ``eval`` runs its network on 100 batches of tiles,
+    0.05 s each, as Cellpose's run_net does (the network is called once per batch)."""
+
+    def __init__(self, batches=100):
+        import torch
+
+        self.net = torch.nn.Identity()
+        self.batches, self.calls = batches, 0
+
+    def eval(self, frame, **settings):
+        import time
+
+        import torch
+
+        for _ in range(self.batches):
+            self.net(torch.zeros(8, 2, 16, 16))
+            self.calls += 1
+            time.sleep(0.05)
+        return np.ones(frame.shape[:2], np.int32), None, None
+
+
+def test_cancel_stops_cellpose_between_batches_of_tiles():
+    import threading
+    import time
+
+    from napari_cellsynth.core.jobs import CancelToken, Cancelled
+
+    model, token = SlowCellpose(), CancelToken()
+    job = segment(np.zeros((64, 64), np.float32), SegmentSettings("unused"), model=model, cancel=token)
+    assert next(job) == (0, 1)
+    progress = []
+    while model.calls < 10:
+        progress.append(next(job))
+    assert any("tiles through the network" in value[2] for value in progress if len(value) == 3)
+    started = time.perf_counter()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        while True:
+            next(job)
+    assert time.perf_counter() - started < 1 and model.calls < 20  # within a batch or two, not the frame's 100
+    assert not [t for t in threading.enumerate() if t.name == "cellsynth-step"]
+    assert not model.net._forward_pre_hooks  # the hook goes with the job
+    # without a token the frame runs to its end as before, progress per frame
+    model = SlowCellpose(batches=3)
+    job = segment(np.zeros((2, 64, 64), np.float32), SegmentSettings("unused"), model=model)
+    progress = []
+    while True:
+        try:
+            progress.append(next(job))
+        except StopIteration as stop:
+            labels = stop.value
+            break
+    assert progress == [(0, 2), (1, 2), (2, 2)] and labels.shape == (2, 64, 64) and model.calls == 6
+
+
+@pytest.mark.napari
+def test_segment_widget_cancel_stops_within_a_frame(make_napari_viewer, qtbot, monkeypatch):
+    import time
+
+    from napari_cellsynth._widgets import segment as segment_widget
+
+    model = SlowCellpose(batches=400)  # 20 s for one frame
+    monkeypatch.setattr(segment_widget, "load_model", lambda name: model)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((64, 64), np.float32), name="DAPI")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Segment")
+    widget.reset_choices()
+    widget.image_layer.value = layer
+    widget.model_name.value = "cyto3"
+    widget.start()
+    qtbot.waitUntil(lambda: "tiles through the network" in widget.status.value, timeout=10_000)
+    started = time.perf_counter()
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=3_000)
+    assert time.perf_counter() - started < 3 and model.calls < 400
+    assert widget.status.value == "cancelled" and widget.run_button.enabled and widget.last_error is None
+    qtbot.wait(200)
+    assert [lay.name for lay in viewer.layers] == ["DAPI"]

@@ -75,6 +75,42 @@ def test_bad_inputs_are_named(fitted):
         UmapGmmFilter(confidence=1.5).fit(features, labels, "rare")
 
 
+def test_fit_reports_epochs_and_stops_on_cancel(fitted):
+    from napari_cellsynth.core.jobs import Cancelled, CancelToken
+
+    features, labels = blobs()
+    seen = []
+    again = UmapGmmFilter(n_epochs=200, random_state=0).fit(features, labels, "rare",
+                                                            lambda *value: seen.append(value))
+    np.testing.assert_array_equal(again.embedding_, fitted.embedding_)  # the hooks change nothing
+    assert seen[0][0] == 0 and seen[-1] == (1000, 1000, "fitted")
+    epochs = [done for done, _, message in seen if message.startswith("UMAP embedding: epoch")]
+    assert len(epochs) == 201 and epochs == sorted(epochs)
+    token = CancelToken()
+
+    def cancel_at_epoch_20(done, total, message):
+        if message == "UMAP embedding: epoch 20 of 200":
+            token.cancel()
+        assert "epoch 22 " not in message  # stopped within one epoch
+
+    with pytest.raises(Cancelled):
+        UmapGmmFilter(n_epochs=200, random_state=0).fit(features, labels, "rare", cancel_at_epoch_20, token)
+
+
+def test_fit_in_a_child_process_gives_the_same_filter(fitted):
+    from napari_cellsynth.core.jobs import run_to_end
+
+    features, labels = blobs()
+    probe = np.random.default_rng(7).normal(-5.0, 2.0, size=(20, 24)).astype(np.float32)
+    served = run_to_end(UmapGmmFilter(n_epochs=200, random_state=0).fit_in_process(features, labels, "rare"))
+    np.testing.assert_array_equal(served.embedding_, fitted.embedding_)
+    np.testing.assert_allclose(served.means_, fitted.means_)
+    np.testing.assert_allclose(run_to_end(served.transform_in_process(probe)), fitted.transform(probe))
+    np.testing.assert_allclose(served.transform(probe), fitted.transform(probe))
+    with pytest.raises(ValueError, match="has 2 real sample"):  # errors in the child are raised here
+        run_to_end(UmapGmmFilter().fit_in_process(features[:5], ["rare", "rare", "a", "a", "a"], "rare"))
+
+
 @pytest.fixture(scope="module")
 def mixed_synthetic():
     """Stand-ins for generator output with a known answer: real unseen M cells and real G1 cells."""
@@ -111,24 +147,36 @@ def test_cli_filter_on_real_features(classifier_bundle, jurkat_slice, mixed_synt
     assert (reloaded / "decisions.csv").read_text() == (out / "decisions.csv").read_text()
 
 
+def dock(viewer, name):
+    """Open widget ``name`` of the manifest as the Plugins menu does; return the widget."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", name)
+    widget.reset_choices()
+    return widget
+
+
 @pytest.mark.napari
 def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, classifier_bundle, jurkat_slice,
                                                    mixed_synthetic, tmp_path):
-    from napari_cellsynth._widgets.umap_filter import FILTER_KEY, UmapFilterWidget
+    from napari_cellsynth._widgets.umap_filter import FILTER_KEY
 
     viewer = make_napari_viewer(show=True)
     images, _ = mixed_synthetic
     layer = viewer.add_image(images, name="synthetic")
-    widget = UmapFilterWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.reset_choices()
+    widget = dock(viewer, "UMAP filter")
     widget.classifier.value = str(classifier_bundle)
     widget.real_data.value = str(jurkat_slice)
     widget.synthetic_layer.value = layer
     widget.minority.value = "M"
+    seen = []
+    widget.progress.changed.connect(lambda value: seen.append((value, widget.status.value)))
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
     assert widget.last_error is None, widget.last_error
+    # real progress through the stages, the UMAP fit's epochs among them (the bar no longer sits at 0)
+    assert any("real crops" in text for _, text in seen) and any("UMAP embedding: epoch" in text for _, text in seen)
+    fit_values = [value for value, text in seen if "UMAP embedding: epoch" in text]
+    assert len(set(fit_values)) > 10 and fit_values == sorted(fit_values)
+    assert widget.progress.value == widget.progress.max
     table = layer.metadata[FILTER_KEY]
     assert len(table) == 60 and {"distance", "keep", "umap_x", "umap_y"} <= set(table.columns)
     assert widget.level.value == pytest.approx(widget.result.fitted.level_, abs=0.01)
@@ -145,3 +193,49 @@ def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, cl
     widget.export_folder.value = str(tmp_path / "kept")
     paths = widget.export_kept()
     assert len(paths) == kept_wide
+
+
+@pytest.mark.napari
+def test_cancel_stops_the_umap_fit(make_napari_viewer, qtbot, classifier_bundle, jurkat_slice, mixed_synthetic):
+    """Cancel during the UMAP fit: the job really stops (its UMAP process too) within 3 s, Run comes back,
+    and no result is added."""
+    import time
+
+    from napari_cellsynth._widgets.umap_filter import FILTER_KEY
+    from napari_cellsynth.core.umap_filter import _UmapServer
+
+    viewer = make_napari_viewer()
+    images, _ = mixed_synthetic
+    layer = viewer.add_image(images, name="synthetic")
+    widget = dock(viewer, "UMAP filter")
+    widget.classifier.value = str(classifier_bundle)
+    widget.real_data.value = str(jurkat_slice)
+    widget.synthetic_layer.value = layer
+    widget.minority.value = "M"
+    widget.start()
+    assert widget.busy and not widget.run_button.enabled
+    qtbot.waitUntil(lambda: "UMAP embedding: epoch" in widget.status.value, timeout=180_000)
+    assert widget.progress.value > 300  # past the real crops' features, in the fit
+    cancelled = time.perf_counter()
+    widget.cancel()
+    assert widget.status.value == "cancelling…" and not widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: not widget.busy, timeout=3_000)
+    assert time.perf_counter() - cancelled < 3
+    assert widget.run_button.enabled and widget.status.value == "cancelled"
+    assert widget.last_error is None
+    assert not _UmapServer._shared.alive  # the UMAP process itself was stopped, not left running
+    qtbot.wait(300)
+    assert widget.result is None and FILTER_KEY not in layer.metadata and not widget.level.enabled
+    assert len(viewer.layers) == 1
+
+    # again, cancelled before the first epoch: a fresh UMAP process building its neighbour graph, numba
+    # compiling (30 s and more on real-sized data, which a thread could not interrupt)
+    widget.start()
+    qtbot.waitUntil(lambda: "neighbour graph" in widget.status.value, timeout=180_000)
+    cancelled = time.perf_counter()
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=3_000)
+    assert time.perf_counter() - cancelled < 3 and widget.status.value == "cancelled"
+    assert not _UmapServer._shared.alive
+    assert widget.result is None and FILTER_KEY not in layer.metadata
+

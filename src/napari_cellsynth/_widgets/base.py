@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 
 from .._workers import start_job
+from ..core.jobs import Cancelled, CancelToken, cancellable
 
 
 class StatusLabel(Label):
@@ -48,6 +49,8 @@ class JobWidget(Container):
         super().__init__(widgets=[*inputs, self.run_button, self.cancel_button, self.progress, self.status])
         self.worker = None
         self.last_error: Exception | None = None
+        # set by Cancel; jobs that run long between two yields check it (see core.jobs)
+        self.cancel_token = CancelToken()
         self.run_button.changed.connect(lambda: self.start())
         self.cancel_button.changed.connect(self.cancel)
 
@@ -68,6 +71,7 @@ class JobWidget(Container):
             return
         self.last_error = None
         self._show = show_result or self.show_result
+        self.cancel_token = CancelToken()  # before make_job, so that its job can hold this run's token
         try:
             job = (make_job or self.make_job)()
         except Exception as err:  # noqa: BLE001 - any input problem is shown, never raised into Qt
@@ -76,28 +80,50 @@ class JobWidget(Container):
         self.status.value = "running…"
         self.progress.value = 0
         self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.worker = start_job(job, self._progress, self._done, self._error, self._finished)
+        token = self.cancel_token
+
+        def run():  # a generator function, so that napari runs it as a GeneratorWorker
+            return (yield from cancellable(job(), token))
+        self.worker = start_job(run, self._progress, self._done, self._error, self._finished)
 
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()
-            self.status.value = "cancelled"
+        """Ask the job to stop; the status says "cancelled" once it has (see :meth:`_finished`).
 
-    def _progress(self, done: int, total: int) -> None:
+        Only the token is set: the job stops at its next yield (:func:`~napari_cellsynth.core.jobs.cancellable`
+        closes it, which joins its helper threads) or sooner where a long step checks the token.  The worker's
+        own ``quit`` is not used: it would leave the job's generator unclosed and its helper threads running."""
+        if self.worker is not None:
+            self.cancel_token.cancel()
+            self.cancel_button.enabled = False
+            self.status.value = "cancelling…"
+
+    def _progress(self, done: int, total: int, message: str | None = None) -> None:
+        """A job yields ``(done, total)``, or ``(done, total, message)`` to say which stage it is in."""
+        if self.cancel_token.cancelled:
+            return  # the status says "cancelling…" until the job has stopped
         self.progress.max = max(total, 1)
-        self.progress.value = done
+        self.progress.value = min(done, self.progress.max)
+        if message:
+            self.status.value = message
 
     def _done(self, result) -> None:
+        if self.cancel_token.cancelled:  # Cancel came after the last step: the result is not shown
+            return
         self._show(result)
 
     def _error(self, err: Exception) -> None:
         """An input problem or a job's error: on the status line and as a napari notification."""
         from napari.utils.notifications import show_error
 
+        if isinstance(err, Cancelled):  # the job stopped on Cancel: not an error
+            return
         self.last_error = err
         self.status.value = f"error: {err}"
         show_error(f"napari-cellsynth: {err}")
 
     def _finished(self) -> None:
+        """The job's thread has ended (result, error or cancellation alike)."""
         self.worker = None
         self.run_button.enabled, self.cancel_button.enabled = True, False
+        if self.cancel_token.cancelled:
+            self.status.value = "cancelled"

@@ -4,6 +4,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
 from napari.viewer import Viewer
 
+from ..core.jobs import in_thread
 from ..core.segment import BUILT_IN, SegmentSettings, estimate_diameter, load_model, segment
 from .base import JobWidget
 
@@ -44,11 +45,12 @@ class SegmentWidget(JobWidget):
 
     def make_estimate_job(self):
         layer, channel_axis = self._layer_data()
-        settings, data = self.settings(), layer.data
+        settings, data, cancel = self.settings(), layer.data, self.cancel_token
 
         def job():
-            yield 0, 1
-            value = estimate_diameter(np.asarray(data), settings, channel_axis)
+            yield 0, 1, "estimating the diameter: Cellpose at the model's own diameter"
+            value = yield from in_thread(
+                lambda report: estimate_diameter(np.asarray(data), settings, channel_axis, cancel=cancel), cancel)
             yield 1, 1
             return value
         return job
@@ -59,11 +61,11 @@ class SegmentWidget(JobWidget):
 
     def make_job(self):
         layer, channel_axis = self._layer_data()
-        settings, data = self.settings(), layer.data
+        settings, data, cancel = self.settings(), layer.data, self.cancel_token
 
         def job():
             model = load_model(settings.model)
-            labels = yield from segment(np.asarray(data), settings, channel_axis, model)
+            labels = yield from segment(np.asarray(data), settings, channel_axis, model, cancel)
             return layer, labels
         return job
 

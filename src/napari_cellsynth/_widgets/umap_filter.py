@@ -8,14 +8,20 @@ from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, read_card
 from ..core.datasets import read_crops
-from ..core.filtering import run_filter
+from ..core.evaluation import bundle_features
+from ..core.filtering import FilterResult, real_class_names
 from ..core.generate import save_images
 from ..core.images import ImageInputError
+from ..core.jobs import scaled
 from ..core.runtime import OnnxModel
+from ..core.umap_filter import UmapGmmFilter
 from ..core.umap_plot import draw_filter
 from .base import JobWidget
 
 FILTER_KEY = "cellsynth_filter"
+# the job's progress, per mille: features of the real crops, the fit (UMAP and mixture), features of the
+# synthetic crops, and placing them in the fitted map
+STAGES = {"real": (0, 300), "fit": (300, 850), "synthetic": (850, 950), "place": (950, 1000)}
 
 
 class UmapFilterWidget(JobWidget):
@@ -70,15 +76,31 @@ class UmapFilterWidget(JobWidget):
         if not self.minority.value:
             raise ValueError("choose a classifier bundle, then the minority class")
         bundle, real_path, minority = Path(self.classifier.value), Path(self.real_data.value), self.minority.value
-        synthetic = layer.data
+        synthetic, cancel = layer.data, self.cancel_token
 
         def job():
+            # the same steps as core.filtering.run_filter, each one showing its progress; UMAP runs in a child
+            # process, killed on Cancel whatever it is doing (numba compiling included)
+            total = STAGES["place"][1]
             model = OnnxModel(bundle, kind="classifier")
             real = read_crops(real_path)
             if real.labels is None:
                 raise ImageInputError(f"{real_path} has no labels; the filter needs labelled real crops")
-            result = yield from run_filter(model, real.images, real.labels, np.asarray(synthetic), minority)
-            return layer, result
+            if minority not in model.card.classes:
+                raise ValueError(f"minority {minority!r} is not a class of bundle '{model.card.name}' "
+                                 f"{model.card.classes}")
+            names = real_class_names(model, real.labels)
+            features = yield from scaled(bundle_features(model, real.images), *STAGES["real"], total,
+                                         f"features of the {len(real.images)} real crops")
+            fitted = yield from scaled(UmapGmmFilter().fit_in_process(features, names, minority, cancel),
+                                       *STAGES["fit"], total, "starting the UMAP process")
+            images = np.asarray(synthetic)
+            features = yield from scaled(bundle_features(model, images), *STAGES["synthetic"], total,
+                                         f"features of the {len(images)} synthetic crops")
+            points = yield from scaled(fitted.transform_in_process(features, cancel), *STAGES["place"], total,
+                                       f"placing the {len(images)} synthetic crops in the map")
+            distance = fitted.mahalanobis(points)
+            return layer, FilterResult(fitted, points, distance, fitted.keep(distance))
         return job
 
     def show_result(self, value) -> None:
@@ -120,6 +142,7 @@ class UmapFilterWidget(JobWidget):
         if self.result is None:
             self.status.value = "error: fit the filter first"
             return []
+        folder = Path(self.export_folder.value)
         table = self._layer.metadata[FILTER_KEY]
         keep = table["keep"].to_numpy()
         record = dict(self._layer.metadata.get("cellsynth_provenance", {"class": self.minority.value, "seed": 0}))
@@ -127,7 +150,7 @@ class UmapFilterWidget(JobWidget):
                                  "classifier": str(self.classifier.value)}
         paths = []
         for index in np.flatnonzero(keep):
-            paths += save_images(Path(self.export_folder.value), np.asarray(self._layer.data[index:index + 1]),
+            paths += save_images(folder, np.asarray(self._layer.data[index:index + 1]),
                                  {**record, "distance": float(table["distance"].iloc[index])}, first_index=int(index))
-        self.status.value = f"exported {len(paths)} kept images to {self.export_folder.value}"
+        self.status.value = f"exported {len(paths)} kept images to {folder}"
         return paths

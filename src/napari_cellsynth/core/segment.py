@@ -3,6 +3,10 @@
 A model is a built-in name (``cyto3``, ``nuclei``, … downloaded by Cellpose on first use, which
 needs internet) or the path of a model file trained with ``training/train_cellpose.py``.  A path
 that does not exist is refused here: Cellpose itself would silently fall back to downloading cyto3.
+
+Given a :class:`~napari_cellsynth.core.jobs.CancelToken`, :func:`segment` runs each frame in a helper thread
+and checks the token before every batch of tiles the network runs, so that a cancelled job stops within
+one batch of tiles rather than at the end of a large frame.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import ImageInputError
-from .jobs import run_to_end
+from .jobs import CancelToken, check_cancelled, in_thread
 
 BUILT_IN = ("cyto3", "nuclei", "cyto2", "cyto", "tissuenet_cp3", "livecell_cp3", "bact_fluor_cp3",
             "bact_phase_cp3", "deepbacs_cp3", "yeast_BF_cp3", "yeast_PhC_cp3")
@@ -59,34 +63,74 @@ def frames_of(image: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, 
                           "(T×Y×X); split higher dimensions first")
 
 
+def _eval_frame(model, frame: np.ndarray, settings: SegmentSettings, on_tiles=None,
+                cancel: CancelToken | None = None) -> np.ndarray:
+    """Cellpose on one frame; ``on_tiles(n)`` after each batch of ``n`` network tiles, ``cancel`` checked
+    before each batch (a forward pre-hook on the network)."""
+    done = [0]
+
+    def before_batch(module, inputs):
+        check_cancelled(cancel)
+        done[0] += int(inputs[0].shape[0])
+        if on_tiles is not None:
+            on_tiles(done[0])
+
+    net = getattr(model, "net", None)
+    handle = net.register_forward_pre_hook(before_batch) if net is not None and (on_tiles or cancel) else None
+    try:
+        masks, _, _ = model.eval(frame, diameter=settings.diameter, channels=list(settings.channels),
+                                 channel_axis=-1 if frame.ndim == 3 else None,
+                                 flow_threshold=settings.flow_threshold,
+                                 cellprob_threshold=settings.cellprob_threshold, min_size=settings.min_size)
+    finally:
+        if handle is not None:
+            handle.remove()
+    check_cancelled(cancel)
+    return masks
+
+
 def segment(image: np.ndarray, settings: SegmentSettings, channel_axis: int | None = None,
-            model=None) -> Generator[tuple[int, int], None, np.ndarray]:
-    """Yield progress per frame; return int32 labels of the image's spatial shape (T×Y×X for stacks)."""
+            model=None, cancel: CancelToken | None = None) -> Generator[tuple, None, np.ndarray]:
+    """Yield progress per frame; return int32 labels of the image's spatial shape (T×Y×X for stacks).
+
+    With ``cancel``, each frame runs in a helper thread: progress is yielded while it runs, as
+    ``(frame, frames, "frame i of n: k tiles …")``, and the frame stops at its next batch of tiles once the
+    token is set."""
     frames, is_stack = frames_of(image, channel_axis)
     if np.issubdtype(frames.dtype, np.floating) and not np.isfinite(frames).all():
         raise ImageInputError("the image contains NaN or infinite pixels; fill them before segmenting")
     model = model or load_model(settings.model)
     labels = np.zeros(frames.shape[:3], np.int32)
-    yield 0, len(frames)
+    n = len(frames)
+    yield 0, n
     for i, frame in enumerate(frames):
-        masks, _, _ = model.eval(frame, diameter=settings.diameter, channels=list(settings.channels),
-                                 channel_axis=-1 if frame.ndim == 3 else None,
-                                 flow_threshold=settings.flow_threshold,
-                                 cellprob_threshold=settings.cellprob_threshold, min_size=settings.min_size)
-        labels[i] = masks
-        yield i + 1, len(frames)
+        check_cancelled(cancel)
+        if cancel is None:
+            labels[i] = _eval_frame(model, frame, settings)
+        else:
+            def step(report, i=i, frame=frame):
+                report(i, n, f"frame {i + 1} of {n}: Cellpose")
+                return _eval_frame(model, frame, settings,
+                                   lambda tiles: report(i, n, f"frame {i + 1} of {n}: {tiles} tiles through the "
+                                                              "network"), cancel)
+            labels[i] = yield from in_thread(step, cancel, total=n)
+        yield i + 1, n
     return labels if is_stack else labels[0]
 
 
-def estimate_diameter(image: np.ndarray, settings: SegmentSettings, channel_axis: int | None = None, model=None) -> float:
-    """Median object diameter (pixels) after a first pass at the model's own diameter (first frame)."""
+def estimate_diameter(image: np.ndarray, settings: SegmentSettings, channel_axis: int | None = None, model=None,
+                      cancel: CancelToken | None = None) -> float:
+    """Median object diameter (pixels) after a first pass at the model's own diameter (first frame);
+    ``cancel`` is checked before each batch of tiles."""
     from cellpose import utils
 
     frames, _ = frames_of(image, channel_axis)
     model = model or load_model(settings.model)
     first = SegmentSettings(settings.model, None, settings.channels, settings.flow_threshold,
                             settings.cellprob_threshold, settings.min_size)
-    masks = run_to_end(segment(frames[0], first, channel_axis=-1 if frames.ndim == 4 else None, model=model))
+    if np.issubdtype(frames.dtype, np.floating) and not np.isfinite(frames[0]).all():
+        raise ImageInputError("the image contains NaN or infinite pixels; fill them before segmenting")
+    masks = _eval_frame(model, frames[0], first, cancel=cancel)
     if masks.max() == 0:
         raise ValueError("no objects found at the model's own diameter; set the diameter by hand")
     return float(utils.diameters(masks)[0])
