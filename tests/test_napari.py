@@ -302,3 +302,57 @@ def test_job_errors_reach_napari_notifications(make_napari_viewer, qtbot, classi
     assert len(errors) == 2, errors
     assert "channel" in errors[0] and "choose a classifier bundle folder" in errors[1]
     assert widget.status.value.startswith("error: choose a classifier bundle folder")
+
+
+def test_blank_fields_are_asked_for_never_the_working_directory(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """An empty folder or file field reads as '.', the launch directory: every widget refuses it instead, with
+    a status line and a notification that ask for it, and nothing is read from or written to that directory."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    from napari_cellsynth._widgets.generate import PROVENANCE_KEY
+    from napari_cellsynth._widgets.segment import CUSTOM
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "card.json").write_text("{}")  # a stray bundle card in the working directory is not picked up
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((2, 3, 40, 40), np.float32), name="crops")
+    labels = viewer.add_labels(np.zeros((40, 40), np.int32), name="objects")
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+
+    def refused(widget, action, asks):
+        seen.clear()
+        result = action()
+        assert not widget.busy and asks in str(widget.last_error), (asks, widget.last_error)
+        assert widget.status.value.startswith(f"error: {asks}")
+        assert [n.severity for n in seen] == [NotificationSeverity.ERROR] and asks in seen[0].message
+        return result
+
+    try:
+        segment = dock(viewer, "Segment")
+        segment.image_layer.value = image
+        assert segment.model_name.value == CUSTOM
+        refused(segment, segment.start, "choose a Cellpose model file, or a built-in model")
+        refused(segment, segment.estimate_button.native.click, "choose a Cellpose model file")
+
+        classify = dock(viewer, "Classify")
+        classify.image_layer.value = image
+        refused(classify, classify.start, "choose a classifier bundle folder")
+
+        generate = dock(viewer, "Generate")
+        refused(generate, generate.start, "choose a DDPM or GAN bundle folder")
+        generated = viewer.add_image(np.zeros((2, 3, 8, 8), np.float32), name="generated",
+                                     metadata={PROVENANCE_KEY: {"class": "M", "seed": 0}})
+        viewer.layers.selection.active = generated
+        assert refused(generate, generate.save_selected, "choose a folder to save the images to") == []
+
+        translate = dock(viewer, "Generate from DAPI")
+        translate.dapi_layer.value, translate.labels_layer.value = image, labels
+        refused(translate, translate.start, "choose a BBDM or CycleGAN bundle folder")
+        fish = viewer.add_image(np.zeros((2, 5, 8, 8), np.float32), name="synthetic FISH",
+                                metadata={"cellsynth_provenance": {"class": "chr1", "seed": 0}})
+        viewer.layers.selection.active = fish
+        assert refused(translate, translate.save_selected, "choose a folder to save the crops to") == []
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json"]  # nothing written where napari started

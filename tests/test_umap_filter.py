@@ -156,9 +156,10 @@ def dock(viewer, name):
 
 @pytest.mark.napari
 def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, classifier_bundle, jurkat_slice,
-                                                   mixed_synthetic, tmp_path):
+                                                   mixed_synthetic, tmp_path, monkeypatch):
     from napari_cellsynth._widgets.umap_filter import FILTER_KEY
 
+    monkeypatch.chdir(tmp_path)
     viewer = make_napari_viewer(show=True)
     images, _ = mixed_synthetic
     layer = viewer.add_image(images, name="synthetic")
@@ -190,6 +191,8 @@ def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, cl
     widget.show_sample(7)
     assert viewer.dims.current_step[0] == 7 and "synthetic 7" in widget.status.value
     widget.level.value = 0.99
+    assert widget.export_kept() == [] and "choose a folder to export the kept images to" in str(widget.last_error)
+    assert list(tmp_path.iterdir()) == []  # a blank folder field is not the working directory
     widget.export_folder.value = str(tmp_path / "kept")
     paths = widget.export_kept()
     assert len(paths) == kept_wide
@@ -239,3 +242,24 @@ def test_cancel_stops_the_umap_fit(make_napari_viewer, qtbot, classifier_bundle,
     assert not _UmapServer._shared.alive
     assert widget.result is None and FILTER_KEY not in layer.metadata
 
+
+@pytest.mark.napari
+def test_filter_widget_asks_for_blank_fields(make_napari_viewer, qtbot, classifier_bundle, mixed_synthetic,
+                                             tmp_path, monkeypatch):
+    """A blank file field is unset, never the working directory (whose images it used to scan)."""
+    import tifffile
+
+    monkeypatch.chdir(tmp_path)
+    tifffile.imwrite(tmp_path / "stray.tif", np.zeros((4, 3, 40, 40), np.uint16))
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(mixed_synthetic[0], name="synthetic")
+    widget = dock(viewer, "UMAP filter")
+    widget.synthetic_layer.value = layer
+    widget.start()
+    assert not widget.busy and "choose a classifier bundle folder" in str(widget.last_error)
+    widget.classifier.value = str(classifier_bundle)
+    assert widget.minority.value == "M"
+    widget.start()
+    assert not widget.busy and "choose the file of real labelled crops" in str(widget.last_error)
+    assert widget.status.value.startswith("error: choose the file of real labelled crops")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stray.tif"]

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
 
 from .._workers import start_job
 from ..core.jobs import Cancelled, CancelToken, cancellable
+
+
+def chosen_path(field, what: str) -> Path:
+    """The path in a FileEdit, or a ValueError asking for ``what`` when the field is blank.
+
+    magicgui reads an empty field as ``Path('')``, which is '.', the directory napari was launched from: a
+    blank (or '.') field is unset, never the working directory.
+    """
+    text = str(field.line_edit.value).strip()
+    if text in ("", "."):
+        raise ValueError(f"choose {what}")
+    return Path(text).expanduser()
 
 
 class StatusLabel(Label):

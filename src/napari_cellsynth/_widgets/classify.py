@@ -1,14 +1,12 @@
 """The Classify dock widget: a crop stack, or an image plus a labels layer of objects."""
 
-from pathlib import Path
-
 import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, SpinBox, create_widget
 from napari.viewer import Viewer
 
 from ..core.classify import classify_crops, classify_objects
 from ..core.runtime import OnnxModel
-from .base import JobWidget
+from .base import JobWidget, chosen_path
 
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf"]
@@ -53,9 +51,9 @@ class ClassifyWidget(JobWidget):
         image, labels = self.image_layer.value, self.labels_layer.value
         if image is None:
             raise ValueError("choose an image layer to classify")
-        bundle = Path(self.bundle.value)
-        if not str(self.bundle.value) or not bundle.exists():
-            raise ValueError(f"choose a classifier bundle folder (got '{self.bundle.value}')")
+        bundle = chosen_path(self.bundle, "a classifier bundle folder")
+        if not bundle.exists():
+            raise ValueError(f"choose a classifier bundle folder ({bundle} does not exist)")
         data = image.data  # read in the worker: a lazy (dask, zarr) layer must not block the viewer
         batch, margin = int(self.batch_size.value), float(self.margin.value)
         crop = OBJECT_CROPS[self.object_crop.value]

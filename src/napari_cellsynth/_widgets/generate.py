@@ -9,7 +9,7 @@ from ..core.bundle import BundleError, check_kind, read_card
 from ..core.generate import GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate, save_images
 from ..core.runtime import OnnxModel
 from ..core.samplers import SAMPLERS, SPACINGS
-from .base import JobWidget
+from .base import JobWidget, chosen_path
 
 PROVENANCE_KEY = "cellsynth_provenance"
 
@@ -50,7 +50,14 @@ class GenerateWidget(JobWidget):
 
     def _bundle_changed(self, value=None) -> None:
         try:
-            card = read_card(self.bundle.value)
+            bundle = chosen_path(self.bundle, "a DDPM or GAN bundle folder")
+        except ValueError as err:  # the field was cleared: no bundle, no classes
+            self._classes = []
+            self.class_name.reset_choices()
+            self.status.value = str(err)
+            return
+        try:
+            card = read_card(bundle)
             check_kind(card, GENERATOR_KINDS, str(self.bundle.value))
         except BundleError as err:
             self._classes = []
@@ -71,7 +78,7 @@ class GenerateWidget(JobWidget):
                                   None if self.threshold.value == "none" else self.threshold.value)
 
     def make_job(self):
-        bundle = Path(self.bundle.value)
+        bundle = chosen_path(self.bundle, "a DDPM or GAN bundle folder")
         if self.class_name.value is None:
             raise ValueError("choose a DDPM bundle folder, then a class")
         settings = self.settings()
@@ -92,7 +99,11 @@ class GenerateWidget(JobWidget):
         if layer is None or PROVENANCE_KEY not in getattr(layer, "metadata", {}):
             self.status.value = "error: select a generated layer to save"
             return []
-        folder = Path(self.save_folder.value)
+        try:
+            folder = chosen_path(self.save_folder, "a folder to save the images to")
+        except ValueError as err:
+            self._error(err)
+            return []
         paths = save_images(folder, layer.data, layer.metadata[PROVENANCE_KEY])
         self.status.value = f"saved {len(paths)} images to {folder}"
         return paths

@@ -6,7 +6,7 @@ from napari.viewer import Viewer
 
 from ..core.jobs import in_thread
 from ..core.segment import BUILT_IN, SegmentSettings, estimate_diameter, load_model, segment
-from .base import JobWidget
+from .base import JobWidget, chosen_path
 
 CUSTOM = "custom model file…"
 
@@ -32,7 +32,10 @@ class SegmentWidget(JobWidget):
         self.estimate_button.changed.connect(lambda: self.start(self.make_estimate_job, self.show_estimate))
 
     def settings(self) -> SegmentSettings:
-        model = str(self.model_file.value) if self.model_name.value == CUSTOM else self.model_name.value
+        if self.model_name.value == CUSTOM:
+            model = str(chosen_path(self.model_file, "a Cellpose model file, or a built-in model"))
+        else:
+            model = self.model_name.value
         return SegmentSettings(model, float(self.diameter.value) or None,
                                (int(self.cyto_channel.value), int(self.nucleus_channel.value)),
                                float(self.flow_threshold.value), float(self.cellprob_threshold.value))

@@ -9,7 +9,7 @@ from napari.viewer import Viewer
 from ..core.generate import save_images
 from ..core.runtime import OnnxModel
 from ..core.translate import TranslationSettings, composite, translate
-from .base import JobWidget
+from .base import JobWidget, chosen_path
 
 PROVENANCE_KEY = "cellsynth_provenance"
 
@@ -43,7 +43,8 @@ class TranslateWidget(JobWidget):
         dapi, labels = self.dapi_layer.value, self.labels_layer.value
         if dapi is None or labels is None:
             raise ValueError("choose the DAPI image layer and the chromosome labels layer")
-        bundle, settings, paste = Path(self.bundle.value), self.settings(), bool(self.paste.value)
+        bundle = chosen_path(self.bundle, "a BBDM or CycleGAN bundle folder")
+        settings, paste = self.settings(), bool(self.paste.value)
         dapi_data, labels_data = np.asarray(dapi.data), np.asarray(labels.data)
 
         def job():
@@ -71,7 +72,11 @@ class TranslateWidget(JobWidget):
             self.status.value = "error: select a 'synthetic FISH' crop layer to save"
             return []
         images = np.moveaxis(layer.data, -1, 1) if layer.rgb else layer.data
-        folder = Path(self.save_folder.value)
+        try:
+            folder = chosen_path(self.save_folder, "a folder to save the crops to")
+        except ValueError as err:
+            self._error(err)
+            return []
         paths = save_images(folder, images, layer.metadata[PROVENANCE_KEY])
         self.status.value = f"saved {len(paths)} crops to {folder}"
         return paths

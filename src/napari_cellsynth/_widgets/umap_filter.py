@@ -16,7 +16,7 @@ from ..core.jobs import scaled
 from ..core.runtime import OnnxModel
 from ..core.umap_filter import UmapGmmFilter
 from ..core.umap_plot import draw_filter
-from .base import JobWidget
+from .base import JobWidget, chosen_path
 
 FILTER_KEY = "cellsynth_filter"
 # the job's progress, per mille: features of the real crops, the fit (UMAP and mixture), features of the
@@ -61,8 +61,10 @@ class UmapFilterWidget(JobWidget):
 
     def _classifier_changed(self, value=None) -> None:
         try:
-            card = read_card(self.classifier.value)
-        except BundleError as err:
+            card = read_card(chosen_path(self.classifier, "a classifier bundle folder"))
+        except (BundleError, ValueError) as err:
+            self._classes = []
+            self.minority.reset_choices()
             self.status.value = f"error: {err}"
             return
         self._classes = list(card.classes)
@@ -70,13 +72,14 @@ class UmapFilterWidget(JobWidget):
         self.minority.value = card.classes[-1]
 
     def make_job(self):
+        bundle = chosen_path(self.classifier, "a classifier bundle folder")
+        real_path = chosen_path(self.real_data, "the file of real labelled crops (.npz or .tif)")
         layer = self.synthetic_layer.value
         if layer is None:
             raise ValueError("choose the image layer of synthetic crops")
         if not self.minority.value:
             raise ValueError("choose a classifier bundle, then the minority class")
-        bundle, real_path, minority = Path(self.classifier.value), Path(self.real_data.value), self.minority.value
-        synthetic, cancel = layer.data, self.cancel_token
+        minority, synthetic, cancel = self.minority.value, layer.data, self.cancel_token
 
         def job():
             # the same steps as core.filtering.run_filter, each one showing its progress; UMAP runs in a child
@@ -142,7 +145,11 @@ class UmapFilterWidget(JobWidget):
         if self.result is None:
             self.status.value = "error: fit the filter first"
             return []
-        folder = Path(self.export_folder.value)
+        try:
+            folder = chosen_path(self.export_folder, "a folder to export the kept images to")
+        except ValueError as err:
+            self._error(err)
+            return []
         table = self._layer.metadata[FILTER_KEY]
         keep = table["keep"].to_numpy()
         record = dict(self._layer.metadata.get("cellsynth_provenance", {"class": self.minority.value, "seed": 0}))
