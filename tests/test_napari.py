@@ -95,7 +95,10 @@ def test_every_manifest_widget_opens_from_the_plugins_menu_command(make_napari_v
     assert type(widget) is plugin_class(python_name)
 
 
-def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifier_bundle):
+def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifier_bundle, tmp_path, monkeypatch):
+    import csv
+
+    monkeypatch.chdir(tmp_path)
     viewer = make_napari_viewer(show=True)
     for data, kwargs, _ in jurkat_cells():
         layer = viewer.add_image(data, **kwargs)
@@ -114,6 +117,35 @@ def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifi
     assert viewer.text_overlay.text.startswith(f"Jurkat cells crop 17: {expected.predicted_names[17]}")
     shot = viewer.screenshot(canvas_only=False)
     assert shot.shape[2] == 4 and shot[..., :3].std() > 5
+
+    # the per-crop table in the dock: one row per crop, a row picked brings its crop into view
+    model = widget.table.model()
+    assert model.rowCount() == 226 and widget.result_table["class"].tolist() == expected.predicted_names
+    columns = [model.headerData(k, 1) for k in range(model.columnCount())]  # 1: Qt.Horizontal
+    assert columns == ["crop", "class", "confidence", "p_G1", "p_S", "p_G2", "p_M"]
+    assert model.data(model.index(40, 1)) == expected.predicted_names[40]
+    widget._row_chosen(40)
+    assert viewer.dims.current_step[0] == 40 and "crop 40:" in viewer.text_overlay.text
+    assert not widget.legend.visible  # crops are not coloured in stack mode
+    # exported as CSV, never into the working directory when the field is blank
+    assert widget.export_table() is None and "choose a CSV file" in str(widget.last_error)
+    assert list(tmp_path.iterdir()) == []
+    widget.csv_file.value = str(tmp_path / "out" / "crops.csv")
+    path = widget.export_table()
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 226 and list(rows[0]) == columns
+    assert [r["class"] for r in rows] == expected.predicted_names
+    np.testing.assert_allclose([float(r["confidence"]) for r in rows], expected.confidence, atol=1e-5)
+    assert [p.name for p in path.parent.iterdir()] == ["crops.csv"]  # written atomically: no temporary left
+
+    # the crop overlay, the table and the result go with their layer
+    viewer.add_image(np.zeros((5, 3, 40, 40), np.uint16), name="other crops")
+    viewer.layers.remove(layer)
+    assert viewer.text_overlay.text == "" and not viewer.text_overlay.visible
+    assert model.rowCount() == 0 and widget.result_table is None
+    viewer.dims.set_current_step(0, 2)
+    assert viewer.text_overlay.text == ""
 
 
 def cells_on_a_slide(count=16):
@@ -158,6 +190,18 @@ def test_classify_objects_writes_features_and_colours_by_class(make_napari_viewe
         np.testing.assert_allclose(colour[:3], expected, atol=0.01)
     assert f"classes of cells" in viewer.layers
     assert "16 objects" in widget.status.value
+    # a colour legend: each class of the bundle with its colour and its count
+    counts = features["class"].value_counts()
+    assert widget.legend.visible
+    assert widget.legend_entries == [(c, class_color(k), int(counts.get(c, 0))) for k, c in enumerate(classes)]
+    for k, c in enumerate(classes):
+        assert f'color:{class_color(k)}">&#9632;</span> {c} ({int(counts.get(c, 0))})' in widget.legend.value
+    # the per-object table, a picked row selects that object
+    assert widget.table.model().rowCount() == 16 and widget.result_table["label"].tolist() == list(range(1, 17))
+    widget._row_chosen(4)
+    assert labels_layer.selected_label == 5
+    viewer.layers.remove(labels_layer)
+    assert not widget.legend.visible and widget.table.model().rowCount() == 0
 
 
 def test_bad_input_shows_an_error_and_viewer_stays_usable(make_napari_viewer, qtbot, classifier_bundle):

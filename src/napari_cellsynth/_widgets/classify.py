@@ -1,12 +1,14 @@
 """The Classify dock widget: a crop stack, or an image plus a labels layer of objects."""
 
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, SpinBox, create_widget
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox, create_widget
 from napari.viewer import Viewer
 
+from ..core.atomic import write_csv_atomic
 from ..core.classify import classify_crops, classify_objects
 from ..core.runtime import OnnxModel
 from .base import JobWidget, chosen_path
+from .table import FrameTable
 
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf"]
@@ -27,6 +29,7 @@ class ClassifyWidget(JobWidget):
 
     def __init__(self, viewer: Viewer):
         import napari
+        from qtpy.QtCore import Qt
 
         self.image_layer = create_widget(annotation=napari.layers.Image, label="image")
         self.labels_layer = create_widget(annotation=napari.layers.Labels | None, label="objects (optional)",
@@ -44,8 +47,25 @@ class ClassifyWidget(JobWidget):
                                   self.object_crop, self.margin])
         self.object_crop.changed.connect(
             lambda value: setattr(self.margin, "enabled", OBJECT_CROPS[value] == "resize"))
+        # results: a colour legend (object mode), the per-crop or per-object table, its export as CSV
+        self.legend = Label(value="", label="legend")
+        self.legend.native.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.native.setWordWrap(True)
+        self.legend.visible = False
+        self.legend_entries: list[tuple[str, str, int]] = []  # (class, colour, count)
+        self.extend([self.legend])
+        self.table = FrameTable(self._row_chosen)
+        self.native.layout().addWidget(self.table)
+        self.csv_file = FileEdit(mode="w", label="table CSV", filter="*.csv")
+        self.csv_file.line_edit.native.setPlaceholderText("CSV file for the table")
+        self.export_button = PushButton(text="Export table")
+        self.extend([Container(widgets=[self.csv_file, self.export_button], layout="horizontal", labels=False)])
+        self.export_button.changed.connect(self.export_table)
+        self.result_table = None  # the DataFrame shown, one row per crop or per object
+        self._result_layer = None  # the layer those rows belong to
         self._stack_layer = None
         viewer.dims.events.current_step.connect(self._show_current_crop)
+        viewer.layers.events.removed.connect(self._layer_removed)
 
     def make_job(self):
         image, labels = self.image_layer.value, self.labels_layer.value
@@ -80,10 +100,62 @@ class ClassifyWidget(JobWidget):
         else:
             self._show_objects(layer, *payload)
 
+    def _show_table(self, layer, table) -> None:
+        self.result_table, self._result_layer = table, layer
+        self.table.set_frame(table)
+
+    def _row_chosen(self, row: int) -> None:
+        """A row picked in the table: bring that crop into view, or select that object."""
+        layer = self._result_layer
+        if layer is None or layer not in self._viewer.layers:
+            return
+        if layer is self._stack_layer:
+            self._viewer.layers.selection.active = layer
+            self._viewer.dims.set_current_step(self._viewer.dims.ndim - layer.ndim, row)
+        elif "label" in self.result_table:
+            layer.selected_label = int(self.result_table["label"].iloc[row])
+
+    def export_table(self, value=None):
+        """Write the table shown to the CSV file chosen (atomically); return its path, or None."""
+        if self.result_table is None:
+            self._error(ValueError("classify first: there is no table to export"))
+            return None
+        try:
+            path = chosen_path(self.csv_file, "a CSV file to export the table to")
+        except ValueError as err:
+            self._error(err)
+            return None
+        if path.suffix.lower() != ".csv":
+            path = path.with_name(path.name + ".csv")
+        write_csv_atomic(path, {name: self.result_table[name].tolist() for name in self.result_table.columns})
+        self.status.value = f"exported {len(self.result_table)} rows to {path}"
+        return path
+
+    def _layer_removed(self, event) -> None:
+        """Results that belong to a removed layer go with it: the crop overlay, the table and the legend."""
+        layer = event.value
+        if layer is self._stack_layer:
+            self._stack_layer = None
+            self._viewer.text_overlay.text = ""
+            self._viewer.text_overlay.visible = False
+        if layer is self._result_layer:
+            self._show_table(None, None)
+            self._set_legend([])
+
+    def _set_legend(self, entries: list[tuple[str, str, int]]) -> None:
+        self.legend_entries = entries
+        self.legend.value = "<br>".join(f'<span style="color:{colour}">&#9632;</span> {name} ({count})'
+                                        for name, colour, count in entries)
+        self.legend.visible = bool(entries)
+
     def _show_stack(self, layer, result) -> None:
+        import pandas as pd
+
         layer.metadata[RESULT_KEY] = {"classes": result.classes, **{k: list(v) for k, v in
                                                                   result.table().items()}}
         self._stack_layer = layer
+        self._show_table(layer, pd.DataFrame({"crop": range(len(result.confidence)), **result.table()}))
+        self._set_legend([])  # crops are not coloured: the overlay and the table name their class
         counts = {c: result.predicted_names.count(c) for c in result.classes}
         self.status.value = f"{len(result.confidence)} crops: " + ", ".join(f"{c} {n}" for c, n in counts.items())
         self._viewer.text_overlay.visible = True
@@ -118,6 +190,8 @@ class ClassifyWidget(JobWidget):
             features=table, text={"string": "{class} {confidence:.2f}", "color": "white", "size": 9},
             scale=labels_layer.scale[-2:], translate=labels_layer.translate[-2:])
         counts = table["class"].value_counts()
+        self._show_table(labels_layer, table)
+        self._set_legend([(name, class_color(k), int(counts.get(name, 0))) for k, name in enumerate(result.classes)])
         self.status.value = f"{len(table)} objects: " + ", ".join(f"{c} {n}" for c, n in counts.items())
         window = objects.crops.shape[-1]
         larger = int(np.sum(objects.boxes[:, 2] - objects.boxes[:, 0] > window))
