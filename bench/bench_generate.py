@@ -71,6 +71,7 @@ def quality(rows: list[dict], args) -> None:
     from napari_cellsynth.core.evaluation import bundle_features, frechet_distance, kernel_inception_distance
     from napari_cellsynth.core.label_maps import apply_label_map
     from napari_cellsynth.core.runtime import OnnxModel
+    from training.data import stratified_split
 
     classifier = OnnxModel(args.classifier, kind="classifier")
     config = json.loads((Path(args.run) / "config.json").read_text())
@@ -80,12 +81,17 @@ def quality(rows: list[dict], args) -> None:
         with np.load(Path(args.run) / "train_index.npz") as saved:
             index = saved["index"]
     else:  # held-out real cells: the validation part of the classifier's split, never seen by the generator
-        from training.data import stratified_split
-
         index = stratified_split(y, config["args"]["split_seed"])["val"]
     real = crops.images[index[y[index] == classes.index(args.class_name)]]
     args.reference_count = int(len(real))
     real_features = run_to_end(bundle_features(classifier, real))
+    if args.floor:  # real cells through the same measure: the floor, and a wrong class for scale
+        test = stratified_split(y, config["args"]["split_seed"])["test"]
+        for name in (args.class_name, args.floor):
+            path = Path(args.scratch) / f"real-test-{name}.npz"
+            np.savez(path, images=crops.images[test[y[test] == classes.index(name)]])
+            rows.append({"backend": "onnxruntime", "setting": f"real test {name}", "images_file": str(path),
+                         "network_calls": 0, "images_per_s": float("nan"), "images": 0})
     for row in rows:
         if row["backend"] != "onnxruntime":
             continue
@@ -111,6 +117,8 @@ def main() -> None:
     parser.add_argument("--reference", default="train", choices=["train", "val"],
                         help="real cells for FID/KID: the generator's training crops, or the held-out validation split")
     parser.add_argument("--data", help="the training data, where the run's recorded path no longer holds")
+    parser.add_argument("--floor", metavar="OTHER_CLASS", help="also score the class's real test-split cells (the "
+                        "floor) and OTHER_CLASS's (a wrong class, for scale)")
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--gan-bundles", nargs="+", default=[], help="GAN bundles of the same class: one row each "
