@@ -89,6 +89,17 @@ def thin_classes(index: np.ndarray, y: np.ndarray, classes: list[str], specs: li
     return index
 
 
+def add_generator_data_arguments(p) -> None:
+    """What every generator trainer reads: labelled crops, the label map, the classifier's split seed
+    (a generator sees only the training split) and thinned classes (``--keep-fraction M=0.1``)."""
+    p.add_argument("--data", required=True)
+    p.add_argument("--labels-csv")
+    p.add_argument("--label-map", default="identity")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (as the classifier's)")
+    p.add_argument("--keep-fraction", nargs="+", default=[], metavar="CLASS=F",
+                   help="keep only a fraction of a class's training crops, e.g. M=0.1")
+
+
 def training_indices(y: np.ndarray, classes: list[str], split_seed: int, keep_fraction: list[str] = (),
                      only_classes: list[str] | None = None) -> np.ndarray:
     """The classifier's training split (``stratified_split(y, split_seed)["train"]``), thinned by

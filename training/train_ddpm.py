@@ -33,7 +33,7 @@ from napari_cellsynth.core.denoisers import Denoiser, guided
 from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
 
-from .data import CropBatches, load_labelled, robust_range, training_indices
+from .data import CropBatches, add_generator_data_arguments, load_labelled, robust_range, training_indices
 from .devices import torch_device
 from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
 from .nets.unet import UNet
@@ -42,13 +42,8 @@ from .nets.unet import UNet
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train_ddpm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--labels-csv")
-    p.add_argument("--label-map", default="identity")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (as the classifier's)")
+    add_generator_data_arguments(p)
     p.add_argument("--only-classes", nargs="+", help="train on these classes only (fine-tuning on a rare class)")
-    p.add_argument("--keep-fraction", nargs="+", default=[], metavar="CLASS=F",
-                   help="keep only a fraction of a class's training crops, e.g. M=0.1")
     p.add_argument("--schedule", default="sigmoid", choices=["linear", "cosine", "sigmoid"])
     p.add_argument("--schedule-params", default="{}", help='JSON, e.g. {"start": -3, "end": 3, "tau": 1}')
     p.add_argument("--timesteps", type=int, default=1000)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 
-from .data import CropBatches, load_labelled, robust_range, training_indices
+from .data import CropBatches, add_generator_data_arguments, load_labelled, robust_range, training_indices
 from .devices import torch_device
 from .diffusion_loop import ema_update
 from .nets.wgan import Critic, Generator
@@ -44,11 +44,7 @@ BETAS = {"wgan-div": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train_gan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--labels-csv")
-    p.add_argument("--label-map", default="identity")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (as the classifier's)")
-    p.add_argument("--keep-fraction", nargs="+", default=[], metavar="CLASS=F")
+    add_generator_data_arguments(p)
     p.add_argument("--only-class", help="an unconditional GAN of this class alone (paper 001's per-class models)")
     p.add_argument("--loss", default="wgan-div", choices=LOSSES)
     p.add_argument("--div-points", default="interpolates", choices=DIV_POINTS,
