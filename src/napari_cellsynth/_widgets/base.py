@@ -122,6 +122,7 @@ class JobWidget(Container):
     def _done(self, result) -> None:
         if self.cancel_token.cancelled:  # Cancel came after the last step: the result is not shown
             return
+        self.progress.value = self.progress.max  # a finished job shows a full bar, whatever its last step said
         self._show(result)
 
     def _error(self, err: Exception) -> None:
