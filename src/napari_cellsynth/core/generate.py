@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_open
+from .denoisers import Denoiser, DynamicThreshold, StaticThreshold, Threshold, calls_per_evaluation, guided
 from .images import denormalize
 from .jobs import shifted
 from .runtime import OnnxModel
-from .denoisers import Denoiser, DynamicThreshold, StaticThreshold, Threshold, calls_per_evaluation, guided
 from .samplers import SAMPLERS, SPACINGS, run_sampler, sampler_timesteps
-
 
 THRESHOLDS = ("static", "dynamic")
 GENERATOR_KINDS = ("ddpm", "gan")
@@ -102,8 +101,6 @@ class GenerationSettings:
             raise ValueError(f"sampler {self.sampler!r} takes no eta (only ddim does); leave it at 0")
         if self.eta < 0:
             raise ValueError(f"eta must be ≥ 0, got {self.eta}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if self.clip_x0 is not None and not self.clip_x0 > 0:
             raise ValueError(f"clip_x0 must be positive (or None to switch clipping off), got {self.clip_x0}")
         if self.threshold is not None and self.threshold not in THRESHOLDS:

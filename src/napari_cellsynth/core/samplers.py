@@ -133,14 +133,13 @@ class SamplerSpec:
     fn: Callable[..., Sampling]
     all_steps: bool = False
     options: tuple[str, ...] = ()
-    stochastic: bool = False
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "ddim": SamplerSpec(ddim, options=("eta",)),
     "dpm_solver_pp_2m": SamplerSpec(dpm_solver_pp_2m),
     "dpm_solver_pp_3m": SamplerSpec(dpm_solver_pp_3m),
-    "ddpm": SamplerSpec(ddpm, all_steps=True, stochastic=True),
+    "ddpm": SamplerSpec(ddpm, all_steps=True),
 }
 
 
