@@ -154,13 +154,8 @@ def dock(viewer, name):
     return widget
 
 
-@pytest.mark.napari
-def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, classifier_bundle, jurkat_slice,
-                                                   mixed_synthetic, tmp_path, monkeypatch):
-    from napari_cellsynth._widgets.umap_filter import FILTER_KEY
-
-    monkeypatch.chdir(tmp_path)
-    viewer = make_napari_viewer(show=True)
+def filter_in_viewer(viewer, mixed_synthetic, classifier_bundle, jurkat_slice):
+    """The UMAP filter opened from the Plugins menu with the synthetic layer and its inputs filled in."""
     images, _ = mixed_synthetic
     layer = viewer.add_image(images, name="synthetic")
     widget = dock(viewer, "UMAP filter")
@@ -168,6 +163,17 @@ def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, cl
     widget.real_data.value = str(jurkat_slice)
     widget.synthetic_layer.value = layer
     widget.minority.value = "M"
+    return viewer, layer, widget
+
+
+@pytest.mark.napari
+def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, classifier_bundle, jurkat_slice,
+                                                   mixed_synthetic, tmp_path, monkeypatch):
+    from napari_cellsynth._widgets.umap_filter import FILTER_KEY
+
+    monkeypatch.chdir(tmp_path)
+    viewer, layer, widget = filter_in_viewer(make_napari_viewer(show=True), mixed_synthetic, classifier_bundle,
+                                             jurkat_slice)
     seen = []
     widget.progress.changed.connect(lambda value: seen.append((value, widget.status.value)))
     widget.start()
@@ -207,14 +213,7 @@ def test_cancel_stops_the_umap_fit(make_napari_viewer, qtbot, classifier_bundle,
     from napari_cellsynth._widgets.umap_filter import FILTER_KEY
     from napari_cellsynth.core.umap_filter import _UmapServer
 
-    viewer = make_napari_viewer()
-    images, _ = mixed_synthetic
-    layer = viewer.add_image(images, name="synthetic")
-    widget = dock(viewer, "UMAP filter")
-    widget.classifier.value = str(classifier_bundle)
-    widget.real_data.value = str(jurkat_slice)
-    widget.synthetic_layer.value = layer
-    widget.minority.value = "M"
+    viewer, layer, widget = filter_in_viewer(make_napari_viewer(), mixed_synthetic, classifier_bundle, jurkat_slice)
     widget.start()
     assert widget.busy and not widget.run_button.enabled
     qtbot.waitUntil(lambda: "UMAP embedding: epoch" in widget.status.value, timeout=180_000)
