@@ -12,6 +12,7 @@ bridged at several timesteps.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import BridgeSchedule
@@ -88,4 +90,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m export.export_bbdm"))

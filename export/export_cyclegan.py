@@ -9,6 +9,7 @@ BBDM's condition); output ``fake`` (the FISH crop in [-1, 1]).  Parity on real D
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from training.train_bbdm import load_pairs
@@ -67,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m export.export_cyclegan"))

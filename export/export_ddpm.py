@@ -11,6 +11,7 @@ Parity: torch and ONNX Runtime on real training crops noised at several timestep
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.datasets import read_crops
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import NoiseSchedule
@@ -107,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m export.export_ddpm"))

@@ -11,6 +11,7 @@ weights, e.g. the one chosen by KID.  Parity: torch and ONNX Runtime on seeded l
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.runtime import OnnxModel
 from training.nets.wgan import Generator
 
@@ -91,4 +93,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m export.export_gan"))

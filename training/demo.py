@@ -21,6 +21,7 @@ from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
 from napari_cellsynth.core.atomic import atomic_open, write_csv_atomic, write_json_atomic
 from napari_cellsynth.core.bundle import BundleError, read_card, verify_files
 from napari_cellsynth.core.classify import classify_crops
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.label_maps import apply_label_map
 from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
@@ -168,4 +169,4 @@ def open_viewer(bundle: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.demo"))

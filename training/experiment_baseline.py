@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.metrics import summarize_runs
 
 from . import train_classifier
@@ -60,4 +61,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.experiment_baseline"))

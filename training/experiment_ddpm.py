@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
-from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.generate import GenerationSettings, generate
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS
@@ -220,4 +221,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.experiment_ddpm"))

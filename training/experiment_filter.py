@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.filtering import run_filter
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import summarize_runs
@@ -95,4 +96,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.experiment_filter"))

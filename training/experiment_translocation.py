@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
@@ -239,4 +240,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.experiment_translocation"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,10 +32,12 @@ from torch import nn
 from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import bridge
 from napari_cellsynth.core.schedules import BridgeSchedule
 
+from .arguments import parse_checked
 from .data import CropBatches
 from .diffusion_loop import (add_run_arguments, dapi_fish_grid, ema_update, plot_loss, restore_checkpoint,
                              save_checkpoint)
@@ -117,7 +120,7 @@ def build_model(net: dict, channels: int, size: int) -> UNet:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -183,4 +186,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.train_bbdm"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from skimage.measure import label as connected
 from skimage.segmentation import expand_labels
 
 from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.mfish import OVERLAP, list_metaphases, read_metaphase
 from napari_cellsynth.core.segment import SegmentSettings, segment
+
+from .arguments import parse_checked
 
 
 def chromosome_instances(karyotype: np.ndarray, min_area: int = 20) -> np.ndarray:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="random crops per epoch (few metaphases would give few optimizer steps)")
     parser.add_argument("--learning-rate", type=float, default=0.005, help="AdamW, as Cellpose 3 trains")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
     from cellpose import train
     from cellpose.models import CellposeModel
 
@@ -102,4 +106,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.train_cellpose"))

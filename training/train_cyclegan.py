@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from torch import nn
 from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 
+from .arguments import parse_checked
 from .data import CropBatches
 from .diffusion_loop import add_run_arguments, dapi_fish_grid, plot_loss
 from .nets.cyclegan import Generator, PatchDiscriminator
@@ -115,7 +118,7 @@ def sample_grid(g_ab: nn.Module, pairs: dict, path: Path, n: int = 8) -> None:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -187,4 +190,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.train_cyclegan"))

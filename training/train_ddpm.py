@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -28,11 +29,13 @@ from torch import nn
 from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import write_json_atomic
-from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.denoisers import Denoiser, guided
+from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
 
+from .arguments import parse_checked
 from .data import CropBatches, add_generator_data_arguments, load_labelled, robust_range, training_indices
 from .devices import torch_device
 from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
@@ -103,7 +106,7 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -183,4 +186,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.train_ddpm"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +32,9 @@ import torch
 from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 
+from .arguments import parse_checked
 from .data import CropBatches, add_generator_data_arguments, load_labelled, robust_range, training_indices
 from .devices import torch_device
 from .diffusion_loop import ema_update
@@ -66,14 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
     return p
-
-
-def check_args(args) -> None:
-    for name in ("n_critic", "batch_size", "latent", "base", "steps", "snapshot_every", "sample_every", "ckpt_every"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise ValueError(f"--lr must be positive, got {args.lr}")
 
 
 def plot_critic(history: list[dict], path: Path) -> None:
@@ -114,8 +109,7 @@ def sample_grid(generator: Generator, classes: list[str], latent: int, path: Pat
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
-    check_args(args)
+    args = parse_checked(build_parser(), argv)
     out = Path(args.out)
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -220,4 +214,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.train_gan"))

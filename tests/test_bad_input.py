@@ -1,0 +1,66 @@
+"""Bad input at every command-line entry point gives one line naming the problem and the fix, exit
+status 2 and no traceback (issue 14); ``-v`` shows the traceback.  docs/results.md lists these."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import JURKAT, require
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "unlabelled").mkdir()
+    with np.load(require(JURKAT), allow_pickle=False) as data:
+        np.savez(root / "unlabelled.npz", images=data["images"][:20])
+        np.savez(root / "one_class.npz", images=data["images"][:20], labels=np.array(["G1"] * 20))
+    (root / "broken").mkdir()
+    (root / "broken" / "G1").mkdir()
+    (root / "broken" / "G1" / "cell.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+CASES = [
+    # (command, what must be in the one-line message)
+    (["training.train_classifier", "--data", "{root}/missing.npz", "--out", "{root}/o"], "does not exist"),
+    (["training.train_classifier", "--data", "{root}/unlabelled.npz", "--out", "{root}/o"], "has no labels"),
+    (["training.train_classifier", "--data", "{root}/one_class.npz", "--out", "{root}/o"],
+     "at least two classes need 5 or more crops"),
+    (["training.train_classifier", "--data", "{root}/broken", "--out", "{root}/o"], "could not be read"),
+    (["training.train_classifier", "--data", "{root}/one_class.npz", "--steps", "0", "--out", "{root}/o"],
+     "--steps must be at least 1"),
+    (["training.train_classifier", "--data", "{root}/one_class.npz", "--fit", "stretch", "--out", "{root}/o"],
+     "invalid choice: 'stretch'"),
+    (["training.train_ddpm", "--data", "{root}/one_class.npz", "--sample-every", "0", "--out", "{root}/o"],
+     "--sample-every must be at least 1"),
+    (["training.train_gan", "--data", "{root}/one_class.npz", "--lr", "0", "--out", "{root}/o"], "--lr must be above 0"),
+    (["training.train_bbdm", "--data", "{root}/x.npz", "--dropout", "1.5", "--out", "{root}/o"],
+     "--dropout is a fraction in [0, 1)"),
+    (["export.export_classifier", "{root}/unlabelled", "--out", "{root}/b"], "is not a finished classifier run"),
+    (["napari_cellsynth.cli", "classify", "{root}/unlabelled.npz", "--model", "{root}/nothing", "--out", "{root}/p.csv"],
+     "does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(c[0][:1] + c[0][-3:-2]) for c in CASES])
+def test_one_line_error_without_traceback(inputs, args, message):
+    done = run(*[a.format(root=inputs) for a in args])
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    # one line, "PROG: error: MESSAGE" (argparse's own errors print the usage above it)
+    assert lines[-1].startswith("python -m ") or lines[-1].startswith("cellsynth "), lines
+    assert ": error: " in lines[-1] and message in lines[-1], lines[-1]
+    assert len(lines) == 1 or lines[0].startswith("usage:"), lines
+
+
+def test_verbose_shows_the_traceback(inputs):
+    done = run("training.train_classifier", "--data", f"{inputs}/missing.npz", "--out", f"{inputs}/o", "-v")
+    assert done.returncode != 0 and "Traceback" in done.stderr and "does not exist" in done.stderr
