@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from training.nets.resnet import ResNetClassifier
@@ -27,11 +29,14 @@ from .common import export_onnx, fresh_staging, library_versions, parity, publis
 
 
 def load_run(run: Path) -> tuple[dict, ResNetClassifier]:
+    if not (run / "config.json").is_file() or not (run / "best.pt").is_file():
+        raise ValueError(f"{run} is not a finished classifier run (it needs config.json and best.pt); pass the "
+                         "--out folder of python -m training.train_classifier")
     config = json.loads((run / "config.json").read_text())
     args = config["args"]
     model = ResNetClassifier(args["arch"], len(config["channels"]), len(config["classes"]),
                              int(config["image_size"][-1]), args["width"])
-    model.load_state_dict(torch.load(run / "best.pt", weights_only=True)["model"])
+    model.load_state_dict(torch.load(run / "best.pt", weights_only=True, map_location="cpu")["model"])
     return config, model.eval()
 
 
@@ -41,11 +46,15 @@ def make_card(run: Path, config: dict, model: ResNetClassifier, name: str) -> Ca
     return Card(
         kind="classifier", name=name, classes=config["classes"], channels=config["channels"],
         input={"size": [int(s) for s in config["image_size"]], "layout": "NCHW", "dtype": config["dtype"],
-               "value_range": config["value_range"], "name": "images"},
+               "value_range": config["value_range"], "name": "images",
+               **({"fit": config["fit"]} if config.get("fit") else {})},
         normalization=config["normalization"],
         outputs={"names": ["logits", "features"], "feature_dim": model.feature_dim},
         training={"arch": config["args"]["arch"], "width": config["args"]["width"],
                   "epochs": config["args"]["epochs"], "seed": config["args"]["seed"],
+                  "recipe": {k: config["args"].get(k) for k in ("optimizer", "lr", "weight_decay", "batch_size",
+                                                                "sampling", "patience")},
+                  "schedule": config.get("schedule"), "train_only_classes": config.get("train_only_classes", []),
                   "data": {"source": config["data"], "label_map": config["label_map"],
                            "counts": config["counts"], "excluded": config["excluded"]},
                   "best_val_macro_f1": max(h["val_macro_f1"] for h in history),
@@ -90,4 +99,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m export.export_classifier"))

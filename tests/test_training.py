@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import CropBatches, channel_stats, stratified_split
+from training.data import CropBatches, channel_stats, stratified_split, tiny_classes
 from training.nets.resnet import ResNetClassifier
 
 
@@ -24,8 +24,21 @@ def test_split_is_stratified_disjoint_and_seeded():
     assert np.bincount(y[split["train"]]).tolist() == [300, 30, 6]
     assert stratified_split(y, seed=1)["test"].tolist() == split["test"].tolist()
     assert stratified_split(y, seed=2)["test"].tolist() != split["test"].tolist()
-    with pytest.raises(ValueError, match="at least 3 crops"):
+    with pytest.raises(ValueError, match="at least two classes need 5 or more crops"):
         stratified_split(np.array([0, 0, 0, 1, 1]), seed=0)
+
+
+def test_a_class_of_two_crops_is_trained_on_and_left_out_of_validation_and_test():
+    y = np.repeat([0, 1, 2, 3], [40, 12, 2, 4])
+    split = stratified_split(y, seed=0)
+    assert tiny_classes(y) == [2, 3]
+    assert np.bincount(y[split["train"]], minlength=4)[2:].tolist() == [2, 4]
+    for part in ("val", "test"):
+        assert not np.isin(y[split[part]], [2, 3]).any() and set(y[split[part]]) == {0, 1}
+    # the split of the evaluable classes is the one they would get without the tiny classes
+    big = np.flatnonzero(y < 2)
+    alone = stratified_split(y[big], seed=0)
+    assert big[alone["test"]].tolist() == split["test"].tolist()
 
 
 def test_batches_augment_with_flips_rotations_and_brightness():

@@ -134,5 +134,7 @@ def test_optimizer_option_builds_paper_004s_adam():
     args = build_parser().parse_args(["--data", "x.npz", "--out", "o", "--optimizer", "adam", "--lr", "1e-3"])
     optimizer = build_optimizer(model, args)
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 1e-3
+    sgd = build_optimizer(model, build_parser().parse_args(["--data", "x.npz", "--out", "o", "--optimizer", "sgd"]))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["lr"] == 0.05
     default = build_optimizer(model, build_parser().parse_args(["--data", "x.npz", "--out", "o"]))
-    assert isinstance(default, torch.optim.SGD) and default.param_groups[0]["nesterov"]
+    assert isinstance(default, torch.optim.AdamW) and default.param_groups[0]["weight_decay"] == 0.05

@@ -28,9 +28,15 @@ class LabelledData:
 
 
 def load_labelled(path: str, label_map: str | None = None, labels_csv: str | None = None,
-                  exclude: np.ndarray | None = None) -> LabelledData:
-    """Read crops with labels; ``exclude`` drops crops by index (e.g. held-out sample cells)."""
-    crops = read_crops(path, labels_csv)
+                  exclude: np.ndarray | None = None, size: int | None = None, fit: str | None = None,
+                  report=print) -> LabelledData:
+    """Read crops with labels; ``exclude`` drops crops by index (e.g. held-out sample cells).
+
+    ``size``/``fit`` bring crops of mixed sizes to one size (:mod:`napari_cellsynth.core.sizing`);
+    ``report`` gets one line per notice (sizes fitted, classes of the map without crops)."""
+    crops = read_crops(path, labels_csv, size, fit)
+    for note in crops.notes:
+        report(note)
     if crops.labels is None:
         raise ValueError(f"{path} has no labels; training needs labelled crops "
                          "(npz 'labels', a labels CSV, or one folder per class)")
@@ -40,22 +46,39 @@ def load_labelled(path: str, label_map: str | None = None, labels_csv: str | Non
                         [crops.names[i] for i in keep], crops.source)
     mapping = resolve_label_map(label_map, crops.labels)
     y, classes = apply_label_map(crops.labels, mapping)
+    empty = [name for k, name in enumerate(classes) if not np.any(y == k)]
+    if empty:
+        report(f"warning: class(es) {empty} of the label map have no crops in {path}; the model cannot "
+               "learn them (drop them from the map, or add crops)")
     return LabelledData(crops, y, classes, mapping)
 
 
+MIN_EVAL_CROPS = 5  # a class needs this many crops to appear in validation and test
+
+
+def tiny_classes(y: np.ndarray, n_classes: int | None = None) -> list[int]:
+    """Classes with 1 to ``MIN_EVAL_CROPS - 1`` crops: trained on, but too few to validate or test."""
+    counts = np.bincount(y, minlength=n_classes or 0)
+    return [k for k, n in enumerate(counts) if 0 < n < MIN_EVAL_CROPS]
+
+
 def stratified_split(y: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
-    """Train/validation/test indices, stratified by class, reproducible under ``seed``."""
+    """Train/validation/test indices, stratified by class, reproducible under ``seed``.
+
+    A class with fewer than ``MIN_EVAL_CROPS`` crops (:func:`tiny_classes`) goes to training whole and
+    is absent from validation and test; the others are split as if it were not there."""
     if not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split fractions {fractions} must add up to 1")
-    counts = np.bincount(y)
-    if counts[counts > 0].min() < 3:
-        raise ValueError(f"every class needs at least 3 crops for a train/validation/test split, "
-                         f"got counts {counts.tolist()}")
     index = np.arange(len(y))
-    train, rest = train_test_split(index, train_size=fractions[0], stratify=y, random_state=seed)
+    tiny = np.isin(y, tiny_classes(y))
+    splittable = index[~tiny]
+    if len(np.unique(y[splittable])) < 2:
+        raise ValueError(f"at least two classes need {MIN_EVAL_CROPS} or more crops to validate and test a "
+                         f"classifier; the counts are {np.bincount(y).tolist()}: add crops")
+    train, rest = train_test_split(splittable, train_size=fractions[0], stratify=y[splittable], random_state=seed)
     val_share = fractions[1] / (fractions[1] + fractions[2])
     val, test = train_test_split(rest, train_size=val_share, stratify=y[rest], random_state=seed)
-    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    return {"train": np.sort(np.concatenate([train, index[tiny]])), "val": np.sort(val), "test": np.sort(test)}
 
 
 def read_split(path: str, n: int) -> dict[str, np.ndarray]:
@@ -155,11 +178,14 @@ class CropBatches:
 
     ``device`` holds the crops (and does the augmentation) there, e.g. on a GPU; the random draws stay
     on the CPU generator, so a run's batches are the same on every device.
+
+    ``weights`` (one per crop) draws each pass's crops with replacement in proportion to them instead of
+    shuffling (class-balanced sampling: ``1 / count`` of each crop's class).
     """
 
     def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
                  augment: bool, seed: int, brightness: bool = True, shuffle: bool | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", weights: np.ndarray | None = None):
         self.device = torch.device(device)
         self.images = torch.from_numpy(images.astype(np.float32)).to(self.device)
         self.y = torch.from_numpy(y.astype(np.int64)).to(self.device)
@@ -170,6 +196,7 @@ class CropBatches:
         self.augment = augment
         self.brightness = brightness
         self.shuffle = augment if shuffle is None else shuffle
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -199,8 +226,12 @@ class CropBatches:
         return x * per_sample(brightness)
 
     def __iter__(self):
-        order = torch.randperm(len(self.y), generator=self.generator) if self.shuffle \
-            else torch.arange(len(self.y))
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, len(self.y), replacement=True, generator=self.generator)
+        elif self.shuffle:
+            order = torch.randperm(len(self.y), generator=self.generator)
+        else:
+            order = torch.arange(len(self.y))
         order = order.to(self.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]

@@ -1,21 +1,40 @@
 """Train a ResNet classifier on labelled microscopy crops.
 
     python -m training.train_classifier --data ../shared/data/jurkat/jurkat_cells.npz \
-        --label-map jurkat4 --arch resnet18 --epochs 30 --seed 0 --out runs/jurkat4-s0
+        --label-map jurkat4 --seed 0 --out runs/jurkat4-s0
+
+The recipe (defaults, chosen from measurements on five real data sets of 180 to 4,340 training
+crops; docs/results.md, "Small-data training"): AdamW (lr 1e-3, weight decay 0.05), a schedule
+counted in optimizer steps — at least ``--min-steps`` (1,000) however small the data, else
+``--epochs`` (30) passes — with a linear warm-up over the first 5 % and a cosine decay to 0,
+validation macro-F1 ``--evaluations`` (40) times over the run and the best checkpoint kept.
+``--epochs`` given alone means exactly that many passes.  Options that were measured and are off by
+default: ``--patience N`` (early stopping; it cut the cosine decay short and lost 0.01–0.03
+macro-F1), ``--sampling balanced`` (every class drawn equally often; no gain).  The trainer's
+defaults before them (SGD for 30 passes: 90 steps on 180 crops) collapsed to the majority class
+on one seed in ten.
+
+Any input :mod:`napari_cellsynth.core.datasets` reads: .npz, TIFF stack + labels CSV, folder per class
+of TIFF/PNG/JPEG, 8/16-bit, grey/RGB/multichannel; mixed sizes are brought to ``--size`` by
+``--fit`` (recorded in the card, so inference fits crops the same way).  A class with fewer than 5
+crops is trained on and left out of validation and test, with a warning.
 
 A run folder gets ``config.json``, ``split.npz`` (indices), ``samples.npz`` (real test
 crops for the export parity check), ``last.pt`` / ``best.pt`` checkpoints (selected
 on validation macro-F1), ``history.json``, ``curves.png``, and the test metrics
-(``metrics_test.json``, ``confusion_test.png``).  ``--resume`` continues from ``last.pt``.
+(``metrics_test.json``, ``confusion_test.png``).  ``--resume`` continues from ``last.pt`` (at its
+last evaluation, with a fresh shuffle).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +43,18 @@ from torch import nn
 from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
 
+from napari_cellsynth.core.sizing import FIT_POLICIES
+
+from .arguments import parse_checked
 from .data import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
-                   stratified_split, thin_classes)
+                   stratified_split, thin_classes, tiny_classes)
 from .focused_sampling import PARTS as FOCUSED_PARTS
 from .focused_sampling import FocusedBatches, MinorityPool
 from .nets.resnet import ResNetClassifier
+from .devices import torch_device
 from .plots import plot_training_curves
 
 
@@ -54,14 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the generated slots of --focused")
     p.add_argument("--focused-parts", nargs="+", default=list(FOCUSED_PARTS), choices=list(FOCUSED_PARTS),
                    help="which parts fill the supplementary batch (the ablation of paper 001 Table 2)")
+    p.add_argument("--size", type=int, help="bring every crop to SIZE×SIZE (default: as they are; mixed sizes: "
+                                            "the median longer side, at most 128)")
+    p.add_argument("--fit", choices=FIT_POLICIES, help="how crops reach --size: resize (default; aspect kept, "
+                                                       "then padded) or pad (centre pad/crop at native scale)")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, help="passes over the training crops (default 30, but at least "
+                                              "--min-steps optimizer steps; given alone: exactly this many)")
+    p.add_argument("--steps", type=int, help="optimizer steps in all (overrides --epochs and --min-steps)")
+    p.add_argument("--min-steps", type=int, default=1000,
+                   help="the fewest optimizer steps when --epochs is not given (small data sets need many passes)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
-                   help="sgd: Nesterov momentum 0.9 (default); adam: Adam as paper 004's classifier (use --lr 1e-3)")
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adam"],
+                   help="adamw (default, lr 1e-3, weight decay 0.05); sgd: Nesterov momentum 0.9 (lr 0.05, "
+                        "weight decay 5e-4); adam: paper 004's classifier (lr 1e-3)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the optimizer's, above)")
+    p.add_argument("--weight-decay", type=float, help="default: the optimizer's, above")
+    p.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming the lr up linearly")
+    p.add_argument("--evaluations", type=int, default=40,
+                   help="validations over the run (at most one per epoch; with --epochs alone: one per epoch)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many validations without a better macro-F1 (default 0: never stop early)")
+    p.add_argument("--sampling", default="shuffle", choices=["shuffle", "balanced"],
+                   help="balanced: draw crops so that every class is seen equally often (with replacement)")
     p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations and brightness")
     p.add_argument("--class-weights", default="none", choices=["none", "balanced"],
                    help="balanced: weight the loss by n / (classes × count) of the training crops (extras included)")
@@ -70,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help=".npz with 'train', 'val' and 'test' index arrays: a fixed split (e.g. test "
                                    "slides held out) instead of the seeded stratified one")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when there is a GPU)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -84,46 +125,101 @@ def evaluate(model: nn.Module, batches: CropBatches) -> tuple[float, np.ndarray,
         for x, y in batches:
             logits, _ = model(x)
             losses.append(nn.functional.cross_entropy(logits, y, reduction="sum").item())
-            truth.append(y.numpy())
-            predicted.append(logits.argmax(1).numpy())
+            truth.append(y.cpu().numpy())
+            predicted.append(logits.argmax(1).cpu().numpy())
     truth_all = np.concatenate(truth)
     return sum(losses) / len(truth_all), truth_all, np.concatenate(predicted)
 
 
-def train_epochs(model, optimizer, scheduler, train: CropBatches, val: CropBatches, classes, start_epoch: int,
-                 epochs: int, history: list, out: Path,
-                 class_weights: torch.Tensor | None = None) -> Generator[dict, None, list]:
-    """Train, validate and checkpoint epoch by epoch; yields one event per batch and per epoch."""
+OPTIMIZER_DEFAULTS = {"adamw": (1e-3, 0.05), "sgd": (0.05, 5e-4), "adam": (1e-3, 0.0)}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run is and when it validates, all counted in optimizer steps."""
+
+    total_steps: int
+    eval_every: int
+    warmup_steps: int
+    steps_per_epoch: int
+
+    @classmethod
+    def from_args(cls, args, steps_per_epoch: int) -> "Schedule":
+        if args.steps is not None:
+            total = args.steps
+        elif args.epochs is not None:
+            total = args.epochs * steps_per_epoch
+        else:
+            total = max(30 * steps_per_epoch, args.min_steps)
+        if args.epochs is not None and args.steps is None:
+            eval_every = steps_per_epoch  # epochs asked for: one validation per epoch
+        else:
+            eval_every = max(steps_per_epoch, -(-total // args.evaluations))
+        return cls(total, min(eval_every, total), int(args.warmup * total), steps_per_epoch)
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 0 over the remaining steps."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def endless(batches) -> Iterator:
+    """Batches for ever: a new shuffled pass each time the last one ends."""
+    while True:
+        yield from batches
+
+
+def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, schedule: Schedule, start_step: int,
+                history: list, out: Path, class_weights: torch.Tensor | None = None,
+                patience: int = 0) -> Generator[dict, None, list]:
+    """Train for ``schedule.total_steps`` optimizer steps, validating and checkpointing every
+    ``schedule.eval_every``; yields one event per step and per validation, and stops early after
+    ``patience`` validations without a better validation macro-F1."""
     best = max((h["val_macro_f1"] for h in history), default=-1.0)
-    for epoch in range(start_epoch, epochs):
+    since_best = len(history) - 1 - max(range(len(history)), key=lambda i: history[i]["val_macro_f1"]) \
+        if history else 0
+    batches = endless(train)
+    started, total, seen = time.time(), 0.0, 0
+    for step in range(start_step, schedule.total_steps):
         model.train()
-        started, total, seen = time.time(), 0.0, 0
-        for x, y in train:
-            logits, _ = model(x)
-            loss = nn.functional.cross_entropy(logits, y, weight=class_weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(y)
-            seen += len(y)
-            yield {"event": "batch", "epoch": epoch, "loss": loss.item()}
+        x, y = next(batches)
+        logits, _ = model(x)
+        loss = nn.functional.cross_entropy(logits, y, weight=class_weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
         scheduler.step()
+        total += loss.item() * len(y)
+        seen += len(y)
+        yield {"event": "batch", "step": step + 1, "loss": loss.item()}
+        if (step + 1) % schedule.eval_every and step + 1 != schedule.total_steps:
+            continue
         val_loss, truth, predicted = evaluate(model, val)
         val_metrics = classification_metrics(truth, predicted, classes)
-        record = {"epoch": epoch + 1, "train_loss": total / seen, "val_loss": val_loss,
+        record = {"epoch": round((step + 1) / schedule.steps_per_epoch, 3), "step": step + 1,
+                  "train_loss": total / seen, "val_loss": val_loss,
                   "val_macro_f1": val_metrics["macro_f1"], "val_accuracy": val_metrics["accuracy"],
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
         history.append(record)
+        started, total, seen = time.time(), 0.0, 0
+        since_best += 1
         if record["val_macro_f1"] > best:
-            best = record["val_macro_f1"]
+            best, since_best = record["val_macro_f1"], 0
             with atomic_open(out / "best.pt", "wb") as fh:
-                torch.save({"model": model.state_dict(), "epoch": epoch + 1}, fh)
+                torch.save({"model": model.state_dict(), "epoch": record["epoch"], "step": step + 1}, fh)
+        stop = bool(patience) and since_best >= patience
         with atomic_open(out / "last.pt", "wb") as fh:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                        "rng": torch.get_rng_state(), "train_rng": train.generator.get_state()}, fh)
+                        "scheduler": scheduler.state_dict(), "step": step + 1, "history": history,
+                        "stopped_early": stop, "rng": torch.get_rng_state(),
+                        "train_rng": train.generator.get_state()}, fh)
         write_json_atomic(out / "history.json", history)
-        yield {"event": "epoch", **record}
+        yield {"event": "evaluation", **record}
+        if stop:
+            yield {"event": "stopped", "step": step + 1, "since_best": since_best}
+            break
     return history
 
 
@@ -132,9 +228,14 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
     if args.exclude:
         with np.load(args.exclude, allow_pickle=False) as held_out:
             exclude = held_out["source_index"]
-    data = load_labelled(args.data, args.label_map, args.labels_csv, exclude)
+    data = load_labelled(args.data, args.label_map, args.labels_csv, exclude, args.size, args.fit,
+                         report=lambda line: print(line, file=sys.stderr))
     split_seed = args.split_seed if args.split_seed is not None else args.seed
     split = read_split(args.split, len(data.y)) if args.split else stratified_split(data.y, split_seed)
+    tiny = [data.classes[k] for k in tiny_classes(data.y, len(data.classes))]
+    if tiny and not args.split:
+        print(f"warning: class(es) {tiny} have fewer than 5 crops: trained on, but left out of validation and "
+              "test, which cannot score them", file=sys.stderr)
     split["train"] = thin_classes(split["train"], data.y, data.classes, args.keep_fraction, split_seed)
     mean, std = channel_stats(data.crops.images[split["train"]])
     images = data.crops.images
@@ -143,6 +244,7 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
         "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
         "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
         "normalization": {"type": "standardize", "mean": mean, "std": std},
+        "fit": size_fit_record(data, args), "train_only_classes": tiny,
         "counts": {part: data.counts(index) for part, index in split.items()},
         "extra_train": extra_summary(args.extra_train, data),
         "excluded": int(0 if exclude is None else len(exclude)),
@@ -154,6 +256,11 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
     np.savez(out / "samples.npz", images=images[test[pick]], labels=data.y[test[pick]])
     write_json_atomic(out / "config.json", config)
     return data, split, config
+
+
+def size_fit_record(data: LabelledData, args) -> str | None:
+    """The policy to record in the card: the one that fitted the training crops, or the one asked for."""
+    return data.crops.fit.fit if data.crops.fit is not None else args.fit
 
 
 def extra_summary(paths: list[str], data: LabelledData) -> list[dict]:
@@ -200,10 +307,14 @@ def focused_pools(args, data: LabelledData, train_images: np.ndarray, train_y: n
 
 
 def build_optimizer(model: nn.Module, args) -> torch.optim.Optimizer:
+    lr, weight_decay = OPTIMIZER_DEFAULTS[args.optimizer]
+    lr = args.lr if args.lr is not None else lr
+    weight_decay = args.weight_decay if args.weight_decay is not None else weight_decay
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if args.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay,
-                           nesterov=True)
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
 
 
 def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -216,13 +327,24 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def sampling_weights(y: np.ndarray, how: str) -> np.ndarray | None:
+    """``balanced``: each crop drawn with probability 1 / (classes × its class's count)."""
+    if how != "balanced":
+        return None
+    counts = np.bincount(y)
+    return 1.0 / counts[y]
+
+
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
+    device = torch_device(args.device)
+    if args.focused and device.type != "cpu":
+        raise ValueError("--focused runs on the CPU only; leave out --device")
     data, split, config = prepare_run(args, out)
     norm = config["normalization"]
     images = data.crops.images
@@ -233,38 +355,56 @@ def main(argv: list[str] | None = None) -> dict:
                                augment=not args.no_augment, parts=tuple(args.focused_parts))
     else:
         train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment,
-                            seed=args.seed, shuffle=True)
-    val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0)
-    model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]), args.width)
+                            seed=args.seed, shuffle=True, weights=sampling_weights(train_y, args.sampling),
+                            device=device)
+    val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0, device=device)
+    model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]),
+                             args.width).to(device)
     optimizer = build_optimizer(model, args)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    schedule = Schedule.from_args(args, len(train))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
     history, start = [], 0
     if args.resume and (out / "last.pt").is_file():
-        state = torch.load(out / "last.pt", weights_only=True)
+        state = torch.load(out / "last.pt", weights_only=True, map_location=device)
+        if "step" not in state:
+            raise ValueError(f"{out / 'last.pt'} was written by an older trainer (per-epoch schedule); "
+                             "start a new run in another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        train.generator.set_state(state["train_rng"])
-        history, start = state["history"], state["epoch"]
-        print(f"resuming {out} at epoch {start + 1}", file=sys.stderr)
-    bar = tqdm(total=(args.epochs - start) * len(train), disable=args.quiet, unit="batch")
-    weights = balanced_weights(train_y, len(data.classes)) if args.class_weights == "balanced" else None
-    for event in train_epochs(model, optimizer, scheduler, train, val, data.classes, start, args.epochs,
-                              history, out, weights):
+        torch.set_rng_state(state["rng"].cpu())
+        train.generator.set_state(state["train_rng"].cpu())
+        history, start = state["history"], state["step"]
+        if state.get("stopped_early"):
+            start = schedule.total_steps
+        print(f"resuming {out} at step {start} of {schedule.total_steps}", file=sys.stderr)
+    write_json_atomic(out / "config.json", {**config, "schedule": vars(schedule)})
+    bar = tqdm(total=schedule.total_steps - start, disable=args.quiet, unit="step")
+    weights = balanced_weights(train_y, len(data.classes)).to(device) if args.class_weights == "balanced" else None
+    for event in train_steps(model, optimizer, scheduler, train, val, data.classes, schedule, start, history,
+                             out, weights, args.patience):
         if event["event"] == "batch":
             bar.update()
-            bar.set_description(f"epoch {event['epoch'] + 1}/{args.epochs} loss {event['loss']:.3f}")
+            bar.set_description(f"step {event['step']}/{schedule.total_steps} loss {event['loss']:.3f}")
+        elif event["event"] == "evaluation":
+            bar.write(f"epoch {event['epoch']:7.2f}  step {event['step']:6d}  train loss {event['train_loss']:.4f}  "
+                      f"val loss {event['val_loss']:.4f}  val macro-F1 {event['val_macro_f1']:.3f}")
         else:
-            bar.write(f"epoch {event['epoch']:3d}  train loss {event['train_loss']:.4f}  val loss "
-                      f"{event['val_loss']:.4f}  val macro-F1 {event['val_macro_f1']:.3f}")
+            bar.write(f"stopped early at step {event['step']}: no better validation macro-F1 in "
+                      f"{event['since_best']} validations (--patience)")
     bar.close()
+    if not (out / "best.pt").is_file():
+        raise ValueError(f"{out} has no best.pt: the run never validated; give more --steps")
     plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}")
-    model.load_state_dict(torch.load(out / "best.pt", weights_only=True)["model"])
-    test = CropBatches(images[split["test"]], data.y[split["test"]], norm, 256, False, 0)
+    best = torch.load(out / "best.pt", weights_only=True, map_location=device)
+    model.load_state_dict(best["model"])
+    test = CropBatches(images[split["test"]], data.y[split["test"]], norm, 256, False, 0, device=device)
     _, truth, predicted = evaluate(model, test)
     metrics = classification_metrics(truth, predicted, data.classes)
-    metrics["best_epoch"] = int(torch.load(out / "best.pt", weights_only=True)["epoch"])
+    metrics["best_epoch"] = best["epoch"]
+    metrics["best_step"] = best.get("step")
+    metrics["steps_run"] = history[-1]["step"] if history else 0
+    metrics["train_only_classes"] = config["train_only_classes"]
     write_json_atomic(out / "metrics_test.json", metrics)
     plot_confusion(metrics, out / "confusion_test.png", title=f"test split, seed {args.seed}")
     print(format_table(metrics))
@@ -272,4 +412,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m training.train_classifier"))

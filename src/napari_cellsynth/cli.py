@@ -55,8 +55,11 @@ def cmd_classify(args) -> int:
     out = Path(args.out)
     if _same_file(out, Path(args.input)):
         raise ImageInputError(f"--out {out} is the input file; choose another output path")
-    crops = read_crops(args.input, args.labels_csv)
     model = OnnxModel(args.model, kind="classifier")
+    fit = model.card.size_fit  # crops of other sizes are fitted as the bundle's training crops were
+    crops = read_crops(args.input, args.labels_csv, fit.size if fit else None, fit.fit if fit else None)
+    for note in crops.notes:
+        print(note, file=sys.stderr)
     job = classify_crops(model, crops.images, args.batch_size)
     with tqdm(total=len(crops), unit="crop", disable=args.quiet, desc="classify") as bar:
         result = run_with_bar(job, bar)

@@ -99,6 +99,14 @@ class Card:
         height, width = self.input["size"]
         return int(height), int(width)
 
+    @property
+    def size_fit(self) -> "SizeFit | None":
+        """How crops of another size are brought to ``image_size`` (``input.fit``), or None: refused."""
+        from .sizing import SizeFit
+
+        fit = self.input.get("fit")
+        return SizeFit(self.image_size, fit) if fit else None
+
     def to_dict(self) -> dict[str, Any]:
         data = {
             "schema_version": self.schema_version,
@@ -146,6 +154,9 @@ def validate_card_dict(data: Any, source: str = "card") -> None:
             f"understands ({CARD_SCHEMA_VERSION}); upgrade napari-cellsynth")
     if data["kind"] not in KNOWN_KINDS:
         raise BundleError(f"{source}: unknown bundle kind '{data['kind']}'; expected one of {KNOWN_KINDS}")
+    fit = data["input"].get("fit")
+    if fit is not None and fit not in ("resize", "pad"):
+        raise BundleError(f"{source}: card 'input.fit' must be 'resize', 'pad' or absent, got {fit!r}")
     size = data["input"].get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
         raise BundleError(f"{source}: card 'input.size' must be [height, width] in pixels, got {size!r}")

@@ -8,7 +8,12 @@ Formats
   order, with a ``label`` column (an ``index`` column, if present, gives the slice).
 * A folder of images: one sub-folder per class (``root/<class>/*.tif``) or images
   directly in it (unlabelled).  Each image is H×W, C×H×W or H×W×C (≤ 4 channels
-  last, as in PNG), ``.tif/.tiff/.png``.
+  last, as in PNG and JPEG), ``.tif/.tiff/.png/.jpg/.jpeg``, 8- or 16-bit, grey, RGB or
+  multichannel.  An opaque alpha channel is dropped; grey images among RGB ones become RGB.
+
+Crops of mixed sizes are brought to one size (:mod:`.sizing`): ``size``/``fit`` when given, else the
+median longer side (at most 128 px) by aspect-preserving resize; ``CropSet.fit`` records what was done
+and ``CropSet.notes`` says it in a line, so that a trainer can write it into the card.
 
 Intensities are returned as they are (uint16 stays uint16).
 """
@@ -23,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .images import ImageInputError
+from .sizing import FIT_POLICIES, SizeFit, auto_size, fit_crop
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 
 @dataclass
@@ -34,6 +40,8 @@ class CropSet:
     channels: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # one per crop: where it came from
     source: str = ""
+    fit: SizeFit | None = None  # set when crops were brought to one size
+    notes: list[str] = field(default_factory=list)  # one-line notices for the user (sizes fitted, …)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -44,9 +52,16 @@ def _channels_first(image: np.ndarray, source: str) -> np.ndarray:
         return image[None]
     if image.ndim == 3:
         if image.shape[-1] <= 4 < image.shape[0]:
-            return np.moveaxis(image, -1, 0)
+            image = np.moveaxis(image, -1, 0)
+        if image.shape[0] in (2, 4) and _opaque(image[-1]):  # grey+alpha or RGBA, as PNGs carry them
+            image = image[:-1]
         return image
     raise ImageInputError(f"{source}: image of shape {image.shape} is not H×W, C×H×W or H×W×C")
+
+
+def _opaque(alpha: np.ndarray) -> bool:
+    full = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "iu" else 1.0
+    return bool(np.all(alpha == full))
 
 
 def _stack(images: np.ndarray, source: str) -> np.ndarray:
@@ -112,8 +127,15 @@ def read_image_file(path: Path) -> np.ndarray:
     return imread(path)
 
 
-def read_folder(root: str | os.PathLike) -> CropSet:
-    root = Path(root)
+def read_folder(root: str | os.PathLike, size: tuple[int, int] | int | None = None,
+                fit: str | None = None) -> CropSet:
+    """A folder per class (or a flat folder) of images, brought to one size (see :func:`read_crops`)."""
+    crops, pieces = _folder_pieces(Path(root))
+    return _fitted(crops, pieces, size, fit)
+
+
+def _folder_pieces(root: Path) -> tuple[CropSet, list[np.ndarray]]:
+    """The folder's crops as they are (C×H×W each, sizes may differ) and a CropSet still without images."""
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if class_dirs:
         files = [(f, d.name) for d in class_dirs for f in sorted(d.iterdir())
@@ -123,30 +145,78 @@ def read_folder(root: str | os.PathLike) -> CropSet:
     if not files:
         raise ImageInputError(f"{root} holds no {'/'.join(IMAGE_SUFFIXES)} images (directly or one "
                               "folder per class)")
-    crops = [_channels_first(read_image_file(f), str(f)) for f, _ in files]
-    shapes = {c.shape for c in crops}
-    if len(shapes) > 1:
-        raise ImageInputError(f"{root}: images differ in shape {sorted(shapes)[:4]}; crop them to one size")
+    crops = [_channels_first(_read_one(f), str(f)) for f, _ in files]
+    crops = _same_channels(crops, [f for f, _ in files], root)
     labels = np.array([c for _, c in files]) if class_dirs else None
-    images = np.stack(crops)
-    return CropSet(images, labels, _default_channels(images), [str(f.relative_to(root)) for f, _ in files],
-                   str(root))
+    names = [str(f.relative_to(root)) for f, _ in files]
+    return CropSet(np.empty((0, crops[0].shape[0], 1, 1)), labels, _default_channels(crops[0][None]), names,
+                   str(root)), crops
+
+
+def _read_one(path: Path) -> np.ndarray:
+    try:
+        return read_image_file(path)
+    except Exception as err:  # a corrupt or truncated file: name it
+        first_line = (str(err).splitlines() or [""])[0]
+        raise ImageInputError(f"{path} could not be read ({type(err).__name__}: {first_line}); "
+                              "remove or replace the file") from err
+
+
+def _same_channels(crops: list[np.ndarray], files: list[Path], root: Path) -> list[np.ndarray]:
+    """Grey crops among RGB ones become RGB; any other mix of channel counts is refused."""
+    counts = sorted({c.shape[0] for c in crops})
+    if len(counts) == 1:
+        return crops
+    if counts == [1, 3]:
+        return [np.repeat(c, 3, axis=0) if c.shape[0] == 1 else c for c in crops]
+    first = {n: next(f for f, c in zip(files, crops) if c.shape[0] == n) for n in counts}
+    raise ImageInputError(f"{root}: images differ in channel count ({', '.join(f'{n} in {first[n].name}' for n in counts)}); "
+                          "save every crop with the same channels")
 
 
 def _default_channels(images: np.ndarray) -> list[str]:
     return [f"channel_{i}" for i in range(images.shape[1])]
 
 
-def read_crops(path: str | os.PathLike, labels_csv: str | os.PathLike | None = None) -> CropSet:
-    """Read any supported crop collection; the format follows from the path."""
+def _fitted(crops: CropSet, pieces, size: tuple[int, int] | int | None, fit: str | None) -> CropSet:
+    """Bring the crops (a stack, or a list of C×H×W of any size) to one size and record how."""
+    if fit is not None and fit not in FIT_POLICIES:
+        raise ImageInputError(f"fit {fit!r} is not one of {FIT_POLICIES}; use --fit resize or --fit pad")
+    shapes = sorted({tuple(p.shape[-2:]) for p in pieces})
+    if isinstance(size, int):
+        size = (size, size)
+    if size is None and len(shapes) <= 1:  # one size (or no crops at all)
+        crops.images = pieces if isinstance(pieces, np.ndarray) else np.stack(pieces)
+        return crops
+    how = SizeFit(tuple(size) if size is not None else auto_size(shapes), fit or "resize")
+    crops.images = np.stack([fit_crop(p, how) for p in pieces])
+    crops.fit = how
+    sides = [s for shape in shapes for s in shape]
+    crops.notes.append(f"{crops.source}: {len(pieces)} crops of {min(sides)}–{max(sides)} px brought to "
+                       f"{how.size[0]}×{how.size[1]} by {how.fit} (--size, --fit)")
+    return crops
+
+
+def read_crops(path: str | os.PathLike, labels_csv: str | os.PathLike | None = None,
+               size: tuple[int, int] | int | None = None, fit: str | None = None) -> CropSet:
+    """Read any supported crop collection; the format follows from the path.
+
+    ``size``/``fit``: bring every crop to this size by this policy (see :mod:`.sizing`); without them,
+    crops of one size stay as they are and crops of mixed sizes get an automatic size by ``resize``.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageInputError(f"{path} does not exist")
     if path.is_dir():
-        return read_folder(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return read_npz(path)
-    if suffix in (".tif", ".tiff"):
-        return read_tiff_stack(path, labels_csv)
-    raise ImageInputError(f"{path}: unsupported input; give an .npz, a .tif stack or a folder of images")
+        crops, pieces = _folder_pieces(path)
+    else:
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            crops = read_npz(path)
+        elif suffix in (".tif", ".tiff"):
+            crops = read_tiff_stack(path, labels_csv)
+        else:
+            raise ImageInputError(f"{path}: unsupported input; give an .npz, a .tif stack or a folder of "
+                                  f"{'/'.join(IMAGE_SUFFIXES)} images")
+        pieces = crops.images
+    return _fitted(crops, pieces, size, fit)

@@ -58,6 +58,17 @@ def check_size(stack: np.ndarray, card: Card, what: str = "images") -> None:
             f"for you), or use a bundle trained at {size[0]}×{size[1]}")
 
 
+def fit_to_card(stack: np.ndarray, card: Card, what: str = "images") -> np.ndarray:
+    """Crops of another size brought to the card's size by the policy its training data was fitted
+    with (``input.fit``); a card without one takes only crops of its own size."""
+    if tuple(stack.shape[-2:]) == card.image_size or card.size_fit is None:
+        check_size(stack, card, what)
+        return stack
+    from .sizing import fit_crops
+
+    return fit_crops(stack, card.size_fit)
+
+
 def check_finite(stack: np.ndarray, what: str = "images") -> None:
     if stack.dtype.kind == "f":
         bad = ~np.isfinite(stack)
@@ -101,7 +112,6 @@ def denormalize(batch: np.ndarray, normalization: dict, dtype, value_range=None)
 
 def prepare(images: np.ndarray, card: Card, what: str = "images") -> np.ndarray:
     """Validate raw crops against a card and return the normalised float32 N×C×H×W batch."""
-    stack = as_stack(images, card.n_channels, what)
-    check_size(stack, card, what)
+    stack = fit_to_card(as_stack(images, card.n_channels, what), card, what)
     check_finite(stack, what)
     return normalize(stack, card.normalization)

@@ -1,0 +1,131 @@
+"""A user's own data (issue 14), along the user's path: commands run as commands.
+
+Real Jurkat cells written the way a user's data set arrives — 8-bit RGB JPEGs of mixed sizes, one
+folder per class, one class of only two images — are trained on with the default recipe, exported,
+and classified with ``cellsynth classify``; a 16-bit multichannel TIFF stack with a labels table is
+read as it is.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from napari_cellsynth.core.datasets import read_crops
+from napari_cellsynth.core.label_maps import NAMED_MAPS
+from napari_cellsynth.core.sizing import SizeFit, fit_crop
+
+from conftest import JURKAT, require
+
+JURKAT4 = {original: name for name, originals in NAMED_MAPS["jurkat4"].items() for original in originals}
+
+
+def command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if check and done.returncode:
+        raise AssertionError(f"{args} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return done
+
+
+def to_rgb8(crop: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """3×H×W uint16 → H×W×3 uint8 by a per-channel percentile window, as a user's export would."""
+    scaled = (crop.astype(np.float64) - low[:, None, None]) / (high - low)[:, None, None]
+    return np.moveaxis(np.clip(np.rint(255 * scaled), 0, 255).astype(np.uint8), 0, -1)
+
+
+@pytest.fixture(scope="module")
+def jpeg_folder(tmp_path_factory):
+    """About 330 real cells as RGB JPEGs, each cut with a random margin (40–60 px): one folder per
+    4-class phase, and Anaphase as a class of its own with only two images."""
+    root = tmp_path_factory.mktemp("user") / "cells"
+    rng = np.random.default_rng(0)
+    with np.load(require(JURKAT), allow_pickle=False) as data:
+        images, labels = data["images"], data["labels"]
+    low = np.percentile(images, 0.5, axis=(0, 2, 3))
+    high = np.percentile(images, 99.5, axis=(0, 2, 3))
+    picks = []
+    for original, n in (("G1", 120), ("S_phase", 60), ("G2", 60), ("Prophase", 60), ("Metaphase", 30),
+                        ("Anaphase", 2)):
+        picks += [(i, original) for i in rng.choice(np.flatnonzero(labels == original), n, replace=False)]
+    for i, original in picks:
+        folder = root / ("Anaphase" if original == "Anaphase" else JURKAT4[original])
+        folder.mkdir(parents=True, exist_ok=True)
+        margin = int(rng.integers(0, 11))
+        crop = np.pad(images[i], ((0, 0), (margin, margin), (margin, margin)), mode="edge")
+        iio.imwrite(folder / f"cell_{i:05d}.jpg", to_rgb8(crop, low, high), quality=92)
+    return root
+
+
+def test_jpeg_folder_of_mixed_sizes_trains_beats_majority_and_classifies(jpeg_folder, tmp_path):
+    run, bundle, table = tmp_path / "run", tmp_path / "bundle", tmp_path / "predictions.csv"
+    done = command("-m", "training.train_classifier", "--data", str(jpeg_folder), "--width", "16",
+                   "--steps", "300", "--seed", "0", "--threads", "2", "--out", str(run), "--quiet")
+    assert "brought to 56×56 by resize" in done.stderr  # the median longer side (about 50 px), up to a multiple of 8
+    assert "['Anaphase'] have fewer than 5 crops" in done.stderr
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["fit"] == "resize" and config["train_only_classes"] == ["Anaphase"]
+    assert config["counts"]["train"]["Anaphase"] == 2
+    assert config["counts"]["val"]["Anaphase"] == config["counts"]["test"]["Anaphase"] == 0
+    metrics = json.loads((run / "metrics_test.json").read_text())
+    test_counts = config["counts"]["test"]
+    majority = max(config["counts"]["train"], key=config["counts"]["train"].get)
+    share = test_counts[majority] / sum(test_counts.values())
+    majority_f1 = 2 * share / (1 + share) / sum(1 for n in test_counts.values() if n)
+    assert metrics["macro_f1"] > majority_f1 + 0.25, (metrics["macro_f1"], majority_f1)
+
+    command("-m", "export.export_classifier", str(run), "--out", str(bundle))
+    card = json.loads((bundle / "card.json").read_text())
+    assert card["input"]["fit"] == "resize" and card["input"]["size"] == config["image_size"]
+
+    # inference fits the mixed-size JPEGs as training did, from the card
+    done = command("-m", "napari_cellsynth.cli", "classify", str(jpeg_folder), "--model", str(bundle),
+                   "--out", str(table), "--quiet")
+    with open(table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == sum(1 for _ in jpeg_folder.rglob("*.jpg"))
+    agree = np.mean([r["class"] == r["true_label"] for r in rows if r["true_label"] != "Anaphase"])
+    assert agree > 0.7
+
+
+def test_mixed_sizes_get_the_median_size_and_the_policy_is_recorded(jpeg_folder):
+    crops = read_crops(jpeg_folder)
+    sides = sorted(max(iio.improps(f).shape[:2]) for f in jpeg_folder.rglob("*.jpg"))
+    assert sides[0] < 44 and sides[-1] > 56  # the fixture's sizes really are mixed
+    side = 8 * int(np.ceil(np.median(sides) / 8))
+    assert crops.images.dtype == np.uint8 and crops.images.shape[1:] == (3, side, side)
+    assert crops.fit == SizeFit((side, side), "resize") and f"brought to {side}×{side}" in crops.notes[0]
+    padded = read_crops(jpeg_folder, size=40, fit="pad")
+    assert padded.images.shape[-2:] == (40, 40) and padded.fit.fit == "pad"
+
+
+def test_pad_keeps_native_scale_and_resize_keeps_the_aspect_ratio():
+    with np.load(require(JURKAT), allow_pickle=False) as data:
+        crop = data["images"][0]  # 3×40×40 uint16
+    padded = fit_crop(crop, SizeFit((56, 56), "pad"))
+    assert padded.dtype == crop.dtype and np.array_equal(padded[:, 8:48, 8:48], crop)
+    cropped = fit_crop(crop, SizeFit((32, 32), "pad"))
+    assert np.array_equal(cropped, crop[:, 4:36, 4:36])
+    wide = crop[:, :20, :]  # 20×40: scaled to 16×32, then padded to 32×32
+    fitted = fit_crop(wide, SizeFit((32, 32), "resize"))
+    assert fitted.shape == (3, 32, 32) and fitted.dtype == crop.dtype
+    border = np.median(np.concatenate([wide[:, 0], wide[:, -1], wide[:, :, 0], wide[:, :, -1]], axis=1), axis=1)
+    assert np.array_equal(fitted[:, 0, 0], border.astype(crop.dtype))  # the padding is the local background
+
+
+def test_16_bit_multichannel_tiff_stack_with_a_labels_table(tmp_path):
+    with np.load(require(JURKAT), allow_pickle=False) as data:
+        images, labels = data["images"][:24], data["labels"][:24]
+    tifffile.imwrite(tmp_path / "stack.tif", images)
+    with open(tmp_path / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "label"])
+        writer.writerows(enumerate(labels))
+    crops = read_crops(tmp_path / "stack.tif", tmp_path / "labels.csv")
+    assert crops.images.dtype == np.uint16 and np.array_equal(crops.images, images)
+    assert crops.labels.tolist() == labels.tolist() and crops.fit is None

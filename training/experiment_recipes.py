@@ -1,0 +1,165 @@
+"""Training recipes compared on several real data sets (issue 14): does the default learn small data?
+
+    python -m training.experiment_recipes --sets runs/recipe-sets \
+        --jurkat ../shared/data/jurkat/jurkat_cells.npz --datasets jurkat4-300 mfish-rgb-jpeg \
+        --recipes legacy-sgd default --seeds 0 1 2 3 4 --jobs 2 --out runs/recipes
+
+``--sets`` is the folder ``python -m training.recipe_datasets`` writes.  Every (data set, recipe, seed)
+is one ``training.train_classifier`` run in its own process (``--jobs`` at a time, each with
+``--threads``), resumed or skipped when done.  ``summary.json``/``summary.md``: test macro-F1 and
+accuracy, mean ± std over seeds, against the macro-F1 of always answering the training split's
+majority class; the optimizer steps run and the seconds each run took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.entry import run_entry
+
+# each recipe spells out every setting it depends on, so that it stays the same when defaults change
+RECIPES = {
+    # the trainer's defaults before issue 14: SGD, 30 passes whatever the data's size
+    "legacy-sgd": ["--optimizer", "sgd", "--lr", "0.05", "--weight-decay", "5e-4", "--epochs", "30",
+                   "--warmup", "0", "--patience", "0"],
+    "legacy-adam": ["--optimizer", "adam", "--lr", "1e-3", "--weight-decay", "5e-4", "--epochs", "30",
+                    "--warmup", "0", "--patience", "0"],
+    "sgd-1000": ["--optimizer", "sgd", "--lr", "0.05", "--weight-decay", "5e-4", "--min-steps", "1000",
+                 "--warmup", "0", "--patience", "0"],
+    "adamw-30-epochs": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--epochs", "30",
+                        "--warmup", "0.05", "--patience", "0"],
+    "adamw-1000": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps", "1000",
+                   "--warmup", "0.05", "--patience", "0"],
+    "adamw-1000-early-stop": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps",
+                              "1000", "--warmup", "0.05", "--patience", "10"],
+    "adamw-1000-balanced": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps", "1000",
+                            "--warmup", "0.05", "--patience", "0", "--sampling", "balanced"],
+    "adamw-1000-balanced-early-stop": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05",
+                                       "--min-steps", "1000", "--warmup", "0.05", "--patience", "10",
+                                       "--sampling", "balanced"],
+}
+
+
+def dataset_arguments(sets: Path, jurkat: str | None) -> dict[str, list[str]]:
+    return {
+        "jurkat4-full": ["--data", str(jurkat), "--label-map", "jurkat4"],
+        "jurkat7-full": ["--data", str(jurkat), "--label-map", "jurkat7"],
+        "jurkat4-300": ["--data", str(sets / "jurkat300.npz"), "--label-map", "jurkat4"],
+        "mfish24": ["--data", str(sets / "mfish24.npz")],
+        "mfish-rgb-jpeg": ["--data", str(sets / "mfish-rgb-jpeg")],
+    }
+
+
+def majority_macro_f1(run: Path) -> float:
+    """Test macro-F1 of answering the training split's most common class for every crop."""
+    config = json.loads((run / "config.json").read_text())
+    train, test = config["counts"]["train"], config["counts"]["test"]
+    majority = max(train, key=train.get)
+    present = [c for c, n in test.items() if n]
+    share = test[majority] / sum(test.values())
+    f1_majority = 2 * share / (1 + share) if test[majority] else 0.0
+    return f1_majority / len(present)
+
+
+def run_one(command: list[str], log: Path) -> float:
+    started = time.time()
+    with open(log, "a") as fh:
+        done = subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed; see {log}")
+    return time.time() - started
+
+
+def summarise(out: Path, datasets: list[str], recipes: list[str], seeds: list[int]) -> dict:
+    rows = []
+    for name in datasets:
+        for recipe in recipes:
+            runs = [out / name / recipe / f"seed{s}" for s in seeds]
+            done = [r for r in runs if (r / "metrics_test.json").is_file()]
+            if not done:
+                continue
+            metrics = [json.loads((r / "metrics_test.json").read_text()) for r in done]
+            f1 = np.array([m["macro_f1"] for m in metrics])
+            accuracy = np.array([m["accuracy"] for m in metrics])
+            seconds = [sum(h["seconds"] for h in json.loads((r / "history.json").read_text())) for r in done]
+            config = json.loads((done[0] / "config.json").read_text())
+            rows.append({
+                "dataset": name, "recipe": recipe, "seeds": len(done),
+                "train_crops": sum(config["counts"]["train"].values()), "classes": len(config["classes"]),
+                "macro_f1": [float(f1.mean()), float(f1.std())],
+                "accuracy": [float(accuracy.mean()), float(accuracy.std())],
+                "majority_macro_f1": float(np.mean([majority_macro_f1(r) for r in done])),
+                "steps": [int(m["steps_run"]) for m in metrics], "best_step": [m.get("best_step") for m in metrics],
+                "seconds": float(np.mean(seconds)),
+            })
+    return {"rows": rows}
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| data set | train crops | classes | recipe | test macro-F1 | accuracy | majority macro-F1 | "
+             "steps run (mean) | s / run |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        lines.append(f"| {r['dataset']} | {r['train_crops']} | {r['classes']} | {r['recipe']} | "
+                     f"{r['macro_f1'][0]:.3f} ± {r['macro_f1'][1]:.3f} | {r['accuracy'][0]:.3f} ± {r['accuracy'][1]:.3f} | "
+                     f"{r['majority_macro_f1']:.3f} | {np.mean(r['steps']):.0f} | {r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m training.experiment_recipes", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sets", required=True, help="the folder training.recipe_datasets wrote")
+    p.add_argument("--jurkat", help="jurkat_cells.npz, for the full Jurkat data sets")
+    p.add_argument("--datasets", nargs="+", default=["jurkat4-300", "mfish24", "mfish-rgb-jpeg"])
+    p.add_argument("--recipes", nargs="+", default=["legacy-sgd", "default"], choices=list(RECIPES))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    args, extra = p.parse_known_args(argv)  # anything else goes to every run (e.g. --width 32)
+    out = Path(args.out)
+    known = dataset_arguments(Path(args.sets), args.jurkat)
+    unknown = set(args.datasets) - set(known)
+    if unknown:
+        raise ValueError(f"unknown data set(s) {sorted(unknown)}; choose from {sorted(known)}")
+    if any(d.endswith("-full") for d in args.datasets) and not args.jurkat:
+        raise ValueError("the full Jurkat data sets need --jurkat PATH/jurkat_cells.npz")
+    jobs = []
+    for name in args.datasets:
+        for recipe in args.recipes:
+            for seed in args.seeds:
+                run = out / name / recipe / f"seed{seed}"
+                if (run / "metrics_test.json").is_file():
+                    continue
+                run.mkdir(parents=True, exist_ok=True)
+                jobs.append(([sys.executable, "-m", "training.train_classifier", *known[name], *RECIPES[recipe],
+                              "--seed", str(seed), "--threads", str(args.threads), "--device", args.device,
+                              "--out", str(run), "--resume", "--quiet", *extra], run / "log.txt"))
+    env_threads = {"OMP_NUM_THREADS": str(args.threads)}
+    os.environ.update(env_threads)
+    print(f"{len(jobs)} runs to do, {args.jobs} at a time", file=sys.stderr)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for seconds in pool.map(lambda job: run_one(*job), jobs):
+            print(f"  a run finished in {seconds:.0f} s", file=sys.stderr)
+    summary = summarise(out, args.datasets, args.recipes, args.seeds)
+    summary["command"] = "python -m training.experiment_recipes " + " ".join(argv or sys.argv[1:])
+    write_json_atomic(out / "summary.json", summary)
+    table = markdown(summary)
+    (out / "summary.md").write_text(table)
+    print(table)
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry(main, "python -m training.experiment_recipes"))
