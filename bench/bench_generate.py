@@ -75,7 +75,7 @@ def quality(rows: list[dict], args) -> None:
 
     classifier = OnnxModel(args.classifier, kind="classifier")
     config = json.loads((Path(args.run) / "config.json").read_text())
-    crops = read_crops(args.data or config["data"])
+    crops = read_crops(args.data or config["data"], size=config.get("size"), fit=config.get("fit"))
     y, classes = apply_label_map(crops.labels, config["label_map"])
     if args.reference == "train":  # the crops the generator was trained on
         with np.load(Path(args.run) / "train_index.npz") as saved:

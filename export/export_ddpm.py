@@ -44,7 +44,7 @@ def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
 
 def training_crops(config: dict, run: Path) -> np.ndarray:
     """The run's training crops, normalised as the network saw them."""
-    crops = read_crops(config["data"])
+    crops = read_crops(config["data"], size=config.get("size"), fit=config.get("fit"))
     with np.load(run / "train_index.npz", allow_pickle=False) as saved:
         index = saved["index"]
     return normalize(crops.images[index], config["normalization"])
@@ -84,6 +84,7 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
     card = Card(
         kind="ddpm", name=name or out.name, classes=config["classes"], channels=config["channels"],
         input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
+               **({"fit": config["fit"]} if config.get("fit") else {}),
                "value_range": config["value_range"], "name": "x"},
         normalization=config["normalization"], outputs={"names": [output], "prediction": config["schedule"].get("prediction", "epsilon")},
         training={"data": {"source": config["data"], "label_map": config["label_map"],

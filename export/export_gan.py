@@ -64,6 +64,7 @@ def export_gan(run: str | Path, out: str | Path, name: str | None = None, atol: 
     card = Card(
         kind="gan", name=name or out.name, classes=config["classes"], channels=config["channels"],
         input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
+               **({"fit": config["fit"]} if config.get("fit") else {}),
                "value_range": config["value_range"], "name": "z"},
         normalization=config["normalization"], outputs={"names": ["images"], "prediction": "image"},
         training={"data": {"source": config["data"], "label_map": config["label_map"],

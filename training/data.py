@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 from napari_cellsynth.core.datasets import CropSet, read_crops
 from napari_cellsynth.core.images import affine_coefficients
 from napari_cellsynth.core.label_maps import apply_label_map, resolve_label_map
+from napari_cellsynth.core.sizing import FIT_POLICIES
 
 
 @dataclass
@@ -121,6 +122,15 @@ def add_generator_data_arguments(p) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (as the classifier's)")
     p.add_argument("--keep-fraction", nargs="+", default=[], metavar="CLASS=F",
                    help="keep only a fraction of a class's training crops, e.g. M=0.1")
+    p.add_argument("--size", type=int, help="bring every crop to SIZE×SIZE (mixed sizes default to the median side)")
+    p.add_argument("--fit", choices=FIT_POLICIES, help="how crops reach --size: resize (default) or pad")
+
+
+def fit_record(data: LabelledData, args) -> dict:
+    """What a config (and then the card) records about the crops' size: the size fitted to and how,
+    or the policy asked for when the crops already had one size."""
+    fit = data.crops.fit.fit if data.crops.fit is not None else getattr(args, "fit", None)
+    return {"fit": fit, "size": getattr(args, "size", None)}
 
 
 def training_indices(y: np.ndarray, classes: list[str], split_seed: int, keep_fraction: list[str] = (),

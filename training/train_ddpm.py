@@ -36,7 +36,8 @@ from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
 
 from .arguments import parse_checked
-from .data import CropBatches, add_generator_data_arguments, load_labelled, robust_range, training_indices
+from .data import (CropBatches, add_generator_data_arguments, fit_record, load_labelled, robust_range,
+                   training_indices)
 from .devices import torch_device
 from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
 from .nets.unet import UNet
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    data = load_labelled(args.data, args.label_map, args.labels_csv)
+    data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
     index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes)
     images = data.crops.images
     init_config = json.loads((Path(args.init_from) / "config.json").read_text()) if args.init_from else None
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> Path:
                              args.zero_terminal_snr)
     device = torch_device(args.device)
     config = {"task": "ddpm", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
-              "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
+              "classes": data.classes, "channels": data.crops.channels, **fit_record(data, args),
+              "image_size": list(images.shape[-2:]),
               "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
               "normalization": normalization, "schedule": schedule.to_card(),
               "train_counts": data.counts(index), "init_from": args.init_from,

@@ -35,7 +35,8 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 
 from .arguments import parse_checked
-from .data import CropBatches, add_generator_data_arguments, load_labelled, robust_range, training_indices
+from .data import (CropBatches, add_generator_data_arguments, fit_record, load_labelled, robust_range,
+                   training_indices)
 from .devices import torch_device
 from .diffusion_loop import ema_update
 from .nets.wgan import Critic, Generator
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> Path:
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     device = torch_device(args.device)
-    data = load_labelled(args.data, args.label_map, args.labels_csv)
+    data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
     only = [args.only_class] if args.only_class else None
     index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, only)
     images = data.crops.images
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> Path:
     net = {"latent": args.latent, "base": args.base, "num_classes": num_classes, "channels": channels, "size": size}
     config = {"task": "gan", "loss": args.loss, "div_points": args.div_points if args.loss == "wgan-div" else None,
               "data": str(Path(args.data).resolve()), "label_map": data.label_map, "classes": classes,
-              "channels": data.crops.channels, "image_size": [size, size], "dtype": str(images.dtype),
+              "channels": data.crops.channels, **fit_record(data, args), "image_size": [size, size],
+              "dtype": str(images.dtype),
               "value_range": [float(images.min()), float(images.max())], "normalization": normalization,
               "train_counts": {c: int((y == k).sum()) for k, c in enumerate(classes)}, "net": net, "args": vars(args)}
     write_json_atomic(out / "config.json", config)
