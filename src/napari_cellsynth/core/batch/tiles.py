@@ -5,7 +5,9 @@ whose core holds the object's centroid (the cores partition the frame), so an ob
 whole, from the tile that sees it with context on every side.  Objects cut by a window's inner edge are left to the
 neighbour that sees them whole, unless their centroid lies in this core (the object is larger than the halo; it is
 kept and counted as ``truncated``).  An object whose pixels are mostly claimed already (the neighbour saw the same
-object with its centroid just across the border) is the same object and is dropped.
+object with its centroid just across the border) is the same object and is dropped; otherwise it takes the largest
+connected part of its unclaimed pixels, so that no object is left in pieces (this also drops the stray pixels that
+Cellpose itself sometimes leaves apart from an object, cellpose issue #740).
 
 This is the overlap-and-own design of stardist's big-image prediction, not the face matching of cellpose's
 ``contrib/distributed_segmentation.py``, which merges labels that touch across a block face after shrinking them and
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.measure import regionprops
 from skimage.segmentation import relabel_sequential
 
@@ -62,6 +65,14 @@ def _owns(tile: Tile, centroid: tuple[float, float]) -> bool:
     return rows.start <= r < rows.stop and cols.start <= c < cols.stop
 
 
+def largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a mask."""
+    pieces, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    return pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+
+
 def stitch_tiles(shape: tuple[int, int], tiles: list[Tile], segment: Callable[[Tile], np.ndarray],
                  same_object: float = 0.5) -> tuple[np.ndarray, StitchReport]:
     """One uint32 labels image (ids 1…n, unique in the frame) from ``segment(tile)``, the labels of each tile's window.
@@ -84,7 +95,7 @@ def stitch_tiles(shape: tuple[int, int], tiles: list[Tile], segment: Callable[[T
             report.truncated += cut
             r0, c0, r1, c1 = region.bbox
             target = labels[r0 + offset[0]:r1 + offset[0], c0 + offset[1]:c1 + offset[1]]
-            free = region.image & (target == 0)
+            free = largest_piece(region.image & (target == 0))
             if free.sum() <= (1 - same_object) * region.area:
                 report.duplicates += 1
                 continue
