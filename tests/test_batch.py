@@ -277,3 +277,63 @@ def test_bad_input_is_one_line_error(stack, settings, tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cellsynth batch: error")]
     assert len(errors) == 3 and "does not exist" in errors[0] and "--axes" in errors[1]
     assert "--classify-channels" in errors[2]
+
+
+def test_cancel_stops_the_batch_and_records_it(stack, settings, tmp_path):
+    from napari_cellsynth.core.jobs import Cancelled, CancelToken
+
+    token = CancelToken()
+    job = run_batch(stack, tmp_path / "run", settings, workers=1, window=1, cancel=token)
+    while next(job)[0] < 2:
+        pass
+    token.cancel()
+    with pytest.raises(Cancelled):
+        while True:
+            next(job)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "cancelled" and 2 <= record["stacks"][0]["done"] < FRAMES
+    assert len(read_table(tmp_path / "run" / "objects.csv")) == record["objects"] > 0
+
+
+@pytest.mark.napari
+def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, settings, reference, tmp_path):
+    import dask.array as da
+
+    from napari_cellsynth._widgets.classify import class_color
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Batch")
+    widget.input.value = str(stack)
+    widget.segment_model.value = settings.segment.model
+    widget.classifier.value = settings.classifier
+    widget.classify_channels.value = "0,0,0"
+    widget.workers.value = 1
+    widget.start()  # no output folder: asked for, nothing runs
+    assert not widget.busy and "output folder" in str(widget.last_error)
+    widget.out.value = str(tmp_path / "run")
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    report = widget.report.model()
+    assert report.rowCount() == 1 and report.data(report.index(0, 1)) == "done"
+    assert report.data(report.index(0, 3)) == str(FRAMES) and widget.progress.value == FRAMES
+
+    def check_layers():
+        objects, classes = viewer.layers["nuclei objects"], viewer.layers["nuclei classes"]
+        assert isinstance(objects.data, da.Array)  # read from the Zarr output when shown, never loaded whole
+        expected = read_labels(reference[0].run_dir / "nuclei.ome.zarr")
+        assert np.array_equal(np.asarray(objects.data[5, 0]), expected[5, 0])
+        names = list(classes.features["class"])
+        for row in reference[1][:20]:
+            t, label = int(row["t"]), int(row["label"])
+            inside = np.asarray(objects.data[t, 0]) == label
+            painted = np.unique(np.asarray(classes.data[t, 0])[inside])
+            assert painted.tolist() == [names.index(row["class"]) + 1]
+            assert np.allclose(classes.colormap.map(painted[0])[:3],
+                               np.array([int(class_color(painted[0] - 1)[i:i + 2], 16) for i in (1, 3, 5)]) / 255)
+
+    check_layers()
+    viewer.layers.clear()
+    viewer.open(str(tmp_path / "run"), plugin="napari-cellsynth")
+    assert [layer.name for layer in viewer.layers] == ["nuclei objects", "nuclei classes"]
+    check_layers()

@@ -26,6 +26,7 @@ from .store import open_or_create, store_path
 from .table import table_header, write_table
 
 TABLE, RECORD = "objects.csv", "run.json"
+RUN_KIND = "cellsynth batch run"
 
 
 @dataclass
@@ -145,7 +146,7 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
         classes, classifier_channels = list(card.classes), card.n_channels
     plans, skipped = plan_all(input_path, out, settings, axes, model_ids, classifier_channels)
     total = sum(len(p.source.frames) for p in plans)
-    record = {"input": str(input_path), "out": str(out), "settings": settings.to_dict(), "axes": axes,
+    record = {"kind": RUN_KIND, "input": str(input_path), "out": str(out), "settings": settings.to_dict(), "axes": axes,
               "models": model_ids, "versions": versions(), "scheduler": scheduler_name(scheduler),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     status, started = "stopped", time.perf_counter()
