@@ -29,5 +29,5 @@ PY=${PYTHON:-python3}
 pip_install --upgrade pip
 # The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
 pip_install torch==2.13.0
-pip_install -e ".[cpu,train,seg,dev]"
+pip_install -e ".[cpu,train,seg,batch,dev]"
 .venv/bin/python -c "import torch, onnxruntime, napari, cellpose, umap, napari_cellsynth; print('setup: ok, torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| napari', napari.__version__)"

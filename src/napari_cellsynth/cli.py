@@ -4,6 +4,7 @@
     cellsynth generate --model DDPM_OR_GAN_BUNDLE --class M --count 100 --out FOLDER
     cellsynth filter --classifier BUNDLE --real DATA --synthetic DATA --minority M --out FOLDER
     cellsynth segment IMAGE.tif --model cyto3|MODEL_FILE --out LABELS.tif
+    cellsynth batch STACK.tif|STACK.ome.zarr|FOLDER --segment-model MODEL_FILE [--classifier BUNDLE] --out RUN
     cellsynth translate --model BBDM_OR_CYCLEGAN_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
     cellsynth zoo list            (then --model zoo:NAME wherever a bundle is asked for)
@@ -194,6 +195,50 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def channel_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"give channel numbers separated by commas (e.g. 0,0,0), not {text!r}") from err
+
+
+def cmd_batch(args) -> int:
+    """Segment → crops → classify over every frame of a stack or folder; labels as OME-Zarr, a table, a run record.
+
+    A rerun with the same input, settings and models resumes: frames with a done-marker are skipped."""
+    from tqdm import tqdm
+
+    from .core.batch import BatchSettings, run_batch
+    from .core.segment import SegmentSettings
+
+    settings = BatchSettings(SegmentSettings(args.segment_model, args.diameter, (0, 0), args.flow_threshold,
+                                             args.cellprob_threshold),
+                             args.classifier, args.channel, args.classify_channels, args.tile or None, args.halo,
+                             args.batch_size)
+    if not args.verbose:
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    job = run_batch(args.input, args.out, settings, args.axes, args.scheduler, args.workers)
+    done, total, message = next(job)  # the input, models and outputs are checked before the bar appears
+    with tqdm(total=total, initial=done, unit="frame", disable=args.quiet, desc="batch") as bar:
+        while True:
+            bar.set_postfix_str(message, refresh=False)
+            bar.update(done - bar.n)
+            try:
+                done, total, message = next(job)
+            except StopIteration as stop:
+                result = stop.value
+                break
+    print(f"wrote {result.run_dir}: {result.done} of {result.frames} frames, {result.objects} objects "
+          f"({result.table.name}, {result.record.name}, labels in *.ome.zarr)", file=sys.stderr)
+    problems = [s for s in result.stacks if s["status"] != "done"]
+    for stack in problems:
+        failures = stack.get("failures", [])
+        said = stack.get("error") or (f"{stack['failed']} frame(s) failed, e.g. t={failures[0]['t']} "
+                                      f"z={failures[0]['z']}: {failures[0]['error']}" if failures else "")
+        print(f"  {stack['name']}: {stack['status']}{': ' + said if said else ''}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_translate(args) -> int:
     """Synthetic FISH per chromosome for each DAPI/labels pair: crops (TIFFs with provenance) and a composite.
 
@@ -325,6 +370,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_segment)
+    p = sub.add_parser("batch", help="segment and classify every frame of TIFF / OME-Zarr stacks or a folder of "
+                                     "them, on dask; resumable")
+    p.add_argument("input", help="a TIFF stack, an OME-Zarr image (or Zarr array), or a folder of them")
+    p.add_argument("--segment-model", required=True, help="Cellpose model file (or built-in name; needs internet once)")
+    p.add_argument("--classifier", help="classifier bundle folder or zoo:NAME (leave out to segment only)")
+    p.add_argument("--out", required=True, help="run folder: <stack>.ome.zarr labels, objects.csv, run.json, markers")
+    p.add_argument("--axes", help="the stack's axes, e.g. TZCYX or TYX (default: the file's own, or TYX for 3-D)")
+    p.add_argument("--channel", type=int, default=0, help="the channel Cellpose segments")
+    p.add_argument("--classify-channels", type=channel_list,
+                   help="the channels the classifier gets, in its order, e.g. 0,1,2 (default: all)")
+    p.add_argument("--diameter", type=float, help="object diameter in pixels (default: the model's)")
+    p.add_argument("--flow-threshold", type=float, default=0.4)
+    p.add_argument("--cellprob-threshold", type=float, default=0.0)
+    p.add_argument("--tile", type=int, default=1024, help="frames larger than this are cut into tiles (0: never)")
+    p.add_argument("--halo", type=int, help="context around each tile in pixels (default: two object diameters)")
+    p.add_argument("--scheduler", help="threads (default), processes, or a dask scheduler address such as "
+                                       "tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS if set)")
+    p.add_argument("--workers", type=int, help="local threads or processes (default: up to 4, one per core)")
+    p.add_argument("--batch-size", type=int, default=64, help="crops per ONNX Runtime call")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_batch)
     p = sub.add_parser("translate", help="synthetic FISH chromosomes from DAPI planes and chromosome labels "
                                          "(BBDM or CycleGAN bundle)")
     p.add_argument("--model", required=True, help="BBDM or CycleGAN bundle folder")

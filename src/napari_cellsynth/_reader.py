@@ -1,0 +1,48 @@
+"""Open a ``cellsynth batch`` run folder in napari: per stack, its labels and its objects coloured by class.
+
+Both layers read the OME-Zarr output lazily: a frame is read (and its class image painted) when it is shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .core.batch.results import class_image, is_run, read_run
+
+
+
+def class_colors(classes: list[str]) -> dict:
+    """Class number → colour, the colours the Classify widget gives the same classes."""
+    from ._widgets.classify import class_color
+
+    colors = {None: "transparent", 0: "transparent"}
+    colors.update({k + 1: class_color(k) for k in range(len(classes))})
+    return colors
+
+
+def run_layers(run_dir: str | Path) -> list[tuple]:
+    """Layer-data tuples for every stack of the run: ``<stack> objects`` and, with a classifier, ``<stack> classes``."""
+    import dask.array as da
+
+    record, stacks = read_run(run_dir)
+    classes = record.get("models", {}).get("classifier", {}).get("classes", [])
+    layers = []
+    for stack in stacks:
+        meta = {"cellsynth_batch": {"run": str(run_dir), "stack": stack.name, "status": stack.status,
+                                    "objects": stack.rows}}
+        layers.append((da.from_zarr(stack.labels), {"name": f"{stack.name} objects", "metadata": meta}, "labels"))
+        if classes:
+            features = {"index": list(range(1, len(classes) + 1)), "class": classes}
+            layers.append((class_image(stack.labels, stack.rows, classes),
+                           {"name": f"{stack.name} classes", "colormap": class_colors(classes),
+                            "features": features, "opacity": 0.6, "metadata": meta}, "labels"))
+    return layers
+
+
+def get_reader(path):
+    """napari's reader hook: a reader for a batch run folder, None for anything else."""
+    if isinstance(path, list):
+        path = path[0] if len(path) == 1 else None
+    if path is None or not Path(path).is_dir() or not is_run(path):
+        return None
+    return lambda p: run_layers(p[0] if isinstance(p, list) else p)

@@ -1,0 +1,47 @@
+"""The run record (``RUN/run.json``): the settings, the models and their sha256s, the versions, and each stack's status."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from ..bundle import check_kind, read_card, verify_files
+from ..segment import BUILT_IN
+from ..zoo import resolve
+from .markers import file_sha256
+
+PACKAGES = ("napari-cellsynth", "numpy", "cellpose", "torch", "onnxruntime", "dask", "distributed", "zarr",
+            "ome-zarr", "tifffile", "scikit-image")
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def cellpose_identity(model: str) -> dict:
+    """A built-in model by name, a model file by its sha256 (a missing file is refused by Cellpose loading)."""
+    if model in BUILT_IN:
+        return {"model": model, "built_in": True}
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …) "
+                                "nor an existing model file")
+    return {"model": str(path.resolve()), "sha256": file_sha256(path)}
+
+
+def classifier_identity(bundle: str) -> tuple[dict, object]:
+    """The bundle's folder, name, classes and file sha256s (verified against its card), and the card."""
+    folder = resolve(bundle)
+    card = read_card(folder)
+    check_kind(card, "classifier", str(folder))
+    verify_files(folder, card)
+    return ({"folder": str(Path(folder).resolve()), "name": card.name, "classes": list(card.classes),
+             "channels": card.n_channels, "sha256": {name: entry["sha256"] for name, entry in card.files.items()}},
+            card)
