@@ -38,6 +38,16 @@ class StackPlan:
     failed: dict = field(default_factory=dict)  # (t, z) → error, for frames not done
     objects: int = 0
 
+    def record(self, result: dict) -> None:
+        """A frame's outcome, as :func:`~.frame.run_frame` returns it."""
+        frame = (result["t"], result["z"])
+        if result["status"] == "done":
+            self.done.add(frame)
+            self.failed.pop(frame, None)
+            self.objects += result["objects"]
+        else:
+            self.failed[frame] = result["error"]
+
     def status(self) -> dict:
         frames = len(self.source.frames)
         state = ("done" if len(self.done) == frames else "failed" if not self.done and len(self.failed) == frames
@@ -151,12 +161,13 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     status, started = "stopped", time.perf_counter()
     by_name = {plan.source.name: plan for plan in plans}
+    to_run = total - sum(len(p.done) for p in plans)
 
     def progress(new: int) -> tuple:
         done = sum(len(p.done) for p in plans)
         failed, objects = sum(len(p.failed) for p in plans), sum(p.objects for p in plans)
         rate = new / max(time.perf_counter() - started, 1e-9)
-        eta = f", about {eta_text((total - done - failed) / rate)} left" if new and rate > 0 else ""
+        eta = f", about {eta_text((to_run - new) / rate)} left" if new else ""
         return done, total, f"{objects} objects, {failed} failed{eta}"
 
     def lost(task: FrameTask, error: str) -> dict:
@@ -170,14 +181,8 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
             window = window or 2 * max(1, sum(client.nthreads().values()))
             for result in run_tasks(client, run_frame, frame_tasks(plans, settings), window, cancel, lost):
                 if result is not None:
-                    plan, frame = by_name[result["stack"]], (result["t"], result["z"])
+                    by_name[result["stack"]].record(result)
                     new += 1
-                    if result["status"] == "done":
-                        plan.done.add(frame)
-                        plan.failed.pop(frame, None)
-                        plan.objects += result["objects"]
-                    else:
-                        plan.failed[frame] = result["error"]
                 yield progress(new)
         status = "finished"
     except Cancelled:
