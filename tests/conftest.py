@@ -52,12 +52,15 @@ def jurkat_slice(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(jurkat_slice, tmp_path_factory) -> Path:
-    """A ResNet-18 (width 16) trained for 3 epochs on the Jurkat slice, 4 classes."""
+    """A ResNet-18 (width 16) trained for 3 epochs (SGD) on the Jurkat slice, 4 classes."""
     from training import train_classifier
 
     run = tmp_path_factory.mktemp("runs") / "jurkat4"
+    # SGD, the recipe the napari object-mode tests were calibrated with: a 3-epoch AdamW model of this
+    # size agrees with itself between object and stack mode on only 85 % of the cells (shifted windows)
     train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--width", "16",
-                           "--epochs", "3", "--seed", "0", "--out", str(run), "--quiet"])
+                           "--epochs", "3", "--optimizer", "sgd", "--warmup", "0", "--seed", "0",
+                           "--out", str(run), "--quiet"])
     return run
 
 

@@ -96,7 +96,8 @@ def test_resume_continues_from_the_last_epoch(trained_run, tmp_path, jurkat_slic
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--width", "16",
-                           "--epochs", "4", "--seed", "0", "--out", str(run), "--resume", "--quiet"])
+                           "--epochs", "4", "--optimizer", "sgd", "--warmup", "0", "--seed", "0", "--out", str(run),
+                           "--resume", "--quiet"])
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[:3] == json.loads((trained_run / "history.json").read_text())
