@@ -6,10 +6,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from ..bundle import check_kind, read_card, verify_files
+from ..bundle import check_kind, read_card, sha256_of, verify_files
 from ..segment import BUILT_IN
 from ..zoo import resolve
-from .markers import file_sha256
 
 PACKAGES = ("napari-cellsynth", "numpy", "cellpose", "torch", "onnxruntime", "dask", "distributed", "zarr",
             "ome-zarr", "tifffile", "scikit-image")
@@ -33,7 +32,7 @@ def cellpose_identity(model: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …) "
                                 "nor an existing model file")
-    return {"model": str(path.resolve()), "sha256": file_sha256(path)}
+    return {"model": str(path.resolve()), "sha256": sha256_of(path)}
 
 
 def classifier_identity(bundle: str) -> tuple[dict, object]:
