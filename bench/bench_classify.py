@@ -45,7 +45,7 @@ def time_backend(backend: str, run: Path, bundle: Path, batch_size: int, seconds
     else:
         import torch
 
-        from export.export_classifier import load_run
+        from napari_cellsynth.export.export_classifier import load_run
 
         _, net = load_run(run)
         tensor = torch.from_numpy(batch)

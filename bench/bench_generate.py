@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # training/ and export/ of this checkout
 SETTINGS = {"ddpm-1000": ("ddpm", 1000, 0.0), "ddim-50": ("ddim", 50, 0.0), "dpm-solver-20": ("dpm_solver_pp_2m", 20, 0.0),
             "ddim-100-eta1": ("ddim", 100, 1.0), "ddim-250-eta1": ("ddim", 250, 1.0),
             **{f"ddim-{n}": ("ddim", n, 0.0) for n in (10, 20, 100)},
@@ -42,7 +41,7 @@ def run_one(backend: str, setting: str, args) -> dict:
     if backend == "torch":
         import torch
 
-        from export.export_ddpm import load_ddpm_run
+        from napari_cellsynth.export.export_ddpm import load_ddpm_run
 
         _, net = load_ddpm_run(Path(args.run))
 
@@ -71,7 +70,7 @@ def quality(rows: list[dict], args) -> None:
     from napari_cellsynth.core.evaluation import bundle_features, frechet_distance, kernel_inception_distance
     from napari_cellsynth.core.label_maps import apply_label_map
     from napari_cellsynth.core.runtime import OnnxModel
-    from training.data import stratified_split
+    from napari_cellsynth.training.data import stratified_split
 
     classifier = OnnxModel(args.classifier, kind="classifier")
     config = json.loads((Path(args.run) / "config.json").read_text())
@@ -132,11 +131,10 @@ def main() -> None:
         print(json.dumps(run_one(args.one[0], args.one[1], args)))
         return
     rows = []
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     for setting in [*args.settings, *(f"gan:{b}" for b in args.gan_bundles)]:
         for backend in (["onnxruntime"] if setting.startswith("gan:") else args.backends):
             cmd = [sys.executable, __file__, *sys.argv[1:], "--one", backend, setting]
-            done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             time.sleep(1)
     quality(rows, args)

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from training.nets.resnet import ResNetClassifier  # noqa: E402
-from training.nets.unet import UNet  # noqa: E402
+from napari_cellsynth.training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.nets.unet import UNet
 
 
 def step_time(model, inputs, loss_fn, bf16: bool, repeats: int) -> float:

@@ -1,6 +1,6 @@
 """Export a BBDM run's EMA network to a bundle: ``model.onnx`` = one forward pass f(x_t, t) → x_t - x_0.
 
-    python -m export.export_bbdm runs/bbdm-transloc --out bundles/bbdm-transloc
+    cellsynth export bbdm runs/bbdm-transloc --out bundles/bbdm-transloc
 
 Inputs ``x`` (N×3×H×W float32, the bridge state) and ``t`` (N int64, 0…T); output ``prediction``
 (the BBDM objective x_t - x_0).  The card carries the bridge schedule, the target channels and
@@ -24,14 +24,15 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import BridgeSchedule
-from training.train_bbdm import build_model, load_pairs
+from napari_cellsynth.training.nets.unet import bridge_unet
+from napari_cellsynth.training.translocation_data import load_pairs
 
 from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
 
 
 def load_bbdm_run(run: Path) -> tuple[dict, torch.nn.Module]:
     config = json.loads((run / "config.json").read_text())
-    model = build_model(config["net"], len(config["channels"]), int(config["image_size"][-1]))
+    model = bridge_unet(config["net"], len(config["channels"]), int(config["image_size"][-1]))
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["ema"])
     config["trained_steps"] = int(state["step"])
@@ -86,8 +87,8 @@ def export_bbdm(run: str | Path, out: str | Path, name: str | None = None, atol:
 
 
 def main(argv: list[str] | None = None) -> None:
-    export_main("python -m export.export_bbdm", __doc__, export_bbdm, argv)
+    export_main("cellsynth export bbdm", __doc__, export_bbdm, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m export.export_bbdm"))
+    sys.exit(run_entry(main, "cellsynth export bbdm"))

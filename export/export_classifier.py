@@ -1,6 +1,6 @@
 """Export a trained classifier run to a bundle (``model.onnx`` + ``card.json``).
 
-    python -m export.export_classifier runs/jurkat4-s0 --out bundles/jurkat4
+    cellsynth export classifier runs/jurkat4-s0 --out bundles/jurkat4
 
 The graph takes normalised ``images`` (N×C×H×W float32, dynamic N) and returns
 ``logits`` (N×K) and ``features`` (N×D, the penultimate layer).  Torch and ONNX
@@ -23,7 +23,7 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
-from training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
 from .common import export_onnx, fresh_staging, library_versions, parity, publish
 
@@ -31,7 +31,7 @@ from .common import export_onnx, fresh_staging, library_versions, parity, publis
 def load_run(run: Path) -> tuple[dict, ResNetClassifier]:
     if not (run / "config.json").is_file() or not (run / "best.pt").is_file():
         raise ValueError(f"{run} is not a finished classifier run (it needs config.json and best.pt); pass the "
-                         "--out folder of python -m training.train_classifier")
+                         "--out folder of cellsynth train classifier")
     config = json.loads((run / "config.json").read_text())
     args = config["args"]
     model = ResNetClassifier(args["arch"], len(config["channels"]), len(config["classes"]),
@@ -87,7 +87,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m export.export_classifier", description=__doc__,
+    parser = argparse.ArgumentParser(prog="cellsynth export classifier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a run folder written by training.train_classifier")
     parser.add_argument("--out", required=True, help="bundle folder to write")
@@ -99,4 +99,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m export.export_classifier"))
+    sys.exit(run_entry(main, "cellsynth export classifier"))

@@ -1,6 +1,6 @@
 """Export a CycleGAN run's DAPI → FISH generator to a bundle: ``model.onnx`` = one pass f(x) → fake.
 
-    python -m export.export_cyclegan runs/cyclegan-transloc --out bundles/cyclegan-transloc
+    cellsynth export cyclegan runs/cyclegan-transloc --out bundles/cyclegan-transloc
 
 Input ``x`` (N×3×H×W float32: the DAPI crop in [-1, 1] repeated on the three channels, as the
 BBDM's condition); output ``fake`` (the FISH crop in [-1, 1]).  Parity on real DAPI crops.
@@ -20,8 +20,8 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
-from training.train_bbdm import load_pairs
-from training.train_cyclegan import build_nets
+from napari_cellsynth.training.nets.cyclegan import build_cyclegan
+from napari_cellsynth.training.translocation_data import load_pairs
 
 from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
 
@@ -31,7 +31,7 @@ def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, a
     run, out = Path(run), Path(out)
     config = json.loads((run / "config.json").read_text())
     channels, (h, w) = len(config["channels"]), config["image_size"]
-    generator = build_nets(config["net"], channels)["g_ab"]
+    generator = build_cyclegan(config["net"], channels)["g_ab"]
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     generator.load_state_dict(state["g_ab"])
     generator.eval()
@@ -65,8 +65,8 @@ def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, a
 
 
 def main(argv: list[str] | None = None) -> None:
-    export_main("python -m export.export_cyclegan", __doc__, export_cyclegan, argv)
+    export_main("cellsynth export cyclegan", __doc__, export_cyclegan, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m export.export_cyclegan"))
+    sys.exit(run_entry(main, "cellsynth export cyclegan"))

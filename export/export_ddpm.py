@@ -1,6 +1,6 @@
 """Export a DDPM run's EMA noise network to a bundle: ``model.onnx`` = one forward pass f(x, t, class).
 
-    python -m export.export_ddpm runs/ddpm-jurkat4-M --out bundles/ddpm-jurkat4-M
+    cellsynth export ddpm runs/ddpm-jurkat4-M --out bundles/ddpm-jurkat4-M
 
 Inputs ``x`` (N×C×H×W float32), ``t`` (N int64 timesteps), ``class`` (N int64; the null class
 ``len(classes)`` is unconditional); output ``eps`` (or ``v`` for a v-predicting run).  The card
@@ -24,7 +24,7 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import NoiseSchedule
-from training.nets.unet import UNet
+from napari_cellsynth.training.nets.unet import UNet
 
 from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
 
@@ -106,8 +106,8 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
 
 
 def main(argv: list[str] | None = None) -> None:
-    export_main("python -m export.export_ddpm", __doc__, export_ddpm, argv)
+    export_main("cellsynth export ddpm", __doc__, export_ddpm, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m export.export_ddpm"))
+    sys.exit(run_entry(main, "cellsynth export ddpm"))

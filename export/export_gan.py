@@ -1,6 +1,6 @@
 """Export a WGAN run's EMA generator to a bundle: ``model.onnx`` = one pass G(z[, class]) → image.
 
-    python -m export.export_gan runs/gan-metaphase --out bundles/gan-metaphase [--snapshot 8000]
+    cellsynth export gan runs/gan-metaphase --out bundles/gan-metaphase [--snapshot 8000]
 
 Input ``z`` (N×latent float32, standard normal) and, for a class-conditional generator, ``class``
 (N int64); output ``images`` (N×C×H×W in [-1, 1], the run's normalisation maps it back to raw
@@ -21,7 +21,7 @@ import torch
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.runtime import OnnxModel
-from training.nets.wgan import Generator
+from napari_cellsynth.training.nets.wgan import Generator
 
 from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
 
@@ -90,8 +90,8 @@ def export_gan(run: str | Path, out: str | Path, name: str | None = None, atol: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    export_main("python -m export.export_gan", __doc__, export_gan, argv)
+    export_main("cellsynth export gan", __doc__, export_gan, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m export.export_gan"))
+    sys.exit(run_entry(main, "cellsynth export gan"))

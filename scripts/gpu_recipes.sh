@@ -13,7 +13,7 @@ shift
 recipes=("$@")
 runs=/tmp/recipes-$(basename "$tar" .tar)
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-timeout "$((minutes * 60))" python3 -m training.experiment_recipes --sets "$sets" --jurkat "$sets/jurkat_cells.npz" \
+timeout "$((minutes * 60))" python3 -m napari_cellsynth.training.experiment_recipes --sets "$sets" --jurkat "$sets/jurkat_cells.npz" \
   --datasets "${datasets[@]}" --recipes "${recipes[@]}" --seeds ${SEEDS:-0 1 2 3 4} --jobs "$jobs" --threads 2 \
   --device cuda --out "$runs"
 echo "experiment exit $?"
@@ -21,7 +21,7 @@ echo "experiment exit $?"
 python3 - "$runs" "${datasets[*]}" "${recipes[*]}" <<'PY'
 import sys
 from pathlib import Path
-from training.experiment_recipes import markdown, summarise
+from napari_cellsynth.training.experiment_recipes import markdown, summarise
 from napari_cellsynth.core.atomic import write_json_atomic
 runs = Path(sys.argv[1])
 summary = summarise(runs, sys.argv[2].split(), sys.argv[3].split(), list(range(20)))

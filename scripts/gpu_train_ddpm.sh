@@ -6,6 +6,8 @@
 #   bash scripts/gpu_train_ddpm.sh DATA.npz RUNS_DIR OUT_DIR MINUTES VARIANT...
 # variants: v-ztsnr-full v-ztsnr-cut10 v-full eps-full
 set -euo pipefail
+# The device has no internet: install this checkout alone (training/ and export/ live under napari_cellsynth).
+python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 data=$1 runs=$2 out=$3 minutes=$4
 shift 4
@@ -18,7 +20,7 @@ declare -A extra=([v-ztsnr-full]="--prediction v --zero-terminal-snr"
 for name in "$@"; do
   mkdir -p "$runs/$name"
   # shellcheck disable=SC2086
-  python3 -m training.train_ddpm "${common[@]}" ${extra[$name]} --out "$runs/$name" > "$runs/$name/log.txt" 2>&1 &
+  python3 -m napari_cellsynth.cli train ddpm "${common[@]}" ${extra[$name]} --out "$runs/$name" > "$runs/$name/log.txt" 2>&1 &
 done
 wait
 for name in "$@"; do

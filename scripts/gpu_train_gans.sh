@@ -5,6 +5,8 @@
 # snapshots (WGAN-div: the last and the one nearest half-way, for selection by KID; WGAN-GP: the last).
 #   bash scripts/gpu_train_gans.sh DATA.npz RUNS_DIR OUT_DIR MINUTES
 set -euo pipefail
+# The device has no internet: install this checkout alone (training/ and export/ live under napari_cellsynth).
+python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 data=$1 runs=$2 out=$3 minutes=$4
 for loss in wgan-div wgan-gp; do
@@ -13,7 +15,7 @@ for loss in wgan-div wgan-gp; do
     [ "$cls" = Prophase ] && settings=(--n-critic 10 --lr 2e-5)
     run="$runs/$loss-$cls"
     mkdir -p "$run"
-    python3 -m training.train_gan --data "$data" --label-map jurkat7 --split-seed 0 --only-class "$cls" \
+    python3 -m napari_cellsynth.cli train gan --data "$data" --label-map jurkat7 --split-seed 0 --only-class "$cls" \
       --loss "$loss" "${settings[@]}" --steps 1000000 --snapshot-every 1000 --sample-every 100000000 \
       --ckpt-every 1000 --max-minutes "$minutes" --quiet --out "$run" > "$run/log.txt" 2>&1 &
   done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CELLSYNTH_SHARED_DATA", REPO.parent / "shared" / "data"))
 JURKAT = SHARED_DATA / "jurkat" / "jurkat_cells.npz"
 NUCLEI = SHARED_DATA / "nuclei"
+# The console script `pip install` puts beside the interpreter: tests run commands as a user types them.
+CELLSYNTH = str(Path(sys.executable).with_name("cellsynth"))
 
 
 def pytest_configure(config):
@@ -53,7 +56,7 @@ def jurkat_slice(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(jurkat_slice, tmp_path_factory) -> Path:
     """A ResNet-18 (width 16) trained for 3 epochs (SGD) on the Jurkat slice, 4 classes."""
-    from training import train_classifier
+    from napari_cellsynth.training import train_classifier
 
     run = tmp_path_factory.mktemp("runs") / "jurkat4"
     # SGD, the recipe the napari object-mode tests were calibrated with: a 3-epoch AdamW model of this
@@ -66,7 +69,7 @@ def trained_run(jurkat_slice, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def classifier_bundle(trained_run, tmp_path_factory) -> Path:
-    from export.export_classifier import export_classifier
+    from napari_cellsynth.export.export_classifier import export_classifier
 
     return export_classifier(trained_run, tmp_path_factory.mktemp("bundles") / "jurkat4")
 
@@ -78,7 +81,7 @@ CELLPOSE_TEST_ARGS = ["--epochs", "40", "--limit", "10", "--test-slides", "V26",
 def chromosome_cellpose_model() -> Path:
     """A small Cellpose model trained from scratch on real M-FISH DAPI planes, cached outside the repository
     (``$CELLSYNTH_TEST_CACHE``, default ``~/.cache/napari-cellsynth/test-models``); trained here when missing."""
-    from training import train_cellpose
+    from napari_cellsynth.training import train_cellpose
 
     require(SHARED_DATA / "mfish")
     cache = Path(os.environ.get("CELLSYNTH_TEST_CACHE", Path.home() / ".cache" / "napari-cellsynth" / "test-models"))
@@ -92,7 +95,7 @@ def chromosome_cellpose_model() -> Path:
 @pytest.fixture(scope="session")
 def mfish_pairs(tmp_path_factory) -> Path:
     """The M-FISH data set builder run on two real metaphases (46,XX and t(X;4)): chromosomes.npz."""
-    from training import mfish_dataset
+    from napari_cellsynth.training import mfish_dataset
 
     root = require(SHARED_DATA / "mfish")
     out = tmp_path_factory.mktemp("mfish")
@@ -104,7 +107,7 @@ def mfish_pairs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mfish_five_metaphases(tmp_path_factory) -> Path:
     """The builder on five real metaphases of four slides: normal V14 and V16, translocations in V26 and V28."""
-    from training import mfish_dataset
+    from napari_cellsynth.training import mfish_dataset
 
     root = require(SHARED_DATA / "mfish")
     out = tmp_path_factory.mktemp("mfish5")
@@ -116,7 +119,7 @@ def mfish_five_metaphases(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bbdm_run(mfish_pairs, tmp_path_factory) -> Path:
     """A small BBDM (U-Net base 16) trained for 30 steps on those real DAPI → FISH pairs."""
-    from training import train_bbdm
+    from napari_cellsynth.training import train_bbdm
 
     run = tmp_path_factory.mktemp("runs") / "bbdm"
     train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "30", "--sample-every", "30",
@@ -126,7 +129,7 @@ def bbdm_run(mfish_pairs, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bbdm_bundle(bbdm_run, tmp_path_factory) -> Path:
-    from export.export_bbdm import export_bbdm
+    from napari_cellsynth.export.export_bbdm import export_bbdm
 
     return export_bbdm(bbdm_run, tmp_path_factory.mktemp("bundles") / "bbdm")
 

@@ -2,16 +2,15 @@
 status 2 and no traceback (issue 14); ``-v`` shows the traceback.  docs/results.md lists these."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import JURKAT, require
+from conftest import CELLSYNTH, JURKAT, require
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+    return subprocess.run([CELLSYNTH, *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -29,38 +28,38 @@ def inputs(tmp_path_factory):
 
 CASES = [
     # (command, what must be in the one-line message)
-    (["training.train_classifier", "--data", "{root}/missing.npz", "--out", "{root}/o"], "does not exist"),
-    (["training.train_classifier", "--data", "{root}/unlabelled.npz", "--out", "{root}/o"], "has no labels"),
-    (["training.train_classifier", "--data", "{root}/one_class.npz", "--out", "{root}/o"],
+    (["train", "classifier", "--data", "{root}/missing.npz", "--out", "{root}/o"], "does not exist"),
+    (["train", "classifier", "--data", "{root}/unlabelled.npz", "--out", "{root}/o"], "has no labels"),
+    (["train", "classifier", "--data", "{root}/one_class.npz", "--out", "{root}/o"],
      "at least two classes need 5 or more crops"),
-    (["training.train_classifier", "--data", "{root}/broken", "--out", "{root}/o"], "could not be read"),
-    (["training.train_classifier", "--data", "{root}/one_class.npz", "--steps", "0", "--out", "{root}/o"],
+    (["train", "classifier", "--data", "{root}/broken", "--out", "{root}/o"], "could not be read"),
+    (["train", "classifier", "--data", "{root}/one_class.npz", "--steps", "0", "--out", "{root}/o"],
      "--steps must be at least 1"),
-    (["training.train_classifier", "--data", "{root}/one_class.npz", "--fit", "stretch", "--out", "{root}/o"],
+    (["train", "classifier", "--data", "{root}/one_class.npz", "--fit", "stretch", "--out", "{root}/o"],
      "invalid choice: 'stretch'"),
-    (["training.train_ddpm", "--data", "{root}/one_class.npz", "--sample-every", "0", "--out", "{root}/o"],
+    (["train", "ddpm", "--data", "{root}/one_class.npz", "--sample-every", "0", "--out", "{root}/o"],
      "--sample-every must be at least 1"),
-    (["training.train_gan", "--data", "{root}/one_class.npz", "--lr", "0", "--out", "{root}/o"], "--lr must be above 0"),
-    (["training.train_bbdm", "--data", "{root}/x.npz", "--dropout", "1.5", "--out", "{root}/o"],
+    (["train", "gan", "--data", "{root}/one_class.npz", "--lr", "0", "--out", "{root}/o"], "--lr must be above 0"),
+    (["train", "bbdm", "--data", "{root}/x.npz", "--dropout", "1.5", "--out", "{root}/o"],
      "--dropout is a fraction in [0, 1)"),
-    (["export.export_classifier", "{root}/unlabelled", "--out", "{root}/b"], "is not a finished classifier run"),
-    (["napari_cellsynth.cli", "classify", "{root}/unlabelled.npz", "--model", "{root}/nothing", "--out", "{root}/p.csv"],
+    (["export", "classifier", "{root}/unlabelled", "--out", "{root}/b"], "is not a finished classifier run"),
+    (["classify", "{root}/unlabelled.npz", "--model", "{root}/nothing", "--out", "{root}/p.csv"],
      "does not exist"),
 ]
 
 
-@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(c[0][:1] + c[0][-3:-2]) for c in CASES])
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(c[0][:2] + c[0][-3:-2]) for c in CASES])
 def test_one_line_error_without_traceback(inputs, args, message):
     done = run(*[a.format(root=inputs) for a in args])
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     # one line, "PROG: error: MESSAGE" (argparse's own errors print the usage above it)
-    assert lines[-1].startswith("python -m ") or lines[-1].startswith("cellsynth "), lines
+    assert lines[-1].startswith("cellsynth "), lines
     assert ": error: " in lines[-1] and message in lines[-1], lines[-1]
     assert len(lines) == 1 or lines[0].startswith("usage:"), lines
 
 
 def test_verbose_shows_the_traceback(inputs):
-    done = run("training.train_classifier", "--data", f"{inputs}/missing.npz", "--out", f"{inputs}/o", "-v")
+    done = run("train", "classifier", "--data", f"{inputs}/missing.npz", "--out", f"{inputs}/o", "-v")
     assert done.returncode != 0 and "Traceback" in done.stderr and "does not exist" in done.stderr

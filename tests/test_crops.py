@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import tifffile
-from skimage.measure import label as connected, regionprops
 
 from conftest import NUCLEI, require
 from napari_cellsynth.core.crops import as_channels_first, cut_window, extract_object_crops, square_box

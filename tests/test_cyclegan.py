@@ -13,7 +13,7 @@ from napari_cellsynth.core.translate import TranslationSettings, translate
 
 @pytest.fixture(scope="module")
 def cyclegan_run(mfish_pairs, tmp_path_factory):
-    from training import train_cyclegan
+    from napari_cellsynth.training import train_cyclegan
 
     run = tmp_path_factory.mktemp("runs") / "cyclegan"
     args = ["--data", str(mfish_pairs), "--base", "8", "--blocks", "2", "--sample-every", "4", "--ckpt-every", "2",
@@ -35,7 +35,7 @@ def test_training_resumes_with_both_domains(cyclegan_run, mfish_pairs):
 
 
 def test_image_pool_keeps_at_most_its_size_and_mixes_old_images():
-    from training.train_cyclegan import ImagePool
+    from napari_cellsynth.training.train_cyclegan import ImagePool
 
     pool = ImagePool(4, torch.Generator().manual_seed(0))
     first = pool(torch.arange(4.0)[:, None])
@@ -45,7 +45,7 @@ def test_image_pool_keeps_at_most_its_size_and_mixes_old_images():
 
 
 def test_export_and_translate(cyclegan_run, metaphase_with_chromosomes, classifier_bundle, tmp_path):
-    from export.export_cyclegan import export_cyclegan
+    from napari_cellsynth.export.export_cyclegan import export_cyclegan
 
     bundle = export_cyclegan(cyclegan_run, tmp_path / "cyclegan")
     model = OnnxModel(bundle, kind="cyclegan")

@@ -1,7 +1,6 @@
 """DDPM: a short real training run on Jurkat cells → export → generation (core, CLI, napari)."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -9,18 +8,19 @@ import torch
 
 from napari_cellsynth.cli import main as cli
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.generate import GenerationSettings, generate, read_provenance
+from napari_cellsynth.core.generate import GenerationSettings, generate
+from napari_cellsynth.core.outputs import read_provenance
 from napari_cellsynth.core.images import affine_coefficients
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS, timesteps
-from training.nets.unet import UNet
+from napari_cellsynth.training.nets.unet import UNet
 
 TINY = ["--base", "8", "--channel-mult", "1", "2", "--batch-size", "16", "--sample-every", "1000", "--quiet"]
 
 
 @pytest.fixture(scope="session")
 def ddpm_run(jurkat_slice, tmp_path_factory):
-    from training import train_ddpm
+    from napari_cellsynth.training import train_ddpm
 
     run = tmp_path_factory.mktemp("ddpm") / "base"
     train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
@@ -30,7 +30,7 @@ def ddpm_run(jurkat_slice, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ddpm_bundle(ddpm_run, tmp_path_factory):
-    from export.export_ddpm import export_ddpm
+    from napari_cellsynth.export.export_ddpm import export_ddpm
 
     return export_ddpm(ddpm_run, tmp_path_factory.mktemp("ddpm-bundles") / "ddpm")
 
@@ -53,7 +53,7 @@ def test_training_writes_checkpoint_curves_and_samples(ddpm_run):
 
 
 def test_fine_tune_on_the_rare_class_with_resume(ddpm_run, jurkat_slice, tmp_path):
-    from training import train_ddpm
+    from napari_cellsynth.training import train_ddpm
 
     run = tmp_path / "M"
     args = ["--data", str(jurkat_slice), "--label-map", "jurkat4", "--timesteps", "100", "--init-from", str(ddpm_run),
@@ -178,7 +178,7 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
 
 def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     """Paper 000's experiment at toy scale on real cells: generators, balancing, classifiers, quality, grid."""
-    from training import experiment_ddpm
+    from napari_cellsynth.training import experiment_ddpm
 
     out = tmp_path / "exp"
     args = ["--data", str(jurkat_slice), "--seeds", "0", "--ddpm-base", "8", "--ddpm-batch", "8", "--ddpm-steps", "3",
@@ -202,7 +202,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     experiment_ddpm.main(args)  # everything on disk: nothing retrains
     assert metrics.stat().st_mtime_ns == before
     # the UMAP filter on the generated cells: Table 4 counts, kept cells, classifier on real + kept
-    from training import experiment_filter
+    from napari_cellsynth.training import experiment_filter
 
     filtered = experiment_filter.main([*args, "--classify"])
     for setting in ("full", "cut10"):
@@ -217,8 +217,8 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
 
 
 def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):
-    from export.export_ddpm import export_ddpm
-    from training import train_ddpm
+    from napari_cellsynth.export.export_ddpm import export_ddpm
+    from napari_cellsynth.training import train_ddpm
 
     run = train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "3", "--timesteps", "100",
                            "--prediction", "v", "--out", str(tmp_path / "v"), *TINY])
@@ -232,8 +232,8 @@ def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):
 def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):
     from types import SimpleNamespace
 
-    from training.experiment_ddpm import generated
-    from training.experiment_filter import generated_file
+    from napari_cellsynth.training.experiment_ddpm import generated
+    from napari_cellsynth.training.experiment_filter import generated_file
 
     first = tmp_path / "cut10" / "seed0"
     first.mkdir(parents=True)

@@ -6,7 +6,7 @@ from conftest import JURKAT, require
 
 
 def test_demo_trains_caches_and_reports(tmp_path, monkeypatch):
-    from training import demo
+    from napari_cellsynth.training import demo
 
     monkeypatch.setenv("CELLSYNTH_CACHE", str(tmp_path / "cache"))
     args = ["--data", str(require(JURKAT)), "--epochs", "1", "--width", "8", "--headless", "--quiet",

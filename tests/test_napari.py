@@ -13,7 +13,7 @@ from skimage.filters import threshold_otsu
 from skimage.measure import label as connected
 
 from napari_cellsynth._sample_data import jurkat_cells, load_jurkat_sample, mfish_metaphase
-from napari_cellsynth._widgets.classify import RESULT_KEY, ClassifyWidget, class_color
+from napari_cellsynth._widgets.classify import RESULT_KEY, class_color
 from napari_cellsynth.core.classify import classify_crops, classify_objects
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
@@ -188,7 +188,7 @@ def test_classify_objects_writes_features_and_colours_by_class(make_napari_viewe
         colour = labels_layer.colormap.map(np.array([lab]))[0]
         expected = np.array([int(class_color(classes.index(name))[k:k + 2], 16) / 255 for k in (1, 3, 5)])
         np.testing.assert_allclose(colour[:3], expected, atol=0.01)
-    assert f"classes of cells" in viewer.layers
+    assert "classes of cells" in viewer.layers
     assert "16 objects" in widget.status.value
     # a colour legend: each class of the bundle with its colour and its count
     counts = features["class"].value_counts()

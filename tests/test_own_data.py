@@ -9,7 +9,6 @@ read as it is.
 import csv
 import json
 import subprocess
-import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -18,15 +17,16 @@ import tifffile
 
 from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.label_maps import NAMED_MAPS
+from napari_cellsynth.core.metrics import majority_macro_f1
 from napari_cellsynth.core.sizing import SizeFit, fit_crop
 
-from conftest import JURKAT, require
+from conftest import CELLSYNTH, JURKAT, require
 
 JURKAT4 = {original: name for name, originals in NAMED_MAPS["jurkat4"].items() for original in originals}
 
 
 def command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    done = subprocess.run([CELLSYNTH, *args], capture_output=True, text=True)
     if check and done.returncode:
         raise AssertionError(f"{args} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return done
@@ -63,7 +63,7 @@ def jpeg_folder(tmp_path_factory):
 
 def test_jpeg_folder_of_mixed_sizes_trains_beats_majority_and_classifies(jpeg_folder, tmp_path):
     run, bundle, table = tmp_path / "run", tmp_path / "bundle", tmp_path / "predictions.csv"
-    done = command("-m", "training.train_classifier", "--data", str(jpeg_folder), "--width", "16",
+    done = command("train", "classifier", "--data", str(jpeg_folder), "--width", "16",
                    "--steps", "300", "--seed", "0", "--threads", "2", "--out", str(run), "--quiet")
     assert "brought to 56×56 by resize" in done.stderr  # the median longer side (about 50 px), up to a multiple of 8
     assert "['Anaphase'] have fewer than 5 crops" in done.stderr
@@ -73,18 +73,15 @@ def test_jpeg_folder_of_mixed_sizes_trains_beats_majority_and_classifies(jpeg_fo
     assert config["counts"]["train"]["Anaphase"] == 2
     assert config["counts"]["val"]["Anaphase"] == config["counts"]["test"]["Anaphase"] == 0
     metrics = json.loads((run / "metrics_test.json").read_text())
-    test_counts = config["counts"]["test"]
-    majority = max(config["counts"]["train"], key=config["counts"]["train"].get)
-    share = test_counts[majority] / sum(test_counts.values())
-    majority_f1 = 2 * share / (1 + share) / sum(1 for n in test_counts.values() if n)
+    majority_f1 = majority_macro_f1(config["counts"]["train"], config["counts"]["test"])
     assert metrics["macro_f1"] > majority_f1 + 0.25, (metrics["macro_f1"], majority_f1)
 
-    command("-m", "export.export_classifier", str(run), "--out", str(bundle))
+    command("export", "classifier", str(run), "--out", str(bundle))
     card = json.loads((bundle / "card.json").read_text())
     assert card["input"]["fit"] == "resize" and card["input"]["size"] == config["image_size"]
 
     # inference fits the mixed-size JPEGs as training did, from the card
-    done = command("-m", "napari_cellsynth.cli", "classify", str(jpeg_folder), "--model", str(bundle),
+    done = command("classify", str(jpeg_folder), "--model", str(bundle),
                    "--out", str(table), "--quiet")
     with open(table, newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -26,7 +26,7 @@ def test_model_was_scored_on_held_out_slides(chromosome_cellpose_model):
 
 
 def test_segments_chromosomes_of_an_unseen_metaphase(chromosome_cellpose_model, held_out):
-    from training.train_cellpose import chromosome_instances
+    from napari_cellsynth.training.train_cellpose import chromosome_instances
 
     settings = SegmentSettings(str(chromosome_cellpose_model))
     labels = run_to_end(segment(held_out.dapi, settings))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import CropBatches, channel_stats, stratified_split, tiny_classes
-from training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.data import CropBatches, channel_stats, stratified_split, tiny_classes
+from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
 
 @pytest.mark.parametrize("arch, size, channels", [("resnet18", 32, 1), ("resnet18", 40, 3), ("resnet34", 64, 5),
@@ -91,7 +91,7 @@ def test_training_run_writes_everything_and_learns(trained_run):
 def test_resume_continues_from_the_last_epoch(trained_run, tmp_path, jurkat_slice):
     import shutil
 
-    from training import train_classifier
+    from napari_cellsynth.training import train_classifier
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -117,7 +117,7 @@ def test_export_card_and_parity(classifier_bundle, trained_run):
 
 
 def test_parity_check_fails_above_tolerance():
-    from export.common import parity
+    from napari_cellsynth.export.common import parity
 
     want = {"logits": np.zeros((2, 3))}
     assert parity(want, {"logits": np.full((2, 3), 1e-6)}, atol=1e-4, rtol=0)["logits"]["max_abs"] == 1e-6
@@ -127,8 +127,8 @@ def test_parity_check_fails_above_tolerance():
 
 def test_thinning_and_extra_training_crops_touch_only_the_training_split(tmp_path):
     from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
-    from training import train_classifier
-    from training.data import thin_classes
+    from napari_cellsynth.training import train_classifier
+    from napari_cellsynth.training.data import thin_classes
 
     y = np.repeat([0, 1], [50, 40])
     index = np.arange(90)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_cellsynth.core.outputs import FILTER_FILES, read_provenance
 from napari_cellsynth.core.umap_filter import UmapGmmFilter
 
 
@@ -21,11 +22,11 @@ def blobs(seed=0, n=150, d=24):
 @pytest.fixture(scope="module")
 def fitted():
     features, labels = blobs()
-    return UmapGmmFilter(n_epochs=200, random_state=0).fit(features, labels, "rare")
+    return UmapGmmFilter("rare", n_epochs=200, random_state=0).fit(features, labels)
 
 
 def test_ellipse_holds_the_level_on_gaussian_points():
-    f = UmapGmmFilter(confidence=0.9)
+    f = UmapGmmFilter("rare", confidence=0.9)
     f.features_ = np.zeros((1, 2))
     cov = np.array([[2.0, 0.8], [0.8, 1.0]])
     f._set_mixture([0.3, 0.7], [[5, 5], [1, -1]], [np.eye(2), cov])
@@ -45,10 +46,32 @@ def test_keeps_samples_like_the_rare_class_and_drops_others(fitted):
     like_outlier = rng.normal(14.0, 1.0, size=(30, 24)).astype(np.float32)
     like_a = rng.normal(0.0, 1.0, size=(30, 24)).astype(np.float32)
     assert fitted.weights_.max() == pytest.approx(0.8, abs=0.02) and fitted.level_ == fitted.weights_.max()
-    assert fitted.predict(like_rare).mean() > 0.5
-    assert fitted.predict(like_outlier).mean() < 0.1 and fitted.predict(like_a).mean() < 0.1
-    assert fitted.score_samples(like_rare).mean() < fitted.score_samples(like_a).mean()
+    assert set(fitted.predict(np.concatenate([like_rare, like_a]))) == {1, -1}  # EllipticEnvelope's ±1
+    assert (fitted.predict(like_rare) == 1).mean() > 0.5
+    assert (fitted.predict(like_outlier) == 1).mean() < 0.1 and (fitted.predict(like_a) == 1).mean() < 0.1
+    # higher score = more typical; decision_function = score - offset_, ≥ 0 exactly when predict keeps
+    assert fitted.score_samples(like_rare).mean() > fitted.score_samples(like_a).mean()
+    probe = np.concatenate([like_rare, like_a])
+    np.testing.assert_allclose(fitted.decision_function(probe), fitted.score_samples(probe) - fitted.offset_)
+    np.testing.assert_array_equal(fitted.predict(probe) == 1, fitted.decision_function(probe) >= 0)
+    assert fitted.offset_ == pytest.approx(-fitted.radius(fitted.level_))
     assert fitted.n_features_in_ == 24
+
+
+def test_follows_scikit_learn_estimator_conventions(fitted):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    unfitted = clone(fitted)
+    assert unfitted.get_params() == fitted.get_params() and unfitted.get_params()["minority"] == "rare"
+    assert not hasattr(unfitted, "embedding_")  # __init__ stores parameters only
+    assert unfitted.set_params(n_components=3).n_components == 3
+    for method in ("predict", "score_samples", "decision_function", "transform"):
+        with pytest.raises(NotFittedError):
+            getattr(unfitted, method)(np.zeros((2, 24), np.float32))
+    features, labels = blobs()
+    with pytest.raises(ValueError, match="needs the minority class"):
+        UmapGmmFilter().fit(features, labels)
 
 
 def test_save_load_gives_identical_decisions(fitted, tmp_path):
@@ -68,11 +91,11 @@ def test_bad_inputs_are_named(fitted):
     few = labels.copy()
     few[np.flatnonzero(few == "rare")[4:]] = "a"
     with pytest.raises(ValueError, match="has 4 real sample.*needs at least 6"):
-        UmapGmmFilter().fit(features, few, "rare")
+        UmapGmmFilter("rare").fit(features, few)
     with pytest.raises(ValueError, match="NaN"):
         fitted.predict(np.full((2, 24), np.nan, np.float32))
     with pytest.raises(ValueError, match="confidence must be"):
-        UmapGmmFilter(confidence=1.5).fit(features, labels, "rare")
+        UmapGmmFilter("rare", confidence=1.5).fit(features, labels)
 
 
 def test_fit_reports_epochs_and_stops_on_cancel(fitted):
@@ -80,8 +103,8 @@ def test_fit_reports_epochs_and_stops_on_cancel(fitted):
 
     features, labels = blobs()
     seen = []
-    again = UmapGmmFilter(n_epochs=200, random_state=0).fit(features, labels, "rare",
-                                                            lambda *value: seen.append(value))
+    again = UmapGmmFilter("rare", n_epochs=200, random_state=0).fit(features, labels,
+                                                                    lambda *value: seen.append(value))
     np.testing.assert_array_equal(again.embedding_, fitted.embedding_)  # the hooks change nothing
     assert seen[0][0] == 0 and seen[-1] == (1000, 1000, "fitted")
     epochs = [done for done, _, message in seen if message.startswith("UMAP embedding: epoch")]
@@ -94,7 +117,7 @@ def test_fit_reports_epochs_and_stops_on_cancel(fitted):
         assert "epoch 22 " not in message  # stopped within one epoch
 
     with pytest.raises(Cancelled):
-        UmapGmmFilter(n_epochs=200, random_state=0).fit(features, labels, "rare", cancel_at_epoch_20, token)
+        UmapGmmFilter("rare", n_epochs=200, random_state=0).fit(features, labels, cancel_at_epoch_20, token)
 
 
 def test_fit_in_a_child_process_gives_the_same_filter(fitted):
@@ -102,13 +125,13 @@ def test_fit_in_a_child_process_gives_the_same_filter(fitted):
 
     features, labels = blobs()
     probe = np.random.default_rng(7).normal(-5.0, 2.0, size=(20, 24)).astype(np.float32)
-    served = run_to_end(UmapGmmFilter(n_epochs=200, random_state=0).fit_in_process(features, labels, "rare"))
+    served = run_to_end(UmapGmmFilter("rare", n_epochs=200, random_state=0).fit_in_process(features, labels))
     np.testing.assert_array_equal(served.embedding_, fitted.embedding_)
     np.testing.assert_allclose(served.means_, fitted.means_)
     np.testing.assert_allclose(run_to_end(served.transform_in_process(probe)), fitted.transform(probe))
     np.testing.assert_allclose(served.transform(probe), fitted.transform(probe))
     with pytest.raises(ValueError, match="has 2 real sample"):  # errors in the child are raised here
-        run_to_end(UmapGmmFilter().fit_in_process(features[:5], ["rare", "rare", "a", "a", "a"], "rare"))
+        run_to_end(UmapGmmFilter("rare").fit_in_process(features[:5], ["rare", "rare", "a", "a", "a"]))
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +162,8 @@ def test_cli_filter_on_real_features(classifier_bundle, jurkat_slice, mixed_synt
     assert keep[is_m].mean() > keep[~is_m].mean()  # M-like samples survive more often than G1 cells
     with np.load(out / "kept.npz") as kept:
         assert len(kept["images"]) == keep.sum()
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILTER_FILES)  # what the widget's Export writes too
+    assert len(list((out / "kept").glob("*.tif"))) == keep.sum()
     assert (out / "umap_filter.png").stat().st_size > 10_000
     reloaded = out / "again"
     assert main(["filter", "--classifier", str(classifier_bundle), "--real", str(jurkat_slice), "--synthetic",
@@ -202,6 +227,12 @@ def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, cl
     widget.export_folder.value = str(tmp_path / "kept")
     paths = widget.export_kept()
     assert len(paths) == kept_wide
+    exported = tmp_path / "kept"
+    assert sorted(p.name for p in exported.iterdir()) == sorted(FILTER_FILES)  # the files `cellsynth filter` writes
+    assert json.loads((exported / "summary.json").read_text())["kept"] == kept_wide
+    assert read_provenance(paths[0])["umap_filter"]["level"] == pytest.approx(0.99)
+    widget.level.value = 0.05  # a narrower export to the same folder leaves no stale kept images behind
+    assert len(widget.export_kept()) == kept_narrow == len(list((exported / "kept").glob("*.tif")))
 
 
 @pytest.mark.napari

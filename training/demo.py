@@ -1,8 +1,8 @@
 """The main job: train (once, cached) a cell-cycle classifier on the real Jurkat data, export it to a
 bundle, and classify the sample cells shipped with the plugin, which training never saw.
 
-    python -m training.demo            # opens napari with the results (headless report without a display)
-    python -m training.demo --headless # only the report: results/demo/report.html and PNGs
+    python -m napari_cellsynth.training.demo            # opens napari with the results (headless report without a display)
+    python -m napari_cellsynth.training.demo --headless # only the report: results/demo/report.html and PNGs
 
 The trained run and bundle are cached in ``$CELLSYNTH_CACHE`` (default
 ``~/.cache/napari-cellsynth``); a second call reuses them.
@@ -38,7 +38,7 @@ def cache_dir() -> Path:
 
 def ensure_bundle(data: Path, label_map: str, epochs: int, width: int, seed: int, quiet: bool) -> Path:
     """The cached bundle for these settings, trained and exported first if it is missing or broken."""
-    from export.export_classifier import export_classifier
+    from napari_cellsynth.export.export_classifier import export_classifier
 
     from . import train_classifier
 
@@ -107,7 +107,7 @@ def write_report(out: Path, bundle: Path, metrics: dict) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("CELLSYNTH_JURKAT", str(DEFAULT_DATA)),
                         help="jurkat_cells.npz (default ../shared/data/jurkat/jurkat_cells.npz)")
@@ -169,4 +169,4 @@ def open_viewer(bundle: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.demo"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.demo"))

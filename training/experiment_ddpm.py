@@ -1,6 +1,6 @@
 """Paper 000's experiment: does adding DDPM-generated rare-class cells help the classifier?
 
-    python -m training.experiment_ddpm --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
+    python -m napari_cellsynth.training.experiment_ddpm --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
         --seeds 0 1 2 --ddpm-base 32 --ddpm-batch 32 --ddpm-steps 2000 --finetune-steps 300 \
         --epochs 15 --width 32 --out runs/exp-ddpm
 
@@ -74,7 +74,7 @@ def ddpm_base(out: Path, args) -> Path:
 
 
 def ddpm_bundle(root: Path, base: Path, args, keep: list[str]) -> Path:
-    from export.export_ddpm import export_ddpm
+    from napari_cellsynth.export.export_ddpm import export_ddpm
 
     bundle = root / "ddpm-bundle"
     if (bundle / "card.json").is_file():
@@ -124,8 +124,8 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
 
 def report(out: Path, base: Path, args) -> dict:
     """FID/KID (ResNet features of the full-data real-only classifier), SSIM-max and the real-vs-generated grid."""
-    from export.export_classifier import export_classifier
-    from export.export_ddpm import export_ddpm
+    from napari_cellsynth.export.export_classifier import export_classifier
+    from napari_cellsynth.export.export_ddpm import export_ddpm
 
     from .data import load_labelled, stratified_split, thin_classes
     from .generator_report import quality, real_vs_generated_grid
@@ -161,7 +161,7 @@ def report(out: Path, base: Path, args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.experiment_ddpm", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_ddpm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--label-map", default="jurkat4")
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
     if not args.skip_report:
         summary["generator_quality"] = report(out, base, args)
-    summary["command"] = "python -m training.experiment_ddpm " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiment_ddpm " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / ("summary.json" if not args.skip_report else f"summary-{'-'.join(args.settings)}.json"),
                       summary)
     tables = "\n".join(markdown_table(s, name) for name, s in summary.items()
@@ -221,4 +221,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.experiment_ddpm"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_ddpm"))

@@ -1,6 +1,6 @@
 """The UMAP manifold filter (paper 004 §2.4, Table 4) on the DDPM experiment's generated rare cells.
 
-    python -m training.experiment_filter --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
+    python -m napari_cellsynth.training.experiment_filter --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
         --seeds 0 1 2 --epochs 15 --width 32 --out runs/exp-ddpm [--classify]
 
 Run after ``training.experiment_ddpm`` with the same ``--out``, ``--data``, ``--seeds`` and
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "real_minority_points": int((data.y[index] == data.classes.index(args.rare)).sum())}
         print(f"{setting}: {counts}", file=sys.stderr)
     summary["classification"] = {name: summarize_runs(metrics) for name, metrics in runs.items()}
-    summary["command"] = "python -m training.experiment_filter " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiment_filter " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "filter_summary.json", summary)
     lines = ["| setting | seed | generated | kept by the filter |", "|---|---|---|---|"]
     for setting in args.settings:
@@ -96,4 +96,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.experiment_filter"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_filter"))

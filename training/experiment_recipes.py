@@ -1,10 +1,10 @@
 """Training recipes compared on several real data sets (issue 14): does the default learn small data?
 
-    python -m training.experiment_recipes --sets runs/recipe-sets \
+    python -m napari_cellsynth.training.experiment_recipes --sets runs/recipe-sets \
         --jurkat ../shared/data/jurkat/jurkat_cells.npz --datasets jurkat4-300 mfish-rgb-jpeg \
         --recipes legacy-sgd default --seeds 0 1 2 3 4 --jobs 2 --out runs/recipes
 
-``--sets`` is the folder ``python -m training.recipe_datasets`` writes.  Every (data set, recipe, seed)
+``--sets`` is the folder ``python -m napari_cellsynth.training.recipe_datasets`` writes.  Every (data set, recipe, seed)
 is one ``training.train_classifier`` run in its own process (``--jobs`` at a time, each with
 ``--threads``), resumed or skipped when done.  ``summary.json``/``summary.md``: test macro-F1 and
 accuracy, mean ± std over seeds, against the macro-F1 of always answering the training split's
@@ -26,6 +26,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.metrics import majority_macro_f1
 
 # each recipe spells out every setting it depends on, so that it stays the same when defaults change
 RECIPES = {
@@ -60,15 +61,10 @@ def dataset_arguments(sets: Path, jurkat: str | None) -> dict[str, list[str]]:
     }
 
 
-def majority_macro_f1(run: Path) -> float:
-    """Test macro-F1 of answering the training split's most common class for every crop."""
-    config = json.loads((run / "config.json").read_text())
-    train, test = config["counts"]["train"], config["counts"]["test"]
-    majority = max(train, key=train.get)
-    present = [c for c, n in test.items() if n]
-    share = test[majority] / sum(test.values())
-    f1_majority = 2 * share / (1 + share) if test[majority] else 0.0
-    return f1_majority / len(present)
+def run_majority_macro_f1(run: Path) -> float:
+    """The majority-vote floor of one run's split (:func:`core.metrics.majority_macro_f1`)."""
+    counts = json.loads((run / "config.json").read_text())["counts"]
+    return majority_macro_f1(counts["train"], counts["test"])
 
 
 def run_one(command: list[str], log: Path) -> float:
@@ -98,7 +94,7 @@ def summarise(out: Path, datasets: list[str], recipes: list[str], seeds: list[in
                 "train_crops": sum(config["counts"]["train"].values()), "classes": len(config["classes"]),
                 "macro_f1": [float(f1.mean()), float(f1.std())],
                 "accuracy": [float(accuracy.mean()), float(accuracy.std())],
-                "majority_macro_f1": float(np.mean([majority_macro_f1(r) for r in done])),
+                "majority_macro_f1": float(np.mean([run_majority_macro_f1(r) for r in done])),
                 "steps": [int(m["steps_run"]) for m in metrics], "best_step": [m.get("best_step") for m in metrics],
                 "seconds": float(np.mean(seconds)),
             })
@@ -116,7 +112,7 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m training.experiment_recipes", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_recipes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", required=True, help="the folder training.recipe_datasets wrote")
     p.add_argument("--jurkat", help="jurkat_cells.npz, for the full Jurkat data sets")
@@ -143,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if (run / "metrics_test.json").is_file():
                     continue
                 run.mkdir(parents=True, exist_ok=True)
-                jobs.append(([sys.executable, "-m", "training.train_classifier", *known[name], *RECIPES[recipe],
+                jobs.append(([sys.executable, "-m", "napari_cellsynth.training.train_classifier", *known[name], *RECIPES[recipe],
                               "--seed", str(seed), "--threads", str(args.threads), "--device", args.device,
                               "--out", str(run), "--resume", "--quiet", *extra], run / "log.txt"))
     env_threads = {"OMP_NUM_THREADS": str(args.threads)}
@@ -153,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         for seconds in pool.map(lambda job: run_one(*job), jobs):
             print(f"  a run finished in {seconds:.0f} s", file=sys.stderr)
     summary = summarise(out, args.datasets, args.recipes, args.seeds)
-    summary["command"] = "python -m training.experiment_recipes " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiment_recipes " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "summary.json", summary)
     table = markdown(summary)
     (out / "summary.md").write_text(table)
@@ -162,4 +158,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.experiment_recipes"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_recipes"))

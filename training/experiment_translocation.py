@@ -1,6 +1,6 @@
 """Paper 004's experiment (Tables 4–6): do synthetic translocations from DAPI lift the classifier?
 
-    python -m training.experiment_translocation --data runs/mfish/chromosomes.npz \
+    python -m napari_cellsynth.training.experiment_translocation --data runs/mfish/chromosomes.npz \
         --test-slides A20 V26 A04 V14 P09 --seeds 0 1 2 --epochs 30 --width 16 \
         --bbdm runs/exp-transloc/bbdm-bundle --cyclegan runs/exp-transloc/cyclegan-bundle \
         --synthetic 600 --bbdm-steps 50 --filter bbdm --out runs/exp-transloc
@@ -53,7 +53,7 @@ NAMES = {"bbdm": "BBDM", "cyclegan": "CycleGAN"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.experiment_translocation", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_translocation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset")
     p.add_argument("--test-slides", nargs="+", required=True)
@@ -132,7 +132,7 @@ def synthesize(kind: str, bundle: str, chromosomes: dict, args, out: Path) -> Pa
 
 def feature_classifier(out: Path, args) -> OnnxModel:
     """The real-only, augmented, first-seed classifier as a bundle (features for the filter and the report)."""
-    from export.export_classifier import export_classifier
+    from napari_cellsynth.export.export_classifier import export_classifier
 
     bundle = out / "feature-classifier"
     if not (bundle / "card.json").is_file():
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.only and synthetic:
         summary["generator_quality"] = report(out, split, synthetic, args)
     summary["dataset"] = json.loads((out / "dataset.json").read_text())
-    summary["command"] = "python -m training.experiment_translocation " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiment_translocation " + " ".join(argv or sys.argv[1:])
     name = "summary" if not args.only else "summary-" + "-".join(args.only)
     write_json_atomic(out / f"{name}.json", summary)
     tables = "\n".join(markdown_table(s, title) for title, s in summary["classification"].items())
@@ -240,4 +240,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.experiment_translocation"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_translocation"))

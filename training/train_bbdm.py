@@ -1,10 +1,10 @@
 """Train a Brownian Bridge Diffusion Model (BBDM) that translates a chromosome's DAPI crop into its FISH colours.
 
     # all chromosomes of the data set (the M-FISH builder's chromosomes.npz), test slides held out
-    python -m training.train_bbdm --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
+    cellsynth train bbdm --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
         --steps 20000 --out runs/bbdm-all
     # fine-tune on the translocations (the rare class)
-    python -m training.train_bbdm --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
+    cellsynth train bbdm --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
         --init-from runs/bbdm-all --only-translocations --steps 4000 --out runs/bbdm-transloc
 
 The bridge of paper 004 eqs. 1–3: x_t = (1 - m_t) x_0 + m_t y + sqrt(δ_t) ε with m_t = t/T and
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,14 +40,14 @@ from .arguments import parse_checked
 from .data import CropBatches
 from .diffusion_loop import (add_run_arguments, dapi_fish_grid, ema_update, plot_loss, restore_checkpoint,
                              save_checkpoint)
-from .nets.unet import UNet
-from .translocation_data import load_chromosomes
+from .nets.unet import bridge_unet
+from .translocation_data import load_pairs
 
 EIGHT_BIT = {"low": 0.0, "high": 255.0}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.train_bbdm", description=__doc__,
+    p = argparse.ArgumentParser(prog="cellsynth train bbdm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset (dapi, rgb, ...)")
     p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
@@ -66,18 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-steps", type=int, default=200, help="skip-step sampling for the sample grid")
     add_run_arguments(p)
     return p
-
-
-def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) -> dict[str, np.ndarray]:
-    """DAPI and RGB crops (N×1×S×S, N×3×S×S uint8) of the chromosomes to train on."""
-    arrays = load_chromosomes(path)
-    keep = ~np.isin(arrays["slide"], exclude_slides)
-    if only_translocations:
-        keep &= arrays["translocation"] == 1
-    if not keep.any():
-        raise ValueError(f"no chromosomes left in {path} after excluding slides {exclude_slides}"
-                         f"{' and keeping translocations only' if only_translocations else ''}")
-    return {k: v[keep] for k, v in arrays.items()}
 
 
 def condition(dapi: torch.Tensor, channels: int) -> torch.Tensor:
@@ -115,10 +102,6 @@ def sample_grid(model, schedule, pairs, normalization, steps: int, path: Path, n
     dapi_fish_grid(pairs["dapi"][pick], pairs["rgb"][pick], fake, "BBDM", path)
 
 
-def build_model(net: dict, channels: int, size: int) -> UNet:
-    return UNet(channels, 0, net["base"], tuple(net["channel_mult"]), dropout=net["dropout"], image_size=size)
-
-
 def main(argv: list[str] | None = None) -> Path:
     args = parse_checked(build_parser(), argv)
     out = Path(args.out)
@@ -138,7 +121,7 @@ def main(argv: list[str] | None = None) -> Path:
               "train_count": int(len(pairs["rgb"])), "exclude_slides": args.exclude_slides,
               "only_translocations": args.only_translocations, "args": vars(args)}
     write_json_atomic(out / "config.json", config)
-    model = build_model(net, channels, size)
+    model = bridge_unet(net, channels, size)
     if args.init_from:
         model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True, map_location="cpu")["ema"])
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -186,4 +169,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.train_bbdm"))
+    sys.exit(run_entry(main, "cellsynth train bbdm"))

@@ -1,6 +1,6 @@
 """Train a Cellpose 3 model from scratch to segment chromosomes in M-FISH DAPI planes.
 
-    python -m training.train_cellpose --root ../shared/data/mfish --epochs 60 --out runs/cellpose-chromosomes
+    cellsynth train cellpose --root ../shared/data/mfish --epochs 60 --out runs/cellpose-chromosomes
 
 Pretrained Cellpose weights cannot be downloaded here, so the network starts from random weights
 (``pretrained_model=False``; MKL-DNN off, which trains 5× faster on this CPU).  Instance masks
@@ -69,7 +69,7 @@ def average_precision(model_path: Path, metaphases, diameter: float | None = Non
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m training.train_cellpose", description=__doc__,
+    parser = argparse.ArgumentParser(prog="cellsynth train cellpose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="the mfish folder")
     parser.add_argument("--epochs", type=int, default=60)
@@ -106,4 +106,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.train_cellpose"))
+    sys.exit(run_entry(main, "cellsynth train cellpose"))

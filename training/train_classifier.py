@@ -1,6 +1,6 @@
 """Train a ResNet classifier on labelled microscopy crops.
 
-    python -m training.train_classifier --data ../shared/data/jurkat/jurkat_cells.npz \
+    cellsynth train classifier --data ../shared/data/jurkat/jurkat_cells.npz \
         --label-map jurkat4 --seed 0 --out runs/jurkat4-s0
 
 The recipe (defaults, chosen from measurements on five real data sets of 180 to 4,340 training
@@ -29,7 +29,6 @@ last evaluation, with a fresh shuffle).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -59,7 +58,7 @@ from .plots import plot_training_curves
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.train_classifier", description=__doc__,
+    p = argparse.ArgumentParser(prog="cellsynth train classifier", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help=".npz, TIFF stack (with --labels-csv) or folder per class")
     p.add_argument("--labels-csv", help="labels for a TIFF stack: a 'label' column, one row per slice")
@@ -412,4 +411,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.train_classifier"))
+    sys.exit(run_entry(main, "cellsynth train classifier"))

@@ -1,6 +1,6 @@
 """Train a CycleGAN DAPI ↔ FISH (paper 004's image-to-image baseline against the BBDM).
 
-    python -m training.train_cyclegan --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
+    cellsynth train cyclegan --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
         --target translocations --steps 20000 --out runs/cyclegan-transloc
 
 Domain A: DAPI crops of the training chromosomes (repeated on three channels, as the BBDM's
@@ -30,14 +30,14 @@ from napari_cellsynth.core.entry import run_entry
 from .arguments import parse_checked
 from .data import CropBatches
 from .diffusion_loop import add_run_arguments, dapi_fish_grid, plot_loss
-from .nets.cyclegan import Generator, PatchDiscriminator
-from .train_bbdm import load_pairs
+from .nets.cyclegan import build_cyclegan
+from .translocation_data import load_pairs
 
 NETS = ("g_ab", "g_ba", "d_a", "d_b")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.train_cyclegan", description=__doc__,
+    p = argparse.ArgumentParser(prog="cellsynth train cyclegan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset")
     p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
@@ -79,12 +79,6 @@ class ImagePool:
 def endless(batches: CropBatches):
     while True:
         yield from batches
-
-
-def build_nets(net: dict, channels: int) -> dict[str, nn.Module]:
-    return {"g_ab": Generator(channels, channels, net["base"], net["blocks"]),
-            "g_ba": Generator(channels, channels, net["base"], net["blocks"]),
-            "d_a": PatchDiscriminator(channels, net["base"]), "d_b": PatchDiscriminator(channels, net["base"])}
 
 
 def losses(nets, real_a, real_b, pools, args) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -133,7 +127,7 @@ def main(argv: list[str] | None = None) -> Path:
         "normalization": eight_bit, "condition_normalization": {"type": "minmax_range", "low": [0.0], "high": [255.0]},
         "net": net, "counts": {"A (DAPI)": int(len(domain_a["dapi"])), "B (FISH)": int(len(domain_b["rgb"]))},
         "exclude_slides": args.exclude_slides, "target": args.target, "args": vars(args)})
-    nets = build_nets(net, channels)
+    nets = build_cyclegan(net, channels)
     opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], args.lr, betas=(0.5, 0.999))
     batches_a = CropBatches(np.repeat(domain_a["dapi"], channels, axis=1), domain_a["translocation"], eight_bit,
@@ -190,4 +184,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.train_cyclegan"))
+    sys.exit(run_entry(main, "cellsynth train cyclegan"))

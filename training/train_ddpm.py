@@ -1,10 +1,10 @@
 """Train a class-conditional DDPM noise predictor (loss of paper 000 eq. 3), or fine-tune one on a rare class.
 
     # base model on all classes (the training split of the classifier's seeded split)
-    python -m training.train_ddpm --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat4 \
+    cellsynth train ddpm --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat4 \
         --schedule sigmoid --steps 20000 --out runs/ddpm-jurkat4
     # fine-tune on the rare class (paper 003's procedure)
-    python -m training.train_ddpm --data ... --label-map jurkat4 --init-from runs/ddpm-jurkat4 \
+    cellsynth train ddpm --data ... --label-map jurkat4 --init-from runs/ddpm-jurkat4 \
         --only-classes M --steps 4000 --out runs/ddpm-jurkat4-M
 
 Intensities are scaled per channel to [-1, 1] between the 0.1 and 99.9 percentiles of the
@@ -44,7 +44,7 @@ from .nets.unet import UNet
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.train_ddpm", description=__doc__,
+    p = argparse.ArgumentParser(prog="cellsynth train ddpm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_data_arguments(p)
     p.add_argument("--only-classes", nargs="+", help="train on these classes only (fine-tuning on a rare class)")
@@ -188,4 +188,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.train_ddpm"))
+    sys.exit(run_entry(main, "cellsynth train ddpm"))

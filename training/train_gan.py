@@ -2,10 +2,10 @@
 
     # one model per minority class, as paper 001 does (its settings: n_critic 4, lr 2e-4, batch 16;
     # Prophase: n_critic 10, lr 2e-5)
-    python -m training.train_gan --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat7 \
+    cellsynth train gan --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat7 \
         --only-class Metaphase --loss wgan-div --steps 20000 --out runs/gan-metaphase
     # one class-conditional model (projection critic) for all classes
-    python -m training.train_gan --data ... --label-map jurkat7 --loss wgan-div --out runs/gan-all
+    cellsynth train gan --data ... --label-map jurkat7 --loss wgan-div --out runs/gan-all
 
 The crops are the classifier's training split (``--split-seed``), so no test cell is ever seen.
 Intensities are scaled per channel to [-1, 1] between the training crops' 0.1 and 99.9 percentiles.
@@ -46,7 +46,7 @@ BETAS = {"wgan-div": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.train_gan", description=__doc__,
+    p = argparse.ArgumentParser(prog="cellsynth train gan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_data_arguments(p)
     p.add_argument("--only-class", help="an unconditional GAN of this class alone (paper 001's per-class models)")
@@ -216,4 +216,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m training.train_gan"))
+    sys.exit(run_entry(main, "cellsynth train gan"))

@@ -28,8 +28,20 @@ def load_chromosomes(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         missing = {"dapi", "rgb", "slide", "translocation", "metaphase"} - set(data.files)
         if missing:
-            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m training.mfish_dataset")
+            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m napari_cellsynth.training.mfish_dataset")
         return {k: data[k] for k in ("dapi", "rgb", "slide", "translocation", "metaphase")}
+
+
+def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) -> dict[str, np.ndarray]:
+    """DAPI and RGB crops (N×1×S×S, N×3×S×S uint8) of the chromosomes to train on."""
+    arrays = load_chromosomes(path)
+    keep = ~np.isin(arrays["slide"], exclude_slides)
+    if only_translocations:
+        keep &= arrays["translocation"] == 1
+    if not keep.any():
+        raise ValueError(f"no chromosomes left in {path} after excluding slides {exclude_slides}"
+                         f"{' and keeping translocations only' if only_translocations else ''}")
+    return {k: v[keep] for k, v in arrays.items()}
 
 
 def slide_split(chromosomes: dict[str, np.ndarray], test_slides: list[str], val_fraction: float,

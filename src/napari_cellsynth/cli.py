@@ -8,14 +8,16 @@
     cellsynth translate --model BBDM_OR_CYCLEGAN_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
     cellsynth zoo list            (then --model zoo:NAME wherever a bundle is asked for)
+    cellsynth train classifier|ddpm|gan|bbdm|cyclegan|cellpose [OPTIONS]   (needs the [train] extra)
+    cellsynth export classifier|ddpm|gan|bbdm|cyclegan RUN --out BUNDLE
 
-Training and export run from a checkout of the repository
-(``python -m training.train_classifier``, ``python -m export.export_classifier``).
+``cellsynth train NAME --help`` and ``cellsynth export NAME --help`` list each one's options.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -97,7 +99,8 @@ def cmd_generate(args) -> int:
     """One TIFF per image with its provenance; batches already on disk are skipped (resume)."""
     from tqdm import tqdm
 
-    from .core.generate import GenerationSettings, generate, image_name, provenance, save_images
+    from .core.generate import GenerationSettings, generate, provenance
+    from .core.outputs import image_name, save_images
 
     model = OnnxModel(args.model, kind=GENERATOR_KINDS)
     settings = GenerationSettings(args.class_name, args.count, args.sampler, args.steps, args.guidance, args.seed,
@@ -127,12 +130,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_filter(args) -> int:
-    """UMAP filter: decisions CSV, kept images (.npz), the figure (PNG) and the fitted filter (.npz)."""
-    from .core.atomic import atomic_open, write_json_atomic
+    """UMAP filter: the files of :func:`core.outputs.write_filter_outputs` (the widget's *Export kept* too)."""
     from .core.jobs import run_to_end
     from .core.filtering import run_filter
+    from .core.outputs import write_filter_outputs
     from .core.umap_filter import UmapGmmFilter
-    from .core.umap_plot import save_filter_figure
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,19 +148,9 @@ def cmd_filter(args) -> int:
     fitted = UmapGmmFilter.load(args.load) if args.load else None
     print("features, UMAP and mixture (UMAP takes a while on a CPU)…", file=sys.stderr)
     result = run_to_end(run_filter(model, real.images, real.labels, synthetic.images, args.minority, fitted, **params))
-    table = {"source": synthetic.names, **result.table()}
-    write_csv_atomic(out / "decisions.csv", table)
-    kept = result.keep
-    with atomic_open(out / "kept.npz", "wb") as fh:
-        np.savez(fh, images=synthetic.images[kept], source=np.array(synthetic.names)[kept])
-    save_filter_figure(out / "umap_filter.png", result.fitted, result.points, kept)
-    result.fitted.save(out / "filter.npz")
-    summary = {"synthetic": len(kept), "kept": int(kept.sum()), "dropped": int((~kept).sum()),
-               "level": result.fitted.level_, "component_weight": float(result.fitted.weights_[result.fitted.component_]),
-               "minority": args.minority, "classifier": model.card.name,
-               "classifier_sha256": model.card.files["model.onnx"]["sha256"], "real": str(args.real),
-               "synthetic_source": str(args.synthetic)}
-    write_json_atomic(out / "summary.json", summary)
+    record = {"classifier": model.card.name, "classifier_sha256": model.card.files["model.onnx"]["sha256"],
+              "real": str(args.real), "synthetic_source": str(args.synthetic)}
+    summary, _ = write_filter_outputs(out, synthetic.images, synthetic.names, result, None, record)
     print(f"kept {summary['kept']} of {summary['synthetic']} synthetic samples (level {summary['level']:.3f}); "
           f"wrote {out}", file=sys.stderr)
     return 0
@@ -244,14 +236,11 @@ def cmd_translate(args) -> int:
 
     Each pair writes ``OUT/<DAPI file stem>/``; a pair whose ``translate.json`` is already there is skipped.
     """
-    import io
-
     import tifffile
     from tqdm import tqdm
 
-    from .core.atomic import atomic_open, write_json_atomic
-    from .core.generate import save_images
-    from .core.translate import TranslationSettings, composite, translate
+    from .core.outputs import write_translation
+    from .core.translate import TranslationSettings, translate
 
     if len(args.dapi) != len(args.labels):
         raise ValueError(f"{len(args.dapi)} --dapi file(s) but {len(args.labels)} --labels file(s); give one "
@@ -272,14 +261,7 @@ def cmd_translate(args) -> int:
         dapi, labels = tifffile.imread(dapi_path), tifffile.imread(labels_path)
         with tqdm(unit="step", disable=args.quiet, desc=dapi_path.name) as bar:
             result = run_with_bar(translate(model, dapi, labels, settings), bar)
-        record = {**result.provenance, "dapi": str(dapi_path), "labels_file": str(labels_path),
-                  "labels": result.labels.tolist()}
-        save_images(folder / "crops", result.images, record)
-        buffer = io.BytesIO()
-        tifffile.imwrite(buffer, composite(result, labels), description=json.dumps(record), metadata=None)
-        with atomic_open(folder / "composite.tif", "wb") as fh:
-            fh.write(buffer.getvalue())
-        write_json_atomic(folder / "translate.json", {**record, "boxes": result.boxes.tolist()})
+        write_translation(folder, result, labels, {"dapi": str(dapi_path), "labels_file": str(labels_path)})
         print(f"{dapi_path}: {len(result.images)} synthetic chromosomes in {folder}", file=sys.stderr)
     return 0
 
@@ -312,10 +294,35 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+# cellsynth train NAME / cellsynth export NAME: the module under napari_cellsynth.training / .export
+TRAINERS = {"classifier": "train_classifier", "ddpm": "train_ddpm", "gan": "train_gan", "bbdm": "train_bbdm",
+            "cyclegan": "train_cyclegan", "cellpose": "train_cellpose"}
+EXPORTERS = {"classifier": "export_classifier", "ddpm": "export_ddpm", "gan": "export_gan", "bbdm": "export_bbdm",
+             "cyclegan": "export_cyclegan"}
+TRAIN_EXTRA = ("training needs torch: pip install torch, then pip install 'napari-cellsynth[train]' "
+               "(add [seg] for cellpose)")
+
+
+def run_training_command(args) -> int:
+    """Hand the rest of the command line to a trainer's or exporter's own ``main`` (its options, its errors)."""
+    from .core.entry import run_entry
+
+    group, modules = ("training", TRAINERS) if args.command == "train" else ("export", EXPORTERS)
+    prog = f"cellsynth {args.command} {args.name}"
+    try:
+        module = importlib.import_module(f"napari_cellsynth.{group}.{modules[args.name]}")
+    except ImportError as err:
+        if err.name not in ("torch", "cellpose") or args.verbose:
+            raise
+        print(f"{prog}: error: {TRAIN_EXTRA}", file=sys.stderr)
+        return 2
+    return run_entry(module.main, prog, args.rest + (["-v"] if args.verbose else []))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log which execution provider runs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log which execution provider runs; show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("classify", help="classify crops in an .npz, a TIFF stack or a folder; write a CSV")
     p.add_argument("input", help=".npz (images[, labels]), .tif stack (N×[C×]H×W) or folder (per class)")
@@ -408,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", help="a folder or URL holding registry.json (default: CELLSYNTH_ZOO or models/)")
     p.add_argument("--verify", action="store_true", help="check every bundle's sha256 (downloads remote ones)")
     p.set_defaults(func=cmd_zoo)
+    for command, modules, what in (("train", TRAINERS, "train a model on your labelled crops (needs the [train] extra)"),
+                                   ("export", EXPORTERS, "export a finished training run to a bundle (ONNX + card)")):
+        p = sub.add_parser(command, help=what, description=f"{what}; NAME --help lists its options")
+        p.add_argument("name", choices=list(modules), metavar="NAME", help=" | ".join(modules))
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="the options of that command")
+        p.set_defaults(func=run_training_command)
     p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)
@@ -420,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (BundleError, ImageInputError, ValueError, FileNotFoundError) as err:
+        if args.verbose or args.command in ("train", "export"):  # asked for, or a trainer's -v (run_entry)
+            raise
         print(f"cellsynth {args.command}: error: {err}", file=sys.stderr)
         return 2
 

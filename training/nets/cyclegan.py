@@ -55,3 +55,10 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def build_cyclegan(net: dict, channels: int) -> dict[str, nn.Module]:
+    """The two generators (A→B, B→A) and two discriminators of a run's ``net`` settings."""
+    return {"g_ab": Generator(channels, channels, net["base"], net["blocks"]),
+            "g_ba": Generator(channels, channels, net["base"], net["blocks"]),
+            "d_a": PatchDiscriminator(channels, net["base"]), "d_b": PatchDiscriminator(channels, net["base"])}

@@ -134,3 +134,9 @@ class UNet(nn.Module):
             for layer in layers:
                 h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
         return self.out(h)
+
+
+def bridge_unet(net: dict, channels: int, size: int) -> UNet:
+    """The BBDM's network from a run's ``net`` settings: no class embedding; the DAPI condition is
+    concatenated to the input by the caller."""
+    return UNet(channels, 0, net["base"], tuple(net["channel_mult"]), dropout=net["dropout"], image_size=size)

@@ -6,7 +6,8 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushBu
 from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, check_kind, read_card
-from ..core.generate import GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate, save_images
+from ..core.generate import GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate
+from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.samplers import SAMPLERS, SPACINGS
 from .base import JobWidget, chosen_path

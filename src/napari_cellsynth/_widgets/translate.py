@@ -6,7 +6,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
 from napari.viewer import Viewer
 
-from ..core.generate import save_images
+from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.translate import TranslationSettings, composite, translate
 from .base import JobWidget, chosen_path

@@ -10,9 +10,9 @@ from ..core.bundle import BundleError, read_card
 from ..core.datasets import read_crops
 from ..core.evaluation import bundle_features
 from ..core.filtering import FilterResult, real_class_names
-from ..core.generate import save_images
 from ..core.images import ImageInputError
 from ..core.jobs import scaled
+from ..core.outputs import write_filter_outputs
 from ..core.runtime import OnnxModel
 from ..core.umap_filter import UmapGmmFilter
 from ..core.umap_plot import draw_filter
@@ -95,7 +95,7 @@ class UmapFilterWidget(JobWidget):
             names = real_class_names(model, real.labels)
             features = yield from scaled(bundle_features(model, real.images), *STAGES["real"], total,
                                          f"features of the {len(real.images)} real crops")
-            fitted = yield from scaled(UmapGmmFilter().fit_in_process(features, names, minority, cancel),
+            fitted = yield from scaled(UmapGmmFilter(minority=minority).fit_in_process(features, names, cancel),
                                        *STAGES["fit"], total, "starting the UMAP process")
             images = np.asarray(synthetic)
             features = yield from scaled(bundle_features(model, images), *STAGES["synthetic"], total,
@@ -150,14 +150,14 @@ class UmapFilterWidget(JobWidget):
         except ValueError as err:
             self._error(err)
             return []
-        table = self._layer.metadata[FILTER_KEY]
-        keep = table["keep"].to_numpy()
-        record = dict(self._layer.metadata.get("cellsynth_provenance", {"class": self.minority.value, "seed": 0}))
-        record["umap_filter"] = {"level": float(self.level.value), "minority": self.minority.value,
-                                 "classifier": str(self.classifier.value)}
-        paths = []
-        for index in np.flatnonzero(keep):
-            paths += save_images(folder, np.asarray(self._layer.data[index:index + 1]),
-                                 {**record, "distance": float(table["distance"].iloc[index])}, first_index=int(index))
-        self.status.value = f"exported {len(paths)} kept images to {folder}"
+        layer = self._layer
+        images = np.asarray(layer.data)
+        if layer.rgb:
+            images = np.moveaxis(images, -1, 1)
+        record = {**layer.metadata.get("cellsynth_provenance", {}), "classifier": str(self.classifier.value),
+                  "real": str(self.real_data.value), "synthetic_source": f"layer {layer.name!r}"}
+        names = [f"{layer.name}[{i}]" for i in range(len(images))]
+        # the files `cellsynth filter` writes, at the slider's level
+        _, paths = write_filter_outputs(folder, images, names, self.result, float(self.level.value), record)
+        self.status.value = f"exported {len(paths)} kept images (and the decisions) to {folder}"
         return paths

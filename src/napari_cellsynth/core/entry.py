@@ -1,7 +1,7 @@
 """Command-line entry points that answer bad input with one line, not a traceback.
 
     if __name__ == "__main__":
-        sys.exit(run_entry(main, "python -m training.train_classifier"))
+        sys.exit(run_entry(main, "cellsynth train classifier"))
 
 A user's mistake (a missing file, a bundle of the wrong kind, an option value that cannot work)
 arrives as one of :data:`USER_ERRORS` and is printed as ``PROG: error: MESSAGE``, exit status 2;

@@ -41,10 +41,13 @@ def run_filter(model: OnnxModel, real_images: np.ndarray, real_labels, synthetic
     """Yields (step, 4) progress; returns a :class:`FilterResult`.  ``fitted`` skips the fit."""
     if minority not in model.card.classes:
         raise ValueError(f"minority {minority!r} is not a class of bundle '{model.card.name}' {model.card.classes}")
+    if fitted is not None and fitted.minority_ != minority:
+        raise ValueError(f"the loaded filter was fitted for minority {fitted.minority_!r}, not {minority!r}; "
+                         f"pass --minority {fitted.minority_} or fit a new filter")
     names = real_class_names(model, real_labels)
     yield 0, 4
     if fitted is None:  # a fitted filter already holds the real data's embedding: no real features needed
-        fitted = UmapGmmFilter(**params).fit(run_to_end(bundle_features(model, real_images)), names, minority)
+        fitted = UmapGmmFilter(minority=minority, **params).fit(run_to_end(bundle_features(model, real_images)), names)
     yield 1, 4
     synthetic = run_to_end(bundle_features(model, synthetic_images))
     yield 2, 4

@@ -7,16 +7,12 @@ images as an uninterrupted one.
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_open
 from .denoisers import Denoiser, DynamicThreshold, StaticThreshold, Threshold, calls_per_evaluation, guided
 from .images import denormalize
 from .jobs import shifted
@@ -189,31 +185,3 @@ def generate(model: OnnxModel, settings: GenerationSettings,
     stacked = np.concatenate(images) if images else np.empty((0, model.card.n_channels, *model.card.image_size))
     return Generated(stacked, provenance(model, settings))
 
-
-def save_images(folder: str | Path, images: np.ndarray, record: dict, first_index: int = 0) -> list[Path]:
-    """One TIFF per image (C×H×W), its provenance (with its index) in the TIFF description; atomic writes."""
-    import tifffile
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for offset, image in enumerate(images):
-        index = first_index + offset
-        path = folder / image_name(record, index)
-        buffer = io.BytesIO()
-        tifffile.imwrite(buffer, image, description=json.dumps({**record, "index": index}), metadata=None)
-        with atomic_open(path, "wb") as fh:
-            fh.write(buffer.getvalue())
-        paths.append(path)
-    return paths
-
-
-def image_name(record: dict, index: int) -> str:
-    return f"{record['class']}_seed{record['seed']}_{index:05d}.tif"
-
-
-def read_provenance(path: str | Path) -> dict:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        return json.loads(tif.pages[0].description)

@@ -34,6 +34,16 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes
     }
 
 
+def majority_macro_f1(train_counts: dict[str, int], test_counts: dict[str, int]) -> float:
+    """Test macro-F1 of answering the training split's most common class for every crop: the floor a
+    classifier must clear (macro over the classes present in the test split)."""
+    majority = max(train_counts, key=train_counts.get)
+    present = [c for c, n in test_counts.items() if n]
+    hits = test_counts.get(majority, 0)
+    share = hits / sum(test_counts.values())
+    return (2 * share / (1 + share) if hits else 0.0) / len(present)
+
+
 def format_table(metrics: dict) -> str:
     """A plain-text table of per-class PPV, recall, F1 and support, then macro-F1 and accuracy."""
     width = max(8, *(len(c) for c in metrics["classes"]))

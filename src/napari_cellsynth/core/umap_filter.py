@@ -1,4 +1,11 @@
-"""The UMAP manifold filter of paper 004 (sections 2.4, 3.4) as a scikit-learn-style estimator.
+"""The UMAP manifold filter of paper 004 (sections 2.4, 3.4) as a scikit-learn outlier estimator.
+
+It follows :class:`sklearn.covariance.EllipticEnvelope`'s contract: the constructor stores parameters
+only (the minority class is one of them), ``fit(X, y)`` returns ``self``, fitted attributes end in ``_``,
+``score_samples`` is higher for more typical samples (minus the Mahalanobis distance in UMAP space),
+``decision_function`` is that score minus ``offset_`` (≥ 0 inside the ellipse), and ``predict`` answers
++1 (kept, an inlier) or -1 (dropped).  ``BaseEstimator`` gives ``get_params``, ``set_params`` and
+``clone``.
 
 ``fit`` projects the classifier features of the real data to 2-D with UMAP (seeded), fits a
 Gaussian mixture (2 components by default) to the minority class's points and keeps the
@@ -44,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import chi2
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .jobs import Cancelled, CancelToken, check_cancelled
 
@@ -80,10 +89,14 @@ class _EpochHook:
         pass
 
 
-class UmapGmmFilter:
-    def __init__(self, n_components: int = 2, confidence: float | str = "weight", n_neighbors: int = 15,
-                 min_dist: float = 0.1, n_epochs: int | None = None, random_state: int = 0,
+class UmapGmmFilter(OutlierMixin, BaseEstimator):
+    """Keep synthetic samples whose classifier features fall inside the real minority class's main
+    Gaussian component in UMAP space.  ``minority`` names that class among ``fit``'s labels."""
+
+    def __init__(self, minority: str | None = None, n_components: int = 2, confidence: float | str = "weight",
+                 n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = None, random_state: int = 0,
                  mixture_on: str = "transform"):
+        self.minority = minority
         self.n_components = n_components
         self.confidence = confidence
         self.n_neighbors = n_neighbors
@@ -99,9 +112,11 @@ class UmapGmmFilter:
         return umap.UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, n_epochs=self.n_epochs,
                          random_state=self.random_state, n_components=2, tqdm_kwds=tqdm_kwds)
 
-    def fit(self, real_features: np.ndarray, real_labels, minority: str, progress: Progress | None = None,
+    def fit(self, X: np.ndarray, y, progress: Progress | None = None,
             cancel: CancelToken | None = None) -> "UmapGmmFilter":
-        """Fit to the real data's features; ``progress`` and ``cancel`` as in the module's docstring."""
+        """Fit to the real data's features ``X`` and labels ``y``; ``progress`` and ``cancel`` as in the
+        module's docstring."""
+        real_features, real_labels, minority = X, y, self._minority()
         from sklearn.mixture import GaussianMixture
 
         def report(stage: str, fraction: float, message: str) -> None:
@@ -150,18 +165,23 @@ class UmapGmmFilter:
         report("mixture", 1, "fitted")
         return self
 
-    def fit_in_process(self, real_features: np.ndarray, real_labels, minority: str,
-                       cancel: CancelToken | None = None) -> Generator:
+    def _minority(self) -> str:
+        if self.minority is None or str(self.minority) == "":
+            raise ValueError("UmapGmmFilter needs the minority class: UmapGmmFilter(minority='M')")
+        return str(self.minority)
+
+    def fit_in_process(self, X: np.ndarray, y, cancel: CancelToken | None = None) -> Generator:
         """:meth:`fit` in a child process, as a progress generator (``(done, 1000, message)``); returns ``self``.
 
         Cancel kills the child within one poll (0.1 s), even while numba compiles; the next fit starts a new
         one.  ``transform`` of the fitted filter is asked of that child while it lives (see
         :meth:`transform_in_process`), and otherwise refits UMAP here (seeded: the same embedding)."""
-        features = self._check_matrix(real_features, "real features")
-        labels = np.asarray(real_labels).astype(str)
+        features = self._check_matrix(X, "real features")
+        labels = np.asarray(y).astype(str)
+        minority = self._minority()
         server = _UmapServer.get()
         try:
-            state = yield from server.request(("fit", features, labels, str(minority), self.get_params()), cancel)
+            state = yield from server.request(("fit", features, labels, self.get_params()), cancel)
         finally:
             server.release()
         self.features_, self.labels_, self.minority_ = features, labels, str(minority)
@@ -191,6 +211,7 @@ class UmapGmmFilter:
         self.mean_ = self.means_[self.component_]
         self.covariance_ = self.covariances_[self.component_]
         self.level_ = float(self.weights_[self.component_] if self.confidence == "weight" else self.confidence)
+        self.offset_ = -self.radius(self.level_)
         self.n_features_in_ = self.features_.shape[1]
 
     # -- using -------------------------------------------------------------------------------
@@ -210,6 +231,7 @@ class UmapGmmFilter:
         """2-D UMAP coordinates of new feature rows (the real embedding stays fixed).
 
         ``progress(epoch, epochs)`` follows the placement's epochs; ``cancel`` is checked after each one."""
+        check_is_fitted(self)
         features = self._check_matrix(features, "features")
         if progress is None and cancel is None:
             return np.asarray(self.umap_.transform(features), dtype=np.float64)
@@ -221,12 +243,18 @@ class UmapGmmFilter:
 
     def mahalanobis(self, points: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of 2-D UMAP points to the kept component."""
+        check_is_fitted(self)
         diff = np.asarray(points, np.float64) - self.mean_
         return np.sqrt(np.einsum("ni,ij,nj->n", diff, np.linalg.inv(self.covariance_), diff))
 
-    def score_samples(self, features: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance in UMAP space to the minority's main component (smaller = more typical)."""
-        return self.mahalanobis(self.transform(features))
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Minus the Mahalanobis distance in UMAP space to the minority's main component: higher means
+        more typical of the real minority class (as :meth:`EllipticEnvelope.score_samples`)."""
+        return -self.mahalanobis(self.transform(X))
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """``score_samples - offset_``: ≥ 0 inside the ellipse at the fitted level, < 0 outside."""
+        return self.score_samples(X) - self.offset_
 
     @staticmethod
     def radius(level: float) -> float:
@@ -234,29 +262,29 @@ class UmapGmmFilter:
         return float(np.sqrt(chi2.ppf(level, df=2)))
 
     def keep(self, distances: np.ndarray, level: float | None = None) -> np.ndarray:
-        """Keep/drop from distances already computed, at ``level`` (default: the fitted level)."""
+        """Keep (True) or drop from Mahalanobis distances already computed, at ``level`` (default: the fitted
+        level): a new level is decided without placing the points again."""
+        check_is_fitted(self)
         return np.asarray(distances) <= self.radius(self.level_ if level is None else level)
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        """True for synthetic samples inside the ellipse (kept), False for those dropped."""
-        return self.keep(self.score_samples(features))
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """+1 for samples inside the ellipse (kept), -1 for those dropped."""
+        return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def ellipse(self, level: float | None = None, points: int = 200) -> np.ndarray:
         """The ellipse outline in UMAP coordinates (points×2), for plots."""
+        check_is_fitted(self)
         values, vectors = np.linalg.eigh(self.covariance_)
         angle = np.linspace(0, 2 * np.pi, points)
         circle = np.stack([np.cos(angle), np.sin(angle)], 1) * self.radius(self.level_ if level is None else level)
         return self.mean_ + circle * np.sqrt(values) @ vectors.T
 
     # -- persistence ----------------------------------------------------------------------------
-    def get_params(self) -> dict:
-        return {"n_components": self.n_components, "confidence": self.confidence, "n_neighbors": self.n_neighbors,
-                "min_dist": self.min_dist, "n_epochs": self.n_epochs, "random_state": self.random_state, "mixture_on": self.mixture_on}
-
     def save(self, path: str | Path) -> Path:
         from .atomic import atomic_open
 
         path = Path(path)
+        check_is_fitted(self)
         config = {"params": self.get_params(), "minority": self.minority_, "format": "cellsynth-umap-gmm-1"}
         with atomic_open(path, "wb") as fh:
             np.savez(fh, features=self.features_, labels=self.labels_.astype(str), embedding=self.embedding_,
@@ -275,7 +303,7 @@ class UmapGmmFilter:
         config = json.loads(str(arrays["config"]))
         if config.get("format") != "cellsynth-umap-gmm-1":
             raise ValueError(f"{path} is not a saved UMAP filter")
-        self = cls(**config["params"])
+        self = cls(**{"minority": config["minority"], **config["params"]})
         self.features_, self.labels_, self.minority_ = arrays["features"], arrays["labels"], config["minority"]
         self.umap_ = self._umap().fit(self.features_)
         self.embedding_ = np.asarray(self.umap_.embedding_, dtype=np.float64)
@@ -306,9 +334,9 @@ def _serve(conn) -> None:
             return
         try:
             if request[0] == "fit":
-                _, features, labels, minority, params = request
+                _, features, labels, params = request
                 fitted, fit_id = None, fit_id + 1
-                fitted = UmapGmmFilter(**params).fit(features, labels, minority, send_progress)
+                fitted = UmapGmmFilter(**params).fit(features, labels, send_progress)
                 conn.send(("done", {"fit_id": fit_id, "embedding": fitted.embedding_,
                                     "minority_points": fitted.minority_points_, "weights": fitted.weights_,
                                     "means": fitted.means_, "covariances": fitted.covariances_}))
