@@ -67,7 +67,8 @@ def run_one(backend: str, setting: str, args) -> dict:
 def quality(rows: list[dict], args) -> None:
     from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.datasets import read_crops
-    from napari_cellsynth.core.evaluation import bundle_features, frechet_distance, kernel_inception_distance
+    from napari_cellsynth.core.classify import bundle_features
+    from napari_cellsynth.training.generator_metrics import frechet_distance, kernel_inception_distance
     from napari_cellsynth.core.label_maps import apply_label_map
     from napari_cellsynth.core.runtime import OnnxModel
     from napari_cellsynth.training.data import stratified_split

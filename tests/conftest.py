@@ -139,7 +139,7 @@ def metaphase_with_chromosomes():
     """A real metaphase's DAPI plane and instance labels of its first six chromosomes (karyotype components)."""
     from skimage.measure import label
 
-    from napari_cellsynth.core.mfish import read_metaphase
+    from napari_cellsynth.training.mfish import read_metaphase
 
     mp = read_metaphase(require(SHARED_DATA / "mfish" / "V26__54"), "V260754")
     instances = label((mp.karyotype > 0) & (mp.karyotype < 255))

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "src" / "napari_cellsynth" / "core"
 TRAINING, EXPORT = REPO / "training", REPO / "export"
 # what export may use of training: the networks (builders) and the data readers, never trainer scripts
-LEAVES = {"nets", "data", "translocation_data"}
+LEAVES = {"nets", "data", "translocation_data", "mfish"}
 
 
 def imports(path: Path, package: tuple[str, ...] | None = None) -> set[str]:

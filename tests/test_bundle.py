@@ -93,3 +93,24 @@ def test_arrays_round_trip_and_pickles_are_refused(tmp_path):
     save_bundle(folder, card)
     with pytest.raises(BundleError, match="pickled objects"):
         load_arrays(folder, read_card(folder))
+
+
+def test_typed_card_views_read_each_kind_and_name_what_is_missing():
+    """Schedule, null class, condition, latent and label map are read through typed views (issue 13)."""
+    from napari_cellsynth.core.schedules import BridgeSchedule, NoiseSchedule
+
+    ddpm = make_card(kind="ddpm", extra={"schedule": NoiseSchedule("cosine", 100, {}, "v").to_card(), "null_class": 4})
+    assert ddpm.ddpm.schedule.prediction == "v" and ddpm.ddpm.null_class == 4 and ddpm.ddpm.x0_bounds is None
+    bbdm = make_card(kind="bbdm", extra={"schedule": BridgeSchedule(200, 0.5).to_card(),
+                                         "condition": {"channels": ["DAPI"], "normalization": {"kind": "none"}}})
+    assert bbdm.bridge.schedule == BridgeSchedule(200, 0.5) and bbdm.condition.channels == ["DAPI"]
+    gan = make_card(kind="gan", extra={"gan": {"latent": 128, "conditional": True}})
+    assert gan.gan.latent == 128 and gan.gan.conditional
+    with pytest.raises(BundleError, match="not a gan bundle"):
+        ddpm.gan
+    with pytest.raises(BundleError, match="bbdm card section is incomplete"):
+        make_card(kind="bbdm").bridge
+    with pytest.raises(BundleError, match="condition belongs to bbdm and cyclegan"):
+        gan.condition
+    labelled = make_card(training={"data": {"label_map": {"M": ["Prophase", "Metaphase"]}}})
+    assert labelled.label_map == {"M": ["Prophase", "Metaphase"]} and make_card().label_map is None

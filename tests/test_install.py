@@ -3,6 +3,7 @@
 in a folder far from the repository."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,9 +16,15 @@ from conftest import JURKAT, REPO, require
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
+    """The wheel of the checkout's tracked files, built in a copy (setuptools leaves build/ where it builds)."""
+    out, source = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("source")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True)
+    for name in filter(None, tracked.stdout.split("\0")):
+        if (REPO / name).is_file() and not name.startswith(("runs/", "tests/", "docs/", "bench/", "models/")):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name, follow_symlinks=False)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True, text=True)
+                    str(source)], check=True, capture_output=True, text=True)
     return next(out.glob("napari_cellsynth-*.whl"))
 
 

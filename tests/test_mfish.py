@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, require
-from napari_cellsynth.core.mfish import parse_karyotype_codes, read_metaphase
+from napari_cellsynth.training.mfish import parse_karyotype_codes, read_metaphase
 
 MFISH = SHARED_DATA / "mfish"
 

@@ -9,7 +9,7 @@ import tifffile
 from conftest import SHARED_DATA
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.mfish import read_metaphase
+from napari_cellsynth.training.mfish import read_metaphase
 from napari_cellsynth.core.segment import SegmentSettings, estimate_diameter, load_model, segment
 
 

@@ -151,3 +151,25 @@ def test_thinning_and_extra_training_crops_touch_only_the_training_split(tmp_pat
     # the sample's 66 M cells: only the training part is halved, validation and test keep theirs
     held_out = counts["val"]["M"] + counts["test"]["M"]
     assert held_out == 27 and counts["train"]["M"] == round(0.5 * (66 - held_out))
+
+
+def test_a_config_for_a_function_call_equals_the_command_line():
+    """Experiments call trainers with a config built from the trainer's own parser (issue 13)."""
+    from napari_cellsynth.training import train_classifier, train_ddpm
+
+    given = train_classifier.config(data="cells.npz", label_map="jurkat4", seed=3, keep_fraction=["M=0.1"],
+                                    out="run", resume=True)
+    typed = train_classifier.build_parser().parse_args(["--data", "cells.npz", "--label-map", "jurkat4", "--seed", "3",
+                                                        "--keep-fraction", "M=0.1", "--out", "run", "--resume"])
+    assert vars(given) == vars(typed)
+    passed_through = train_classifier.config(["--width", "8"], data="cells.npz", out="run")
+    assert passed_through.width == 8 and passed_through.data == "cells.npz"
+    assert train_ddpm.config(data="cells.npz", out="run", only_classes=["M"]).only_classes == ["M"]
+    with pytest.raises(TypeError, match="no setting named wdith"):
+        train_classifier.config(data="cells.npz", out="run", wdith=8)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        train_classifier.config(data="cells.npz", out="run", optimizer="lbfgs")
+    with pytest.raises(ValueError, match="--steps must be at least 1"):
+        train_classifier.config(data="cells.npz", out="run", steps=0)
+    with pytest.raises(TypeError, match="data are required"):
+        train_classifier.config(out="run")

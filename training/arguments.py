@@ -4,6 +4,10 @@ Every trainer parses with :func:`parse_checked`: a count (an ``int`` option) mus
 ``--sample-every 0`` would divide by zero hours later — unless 0 means "off" for it (``ZERO_OK``); a
 rate or scale (a ``float`` option) must be 0 or more, a learning rate above 0 and a probability-like
 fraction below 1.  A bad value stops the run at once with one line naming the option and the fix.
+
+Experiments call a trainer as a function: ``train_classifier.train(train_classifier.config(data=…,
+seed=1))``.  :func:`make_config` builds that config from the trainer's own parser (its defaults, its
+required options, its choices and these checks), so a function call and a command line cannot drift.
 """
 
 from __future__ import annotations
@@ -35,5 +39,34 @@ def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def parse_checked(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
+    check_numbers(parser, args)
+    return args
+
+
+def make_config(parser: argparse.ArgumentParser, argv: list[str] = (), **settings) -> argparse.Namespace:
+    """A trainer's settings for a function call: the parser's defaults, then ``argv`` (options passed
+    through from an experiment's command line), then ``settings`` by their Python names
+    (``label_map="jurkat4"``).  Unknown names, missing required options and values outside an option's
+    choices raise ``TypeError`` / ``ValueError`` before anything runs."""
+    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    unknown = sorted(set(settings) - set(actions))
+    if unknown:
+        raise TypeError(f"{parser.prog}: no setting named {', '.join(unknown)}")
+    given = dict(settings)
+    missing = [d for d, a in actions.items() if a.required and d not in given and not set(a.option_strings) & set(argv)]
+    if missing:
+        raise TypeError(f"{parser.prog}: the settings {', '.join(missing)} are required")
+    for dest, action in actions.items():  # satisfy argparse's required options; the settings win below
+        if action.required and dest in given and not any(o in argv for o in action.option_strings):
+            value = given[dest]
+            argv = [*argv, action.option_strings[-1], *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    args = parser.parse_args(list(argv))
+    for dest, value in given.items():
+        choices = actions[dest].choices
+        if choices is not None and value is not None:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if item not in choices:
+                    raise ValueError(f"{parser.prog}: {dest} must be one of {list(choices)}, got {item!r}")
+        setattr(args, dest, value)
     check_numbers(parser, args)
     return args

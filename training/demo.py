@@ -24,7 +24,8 @@ from napari_cellsynth.core.classify import classify_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.label_maps import apply_label_map
-from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
+from napari_cellsynth.core.metrics import classification_metrics, format_table
+from .plots import plot_confusion
 from napari_cellsynth.core.runtime import OnnxModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,9 +53,9 @@ def ensure_bundle(data: Path, label_map: str, epochs: int, width: int, seed: int
         pass
     run = cache_dir() / "runs" / name
     print(f"training {name} on {data} (the sample cells are left out) → {run}", file=sys.stderr)
-    train_classifier.main(["--data", str(data), "--label-map", label_map, "--exclude", str(JURKAT_SAMPLE),
-                           "--epochs", str(epochs), "--width", str(width), "--seed", str(seed),
-                           "--out", str(run), "--resume", *(["--quiet"] if quiet else [])])
+    train_classifier.train(train_classifier.config(
+        data=str(data), label_map=label_map, exclude=str(JURKAT_SAMPLE), epochs=epochs, width=width, seed=seed,
+        out=str(run), resume=True, quiet=quiet))
     return export_classifier(run, bundle, name)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
-from napari_cellsynth.core.metrics import summarize_runs
+from .reports import summarize_runs
 
 from . import train_classifier
 
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
         if (run / "metrics_test.json").is_file():
             print(f"seed {seed}: already done, reading {run}", file=sys.stderr)
         else:
-            train_classifier.main(["--data", args.data, "--label-map", args.label_map, "--seed", str(seed),
-                                   "--out", str(run), "--resume", *train_args])
+            train_classifier.train(train_classifier.config(train_args, data=args.data, label_map=args.label_map,
+                                                           seed=seed, out=str(run), resume=True))
         runs.append(json.loads((run / "metrics_test.json").read_text()))
     summary = summarize_runs(runs)
     summary["command"] = "python -m napari_cellsynth.training.experiment_baseline " + " ".join(argv or sys.argv[1:])

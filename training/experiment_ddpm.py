@@ -36,7 +36,7 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.generate import GenerationSettings, generate
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.metrics import summarize_runs
+from .reports import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS
 
@@ -52,24 +52,23 @@ def keep_specs(setting: str, rare: str) -> list[str]:
 
 def classifier(out: Path, args, seed: int, keep: list[str], extra: list[str]) -> dict:
     if not (out / "metrics_test.json").is_file():
-        train_classifier.main(["--data", args.data, "--label-map", args.label_map, "--seed", str(seed),
-                               "--split-seed", str(args.split_seed), "--epochs", str(args.epochs),
-                               "--width", str(args.width), "--out", str(out), "--resume", "--quiet",
-                               *(["--keep-fraction", *keep] if keep else []),
-                               *(["--extra-train", *extra] if extra else [])])
+        train_classifier.train(train_classifier.config(
+            data=args.data, label_map=args.label_map, seed=seed, split_seed=args.split_seed, epochs=args.epochs,
+            width=args.width, out=str(out), resume=True, quiet=True, keep_fraction=list(keep),
+            extra_train=list(extra)))
     return json.loads((out / "metrics_test.json").read_text())
 
 
-def ddpm_common(args) -> list[str]:
-    return ["--data", args.data, "--label-map", args.label_map, "--split-seed", str(args.split_seed),
-            "--seed", str(args.split_seed), "--base", str(args.ddpm_base), "--batch-size", str(args.ddpm_batch),
-            "--prediction", args.ddpm_prediction, "--quiet", "--resume"]
+def ddpm_common(args) -> dict:
+    return {"data": args.data, "label_map": args.label_map, "split_seed": args.split_seed, "seed": args.split_seed,
+            "base": args.ddpm_base, "batch_size": args.ddpm_batch, "prediction": args.ddpm_prediction,
+            "quiet": True, "resume": True}
 
 
 def ddpm_base(out: Path, args) -> Path:
     base = out / "ddpm-base"
-    train_ddpm.main([*ddpm_common(args), "--keep-fraction", *keep_specs("cut10", args.rare),
-                     "--steps", str(args.ddpm_steps), "--sample-every", "500", "--out", str(base)])
+    train_ddpm.train(train_ddpm.config(**ddpm_common(args), keep_fraction=keep_specs("cut10", args.rare),
+                                       steps=args.ddpm_steps, sample_every=500, out=str(base)))
     return base
 
 
@@ -79,9 +78,9 @@ def ddpm_bundle(root: Path, base: Path, args, keep: list[str]) -> Path:
     bundle = root / "ddpm-bundle"
     if (bundle / "card.json").is_file():
         return bundle
-    train_ddpm.main([*ddpm_common(args), *(["--keep-fraction", *keep] if keep else []),
-                     "--steps", str(args.finetune_steps), "--sample-every", str(args.finetune_steps),
-                     "--init-from", str(base), "--only-classes", args.rare, "--out", str(root / "ddpm-rare")])
+    train_ddpm.train(train_ddpm.config(**ddpm_common(args), keep_fraction=list(keep), steps=args.finetune_steps,
+                                       sample_every=args.finetune_steps, init_from=str(base),
+                                       only_classes=[args.rare], out=str(root / "ddpm-rare")))
     return export_ddpm(root / "ddpm-rare", bundle)
 
 

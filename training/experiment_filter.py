@@ -23,7 +23,7 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.filtering import run_filter
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.metrics import summarize_runs
+from .reports import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.umap_plot import save_filter_figure
 

@@ -40,7 +40,7 @@ import numpy as np
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.metrics import summarize_runs
+from .reports import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.translate import TranslationSettings, provenance, translate_crops
 
@@ -101,14 +101,11 @@ def classifier(run: Path, args, out: Path, seed: int, augment: str, extra: list[
     if not (run / "metrics_test.json").is_file():
         if args.collect_only:
             return None
-        train_classifier.main(["--data", str(out / "crops.npz"), "--split", str(out / "split.npz"),
-                               "--seed", str(seed), "--epochs", str(args.epochs), "--width", str(args.width),
-                               "--batch-size", str(args.batch_size), "--optimizer", args.optimizer, "--lr",
-                               str(args.lr), "--weight-decay", str(args.weight_decay), "--out", str(run), "--resume",
-                               "--quiet",
-                               *(["--no-augment"] if augment == "off" else []),
-                               *(["--class-weights", "balanced"] if balanced else []),
-                               *(["--extra-train", *map(str, extra)] if extra else [])])
+        train_classifier.train(train_classifier.config(
+            data=str(out / "crops.npz"), split=str(out / "split.npz"), seed=seed, epochs=args.epochs,
+            width=args.width, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+            weight_decay=args.weight_decay, out=str(run), resume=True, quiet=True, no_augment=augment == "off",
+            class_weights="balanced" if balanced else "none", extra_train=[str(e) for e in extra]))
     return json.loads((run / "metrics_test.json").read_text())
 
 

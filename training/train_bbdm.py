@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
@@ -38,8 +36,10 @@ from napari_cellsynth.core.schedules import BridgeSchedule
 
 from .arguments import parse_checked
 from .data import CropBatches
-from .diffusion_loop import (add_run_arguments, dapi_fish_grid, ema_update, plot_loss, restore_checkpoint,
-                             save_checkpoint)
+from .checkpoints import add_run_arguments, ema_update, restore_checkpoint, save_checkpoint
+from .plots import dapi_fish_grid, plot_loss
+from .forward_process import TorchBridge
+from .loop import Every, endless, training_loop
 from .nets.unet import bridge_unet
 from .translocation_data import load_pairs
 
@@ -73,12 +73,11 @@ def condition(dapi: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def bridge_loss(model: nn.Module, x0: torch.Tensor, y: torch.Tensor, schedule: BridgeSchedule, kind: str):
-    t = torch.randint(1, schedule.num_timesteps + 1, (len(x0),))
-    m = torch.tensor(schedule.m, dtype=torch.float32)[t][:, None, None, None]
-    delta = torch.tensor(schedule.delta, dtype=torch.float32)[t][:, None, None, None]
+    bridge = TorchBridge(schedule, x0.device)  # the forward process of the schedule the bridge sampler uses
+    t = torch.randint(1, schedule.num_timesteps + 1, (len(x0),), device=x0.device)
     noise = torch.randn_like(x0)
-    xt = (1 - m) * x0 + m * y + delta.sqrt() * noise
-    target = m * (y - x0) + delta.sqrt() * noise
+    xt = bridge.forward(x0, y, t, noise)
+    target = bridge.target(x0, y, t, noise)
     prediction = model(xt, t)
     return (prediction - target).abs().mean() if kind == "l1" else nn.functional.mse_loss(prediction, target)
 
@@ -136,33 +135,26 @@ def main(argv: list[str] | None = None) -> Path:
     if args.resume and (out / "last.pt").is_file():
         step, history, state = restore_checkpoint(out, model, ema, optimizer, batches)
         plateau.load_state_dict(state["plateau"])
-    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
-    running, started = [], time.time()
-    while step < args.steps:
-        for both, _ in batches:
-            model.train()
-            loss = bridge_loss(model, both[:, 1:], condition(both[:, :1], channels), schedule, args.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            plateau.step(loss.item())
-            step += 1
-            ema_update(ema, model, step, args.ema)
-            running.append(loss.item())
-            bar.update()
-            if step % 50 == 0 or step == args.steps:
-                history.append({"step": step, "loss": float(np.mean(running)), "seconds": time.time() - started,
-                                "lr": optimizer.param_groups[0]["lr"]})
-                bar.set_description(f"loss {history[-1]['loss']:.4f}")
-                running = []
-            if step % args.ckpt_every == 0 or step == args.steps:
-                save_checkpoint(out, model, ema, optimizer, step, history, batches, plateau=plateau.state_dict())
-            if step % args.sample_every == 0 or step == args.steps:
-                sample_grid(ema, schedule, pairs, normalization, args.sample_steps, out / f"samples_{step:06d}.png")
-            if step >= args.steps:
-                break
-    bar.close()
+    stream = endless(batches)
+
+    def one_step(step: int) -> dict:
+        both, _ = next(stream)
+        model.train()
+        loss = bridge_loss(model, both[:, 1:], condition(both[:, :1], channels), schedule, args.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        plateau.step(loss.item())
+        ema_update(ema, model, step + 1, args.ema)
+        return {"loss": loss.item()}
+
+    every = {"checkpoint": Every(args.ckpt_every, lambda s: save_checkpoint(out, model, ema, optimizer, s, history,
+                                                                           batches, plateau=plateau.state_dict())),
+             "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, pairs, normalization,
+                                                                       args.sample_steps, out / f"samples_{s:06d}.png"))}
+    run_to_end(training_loop(one_step, step, args.steps, history, every, describe=lambda e: f"loss {e['loss']:.4f}",
+                             extra_log=lambda: {"lr": optimizer.param_groups[0]["lr"]}, quiet=args.quiet))
     if history:
         plot_loss(history, out / "loss.png", f"bridge {args.loss.upper()} loss")
     return out

@@ -43,11 +43,12 @@ from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
-from napari_cellsynth.core.metrics import classification_metrics, format_table, plot_confusion
+from napari_cellsynth.core.metrics import classification_metrics, format_table
+from .plots import plot_confusion
 
 from napari_cellsynth.core.sizing import FIT_POLICIES
 
-from .arguments import parse_checked
+from .arguments import make_config, parse_checked
 from .data import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
                    stratified_split, thin_classes, tiny_classes)
 from .focused_sampling import PARTS as FOCUSED_PARTS
@@ -334,8 +335,17 @@ def sampling_weights(y: np.ndarray, how: str) -> np.ndarray | None:
     return 1.0 / counts[y]
 
 
+def config(argv: list[str] = (), **settings):
+    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
+    return make_config(build_parser(), argv, **settings)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_checked(build_parser(), argv)
+    return train(parse_checked(build_parser(), argv))
+
+
+def train(args) -> dict:
+    """Train, validate and test one classifier run into ``args.out``; returns the test metrics."""
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)

@@ -16,20 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.jobs import run_to_end
 
 from .arguments import parse_checked
 from .data import CropBatches
-from .diffusion_loop import add_run_arguments, dapi_fish_grid, plot_loss
+from .checkpoints import add_run_arguments
+from .plots import dapi_fish_grid, plot_loss
+from .loop import Every, endless, training_loop
 from .nets.cyclegan import build_cyclegan
 from .translocation_data import load_pairs
 
@@ -74,11 +75,6 @@ class ImagePool:
             else:
                 out.append(image)
         return torch.stack(out)
-
-
-def endless(batches: CropBatches):
-    while True:
-        yield from batches
 
 
 def losses(nets, real_a, real_b, pools, args) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -148,9 +144,8 @@ def main(argv: list[str] | None = None) -> Path:
         batches_b.generator.set_state(state["rng_b"])
         history, step = state["history"], state["step"]
     stream_a, stream_b = endless(batches_a), endless(batches_b)
-    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
-    running, started = [], time.time()
-    while step < args.steps:
+
+    def one_step(step: int) -> dict:
         (real_a, _), (real_b, _) = next(stream_a), next(stream_b)
         n = min(len(real_a), len(real_b))
         loss_g, loss_d, parts = losses(nets, real_a[:n], real_b[:n], pools, args)
@@ -160,23 +155,20 @@ def main(argv: list[str] | None = None) -> Path:
         opt_d.zero_grad(set_to_none=True)  # the generators' step left gradients in D: start clean
         loss_d.backward()
         opt_d.step()
-        step += 1
-        running.append({"loss": loss_g.item(), "d": loss_d.item(), **parts})
-        bar.update()
-        if step % 50 == 0 or step == args.steps:
-            history.append({"step": step, **{k: float(np.mean([r[k] for r in running])) for k in running[0]},
-                            "seconds": time.time() - started})
-            bar.set_description(f"G {history[-1]['loss']:.3f} D {history[-1]['d']:.3f}")
-            running = []
-        if step % args.ckpt_every == 0 or step == args.steps:
-            with atomic_open(out / "last.pt", "wb") as fh:
-                torch.save({**{name: nets[name].state_dict() for name in NETS}, "opt_g": opt_g.state_dict(),
-                            "opt_d": opt_d.state_dict(), "step": step, "history": history,
-                            "rng": torch.get_rng_state(), "rng_a": batches_a.generator.get_state(),
-                            "rng_b": batches_b.generator.get_state()}, fh)
-        if step % args.sample_every == 0 or step == args.steps:
-            sample_grid(nets["g_ab"], domain_b, out / f"samples_{step:06d}.png")
-    bar.close()
+        return {"loss": loss_g.item(), "d": loss_d.item(), **parts}
+
+    def checkpoint(step: int) -> None:
+        with atomic_open(out / "last.pt", "wb") as fh:
+            torch.save({**{name: nets[name].state_dict() for name in NETS}, "opt_g": opt_g.state_dict(),
+                        "opt_d": opt_d.state_dict(), "step": step, "history": history,
+                        "rng": torch.get_rng_state(), "rng_a": batches_a.generator.get_state(),
+                        "rng_b": batches_b.generator.get_state()}, fh)
+
+    every = {"checkpoint": Every(args.ckpt_every, checkpoint),
+             "samples": Every(args.sample_every, lambda s: sample_grid(nets["g_ab"], domain_b,
+                                                                       out / f"samples_{s:06d}.png"))}
+    run_to_end(training_loop(one_step, step, args.steps, history, every,
+                             describe=lambda e: f"G {e['loss']:.3f} D {e['d']:.3f}", quiet=args.quiet))
     if history:
         plot_loss(history, out / "loss.png", "generator loss")
         (out / "history.json").write_text(json.dumps(history))

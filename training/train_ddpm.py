@@ -20,13 +20,11 @@ import argparse
 import copy
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.denoisers import Denoiser, guided
@@ -35,11 +33,14 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
 
-from .arguments import parse_checked
+from .arguments import make_config, parse_checked
 from .data import (CropBatches, add_generator_data_arguments, fit_record, load_labelled, robust_range,
                    training_indices)
 from .devices import torch_device
-from .diffusion_loop import add_run_arguments, ema_update, plot_loss, restore_checkpoint, save_checkpoint
+from .checkpoints import add_run_arguments, ema_update, restore_checkpoint, save_checkpoint
+from .plots import plot_loss
+from .forward_process import TorchNoising
+from .loop import Every, endless, training_loop
 from .nets.unet import UNet
 
 
@@ -106,8 +107,17 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     fig.savefig(path, dpi=100)
 
 
+def config(argv: list[str] = (), **settings):
+    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
+    return make_config(build_parser(), argv, **settings)
+
+
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_checked(build_parser(), argv)
+    return train(parse_checked(build_parser(), argv))
+
+
+def train(args) -> Path:
+    """Train (or fine-tune) one DDPM run into ``args.out``; returns the run folder."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -143,45 +153,32 @@ def main(argv: list[str] | None = None) -> Path:
     history, step = [], 0
     if args.resume and (out / "last.pt").is_file():
         step, history, _ = restore_checkpoint(out, model, ema, optimizer, batches)
-    alpha_bar = torch.tensor(schedule.alpha_bar, dtype=torch.float32, device=device)
-    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="step")
-    running, started = [], time.time()
-    deadline = started + 60 * args.max_minutes if args.max_minutes else None
-    while step < args.steps:
-        for x0, y in batches:
-            model.train()
-            t = torch.randint(0, schedule.num_timesteps, (len(x0),), device=device)
-            noise = torch.randn_like(x0)
-            ab = alpha_bar[t][:, None, None, None]
-            xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-            y = torch.where(torch.rand(len(y), device=device) < args.p_uncond, torch.full_like(y, len(data.classes)), y)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                prediction = model(xt, t, y)
-            target = noise if args.prediction == "epsilon" else ab.sqrt() * noise - (1 - ab).sqrt() * x0
-            loss = nn.functional.mse_loss(prediction.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            ema_update(ema, model, step, args.ema)
-            running.append(loss.detach())
-            bar.update()
-            out_of_time = deadline is not None and time.time() > deadline
-            if out_of_time:
-                args.steps = step  # the last checkpoint and sample grid are written now
-            if step % 50 == 0 or step == args.steps:
-                running = [float(torch.stack(running).mean())]
-                history.append({"step": step, "loss": running[0], "seconds": time.time() - started})
-                bar.set_description(f"loss {history[-1]['loss']:.4f}")
-                running = []
-            if step % args.ckpt_every == 0 or step == args.steps:
-                save_checkpoint(out, model, ema, optimizer, step, history, batches)
-            if step % args.sample_every == 0 or step == args.steps:
-                sample_grid(ema, schedule, data.classes, images.shape[1:], out / f"samples_{step:06d}.png")
-            if step >= args.steps:
-                break
-    bar.close()
+    noising = TorchNoising(schedule, device)  # the forward process of the schedule the samplers use
+    stream = endless(batches)
+
+    def one_step(step: int) -> dict:
+        x0, y = next(stream)
+        model.train()
+        t = torch.randint(0, schedule.num_timesteps, (len(x0),), device=device)
+        noise = torch.randn_like(x0)
+        xt = noising.add_noise(x0, noise, t)
+        y = torch.where(torch.rand(len(y), device=device) < args.p_uncond, torch.full_like(y, len(data.classes)), y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            prediction = model(xt, t, y)
+        loss = nn.functional.mse_loss(prediction.float(), noising.target(x0, noise, t))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema_update(ema, model, step + 1, args.ema)
+        return {"loss": loss.detach()}
+
+    every = {"checkpoint": Every(args.ckpt_every, lambda s: save_checkpoint(out, model, ema, optimizer, s, history,
+                                                                           batches)),
+             "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, data.classes, images.shape[1:],
+                                                                       out / f"samples_{s:06d}.png"))}
+    run_to_end(training_loop(one_step, step, args.steps, history, every, args.max_minutes,
+                             describe=lambda e: f"loss {e['loss']:.4f}", quiet=args.quiet))
     if history:
         plot_loss(history, out / "loss.png", f"{'ε' if args.prediction == 'epsilon' else 'v'} MSE")
     return out

@@ -24,21 +24,21 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.jobs import run_to_end
 
 from .arguments import parse_checked
 from .data import (CropBatches, add_generator_data_arguments, fit_record, load_labelled, robust_range,
                    training_indices)
 from .devices import torch_device
-from .diffusion_loop import ema_update
+from .checkpoints import ema_update
+from .loop import Every, training_loop
 from .nets.wgan import Critic, Generator
 from .wgan_losses import DIV_POINTS, LOSSES, critic_loss
 
@@ -167,11 +167,8 @@ def main(argv: list[str] | None = None) -> Path:
         return generator(z, labels if num_classes else None)
 
     stream = real_batches()
-    bar = tqdm(total=args.steps, initial=step, disable=args.quiet, unit="G step")
-    started = time.time()
-    deadline = started + 60 * args.max_minutes if args.max_minutes else None
-    running: list[torch.Tensor] = []
-    while step < args.steps:
+
+    def one_step(step: int) -> dict:
         generator.train()
         for _ in range(args.n_critic):
             real, labels = next(stream)
@@ -187,29 +184,24 @@ def main(argv: list[str] | None = None) -> Path:
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        step += 1
-        ema_update(g_ema, generator, step, args.ema)
-        running.append(torch.stack([loss_d.detach(), distance]))
-        bar.update()
-        if deadline is not None and time.time() > deadline:
-            args.steps = step
-        if step % 50 == 0 or step == args.steps:
-            mean = torch.stack(running).mean(0).tolist()
-            history.append({"step": step, "critic_loss": mean[0], "wasserstein": mean[1],
-                            "seconds": time.time() - started})
-            running = []
-            bar.set_description(f"critic {mean[0]:.3f}")
-        if step % args.snapshot_every == 0 or step == args.steps:
-            with atomic_open(out / "snapshots" / f"G_{step:06d}.pt", "wb") as fh:
-                torch.save({k: v.half() if v.is_floating_point() else v for k, v in g_ema.state_dict().items()}, fh)
-        if step % args.ckpt_every == 0 or step == args.steps:
-            with atomic_open(out / "last.pt", "wb") as fh:
-                torch.save({"generator": generator.state_dict(), "critic": critic.state_dict(),
-                            "g_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                            "step": step, "history": history, "batch_rng": batches.generator.get_state()}, fh)
-        if step % args.sample_every == 0 or step == args.steps:
-            sample_grid(g_ema, classes, args.latent, out / f"samples_{step:06d}.png")
-    bar.close()
+        ema_update(g_ema, generator, step + 1, args.ema)
+        return {"critic_loss": loss_d.detach(), "wasserstein": distance}
+
+    def snapshot(step: int) -> None:
+        with atomic_open(out / "snapshots" / f"G_{step:06d}.pt", "wb") as fh:
+            torch.save({k: v.half() if v.is_floating_point() else v for k, v in g_ema.state_dict().items()}, fh)
+
+    def checkpoint(step: int) -> None:
+        with atomic_open(out / "last.pt", "wb") as fh:
+            torch.save({"generator": generator.state_dict(), "critic": critic.state_dict(),
+                        "g_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                        "step": step, "history": history, "batch_rng": batches.generator.get_state()}, fh)
+
+    every = {"snapshot": Every(args.snapshot_every, snapshot), "checkpoint": Every(args.ckpt_every, checkpoint),
+             "samples": Every(args.sample_every,
+                              lambda s: sample_grid(g_ema, classes, args.latent, out / f"samples_{s:06d}.png"))}
+    run_to_end(training_loop(one_step, step, args.steps, history, every, args.max_minutes,
+                             describe=lambda e: f"critic {e['critic_loss']:.3f}", quiet=args.quiet, unit="G step"))
     if history:
         plot_critic(history, out / "critic.png")
     return out

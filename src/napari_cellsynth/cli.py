@@ -73,7 +73,7 @@ def cmd_classify(args) -> int:
     write_csv_atomic(out, columns)
     print(f"wrote {out} ({len(crops)} crops)", file=sys.stderr)
     if crops.labels is not None:
-        _score(crops.labels, result, model.card.training.get("data", {}).get("label_map"), out)
+        _score(crops.labels, result, model.card.label_map, out)
     return 0
 
 
@@ -148,7 +148,7 @@ def cmd_filter(args) -> int:
     fitted = UmapGmmFilter.load(args.load) if args.load else None
     print("features, UMAP and mixture (UMAP takes a while on a CPU)…", file=sys.stderr)
     result = run_to_end(run_filter(model, real.images, real.labels, synthetic.images, args.minority, fitted, **params))
-    record = {"classifier": model.card.name, "classifier_sha256": model.card.files["model.onnx"]["sha256"],
+    record = {"classifier": model.card.name, "classifier_sha256": model.card.model_sha256,
               "real": str(args.real), "synthetic_source": str(args.synthetic)}
     summary, _ = write_filter_outputs(out, synthetic.images, synthetic.names, result, None, record)
     print(f"kept {summary['kept']} of {summary['synthetic']} synthetic samples (level {summary['level']:.3f}); "

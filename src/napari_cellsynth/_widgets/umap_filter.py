@@ -8,7 +8,7 @@ from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, read_card
 from ..core.datasets import read_crops
-from ..core.evaluation import bundle_features
+from ..core.classify import bundle_features
 from ..core.filtering import FilterResult, real_class_names
 from ..core.images import ImageInputError
 from ..core.jobs import scaled

@@ -69,6 +69,62 @@ class DdpmSection:
             raise BundleError(f"bundle '{card.name}': its ddpm card section is incomplete ({err}); re-export it") from err
 
 
+@dataclass(frozen=True)
+class BridgeSection:
+    """A BBDM card's typed view: the Brownian bridge it was trained with."""
+
+    schedule: "BridgeSchedule"
+
+    @classmethod
+    def from_card(cls, card: "Card") -> "BridgeSection":
+        from .schedules import BridgeSchedule
+
+        if card.kind != "bbdm":
+            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle, not a bbdm bundle")
+        try:
+            return cls(BridgeSchedule.from_card(card.extra["schedule"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"bundle '{card.name}': its bbdm card section is incomplete ({err}); re-export it") from err
+
+
+@dataclass(frozen=True)
+class ConditionSection:
+    """A translator's (BBDM, CycleGAN) typed view of its input: the condition's channel names (DAPI)
+    and how its raw intensities are normalised."""
+
+    channels: list[str]
+    normalization: dict
+
+    @classmethod
+    def from_card(cls, card: "Card") -> "ConditionSection":
+        if card.kind not in ("bbdm", "cyclegan"):
+            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle; a condition belongs to bbdm and "
+                              "cyclegan bundles")
+        try:
+            condition = card.extra["condition"]
+            return cls(list(condition["channels"]), dict(condition["normalization"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"bundle '{card.name}': its condition section is incomplete ({err}); re-export it") from err
+
+
+@dataclass(frozen=True)
+class GanSection:
+    """A GAN card's typed view: the latent size and whether the generator takes a class."""
+
+    latent: int
+    conditional: bool
+
+    @classmethod
+    def from_card(cls, card: "Card") -> "GanSection":
+        if card.kind != "gan":
+            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle, not a gan bundle")
+        try:
+            gan = card.extra["gan"]
+            return cls(int(gan["latent"]), bool(gan["conditional"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"bundle '{card.name}': its gan card section is incomplete ({err}); re-export it") from err
+
+
 @dataclass
 class Card:
     """The JSON card of a bundle.  ``extra`` keeps kind-specific sections."""
@@ -89,6 +145,27 @@ class Card:
     @property
     def ddpm(self) -> DdpmSection:
         return DdpmSection.from_card(self)
+
+    @property
+    def bridge(self) -> BridgeSection:
+        return BridgeSection.from_card(self)
+
+    @property
+    def condition(self) -> ConditionSection:
+        return ConditionSection.from_card(self)
+
+    @property
+    def gan(self) -> GanSection:
+        return GanSection.from_card(self)
+
+    @property
+    def label_map(self) -> dict[str, list[str]] | None:
+        """The map from the training data's original labels to ``classes`` (None: the labels are the classes)."""
+        return self.training.get("data", {}).get("label_map") or None
+
+    @property
+    def model_sha256(self) -> str:
+        return self.files["model.onnx"]["sha256"]
 
     @property
     def n_channels(self) -> int:

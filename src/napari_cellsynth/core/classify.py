@@ -92,3 +92,8 @@ def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, ba
     result = yield from classify_crops(model, objects.crops, batch_size)
     return objects, result
 
+
+def bundle_features(model: OnnxModel, images: np.ndarray, batch_size: int = 128) -> Generator:
+    """Penultimate-layer features of raw crops through a classifier bundle (a progress generator)."""
+    result = yield from classify_crops(model, images, batch_size)
+    return result.features.astype(np.float64)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .jobs import run_to_end
-from .evaluation import bundle_features
+from .classify import bundle_features
 from .label_maps import apply_label_map
 from .runtime import OnnxModel
 from .umap_filter import UmapGmmFilter
@@ -29,7 +29,7 @@ class FilterResult:
 
 def real_class_names(model: OnnxModel, labels) -> np.ndarray:
     """Real labels as the classifier's class names (through its label map when it has one)."""
-    label_map = model.card.training.get("data", {}).get("label_map")
+    label_map = model.card.label_map
     if label_map:
         y, classes = apply_label_map(labels, label_map)
         return np.array(classes)[y]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 
 from .denoisers import Denoiser, DynamicThreshold, StaticThreshold, Threshold, calls_per_evaluation, guided
 from .images import denormalize
-from .jobs import shifted
+from .outputs import bundle_provenance
+from .pipeline import batch_sizes, seeded_batches
 from .runtime import OnnxModel
 from .samplers import SAMPLERS, SPACINGS, run_sampler, sampler_timesteps
 
@@ -115,27 +115,24 @@ class Generated:
 def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
     """What ran, exactly: the bundle, the sampler with the spacing and step count it used, the
     network evaluations per image, guidance, the threshold, and the seed."""
-    from .. import __version__
-
     threshold = settings.make_threshold(model)
     ts = settings.timesteps(model)
     gan = model.card.kind == "gan"
-    return {"bundle": model.card.name, "bundle_sha256": model.card.files["model.onnx"]["sha256"],
-            "kind": model.card.kind, "class": settings.class_name, "sampler": "gan" if gan else settings.sampler,
+    return bundle_provenance(model.card) | {
+            "class": settings.class_name, "sampler": "gan" if gan else settings.sampler,
             "steps": len(ts), "spacing": settings.spacing_for(model), "first_timestep": int(ts[0]),
             "last_timestep": int(ts[-1]), "network_calls": settings.network_calls(model),
             "eta": settings.eta if not gan and "eta" in SAMPLERS[settings.sampler].options else None,
             "guidance": None if gan else settings.guidance, "seed": settings.seed, "batch_size": settings.batch_size,
             "clip_x0": None if gan else settings.clip_x0, "threshold": threshold.record() if threshold else None,
-            "prediction": "image" if gan else model.card.ddpm.schedule.prediction, "channels": model.card.channels,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
+            "prediction": "image" if gan else model.card.ddpm.schedule.prediction}
 
 
 def _gan_pass(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.random.Generator):
     """A GAN makes its images in one network pass: z ~ N(0, I) (and the class, if conditional)."""
-    gan = model.card.extra["gan"]
-    feeds = {"z": rng.standard_normal((n, int(gan["latent"]))).astype(np.float32)}
-    if gan["conditional"]:
+    gan = model.card.gan
+    feeds = {"z": rng.standard_normal((n, gan.latent)).astype(np.float32)}
+    if gan.conditional:
         feeds["class"] = np.full(n, model.card.classes.index(settings.class_name), dtype=np.int64)
     images = model.run(feeds)[model.card.outputs["names"][0]]
     yield 1, 1
@@ -164,24 +161,17 @@ def generate(model: OnnxModel, settings: GenerationSettings,
              on_batch: Callable[[int, np.ndarray], None] | None = None) -> Generator[tuple[int, int], None, Generated]:
     """Yield ``(network calls done, total)``; return the images of the batches not skipped."""
     settings.check(model)
-    n_batches = -(-settings.count // settings.batch_size)
-    sizes = [min(settings.batch_size, settings.count - b * settings.batch_size) for b in range(n_batches)]
-    steps_per_batch = len(settings.timesteps(model))
-    total, done, images = n_batches * steps_per_batch, 0, []
-    yield 0, total
-    for b, n in enumerate(sizes):
-        if skip_batch is not None and skip_batch(b):
-            done += steps_per_batch
-            yield done, total
-            continue
-        rng = np.random.default_rng([settings.seed, b])
-        x = yield from shifted(_sampling(model, settings, n, rng), done, total)
-        done += steps_per_batch
+
+    def run_batch(b: int, n: int, rng: np.random.Generator):
+        x = yield from _sampling(model, settings, n, rng)
         raw = denormalize(x, model.card.normalization, model.card.input.get("dtype", "float32"),
                           model.card.input.get("value_range"))
         if on_batch is not None:
             on_batch(b, raw)
-        images.append(raw)
+        return raw
+
+    images = yield from seeded_batches(batch_sizes(settings.count, settings.batch_size),
+                                       len(settings.timesteps(model)), settings.seed, run_batch, skip_batch)
     stacked = np.concatenate(images) if images else np.empty((0, model.card.n_channels, *model.card.image_size))
     return Generated(stacked, provenance(model, settings))
 

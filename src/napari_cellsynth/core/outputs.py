@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_open, write_csv_atomic, write_json_atomic
+
+
+def bundle_provenance(card) -> dict:
+    """The part of every provenance record that names the model and the software: the bundle's name,
+    kind, sha256 and channels, when, and which napari-cellsynth.  Each job adds what it ran."""
+    from .. import __version__
+
+    return {"bundle": card.name, "bundle_sha256": card.model_sha256, "kind": card.kind, "channels": card.channels,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
 
 
 def write_tiff(path: str | Path, image: np.ndarray, record: dict) -> Path:

@@ -125,7 +125,7 @@ class OnnxModel:
         first = inputs[0].shape
         expected = [self.card.n_channels, *self.card.image_size]
         if self.card.kind == "gan":  # a generator takes latents and makes images of the card's shape
-            latent = int(self.card.extra.get("gan", {}).get("latent", -1))
+            latent = self.card.gan.latent
             first = self.session.get_outputs()[0].shape
             if [d if isinstance(d, int) else None for d in inputs[0].shape[1:]] != [latent]:
                 raise BundleError(f"bundle {self.folder}: ONNX input shape {inputs[0].shape} does not match its "

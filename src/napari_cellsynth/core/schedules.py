@@ -108,6 +108,13 @@ class NoiseSchedule:
         ab = self.alpha_bar[np.asarray(t)].reshape(-1, *([1] * (x0.ndim - 1)))
         return (np.sqrt(ab) * x0 + np.sqrt(1 - ab) * noise).astype(x0.dtype)
 
+    def target(self, x0: np.ndarray, noise: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """What the network learns to predict at ``add_noise(x0, noise, t)``: ε, or v = √ᾱ ε - √(1-ᾱ) x_0."""
+        if self.prediction == "epsilon":
+            return noise
+        ab = self.alpha_bar[np.asarray(t)].reshape(-1, *([1] * (x0.ndim - 1)))
+        return (np.sqrt(ab) * noise - np.sqrt(1 - ab) * x0).astype(x0.dtype)
+
     def to_card(self) -> dict:
         return {"kind": self.kind, "num_timesteps": self.num_timesteps, "params": dict(self.params),
                 "prediction": self.prediction, "zero_terminal_snr": self.zero_terminal_snr}
@@ -143,6 +150,12 @@ class BridgeSchedule:
         shape = (-1, *([1] * (x0.ndim - 1)))
         m, delta = self.m[np.asarray(t)].reshape(shape), self.delta[np.asarray(t)].reshape(shape)
         return ((1 - m) * x0 + m * y + np.sqrt(delta) * noise).astype(x0.dtype)
+
+    def target(self, x0: np.ndarray, y: np.ndarray, t: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """What the network learns to predict at ``forward(x0, y, t, noise)``: x_t - x_0 = m_t (y - x_0) + √δ_t ε."""
+        shape = (-1, *([1] * (x0.ndim - 1)))
+        m, delta = self.m[np.asarray(t)].reshape(shape), self.delta[np.asarray(t)].reshape(shape)
+        return (m * (y - x0) + np.sqrt(delta) * noise).astype(x0.dtype)
 
     def to_card(self) -> dict:
         return {"kind": "brownian_bridge", "num_timesteps": self.num_timesteps, "s": self.s,

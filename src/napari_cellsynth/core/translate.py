@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 from skimage.transform import resize
 
 from .crops import extract_object_crops
 from .images import ImageInputError, denormalize, normalize
-from .jobs import shifted
+from .outputs import bundle_provenance
+from .pipeline import batch_sizes, seeded_batches
 from .runtime import OnnxModel
 from .samplers import bridge
 from .schedules import BridgeSchedule
@@ -47,7 +47,7 @@ class TranslationSettings:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if model.card.kind != "bbdm":
             return
-        total = model.card.extra["schedule"]["num_timesteps"]
+        total = model.card.bridge.schedule.num_timesteps
         if not 2 <= self.steps <= total:
             raise ValueError(f"steps must be between 2 and the bridge's {total} timesteps, got {self.steps}")
         if self.eta < 0:
@@ -96,14 +96,10 @@ def chromosome_crops(dapi: np.ndarray, labels: np.ndarray, size: tuple[int, int]
 
 
 def provenance(model: OnnxModel, settings: TranslationSettings) -> dict:
-    from .. import __version__
-
-    return {"bundle": model.card.name, "bundle_sha256": model.card.files["model.onnx"]["sha256"],
-            "kind": model.card.kind, "class": model.card.classes[0],
-            "sampler": "bridge" if model.card.kind == "bbdm" else "generator", "steps": settings.network_calls(model),
-            "eta": settings.eta, "seed": settings.seed, "batch_size": settings.batch_size,
-            "channels": model.card.channels, "condition": model.card.extra["condition"]["channels"],
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
+    return bundle_provenance(model.card) | {
+        "class": model.card.classes[0], "sampler": "bridge" if model.card.kind == "bbdm" else "generator",
+        "steps": settings.network_calls(model), "eta": settings.eta, "seed": settings.seed,
+        "batch_size": settings.batch_size, "condition": model.card.condition.channels}
 
 
 def _batch(model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
@@ -116,7 +112,7 @@ def _batch(model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: 
     def net(x, t):
         return model.run({"x": x, "t": t})["prediction"]
 
-    schedule = BridgeSchedule.from_card(model.card.extra["schedule"])
+    schedule = model.card.bridge.schedule
     return (yield from bridge(net, y, schedule, settings.steps, rng, settings.eta))
 
 
@@ -132,19 +128,16 @@ def translate_crops(model: OnnxModel, crops: np.ndarray, masks: np.ndarray,
                               f"'{card.name}', got shape {crops.shape}")
     if masks.shape != (crops.shape[0], *crops.shape[-2:]):
         raise ImageInputError(f"masks must be {(crops.shape[0], *crops.shape[-2:])} (one per crop), got {masks.shape}")
-    condition = card.extra["condition"]
-    y = np.repeat(normalize(crops, condition["normalization"]), card.n_channels, axis=1)
-    starts = list(range(0, len(crops), settings.batch_size))
-    calls = settings.network_calls(model)
-    total, done, images = len(starts) * calls, 0, []
-    yield 0, total
-    for b, start in enumerate(starts):
-        part = slice(start, start + settings.batch_size)
-        rng = np.random.default_rng([settings.seed, b])
-        x = yield from shifted(_batch(model, y[part], settings, rng), done, total)
-        done += calls
+    y = np.repeat(normalize(crops, card.condition.normalization), card.n_channels, axis=1)
+
+    def run_batch(b: int, n: int, rng: np.random.Generator):
+        part = slice(b * settings.batch_size, b * settings.batch_size + n)
+        x = yield from _batch(model, y[part], settings, rng)
         raw = denormalize(x, card.normalization, card.input.get("dtype", "uint8"), card.input.get("value_range"))
-        images.append(np.where(masks[part][:, None], raw, 0).astype(raw.dtype))
+        return np.where(masks[part][:, None], raw, 0).astype(raw.dtype)
+
+    images = yield from seeded_batches(batch_sizes(len(crops), settings.batch_size), settings.network_calls(model),
+                                       settings.seed, run_batch)
     empty = np.zeros((0, card.n_channels, *crops.shape[-2:]), card.input.get("dtype", "uint8"))
     return np.concatenate(images) if images else empty
 

@@ -1,11 +1,11 @@
-"""What the diffusion trainers (DDPM, BBDM) share: EMA update, checkpoints, the loss plot."""
+"""What the generator trainers share around their loop: run options, the EMA of the weights, and
+``last.pt`` checkpoints (written atomically) to resume from."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -54,37 +54,3 @@ def restore_checkpoint(out: Path, model, ema, optimizer, batches) -> tuple[int, 
     torch.set_rng_state(state["rng"])
     batches.generator.set_state(state["batch_rng"])
     return state["step"], state["history"], state
-
-
-def plot_loss(history: list[dict], path: Path, ylabel: str) -> None:
-    from matplotlib.figure import Figure
-
-    steps = np.array([h["step"] for h in history])
-    loss = np.array([h["loss"] for h in history])
-    fig = Figure(figsize=(6, 3.5))
-    ax = fig.add_subplot()
-    ax.plot(steps, loss, alpha=0.3, label="per 50 steps")
-    if len(loss) >= 10:
-        ax.plot(steps[9:], np.convolve(loss, np.ones(10) / 10, mode="valid"), label="running mean")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def dapi_fish_grid(dapi: np.ndarray, real: np.ndarray, fake: np.ndarray, model_name: str, path: Path) -> None:
-    """Columns of chromosomes; rows: DAPI (N×1×H×W), real FISH and generated FISH (N×3×H×W uint8)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(len(dapi) * 1.1, 3 * 1.2))
-    axes = fig.subplots(3, len(dapi), squeeze=False)
-    for col in range(len(dapi)):
-        for row, image in enumerate([dapi[col][0], real[col].transpose(1, 2, 0), fake[col].transpose(1, 2, 0)]):
-            axes[row, col].imshow(image, cmap="gray" if row == 0 else None)
-            axes[row, col].axis("off")
-    for row, name in enumerate(["DAPI", "real", model_name]):
-        axes[row, 0].set_title(name, fontsize=7, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)

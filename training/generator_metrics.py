@@ -1,4 +1,4 @@
-"""Quality of generated images, shared by every generator.
+"""Quality of generated images, shared by every generator's reports and experiments (research side).
 
 * **FID and KID on classifier features.**  Inception weights cannot be downloaded here, so the
   feature extractor is the project's own classifier bundle (its penultimate ``features`` output):
@@ -15,14 +15,6 @@ from collections.abc import Generator
 import numpy as np
 from scipy import linalg
 
-from .classify import classify_crops
-from .runtime import OnnxModel
-
-
-def bundle_features(model: OnnxModel, images: np.ndarray, batch_size: int = 128) -> Generator:
-    """Penultimate-layer features of raw crops through a classifier bundle (a progress generator)."""
-    result = yield from classify_crops(model, images, batch_size)
-    return result.features.astype(np.float64)
 
 
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
