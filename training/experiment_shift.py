@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +100,11 @@ def one_run(data: Path, out: Path, shift: float, seed: int, steps: int | None, t
     from napari_cellsynth.training import train_classifier
 
     run = out / f"shift{shift:g}-s{seed}"
-    started = time.time()
     if not (run / "metrics_test.json").is_file():
         train_classifier.main(["--data", str(data), "--label-map", "jurkat4", "--width", "16", *recipe,
                                *(["--steps", str(steps)] if steps else []), "--shift", str(shift),
                                "--seed", str(seed), "--threads", str(threads), "--out", str(run), "--quiet"])
-    seconds = time.time() - started
+    seconds = sum(h["seconds"] for h in json.loads((run / "history.json").read_text()))  # also for a done run
     bundle = export_classifier(run, out / "bundles" / run.name)
     metrics = json.loads((run / "metrics_test.json").read_text())
     config = json.loads((run / "config.json").read_text())
