@@ -8,6 +8,8 @@ crops; docs/results.md, "Small-data training"): AdamW (lr 1e-3, weight decay 0.0
 counted in optimizer steps — at least ``--min-steps`` (1,000) however small the data, else
 ``--epochs`` (30) passes — with a linear warm-up over the first 5 % and a cosine decay to 0,
 validation macro-F1 ``--evaluations`` (40) times over the run and the best checkpoint kept.
+Augmentation: flips, 90° turns, brightness and a shift of up to ``--shift`` (0.1) of the side in y
+and x, which brings object mode's windows closer to stack mode (docs/results.md, §1b).
 ``--epochs`` given alone means exactly that many passes.  Options that were measured and are off by
 default: ``--patience N`` (early stopping; it cut the cosine decay short and lost 0.01–0.03
 macro-F1), ``--sampling balanced`` (every class drawn equally often; no gain).  The trainer's
