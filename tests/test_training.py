@@ -60,6 +60,88 @@ def test_batches_augment_with_flips_rotations_and_brightness():
         assert any(torch.allclose(out / ratio, c, rtol=1e-4) for c in candidates)
 
 
+def replayed_augmentation(images: np.ndarray, seed: int, max_shift: int, brightness: bool = True):
+    """The batch of one shuffled, augmented pass over all ``images`` redone in numpy from the same seeded draws
+    (order, flips, turns, brightness, then the shift's (dy, dx)), and the generator's state after them."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(images)
+    order = torch.randperm(n, generator=g).numpy()
+    flip_h, flip_v = (torch.rand(n, generator=g).numpy() < 0.5 for _ in range(2))
+    turns = torch.randint(0, 4, (n,), generator=g).numpy()
+    gain = 0.5 + torch.rand(n, generator=g).numpy() if brightness else np.ones(n)
+    offsets = np.zeros((n, 2), int)
+    if max_shift:
+        offsets = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=g).numpy()
+    out = []
+    for k, i in enumerate(order):
+        x = images[i].astype(np.float32)
+        x = x[..., ::-1] if flip_h[k] else x
+        x = x[..., ::-1, :] if flip_v[k] else x
+        x = np.rot90(x, turns[k], axes=(-2, -1)) * np.float32(gain[k])
+        (dy, dx), h, w = offsets[k], *x.shape[-2:]
+        padded = np.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)), mode="edge")
+        out.append(padded[:, max_shift - dy:max_shift - dy + h, max_shift - dx:max_shift - dx + w])
+    return np.stack(out), order, offsets, g.get_state()
+
+
+@pytest.mark.parametrize("max_shift, brightness", [(0, True), (0, False), (3, True), (3, False)])
+def test_batches_shift_each_crop_by_its_drawn_offset(max_shift, brightness):
+    """A shift moves a crop's content by the seeded (dy, dx), edges repeated; shape and dtype kept.
+    Without one (``--shift 0``) the batches and the generator's draws are exactly those of the old
+    flips + turns + brightness."""
+    square = np.random.default_rng(2).integers(0, 1000, size=(64, 2, 12, 12)).astype(np.uint16)
+    norm = {"type": "standardize", "mean": [0.0, 0.0], "std": [1.0, 1.0]}
+    batches = CropBatches(square, np.arange(64), norm, 64, augment=True, seed=5, brightness=brightness,
+                          max_shift=max_shift)
+    x, y = next(iter(batches))
+    want, order, offsets, state = replayed_augmentation(square, 5, max_shift, brightness)
+    assert x.shape == (64, 2, 12, 12) and x.dtype == torch.float32
+    assert y.tolist() == order.tolist()
+    np.testing.assert_allclose(x.numpy(), want, rtol=1e-6)
+    assert torch.equal(batches.generator.get_state(), state)  # no draw more or less than replayed
+    if max_shift:
+        assert np.abs(offsets).max() == max_shift and len(np.unique(offsets, axis=0)) > 20
+    flat = square[..., :10]  # non-square crops: no turns, the same shift
+    assert next(iter(CropBatches(flat, np.arange(64), norm, 64, augment=True, seed=0,
+                                 max_shift=max_shift)))[0].shape == (64, 2, 12, 10)
+
+
+def test_shift_moves_content_and_repeats_the_edges():
+    x = torch.arange(2 * 5 * 6, dtype=torch.float32).reshape(2, 1, 5, 6)
+    out = CropBatches.shift(x, torch.tensor([[1, -2], [0, 0]]), pad=2)
+    assert torch.equal(out[0, 0, 1:, :4], x[0, 0, :4, 2:])  # content one row down, two columns left
+    assert torch.equal(out[0, 0, 0], out[0, 0, 1]) and (out[0, 0, :, 4:] == out[0, 0, :, 3:4]).all()  # edges
+    assert torch.equal(out[1], x[1])
+
+
+def test_shifted_batches_are_reproducible_under_the_seed():
+    images = np.random.default_rng(0).integers(0, 255, size=(40, 1, 8, 8)).astype(np.uint8)
+    norm = {"type": "standardize", "mean": [0.0], "std": [1.0]}
+
+    def one_pass(seed):
+        batches = CropBatches(images, np.arange(40), norm, 16, augment=True, seed=seed, max_shift=2)
+        return torch.cat([x for x, _ in batches])
+
+    assert torch.equal(one_pass(3), one_pass(3)) and not torch.equal(one_pass(3), one_pass(4))
+    with pytest.raises(ValueError, match="max_shift"):
+        CropBatches(images, np.arange(40), norm, 16, augment=True, seed=0, max_shift=8)
+
+
+def test_shift_option_is_a_fraction_of_the_side():
+    from types import SimpleNamespace
+
+    from napari_cellsynth.training.arguments import parse_checked
+    from napari_cellsynth.training.train_classifier import build_parser, max_shift
+
+    crops = np.zeros((1, 3, 40, 40))
+    args = parse_checked(build_parser(), ["--data", "x.npz", "--out", "run"])
+    assert args.shift == 0.1 and max_shift(args, crops) == 4
+    assert max_shift(SimpleNamespace(shift=0.0, no_augment=False), crops) == 0
+    assert max_shift(SimpleNamespace(shift=0.1, no_augment=True), crops) == 0
+    with pytest.raises(ValueError, match="--shift is a fraction"):
+        parse_checked(build_parser(), ["--data", "x.npz", "--out", "run", "--shift", "1.5"])
+
+
 def test_training_batches_shuffle_also_without_augmentation():
     """A fixed order (real crops, then every extra crop of one class) ends each epoch on one class."""
     images = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1).repeat(4, axis=2).repeat(4, axis=3)
@@ -80,6 +162,7 @@ def test_training_run_writes_everything_and_learns(trained_run):
         assert (trained_run / name).is_file(), name
     config = json.loads((trained_run / "config.json").read_text())
     assert config["classes"] == ["G1", "S", "G2", "M"] and config["dtype"] == "uint16"
+    assert config["augmentation"] == {"on": True, "shift": 0.1, "max_shift_px": 4}
     history = json.loads((trained_run / "history.json").read_text())
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
     metrics = json.loads((trained_run / "metrics_test.json").read_text())

@@ -17,7 +17,7 @@ import argparse
 ZERO_OK = {"seed", "split_seed", "threads", "min_steps", "patience", "pool", "limit", "max_minutes",
            "lambda_identity", "weight_decay", "warmup", "dropout", "p_uncond", "ema"}
 POSITIVE = {"lr", "learning_rate"}
-FRACTIONS = {"dropout", "p_uncond", "ema", "warmup"}
+FRACTIONS = {"dropout", "p_uncond", "ema", "warmup", "shift"}
 
 
 def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

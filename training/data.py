@@ -184,7 +184,9 @@ class CropBatches:
     shuffles, also without augmentation, or a fixed order (real crops, then all extra crops) would end
     every epoch on a run of one class.  Augmentation (training only): random horizontal/vertical
     flips, 90° rotations and (unless ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw intensities before
-    normalisation.  ``normalization`` is a card's normalisation entry.
+    normalisation; ``max_shift`` > 0 then moves each crop by a whole number of pixels in [-max_shift, max_shift]
+    in y and in x, the uncovered border filled by repeating the edge (:meth:`shift`).  ``normalization`` is a
+    card's normalisation entry.
 
     ``device`` holds the crops (and does the augmentation) there, e.g. on a GPU; the random draws stay
     on the CPU generator, so a run's batches are the same on every device.
@@ -195,7 +197,7 @@ class CropBatches:
 
     def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
                  augment: bool, seed: int, brightness: bool = True, shuffle: bool | None = None,
-                 device: str | torch.device = "cpu", weights: np.ndarray | None = None):
+                 device: str | torch.device = "cpu", weights: np.ndarray | None = None, max_shift: int = 0):
         self.device = torch.device(device)
         self.images = torch.from_numpy(images.astype(np.float32)).to(self.device)
         self.y = torch.from_numpy(y.astype(np.int64)).to(self.device)
@@ -205,6 +207,10 @@ class CropBatches:
         self.batch_size = batch_size
         self.augment = augment
         self.brightness = brightness
+        if max_shift < 0 or max_shift >= min(images.shape[-2:]):
+            raise ValueError(f"max_shift must be 0 or more and below the crop side {min(images.shape[-2:])}, "
+                             f"got {max_shift}")
+        self.max_shift = int(max_shift)
         self.shuffle = augment if shuffle is None else shuffle
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.generator = torch.Generator().manual_seed(seed)
@@ -230,10 +236,25 @@ class CropBatches:
                 turned = torch.rot90(turned, 1, dims=(-2, -1))
                 result = torch.where(turns == k, turned, result)
             x = result
-        if not self.brightness:
-            return x
-        brightness = 0.5 + torch.rand(n, generator=g)
-        return x * per_sample(brightness)
+        if self.brightness:
+            x = x * per_sample(0.5 + torch.rand(n, generator=g))
+        if self.max_shift:  # drawn last: without a shift the draws (and so the batches) are what they were
+            offsets = torch.randint(-self.max_shift, self.max_shift + 1, (n, 2), generator=g)
+            x = self.shift(x, offsets.to(self.device), self.max_shift)
+        return x
+
+    @staticmethod
+    def shift(x: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:
+        """Move crop ``i`` of N×C×H×W ``x`` by ``offsets[i] = (dy, dx)`` pixels (``|d| ≤ pad``):
+        ``out[i, :, y, x] = x[i, :, y - dy, x - dx]``, the uncovered border the nearest edge pixel.
+        Padded once by edge replication, then every crop's window gathered at once."""
+        n, _, h, w = x.shape
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+        rows = torch.arange(h, device=x.device)[None, :] + pad - offsets[:, :1]  # N×H
+        cols = torch.arange(w, device=x.device)[None, :] + pad - offsets[:, 1:]  # N×W
+        batch = torch.arange(n, device=x.device)[:, None, None]
+        # advanced indices around the channel slice put the channels last: N×H×W×C
+        return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
     def __iter__(self):
         if self.weights is not None:

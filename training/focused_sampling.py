@@ -43,7 +43,8 @@ class FocusedBatches:
 
     def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
                  pools: list[MinorityPool], seed: int, augment: bool = True,
-                 parts: tuple[str, ...] = tuple(PARTS), value_range: tuple[float, float] | None = None):
+                 parts: tuple[str, ...] = tuple(PARTS), value_range: tuple[float, float] | None = None,
+                 max_shift: int = 0):
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown focused-sampling parts {sorted(unknown)}; choose from {list(PARTS)}")
@@ -55,7 +56,8 @@ class FocusedBatches:
         for pool in pools:
             if pool.n < 1 or not len(pool.generated) and "generated" in parts:
                 raise ValueError(f"minority class {pool.class_index}: n must be ≥ 1 and generated crops are needed")
-        self.original = CropBatches(images, y, normalization, original, augment=augment, seed=seed, shuffle=True)
+        self.original = CropBatches(images, y, normalization, original, augment=augment, seed=seed, shuffle=True,
+                                    max_shift=max_shift)
         self.pools, self.parts, self.batch_size = pools, parts, batch_size
         self.rng = np.random.default_rng(seed + 1)
         self.value_range = value_range or (float(images.min()), float(images.max()))

@@ -8,6 +8,8 @@ crops; docs/results.md, "Small-data training"): AdamW (lr 1e-3, weight decay 0.0
 counted in optimizer steps — at least ``--min-steps`` (1,000) however small the data, else
 ``--epochs`` (30) passes — with a linear warm-up over the first 5 % and a cosine decay to 0,
 validation macro-F1 ``--evaluations`` (40) times over the run and the best checkpoint kept.
+Augmentation: flips, 90° turns, brightness and a shift of up to ``--shift`` (0.1) of the side in y
+and x, which brings object mode's windows closer to stack mode (docs/results.md, §1b).
 ``--epochs`` given alone means exactly that many passes.  Options that were measured and are off by
 default: ``--patience N`` (early stopping; it cut the cosine decay short and lost 0.01–0.03
 macro-F1), ``--sampling balanced`` (every class drawn equally often; no gain).  The trainer's
@@ -102,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many validations without a better macro-F1 (default 0: never stop early)")
     p.add_argument("--sampling", default="shuffle", choices=["shuffle", "balanced"],
                    help="balanced: draw crops so that every class is seen equally often (with replacement)")
-    p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations and brightness")
+    p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations, brightness and shifts")
+    p.add_argument("--shift", type=float, default=0.1,
+                   help="augmentation: move each crop by up to this fraction of its side in y and x, whole pixels, "
+                        "edges repeated (default 0.1: 4 px on 40 px crops; 0 = off)")
     p.add_argument("--class-weights", default="none", choices=["none", "balanced"],
                    help="balanced: weight the loss by n / (classes × count) of the training crops (extras included)")
     p.add_argument("--seed", type=int, default=0)
@@ -248,6 +253,7 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
         "counts": {part: data.counts(index) for part, index in split.items()},
         "extra_train": extra_summary(args.extra_train, data),
         "excluded": int(0 if exclude is None else len(exclude)),
+        "augmentation": {"on": not args.no_augment, "shift": args.shift, "max_shift_px": max_shift(args, images)},
         "args": {k: v for k, v in vars(args).items() if k not in ("quiet",)},
     }
     np.savez(out / "split.npz", **split)
@@ -256,6 +262,11 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
     np.savez(out / "samples.npz", images=images[test[pick]], labels=data.y[test[pick]])
     write_json_atomic(out / "config.json", config)
     return data, split, config
+
+
+def max_shift(args, images: np.ndarray) -> int:
+    """``--shift`` (a fraction of the crop's shorter side) in whole pixels; 0 without augmentation."""
+    return 0 if args.no_augment else int(round(args.shift * min(images.shape[-2:])))
 
 
 def size_fit_record(data: LabelledData, args) -> str | None:
@@ -361,11 +372,12 @@ def train(args) -> dict:
     if args.focused:
         train = FocusedBatches(train_images, train_y, norm, args.batch_size,
                                focused_pools(args, data, train_images, train_y), args.seed,
-                               augment=not args.no_augment, parts=tuple(args.focused_parts))
+                               augment=not args.no_augment, parts=tuple(args.focused_parts),
+                               max_shift=max_shift(args, images))
     else:
         train = CropBatches(train_images, train_y, norm, args.batch_size, augment=not args.no_augment,
                             seed=args.seed, shuffle=True, weights=sampling_weights(train_y, args.sampling),
-                            device=device)
+                            device=device, max_shift=max_shift(args, images))
     val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0, device=device)
     model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]),
                              args.width).to(device)
