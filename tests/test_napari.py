@@ -9,8 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from skimage.filters import threshold_otsu
-from skimage.measure import label as connected
 
 from napari_cellsynth._sample_data import jurkat_cells, load_jurkat_sample, mfish_metaphase
 from napari_cellsynth._widgets.classify import RESULT_KEY, class_color
@@ -149,22 +147,12 @@ def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifi
 
 
 def cells_on_a_slide(count=16):
-    """Real Jurkat cells tiled into one 3-channel image, each cell's object from its DNA channel."""
-    sample = load_jurkat_sample()
-    picks = np.linspace(0, len(sample["images"]) - 1, count).astype(int)
-    side = int(np.ceil(np.sqrt(count)))
-    image = np.zeros((3, side * 40, side * 40), np.uint16)
-    labels = np.zeros(image.shape[1:], np.int32)
-    image[:] = np.median(sample["images"][picks], axis=(0, 2, 3)).astype(np.uint16)[:, None, None]
-    for n, i in enumerate(picks):
-        r, c = divmod(n, side)
-        cell = sample["images"][i]
-        image[:, r * 40:(r + 1) * 40, c * 40:(c + 1) * 40] = cell
-        dna = cell[1].astype(float)
-        mask = connected(dna > threshold_otsu(dna))
-        biggest = np.argmax(np.bincount(mask.ravel())[1:]) + 1
-        labels[r * 40:(r + 1) * 40, c * 40:(c + 1) * 40][mask == biggest] = n + 1
-    return image, labels, sample["images"][picks]
+    """Real Jurkat cells tiled into one 3-channel image, each cell's object from its DNA channel (the slide
+    the shift experiment classifies, results §1b)."""
+    from napari_cellsynth.training.experiment_shift import cells_on_a_slide as slide
+
+    image, labels, cells, _ = slide(count)
+    return image, labels, cells
 
 
 def test_classify_objects_writes_features_and_colours_by_class(make_napari_viewer, qtbot, classifier_bundle):

@@ -49,7 +49,7 @@ def jurkat_slice(jurkat: Path, out: Path) -> Path:
 
 def cells_on_a_slide(count: int):
     """Real Jurkat sample cells tiled into one 3-channel image, each cell's object from its DNA channel
-    (``tests/test_napari.py: cells_on_a_slide``)."""
+    (the napari tests use it too)."""
     from skimage.filters import threshold_otsu
     from skimage.measure import label as connected
 
@@ -85,7 +85,7 @@ def modes_compared(bundle: Path) -> dict:
     objects, by_object = run_to_end(classify_objects(model, image, labels))
     if objects.labels.tolist() != list(range(1, len(cells) + 1)):
         raise RuntimeError("every sample cell should be one object, labelled in order")
-    truth, classes = apply_label_map(names, model.card.training["data"]["label_map"])
+    truth, classes = apply_label_map(names, model.card.label_map)
     if classes != model.card.classes:
         raise RuntimeError(f"classes {classes} differ from the bundle's {model.card.classes}")
     return {"cells": len(cells),
@@ -101,9 +101,9 @@ def one_run(data: Path, out: Path, shift: float, seed: int, steps: int | None, t
 
     run = out / f"shift{shift:g}-s{seed}"
     if not (run / "metrics_test.json").is_file():
-        train_classifier.main(["--data", str(data), "--label-map", "jurkat4", "--width", "16", *recipe,
-                               *(["--steps", str(steps)] if steps else []), "--shift", str(shift),
-                               "--seed", str(seed), "--threads", str(threads), "--out", str(run), "--quiet"])
+        train_classifier.train(train_classifier.config(
+            recipe, data=str(data), label_map="jurkat4", width=16, shift=shift, seed=seed, threads=threads,
+            out=str(run), quiet=True, **({"steps": steps} if steps else {})))
     seconds = sum(h["seconds"] for h in json.loads((run / "history.json").read_text()))  # also for a done run
     bundle = export_classifier(run, out / "bundles" / run.name)
     metrics = json.loads((run / "metrics_test.json").read_text())
