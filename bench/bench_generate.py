@@ -68,10 +68,10 @@ def quality(rows: list[dict], args) -> None:
     from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.datasets import read_crops
     from napari_cellsynth.core.classify import bundle_features
-    from napari_cellsynth.training.generator_metrics import frechet_distance, kernel_inception_distance
+    from napari_cellsynth.training.reports.generator_metrics import frechet_distance, kernel_inception_distance
     from napari_cellsynth.core.label_maps import apply_label_map
     from napari_cellsynth.core.runtime import OnnxModel
-    from napari_cellsynth.training.data import stratified_split
+    from napari_cellsynth.training.data.labelled_crops import stratified_split
 
     classifier = OnnxModel(args.classifier, kind="classifier")
     config = json.loads((Path(args.run) / "config.json").read_text())

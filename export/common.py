@@ -68,6 +68,21 @@ def parity(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], atol:
     return report
 
 
+def publish_checked(staging: Path, out: Path, card, module: torch.nn.Module, feeds: dict[str, np.ndarray],
+                    output: str, parity_on: str, atol: float, rtol: float) -> Path:
+    """Run the torch module and the staged ONNX graph on the same real inputs (``feeds``, in the order of
+    the module's arguments), record how closely they agree in the card, and publish the bundle."""
+    from napari_cellsynth.core.bundle import save_bundle
+    from napari_cellsynth.core.runtime import OnnxModel
+
+    with torch.inference_mode():
+        expected = module(*(torch.from_numpy(v) for v in feeds.values())).numpy()
+    got = OnnxModel(staging, kind=card.kind, providers=["CPUExecutionProvider"]).run(feeds)
+    card.extra["export"] = {"opset": 17, "parity_on": parity_on, "parity": parity({output: expected}, got, atol, rtol)}
+    save_bundle(staging, card)
+    return publish(staging, out)
+
+
 def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:
     """The command line every exporter shares: ``RUN --out BUNDLE [--name NAME]``; prints the parity."""
     import argparse

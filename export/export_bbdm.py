@@ -22,12 +22,12 @@ import torch
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
-from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import BridgeSchedule
 from napari_cellsynth.training.nets.unet import bridge_unet
-from napari_cellsynth.training.translocation_data import load_pairs
+from napari_cellsynth.training.data.translocations import load_pairs
 
-from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
+from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
+                                            publish_checked)
 
 
 def load_bbdm_run(run: Path) -> tuple[dict, torch.nn.Module]:
@@ -77,13 +77,8 @@ def export_bbdm(run: str | Path, out: str | Path, name: str | None = None, atol:
                              "to_target": "repeated on every target channel"}})
     save_bundle(staging, card)
     feeds = real_bridged_inputs(config)
-    with torch.inference_mode():
-        expected = model(torch.from_numpy(feeds["x"]), torch.from_numpy(feeds["t"])).numpy()
-    got = OnnxModel(staging, kind="bbdm", providers=["CPUExecutionProvider"]).run(feeds)
-    card.extra["export"] = {"opset": 17, "parity_on": f"{len(feeds['x'])} real chromosome pairs, bridged",
-                            "parity": parity({"prediction": expected}, got, atol, rtol)}
-    save_bundle(staging, card)
-    return publish(staging, out)
+    return publish_checked(staging, out, card, model, feeds, "prediction",
+                           f"{len(feeds['x'])} real chromosome pairs, bridged", atol, rtol)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,7 @@ from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
-from .common import export_onnx, fresh_staging, library_versions, parity, publish
+from napari_cellsynth.export.common import export_onnx, fresh_staging, library_versions, parity, publish
 
 
 def load_run(run: Path) -> tuple[dict, ResNetClassifier]:
@@ -89,7 +89,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cellsynth export classifier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a run folder written by training.train_classifier")
+    parser.add_argument("run", help="a run folder written by training.trainers.classifier")
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--name", help="bundle name in the card (default: the folder name)")
     args = parser.parse_args(argv)

@@ -19,11 +19,11 @@ import torch
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
-from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.nets.cyclegan import build_cyclegan
-from napari_cellsynth.training.translocation_data import load_pairs
+from napari_cellsynth.training.data.translocations import load_pairs
 
-from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
+from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
+                                            publish_checked)
 
 
 def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
@@ -55,13 +55,7 @@ def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, a
     save_bundle(staging, card)
     pairs = load_pairs(config["data"], config["exclude_slides"], only_translocations=False)
     x = np.repeat(normalize(pairs["dapi"][:12], config["condition_normalization"]), channels, axis=1)
-    with torch.inference_mode():
-        expected = generator(torch.from_numpy(x)).numpy()
-    got = OnnxModel(staging, kind="cyclegan", providers=["CPUExecutionProvider"]).run({"x": x})
-    card.extra["export"] = {"opset": 17, "parity_on": f"{len(x)} real DAPI crops",
-                            "parity": parity({"fake": expected}, got, atol, rtol)}
-    save_bundle(staging, card)
-    return publish(staging, out)
+    return publish_checked(staging, out, card, generator, {"x": x}, "fake", f"{len(x)} real DAPI crops", atol, rtol)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,11 +22,11 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
-from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import NoiseSchedule
 from napari_cellsynth.training.nets.unet import UNet
 
-from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
+from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
+                                            publish_checked)
 
 
 def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
@@ -96,13 +96,8 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
         extra={"schedule": config["schedule"], "null_class": len(config["classes"]), "x0_bounds": x0_bounds(train)})
     save_bundle(staging, card)
     feeds = real_noised_inputs(config, train)
-    with torch.inference_mode():
-        expected = model(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()
-    got = OnnxModel(staging, kind="ddpm", providers=["CPUExecutionProvider"]).run(feeds)
-    card.extra["export"] = {"opset": 17, "parity_on": f"{len(feeds['x'])} real training crops, noised",
-                            "parity": parity({output: expected}, got, atol, rtol)}
-    save_bundle(staging, card)
-    return publish(staging, out)
+    return publish_checked(staging, out, card, model, feeds, output, f"{len(feeds['x'])} real training crops, noised",
+                           atol, rtol)
 
 
 def main(argv: list[str] | None = None) -> None:

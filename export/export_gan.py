@@ -20,10 +20,10 @@ import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
-from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.nets.wgan import Generator
 
-from .common import export_main, export_onnx, fresh_staging, library_versions, parity, publish
+from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
+                                            publish_checked)
 
 
 def load_generator(run: Path, snapshot: int | None = None) -> tuple[dict, Generator, int]:
@@ -80,13 +80,7 @@ def export_gan(run: str | Path, out: str | Path, name: str | None = None, atol: 
     feeds = {"z": rng.standard_normal((16, net["latent"])).astype(np.float32)}
     if conditional:
         feeds["class"] = np.arange(16, dtype=np.int64) % net["num_classes"]
-    with torch.inference_mode():
-        expected = generator(*(torch.from_numpy(v) for v in feeds.values())).numpy()
-    got = OnnxModel(staging, kind="gan", providers=["CPUExecutionProvider"]).run(feeds)
-    card.extra["export"] = {"opset": 17, "parity_on": "16 seeded latents", "parity": parity({"images": expected}, got,
-                                                                                          atol, rtol)}
-    save_bundle(staging, card)
-    return publish(staging, out)
+    return publish_checked(staging, out, card, generator, feeds, "images", "16 seeded latents", atol, rtol)
 
 
 def main(argv: list[str] | None = None) -> None:

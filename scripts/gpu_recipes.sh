@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 14's recipe comparison on a lent GPU: training.experiment_recipes over the data sets in SETS
-# (jurkat_cells.npz beside training.recipe_datasets' output), every run on the GPU, JOBS at a time,
+# Issue 14's recipe comparison on a lent GPU: training.experiments.recipes over the data sets in SETS
+# (jurkat_cells.npz beside training.data.recipe_datasets' output), every run on the GPU, JOBS at a time,
 # stopped after MINUTES (a rerun resumes). Back: TAR (e.g. $OUT/jurkat.tar) with each run's config,
 # history, log and test metrics, and the summary. Several groups may run at once with distinct TARs.
 #   bash scripts/gpu_recipes.sh SETS TAR MINUTES JOBS DATASETS... -- RECIPES...
@@ -13,7 +13,7 @@ shift
 recipes=("$@")
 runs=/tmp/recipes-$(basename "$tar" .tar)
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-timeout "$((minutes * 60))" python3 -m napari_cellsynth.training.experiment_recipes --sets "$sets" --jurkat "$sets/jurkat_cells.npz" \
+timeout "$((minutes * 60))" python3 -m napari_cellsynth.training.experiments.recipes --sets "$sets" --jurkat "$sets/jurkat_cells.npz" \
   --datasets "${datasets[@]}" --recipes "${recipes[@]}" --seeds ${SEEDS:-0 1 2 3 4} --jobs "$jobs" --threads 2 \
   --device cuda --out "$runs"
 echo "experiment exit $?"
@@ -21,7 +21,7 @@ echo "experiment exit $?"
 python3 - "$runs" "${datasets[*]}" "${recipes[*]}" <<'PY'
 import sys
 from pathlib import Path
-from napari_cellsynth.training.experiment_recipes import markdown, summarise
+from napari_cellsynth.training.experiments.recipes import markdown, summarise
 from napari_cellsynth.core.atomic import write_json_atomic
 runs = Path(sys.argv[1])
 summary = summarise(runs, sys.argv[2].split(), sys.argv[3].split(), list(range(20)))

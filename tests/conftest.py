@@ -36,27 +36,15 @@ def jurkat_slice(tmp_path_factory) -> Path:
 
     The cells shipped as the plugin's sample data are left out, so tests can score on them.
     """
-    from napari_cellsynth._sample_data import load_jurkat_sample
+    from napari_cellsynth.training.experiments.shift import jurkat_slice as write_slice
 
-    sample_index = load_jurkat_sample()["source_index"]
-    with np.load(require(JURKAT), allow_pickle=False) as data:
-        labels = data["labels"]
-        rng = np.random.default_rng(0)
-        keep = np.setdiff1d(np.arange(len(labels)), sample_index)
-        chosen = []
-        for name in np.unique(labels):
-            members = keep[labels[keep] == name]
-            chosen.append(members if len(members) <= 300 else rng.choice(members, 300, replace=False))
-        index = np.sort(np.concatenate(chosen))
-        path = tmp_path_factory.mktemp("data") / "jurkat_slice.npz"
-        np.savez(path, images=data["images"][index], labels=labels[index], channels=data["channels"])
-    return path
+    return write_slice(require(JURKAT), tmp_path_factory.mktemp("data") / "jurkat_slice.npz")
 
 
 @pytest.fixture(scope="session")
 def trained_run(jurkat_slice, tmp_path_factory) -> Path:
     """A ResNet-18 (width 16) trained for 3 epochs (SGD) on the Jurkat slice, 4 classes."""
-    from napari_cellsynth.training import train_classifier
+    from napari_cellsynth.training.trainers import classifier as train_classifier
 
     run = tmp_path_factory.mktemp("runs") / "jurkat4"
     # 36 SGD steps without shifts: the recipe the tests' thresholds were calibrated with.  The default
@@ -82,7 +70,7 @@ CELLPOSE_TEST_ARGS = ["--epochs", "40", "--limit", "10", "--test-slides", "V26",
 def chromosome_cellpose_model() -> Path:
     """A small Cellpose model trained from scratch on real M-FISH DAPI planes, cached outside the repository
     (``$CELLSYNTH_TEST_CACHE``, default ``~/.cache/napari-cellsynth/test-models``); trained here when missing."""
-    from napari_cellsynth.training import train_cellpose
+    from napari_cellsynth.training.trainers import cellpose as train_cellpose
 
     require(SHARED_DATA / "mfish")
     cache = Path(os.environ.get("CELLSYNTH_TEST_CACHE", Path.home() / ".cache" / "napari-cellsynth" / "test-models"))
@@ -96,7 +84,7 @@ def chromosome_cellpose_model() -> Path:
 @pytest.fixture(scope="session")
 def mfish_pairs(tmp_path_factory) -> Path:
     """The M-FISH data set builder run on two real metaphases (46,XX and t(X;4)): chromosomes.npz."""
-    from napari_cellsynth.training import mfish_dataset
+    from napari_cellsynth.training.data import mfish_dataset
 
     root = require(SHARED_DATA / "mfish")
     out = tmp_path_factory.mktemp("mfish")
@@ -108,7 +96,7 @@ def mfish_pairs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mfish_five_metaphases(tmp_path_factory) -> Path:
     """The builder on five real metaphases of four slides: normal V14 and V16, translocations in V26 and V28."""
-    from napari_cellsynth.training import mfish_dataset
+    from napari_cellsynth.training.data import mfish_dataset
 
     root = require(SHARED_DATA / "mfish")
     out = tmp_path_factory.mktemp("mfish5")
@@ -120,7 +108,7 @@ def mfish_five_metaphases(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bbdm_run(mfish_pairs, tmp_path_factory) -> Path:
     """A small BBDM (U-Net base 16) trained for 30 steps on those real DAPI → FISH pairs."""
-    from napari_cellsynth.training import train_bbdm
+    from napari_cellsynth.training.trainers import bbdm as train_bbdm
 
     run = tmp_path_factory.mktemp("runs") / "bbdm"
     train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "30", "--sample-every", "30",
@@ -140,7 +128,7 @@ def metaphase_with_chromosomes():
     """A real metaphase's DAPI plane and instance labels of its first six chromosomes (karyotype components)."""
     from skimage.measure import label
 
-    from napari_cellsynth.training.mfish import read_metaphase
+    from napari_cellsynth.training.data.mfish import read_metaphase
 
     mp = read_metaphase(require(SHARED_DATA / "mfish" / "V26__54"), "V260754")
     instances = label((mp.karyotype > 0) & (mp.karyotype < 255))

@@ -10,8 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "src" / "napari_cellsynth" / "core"
 TRAINING, EXPORT = REPO / "training", REPO / "export"
-# what export may use of training: the networks (builders) and the data readers, never trainer scripts
-LEAVES = {"nets", "data", "translocation_data", "mfish"}
+# what export may use of training: the networks (with their builders) and the data readers, never trainers
+LEAVES = {"nets", "data"}
+LAYERS = ("data", "nets", "reports", "trainers", "experiments")  # training's subpackages, bottom up
 
 
 def imports(path: Path, package: tuple[str, ...] | None = None) -> set[str]:
@@ -51,29 +52,41 @@ def test_core_imports_no_gui_no_torch_and_nothing_above_it(path):
 
 @pytest.mark.parametrize("path", modules(EXPORT), ids=lambda p: p.name)
 def test_export_uses_only_networks_and_data_of_training(path):
-    used = {n.split(".")[2] for n in under(imports(path), "napari_cellsynth.training") if n.count(".") >= 2}
+    used = subpackages(imports(path))
     assert used <= LEAVES, f"{path.name} imports training.{sorted(used - LEAVES)} (trainer code)"
 
 
-@pytest.mark.parametrize("path", [p for p in modules(TRAINING) if p.stem in LEAVES or "nets" in p.parts],
+def subpackages(names: set[str]) -> set[str]:
+    """training's subpackages (or top-level modules, e.g. demo) among imported names."""
+    return {n.split(".")[2] for n in under(names, "napari_cellsynth.training") if n.count(".") >= 2}
+
+
+# which of training's layers each layer may import (and whether it may import export): bottom up
+ALLOWED = {"data": ({"data"}, False), "nets": ({"nets"}, False), "reports": ({"reports"}, False),
+           "trainers": ({"data", "nets", "reports", "trainers"}, False),
+           "experiments": ({"data", "nets", "reports", "trainers", "experiments"}, True)}
+
+
+@pytest.mark.parametrize("path", [p for p in modules(TRAINING) if p.parent != TRAINING],
                          ids=lambda p: str(p.relative_to(TRAINING)))
-def test_networks_and_data_import_no_trainer_and_no_export(path):
+def test_each_layer_of_training_imports_only_the_layers_below_it(path):
+    layer = path.relative_to(TRAINING).parts[0]
+    allowed, may_export = ALLOWED[layer]
     names = imports(path)
-    assert not under(names, "napari_cellsynth.export"), path.name
-    used = {n.split(".")[2] for n in under(names, "napari_cellsynth.training") if n.count(".") >= 2}
-    assert used <= LEAVES, f"{path.name} imports training.{sorted(used - LEAVES)}"
+    assert subpackages(names) <= allowed, f"{layer}/{path.name} imports training.{sorted(subpackages(names) - allowed)}"
+    assert may_export or not under(names, "napari_cellsynth.export"), f"{layer}/{path.name} imports export"
 
 
-def test_trainers_do_not_import_experiments_or_the_demo():
-    for path in TRAINING.glob("train_*.py"):
-        used = {n.split(".")[2] for n in under(imports(path), "napari_cellsynth.training") if n.count(".") >= 2}
-        assert not {u for u in used if u.startswith("experiment_") or u == "demo"}, path.name
+def test_training_is_split_into_its_layers():
+    """No loose modules: every module of training/ sits in a layer's subpackage (the demo, the main job, aside)."""
+    loose = {p.stem for p in TRAINING.glob("*.py")} - {"__init__", "demo"}
+    assert not loose, loose
+    assert {p.name for p in TRAINING.iterdir() if (p / "__init__.py").is_file()} == set(LAYERS)
 
 
 def test_the_checker_sees_a_violation(tmp_path):
     """The rules above can fail: an export module that imports a trainer is caught."""
     bad = tmp_path / "export_probe.py"
-    bad.write_text("def f():\n    from ..training.train_bbdm import main\n")
+    bad.write_text("def f():\n    from ..training.trainers.bbdm import train\n")
     names = imports(bad, ("napari_cellsynth", "export", "export_probe"))
-    used = {n.split(".")[2] for n in under(names, "napari_cellsynth.training") if n.count(".") >= 2}
-    assert used - LEAVES == {"train_bbdm"}
+    assert subpackages(names) - LEAVES == {"trainers"}

@@ -16,7 +16,7 @@ from napari_cellsynth.core.translate import TranslationSettings, chromosome_crop
 
 
 def test_training_resumes_and_records_its_progress(bbdm_run, mfish_pairs):
-    from napari_cellsynth.training import train_bbdm
+    from napari_cellsynth.training.trainers import bbdm as train_bbdm
 
     state = torch.load(bbdm_run / "last.pt", weights_only=True)
     assert state["step"] == 30 and len(state["history"]) == 1 and np.isfinite(state["history"][0]["loss"])
@@ -37,7 +37,7 @@ def test_training_resumes_and_records_its_progress(bbdm_run, mfish_pairs):
 
 def test_objective_is_x_t_minus_x_0():
     """BBDM's target is m_t (y - x_0) + sqrt(δ_t) ε = x_t - x_0, for t drawn from 1…T."""
-    from napari_cellsynth.training.train_bbdm import bridge_loss
+    from napari_cellsynth.training.trainers.bbdm import bridge_loss
 
     schedule = BridgeSchedule(1000)
     x0, y = torch.rand(64, 3, 8, 8) * 2 - 1, torch.rand(64, 3, 8, 8) * 2 - 1

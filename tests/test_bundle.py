@@ -106,11 +106,11 @@ def test_typed_card_views_read_each_kind_and_name_what_is_missing():
     assert bbdm.bridge.schedule == BridgeSchedule(200, 0.5) and bbdm.condition.channels == ["DAPI"]
     gan = make_card(kind="gan", extra={"gan": {"latent": 128, "conditional": True}})
     assert gan.gan.latent == 128 and gan.gan.conditional
-    with pytest.raises(BundleError, match="not a gan bundle"):
+    with pytest.raises(BundleError, match="the gan section belongs to gan bundles"):
         ddpm.gan
-    with pytest.raises(BundleError, match="bbdm card section is incomplete"):
+    with pytest.raises(BundleError, match="its bridge section is incomplete"):
         make_card(kind="bbdm").bridge
-    with pytest.raises(BundleError, match="condition belongs to bbdm and cyclegan"):
+    with pytest.raises(BundleError, match="the condition section belongs to bbdm and cyclegan"):
         gan.condition
     labelled = make_card(training={"data": {"label_map": {"M": ["Prophase", "Metaphase"]}}})
     assert labelled.label_map == {"M": ["Prophase", "Metaphase"]} and make_card().label_map is None

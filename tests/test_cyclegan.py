@@ -13,7 +13,7 @@ from napari_cellsynth.core.translate import TranslationSettings, translate
 
 @pytest.fixture(scope="module")
 def cyclegan_run(mfish_pairs, tmp_path_factory):
-    from napari_cellsynth.training import train_cyclegan
+    from napari_cellsynth.training.trainers import cyclegan as train_cyclegan
 
     run = tmp_path_factory.mktemp("runs") / "cyclegan"
     args = ["--data", str(mfish_pairs), "--base", "8", "--blocks", "2", "--sample-every", "4", "--ckpt-every", "2",
@@ -35,7 +35,7 @@ def test_training_resumes_with_both_domains(cyclegan_run, mfish_pairs):
 
 
 def test_image_pool_keeps_at_most_its_size_and_mixes_old_images():
-    from napari_cellsynth.training.train_cyclegan import ImagePool
+    from napari_cellsynth.training.trainers.cyclegan import ImagePool
 
     pool = ImagePool(4, torch.Generator().manual_seed(0))
     first = pool(torch.arange(4.0)[:, None])

@@ -20,7 +20,7 @@ TINY = ["--base", "8", "--channel-mult", "1", "2", "--batch-size", "16", "--samp
 
 @pytest.fixture(scope="session")
 def ddpm_run(jurkat_slice, tmp_path_factory):
-    from napari_cellsynth.training import train_ddpm
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
     run = tmp_path_factory.mktemp("ddpm") / "base"
     train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
@@ -53,7 +53,7 @@ def test_training_writes_checkpoint_curves_and_samples(ddpm_run):
 
 
 def test_fine_tune_on_the_rare_class_with_resume(ddpm_run, jurkat_slice, tmp_path):
-    from napari_cellsynth.training import train_ddpm
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
     run = tmp_path / "M"
     args = ["--data", str(jurkat_slice), "--label-map", "jurkat4", "--timesteps", "100", "--init-from", str(ddpm_run),
@@ -178,7 +178,7 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
 
 def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     """Paper 000's experiment at toy scale on real cells: generators, balancing, classifiers, quality, grid."""
-    from napari_cellsynth.training import experiment_ddpm
+    from napari_cellsynth.training.experiments import ddpm as experiment_ddpm
 
     out = tmp_path / "exp"
     args = ["--data", str(jurkat_slice), "--seeds", "0", "--ddpm-base", "8", "--ddpm-batch", "8", "--ddpm-steps", "3",
@@ -202,7 +202,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     experiment_ddpm.main(args)  # everything on disk: nothing retrains
     assert metrics.stat().st_mtime_ns == before
     # the UMAP filter on the generated cells: Table 4 counts, kept cells, classifier on real + kept
-    from napari_cellsynth.training import experiment_filter
+    from napari_cellsynth.training.experiments import umap_filter as experiment_filter
 
     filtered = experiment_filter.main([*args, "--classify"])
     for setting in ("full", "cut10"):
@@ -218,7 +218,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
 
 def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):
     from napari_cellsynth.export.export_ddpm import export_ddpm
-    from napari_cellsynth.training import train_ddpm
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
     run = train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "3", "--timesteps", "100",
                            "--prediction", "v", "--out", str(tmp_path / "v"), *TINY])
@@ -232,8 +232,8 @@ def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):
 def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):
     from types import SimpleNamespace
 
-    from napari_cellsynth.training.experiment_ddpm import generated
-    from napari_cellsynth.training.experiment_filter import generated_file
+    from napari_cellsynth.training.experiments.ddpm import generated
+    from napari_cellsynth.training.experiments.umap_filter import generated_file
 
     first = tmp_path / "cut10" / "seed0"
     first.mkdir(parents=True)

@@ -4,7 +4,7 @@ import pytest
 from napari_cellsynth._sample_data import load_jurkat_sample
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.classify import bundle_features
-from napari_cellsynth.training.generator_metrics import (frechet_distance, kernel_inception_distance,
+from napari_cellsynth.training.reports.generator_metrics import (frechet_distance, kernel_inception_distance,
                                                          plot_ssim_density, ssim_max)
 from napari_cellsynth.core.runtime import OnnxModel
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_cellsynth.core.schedules import BridgeSchedule, NoiseSchedule
-from napari_cellsynth.training.forward_process import TorchBridge, TorchNoising
+from napari_cellsynth.training.trainers.forward_process import TorchBridge, TorchNoising
 
 
 @pytest.mark.parametrize("kind, prediction, ztsnr", [("linear", "epsilon", False), ("cosine", "v", False),

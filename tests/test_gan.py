@@ -11,7 +11,7 @@ from napari_cellsynth.core.generate import GenerationSettings, generate
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.nets.wgan import Critic, Generator
-from napari_cellsynth.training.wgan_losses import critic_loss, divergence_penalty, gradient_penalty
+from napari_cellsynth.training.trainers.wgan_losses import critic_loss, divergence_penalty, gradient_penalty
 
 
 class LinearCritic(nn.Module):
@@ -63,7 +63,7 @@ def test_short_real_gan_run_exports_and_generates_in_napari(jurkat_slice, tmp_pa
     """Real Jurkat anaphase cells (7 training crops: fewer than a batch) → WGAN-div → bundle → Generate widget."""
     from napari_cellsynth.export.export_gan import export_gan
     from napari_cellsynth._widgets.generate import PROVENANCE_KEY
-    from napari_cellsynth.training import train_gan
+    from napari_cellsynth.training.trainers import gan as train_gan
 
     run = train_gan.main(["--data", str(jurkat_slice), "--label-map", "jurkat7", "--only-class", "Anaphase",
                           "--base", "8", "--latent", "16", "--steps", "4", "--snapshot-every", "2",

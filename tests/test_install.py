@@ -30,7 +30,7 @@ def wheel(tmp_path_factory):
 
 def test_the_wheel_holds_training_and_export_under_the_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("training/train_classifier.py", "training/train_ddpm.py", "training/nets/resnet.py",
+    for module in ("training/trainers/classifier.py", "training/trainers/ddpm.py", "training/nets/resnet.py",
                    "export/export_classifier.py", "export/export_bbdm.py", "core/batch/job.py", "_widgets/batch.py"):
         assert f"napari_cellsynth/{module}" in names, module
     assert not any(n.startswith(("training/", "export/")) for n in names)  # no generic top-level packages
@@ -60,7 +60,7 @@ def test_an_installed_wheel_trains_and_exports(wheel, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         return done
 
-    where = subprocess.run([sys.executable, "-c", "import napari_cellsynth.training.train_classifier as m; "
+    where = subprocess.run([sys.executable, "-c", "import napari_cellsynth.training.trainers.classifier as m; "
                             "print(m.__file__)"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.strip().startswith(str(site))
     cellsynth("train", "classifier", "--data", "cells.npz", "--width", "8", "--steps", "20", "--min-steps", "20",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_cellsynth.core.metrics import classification_metrics, format_table
-from napari_cellsynth.training.plots import plot_confusion
-from napari_cellsynth.training.reports import summarize_runs
+from napari_cellsynth.training.reports.plots import plot_confusion
+from napari_cellsynth.training.reports.summaries import summarize_runs
 
 
 def test_metrics_match_a_hand_count():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA, require
-from napari_cellsynth.training.mfish import parse_karyotype_codes, read_metaphase
+from napari_cellsynth.training.data.mfish import parse_karyotype_codes, read_metaphase
 
 MFISH = SHARED_DATA / "mfish"
 
@@ -28,7 +28,7 @@ def test_reading_a_metaphase_and_a_missing_plane(tmp_path):
 
 
 def test_builder_counts_shapes_and_label_rule(tmp_path):
-    from napari_cellsynth.training import mfish_dataset
+    from napari_cellsynth.training.data import mfish_dataset
 
     require(MFISH)
     summary = mfish_dataset.main(["--root", str(MFISH), "--only", "V1401XX", "V260754", "--codes-from", str(MFISH),

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_cellsynth.training.focused_sampling import FocusedBatches, MinorityPool
-from napari_cellsynth.training.mixing import mixup, nonlinear_mixup, rotate_channels, rotation_planes
+from napari_cellsynth.training.data.focused_sampling import FocusedBatches, MinorityPool
+from napari_cellsynth.training.data.mixing import mixup, nonlinear_mixup, rotate_channels, rotation_planes
 
 
 def test_mixup_lambda_stays_in_range_and_mixes_pixelwise():
@@ -87,7 +87,7 @@ def test_training_with_focused_sampling_on_real_cells(jurkat_slice, tmp_path):
     from napari_cellsynth.core.generate import GenerationSettings, generate
     from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.runtime import OnnxModel
-    from napari_cellsynth.training import train_classifier
+    from napari_cellsynth.training.trainers import classifier as train_classifier
 
     generated = run_to_end(generate(OnnxModel("zoo:ddpm-jurkat4-cut10-v"),
                                     GenerationSettings("M", 8, "dpm_solver_pp_2m", 10, batch_size=8)))

@@ -149,7 +149,7 @@ def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifi
 def cells_on_a_slide(count=16):
     """Real Jurkat cells tiled into one 3-channel image, each cell's object from its DNA channel (the slide
     the shift experiment classifies, results §1b)."""
-    from napari_cellsynth.training.experiment_shift import cells_on_a_slide as slide
+    from napari_cellsynth.training.experiments.shift import cells_on_a_slide as slide
 
     image, labels, cells, _ = slide(count)
     return image, labels, cells

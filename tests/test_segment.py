@@ -9,7 +9,7 @@ import tifffile
 from conftest import SHARED_DATA
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.training.mfish import read_metaphase
+from napari_cellsynth.training.data.mfish import read_metaphase
 from napari_cellsynth.core.segment import SegmentSettings, estimate_diameter, load_model, segment
 
 
@@ -26,7 +26,7 @@ def test_model_was_scored_on_held_out_slides(chromosome_cellpose_model):
 
 
 def test_segments_chromosomes_of_an_unseen_metaphase(chromosome_cellpose_model, held_out):
-    from napari_cellsynth.training.train_cellpose import chromosome_instances
+    from napari_cellsynth.training.trainers.cellpose import chromosome_instances
 
     settings = SegmentSettings(str(chromosome_cellpose_model))
     labels = run_to_end(segment(held_out.dapi, settings))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cellsynth.training.data import CropBatches, channel_stats, stratified_split, tiny_classes
+from napari_cellsynth.training.data.labelled_crops import CropBatches, channel_stats, stratified_split, tiny_classes
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
 
@@ -130,8 +130,8 @@ def test_shifted_batches_are_reproducible_under_the_seed():
 def test_shift_option_is_a_fraction_of_the_side():
     from types import SimpleNamespace
 
-    from napari_cellsynth.training.arguments import parse_checked
-    from napari_cellsynth.training.train_classifier import build_parser, max_shift
+    from napari_cellsynth.training.trainers.arguments import parse_checked
+    from napari_cellsynth.training.trainers.classifier import build_parser, max_shift
 
     crops = np.zeros((1, 3, 40, 40))
     args = parse_checked(build_parser(), ["--data", "x.npz", "--out", "run"])
@@ -174,7 +174,7 @@ def test_training_run_writes_everything_and_learns(trained_run):
 def test_resume_continues_from_the_last_epoch(trained_run, tmp_path, jurkat_slice):
     import shutil
 
-    from napari_cellsynth.training import train_classifier
+    from napari_cellsynth.training.trainers import classifier as train_classifier
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -210,8 +210,8 @@ def test_parity_check_fails_above_tolerance():
 
 def test_thinning_and_extra_training_crops_touch_only_the_training_split(tmp_path):
     from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
-    from napari_cellsynth.training import train_classifier
-    from napari_cellsynth.training.data import thin_classes
+    from napari_cellsynth.training.trainers import classifier as train_classifier
+    from napari_cellsynth.training.data.labelled_crops import thin_classes
 
     y = np.repeat([0, 1], [50, 40])
     index = np.arange(90)
@@ -238,7 +238,8 @@ def test_thinning_and_extra_training_crops_touch_only_the_training_split(tmp_pat
 
 def test_a_config_for_a_function_call_equals_the_command_line():
     """Experiments call trainers with a config built from the trainer's own parser (issue 13)."""
-    from napari_cellsynth.training import train_classifier, train_ddpm
+    from napari_cellsynth.training.trainers import classifier as train_classifier
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
     given = train_classifier.config(data="cells.npz", label_map="jurkat4", seed=3, keep_fraction=["M=0.1"],
                                     out="run", resume=True)

@@ -3,7 +3,7 @@
 import torch
 
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.training.loop import Every, endless, training_loop
+from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
 
 def test_actions_run_on_their_cadence_and_at_the_last_step():

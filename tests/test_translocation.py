@@ -11,8 +11,8 @@ from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.translate import TranslationSettings, translate_crops
-from napari_cellsynth.training.data import read_split
-from napari_cellsynth.training.translocation_data import donors, load_chromosomes, slide_split
+from napari_cellsynth.training.data.labelled_crops import read_split
+from napari_cellsynth.training.data.translocations import donors, load_chromosomes, slide_split
 
 TEST_SLIDES = ["V14", "V26"]
 
@@ -55,7 +55,7 @@ def test_read_split_rejects_overlaps_and_out_of_range(tmp_path):
 
 
 def test_balanced_class_weights_follow_scikit_learn():
-    from napari_cellsynth.training.train_classifier import balanced_weights
+    from napari_cellsynth.training.trainers.classifier import balanced_weights
 
     y = np.array([0] * 90 + [1] * 10)
     assert np.allclose(balanced_weights(y, 2).numpy(), [100 / 180, 100 / 20])
@@ -73,7 +73,7 @@ def test_translate_crops_checks_the_crop_shape(bbdm_bundle):
 
 
 def test_experiment_end_to_end(mfish_five_metaphases, bbdm_bundle, tmp_path):
-    from napari_cellsynth.training import experiment_translocation
+    from napari_cellsynth.training.experiments import translocation as experiment_translocation
 
     out = tmp_path / "exp"
     argv = ["--data", str(mfish_five_metaphases), "--test-slides", *TEST_SLIDES, "--seeds", "0", "--augment", "on",
@@ -106,8 +106,8 @@ def test_experiment_end_to_end(mfish_five_metaphases, bbdm_bundle, tmp_path):
     # a second call finds everything on disk and gives the same numbers
     assert experiment_translocation.main(argv)["classification"] == summary["classification"]
     # the colour-heterogeneity reference runs on the same split
-    from napari_cellsynth.training.colour_baseline import colour_features
-    from napari_cellsynth.training.colour_baseline import main as colour_main
+    from napari_cellsynth.training.experiments.colour_baseline import colour_features
+    from napari_cellsynth.training.experiments.colour_baseline import main as colour_main
 
     colour = colour_main(["--out", str(out)])
     assert 0 <= colour["f1"] <= 1 and 0 <= colour["roc_auc"] <= 1 and (out / "colour_baseline.json").is_file()
@@ -128,7 +128,7 @@ def test_experiment_end_to_end(mfish_five_metaphases, bbdm_bundle, tmp_path):
 
 def test_optimizer_option_builds_paper_004s_adam():
     from napari_cellsynth.training.nets.resnet import ResNetClassifier
-    from napari_cellsynth.training.train_classifier import build_optimizer, build_parser
+    from napari_cellsynth.training.trainers.classifier import build_optimizer, build_parser
 
     model = ResNetClassifier("resnet18", 3, 2, 64, 8)
     args = build_parser().parse_args(["--data", "x.npz", "--out", "o", "--optimizer", "adam", "--lr", "1e-3"])

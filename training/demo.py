@@ -25,7 +25,7 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.label_maps import apply_label_map
 from napari_cellsynth.core.metrics import classification_metrics, format_table
-from .plots import plot_confusion
+from napari_cellsynth.training.reports.plots import plot_confusion
 from napari_cellsynth.core.runtime import OnnxModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def ensure_bundle(data: Path, label_map: str, epochs: int, width: int, seed: int
     """The cached bundle for these settings, trained and exported first if it is missing or broken."""
     from napari_cellsynth.export.export_classifier import export_classifier
 
-    from . import train_classifier
+    from napari_cellsynth.training.trainers import classifier as train_classifier
 
     name = f"jurkat-{label_map}-resnet18w{width}-e{epochs}-s{seed}"
     bundle = cache_dir() / "bundles" / name

@@ -294,11 +294,9 @@ def cmd_zoo(args) -> int:
     return 0
 
 
-# cellsynth train NAME / cellsynth export NAME: the module under napari_cellsynth.training / .export
-TRAINERS = {"classifier": "train_classifier", "ddpm": "train_ddpm", "gan": "train_gan", "bbdm": "train_bbdm",
-            "cyclegan": "train_cyclegan", "cellpose": "train_cellpose"}
-EXPORTERS = {"classifier": "export_classifier", "ddpm": "export_ddpm", "gan": "export_gan", "bbdm": "export_bbdm",
-             "cyclegan": "export_cyclegan"}
+# cellsynth train NAME / cellsynth export NAME: napari_cellsynth.training.trainers.NAME / .export.export_NAME
+TRAINERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan", "cellpose")
+EXPORTERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan")
 TRAIN_EXTRA = ("training needs torch: pip install torch, then pip install 'napari-cellsynth[train]' "
                "(add [seg] for cellpose)")
 
@@ -307,10 +305,11 @@ def run_training_command(args) -> int:
     """Hand the rest of the command line to a trainer's or exporter's own ``main`` (its options, its errors)."""
     from .core.entry import run_entry
 
-    group, modules = ("training", TRAINERS) if args.command == "train" else ("export", EXPORTERS)
+    module_name = (f"napari_cellsynth.training.trainers.{args.name}" if args.command == "train"
+                   else f"napari_cellsynth.export.export_{args.name}")
     prog = f"cellsynth {args.command} {args.name}"
     try:
-        module = importlib.import_module(f"napari_cellsynth.{group}.{modules[args.name]}")
+        module = importlib.import_module(module_name)
     except ImportError as err:
         if err.name not in ("torch", "cellpose") or args.verbose:
             raise

@@ -46,6 +46,18 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _read_section(card: "Card", kinds: tuple[str, ...], what: str, build):
+    """``build()`` a typed view of one of the card's kind-specific sections, with a one-line error when the
+    card is of another kind or the section is incomplete."""
+    if card.kind not in kinds:
+        raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle; the {what} section belongs to "
+                          f"{' and '.join(kinds)} bundles")
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError) as err:
+        raise BundleError(f"bundle '{card.name}': its {what} section is incomplete ({err}); re-export it") from err
+
+
 @dataclass(frozen=True)
 class DdpmSection:
     """A DDPM card's typed view: the schedule the network was trained with (prediction type and
@@ -60,13 +72,8 @@ class DdpmSection:
     def from_card(cls, card: "Card") -> "DdpmSection":
         from .schedules import NoiseSchedule
 
-        if card.kind != "ddpm":
-            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle, not a ddpm bundle")
-        try:
-            return cls(NoiseSchedule.from_card(card.extra["schedule"]), int(card.extra["null_class"]),
-                       card.extra.get("x0_bounds"))
-        except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"bundle '{card.name}': its ddpm card section is incomplete ({err}); re-export it") from err
+        return _read_section(card, ("ddpm",), "ddpm", lambda: cls(
+            NoiseSchedule.from_card(card.extra["schedule"]), int(card.extra["null_class"]), card.extra.get("x0_bounds")))
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,7 @@ class BridgeSection:
     def from_card(cls, card: "Card") -> "BridgeSection":
         from .schedules import BridgeSchedule
 
-        if card.kind != "bbdm":
-            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle, not a bbdm bundle")
-        try:
-            return cls(BridgeSchedule.from_card(card.extra["schedule"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"bundle '{card.name}': its bbdm card section is incomplete ({err}); re-export it") from err
+        return _read_section(card, ("bbdm",), "bridge", lambda: cls(BridgeSchedule.from_card(card.extra["schedule"])))
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,8 @@ class ConditionSection:
 
     @classmethod
     def from_card(cls, card: "Card") -> "ConditionSection":
-        if card.kind not in ("bbdm", "cyclegan"):
-            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle; a condition belongs to bbdm and "
-                              "cyclegan bundles")
-        try:
-            condition = card.extra["condition"]
-            return cls(list(condition["channels"]), dict(condition["normalization"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"bundle '{card.name}': its condition section is incomplete ({err}); re-export it") from err
+        return _read_section(card, ("bbdm", "cyclegan"), "condition", lambda: cls(
+            list(card.extra["condition"]["channels"]), dict(card.extra["condition"]["normalization"])))
 
 
 @dataclass(frozen=True)
@@ -116,13 +112,18 @@ class GanSection:
 
     @classmethod
     def from_card(cls, card: "Card") -> "GanSection":
-        if card.kind != "gan":
-            raise BundleError(f"bundle '{card.name}' is a {card.kind} bundle, not a gan bundle")
-        try:
-            gan = card.extra["gan"]
-            return cls(int(gan["latent"]), bool(gan["conditional"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"bundle '{card.name}': its gan card section is incomplete ({err}); re-export it") from err
+        return _read_section(card, ("gan",), "gan", lambda: cls(int(card.extra["gan"]["latent"]),
+                                                                 bool(card.extra["gan"]["conditional"])))
+
+
+class _SectionView:
+    """``card.ddpm`` and the like: the typed view of a kind-specific section, read when asked for."""
+
+    def __init__(self, section: type):
+        self.section = section
+
+    def __get__(self, card, owner=None):
+        return self if card is None else self.section.from_card(card)
 
 
 @dataclass
@@ -142,21 +143,10 @@ class Card:
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
 
-    @property
-    def ddpm(self) -> DdpmSection:
-        return DdpmSection.from_card(self)
-
-    @property
-    def bridge(self) -> BridgeSection:
-        return BridgeSection.from_card(self)
-
-    @property
-    def condition(self) -> ConditionSection:
-        return ConditionSection.from_card(self)
-
-    @property
-    def gan(self) -> GanSection:
-        return GanSection.from_card(self)
+    ddpm = _SectionView(DdpmSection)
+    bridge = _SectionView(BridgeSection)
+    condition = _SectionView(ConditionSection)
+    gan = _SectionView(GanSection)
 
     @property
     def label_map(self) -> dict[str, list[str]] | None:

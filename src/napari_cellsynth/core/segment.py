@@ -1,7 +1,7 @@
 """Segment cells, nuclei or chromosomes with Cellpose 3 (frame by frame for stacks and time series).
 
 A model is a built-in name (``cyto3``, ``nuclei``, … downloaded by Cellpose on first use, which
-needs internet) or the path of a model file trained with ``training/train_cellpose.py``.  A path
+needs internet) or the path of a model file trained with ``training/trainers/cellpose.py``.  A path
 that does not exist is refused here: Cellpose itself would silently fall back to downloading cyto3.
 
 Given a :class:`~napari_cellsynth.core.jobs.CancelToken`, :func:`segment` runs each frame in a helper thread
@@ -43,7 +43,7 @@ def load_model(model: str):
     path = Path(model)
     if not path.is_file():
         raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …) "
-                                "nor an existing model file; train one with training/train_cellpose.py")
+                                "nor an existing model file; train one with training/trainers/cellpose.py")
     return models.CellposeModel(gpu=False, pretrained_model=str(path))
 
 

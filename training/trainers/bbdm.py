@@ -34,14 +34,14 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import bridge
 from napari_cellsynth.core.schedules import BridgeSchedule
 
-from .arguments import parse_checked
-from .data import CropBatches
-from .checkpoints import add_run_arguments, ema_update, restore_checkpoint, save_checkpoint
-from .plots import dapi_fish_grid, plot_loss
-from .forward_process import TorchBridge
-from .loop import Every, endless, training_loop
-from .nets.unet import bridge_unet
-from .translocation_data import load_pairs
+from napari_cellsynth.training.trainers.arguments import parse_checked
+from napari_cellsynth.training.data.labelled_crops import CropBatches
+from napari_cellsynth.training.trainers.checkpoints import add_run_arguments, ema_update, restore_checkpoint, save_checkpoint
+from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
+from napari_cellsynth.training.trainers.forward_process import TorchBridge
+from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
+from napari_cellsynth.training.nets.unet import bridge_unet
+from napari_cellsynth.training.data.translocations import load_pairs
 
 EIGHT_BIT = {"low": 0.0, "high": 255.0}
 
@@ -49,7 +49,7 @@ EIGHT_BIT = {"low": 0.0, "high": 255.0}
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cellsynth train bbdm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset (dapi, rgb, ...)")
+    p.add_argument("--data", required=True, help="chromosomes.npz of training.data.mfish_dataset (dapi, rgb, ...)")
     p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
     p.add_argument("--only-translocations", action="store_true", help="fine-tune on translocation = 1 only")
     p.add_argument("--timesteps", type=int, default=1000)

@@ -1,6 +1,6 @@
 """A three-feature reference for the translocation task: is the signal in the crops at all?
 
-    python -m napari_cellsynth.training.colour_baseline --out runs/exp-transloc
+    python -m napari_cellsynth.training.experiments.colour_baseline --out runs/exp-transloc
 
 A translocated chromosome carries a segment of its partner's colour, so its pixels' chromaticity
 (R, G, B divided by their sum) varies more than a uniformly painted chromosome's.  Per crop:
@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 
-from .translocation_data import RARE
+from napari_cellsynth.training.data.translocations import RARE
 
 
 def colour_features(images: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def evaluate(out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.colour_baseline", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.colour_baseline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the experiment_translocation folder (crops.npz, split.npz)")
     result = evaluate(Path(p.parse_args(argv).out))

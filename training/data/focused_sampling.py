@@ -19,8 +19,8 @@ import torch
 
 from napari_cellsynth.core.images import affine_coefficients
 
-from .data import CropBatches
-from .mixing import mixup, nonlinear_mixup, to_range
+from napari_cellsynth.training.data.labelled_crops import CropBatches
+from napari_cellsynth.training.data.mixing import mixup, nonlinear_mixup, to_range
 
 PARTS = {"generated": 2, "mixup": 1, "nonlinear": 1}  # crops per unit of n
 

@@ -1,6 +1,6 @@
 """Does a shift augmentation make object mode agree with stack mode? (issue 14's leftover)
 
-    python -m napari_cellsynth.training.experiment_shift --jurkat ../shared/data/jurkat/jurkat_cells.npz \
+    python -m napari_cellsynth.training.experiments.shift --jurkat ../shared/data/jurkat/jurkat_cells.npz \
         --shifts 0 0.1 --seeds 0 1 2 --steps 600 --threads 1 --out runs/shift
 
 Object mode (:func:`napari_cellsynth.core.classify.classify_objects`, the default fixed window at native
@@ -29,8 +29,8 @@ from napari_cellsynth.core.entry import run_entry
 
 
 def jurkat_slice(jurkat: Path, out: Path) -> Path:
-    """The test fixture's data (``tests/conftest.py: jurkat_slice``): every mitotic cell plus 300 of each
-    interphase class, seeded, without the plugin's sample cells."""
+    """Every mitotic cell plus 300 of each interphase class, seeded, without the plugin's sample cells
+    (so that they can be scored on): the tests' data slice too."""
     from napari_cellsynth._sample_data import load_jurkat_sample
 
     sample_index = load_jurkat_sample()["source_index"]
@@ -97,7 +97,7 @@ def modes_compared(bundle: Path) -> dict:
 def one_run(data: Path, out: Path, shift: float, seed: int, steps: int | None, threads: int,
             recipe: list[str]) -> dict:
     from napari_cellsynth.export.export_classifier import export_classifier
-    from napari_cellsynth.training import train_classifier
+    from napari_cellsynth.training.trainers import classifier as train_classifier
 
     run = out / f"shift{shift:g}-s{seed}"
     if not (run / "metrics_test.json").is_file():
@@ -148,7 +148,7 @@ def run_experiment(jurkat: str | Path, out: str | Path, shifts=(0.0, 0.1), seeds
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_shift", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.shift", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jurkat", required=True, help="jurkat_cells.npz (the shared real data)")
     p.add_argument("--shifts", type=float, nargs="+", default=[0.0, 0.1])
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     recipe = ("--optimizer", args.optimizer, *(("--warmup", "0") if args.optimizer == "sgd" else ()),
               *(("--epochs", str(args.epochs)) if args.epochs else ()))
     summary = run_experiment(args.jurkat, args.out, args.shifts, args.seeds, args.steps, args.threads, recipe)
-    summary["command"] = "python -m napari_cellsynth.training.experiment_shift " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiments.shift " + " ".join(argv or sys.argv[1:])
     write_json_atomic(Path(args.out) / "summary.json", summary)
     for row in summary["table"]:
         print(f"shift {row['shift']:g} ({len(row['seeds'])} seeds): " + "  ".join(
@@ -172,4 +172,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_shift"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.shift"))

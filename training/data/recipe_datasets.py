@@ -1,9 +1,9 @@
 """The real data sets the classifier's default recipe is measured on (issue 14), built from ../shared/data.
 
-    python -m napari_cellsynth.training.recipe_datasets --jurkat ../shared/data/jurkat/jurkat_cells.npz \
+    python -m napari_cellsynth.training.data.recipe_datasets --jurkat ../shared/data/jurkat/jurkat_cells.npz \
         --chromosomes runs/mfish/chromosomes.npz --out runs/recipe-sets
 
-``chromosomes.npz`` comes from ``python -m napari_cellsynth.training.mfish_dataset``.  Written:
+``chromosomes.npz`` comes from ``python -m napari_cellsynth.training.data.mfish_dataset``.  Written:
 
 * ``jurkat300.npz``: 300 Jurkat crops drawn stratified by phase (seeded), so the rare phases keep
   their share: a few mitotic cells, tiny classes included (use ``--label-map jurkat4`` or ``jurkat7``).
@@ -62,10 +62,10 @@ def write_jpegs(chromosomes: dict, out: Path, every: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.recipe_datasets", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.data.recipe_datasets", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jurkat", required=True)
-    p.add_argument("--chromosomes", required=True, help="chromosomes.npz from napari_cellsynth.training.mfish_dataset")
+    p.add_argument("--chromosomes", required=True, help="chromosomes.npz from napari_cellsynth.training.data.mfish_dataset")
     p.add_argument("--jurkat-n", type=int, default=300)
     p.add_argument("--jpeg-every", type=int, default=10, help="use every N-th metaphase for the JPEG set")
     p.add_argument("--seed", type=int, default=0)
@@ -86,4 +86,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.recipe_datasets"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.data.recipe_datasets"))

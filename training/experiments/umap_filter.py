@@ -1,9 +1,9 @@
 """The UMAP manifold filter (paper 004 §2.4, Table 4) on the DDPM experiment's generated rare cells.
 
-    python -m napari_cellsynth.training.experiment_filter --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
+    python -m napari_cellsynth.training.experiments.umap_filter --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
         --seeds 0 1 2 --epochs 15 --width 32 --out runs/exp-ddpm [--classify]
 
-Run after ``training.experiment_ddpm`` with the same ``--out``, ``--data``, ``--seeds`` and
+Run after ``training.experiments.ddpm`` with the same ``--out``, ``--data``, ``--seeds`` and
 classifier settings.  Per setting (``full``, ``cut10``) the filter is fitted on the features of that
 setting's real training crops (the experiment's feature classifier: the full-data real-only
 classifier of the first seed), then each seed's generated cells are filtered: counts before and
@@ -23,13 +23,13 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.filtering import run_filter
 from napari_cellsynth.core.jobs import run_to_end
-from .reports import summarize_runs
+from napari_cellsynth.training.reports.summaries import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.umap_plot import save_filter_figure
 
-from .data import load_labelled, stratified_split, thin_classes
-from .experiment_baseline import markdown_table
-from .experiment_ddpm import build_parser, classifier, keep_specs
+from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
+from napari_cellsynth.training.experiments.baseline import markdown_table
+from napari_cellsynth.training.experiments.ddpm import build_parser, classifier, keep_specs
 
 
 def generated_file(out: Path, setting: str, seed: int, first_seed: int) -> Path:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "real_minority_points": int((data.y[index] == data.classes.index(args.rare)).sum())}
         print(f"{setting}: {counts}", file=sys.stderr)
     summary["classification"] = {name: summarize_runs(metrics) for name, metrics in runs.items()}
-    summary["command"] = "python -m napari_cellsynth.training.experiment_filter " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiments.umap_filter " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "filter_summary.json", summary)
     lines = ["| setting | seed | generated | kept by the filter |", "|---|---|---|---|"]
     for setting in args.settings:
@@ -96,4 +96,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_filter"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.umap_filter"))

@@ -28,7 +28,7 @@ def load_chromosomes(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         missing = {"dapi", "rgb", "slide", "translocation", "metaphase"} - set(data.files)
         if missing:
-            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m napari_cellsynth.training.mfish_dataset")
+            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m napari_cellsynth.training.data.mfish_dataset")
         return {k: data[k] for k in ("dapi", "rgb", "slide", "translocation", "metaphase")}
 
 

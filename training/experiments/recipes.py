@@ -1,11 +1,11 @@
 """Training recipes compared on several real data sets (issue 14): does the default learn small data?
 
-    python -m napari_cellsynth.training.experiment_recipes --sets runs/recipe-sets \
+    python -m napari_cellsynth.training.experiments.recipes --sets runs/recipe-sets \
         --jurkat ../shared/data/jurkat/jurkat_cells.npz --datasets jurkat4-300 mfish-rgb-jpeg \
         --recipes legacy-sgd default --seeds 0 1 2 3 4 --jobs 2 --out runs/recipes
 
-``--sets`` is the folder ``python -m napari_cellsynth.training.recipe_datasets`` writes.  Every (data set, recipe, seed)
-is one ``training.train_classifier`` run in its own process (``--jobs`` at a time, each with
+``--sets`` is the folder ``python -m napari_cellsynth.training.data.recipe_datasets`` writes.  Every (data set, recipe, seed)
+is one ``training.trainers.classifier`` run in its own process (``--jobs`` at a time, each with
 ``--threads``), resumed or skipped when done.  ``summary.json``/``summary.md``: test macro-F1 and
 accuracy, mean ± std over seeds, against the macro-F1 of always answering the training split's
 majority class; the optimizer steps run and the seconds each run took.
@@ -112,9 +112,9 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_recipes", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.recipes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", required=True, help="the folder training.recipe_datasets wrote")
+    p.add_argument("--sets", required=True, help="the folder training.data.recipe_datasets wrote")
     p.add_argument("--jurkat", help="jurkat_cells.npz, for the full Jurkat data sets")
     p.add_argument("--datasets", nargs="+", default=["jurkat4-300", "mfish24", "mfish-rgb-jpeg"])
     p.add_argument("--recipes", nargs="+", default=["legacy-sgd", "default"], choices=list(RECIPES))
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if (run / "metrics_test.json").is_file():
                     continue
                 run.mkdir(parents=True, exist_ok=True)
-                jobs.append(([sys.executable, "-m", "napari_cellsynth.training.train_classifier", *known[name], *RECIPES[recipe],
+                jobs.append(([sys.executable, "-m", "napari_cellsynth.training.trainers.classifier", *known[name], *RECIPES[recipe],
                               "--seed", str(seed), "--threads", str(args.threads), "--device", args.device,
                               "--out", str(run), "--resume", "--quiet", *extra], run / "log.txt"))
     env_threads = {"OMP_NUM_THREADS": str(args.threads)}
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         for seconds in pool.map(lambda job: run_one(*job), jobs):
             print(f"  a run finished in {seconds:.0f} s", file=sys.stderr)
     summary = summarise(out, args.datasets, args.recipes, args.seeds)
-    summary["command"] = "python -m napari_cellsynth.training.experiment_recipes " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiments.recipes " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "summary.json", summary)
     table = markdown(summary)
     (out / "summary.md").write_text(table)
@@ -158,4 +158,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_recipes"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.recipes"))

@@ -1,6 +1,6 @@
 """Baseline classifier on real data only, repeated over seeds: mean ± std of per-class metrics.
 
-    python -m napari_cellsynth.training.experiment_baseline --data ../shared/data/jurkat/jurkat_cells.npz \
+    python -m napari_cellsynth.training.experiments.baseline --data ../shared/data/jurkat/jurkat_cells.npz \
         --label-map jurkat4 --seeds 0 1 2 --epochs 25 --width 32 --out runs/baseline-jurkat4
 
 Each seed changes the split, the initialisation and the augmentation draws.  Writes
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
-from .reports import summarize_runs
+from napari_cellsynth.training.reports.summaries import summarize_runs
 
-from . import train_classifier
+from napari_cellsynth.training.trainers import classifier as train_classifier
 
 
 def markdown_table(summary: dict, title: str) -> str:
@@ -34,7 +34,7 @@ def markdown_table(summary: dict, title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_baseline", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.baseline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--label-map", default="jurkat4")
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                            seed=seed, out=str(run), resume=True))
         runs.append(json.loads((run / "metrics_test.json").read_text()))
     summary = summarize_runs(runs)
-    summary["command"] = "python -m napari_cellsynth.training.experiment_baseline " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiments.baseline " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "summary.json", summary)
     table = markdown_table(summary, f"{args.label_map}, real data only")
     (out / "summary.md").write_text(table)
@@ -61,4 +61,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_baseline"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.baseline"))

@@ -26,13 +26,13 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 
-from .arguments import parse_checked
-from .data import CropBatches
-from .checkpoints import add_run_arguments
-from .plots import dapi_fish_grid, plot_loss
-from .loop import Every, endless, training_loop
-from .nets.cyclegan import build_cyclegan
-from .translocation_data import load_pairs
+from napari_cellsynth.training.trainers.arguments import parse_checked
+from napari_cellsynth.training.data.labelled_crops import CropBatches
+from napari_cellsynth.training.trainers.checkpoints import add_run_arguments
+from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
+from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
+from napari_cellsynth.training.nets.cyclegan import build_cyclegan
+from napari_cellsynth.training.data.translocations import load_pairs
 
 NETS = ("g_ab", "g_ba", "d_a", "d_b")
 
@@ -40,7 +40,7 @@ NETS = ("g_ab", "g_ba", "d_a", "d_b")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cellsynth train cyclegan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset")
+    p.add_argument("--data", required=True, help="chromosomes.npz of training.data.mfish_dataset")
     p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
     p.add_argument("--target", default="translocations", choices=["translocations", "all"],
                    help="which chromosomes' FISH colours make domain B")

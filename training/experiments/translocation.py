@@ -1,13 +1,13 @@
 """Paper 004's experiment (Tables 4–6): do synthetic translocations from DAPI lift the classifier?
 
-    python -m napari_cellsynth.training.experiment_translocation --data runs/mfish/chromosomes.npz \
+    python -m napari_cellsynth.training.experiments.translocation --data runs/mfish/chromosomes.npz \
         --test-slides A20 V26 A04 V14 P09 --seeds 0 1 2 --epochs 30 --width 16 \
         --bbdm runs/exp-transloc/bbdm-bundle --cyclegan runs/exp-transloc/cyclegan-bundle \
         --synthetic 600 --bbdm-steps 50 --filter bbdm --out runs/exp-transloc
 
 The classifier follows paper 004's appendix B: Adam at 1e-3, batch 32 (Nesterov SGD at the
 project's default 0.05 diverged once synthetic crops raised the positive share; docs/results.md §8).
-Binary classification normal vs translocation on the RGB crops (:mod:`training.translocation_data`),
+Binary classification normal vs translocation on the RGB crops (:mod:`training.data.translocations`),
 test slides held out.  Per conventional augmentation setting (``off``: none, ``on``: flips, 90°
 rotations, brightness) and per seed, the ResNet is trained on
 
@@ -40,22 +40,22 @@ import numpy as np
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
-from .reports import summarize_runs
+from napari_cellsynth.training.reports.summaries import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.translate import TranslationSettings, provenance, translate_crops
 
-from . import train_classifier
-from .experiment_baseline import markdown_table
-from .translocation_data import (RARE, chromosome_masks, donors, load_chromosomes, slide_split,
+from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.experiments.baseline import markdown_table
+from napari_cellsynth.training.data.translocations import (RARE, chromosome_masks, donors, load_chromosomes, slide_split,
                                  write_classification_set)
 
 NAMES = {"bbdm": "BBDM", "cyclegan": "CycleGAN"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_translocation", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.translocation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="chromosomes.npz of training.mfish_dataset")
+    p.add_argument("--data", required=True, help="chromosomes.npz of training.data.mfish_dataset")
     p.add_argument("--test-slides", nargs="+", required=True)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--split-seed", type=int, default=0)
@@ -162,7 +162,7 @@ def umap_filtered(kind: str, synthetic: Path, split: dict, out: Path, args) -> t
 
 def report(out: Path, split: dict, synthetic: dict[str, Path], args) -> dict:
     """FID/KID and SSIM-max of each generator's crops (held-out real translocations as the reference)."""
-    from .generator_report import quality, real_vs_generated_grid
+    from napari_cellsynth.training.reports.generator_report import quality, real_vs_generated_grid
 
     with np.load(out / "crops.npz", allow_pickle=False) as crops:
         images, labels = crops["images"], crops["labels"]
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.only and synthetic:
         summary["generator_quality"] = report(out, split, synthetic, args)
     summary["dataset"] = json.loads((out / "dataset.json").read_text())
-    summary["command"] = "python -m napari_cellsynth.training.experiment_translocation " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiments.translocation " + " ".join(argv or sys.argv[1:])
     name = "summary" if not args.only else "summary-" + "-".join(args.only)
     write_json_atomic(out / f"{name}.json", summary)
     tables = "\n".join(markdown_table(s, title) for title, s in summary["classification"].items())
@@ -237,4 +237,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_translocation"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.translocation"))

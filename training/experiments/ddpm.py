@@ -1,6 +1,6 @@
 """Paper 000's experiment: does adding DDPM-generated rare-class cells help the classifier?
 
-    python -m napari_cellsynth.training.experiment_ddpm --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
+    python -m napari_cellsynth.training.experiments.ddpm --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
         --seeds 0 1 2 --ddpm-base 32 --ddpm-batch 32 --ddpm-steps 2000 --finetune-steps 300 \
         --epochs 15 --width 32 --out runs/exp-ddpm
 
@@ -36,12 +36,13 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.generate import GenerationSettings, generate
 from napari_cellsynth.core.jobs import run_to_end
-from .reports import summarize_runs
+from napari_cellsynth.training.reports.summaries import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS
 
-from . import train_classifier, train_ddpm
-from .experiment_baseline import markdown_table
+from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.trainers import ddpm as train_ddpm
+from napari_cellsynth.training.experiments.baseline import markdown_table
 
 KEEP = {"full": [], "cut10": ["{rare}=0.1"]}
 
@@ -126,8 +127,8 @@ def report(out: Path, base: Path, args) -> dict:
     from napari_cellsynth.export.export_classifier import export_classifier
     from napari_cellsynth.export.export_ddpm import export_ddpm
 
-    from .data import load_labelled, stratified_split, thin_classes
-    from .generator_report import quality, real_vs_generated_grid
+    from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
+    from napari_cellsynth.training.reports.generator_report import quality, real_vs_generated_grid
 
     features = out / "feature-classifier"
     if not (features / "card.json").is_file():
@@ -160,7 +161,7 @@ def report(out: Path, base: Path, args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiment_ddpm", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.ddpm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--label-map", default="jurkat4")
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
     if not args.skip_report:
         summary["generator_quality"] = report(out, base, args)
-    summary["command"] = "python -m napari_cellsynth.training.experiment_ddpm " + " ".join(argv or sys.argv[1:])
+    summary["command"] = "python -m napari_cellsynth.training.experiments.ddpm " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / ("summary.json" if not args.skip_report else f"summary-{'-'.join(args.settings)}.json"),
                       summary)
     tables = "\n".join(markdown_table(s, name) for name, s in summary.items()
@@ -220,4 +221,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiment_ddpm"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.ddpm"))

@@ -1,6 +1,6 @@
 """Build the chromosome data set from ADIR M-FISH metaphases (paper 004's task).
 
-    python -m napari_cellsynth.training.mfish_dataset --root ../shared/data/mfish --size 64 --out runs/mfish
+    python -m napari_cellsynth.training.data.mfish_dataset --root ../shared/data/mfish --size 64 --out runs/mfish
 
 Per metaphase: each fluorophore plane is thresholded (Otsu over the chromosome pixels) into a
 per-pixel 5-bit code.  Each class's code (1–22, X = 23, Y = 24) is learnt per probe set from the
@@ -41,7 +41,7 @@ from skimage.measure import label as connected
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.crops import extract_object_crops
 from napari_cellsynth.core.entry import run_entry
-from napari_cellsynth.training.mfish import OVERLAP, Metaphase, list_metaphases, parse_karyotype_codes, read_metaphase
+from napari_cellsynth.training.data.mfish import OVERLAP, Metaphase, list_metaphases, parse_karyotype_codes, read_metaphase
 
 NORMAL_CODES = ("XX", "XY")
 ON_FRACTION = 0.4
@@ -189,7 +189,7 @@ def examples_png(arrays: dict, path: Path, per_row: int = 8) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.mfish_dataset", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.data.mfish_dataset", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="the mfish folder (with README.TXT)")
     parser.add_argument("--only", nargs="+", help="metaphase names to use (e.g. V260554 V1401XX)")
@@ -227,4 +227,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.mfish_dataset"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.data.mfish_dataset"))
