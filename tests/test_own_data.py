@@ -99,6 +99,11 @@ def test_mixed_sizes_get_the_median_size_and_the_policy_is_recorded(jpeg_folder)
     assert crops.fit == SizeFit((side, side), "resize") and f"brought to {side}×{side}" in crops.notes[0]
     padded = read_crops(jpeg_folder, size=40, fit="pad")
     assert padded.images.shape[-2:] == (40, 40) and padded.fit.fit == "pad"
+    # crops that already have the asked size: the policy is recorded, and no note says they were changed
+    tiff = jpeg_folder.parent / "same_size.tif"
+    tifffile.imwrite(tiff, crops.images[:4])
+    same = read_crops(tiff, size=side, fit="pad")
+    assert same.fit == SizeFit((side, side), "pad") and same.notes == []
 
 
 def test_pad_keeps_native_scale_and_resize_keeps_the_aspect_ratio():

@@ -191,9 +191,10 @@ def _fitted(crops: CropSet, pieces, size: tuple[int, int] | int | None, fit: str
     how = SizeFit(tuple(size) if size is not None else auto_size(shapes), fit or "resize")
     crops.images = np.stack([fit_crop(p, how) for p in pieces])
     crops.fit = how
-    sides = [s for shape in shapes for s in shape]
-    crops.notes.append(f"{crops.source}: {len(pieces)} crops of {min(sides)}–{max(sides)} px brought to "
-                       f"{how.size[0]}×{how.size[1]} by {how.fit} (--size, --fit)")
+    if shapes != [how.size]:  # the policy is recorded either way; the note only when a crop changed size
+        sides = [s for shape in shapes for s in shape]
+        crops.notes.append(f"{crops.source}: {len(pieces)} crops of {min(sides)}–{max(sides)} px brought to "
+                           f"{how.size[0]}×{how.size[1]} by {how.fit} (--size, --fit)")
     return crops
 
 
