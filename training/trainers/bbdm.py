@@ -34,7 +34,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import bridge
 from napari_cellsynth.core.schedules import BridgeSchedule
 
-from napari_cellsynth.training.trainers.arguments import parse_checked
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.trainers.checkpoints import add_run_arguments, ema_update, restore_checkpoint, save_checkpoint
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
@@ -101,8 +101,17 @@ def sample_grid(model, schedule, pairs, normalization, steps: int, path: Path, n
     dapi_fish_grid(pairs["dapi"][pick], pairs["rgb"][pick], fake, "BBDM", path)
 
 
+def config(argv: list[str] = (), **settings):
+    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
+    return make_config(build_parser(), argv, **settings)
+
+
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_checked(build_parser(), argv)
+    return train(parse_checked(build_parser(), argv))
+
+
+def train(args) -> Path:
+    """Train (or fine-tune) one BBDM run into ``args.out``; returns the run folder."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

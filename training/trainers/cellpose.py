@@ -27,7 +27,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.training.data.mfish import OVERLAP, list_metaphases, read_metaphase
 from napari_cellsynth.core.segment import SegmentSettings, segment
 
-from napari_cellsynth.training.trainers.arguments import parse_checked
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 
 
 def chromosome_instances(karyotype: np.ndarray, min_area: int = 20) -> np.ndarray:
@@ -68,7 +68,7 @@ def average_precision(model_path: Path, metaphases, diameter: float | None = Non
             "per_image": {m.name: float(a) for m, a in zip(metaphases, ap[:, 0])}}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellsynth train cellpose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="the mfish folder")
@@ -80,7 +80,20 @@ def main(argv: list[str] | None = None) -> dict:
                         help="random crops per epoch (few metaphases would give few optimizer steps)")
     parser.add_argument("--learning-rate", type=float, default=0.005, help="AdamW, as Cellpose 3 trains")
     parser.add_argument("--out", required=True)
-    args = parse_checked(parser, argv)
+    return parser
+
+
+def config(argv: list[str] = (), **settings):
+    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
+    return make_config(build_parser(), argv, **settings)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return train(parse_checked(build_parser(), argv))
+
+
+def train(args) -> dict:
+    """Train one Cellpose model from scratch into ``args.out``; returns its held-out scores."""
     from cellpose import train
     from cellpose.models import CellposeModel
 

@@ -26,7 +26,7 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 
-from napari_cellsynth.training.trainers.arguments import parse_checked
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.trainers.checkpoints import add_run_arguments
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
@@ -107,8 +107,17 @@ def sample_grid(g_ab: nn.Module, pairs: dict, path: Path, n: int = 8) -> None:
     g_ab.train()
 
 
+def config(argv: list[str] = (), **settings):
+    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
+    return make_config(build_parser(), argv, **settings)
+
+
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_checked(build_parser(), argv)
+    return train(parse_checked(build_parser(), argv))
+
+
+def train(args) -> Path:
+    """Train one CycleGAN run into ``args.out``; returns the run folder."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

@@ -33,7 +33,7 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 
-from napari_cellsynth.training.trainers.arguments import parse_checked
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record, load_labelled, robust_range,
                    training_indices)
 from napari_cellsynth.training.trainers.devices import torch_device
@@ -109,8 +109,17 @@ def sample_grid(generator: Generator, classes: list[str], latent: int, path: Pat
     fig.savefig(path, dpi=100)
 
 
+def config(argv: list[str] = (), **settings):
+    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
+    return make_config(build_parser(), argv, **settings)
+
+
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_checked(build_parser(), argv)
+    return train(parse_checked(build_parser(), argv))
+
+
+def train(args) -> Path:
+    """Train one WGAN run into ``args.out``; returns the run folder."""
     out = Path(args.out)
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
