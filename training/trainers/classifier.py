@@ -34,7 +34,7 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from napari_cellsynth.training.reports.plots import plot_confusion
 from napari_cellsynth.core.sizing import FIT_POLICIES
 
 from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.loop import endless
 from napari_cellsynth.training.data.labelled_crops import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
                    stratified_split, thin_classes, tiny_classes)
 from napari_cellsynth.training.data.focused_sampling import PARTS as FOCUSED_PARTS
@@ -168,12 +169,6 @@ class Schedule:
             return (step + 1) / self.warmup_steps
         progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def endless(batches) -> Iterator:
-    """Batches for ever: a new shuffled pass each time the last one ends."""
-    while True:
-        yield from batches
 
 
 def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, schedule: Schedule, start_step: int,
