@@ -169,6 +169,7 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     assert widget.last_error is None, widget.last_error
     layer = viewer.layers[-1]
     assert layer.data.shape == (3, 3, 40, 40) and layer.data.dtype == np.uint16
+    assert viewer.dims.axis_labels == ("image", "channel", "y", "x")  # the sliders are named
     record = layer.metadata[PROVENANCE_KEY]
     assert record["steps"] == 5 and record["sampler"] == "dpm_solver_pp_2m" and record["threshold"]["type"] == "static"
     widget.save_folder.value = str(tmp_path / "saved")

@@ -34,6 +34,7 @@ def test_manifest_is_valid_and_lists_the_contributions():
 def test_sample_data_layers():
     [(cells, meta, kind)] = jurkat_cells()
     assert kind == "image" and cells.shape == (226, 3, 40, 40) and cells.dtype == np.uint16
+    assert meta["axis_labels"] == ("cell", "channel", "y", "x")
     assert len(meta["metadata"]["labels"]) == 226
     layers = mfish_metaphase()
     assert [k for *_, k in layers] == ["image"] * 6 + ["labels"]
@@ -190,6 +191,8 @@ def test_classify_objects_writes_features_and_colours_by_class(make_napari_viewe
     assert labels_layer.selected_label == 5
     viewer.layers.remove(labels_layer)
     assert not widget.legend.visible and widget.table.model().rowCount() == 0
+    assert "classes of cells" not in viewer.layers  # the class names go with their labels layer
+    assert "slide" in viewer.layers  # and nothing else does
 
 
 def test_bad_input_shows_an_error_and_viewer_stays_usable(make_napari_viewer, qtbot, classifier_bundle):

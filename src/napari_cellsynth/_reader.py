@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core.batch.results import class_image, is_run, read_run
+from .core.batch.store import AXES
 
 
 
@@ -30,12 +31,14 @@ def run_layers(run_dir: str | Path) -> list[tuple]:
     for stack in stacks:
         meta = {"cellsynth_batch": {"run": str(run_dir), "stack": stack.name, "status": stack.status,
                                     "objects": stack.rows}}
-        layers.append((da.from_zarr(stack.labels), {"name": f"{stack.name} objects", "metadata": meta}, "labels"))
+        axes = {"axis_labels": tuple(axis["name"] for axis in AXES)}  # the sliders read t and z, not -4 / -3
+        layers.append((da.from_zarr(stack.labels), {"name": f"{stack.name} objects", "metadata": meta, **axes},
+                       "labels"))
         if classes:
             features = {"index": list(range(1, len(classes) + 1)), "class": classes}
             layers.append((class_image(stack.labels, stack.rows, classes),
                            {"name": f"{stack.name} classes", "colormap": class_colors(classes),
-                            "features": features, "opacity": 0.6, "metadata": meta}, "labels"))
+                            "features": features, "opacity": 0.6, "metadata": meta, **axes}, "labels"))
     return layers
 
 

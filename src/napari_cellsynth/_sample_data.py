@@ -22,7 +22,7 @@ def jurkat_cells():
     data = load_jurkat_sample()
     metadata = {"labels": data["labels"].tolist(), "channels": data["channels"].tolist(),
                 "source": "Jurkat cell cycle (Eulenberg et al. 2017), BSD-3-Clause"}
-    return [(data["images"], {"name": "Jurkat cells", "metadata": metadata,
+    return [(data["images"], {"name": "Jurkat cells", "metadata": metadata, "axis_labels": ("cell", "channel", "y", "x"),
                               "contrast_limits": [0, int(np.percentile(data["images"], 99.9))]}, "image")]
 
 
@@ -34,7 +34,8 @@ def mfish_metaphase():
     karyotype = tifffile.imread(MFISH_SAMPLE.with_name(MFISH_SAMPLE.stem + "_K.tif")).astype(np.int32)
     karyotype[karyotype == 255] = 0  # overlaps carry no single class
     colormaps = ["blue", "cyan", "magenta", "green", "red", "yellow"]
-    layers = [(planes[i], {"name": name, "colormap": colormaps[i], "blending": "additive",
-                           "visible": i == 0}, "image") for i, name in enumerate(MFISH_PLANES)]
-    layers.append((karyotype, {"name": "karyotype (1-22, X=23, Y=24)", "opacity": 0.4}, "labels"))
+    layers = [(planes[i], {"name": name, "colormap": colormaps[i], "blending": "additive", "visible": i == 0,
+                           "axis_labels": ("y", "x")}, "image") for i, name in enumerate(MFISH_PLANES)]
+    layers.append((karyotype, {"name": "karyotype (1-22, X=23, Y=24)", "opacity": 0.4, "axis_labels": ("y", "x")},
+                   "labels"))
     return layers

@@ -64,6 +64,7 @@ class ClassifyWidget(JobWidget):
         self.result_table = None  # the DataFrame shown, one row per crop or per object
         self._result_layer = None  # the layer those rows belong to
         self._stack_layer = None
+        self._class_points: dict[int, object] = {}  # id(labels layer) → its "classes of …" points layer
         viewer.dims.events.current_step.connect(self._show_current_crop)
         viewer.layers.events.removed.connect(self._layer_removed)
 
@@ -141,6 +142,9 @@ class ClassifyWidget(JobWidget):
         if layer is self._result_layer:
             self._show_table(None, None)
             self._set_legend([])
+        points = self._class_points.pop(id(layer), None)  # the class names drawn over a removed labels layer
+        if points is not None and points in self._viewer.layers:
+            self._viewer.layers.remove(points)
 
     def _set_legend(self, entries: list[tuple[str, str, int]]) -> None:
         self.legend_entries = entries
@@ -153,6 +157,8 @@ class ClassifyWidget(JobWidget):
 
         layer.metadata[RESULT_KEY] = {"classes": result.classes, **{k: list(v) for k, v in
                                                                   result.table().items()}}
+        if self._stack_layer is not layer:  # the crop overlay is shown only while its layer is
+            layer.events.visible.connect(self._show_current_crop)
         self._stack_layer = layer
         self._show_table(layer, pd.DataFrame({"crop": range(len(result.confidence)), **result.table()}))
         self._set_legend([])  # crops are not coloured: the overlay and the table name their class
@@ -165,6 +171,7 @@ class ClassifyWidget(JobWidget):
         layer = self._stack_layer
         if layer is None or RESULT_KEY not in layer.metadata or layer not in self._viewer.layers:
             return
+        self._viewer.text_overlay.visible = bool(layer.visible)
         table = layer.metadata[RESULT_KEY]
         axis = self._viewer.dims.ndim - layer.ndim
         index = int(self._viewer.dims.current_step[axis]) if axis >= 0 else 0
@@ -185,7 +192,7 @@ class ClassifyWidget(JobWidget):
         name = f"classes of {labels_layer.name}"
         if name in self._viewer.layers:
             self._viewer.layers.remove(name)
-        self._viewer.add_points(
+        self._class_points[id(labels_layer)] = self._viewer.add_points(
             centres, name=name, size=1, face_color="transparent", border_width=0,
             features=table, text={"string": "{class} {confidence:.2f}", "color": "white", "size": 9},
             scale=labels_layer.scale[-2:], translate=labels_layer.translate[-2:])

@@ -92,7 +92,8 @@ class GenerateWidget(JobWidget):
     def show_result(self, result) -> None:
         record = result.provenance
         name = f"generated {record['class']} ({record['sampler']} {record['steps']}, seed {record['seed']})"
-        self._viewer.add_image(result.images, name=name, metadata={PROVENANCE_KEY: record})
+        self._viewer.add_image(result.images, name=name, metadata={PROVENANCE_KEY: record},
+                               axis_labels=("image", "channel", "y", "x"))  # the sliders are named, not -4 / -3
         self.status.value = f"{len(result.images)} images of {record['class']}"
 
     def save_selected(self, value=None) -> list[Path]:

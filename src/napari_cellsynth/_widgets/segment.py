@@ -80,5 +80,12 @@ class SegmentWidget(JobWidget):
         else:
             self._viewer.add_labels(labels, name=name, scale=layer.scale[:labels.ndim] if labels.ndim == layer.ndim
                                     else layer.scale[-labels.ndim:], translate=layer.translate[-labels.ndim:])
-        frames = labels if labels.ndim == 3 else labels[None]
-        self.status.value = f"{[int(len(np.unique(f)) - 1) for f in frames]} objects per frame"
+        self.status.value = object_count(labels)
+
+
+def object_count(labels: np.ndarray) -> str:
+    """"36 objects" for an image; "31–40 objects per frame (mean 35.2)" for a stack of frames."""
+    if labels.ndim == 2:
+        return f"{len(np.unique(labels)) - 1} objects"
+    counts = [len(np.unique(frame)) - 1 for frame in labels]
+    return f"{min(counts)}–{max(counts)} objects per frame (mean {np.mean(counts):.1f}, {len(counts)} frames)"

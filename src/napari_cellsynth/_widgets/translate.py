@@ -59,7 +59,8 @@ class TranslateWidget(JobWidget):
         name = f"synthetic FISH ({record['steps']} steps, seed {record['seed']})"
         rgb = result.images.shape[1] == 3
         self._viewer.add_image(np.moveaxis(result.images, 1, -1) if rgb else result.images, name=name, rgb=rgb,
-                               metadata={PROVENANCE_KEY: record})
+                               metadata={PROVENANCE_KEY: record},
+                               axis_labels=("chromosome", "y", "x") if rgb else ("chromosome", "channel", "y", "x"))
         if pasted is not None:
             self._viewer.add_image(np.moveaxis(pasted, 0, -1) if rgb else pasted, name=f"{name} composite",
                                    rgb=rgb, scale=dapi.scale, translate=dapi.translate, blending="additive",

@@ -51,10 +51,20 @@ class UmapFilterWidget(JobWidget):
         self.canvas.setMinimumHeight(320)
         self.native.layout().addWidget(self.canvas)
         self.canvas.mpl_connect("pick_event", self._picked)
+        self._draw_placeholder()
         self.result, self._layer = None, None
         self.classifier.changed.connect(self._classifier_changed)
         self.level.changed.connect(self.refilter)
         self.export_button.changed.connect(self.export_kept)
+
+    def _draw_placeholder(self) -> None:
+        """Until a filter is fitted the plot says what will appear in it, instead of an empty white box."""
+        self.axes.clear()
+        self.axes.set_axis_off()
+        self.axes.text(0.5, 0.5, "Fit the filter: the real classes, the minority's ellipse\nand the synthetic "
+                       "samples (kept or dropped) appear here", ha="center", va="center", fontsize=8, color="grey",
+                       wrap=True, transform=self.axes.transAxes)
+        self.canvas.draw_idle()
 
     def _class_choices(self, widget=None) -> list[str]:
         return list(self._classes)

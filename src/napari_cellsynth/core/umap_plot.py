@@ -13,6 +13,7 @@ def draw_filter(ax, fitted: UmapGmmFilter, synthetic_points: np.ndarray | None =
                 keep: np.ndarray | None = None, level: float | None = None, title: str = ""):
     """Draw on ``ax``; returns the synthetic scatter artist (for picking) or None."""
     ax.clear()
+    ax.set_axis_on()  # a widget's placeholder turns the axes off
     classes = sorted(set(fitted.labels_.tolist()))
     for k, name in enumerate(classes):
         members = fitted.labels_ == name
