@@ -114,3 +114,11 @@ def test_typed_card_views_read_each_kind_and_name_what_is_missing():
         gan.condition
     labelled = make_card(training={"data": {"label_map": {"M": ["Prophase", "Metaphase"]}}})
     assert labelled.label_map == {"M": ["Prophase", "Metaphase"]} and make_card().label_map is None
+
+
+def test_the_card_says_how_objects_are_cut_like_the_training_crops():
+    assert make_card(input={"size": [32, 32], "object_crop": "resize"}).object_crop == "resize"
+    # cards from before it was recorded: boxes resized when mixed sizes were resized, windows otherwise
+    assert make_card(input={"size": [32, 32], "fit": "resize"}).object_crop == "resize"
+    assert make_card(input={"size": [32, 32], "fit": "pad"}).object_crop == "window"
+    assert make_card().object_crop == "window"

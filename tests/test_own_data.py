@@ -79,6 +79,7 @@ def test_jpeg_folder_of_mixed_sizes_trains_beats_majority_and_classifies(jpeg_fo
     command("export", "classifier", str(run), "--out", str(bundle))
     card = json.loads((bundle / "card.json").read_text())
     assert card["input"]["fit"] == "resize" and card["input"]["size"] == config["image_size"]
+    assert card["input"]["object_crop"] == "resize"  # boxes of mixed sizes, resized: objects are cut alike
 
     # inference fits the mixed-size JPEGs as training did, from the card
     done = command("classify", str(jpeg_folder), "--model", str(bundle),

@@ -56,9 +56,11 @@ def cmd_classify(args) -> int:
     from tqdm import tqdm
 
     out = Path(args.out)
-    if _same_file(out, Path(args.input)):
-        raise ImageInputError(f"--out {out} is the input file; choose another output path")
+    if _same_file(out, Path(args.input)) or (args.objects and _same_file(out, Path(args.objects))):
+        raise ImageInputError(f"--out {out} is an input file; choose another output path")
     model = OnnxModel(args.model, kind="classifier")
+    if args.objects:
+        return classify_objects_command(args, model, out)
     fit = model.card.size_fit  # crops of other sizes are fitted as the bundle's training crops were
     crops = read_crops(args.input, args.labels_csv, fit.size if fit else None, fit.fit if fit else None)
     for note in crops.notes:
@@ -74,6 +76,26 @@ def cmd_classify(args) -> int:
     print(f"wrote {out} ({len(crops)} crops)", file=sys.stderr)
     if crops.labels is not None:
         _score(crops.labels, result, model.card.label_map, out)
+    return 0
+
+
+def classify_objects_command(args, model: OnnxModel, out: Path) -> int:
+    """``--objects LABELS.tif``: INPUT is an image (C×H×W or H×W[×C]); one row per object, cut as the bundle's
+    training crops were (its card) unless ``--object-crop`` says otherwise."""
+    import tifffile
+    from tqdm import tqdm
+
+    from .core.classify import classify_objects
+
+    image, labels = tifffile.imread(args.input), tifffile.imread(args.objects)
+    crop = args.object_crop or model.card.object_crop
+    job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop)
+    with tqdm(unit="object", disable=args.quiet, desc="classify") as bar:
+        objects, result = run_with_bar(job, bar)
+    boxes = objects.boxes
+    write_csv_atomic(out, {"label": objects.labels.tolist(), "y0": boxes[:, 0].tolist(), "x0": boxes[:, 1].tolist(),
+                           "y1": boxes[:, 2].tolist(), "x1": boxes[:, 3].tolist(), **result.table()})
+    print(f"wrote {out} ({len(objects.labels)} objects, crops cut by {crop})", file=sys.stderr)
     return 0
 
 
@@ -328,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="classifier bundle folder")
     p.add_argument("--out", required=True, help="results CSV (written atomically)")
     p.add_argument("--labels-csv", help="labels for a TIFF stack, to score the predictions")
+    p.add_argument("--objects", help="a labels TIFF of objects: INPUT is then one image, and each object is classified")
+    p.add_argument("--object-crop", choices=["window", "resize"],
+                   help="how objects are cut (default: as the bundle's training crops were, from its card)")
+    p.add_argument("--margin", type=float, default=0.15, help="box margin for --object-crop resize")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_classify)

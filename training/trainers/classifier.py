@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                                             "the median longer side, at most 128)")
     p.add_argument("--fit", choices=FIT_POLICIES, help="how crops reach --size: resize (default; aspect kept, "
                                                        "then padded) or pad (centre pad/crop at native scale)")
+    p.add_argument("--object-crop", default="auto", choices=["auto", "window", "resize"],
+                   help="how the training crops were cut, so that objects in napari and batch runs are cut alike: "
+                        "window (fixed window at native scale), resize (the object's box resized); auto: resize "
+                        "when mixed sizes were resized, else window")
+    p.add_argument("--pixel-size", type=float, help="µm per pixel of the training crops, recorded in the card")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
     p.add_argument("--epochs", type=int, help="passes over the training crops (default 30, but at least "
@@ -245,6 +250,7 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
         "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
         "normalization": {"type": "standardize", "mean": mean, "std": std},
         "fit": size_fit_record(data, args), "train_only_classes": tiny,
+        "object_crop": object_crop_record(data, args), "pixel_size": args.pixel_size,
         "counts": {part: data.counts(index) for part, index in split.items()},
         "extra_train": extra_summary(args.extra_train, data),
         "excluded": int(0 if exclude is None else len(exclude)),
@@ -267,6 +273,16 @@ def max_shift(args, images: np.ndarray) -> int:
 def size_fit_record(data: LabelledData, args) -> str | None:
     """The policy to record in the card: the one that fitted the training crops, or the one asked for."""
     return data.crops.fit.fit if data.crops.fit is not None else args.fit
+
+
+def object_crop_record(data: LabelledData, args) -> str:
+    """How the training crops were cut from their images, for objects cut in napari or a batch run:
+    ``window`` (a fixed window at native scale, centred on the object) or ``resize`` (the object's box
+    resized).  ``--object-crop auto`` infers it: crops brought to one size by ``resize`` were boxes of
+    mixed sizes; crops of one size, or padded at native scale, are windows."""
+    if args.object_crop != "auto":
+        return args.object_crop
+    return "resize" if size_fit_record(data, args) == "resize" else "window"
 
 
 def extra_summary(paths: list[str], data: LabelledData) -> list[dict]:

@@ -5,6 +5,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 from napari.viewer import Viewer
 
 from ..core.atomic import write_csv_atomic
+from ..core.bundle import BundleError, read_card
 from ..core.classify import classify_crops, classify_objects
 from ..core.runtime import OnnxModel
 from .base import JobWidget, chosen_path
@@ -39,14 +40,16 @@ class ClassifyWidget(JobWidget):
         self.object_crop = ComboBox(choices=list(OBJECT_CROPS), value="fixed window, native scale",
                                     label="object crops",
                                     tooltip="fixed window: the bundle's H×W pixels centred on each object, at the "
-                                            "image's scale (as the training crops were cut); bounding box "
-                                            "resized: each object's box plus the margin, resized to H×W")
+                                            "image's scale; bounding box resized: each object's box plus the "
+                                            "margin, resized to H×W. Set from the bundle's card (how its "
+                                            "training crops were cut) when a bundle is chosen")
         self.margin = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="crop margin", enabled=False,
                                    tooltip="only for 'bounding box resized'")
         super().__init__(viewer, [self.image_layer, self.labels_layer, self.bundle, self.batch_size,
                                   self.object_crop, self.margin])
         self.object_crop.changed.connect(
             lambda value: setattr(self.margin, "enabled", OBJECT_CROPS[value] == "resize"))
+        self.bundle.changed.connect(self._bundle_chosen)
         # results: a colour legend (object mode), the per-crop or per-object table, its export as CSV
         self.legend = Label(value="", label="legend")
         self.legend.native.setTextFormat(Qt.TextFormat.RichText)
@@ -131,6 +134,18 @@ class ClassifyWidget(JobWidget):
         write_csv_atomic(path, {name: self.result_table[name].tolist() for name in self.result_table.columns})
         self.status.value = f"exported {len(self.result_table)} rows to {path}"
         return path
+
+    def _bundle_chosen(self, value=None) -> None:
+        """Objects are cut the way the bundle's training crops were (its card), unless the user picks otherwise."""
+        try:
+            card = read_card(self.bundle.value)
+        except (BundleError, OSError, TypeError):
+            return  # a missing or broken bundle is reported on Run
+        if card.kind != "classifier":
+            self.status.value = (f"error: bundle '{card.name}' is a {card.kind} bundle; Classify needs a "
+                                 "classifier bundle")
+            return
+        self.object_crop.value = next(k for k, v in OBJECT_CROPS.items() if v == card.object_crop)
 
     def _layer_removed(self, event) -> None:
         """Results that belong to a removed layer go with it: the crop overlay, the table and the legend."""

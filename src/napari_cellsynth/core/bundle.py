@@ -149,6 +149,13 @@ class Card:
     gan = _SectionView(GanSection)
 
     @property
+    def object_crop(self) -> str:
+        """How the training crops were cut: ``window`` (fixed window, native scale) or ``resize`` (the
+        object's box resized). Cards from before this was recorded: ``resize`` when mixed sizes were
+        resized to fit (``input.fit``), else ``window``."""
+        return self.input.get("object_crop") or ("resize" if self.input.get("fit") == "resize" else "window")
+
+    @property
     def label_map(self) -> dict[str, list[str]] | None:
         """The map from the training data's original labels to ``classes`` (None: the labels are the classes)."""
         return self.training.get("data", {}).get("label_map") or None

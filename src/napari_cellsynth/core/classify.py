@@ -72,15 +72,17 @@ OBJECT_CROPS = ("window", "resize")
 
 
 def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, batch_size: int = 64,
-                     margin: float = 0.15, crop: str = "window") -> Generator[tuple[int, int], None,
+                     margin: float = 0.15, crop: str | None = None) -> Generator[tuple[int, int], None,
                                                                               tuple[ObjectCrops, ClassificationResult]]:
     """One crop per object of ``labels`` from ``image`` (C×H×W or H×W), then classify them.
 
-    ``crop="window"`` (default) cuts the bundle's H×W window at native resolution centred on each object,
-    as the training crops were cut, so cells keep their scale (``margin`` is not used; an object larger
-    than the window is scaled down to fit). ``crop="resize"`` grows each object's bounding box by
-    ``margin`` and resizes it to H×W, which changes the objects' scale.
+    ``crop`` defaults to the way the bundle's training crops were cut (``card.object_crop``).
+    ``crop="window"`` cuts the bundle's H×W window at native resolution centred on each object, so cells
+    keep their scale (``margin`` is not used; an object larger than the window is scaled down to fit).
+    ``crop="resize"`` grows each object's bounding box by ``margin`` and resizes it to H×W, which changes
+    the objects' scale.
     """
+    crop = crop or model.card.object_crop
     if crop not in OBJECT_CROPS:
         raise ValueError(f"crop must be one of {OBJECT_CROPS}, got {crop!r}")
     labels = np.asarray(labels)
