@@ -1,4 +1,4 @@
-"""The generator trainers' one loop (issue 13): cadence, history, resume start, time budget."""
+"""The trainers' one loop (issue 13): cadence, history, resume start, time budget, validation, early stop."""
 
 import torch
 
@@ -35,3 +35,18 @@ def test_the_time_budget_makes_the_current_step_the_last():
 def test_endless_goes_on_past_an_epoch():
     stream = endless([1, 2, 3])
     assert [next(stream) for _ in range(7)] == [1, 2, 3, 1, 2, 3, 1]
+
+
+def test_extra_log_and_early_stop():
+    """The classifier's use: a validation per entry (extra_log) and early stopping (stop)."""
+    history, validations = [], []
+
+    def validate(step):
+        validations.append(step)
+        return {"val": step * 10}
+
+    progress = list(training_loop(lambda step: {"loss": 1.0}, 0, 100, history, {}, log_every=10,
+                                  extra_log=validate, stop=lambda: len(validations) == 3, quiet=True))
+    assert validations == [10, 20, 30] and progress[-1] == (30, 100)  # stopped after the third validation
+    assert [h["val"] for h in history] == [100, 200, 300]
+    assert all(0 <= h["seconds"] < 5 for h in history)  # seconds per entry, not since the start

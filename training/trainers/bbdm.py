@@ -163,7 +163,7 @@ def train(args) -> Path:
              "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, pairs, normalization,
                                                                        args.sample_steps, out / f"samples_{s:06d}.png"))}
     run_to_end(training_loop(one_step, step, args.steps, history, every, describe=lambda e: f"loss {e['loss']:.4f}",
-                             extra_log=lambda: {"lr": optimizer.param_groups[0]["lr"]}, quiet=args.quiet))
+                             extra_log=lambda step: {"lr": optimizer.param_groups[0]["lr"]}, quiet=args.quiet))
     if history:
         plot_loss(history, out / "loss.png", f"bridge {args.loss.upper()} loss")
     return out

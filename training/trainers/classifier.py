@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +44,14 @@ from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import classification_metrics, format_table
 from napari_cellsynth.training.reports.plots import plot_confusion
 
 from napari_cellsynth.core.sizing import FIT_POLICIES
 
 from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
-from napari_cellsynth.training.trainers.loop import endless
+from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 from napari_cellsynth.training.data.labelled_crops import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
                    stratified_split, thin_classes, tiny_classes)
 from napari_cellsynth.training.data.focused_sampling import PARTS as FOCUSED_PARTS
@@ -177,17 +177,18 @@ class Schedule:
 
 
 def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, schedule: Schedule, start_step: int,
-                history: list, out: Path, class_weights: torch.Tensor | None = None,
-                patience: int = 0) -> Generator[dict, None, list]:
-    """Train for ``schedule.total_steps`` optimizer steps, validating and checkpointing every
-    ``schedule.eval_every``; yields one event per step and per validation, and stops early after
-    ``patience`` validations without a better validation macro-F1."""
-    best = max((h["val_macro_f1"] for h in history), default=-1.0)
-    since_best = len(history) - 1 - max(range(len(history)), key=lambda i: history[i]["val_macro_f1"]) \
-        if history else 0
+                history: list, out: Path, class_weights: torch.Tensor | None = None, patience: int = 0,
+                quiet: bool = True) -> Generator[tuple[int, int], None, list]:
+    """Train for ``schedule.total_steps`` optimizer steps in the trainers' loop (:mod:`.loop`), validating
+    every ``schedule.eval_every``: each validation is a history entry and writes ``best.pt`` (by validation
+    macro-F1), ``last.pt`` and ``history.json``; stops early after ``patience`` validations without a
+    better validation macro-F1.  Yields ``(step, total)``; returns the history."""
+    best_index = max(range(len(history)), key=lambda i: history[i]["val_macro_f1"]) if history else None
+    state = {"best": history[best_index]["val_macro_f1"] if history else -1.0,
+             "since_best": len(history) - 1 - best_index if history else 0, "stop": False}
     batches = endless(train)
-    started, total, seen = time.time(), 0.0, 0
-    for step in range(start_step, schedule.total_steps):
+
+    def one_step(step: int) -> dict:
         model.train()
         x, y = next(batches)
         logits, _ = model(x)
@@ -196,36 +197,40 @@ def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, s
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += loss.item() * len(y)
-        seen += len(y)
-        yield {"event": "batch", "step": step + 1, "loss": loss.item()}
-        if (step + 1) % schedule.eval_every and step + 1 != schedule.total_steps:
-            continue
+        return {"train_loss": loss.item()}
+
+    def validation(step: int) -> dict:
         val_loss, truth, predicted = evaluate(model, val)
-        val_metrics = classification_metrics(truth, predicted, classes)
-        record = {"epoch": round((step + 1) / schedule.steps_per_epoch, 3), "step": step + 1,
-                  "train_loss": total / seen, "val_loss": val_loss,
-                  "val_macro_f1": val_metrics["macro_f1"], "val_accuracy": val_metrics["accuracy"],
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
-        history.append(record)
-        started, total, seen = time.time(), 0.0, 0
-        since_best += 1
-        if record["val_macro_f1"] > best:
-            best, since_best = record["val_macro_f1"], 0
+        metrics = classification_metrics(truth, predicted, classes)
+        return {"epoch": round(step / schedule.steps_per_epoch, 3), "val_loss": val_loss,
+                "val_macro_f1": metrics["macro_f1"], "val_accuracy": metrics["accuracy"],
+                "lr": optimizer.param_groups[0]["lr"]}
+
+    def checkpoint(step: int) -> None:
+        record = history[-1]
+        state["since_best"] += 1
+        if record["val_macro_f1"] > state["best"]:
+            state["best"], state["since_best"] = record["val_macro_f1"], 0
             with atomic_open(out / "best.pt", "wb") as fh:
-                torch.save({"model": model.state_dict(), "epoch": record["epoch"], "step": step + 1}, fh)
-        stop = bool(patience) and since_best >= patience
+                torch.save({"model": model.state_dict(), "epoch": record["epoch"], "step": step}, fh)
+        state["stop"] = bool(patience) and state["since_best"] >= patience
         with atomic_open(out / "last.pt", "wb") as fh:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "step": step + 1, "history": history,
-                        "stopped_early": stop, "rng": torch.get_rng_state(),
+                        "scheduler": scheduler.state_dict(), "step": step, "history": history,
+                        "stopped_early": state["stop"], "rng": torch.get_rng_state(),
                         "train_rng": train.generator.get_state()}, fh)
         write_json_atomic(out / "history.json", history)
-        yield {"event": "evaluation", **record}
-        if stop:
-            yield {"event": "stopped", "step": step + 1, "since_best": since_best}
-            break
-    return history
+        tqdm.write(f"epoch {record['epoch']:7.2f}  step {step:6d}  train loss {record['train_loss']:.4f}  "
+                   f"val loss {record['val_loss']:.4f}  val macro-F1 {record['val_macro_f1']:.3f}")
+        if state["stop"]:
+            tqdm.write(f"stopped early at step {step}: no better validation macro-F1 in {state['since_best']} "
+                       "validations (--patience)")
+
+    return (yield from training_loop(one_step, start_step, schedule.total_steps, history,
+                                     {"checkpoint": Every(schedule.eval_every, checkpoint)},
+                                     log_every=schedule.eval_every, extra_log=validation,
+                                     describe=lambda e: f"val macro-F1 {e['val_macro_f1']:.3f}",
+                                     stop=lambda: state["stop"], quiet=quiet))
 
 
 def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
@@ -411,20 +416,9 @@ def train(args) -> dict:
             start = schedule.total_steps
         print(f"resuming {out} at step {start} of {schedule.total_steps}", file=sys.stderr)
     write_json_atomic(out / "config.json", {**config, "schedule": vars(schedule)})
-    bar = tqdm(total=schedule.total_steps - start, disable=args.quiet, unit="step")
     weights = balanced_weights(train_y, len(data.classes)).to(device) if args.class_weights == "balanced" else None
-    for event in train_steps(model, optimizer, scheduler, train, val, data.classes, schedule, start, history,
-                             out, weights, args.patience):
-        if event["event"] == "batch":
-            bar.update()
-            bar.set_description(f"step {event['step']}/{schedule.total_steps} loss {event['loss']:.3f}")
-        elif event["event"] == "evaluation":
-            bar.write(f"epoch {event['epoch']:7.2f}  step {event['step']:6d}  train loss {event['train_loss']:.4f}  "
-                      f"val loss {event['val_loss']:.4f}  val macro-F1 {event['val_macro_f1']:.3f}")
-        else:
-            bar.write(f"stopped early at step {event['step']}: no better validation macro-F1 in "
-                      f"{event['since_best']} validations (--patience)")
-    bar.close()
+    run_to_end(train_steps(model, optimizer, scheduler, train, val, data.classes, schedule, start, history, out,
+                           weights, args.patience, quiet=args.quiet))
     if not (out / "best.pt").is_file():
         raise ValueError(f"{out} has no best.pt: the run never validated; give more --steps")
     plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}")

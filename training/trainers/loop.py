@@ -1,15 +1,15 @@
-"""The one training loop of the generator trainers (DDPM, BBDM, GAN, CycleGAN).
+"""The one training loop of the trainers (classifier, DDPM, BBDM, GAN, CycleGAN; Cellpose trains in its
+own library's loop).
 
 A trainer gives the loop one optimisation step (``one_step(step)``: draw a batch, compute the losses,
 step the optimisers, update the EMA; return the losses) and the actions to run on a cadence
 (checkpoint, sample grid, snapshot).  The loop counts steps from where a resumed run stopped, keeps the
-loss history (the mean of every ``log_every`` steps, with the seconds spent), drives the progress bar,
-stops at the time budget (``max_minutes``: the current step becomes the last, so the last checkpoint
-and samples are written) and runs every action at its cadence and at the last step.  It is a
-generator yielding ``(step, total)``, like every long job of the package; it returns the history.
-
-The classifier's trainer (``train_classifier.train_steps``) keeps its own loop: it validates and may
-stop early, which these trainers do not.
+history (every ``log_every`` steps: the mean losses, the seconds those steps took, and what
+``extra_log(step)`` adds, e.g. the classifier's validation), drives the progress bar, stops at the
+time budget (``max_minutes``: the current step becomes the last, so the last checkpoint and samples are
+written) or when ``stop()`` says so (early stopping), and runs every action at its cadence and at the
+last step.  It is a generator yielding ``(step, total)``, like every long job of the package; it
+returns the history.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ def _mean(values: list) -> float:
 
 def training_loop(one_step: Callable[[int], dict], start: int, total: int, history: list[dict],
                   every: dict[str, Every], max_minutes: float = 0, log_every: int = 50,
-                  describe: Callable[[dict], str] | None = None, extra_log: Callable[[], dict] | None = None,
-                  quiet: bool = False, unit: str = "step") -> Generator[tuple[int, int], None, list[dict]]:
+                  describe: Callable[[dict], str] | None = None, extra_log: Callable[[int], dict] | None = None,
+                  stop: Callable[[], bool] | None = None, quiet: bool = False,
+                  unit: str = "step") -> Generator[tuple[int, int], None, list[dict]]:
     """Steps ``start`` … ``total`` (see the module's docstring); ``history`` is extended in place."""
     step, running, started = start, [], time.time()
     deadline = started + 60 * max_minutes if max_minutes else None
@@ -62,15 +63,17 @@ def training_loop(one_step: Callable[[int], dict], start: int, total: int, histo
             last = step == total
             if step % log_every == 0 or last:
                 entry = {"step": step, **{k: _mean([r[k] for r in running]) for k in running[0]},
-                         "seconds": time.time() - started, **(extra_log() if extra_log else {})}
+                         "seconds": time.time() - started, **(extra_log(step) if extra_log else {})}
                 history.append(entry)
-                running = []
+                running, started = [], time.time()
                 if describe is not None:
                     bar.set_description(describe(entry))
             for cadence in every.values():
                 if step % cadence.steps == 0 or last:
                     cadence.action(step)
             yield step, total
+            if stop is not None and stop():
+                break
     finally:
         bar.close()
     return history
