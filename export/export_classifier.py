@@ -55,7 +55,8 @@ def make_card(run: Path, config: dict, model: ResNetClassifier, name: str) -> Ca
         training={"arch": config["args"]["arch"], "width": config["args"]["width"],
                   "epochs": config["args"]["epochs"], "seed": config["args"]["seed"],
                   "recipe": {k: config["args"].get(k) for k in ("optimizer", "lr", "weight_decay", "batch_size",
-                                                                "sampling", "patience", "shift")},
+                                                                "sampling", "patience", "shift")}
+                  | {"init_from": config.get("init_from")},
                   "schedule": config.get("schedule"), "train_only_classes": config.get("train_only_classes", []),
                   "data": {"source": config["data"], "label_map": config["label_map"],
                            "counts": config["counts"], "excluded": config["excluded"]},

@@ -16,7 +16,7 @@ import argparse
 
 ZERO_OK = {"seed", "split_seed", "threads", "min_steps", "patience", "pool", "limit", "max_minutes",
            "lambda_identity", "weight_decay", "warmup", "dropout", "p_uncond", "ema"}
-POSITIVE = {"lr", "learning_rate"}
+POSITIVE = {"lr", "learning_rate", "temperature"}
 FRACTIONS = {"dropout", "p_uncond", "ema", "warmup", "shift"}
 
 

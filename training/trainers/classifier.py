@@ -10,7 +10,10 @@ counted in optimizer steps — at least ``--min-steps`` (1,000) however small th
 validation macro-F1 ``--evaluations`` (40) times over the run and the best checkpoint kept.
 Augmentation: flips, 90° turns, brightness and a shift of up to ``--shift`` (0.1) of the side in y
 and x, which brings object mode's windows closer to stack mode (docs/results.md, §1b).
-``--epochs`` given alone means exactly that many passes.  Options that were measured and are off by
+``--epochs`` given alone means exactly that many passes.  ``--init-from RUN`` starts the network from
+the backbone of a ``cellsynth train pretrain`` run (self-supervised, on unlabelled crops: the stand-in
+for ImageNet weights; docs/results.md §1b); the head starts fresh and the normalisation stays this
+run's own, computed on its training split.  Options that were measured and are off by
 default: ``--patience N`` (early stopping; it cut the cosine decay short and lost 0.01–0.03
 macro-F1), ``--sampling balanced`` (every class drawn equally often; no gain).  The trainer's
 defaults before them (SGD for 30 passes: 90 steps on 180 crops) collapsed to the majority class
@@ -58,6 +61,7 @@ from napari_cellsynth.training.data.focused_sampling import PARTS as FOCUSED_PAR
 from napari_cellsynth.training.data.focused_sampling import FocusedBatches, MinorityPool
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 from napari_cellsynth.training.trainers.devices import torch_device
+from napari_cellsynth.training.trainers.pretrain import load_backbone, read_pretrained
 from napari_cellsynth.training.reports.plots import plot_training_curves
 
 
@@ -92,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, help="µm per pixel of the training crops, recorded in the card")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
+    p.add_argument("--init-from", metavar="PRETRAIN_RUN",
+                   help="start from the backbone of a cellsynth train pretrain run (same --arch, --width, channel "
+                        "count and image size; the head starts fresh, the normalisation is this run's own)")
     p.add_argument("--epochs", type=int, help="passes over the training crops (default 30, but at least "
                                               "--min-steps optimizer steps; given alone: exactly this many)")
     p.add_argument("--steps", type=int, help="optimizer steps in all (overrides --epochs and --min-steps)")
@@ -249,6 +256,8 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
     split["train"] = thin_classes(split["train"], data.y, data.classes, args.keep_fraction, split_seed)
     mean, std = channel_stats(data.crops.images[split["train"]])
     images = data.crops.images
+    init_from = (read_pretrained(args.init_from, args.arch, args.width, images.shape[1], images.shape[-2:])
+                 if args.init_from else None)
     config = {
         "task": "classifier", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
         "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
@@ -258,7 +267,7 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
         "object_crop": object_crop_record(data, args), "pixel_size": args.pixel_size,
         "counts": {part: data.counts(index) for part, index in split.items()},
         "extra_train": extra_summary(args.extra_train, data),
-        "excluded": int(0 if exclude is None else len(exclude)),
+        "excluded": int(0 if exclude is None else len(exclude)), "init_from": init_from,
         "augmentation": {"on": not args.no_augment, "shift": args.shift, "max_shift_px": max_shift(args, images)},
         "args": {k: v for k, v in vars(args).items() if k not in ("quiet",)},
     }
@@ -396,7 +405,10 @@ def train(args) -> dict:
                             device=device, max_shift=max_shift(args, images))
     val = CropBatches(images[split["val"]], data.y[split["val"]], norm, 256, False, 0, device=device)
     model = ResNetClassifier(args.arch, images.shape[1], len(data.classes), int(images.shape[-1]),
-                             args.width).to(device)
+                             args.width)
+    if args.init_from:
+        load_backbone(model, args.init_from)
+    model.to(device)
     optimizer = build_optimizer(model, args)
     schedule = Schedule.from_args(args, len(train))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
