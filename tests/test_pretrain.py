@@ -100,6 +100,10 @@ def test_classifier_starts_from_the_pretrained_backbone(pretrained, jurkat_slice
     assert torch.allclose(best["stem.0.weight"], backbone["stem.0.weight"], atol=1e-6)
     config = json.loads((run / "config.json").read_text())
     assert config["init_from"]["run"] == str(pretrained.resolve()) and config["init_from"]["crops"] == 200
+    from napari_cellsynth.export.export_classifier import export_classifier
+
+    card = json.loads((export_classifier(run, tmp_path / "bundle") / "card.json").read_text())
+    assert card["training"]["recipe"]["init_from"]["run"] == str(pretrained.resolve())
 
 
 @pytest.mark.parametrize("change, message", [
