@@ -23,11 +23,9 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.schedules import BridgeSchedule
-from napari_cellsynth.training.nets.unet import bridge_unet
+from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
 from napari_cellsynth.training.data.translocations import load_pairs
-
-from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
-                                            publish_checked)
+from napari_cellsynth.training.nets.unet import bridge_unet
 
 
 def load_bbdm_run(run: Path) -> tuple[dict, torch.nn.Module]:

@@ -23,9 +23,8 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.training.nets.resnet import ResNetClassifier
-
 from napari_cellsynth.export.common import export_onnx, fresh_staging, library_versions, parity, publish
+from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
 
 def load_run(run: Path) -> tuple[dict, ResNetClassifier]:

@@ -19,11 +19,9 @@ import torch
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
-from napari_cellsynth.training.nets.cyclegan import build_cyclegan
+from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
 from napari_cellsynth.training.data.translocations import load_pairs
-
-from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
-                                            publish_checked)
+from napari_cellsynth.training.nets.cyclegan import build_cyclegan
 
 
 def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,

@@ -23,10 +23,8 @@ from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.schedules import NoiseSchedule
+from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
 from napari_cellsynth.training.nets.unet import UNet
-
-from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
-                                            publish_checked)
 
 
 def load_ddpm_run(run: Path) -> tuple[dict, UNet]:

@@ -20,10 +20,8 @@ import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
 from napari_cellsynth.training.nets.wgan import Generator
-
-from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions,
-                                            publish_checked)
 
 
 def load_generator(run: Path, snapshot: int | None = None) -> tuple[dict, Generator, int]:

@@ -25,8 +25,8 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.label_maps import apply_label_map
 from napari_cellsynth.core.metrics import classification_metrics, format_table
-from napari_cellsynth.training.reports.plots import plot_confusion
 from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.training.reports.plots import plot_confusion
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "jurkat" / "jurkat_cells.npz"
@@ -40,7 +40,6 @@ def cache_dir() -> Path:
 def ensure_bundle(data: Path, label_map: str, epochs: int, width: int, seed: int, quiet: bool) -> Path:
     """The cached bundle for these settings, trained and exported first if it is missing or broken."""
     from napari_cellsynth.export.export_classifier import export_classifier
-
     from napari_cellsynth.training.trainers import classifier as train_classifier
 
     name = f"jurkat-{label_map}-resnet18w{width}-e{epochs}-s{seed}"

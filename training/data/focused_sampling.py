@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.images import affine_coefficients
-
 from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.data.mixing import mixup, nonlinear_mixup, to_range
 

@@ -41,7 +41,8 @@ from skimage.measure import label as connected
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.crops import extract_object_crops
 from napari_cellsynth.core.entry import run_entry
-from napari_cellsynth.training.data.mfish import OVERLAP, Metaphase, list_metaphases, parse_karyotype_codes, read_metaphase
+from napari_cellsynth.training.data.mfish import (OVERLAP, Metaphase, list_metaphases, parse_karyotype_codes,
+                                                  read_metaphase)
 
 NORMAL_CODES = ("XX", "XY")
 ON_FRACTION = 0.4

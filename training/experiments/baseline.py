@@ -17,7 +17,6 @@ from pathlib import Path
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.reports.summaries import summarize_runs
-
 from napari_cellsynth.training.trainers import classifier as train_classifier
 
 

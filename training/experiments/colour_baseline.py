@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
-
 from napari_cellsynth.training.data.translocations import RARE
 
 

@@ -36,13 +36,12 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.generate import GenerationSettings, generate
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.training.reports.summaries import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS
-
+from napari_cellsynth.training.experiments.baseline import markdown_table
+from napari_cellsynth.training.reports.summaries import summarize_runs
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
-from napari_cellsynth.training.experiments.baseline import markdown_table
 
 KEEP = {"full": [], "cut10": ["{rare}=0.1"]}
 
@@ -126,7 +125,6 @@ def report(out: Path, base: Path, args) -> dict:
     """FID/KID (ResNet features of the full-data real-only classifier), SSIM-max and the real-vs-generated grid."""
     from napari_cellsynth.export.export_classifier import export_classifier
     from napari_cellsynth.export.export_ddpm import export_ddpm
-
     from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
     from napari_cellsynth.training.reports.generator_report import quality, real_vs_generated_grid
 

@@ -40,14 +40,13 @@ import numpy as np
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.training.reports.summaries import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.translate import TranslationSettings, provenance, translate_crops
-
-from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.data.translocations import (RARE, chromosome_masks, donors, load_chromosomes,
+                                                           slide_split, write_classification_set)
 from napari_cellsynth.training.experiments.baseline import markdown_table
-from napari_cellsynth.training.data.translocations import (RARE, chromosome_masks, donors, load_chromosomes, slide_split,
-                                 write_classification_set)
+from napari_cellsynth.training.reports.summaries import summarize_runs
+from napari_cellsynth.training.trainers import classifier as train_classifier
 
 NAMES = {"bbdm": "BBDM", "cyclegan": "CycleGAN"}
 

@@ -23,13 +23,12 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.filtering import run_filter
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.training.reports.summaries import summarize_runs
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.umap_plot import save_filter_figure
-
 from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
 from napari_cellsynth.training.experiments.baseline import markdown_table
 from napari_cellsynth.training.experiments.ddpm import build_parser, classifier, keep_specs
+from napari_cellsynth.training.reports.summaries import summarize_runs
 
 
 def generated_file(out: Path, setting: str, seed: int, first_seed: int) -> Path:

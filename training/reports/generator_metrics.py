@@ -16,7 +16,6 @@ import numpy as np
 from scipy import linalg
 
 
-
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     """||μ_r - μ_f||² + Tr(Σ_r + Σ_f - 2 (Σ_r Σ_f)^½) of two feature sets (rows are samples)."""
     _check_features(real, fake)

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.classify import bundle_features
-from napari_cellsynth.training.reports.generator_metrics import (frechet_distance, kernel_inception_distance,
-                                                         plot_ssim_density, ssim_max)
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.training.reports.generator_metrics import (frechet_distance, kernel_inception_distance,
+                                                                 plot_ssim_density, ssim_max)
 
 
 def channel_scaler(training: np.ndarray):

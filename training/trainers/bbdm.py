@@ -33,15 +33,15 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import bridge
 from napari_cellsynth.core.schedules import BridgeSchedule
-
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 from napari_cellsynth.training.data.labelled_crops import CropBatches
-from napari_cellsynth.training.trainers.checkpoints import add_run_arguments, ema_update, restore_checkpoint, save_checkpoint
+from napari_cellsynth.training.data.translocations import load_pairs
+from napari_cellsynth.training.nets.unet import bridge_unet
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
+                                                            save_checkpoint)
 from napari_cellsynth.training.trainers.forward_process import TorchBridge
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
-from napari_cellsynth.training.nets.unet import bridge_unet
-from napari_cellsynth.training.data.translocations import load_pairs
 
 EIGHT_BIT = {"low": 0.0, "high": 255.0}
 

@@ -24,9 +24,8 @@ from skimage.segmentation import expand_labels
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.training.data.mfish import OVERLAP, list_metaphases, read_metaphase
 from napari_cellsynth.core.segment import SegmentSettings, segment
-
+from napari_cellsynth.training.data.mfish import OVERLAP, list_metaphases, read_metaphase
 from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 
 

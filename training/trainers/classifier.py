@@ -49,20 +49,18 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import classification_metrics, format_table
-from napari_cellsynth.training.reports.plots import plot_confusion
-
 from napari_cellsynth.core.sizing import FIT_POLICIES
-
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
-from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
-from napari_cellsynth.training.data.labelled_crops import (CropBatches, LabelledData, channel_stats, load_extra, load_labelled, read_split,
-                   stratified_split, thin_classes, tiny_classes)
 from napari_cellsynth.training.data.focused_sampling import PARTS as FOCUSED_PARTS
 from napari_cellsynth.training.data.focused_sampling import FocusedBatches, MinorityPool
+from napari_cellsynth.training.data.labelled_crops import (CropBatches, LabelledData, channel_stats, load_extra,
+                                                           load_labelled, read_split, stratified_split, thin_classes,
+                                                           tiny_classes)
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.reports.plots import plot_confusion, plot_training_curves
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 from napari_cellsynth.training.trainers.devices import torch_device
+from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 from napari_cellsynth.training.trainers.pretrain import load_backbone, read_pretrained
-from napari_cellsynth.training.reports.plots import plot_training_curves
 
 
 def build_parser() -> argparse.ArgumentParser:

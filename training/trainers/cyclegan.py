@@ -25,14 +25,13 @@ from torch import nn
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
-
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
 from napari_cellsynth.training.data.labelled_crops import CropBatches
-from napari_cellsynth.training.trainers.checkpoints import add_run_arguments
-from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
-from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
-from napari_cellsynth.training.nets.cyclegan import build_cyclegan
 from napari_cellsynth.training.data.translocations import load_pairs
+from napari_cellsynth.training.nets.cyclegan import build_cyclegan
+from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.checkpoints import add_run_arguments
+from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
 NETS = ("g_ab", "g_ba", "d_a", "d_b")
 

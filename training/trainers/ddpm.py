@@ -32,16 +32,16 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
-
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
-from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record, load_labelled, robust_range,
-                   training_indices)
-from napari_cellsynth.training.trainers.devices import torch_device
-from napari_cellsynth.training.trainers.checkpoints import add_run_arguments, ema_update, restore_checkpoint, save_checkpoint
+from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record,
+                                                           load_labelled, robust_range, training_indices)
+from napari_cellsynth.training.nets.unet import UNet
 from napari_cellsynth.training.reports.plots import plot_loss
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
+                                                            save_checkpoint)
+from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.forward_process import TorchNoising
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
-from napari_cellsynth.training.nets.unet import UNet
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,14 +32,13 @@ import torch
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
-
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
-from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record, load_labelled, robust_range,
-                   training_indices)
-from napari_cellsynth.training.trainers.devices import torch_device
-from napari_cellsynth.training.trainers.checkpoints import ema_update
-from napari_cellsynth.training.trainers.loop import Every, training_loop
+from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record,
+                                                           load_labelled, robust_range, training_indices)
 from napari_cellsynth.training.nets.wgan import Critic, Generator
+from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.checkpoints import ema_update
+from napari_cellsynth.training.trainers.devices import torch_device
+from napari_cellsynth.training.trainers.loop import Every, training_loop
 from napari_cellsynth.training.trainers.wgan_losses import DIV_POINTS, LOSSES, critic_loss
 
 BETAS = {"wgan-div": (0.5, 0.999), "wgan-gp": (0.0, 0.9)}

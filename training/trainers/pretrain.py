@@ -35,7 +35,6 @@ from napari_cellsynth.core.datasets import CropSet, read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.sizing import FIT_POLICIES
-
 from napari_cellsynth.training.data.contrastive import ViewPairs
 from napari_cellsynth.training.data.labelled_crops import channel_stats
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
