@@ -8,7 +8,7 @@
     cellsynth translate --model BBDM_OR_CYCLEGAN_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
     cellsynth zoo list            (then --model zoo:NAME wherever a bundle is asked for)
-    cellsynth train classifier|ddpm|gan|bbdm|cyclegan|cellpose [OPTIONS]   (needs the [train] extra)
+    cellsynth train classifier|pretrain|ddpm|gan|bbdm|cyclegan|cellpose [OPTIONS]   (needs the [train] extra)
     cellsynth export classifier|ddpm|gan|bbdm|cyclegan RUN --out BUNDLE
 
 ``cellsynth train NAME --help`` and ``cellsynth export NAME --help`` list each one's options.
