@@ -6,7 +6,7 @@ A translocated chromosome carries a segment of its partner's colour, so its pixe
 (R, G, B divided by their sum) varies more than a uniformly painted chromosome's.  Per crop:
 the summed standard deviation of the chromaticity over the chromosome's pixels, the summed
 10–90 % percentile spread of it, and the chromosome's area.  A class-balanced logistic regression
-(scikit-learn) on the training split, scored on the test split of ``experiment_translocation``'s
+(scikit-learn) on the training split, scored on the test split of ``experiments.translocation``'s
 ``crops.npz`` / ``split.npz``.  Writes ``colour_baseline.json`` beside them.
 """
 
@@ -60,7 +60,7 @@ def evaluate(out: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.colour_baseline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="the experiment_translocation folder (crops.npz, split.npz)")
+    p.add_argument("--out", required=True, help="the experiments.translocation folder (crops.npz, split.npz)")
     result = evaluate(Path(p.parse_args(argv).out))
     print(f"colour-heterogeneity logistic regression: precision {result['precision']:.3f} recall "
           f"{result['recall']:.3f} F1 {result['f1']:.3f} ROC AUC {result['roc_auc']:.3f}")
