@@ -13,6 +13,8 @@ required options, its choices and these checks), so a function call and a comman
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 ZERO_OK = {"seed", "split_seed", "threads", "min_steps", "patience", "pool", "limit", "max_minutes",
            "lambda_identity", "weight_decay", "warmup", "dropout", "p_uncond", "ema"}
@@ -70,3 +72,16 @@ def make_config(parser: argparse.ArgumentParser, argv: list[str] = (), **setting
         setattr(args, dest, value)
     check_numbers(parser, args)
     return args
+
+
+def entry_points(build_parser: Callable[[], argparse.ArgumentParser], train: Callable[[argparse.Namespace], Any]):
+    """A trainer's two ways in, from its parser and its ``train``: ``config(argv=(), **settings)`` for
+    function calls (:func:`make_config`) and ``main(argv)`` for the command line (:func:`parse_checked`,
+    then ``train``)."""
+    def config(argv: list[str] = (), **settings) -> argparse.Namespace:
+        return make_config(build_parser(), argv, **settings)
+
+    def main(argv: list[str] | None = None):
+        return train(parse_checked(build_parser(), argv))
+
+    return config, main

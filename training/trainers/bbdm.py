@@ -37,7 +37,7 @@ from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.data.translocations import load_pairs
 from napari_cellsynth.training.nets.unet import bridge_unet
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
                                                             save_checkpoint)
 from napari_cellsynth.training.trainers.forward_process import TorchBridge
@@ -101,15 +101,6 @@ def sample_grid(model, schedule, pairs, normalization, steps: int, path: Path, n
     dapi_fish_grid(pairs["dapi"][pick], pairs["rgb"][pick], fake, "BBDM", path)
 
 
-def config(argv: list[str] = (), **settings):
-    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
-    return make_config(build_parser(), argv, **settings)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    return train(parse_checked(build_parser(), argv))
-
-
 def train(args) -> Path:
     """Train (or fine-tune) one BBDM run into ``args.out``; returns the run folder."""
     out = Path(args.out)
@@ -167,6 +158,9 @@ def train(args) -> Path:
     if history:
         plot_loss(history, out / "loss.png", f"bridge {args.loss.upper()} loss")
     return out
+
+
+config, main = entry_points(build_parser, train)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.segment import SegmentSettings, segment
 from napari_cellsynth.training.data.mfish import OVERLAP, list_metaphases, read_metaphase
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.arguments import entry_points
 
 
 def chromosome_instances(karyotype: np.ndarray, min_area: int = 20) -> np.ndarray:
@@ -82,15 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config(argv: list[str] = (), **settings):
-    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
-    return make_config(build_parser(), argv, **settings)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return train(parse_checked(build_parser(), argv))
-
-
 def train(args) -> dict:
     """Train one Cellpose model from scratch into ``args.out``; returns its held-out scores."""
     from cellpose import train
@@ -115,6 +106,9 @@ def train(args) -> dict:
     write_json_atomic(out / "report.json", report)
     print(json.dumps({k: v for k, v in report.items() if k != "test"} | {"ap50": report["test"]["ap50_mean"]}))
     return report
+
+
+config, main = entry_points(build_parser, train)
 
 
 if __name__ == "__main__":

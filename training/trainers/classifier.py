@@ -57,8 +57,8 @@ from napari_cellsynth.training.data.labelled_crops import (CropBatches, Labelled
                                                            tiny_classes)
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 from napari_cellsynth.training.reports.plots import plot_confusion, plot_training_curves
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
-from napari_cellsynth.training.trainers.devices import torch_device
+from napari_cellsynth.training.trainers.arguments import entry_points
+from napari_cellsynth.training.trainers.devices import start_run
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 from napari_cellsynth.training.trainers.pretrain import load_backbone, read_pretrained
 
@@ -369,23 +369,9 @@ def sampling_weights(y: np.ndarray, how: str) -> np.ndarray | None:
     return 1.0 / counts[y]
 
 
-def config(argv: list[str] = (), **settings):
-    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
-    return make_config(build_parser(), argv, **settings)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return train(parse_checked(build_parser(), argv))
-
-
 def train(args) -> dict:
     """Train, validate and test one classifier run into ``args.out``; returns the test metrics."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
-    device = torch_device(args.device)
+    out, device = start_run(args)
     if args.focused and device.type != "cpu":
         raise ValueError("--focused runs on the CPU only; leave out --device")
     data, split, config = prepare_run(args, out)
@@ -445,6 +431,9 @@ def train(args) -> dict:
     plot_confusion(metrics, out / "confusion_test.png", title=f"test split, seed {args.seed}")
     print(format_table(metrics))
     return metrics
+
+
+config, main = entry_points(build_parser, train)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.data.translocations import load_pairs
 from napari_cellsynth.training.nets.cyclegan import build_cyclegan
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import add_run_arguments
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
@@ -106,15 +106,6 @@ def sample_grid(g_ab: nn.Module, pairs: dict, path: Path, n: int = 8) -> None:
     g_ab.train()
 
 
-def config(argv: list[str] = (), **settings):
-    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
-    return make_config(build_parser(), argv, **settings)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    return train(parse_checked(build_parser(), argv))
-
-
 def train(args) -> Path:
     """Train one CycleGAN run into ``args.out``; returns the run folder."""
     out = Path(args.out)
@@ -181,6 +172,9 @@ def train(args) -> Path:
         plot_loss(history, out / "loss.png", "generator loss")
         (out / "history.json").write_text(json.dumps(history))
     return out
+
+
+config, main = entry_points(build_parser, train)
 
 
 if __name__ == "__main__":

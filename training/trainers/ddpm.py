@@ -36,7 +36,7 @@ from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_gene
                                                            load_labelled, robust_range, training_indices)
 from napari_cellsynth.training.nets.unet import UNet
 from napari_cellsynth.training.reports.plots import plot_loss
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
                                                             save_checkpoint)
 from napari_cellsynth.training.trainers.devices import torch_device
@@ -107,15 +107,6 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     fig.savefig(path, dpi=100)
 
 
-def config(argv: list[str] = (), **settings):
-    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
-    return make_config(build_parser(), argv, **settings)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    return train(parse_checked(build_parser(), argv))
-
-
 def train(args) -> Path:
     """Train (or fine-tune) one DDPM run into ``args.out``; returns the run folder."""
     out = Path(args.out)
@@ -182,6 +173,9 @@ def train(args) -> Path:
     if history:
         plot_loss(history, out / "loss.png", f"{'ε' if args.prediction == 'epsilon' else 'v'} MSE")
     return out
+
+
+config, main = entry_points(build_parser, train)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Which torch device a trainer runs on."""
+"""Which torch device a trainer runs on, and the start every run on one shares."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -13,3 +15,13 @@ def torch_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
     return device
+
+
+def start_run(args) -> tuple[Path, torch.device]:
+    """``--threads`` (0: torch's own choice), ``--seed``, the ``--out`` folder made, the ``--device`` checked."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    return out, torch_device(args.device)

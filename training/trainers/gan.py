@@ -35,7 +35,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record,
                                                            load_labelled, robust_range, training_indices)
 from napari_cellsynth.training.nets.wgan import Critic, Generator
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
+from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import ema_update
 from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.loop import Every, training_loop
@@ -106,15 +106,6 @@ def sample_grid(generator: Generator, classes: list[str], latent: int, path: Pat
         axes[row, 0].set_ylabel(name, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-
-
-def config(argv: list[str] = (), **settings):
-    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
-    return make_config(build_parser(), argv, **settings)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    return train(parse_checked(build_parser(), argv))
 
 
 def train(args) -> Path:
@@ -213,6 +204,9 @@ def train(args) -> Path:
     if history:
         plot_critic(history, out / "critic.png")
     return out
+
+
+config, main = entry_points(build_parser, train)
 
 
 if __name__ == "__main__":

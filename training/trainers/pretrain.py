@@ -39,8 +39,8 @@ from napari_cellsynth.training.data.contrastive import ViewPairs
 from napari_cellsynth.training.data.labelled_crops import channel_stats
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 from napari_cellsynth.training.reports.plots import plot_loss
-from napari_cellsynth.training.trainers.arguments import make_config, parse_checked
-from napari_cellsynth.training.trainers.devices import torch_device
+from napari_cellsynth.training.trainers.arguments import entry_points
+from napari_cellsynth.training.trainers.devices import start_run
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
 
@@ -169,23 +169,9 @@ def save_state(out: Path, model: Contrastive, optimizer, scheduler, step: int, h
     write_json_atomic(out / "history.json", history)
 
 
-def config(argv: list[str] = (), **settings):
-    """Settings for :func:`train` as a function call (:func:`arguments.make_config`)."""
-    return make_config(build_parser(), argv, **settings)
-
-
-def main(argv: list[str] | None = None) -> Path:
-    return train(parse_checked(build_parser(), argv))
-
-
 def train(args) -> Path:
     """Pretrain one backbone into ``args.out``; returns the run folder."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
-    device = torch_device(args.device)
+    out, device = start_run(args)
     crops = load_unlabelled(args)
     images = crops.images
     mean, std = channel_stats(images)
@@ -236,6 +222,9 @@ def train(args) -> Path:
                                                 "seconds": history[-1]["seconds"]})
         plot_loss(history, out / "loss.png", "NT-Xent")
     return out
+
+
+config, main = entry_points(build_parser, train)
 
 
 if __name__ == "__main__":
