@@ -38,6 +38,36 @@ def export_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path
     tmp.replace(path)
 
 
+def store_weights_fp16(path: Path, min_elements: int = 64) -> int:
+    """Store the graph's float32 weights (initializers of at least ``min_elements``) as float16, each read
+    back through a Cast to float32: the file halves and the network still computes in float32 (ONNX Runtime
+    folds the casts when it loads the graph), so only the weights' rounding differs.  Returns how many
+    weights were converted."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        array = numpy_helper.to_array(init)
+        if array.size < min_elements:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(array.astype(np.float16), f"{name}__fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}__fp16"], [name], to=TensorProto.FLOAT, name=f"{name}__cast"))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return len(casts)
+
+
 def fresh_staging(out: Path) -> Path:
     """An empty sibling folder to build a bundle in; :func:`publish` moves it into place."""
     staging = out.with_name(f".{out.name}.staging")
@@ -83,15 +113,22 @@ def publish_checked(staging: Path, out: Path, card, module: torch.nn.Module, fee
     return publish(staging, out)
 
 
-def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:
-    """The command line every exporter shares: ``RUN --out BUNDLE [--name NAME]``; prints the parity."""
+def export_parser(prog: str, doc: str, run_help: str):
+    """The options every exporter's command line starts with: ``RUN --out BUNDLE [--name NAME]``."""
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--name")
+    parser.add_argument("run", help=run_help)
+    parser.add_argument("--out", required=True, help="bundle folder to write")
+    parser.add_argument("--name", help="bundle name in the card (default: the folder name)")
+    return parser
+
+
+def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:
+    """The command line every exporter shares: ``RUN --out BUNDLE [--name NAME]``; prints the parity."""
+    import json
+
+    parser = export_parser(prog, doc, "a training run folder")
     parser.add_argument("--data", help="the training data, where the run's recorded path no longer holds "
                                        "(a run trained on another machine); DDPM runs")
     parser.add_argument("--snapshot", type=int, help="GAN runs: export the generator snapshot of this step")

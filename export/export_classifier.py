@@ -10,7 +10,6 @@ tolerance and the card records the differences.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import datetime, timezone
@@ -23,7 +22,8 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.export.common import export_onnx, fresh_staging, library_versions, parity, publish
+from napari_cellsynth.export.common import (export_onnx, export_parser, fresh_staging, library_versions, parity,
+                                            publish, store_weights_fp16)
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
 
@@ -48,6 +48,7 @@ def make_card(run: Path, config: dict, model: ResNetClassifier, name: str) -> Ca
                "value_range": config["value_range"], "name": "images",
                **({"fit": config["fit"]} if config.get("fit") else {}),
                **({"object_crop": config["object_crop"]} if config.get("object_crop") else {}),
+               **({"object_mask": config["object_mask"]} if config.get("object_mask", "none") != "none" else {}),
                **({"pixel_size": config["pixel_size"]} if config.get("pixel_size") else {})},
         normalization=config["normalization"],
         outputs={"names": ["logits", "features"], "feature_dim": model.feature_dim},
@@ -66,36 +67,71 @@ def make_card(run: Path, config: dict, model: ResNetClassifier, name: str) -> Ca
     )
 
 
+def test_split_arrays(run: Path, config: dict) -> dict[str, np.ndarray] | None:
+    """The run's test crops as indices into its training data file (``test_source_index``), so that the
+    bundle can be re-scored on exactly its test split (``experiments.rescore``); None when the data file
+    is not at hand to count its crops."""
+    data = Path(config["data"])
+    if not (run / "split.npz").is_file() or data.suffix != ".npz" or not data.is_file():
+        return None
+    with np.load(data, allow_pickle=False) as d:
+        n = len(d["labels"])
+    excluded = np.zeros(0, np.int64)
+    if config["args"].get("exclude"):
+        if not Path(config["args"]["exclude"]).is_file():
+            return None
+        with np.load(config["args"]["exclude"], allow_pickle=False) as held_out:
+            excluded = held_out["source_index"]
+    with np.load(run / "split.npz", allow_pickle=False) as split:
+        return {"test_source_index": np.setdiff1d(np.arange(n), excluded)[split["test"]]}
+
+
+# fp16 weights round each weight by up to 2^-11 of itself: logits move by about 1e-2, predictions must not
+FP16_TOLERANCE = 5e-2
+
+
 def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
-                      atol: float = 1e-3, rtol: float = 1e-3) -> Path:
+                      atol: float = 1e-3, rtol: float = 1e-3, weights: str = "fp32") -> Path:
+    """``weights="fp16"`` stores the weights in half precision (half the file; computed in float32): the
+    parity check then allows :data:`FP16_TOLERANCE` on the outputs and requires every prediction to agree."""
+    if weights not in ("fp32", "fp16"):
+        raise ValueError(f"weights must be fp32 or fp16, got {weights!r}")
     run, out = Path(run), Path(out)
     config, model = load_run(run)
     staging = fresh_staging(out)
     example = torch.zeros(2, len(config["channels"]), *config["image_size"])
     export_onnx(model, (example,), staging / "model.onnx", ["images"], ["logits", "features"])
+    if weights == "fp16":
+        store_weights_fp16(staging / "model.onnx")
+        atol, rtol = max(atol, FP16_TOLERANCE), max(rtol, FP16_TOLERANCE)
     card = make_card(run, config, model, name or out.name)
     with np.load(run / "samples.npz", allow_pickle=False) as samples:
         batch = normalize(samples["images"], config["normalization"])
     with torch.inference_mode():
         logits, features = model(torch.from_numpy(batch))
-    save_bundle(staging, card)
+    arrays = test_split_arrays(run, config)
+    save_bundle(staging, card, arrays)
     onnx_model = OnnxModel(staging, kind="classifier", providers=["CPUExecutionProvider"])
     got = onnx_model.run({"images": batch})
-    card.extra["export"] = {"opset": 17, "parity_on": f"{len(batch)} real test crops",
+    agreement = float(np.mean(got["logits"].argmax(1) == logits.numpy().argmax(1)))
+    if weights == "fp16" and agreement < 1.0:
+        raise AssertionError(f"fp16 weights change {1 - agreement:.1%} of the predictions on {len(batch)} real test "
+                             "crops; export with --weights fp32")
+    card.extra["export"] = {"opset": 17, "weights": weights, "parity_on": f"{len(batch)} real test crops",
                             "parity": parity({"logits": logits.numpy(), "features": features.numpy()},
-                                             got, atol, rtol)}
-    save_bundle(staging, card)
+                                             got, atol, rtol),
+                            "prediction_agreement": agreement}
+    save_bundle(staging, card, arrays)
     return publish(staging, out)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cellsynth export classifier", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a run folder written by training.trainers.classifier")
-    parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--name", help="bundle name in the card (default: the folder name)")
+    parser = export_parser("cellsynth export classifier", __doc__, "a run folder written by training.trainers.classifier")
+    parser.add_argument("--weights", default="fp32", choices=["fp32", "fp16"],
+                        help="fp16: weights stored in half precision (half the file, computed in float32); refused "
+                             "when any prediction on the run's test crops changes")
     args = parser.parse_args(argv)
-    path = export_classifier(args.run, args.out, args.name)
+    path = export_classifier(args.run, args.out, args.name, weights=args.weights)
     card = json.loads((path / "card.json").read_text())
     print(f"wrote {path}: parity {card['export']['parity']}")
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import NUCLEI, require
+
 from napari_cellsynth.core.crops import as_channels_first, cut_window, extract_object_crops, square_box
 from napari_cellsynth.core.images import ImageInputError
 
@@ -43,6 +43,20 @@ def test_crop_without_resizing_matches_the_image():
     objects = extract_object_crops(image, labels, (10, 10), margin=0.0)
     np.testing.assert_allclose(objects.crops[0], image[:, 10:20, 30:40], rtol=1e-6)
     assert objects.labels.tolist() == [7]
+
+
+def test_only_object_keeps_the_objects_pixels_and_zeroes_the_rest():
+    """Crops cut as the M-FISH chromosome set's are: the object's own pixels, neighbours and background 0."""
+    image = np.full((1, 30, 30), 5.0, np.float32)
+    labels = np.zeros((30, 30), np.int32)
+    labels[10:15, 10:15] = 1
+    labels[10:15, 16:20] = 2  # a neighbour inside object 1's window
+    image[0][labels == 1], image[0][labels == 2] = 100, 200
+    plain = extract_object_crops(image, labels, (20, 20), margin=0.0, keep_scale=True)
+    only = extract_object_crops(image, labels, (20, 20), margin=0.0, keep_scale=True, only_object=True)
+    assert 200 in plain.crops[0] and 5 in plain.crops[0]
+    assert (only.crops[0] == 100).sum() == 25 and (only.crops[0] == 0).sum() == 20 * 20 - 25
+    assert (only.crops[1] == 200).sum() == 20 and (only.crops[1] == 0).sum() == 20 * 20 - 20
 
 
 def test_bad_labels_and_images_are_named():

@@ -366,7 +366,8 @@ def test_blank_fields_are_asked_for_never_the_working_directory(make_napari_view
     try:
         segment = dock(viewer, "Segment")
         segment.image_layer.value = image
-        assert segment.model_name.value == CUSTOM
+        assert segment.model_name.value == "zoo:cellpose-chromosomes"  # the zoo's model first: no download
+        segment.model_name.value = CUSTOM
         refused(segment, segment.start, "choose a Cellpose model file, or a built-in model")
         refused(segment, segment.estimate_button.native.click, "choose a Cellpose model file")
 

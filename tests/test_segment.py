@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import SHARED_DATA
+
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.training.data.mfish import read_metaphase
 from napari_cellsynth.core.segment import SegmentSettings, estimate_diameter, load_model, segment
+from napari_cellsynth.training.data.mfish import read_metaphase
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_model_was_scored_on_held_out_slides(chromosome_cellpose_model):
 
 
 def test_segments_chromosomes_of_an_unseen_metaphase(chromosome_cellpose_model, held_out):
-    from napari_cellsynth.training.trainers.cellpose import chromosome_instances
+    from napari_cellsynth.training.data.chromosome_masks import chromosome_instances
 
     settings = SegmentSettings(str(chromosome_cellpose_model))
     labels = run_to_end(segment(held_out.dapi, settings))
@@ -116,7 +116,7 @@ def test_cancel_stops_cellpose_between_batches_of_tiles(chromosome_cellpose_mode
     import threading
     import time
 
-    from napari_cellsynth.core.jobs import CancelToken, Cancelled
+    from napari_cellsynth.core.jobs import Cancelled, CancelToken
 
     model, token = load_model(str(chromosome_cellpose_model)), CancelToken()
     calls = counting(model)
@@ -140,11 +140,14 @@ def test_cancel_stops_cellpose_between_batches_of_tiles(chromosome_cellpose_mode
 def test_segment_widget_cancel_stops_within_a_frame(make_napari_viewer, qtbot, chromosome_cellpose_model, held_out):
     import time
 
+    from napari_cellsynth._widgets.segment import CUSTOM
+
     viewer = make_napari_viewer()
     layer = viewer.add_image(large_frame(held_out), name="DAPI")
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Segment")
     widget.reset_choices()
     widget.image_layer.value = layer
+    widget.model_name.value = CUSTOM
     widget.model_file.value = str(chromosome_cellpose_model)
     widget.start()
     qtbot.waitUntil(lambda: "tiles through the network" in widget.status.value, timeout=60_000)
@@ -155,3 +158,33 @@ def test_segment_widget_cancel_stops_within_a_frame(make_napari_viewer, qtbot, c
     assert widget.status.value == "cancelled" and widget.run_button.enabled and widget.last_error is None
     qtbot.wait(200)
     assert [lay.name for lay in viewer.layers] == ["DAPI"]
+
+
+def test_cellpose_bundle_segments_like_its_model_file(chromosome_cellpose_model, held_out, tmp_path):
+    """``cellsynth export cellpose`` (fp16 weights in arrays.npz, no pickle) → a bundle that segments the unseen
+    metaphase as the trained model file does; a changed weight file is refused by its sha256."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from napari_cellsynth.core.bundle import BundleError
+
+    bundle = tmp_path / "cellpose-bundle"
+    done = subprocess.run([str(Path(sys.executable).with_name("cellsynth")), "export", "cellpose",
+                           str(chromosome_cellpose_model.parents[1]), "--out", str(bundle), "--root",
+                           str(SHARED_DATA / "mfish"), "--parity-images", "1"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    card = json.loads((bundle / "card.json").read_text())
+    assert card["kind"] == "cellpose" and card["cellpose"]["weights"] == "fp16"
+    assert abs(card["export"]["ap50_trained"] - card["export"]["ap50_stored"]) <= 0.02
+    assert (bundle / "arrays.npz").stat().st_size < 0.6 * chromosome_cellpose_model.stat().st_size
+    from_file = run_to_end(segment(held_out.dapi, SegmentSettings(str(chromosome_cellpose_model))))
+    from_bundle = run_to_end(segment(held_out.dapi, SegmentSettings(str(bundle))))
+    matched = np.mean([np.bincount(from_bundle[from_file == k]).argmax() > 0 for k in range(1, from_file.max() + 1)])
+    assert abs(int(from_bundle.max()) - int(from_file.max())) <= 2 and matched > 0.95
+    with open(bundle / "arrays.npz", "r+b") as fh:
+        fh.seek(-100, 2)
+        fh.write(b"x" * 10)
+    with pytest.raises(BundleError, match="sha256"):
+        load_model(str(bundle))

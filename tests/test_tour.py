@@ -1,6 +1,6 @@
 """The README's tour in one viewer, as a user goes through it (issue 12): the plugin's sample data from
-*File → Open Sample*, every widget from the Plugins menu (``add_plugin_dock_widget``), real models
-(the Cellpose chromosome model, the tests' classifier, the zoo's DDPM), and a screenshot of each step.
+*File → Open Sample*, every widget from the Plugins menu (``add_plugin_dock_widget``), the trained models
+of the model zoo picked from the widgets' drop-downs, and a screenshot of each step.
 
 ``CELLSYNTH_SCREENSHOTS=docs/figures`` also writes the screenshots the README shows
 (``docs/figures/napari-*.png``), so that they are refreshed whenever a widget changes:
@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 
 PLUGIN = "napari-cellsynth"
-ZOO_DDPM = REPO / "models" / "ddpm-jurkat4-cut10-v"
+ZOO = REPO / "models"
 
 
 def shoot(viewer, name: str, folder: Path) -> np.ndarray:
@@ -55,8 +55,7 @@ def run(widget, qtbot, timeout=300_000) -> None:
 
 
 @pytest.mark.napari
-def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, chromosome_cellpose_model, classifier_bundle,
-                                       jurkat_slice, tmp_path):
+def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, jurkat_slice, tmp_path):
     from napari_cellsynth._widgets.segment import CUSTOM
     from napari_cellsynth.core.outputs import FILTER_FILES
 
@@ -72,8 +71,7 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, chromosome_cel
     # 2. segment the metaphase's chromosomes with the Cellpose chromosome model (slide V26: held out of its training)
     opened, segment = dock(viewer, "Segment")
     segment.image_layer.value = viewer.layers["DAPI"]
-    segment.model_name.value = CUSTOM
-    segment.model_file.value = str(chromosome_cellpose_model)
+    assert segment.model_name.value == "zoo:cellpose-chromosomes" and CUSTOM in segment.model_name.choices
     run(segment, qtbot)
     chromosomes = viewer.layers["DAPI objects"]
     assert chromosomes.data.max() > 20  # 46 chromosomes in this metaphase, some touching
@@ -87,7 +85,8 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, chromosome_cel
     opened, classify = dock(viewer, "Classify", opened)
     cells = viewer.layers["Jurkat cells"]
     classify.image_layer.value = cells
-    classify.bundle.value = str(classifier_bundle)
+    classify.zoo.value = "zoo:classifier-jurkat4"
+    assert Path(classify.bundle.value) == ZOO / "classifier-jurkat4"
     run(classify, qtbot)
     assert classify.table.model().rowCount() == len(cells.data) == 226
     only(viewer, "Jurkat cells")
@@ -97,7 +96,8 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, chromosome_cel
 
     # 4. generate rare M cells with the zoo's DDPM (DPM-Solver++(2M), 20 steps)
     opened, generate = dock(viewer, "Generate", opened)
-    generate.bundle.value = str(ZOO_DDPM)
+    assert "zoo:classifier-jurkat4" not in generate.zoo.choices  # only generators
+    generate.zoo.value = "zoo:ddpm-jurkat4-cut10-v"
     generate.class_name.value, generate.count.value = "M", 24
     run(generate, qtbot)
     generated = viewer.layers[-1]
@@ -108,7 +108,7 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, chromosome_cel
 
     # 5. keep the realistic ones: the UMAP filter on the classifier's features, fitted on real labelled cells
     opened, umap = dock(viewer, "UMAP filter", opened)
-    umap.classifier.value = str(classifier_bundle)
+    umap.zoo.value = "zoo:classifier-jurkat4"
     umap.real_data.value = str(jurkat_slice)
     umap.synthetic_layer.value = generated
     umap.minority.value = "M"

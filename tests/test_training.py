@@ -210,8 +210,8 @@ def test_parity_check_fails_above_tolerance():
 
 def test_thinning_and_extra_training_crops_touch_only_the_training_split(tmp_path):
     from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
-    from napari_cellsynth.training.trainers import classifier as train_classifier
     from napari_cellsynth.training.data.labelled_crops import thin_classes
+    from napari_cellsynth.training.trainers import classifier as train_classifier
 
     y = np.repeat([0, 1], [50, 40])
     index = np.arange(90)
@@ -257,3 +257,29 @@ def test_a_config_for_a_function_call_equals_the_command_line():
         train_classifier.config(data="cells.npz", out="run", steps=0)
     with pytest.raises(TypeError, match="data are required"):
         train_classifier.config(out="run")
+
+
+def test_fp16_weights_halve_the_bundle_and_keep_the_predictions(trained_run, classifier_bundle, tmp_path):
+    """``cellsynth export classifier --weights fp16``: half the file, every prediction on the run's test crops
+    checked at export, and the same classes for the shipped sample cells (never trained on)."""
+    import subprocess
+
+    from conftest import CELLSYNTH
+
+    from napari_cellsynth._sample_data import load_jurkat_sample
+    from napari_cellsynth.core.classify import classify_crops
+    from napari_cellsynth.core.jobs import run_to_end
+    from napari_cellsynth.core.runtime import OnnxModel
+
+    half = tmp_path / "half"
+    done = subprocess.run([CELLSYNTH, "export", "classifier", str(trained_run), "--out", str(half), "--weights", "fp16"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (half / "model.onnx").stat().st_size < 0.6 * (classifier_bundle / "model.onnx").stat().st_size
+    export = json.loads((half / "card.json").read_text())["export"]
+    assert export["weights"] == "fp16" and export["prediction_agreement"] == 1.0
+    images = load_jurkat_sample()["images"]
+    full = run_to_end(classify_crops(OnnxModel(classifier_bundle, kind="classifier"), images))
+    halved = run_to_end(classify_crops(OnnxModel(half, kind="classifier"), images))
+    assert np.mean(full.predicted == halved.predicted) >= 0.99
+    assert np.abs(full.probabilities - halved.probabilities).max() < 0.05

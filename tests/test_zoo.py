@@ -26,7 +26,7 @@ def zoo(classifier_bundle, tmp_path):
 
 def test_registry_lists_and_resolves_by_name(zoo, monkeypatch):
     entry = read_registry(str(zoo))["clf"]
-    assert entry.kind == "classifier" and set(entry.sha256) == {"card.json", "model.onnx"}
+    assert entry.kind == "classifier" and set(entry.sha256) == {"card.json", "model.onnx", "arrays.npz"}
     assert resolve("zoo:clf", str(zoo)) == zoo / "clf"
     assert resolve(zoo / "clf") == zoo / "clf"  # a plain path stays a path
     monkeypatch.setenv("CELLSYNTH_ZOO", str(zoo))
@@ -66,9 +66,18 @@ def test_every_shipped_zoo_bundle_loads_and_passes_its_card_checks():
     assert registry, "the zoo in models/ lists no bundle"
     total = 0
     for name, entry in registry.items():
+        size = sum(p.stat().st_size for p in (MODELS / entry.path).iterdir())
+        assert size <= 10 * 2**20, f"{name}: {size / 2**20:.1f} MB"
+        total += size
+        assert entry.results.startswith("docs/results.md")
+        if entry.kind == "cellpose":  # weights for Cellpose's own network: sha256, card, then loaded into it
+            from napari_cellsynth.core.segment import load_model
+
+            assert load_model(f"zoo:{name}").net.nbase[0] == 2
+            continue
         model = OnnxModel(f"zoo:{name}", kind=entry.kind)  # sha256, card and graph checks
-        total += sum(p.stat().st_size for p in (MODELS / entry.path).iterdir())
-        assert (MODELS / entry.path / "model.onnx").stat().st_size <= 10 * 2**20
+        if entry.kind == "classifier":
+            assert model.card.training["test_metrics"]["macro_f1"] > 0.5, name
         if entry.kind == "ddpm":
             section = model.card.ddpm
             assert section.schedule.prediction in ("epsilon", "v") and section.x0_bounds is not None
@@ -96,3 +105,18 @@ def test_zoo_ddpm_generates_clean_cells_quickly_from_the_registry():
     out = run_to_end(generate(model, GenerationSettings("M", 4, "dpm_solver_pp_2m", 20, seed=0, batch_size=4)))
     assert out.images.shape == (4, 3, 40, 40) and np.isfinite(out.images).all()
     assert out.provenance["spacing"] == "trailing" and out.provenance["first_timestep"] == 999
+
+
+def test_zoo_classifiers_rescore_to_their_cards_as_a_command(tmp_path):
+    """The re-scoring command of results §10: each zoo classifier on its own recorded test split, through ONNX
+    Runtime, gives the macro-F1 its card shipped with (measured in torch at training time)."""
+    from conftest import JURKAT, require
+
+    require(JURKAT)
+    for name in ("classifier-jurkat4", "classifier-jurkat7"):
+        out = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, "-m", "napari_cellsynth.training.experiments.rescore", f"zoo:{name}",
+                               "--tolerance", "0.01", "--out", str(out)], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads(out.read_text())
+        assert result["test_crops"] > 1300 and abs(result["macro_f1"] - result["card_macro_f1"]) <= 0.01

@@ -3,7 +3,7 @@
     cellsynth classify INPUT --model BUNDLE --out RESULTS.csv
     cellsynth generate --model DDPM_OR_GAN_BUNDLE --class M --count 100 --out FOLDER
     cellsynth filter --classifier BUNDLE --real DATA --synthetic DATA --minority M --out FOLDER
-    cellsynth segment IMAGE.tif --model cyto3|MODEL_FILE --out LABELS.tif
+    cellsynth segment IMAGE.tif --model zoo:cellpose-chromosomes|cyto3|MODEL_FILE --out LABELS.tif
     cellsynth batch STACK.tif|STACK.ome.zarr|FOLDER --segment-model MODEL_FILE [--classifier BUNDLE] --out RUN
     cellsynth translate --model BBDM_OR_CYCLEGAN_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
@@ -29,11 +29,11 @@ from .core.atomic import write_csv_atomic
 from .core.bundle import BundleError, read_card, verify_files
 from .core.classify import classify_crops
 from .core.datasets import read_crops
+from .core.generate import GENERATOR_KINDS, THRESHOLDS
 from .core.images import ImageInputError
 from .core.label_maps import apply_label_map
 from .core.metrics import classification_metrics, format_table
 from .core.runtime import OnnxModel
-from .core.generate import GENERATOR_KINDS, THRESHOLDS
 from .core.samplers import SAMPLERS, SPACINGS
 
 
@@ -153,8 +153,8 @@ def cmd_generate(args) -> int:
 
 def cmd_filter(args) -> int:
     """UMAP filter: the files of :func:`core.outputs.write_filter_outputs` (the widget's *Export kept* too)."""
-    from .core.jobs import run_to_end
     from .core.filtering import run_filter
+    from .core.jobs import run_to_end
     from .core.outputs import write_filter_outputs
     from .core.umap_filter import UmapGmmFilter
 
@@ -318,7 +318,7 @@ def cmd_zoo(args) -> int:
 
 # cellsynth train NAME / cellsynth export NAME: napari_cellsynth.training.trainers.NAME / .export.export_NAME
 TRAINERS = ("classifier", "pretrain", "ddpm", "gan", "bbdm", "cyclegan", "cellpose")
-EXPORTERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan")
+EXPORTERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan", "cellpose")
 TRAIN_EXTRA = ("training needs torch: pip install torch, then pip install 'napari-cellsynth[train]' "
                "(add [seg] for cellpose)")
 
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("classify", help="classify crops in an .npz, a TIFF stack or a folder; write a CSV")
     p.add_argument("input", help=".npz (images[, labels]), .tif stack (N×[C×]H×W) or folder (per class)")
-    p.add_argument("--model", required=True, help="classifier bundle folder")
+    p.add_argument("--model", required=True, help="classifier bundle folder, or zoo:NAME (cellsynth zoo list)")
     p.add_argument("--out", required=True, help="results CSV (written atomically)")
     p.add_argument("--labels-csv", help="labels for a TIFF stack, to score the predictions")
     p.add_argument("--objects", help="a labels TIFF of objects: INPUT is then one image, and each object is classified")
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_classify)
     p = sub.add_parser("generate", help="generate images of a class with a DDPM or GAN bundle (TIFFs with provenance)")
-    p.add_argument("--model", required=True, help="ddpm or gan bundle folder")
+    p.add_argument("--model", required=True, help="ddpm or gan bundle folder, or zoo:NAME")
     p.add_argument("--class", dest="class_name", required=True, help="class name from the bundle's card")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
@@ -392,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_filter)
     p = sub.add_parser("segment", help="segment an image or a T×Y×X stack with Cellpose; write a labels TIFF")
     p.add_argument("image", help="a 2-D image or a stack of frames (.tif)")
-    p.add_argument("--model", required=True, help="built-in name (cyto3, nuclei, …; needs internet once) or model file")
+    p.add_argument("--model", required=True, help="zoo:NAME (a cellpose bundle, e.g. zoo:cellpose-chromosomes), a "
+                                                  "cellpose bundle folder or model file, or a built-in name (cyto3, "
+                                                  "nuclei, …; needs internet once)")
     p.add_argument("--diameter", type=float, help="object diameter in pixels (default: the model's)")
     p.add_argument("--estimate-diameter", action="store_true", help="estimate it from a first pass")
     p.add_argument("--channels", type=int, nargs=2, default=[0, 0], help="Cellpose channels [cyto, nucleus]")
@@ -405,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="segment and classify every frame of TIFF / OME-Zarr stacks or a folder of "
                                      "them, on dask; resumable")
     p.add_argument("input", help="a TIFF stack, an OME-Zarr image (or Zarr array), or a folder of them")
-    p.add_argument("--segment-model", required=True, help="Cellpose model file (or built-in name; needs internet once)")
+    p.add_argument("--segment-model", required=True, help="zoo:NAME, a cellpose bundle folder or model file (or a "
+                                                          "built-in name; needs internet once)")
     p.add_argument("--classifier", help="classifier bundle folder or zoo:NAME (leave out to segment only)")
     p.add_argument("--out", required=True, help="run folder: <stack>.ome.zarr labels, objects.csv, run.json, markers")
     p.add_argument("--axes", help="the stack's axes, e.g. TZCYX or TYX (default: the file's own, or TYX for 3-D)")
@@ -425,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_batch)
     p = sub.add_parser("translate", help="synthetic FISH chromosomes from DAPI planes and chromosome labels "
                                          "(BBDM or CycleGAN bundle)")
-    p.add_argument("--model", required=True, help="BBDM or CycleGAN bundle folder")
+    p.add_argument("--model", required=True, help="BBDM or CycleGAN bundle folder, or zoo:NAME")
     p.add_argument("--dapi", required=True, nargs="+", help="8-bit DAPI plane(s), one TIFF each")
     p.add_argument("--labels", required=True, nargs="+", help="chromosome labels TIFF(s), one per DAPI plane")
     p.add_argument("--steps", type=int, default=200, help="bridge sampling steps (skip steps of the 1000)")

@@ -18,7 +18,7 @@ pixels (255) left out, components under ``--min-area`` pixels dropped.
 RGB: of the five fluorophore planes, the three whose on/off codes are most balanced over the 24
 classes (on for closest to half of them) become R, G, B, per probe set; the choice is written to
 ``dataset.json``.  Crops are ``--size`` pixels, centred on the chromosome, at the original scale when
-it fits (larger ones are scaled down), with other chromosomes' pixels set to 0.
+it fits (larger ones are scaled down), holding only the chromosome's own pixels (the rest set to 0).
 
 Outputs: ``chromosomes.npz`` (every instance: ``dapi`` N×1×S×S, ``rgb`` N×3×S×S, ``fluorophores``
 N×5×S×S, ``chromosome_class``, ``translocation`` 1/0/-1, ``partner_fraction``, ``metaphase``, ``slide``,

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the training crops were cut, so that objects in napari and batch runs are cut alike: "
                         "window (fixed window at native scale), resize (the object's box resized); auto: resize "
                         "when mixed sizes were resized, else window")
+    p.add_argument("--object-mask", default="none", choices=["none", "object"],
+                   help="object: the training crops hold only their object's pixels, the rest 0 (as the M-FISH "
+                        "chromosome set's), so object crops in napari and batch runs are cut alike")
     p.add_argument("--pixel-size", type=float, help="µm per pixel of the training crops, recorded in the card")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
@@ -262,7 +265,7 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
         "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
         "normalization": {"type": "standardize", "mean": mean, "std": std},
         "fit": size_fit_record(data, args), "train_only_classes": tiny,
-        "object_crop": object_crop_record(data, args), "pixel_size": args.pixel_size,
+        "object_crop": object_crop_record(data, args), "object_mask": args.object_mask, "pixel_size": args.pixel_size,
         "counts": {part: data.counts(index) for part, index in split.items()},
         "extra_train": extra_summary(args.extra_train, data),
         "excluded": int(0 if exclude is None else len(exclude)), "init_from": init_from,

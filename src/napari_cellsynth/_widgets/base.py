@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from pathlib import Path
 
-from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 
 from .._workers import start_job
 from ..core.jobs import Cancelled, CancelToken, cancellable
@@ -21,6 +21,42 @@ def chosen_path(field, what: str) -> Path:
     if text in ("", "."):
         raise ValueError(f"choose {what}")
     return Path(text).expanduser()
+
+
+ZOO_NONE = "(or choose a folder below)"
+
+
+def zoo_names(kinds: tuple[str, ...]) -> list[str]:
+    """``zoo:NAME`` of every bundle of ``kinds`` in the model zoo's registry (none when there is no registry)."""
+    from ..core.bundle import BundleError
+    from ..core.zoo import read_registry
+
+    try:
+        registry = read_registry()
+    except BundleError:
+        return []
+    return sorted(f"zoo:{name}" for name, entry in registry.items() if entry.kind in kinds)
+
+
+def zoo_picker(field, kinds: tuple[str, ...]) -> ComboBox:
+    """A drop-down of the zoo's bundles of ``kinds``: picking one puts its folder (checked by sha256) in
+    ``field``, the widget's bundle folder field, so that everything downstream reads one field."""
+    from ..core.bundle import BundleError
+    from ..core.zoo import resolve
+
+    picker = ComboBox(choices=[ZOO_NONE, *zoo_names(kinds)], value=ZOO_NONE, label="model zoo")
+
+    def picked(value):
+        if value == ZOO_NONE:
+            return
+        try:
+            field.value = str(resolve(value))
+        except BundleError as err:
+            from napari.utils.notifications import show_error
+
+            show_error(str(err))
+    picker.changed.connect(picked)
+    return picker
 
 
 class StatusLabel(Label):

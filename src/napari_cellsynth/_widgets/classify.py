@@ -8,7 +8,7 @@ from ..core.atomic import write_csv_atomic
 from ..core.bundle import BundleError, read_card
 from ..core.classify import classify_crops, classify_objects
 from ..core.runtime import OnnxModel
-from .base import JobWidget, chosen_path
+from .base import JobWidget, chosen_path, zoo_picker
 from .table import FrameTable
 
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -45,7 +45,8 @@ class ClassifyWidget(JobWidget):
                                             "training crops were cut) when a bundle is chosen")
         self.margin = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="crop margin", enabled=False,
                                    tooltip="only for 'bounding box resized'")
-        super().__init__(viewer, [self.image_layer, self.labels_layer, self.bundle, self.batch_size,
+        self.zoo = zoo_picker(self.bundle, ("classifier",))
+        super().__init__(viewer, [self.image_layer, self.labels_layer, self.zoo, self.bundle, self.batch_size,
                                   self.object_crop, self.margin])
         self.object_crop.changed.connect(
             lambda value: setattr(self.margin, "enabled", OBJECT_CROPS[value] == "resize"))

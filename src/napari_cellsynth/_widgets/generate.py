@@ -10,7 +10,7 @@ from ..core.generate import GENERATOR_KINDS, THRESHOLDS, GenerationSettings, gen
 from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.samplers import SAMPLERS, SPACINGS
-from .base import JobWidget, chosen_path
+from .base import JobWidget, chosen_path, zoo_picker
 
 PROVENANCE_KEY = "cellsynth_provenance"
 
@@ -38,7 +38,8 @@ class GenerateWidget(JobWidget):
                                           "dynamic: Imagen's percentile thresholding")
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
         self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
-        super().__init__(viewer, [self.bundle, self.class_name, self.count, self.sampler, self.steps, self.spacing,
+        self.zoo = zoo_picker(self.bundle, GENERATOR_KINDS)
+        super().__init__(viewer, [self.zoo, self.bundle, self.class_name, self.count, self.sampler, self.steps, self.spacing,
                                   self.guidance, self.eta, self.clip_x0, self.threshold, self.seed, self.batch_size])
         self.save_folder = FileEdit(mode="d", label="save to")
         self.save_button = PushButton(text="Save layer's images")

@@ -9,7 +9,7 @@ from napari.viewer import Viewer
 from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.translate import TranslationSettings, composite, translate
-from .base import JobWidget, chosen_path
+from .base import JobWidget, chosen_path, zoo_picker
 
 PROVENANCE_KEY = "cellsynth_provenance"
 
@@ -28,7 +28,8 @@ class TranslateWidget(JobWidget):
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
         self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
         self.paste = CheckBox(value=True, text="composite: paste in place")
-        super().__init__(viewer, [self.dapi_layer, self.labels_layer, self.bundle, self.steps, self.eta,
+        self.zoo = zoo_picker(self.bundle, ("bbdm", "cyclegan"))
+        super().__init__(viewer, [self.dapi_layer, self.labels_layer, self.zoo, self.bundle, self.steps, self.eta,
                                   self.seed, self.batch_size, self.paste])
         self.save_folder = FileEdit(mode="d", label="save to")
         self.save_button = PushButton(text="Save layer's crops")

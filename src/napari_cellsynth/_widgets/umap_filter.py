@@ -16,7 +16,7 @@ from ..core.outputs import write_filter_outputs
 from ..core.runtime import OnnxModel
 from ..core.umap_filter import UmapGmmFilter
 from ..core.umap_plot import draw_filter
-from .base import JobWidget, chosen_path
+from .base import JobWidget, chosen_path, zoo_picker
 
 FILTER_KEY = "cellsynth_filter"
 # the job's progress, per mille: features of the real crops, the fit (UMAP and mixture), features of the
@@ -39,7 +39,8 @@ class UmapFilterWidget(JobWidget):
         # removed) keeps them
         self._classes: list[str] = []
         self.minority = ComboBox(choices=self._class_choices, label="minority class")
-        super().__init__(viewer, [self.classifier, self.real_data, self.synthetic_layer, self.minority])
+        self.zoo = zoo_picker(self.classifier, ("classifier",))
+        super().__init__(viewer, [self.zoo, self.classifier, self.real_data, self.synthetic_layer, self.minority])
         self.level = FloatSlider(value=0.8, min=0.05, max=0.99, step=0.01, label="confidence", enabled=False)
         self.export_folder = FileEdit(mode="d", label="export kept to")
         self.export_button = PushButton(text="Export kept")

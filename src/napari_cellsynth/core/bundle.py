@@ -22,7 +22,7 @@ from .atomic import write_json_atomic
 
 CARD_NAME = "card.json"
 CARD_SCHEMA_VERSION = 1
-KNOWN_KINDS = ("classifier", "ddpm", "bbdm", "gan", "cyclegan")
+KNOWN_KINDS = ("classifier", "ddpm", "bbdm", "gan", "cyclegan", "cellpose")
 _REQUIRED = {
     "schema_version": int,
     "kind": str,
@@ -156,6 +156,11 @@ class Card:
         return self.input.get("object_crop") or ("resize" if self.input.get("fit") == "resize" else "window")
 
     @property
+    def object_mask(self) -> str:
+        """``object`` when the training crops held only their object's pixels (the rest set to 0), else ``none``."""
+        return self.input.get("object_mask", "none")
+
+    @property
     def label_map(self) -> dict[str, list[str]] | None:
         """The map from the training data's original labels to ``classes`` (None: the labels are the classes)."""
         return self.training.get("data", {}).get("label_map") or None
@@ -228,6 +233,9 @@ def validate_card_dict(data: Any, source: str = "card") -> None:
             f"understands ({CARD_SCHEMA_VERSION}); upgrade napari-cellsynth")
     if data["kind"] not in KNOWN_KINDS:
         raise BundleError(f"{source}: unknown bundle kind '{data['kind']}'; expected one of {KNOWN_KINDS}")
+    if data["input"].get("object_mask", "none") not in ("none", "object"):
+        raise BundleError(f"{source}: card 'input.object_mask' must be 'none' or 'object', "
+                          f"got {data['input']['object_mask']!r}")
     fit = data["input"].get("fit")
     if fit is not None and fit not in ("resize", "pad"):
         raise BundleError(f"{source}: card 'input.fit' must be 'resize', 'pad' or absent, got {fit!r}")

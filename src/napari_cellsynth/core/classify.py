@@ -80,17 +80,20 @@ def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, ba
     ``crop="window"`` cuts the bundle's H×W window at native resolution centred on each object, so cells
     keep their scale (``margin`` is not used; an object larger than the window is scaled down to fit).
     ``crop="resize"`` grows each object's bounding box by ``margin`` and resizes it to H×W, which changes
-    the objects' scale.
+    the objects' scale.  A bundle trained on crops that hold only their object's pixels (``card.object_mask`` =
+    ``object``, as the M-FISH chromosome set's) gets object crops with everything else set to 0.
     """
     crop = crop or model.card.object_crop
     if crop not in OBJECT_CROPS:
         raise ValueError(f"crop must be one of {OBJECT_CROPS}, got {crop!r}")
     labels = np.asarray(labels)
     image = as_channels_first(image, model.card.n_channels, labels.shape)
+    only = model.card.object_mask == "object"
     if crop == "window":
-        objects = extract_object_crops(image, labels, model.card.image_size, margin=0.0, keep_scale=True)
+        objects = extract_object_crops(image, labels, model.card.image_size, margin=0.0, keep_scale=True,
+                                       only_object=only)
     else:
-        objects = extract_object_crops(image, labels, model.card.image_size, margin=margin)
+        objects = extract_object_crops(image, labels, model.card.image_size, margin=margin, only_object=only)
     result = yield from classify_crops(model, objects.crops, batch_size)
     return objects, result
 

@@ -64,11 +64,14 @@ def cut_window(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def extract_object_crops(image: np.ndarray, labels: np.ndarray, size: tuple[int, int],
-                         margin: float = 0.15, min_area: int = 1, keep_scale: bool = False) -> ObjectCrops:
+                         margin: float = 0.15, min_area: int = 1, keep_scale: bool = False,
+                         only_object: bool = False) -> ObjectCrops:
     """One crop per labelled object of ``labels`` (H×W ints) from ``image`` (C×H×W).
 
     ``keep_scale``: objects that fit are cut at the output size without resizing (sizes stay
     comparable, as chromosome lengths must); only larger ones are scaled down.
+    ``only_object``: every pixel of the window outside the object (background and neighbours) is set to 0,
+    as the M-FISH chromosome set's crops are cut.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -85,6 +88,9 @@ def extract_object_crops(image: np.ndarray, labels: np.ndarray, size: tuple[int,
     for i, region in enumerate(regions):
         box = square_box(region.bbox, margin, min_side=size[0] if keep_scale else 1)
         window = cut_window(image, box).astype(np.float32)
+        if only_object:
+            owner = cut_window(labels[None], box)[0]
+            window[:, owner != region.label] = 0
         crops[i] = resize(window, (image.shape[0], *size), order=1, preserve_range=True,
                           anti_aliasing=window.shape[1] > size[0], mode="edge")
         boxes[i] = box

@@ -1,8 +1,10 @@
 """Segment cells, nuclei or chromosomes with Cellpose 3 (frame by frame for stacks and time series).
 
 A model is a built-in name (``cyto3``, ``nuclei``, … downloaded by Cellpose on first use, which
-needs internet) or the path of a model file trained with ``training/trainers/cellpose.py``.  A path
-that does not exist is refused here: Cellpose itself would silently fall back to downloading cyto3.
+needs internet), the path of a model file trained with ``training/trainers/cellpose.py``, or a
+``cellpose`` bundle (a folder, or ``zoo:NAME``): ``card.json`` with the network's widths and
+``arrays.npz`` with its weights, checked by sha256 and never unpickled.  A path that does not exist is
+refused here: Cellpose itself would silently fall back to downloading cyto3.
 
 Given a :class:`~napari_cellsynth.core.jobs.CancelToken`, :func:`segment` runs each frame in a helper thread
 and checks the token before every batch of tiles the network runs, so that a cancelled job stops within
@@ -34,16 +36,82 @@ class SegmentSettings:
     min_size: int = 15
 
 
+CELLPOSE_NBASE = (32, 64, 128, 256)  # Cellpose 3's own widths
+
+
+CELLPOSE_STYLE = 256  # Cellpose's inference keeps a style vector this wide per image (its own last width)
+
+
+def _pad_style(net) -> None:
+    """Let a network narrower than Cellpose's own run through Cellpose's inference, which stores a 256-wide
+    style vector per image: its style is padded with zeros.  The style is only returned, never used for masks."""
+    forward = net.forward
+
+    def padded(data):
+        y, style, *rest = forward(data)
+        wide = style.new_zeros((style.shape[0], CELLPOSE_STYLE))
+        wide[:, :style.shape[1]] = style
+        return (y, wide, *rest)
+    net.forward = padded
+
+
+def cellpose_from_weights(state: dict, nbase=CELLPOSE_NBASE, channels: int = 2):
+    """A CellposeModel on the CPU whose network has the widths ``nbase`` and the weights ``state`` (arrays or
+    tensors of any float dtype, e.g. fp16 from a bundle; they are loaded as float32)."""
+    from cellpose import models
+    from cellpose.resnet_torch import CPnet
+
+    from .bundle import BundleError
+
+    model = models.CellposeModel(gpu=False, pretrained_model=False, model_type=None, mkldnn=False, nchan=channels)
+    net = CPnet([channels, *nbase], 3, sz=3, mkldnn=False, max_pool=True)
+    own = net.state_dict()
+    if set(own) != set(state):
+        raise BundleError(f"the Cellpose weights do not fit a network of widths {list(nbase)} "
+                          f"({len(set(own) ^ set(state))} tensors differ); the bundle's card and weights disagree")
+    for key, tensor in own.items():  # copied in place, each in its tensor's own dtype (fp16 weights become fp32)
+        value = state[key]
+        tensor.copy_(tensor.new_tensor(np.asarray(value.cpu().numpy() if hasattr(value, "numpy") else value)))
+    if nbase[-1] != CELLPOSE_STYLE:
+        _pad_style(net)
+    model.net = net.to(model.device).eval()
+    model.nbase = [channels, *nbase]
+    model.diam_mean = float(net.diam_mean.item())
+    model.diam_labels = float(net.diam_labels.item())
+    return model
+
+
+def load_bundle_model(folder):
+    """The Cellpose model of a ``cellpose`` bundle (a folder or ``zoo:NAME``), its files checked by sha256."""
+    from .bundle import check_kind, load_arrays, read_card, verify_files
+    from .zoo import resolve
+
+    folder = resolve(folder)
+    card = read_card(folder)
+    check_kind(card, "cellpose", str(folder))
+    verify_files(folder, card)
+    net = card.extra.get("cellpose", {})
+    return cellpose_from_weights(load_arrays(folder, card), tuple(net.get("nbase", CELLPOSE_NBASE)),
+                                 int(net.get("nchan", 2)))
+
+
+def is_bundle(model: str) -> bool:
+    return str(model).startswith("zoo:") or (Path(model) / "card.json").is_file()
+
+
 def load_model(model: str):
-    """A CellposeModel on the CPU for a built-in name or an existing model file."""
+    """A CellposeModel on the CPU for a built-in name, an existing model file or a ``cellpose`` bundle."""
     from cellpose import models
 
     if model in BUILT_IN:
         return models.CellposeModel(gpu=False, model_type=model)
+    if is_bundle(model):
+        return load_bundle_model(model)
     path = Path(model)
     if not path.is_file():
-        raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …) "
-                                "nor an existing model file; train one with training/trainers/cellpose.py")
+        raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …), "
+                                "a cellpose bundle (zoo:NAME) nor an existing model file; train one with "
+                                "cellsynth train cellpose")
     return models.CellposeModel(gpu=False, pretrained_model=str(path))
 
 
