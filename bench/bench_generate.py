@@ -51,7 +51,7 @@ def run_one(backend: str, setting: str, args) -> dict:
         model.run = run  # same sampler code, torch network
     sampler, steps, eta = SETTINGS["ddim-20"] if gan else SETTINGS[setting]  # a GAN ignores the sampler
     class_name = args.class_name if args.class_name in model.card.classes else model.card.classes[0]
-    settings = GenerationSettings(class_name, args.count, sampler, steps, args.guidance, seed=0, eta=eta,
+    settings = GenerationSettings(class_name, args.count, sampler, steps, args.guidance, seed=args.seed, eta=eta,
                                   spacing=args.spacing, batch_size=args.batch_size, clip_x0=args.clip_x0,
                                   threshold=args.threshold)
     started = time.perf_counter()
@@ -125,6 +125,7 @@ def main() -> None:
                                                                       "(one network pass per image)")
     parser.add_argument("--scratch", default="/tmp/cellsynth-bench")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.json"))
+    parser.add_argument("--seed", type=int, default=0, help="generation seed (a second seed shows the spread)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,8 @@ def main() -> None:
     from napari_cellsynth.core.atomic import write_json_atomic
 
     write_json_atomic(args.out, {"class": args.class_name, "count": args.count, "clip_x0": args.clip_x0,
-                                 "threshold": args.threshold, "guidance": args.guidance, "reference": args.reference,
+                                 "threshold": args.threshold, "guidance": args.guidance, "seed": args.seed,
+                                 "reference": args.reference,
                                  "reference_count": args.reference_count, "bundle": args.bundle, "rows": rows,
                                  "cpus": os.cpu_count()})
     print(f"wrote {args.out}")

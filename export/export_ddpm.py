@@ -27,12 +27,27 @@ from napari_cellsynth.export.common import export_main, export_onnx, fresh_stagi
 from napari_cellsynth.training.nets.unet import UNet
 
 
-def load_ddpm_run(run: Path) -> tuple[dict, UNet]:
+def snapshot_steps(run: Path) -> list[int]:
+    """The steps of a run's EMA snapshots (``snapshots/ema_<step>.pt``, ``train ddpm --snapshot-every``)."""
+    return sorted(int(p.stem[4:]) for p in (run / "snapshots").glob("ema_*.pt"))
+
+
+def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[dict, UNet]:
+    """The run's config and EMA network: the last one, or the fp16 snapshot of step ``snapshot``."""
     config = json.loads((run / "config.json").read_text())
     net = config["net"]
     model = UNet(len(config["channels"]), net["num_classes"], net["base"], tuple(net["channel_mult"]),
                  attention_gates=net["attention_gates"], dropout=net["dropout"],
                  image_size=int(config["image_size"][-1]))
+    if snapshot is not None:
+        path = run / "snapshots" / f"ema_{snapshot:06d}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist; snapshots of this run: steps "
+                                    f"{snapshot_steps(run) or 'none'}")
+        weights = torch.load(path, weights_only=True, map_location="cpu")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+        config["trained_steps"], config["final_loss"] = snapshot, None
+        return config, model.eval()
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["ema"])
     config["trained_steps"] = int(state["step"])
@@ -67,10 +82,11 @@ def real_noised_inputs(config: dict, train: np.ndarray, n: int = 16) -> dict[str
 
 
 def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
-                rtol: float = 1e-3, data: str | None = None) -> Path:
-    """``data`` replaces the training data path recorded in the run (a run trained on another machine)."""
+                rtol: float = 1e-3, data: str | None = None, snapshot: int | None = None) -> Path:
+    """``data`` replaces the training data path recorded in the run (a run trained on another machine);
+    ``snapshot`` exports the EMA snapshot of that step instead of the last weights."""
     run, out = Path(run), Path(out)
-    config, model = load_ddpm_run(run)
+    config, model = load_ddpm_run(run, snapshot)
     if data is not None:
         config["data"] = str(Path(data).resolve())
     train = training_crops(config, run)

@@ -248,3 +248,31 @@ def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):
     own.parent.mkdir()
     np.savez(own, images=np.zeros((1, 3, 4, 4)))
     assert generated_file(tmp_path, "cut10", 1, 0) == own
+
+
+def test_snapshots_give_a_kid_curve_over_training_that_resumes(jurkat_slice, classifier_bundle, tmp_path):
+    """``--snapshot-every`` keeps fp16 EMA weights; the KID-curve command exports each (the exporter's parity
+    check included), samples it and scores it against held-out real cells; a second call finds them done."""
+    import subprocess
+    import sys
+
+    from napari_cellsynth.export.export_ddpm import export_ddpm, snapshot_steps
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
+
+    run = train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "4", "--timesteps", "100",
+                           "--prediction", "v", "--snapshot-every", "2", "--out", str(tmp_path / "run"), *TINY])
+    assert snapshot_steps(run) == [2, 4]
+    with pytest.raises(FileNotFoundError, match=r"steps \[2, 4\]"):
+        export_ddpm(run, tmp_path / "missing", snapshot=3)
+    command = [sys.executable, "-m", "napari_cellsynth.training.experiments.kid_curve", "--run", str(run),
+               "--classifier", str(classifier_bundle), "--class", "M", "--count", "8", "--steps", "3",
+               "--out", str(tmp_path / "curve" / "kid_curve.json")]
+    (tmp_path / "curve").mkdir()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    curve = json.loads((tmp_path / "curve" / "kid_curve.json").read_text())
+    assert [r["step"] for r in curve["rows"]] == [2, 4] and all(np.isfinite(r["kid_x1000"]) for r in curve["rows"])
+    assert (tmp_path / "curve" / "kid_curve.png").stat().st_size > 0
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "step" not in again.stderr  # nothing left to score
+    assert json.loads((tmp_path / "curve" / "kid_curve.json").read_text())["rows"] == curve["rows"]

@@ -41,6 +41,14 @@ def save_checkpoint(out: Path, model, ema, optimizer, step, history, batches, **
                     "batch_rng": batches.generator.get_state(), **extra}, fh)
 
 
+def save_snapshot(path: Path, module: nn.Module) -> None:
+    """A module's weights in fp16 (integers as they are), written atomically: the EMA snapshots a run keeps
+    along training, to choose a checkpoint or draw a quality curve over steps after the fact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as fh:
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in module.state_dict().items()}, fh)
+
+
 def restore_checkpoint(out: Path, model, ema, optimizer, batches) -> tuple[int, list, dict]:
     """Load ``last.pt`` into the given objects; returns (step, history, the whole state).
 

@@ -38,7 +38,7 @@ from napari_cellsynth.training.nets.unet import UNet
 from napari_cellsynth.training.reports.plots import plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
-                                                            save_checkpoint)
+                                                            save_checkpoint, save_snapshot)
 from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.forward_process import TorchNoising
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--snapshot-every", type=int, default=2000,
+                   help="keep the EMA weights (fp16, snapshots/ema_<step>.pt) every N steps, for a quality curve over "
+                        "training (experiments.kid_curve) or exporting one of them (export ddpm --snapshot); 0: none")
     p.add_argument("--p-uncond", type=float, default=0.1)
     p.add_argument("--zero-terminal-snr", action="store_true",
                    help="rescale the schedule so that its last step is pure noise (Lin et al. 2024; needs --prediction v)")
@@ -166,6 +169,8 @@ def train(args) -> Path:
 
     every = {"checkpoint": Every(args.ckpt_every, lambda s: save_checkpoint(out, model, ema, optimizer, s, history,
                                                                            batches)),
+             "snapshot": Every(args.snapshot_every,
+                               lambda s: save_snapshot(out / "snapshots" / f"ema_{s:06d}.pt", ema)),
              "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, data.classes, images.shape[1:],
                                                                        out / f"samples_{s:06d}.png"))}
     run_to_end(training_loop(one_step, step, args.steps, history, every, args.max_minutes,

@@ -36,7 +36,7 @@ from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_gene
                                                            load_labelled, robust_range, training_indices)
 from napari_cellsynth.training.nets.wgan import Critic, Generator
 from napari_cellsynth.training.trainers.arguments import entry_points
-from napari_cellsynth.training.trainers.checkpoints import ema_update
+from napari_cellsynth.training.trainers.checkpoints import ema_update, save_snapshot
 from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.loop import Every, training_loop
 from napari_cellsynth.training.trainers.wgan_losses import DIV_POINTS, LOSSES, critic_loss
@@ -187,8 +187,7 @@ def train(args) -> Path:
         return {"critic_loss": loss_d.detach(), "wasserstein": distance}
 
     def snapshot(step: int) -> None:
-        with atomic_open(out / "snapshots" / f"G_{step:06d}.pt", "wb") as fh:
-            torch.save({k: v.half() if v.is_floating_point() else v for k, v in g_ema.state_dict().items()}, fh)
+        save_snapshot(out / "snapshots" / f"G_{step:06d}.pt", g_ema)
 
     def checkpoint(step: int) -> None:
         with atomic_open(out / "last.pt", "wb") as fh:
