@@ -12,7 +12,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 data=$1 runs=$2 out=$3 minutes=$4
 shift 4
 common=(--data "$data" --label-map jurkat4 --split-seed 0 --seed 0 --base 32 --channel-mult 1 2 2
-        --batch-size 128 --steps 1000000 --sample-every 100000000 --ckpt-every 2000 --max-minutes "$minutes"
+        --batch-size 128 --steps 1000000 --sample-every 100000000 --ckpt-every 2000 --snapshot-every 1000 --max-minutes "$minutes"
         --resume --quiet)
 declare -A extra=([v-ztsnr-full]="--prediction v --zero-terminal-snr"
                   [v-ztsnr-cut10]="--prediction v --zero-terminal-snr --keep-fraction M=0.1"
@@ -33,4 +33,5 @@ for key in ("model", "ema"):
 torch.save(state, sys.argv[2])
 PY
 done
-tar -czf "$out/ddpm-meta.tgz" -C "$runs" $(cd "$runs" && for n in "$@"; do ls -d $n/config.json $n/log.txt $n/*.png 2>/dev/null; done)
+# the fp16 EMA snapshots (3 MB each) come back too: experiments.kid_curve draws KID over training from them
+tar -czf "$out/ddpm-meta.tgz" -C "$runs" $(cd "$runs" && for n in "$@"; do ls -d $n/config.json $n/log.txt $n/*.png $n/snapshots 2>/dev/null; done)
