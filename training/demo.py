@@ -34,11 +34,11 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.filtering import real_class_names, run_filter
 from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings, generate, provenance
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.label_maps import apply_label_map
+from napari_cellsynth.core.label_maps import apply_bundle_label_map
 from napari_cellsynth.core.metrics import classification_metrics, format_table
 from napari_cellsynth.core.outputs import write_filter_outputs, write_tiff
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.core.segment import SegmentSettings, load_model, segment
+from napari_cellsynth.core.segment import SegmentSettings, segment
 from napari_cellsynth.training.reports.plots import plot_confusion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def classify_sample(out: Path, classifier: str) -> dict:
     sample = load_jurkat_sample()
     model = OnnxModel(classifier, kind="classifier")
     result = run_to_end(classify_crops(model, sample["images"]))
-    truth, classes = apply_label_map(sample["labels"], model.card.label_map or {c: [c] for c in model.card.classes})
+    truth, classes = apply_bundle_label_map(sample["labels"], model.card.label_map, model.card.classes)
     metrics = classification_metrics(truth, result.predicted, classes)
     write_csv_atomic(out / "results.csv", {"true_phase": sample["labels"].tolist(),
                                            "true_class": [classes[t] for t in truth], **result.table()})
@@ -166,7 +166,7 @@ def segment_and_classify_chromosomes(out: Path, segmenter: str, classifier: str)
     planes = tifffile.imread(MFISH_SAMPLE)
     karyotype = tifffile.imread(MFISH_SAMPLE.with_name(MFISH_SAMPLE.stem + "_K.tif"))
     started = time.perf_counter()
-    labels = run_to_end(segment(planes[0], SegmentSettings(segmenter), model=load_model(segmenter)))
+    labels = run_to_end(segment(planes[0], SegmentSettings(segmenter)))
     seconds = time.perf_counter() - started
     truth = chromosome_instances(karyotype)
     ap = float(cellpose_metrics.average_precision([truth], [labels], threshold=[0.5])[0][0, 0])
@@ -183,7 +183,7 @@ def segment_and_classify_chromosomes(out: Path, segmenter: str, classifier: str)
     write_tiff(out / "chromosome_labels.tif", labels.astype(np.int32), {"segmenter": segmenter, "image": MFISH_SAMPLE.name})
     scored = [p == k for p, k in zip(rows["predicted"], rows["karyotype"]) if k]
     chromosome_overlay(planes[0], labels, rows, out / "segmentation.png")
-    return {"objects": int(labels.max() and len(objects.labels)), "karyotype_chromosomes": int(truth.max()),
+    return {"objects": len(objects.labels), "karyotype_chromosomes": int(truth.max()),
             "ap50": ap, "identity_accuracy": float(np.mean(scored)) if scored else float("nan"),
             "scored": len(scored), "seconds": seconds, "segmenter": segmenter, "classifier": model.card.name}
 

@@ -32,7 +32,7 @@ from napari_cellsynth.core.bundle import load_arrays, read_card
 from napari_cellsynth.core.classify import classify_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.label_maps import apply_label_map
+from napari_cellsynth.core.label_maps import apply_bundle_label_map, apply_label_map
 from napari_cellsynth.core.metrics import classification_metrics, format_table
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.zoo import resolve
@@ -60,7 +60,7 @@ def rescore_classifier(bundle: Path, data: str | None) -> dict:
         index = arrays["test_source_index"]
         images, labels = d["images"][index], d["labels"][index]
     result = run_to_end(classify_crops(model, images))
-    truth, classes = apply_label_map(labels, model.card.label_map or {c: [c] for c in model.card.classes})
+    truth, classes = apply_bundle_label_map(labels, model.card.label_map, model.card.classes)
     metrics = classification_metrics(truth, result.predicted, classes)
     shipped = model.card.training.get("test_metrics") or {}
     return {"kind": "classifier", "data": str(source), "test_crops": len(index), "metrics": metrics,
@@ -94,7 +94,7 @@ def rescore_ddpm(bundle: Path, data: str | None, classifier: str, class_name: st
 
     generator = OnnxModel(bundle, kind="ddpm")
     features_model = OnnxModel(classifier, kind="classifier")
-    tested = load_arrays(resolve(classifier), features_model.card).get("test_source_index")
+    tested = load_arrays(features_model.folder, features_model.card).get("test_source_index")
     if tested is None:
         raise ValueError(f"classifier {classifier} does not record its test split; choose a zoo classifier")
     source = data_path(generator.card.training["data"]["source"], data, SHARED / "jurkat")
@@ -144,17 +144,14 @@ def main(argv: list[str] | None = None) -> dict:
     elif kind == "cellpose":
         result = rescore_cellpose(bundle, args.root)
         new, old, what = result["ap50"], result["card_ap50"], "AP@0.5"
-    elif kind == "ddpm":
+    elif kind == "ddpm":  # its card holds no KID on these features: nothing to compare with
         result = rescore_ddpm(bundle, args.data, args.classifier, args.class_name, args.other, args.count, args.steps,
                               args.split_seed, args.seed)
-        print(result["table"])
-        if args.out:
-            write_json_atomic(args.out, {k: v for k, v in result.items() if k != "table"} | {"bundle": args.bundle})
-        return result
+        new, old, what = result["kid_generated"], None, "KID×10³"
     else:
         raise ValueError(f"rescoring covers classifier, cellpose and ddpm bundles; {args.bundle} is a {kind} bundle")
     print(result["table"])
-    print(f"{args.bundle}: {what} {new:.3f} now, {old:.3f} in its card")
+    print(f"{args.bundle}: {what} {new:.3f} now" + (f", {old:.3f} in its card" if old is not None else ""))
     if args.out:
         write_json_atomic(args.out, {k: v for k, v in result.items() if k != "table"} | {"bundle": args.bundle})
     if old is not None and abs(new - old) > args.tolerance:

@@ -37,6 +37,13 @@ def resolve_label_map(spec: str | None, labels: Sequence[str]) -> dict[str, list
                      "or a .json file {class: [original labels]}")
 
 
+def apply_bundle_label_map(labels: Sequence[str], label_map: dict[str, list[str]] | None,
+                           classes: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """:func:`apply_label_map` with a bundle's map (``card.label_map``); a bundle trained without one has its
+    classes as labels, so each class maps to itself."""
+    return apply_label_map(labels, label_map or {c: [c] for c in classes})
+
+
 def apply_label_map(labels: Sequence[str], label_map: dict[str, list[str]]) -> tuple[np.ndarray, list[str]]:
     """Original labels → class indices; raises if a label is not covered by the map."""
     lookup: dict[str, int] = {}
