@@ -17,6 +17,11 @@ def test_karyotype_codes_give_the_translocations():
     assert codes["XY"]["translocations"] == [] and codes["XY"]["iscn"] == "46, XY"
     assert (9, 14) in codes["51"]["translocations"]  # written "(9;14)" without the t
     assert codes["62"]["translocations"][-1] == (20, 5)
+    # every class a karyotype names: losses, gains, exchanges, notes; a lost sex chromosome names X and Y
+    assert codes["54"]["mentioned"] == [4, 23] and codes["XX"]["mentioned"] == []
+    assert codes["26"]["mentioned"] == [3, 5, 13, 18]  # "45, XY, -13, -18, 3 +der(5)"
+    assert codes["29"]["mentioned"] == [8, 10, 11, 13, 22]  # "(8,10,13 on edge of image)"
+    assert codes["56"]["mentioned"] == [6, 23, 24] and codes["EX"]["mentioned"] is None
 
 
 def test_reading_a_metaphase_and_a_missing_plane(tmp_path):
@@ -41,11 +46,14 @@ def test_builder_counts_shapes_and_label_rule(tmp_path):
     normal = arrays["metaphase"] == "V1401XX"
     assert 40 <= normal.sum() <= 50  # a 46,XX metaphase, overlaps and tiny pieces left out
     assert (arrays["translocation"][normal] == 0).all()
-    # in the t(X;4) metaphase only X or 4 chromosomes can be positive; the others are unknown
+    # in the t(X;4) metaphase only X or 4 chromosomes can be positive; the classes its karyotype never names
+    # are negatives (the default rule), X and 4 chromosomes without the partner's segment unknown
     aberrant = ~normal
     positive = arrays["translocation"] == 1
+    named = np.isin(arrays["chromosome_class"], [4, 23])
     assert positive.sum() >= 1 and set(arrays["chromosome_class"][positive]) <= {4, 23}
-    assert (arrays["translocation"][aberrant & ~np.isin(arrays["chromosome_class"], [4, 23])] == -1).all()
+    assert (arrays["translocation"][aberrant & ~named] == 0).all() and (aberrant & ~named).sum() >= 30
+    assert set(arrays["translocation"][aberrant & named]) <= {1, -1}
     assert (arrays["partner_fraction"][positive] >= 0.1).all()
     # each crop shows one chromosome: DAPI signal in the centre, zeros in the corners
     assert (arrays["dapi"][:, 0, 28:36, 28:36].max(axis=(1, 2)) > 0).all()
@@ -56,3 +64,10 @@ def test_builder_counts_shapes_and_label_rule(tmp_path):
     codes = json.loads((tmp_path / "dataset.json").read_text())["class_codes"]["V"]
     assert len(codes) == 24 and len({tuple(c) for c in codes}) == 24  # combinatorial labelling: all distinct
     assert (tmp_path / "examples.png").is_file()
+    assert json.loads((tmp_path / "dataset.json").read_text())["rule"]["negatives"] == "unmentioned"
+    # the first rule: negatives from normal karyotypes only, every other chromosome of t(X;4) unknown
+    mfish_dataset.main(["--root", str(MFISH), "--only", "V1401XX", "V260754", "--codes-from", str(MFISH),
+                        "--size", "64", "--negatives", "normal-karyotypes", "--out", str(tmp_path / "first-rule")])
+    with np.load(tmp_path / "first-rule" / "chromosomes.npz", allow_pickle=False) as data:
+        first = data["translocation"]
+    assert np.array_equal(first == 1, positive) and (first[aberrant & ~positive] == -1).all()

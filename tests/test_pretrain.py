@@ -12,7 +12,7 @@ import torch
 from conftest import CELLSYNTH
 
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
-from napari_cellsynth.training.trainers import classifier, pretrain
+from napari_cellsynth.training.trainers import classifier, pretrain, starting_backbone
 
 
 def nt_xent_by_hand(z1: np.ndarray, z2: np.ndarray, t: float) -> float:
@@ -84,7 +84,7 @@ def test_pretrain_command_writes_backbone_and_resumes(pretrained):
 
 def test_classifier_starts_from_the_pretrained_backbone(pretrained, jurkat_slice, tmp_path):
     model = ResNetClassifier("resnet18", 3, 4, 40, 8).eval()
-    pretrain.load_backbone(model, pretrained)
+    starting_backbone.load_backbone(model, pretrained)
     reference = ResNetClassifier("resnet18", 3, 1, 40, 8).eval()
     reference.load_state_dict(torch.load(pretrained / "backbone.pt", weights_only=True), strict=False)
     x = torch.randn(5, 3, 40, 40)
@@ -125,7 +125,7 @@ def test_init_from_refuses_other_channels_and_a_missing_run(unlabelled, jurkat_s
     grey = pretrain.train(pretrain.config(data=str(tmp_path / "grey.npz"), width=8, steps=1, batch_size=16,
                                           threads=1, out=str(tmp_path / "grey"), quiet=True))
     for run, message in ((grey, "its channel count is 1, this classifier's 3"),
-                         (tmp_path / "nowhere", "not a finished pretraining run .* pass the --out folder of "
+                         (tmp_path / "nowhere", "neither a finished pretraining run .* pass the --out folder of "
                                                 "cellsynth train pretrain")):
         with pytest.raises(ValueError, match=message) as err:
             classifier.train(classifier.config(data=str(jurkat_slice), label_map="jurkat4", width=8, steps=1,

@@ -87,5 +87,19 @@ def parse_karyotype_codes(readme: str | Path) -> dict[str, dict]:
     for code, lines in entries.items():
         iscn = " ".join(re.split(r"\s{2,}", line)[0] for line in lines)
         pairs = [(CLASS_OF[a], CLASS_OF[b]) for a, b in re.findall(r"\((\d+|X|Y);(\d+|X|Y)\)", iscn)]
-        codes[code] = {"iscn": iscn.strip(), "translocations": pairs}
+        codes[code] = {"iscn": iscn.strip(), "translocations": pairs, "mentioned": mentioned_classes(iscn)}
     return codes
+
+
+def mentioned_classes(iscn: str) -> list[int] | None:
+    """Every class (1–24) an ISCN karyotype names after its count and sex chromosomes: losses, gains,
+    translocations, insertions, derivatives, rings, notes such as "(16 on edge of image)".  A sex
+    complement other than XX or XY names X and Y.  ``None`` when the text is no karyotype (e.g. EX's)."""
+    parts = [part.strip() for part in iscn.split(",")]
+    if len(parts) < 2 or not parts[0].isdigit():
+        return None
+    named = {CLASS_OF[token] for token in re.findall(r"(?<![A-Za-z0-9])(\d{1,2}|X|Y)(?![0-9])", ",".join(parts[2:]))
+             if token in CLASS_OF}
+    if parts[1] not in ("XX", "XY"):
+        named |= {CLASS_OF["X"], CLASS_OF["Y"]}
+    return sorted(named)

@@ -12,8 +12,13 @@ pixels (255) left out, components under ``--min-area`` pixels dropped.
 * positive: a chromosome of class c in a metaphase whose karyotype (README.TXT) lists a translocation
   or insertion between c and a partner p, and whose pixels carry p's fluorophore code over a connected
   segment of at least ``--min-segment`` pixels and ``--min-fraction`` of the chromosome;
-* negative: every chromosome of a normal karyotype;
-* unknown: everything else (other chromosomes of aberrant karyotypes, losses and gains, EX).
+* negative (``--negatives unmentioned``, the default since issue 20): every chromosome of a normal
+  karyotype, and in an aberrant karyotype every chromosome whose class the karyotype never names (no
+  loss, gain, translocation, insertion, derivative or note of it: :func:`mfish.mentioned_classes`).
+  ``--negatives normal-karyotypes`` is the first rule: negatives only from normal karyotypes, which
+  put every positive slide's labelled chromosomes in one class, so a classifier could tell the
+  classes apart by the slide alone (docs/results.md §11);
+* unknown: everything else (the named classes' other chromosomes, EX).
 
 RGB: of the five fluorophore planes, the three whose on/off codes are most balanced over the 24
 classes (on for closest to half of them) become R, G, B, per probe set; the choice is written to
@@ -117,10 +122,13 @@ def label_metaphase(mp: Metaphase, codes: np.ndarray, karyotypes: dict, args) ->
         partners = [b if a == k else a for a, b in pairs if k in (a, b)]
         best = max((partner_fraction(on, mask, codes[k], codes[p]) for p in partners), default=(0, 0.0),
                    key=lambda x: x[1])
+        mentioned = karyotypes.get(mp.code, {}).get("mentioned")
         if mp.code in NORMAL_CODES:
             label = 0
         elif partners and best[0] >= args.min_segment and best[1] >= args.min_fraction:
             label = 1
+        elif args.negatives == "unmentioned" and mentioned is not None and k not in mentioned:
+            label = 0
         else:
             label = -1
         records.append({"instance": instance, "class": k, "translocation": label, "partner_fraction": best[1]})
@@ -199,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--min-area", type=int, default=40)
     parser.add_argument("--min-segment", type=int, default=20)
     parser.add_argument("--min-fraction", type=float, default=0.1)
+    parser.add_argument("--negatives", default="unmentioned", choices=["unmentioned", "normal-karyotypes"],
+                        help="where negatives come from: normal karyotypes and the classes an aberrant karyotype "
+                             "never names (default), or normal karyotypes only (the first rule)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -217,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
               "translocation": dict(Counter({1: "positive", 0: "negative", -1: "unknown"}[int(v)]
                                             for v in arrays["translocation"]))}
     summary = {"counts": counts, "rule": {"min_segment": args.min_segment, "min_fraction": args.min_fraction,
-                                          "on_fraction": ON_FRACTION, "min_area": args.min_area},
+                                          "on_fraction": ON_FRACTION, "min_area": args.min_area,
+                                          "negatives": args.negatives},
                "rgb_planes": {ps: [f"plane {i}" for i in idx] for ps, idx in built["rgb_choice"].items()},
                "class_codes": {ps: table[1:].astype(int).tolist() for ps, table in built["codes"].items()}}
     write_json_atomic(out / "dataset.json", summary)

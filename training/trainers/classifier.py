@@ -12,7 +12,8 @@ Augmentation: flips, 90° turns, brightness and a shift of up to ``--shift`` (0.
 and x, which brings object mode's windows closer to stack mode (docs/results.md, §1b).
 ``--epochs`` given alone means exactly that many passes.  ``--init-from RUN`` starts the network from
 the backbone of a ``cellsynth train pretrain`` run (self-supervised, on unlabelled crops: the stand-in
-for ImageNet weights; docs/results.md §1b); the head starts fresh and the normalisation stays this
+for ImageNet weights; docs/results.md §1b) or of a finished classifier run on another task with more
+labels (e.g. chromosome identity before translocation; docs/results.md §11); the head starts fresh and the normalisation stays this
 run's own, computed on its training split.  Options that were measured and are off by
 default: ``--patience N`` (early stopping; it cut the cosine decay short and lost 0.01–0.03
 macro-F1), ``--sampling balanced`` (every class drawn equally often; no gain).  The trainer's
@@ -60,7 +61,7 @@ from napari_cellsynth.training.reports.plots import plot_confusion, plot_trainin
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.devices import start_run
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
-from napari_cellsynth.training.trainers.pretrain import load_backbone, read_pretrained
+from napari_cellsynth.training.trainers.starting_backbone import load_backbone, read_pretrained
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, help="µm per pixel of the training crops, recorded in the card")
     p.add_argument("--arch", default="resnet18", choices=["resnet18", "resnet34"])
     p.add_argument("--width", type=int, default=64, help="channels of the first stage (64 = standard ResNet)")
-    p.add_argument("--init-from", metavar="PRETRAIN_RUN",
-                   help="start from the backbone of a cellsynth train pretrain run (same --arch, --width, channel "
-                        "count and image size; the head starts fresh, the normalisation is this run's own)")
+    p.add_argument("--init-from", metavar="RUN",
+                   help="start from the backbone of a cellsynth train pretrain run or of a finished classifier run "
+                        "(same --arch, --width, channel count and image size; the head starts fresh, the "
+                        "normalisation is this run's own)")
     p.add_argument("--epochs", type=int, help="passes over the training crops (default 30, but at least "
                                               "--min-steps optimizer steps; given alone: exactly this many)")
     p.add_argument("--steps", type=int, help="optimizer steps in all (overrides --epochs and --min-steps)")

@@ -21,7 +21,6 @@ backbone's ``state_dict``, no head; what ``--init-from`` loads), ``last.pt`` (to
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -42,6 +41,7 @@ from napari_cellsynth.training.reports.plots import plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.devices import start_run
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
+from napari_cellsynth.training.trainers.starting_backbone import backbone_state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,42 +107,6 @@ def warmup_cosine(total: int, warmup: int):
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
     return factor
-
-
-def backbone_state(model: ResNetClassifier) -> dict:
-    """The backbone's weights: everything but the classification head."""
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
-
-
-def read_pretrained(run: str | Path, arch: str, width: int, channels: int, image_size) -> dict:
-    """Check a pretraining run against the classifier about to start from it; returns what the
-    classifier's config records.  Raises a one-line ``ValueError`` naming the fix on a mismatch."""
-    run = Path(run)
-    if not (run / "config.json").is_file() or not (run / "backbone.pt").is_file():
-        raise ValueError(f"--init-from {run}: not a finished pretraining run (it needs config.json and "
-                         "backbone.pt); pass the --out folder of cellsynth train pretrain")
-    config = json.loads((run / "config.json").read_text())
-    size = [int(s) for s in image_size]
-    wanted = {"arch": (config.get("arch"), arch, "--arch"), "width": (config.get("width"), width, "--width"),
-              "channel count": (len(config.get("channels", [])), channels, None),
-              "image size": (config.get("image_size"), size, "--size")}
-    for what, (theirs, ours, option) in wanted.items():
-        if theirs != ours:
-            fix = (f"pass {option} {theirs if what != 'image size' else theirs[-1]}" if option else
-                   "pretrain on crops with the classifier's channels")
-            raise ValueError(f"--init-from {run}: its {what} is {theirs}, this classifier's {ours}; {fix}, "
-                             "or pretrain again to match")
-    return {"run": str(run.resolve()), "data": config.get("data"), "crops": config.get("crops"),
-            "steps": config.get("steps_run", config.get("steps")), "method": config.get("method")}
-
-
-def load_backbone(model: ResNetClassifier, run: str | Path) -> None:
-    """Start ``model`` from a pretraining run's backbone; its head stays as initialised."""
-    state = torch.load(Path(run) / "backbone.pt", weights_only=True, map_location="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("head.") for k in missing):
-        raise ValueError(f"--init-from {run}: backbone.pt does not fit this network (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}); pretrain again with the classifier's --arch and --width")
 
 
 def load_unlabelled(args) -> CropSet:

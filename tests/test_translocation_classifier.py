@@ -1,0 +1,86 @@
+"""Issue 20: the translocation classifier's routes on real metaphases: identity pretraining then
+fine-tuning, the decision threshold chosen on validation, and the per-slide report."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cellsynth.training.experiments import translocation_classifier as experiment
+from napari_cellsynth.training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.trainers import starting_backbone
+
+
+def test_val_threshold_maximises_f1_on_validation():
+    y = np.array([0, 0, 0, 0, 1, 0, 1, 1])
+    score = np.array([0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7])
+    threshold = experiment.val_threshold(y, score)
+    # calling the top 5 (0.35 and up) finds all 3 positives with 1 false positive: F1 6/7, the best cut
+    assert 0.3 < threshold <= 0.35
+    f1 = lambda t: 2 * (y & (score >= t)).sum() / ((score >= t).sum() + y.sum())  # noqa: E731
+    assert f1(threshold) == max(f1(t) for t in score)
+
+
+def test_test_metrics_count_each_slide():
+    split = {"val": np.arange(4), "test": np.arange(4, 10), "y": np.array([0, 1, 0, 1, 1, 1, 0, 0, 0, 1]),
+             "slide": np.array(["a"] * 4 + ["A", "A", "A", "B", "B", "C"])}
+    scores = {"val": np.array([0.1, 0.8, 0.2, 0.9]), "test": np.array([0.9, 0.1, 0.7, 0.2, 0.95, 0.3])}
+    result = experiment.test_metrics(scores, split)
+    assert result["per_slide"]["A"] == {"positives": 2, "negatives": 1, "true_positives": 1, "false_positives": 1,
+                                        "recall": 0.5}
+    assert result["per_slide"]["B"] == {"positives": 0, "negatives": 2, "true_positives": 0, "false_positives": 1}
+    assert result["per_slide"]["C"]["recall"] == 0.0
+    assert result["precision"] == pytest.approx(1 / 3) and result["recall"] == pytest.approx(1 / 3)
+    assert 0 < result["roc_auc"] < 1 and 0 < result["pr_auc"] <= 1
+
+
+def test_identity_pretraining_then_fine_tuning_on_real_metaphases(mfish_five_metaphases, tmp_path):
+    out = tmp_path / "experiment"
+    summary = experiment.main(["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26",
+                               "--routes", "six-identity", "rgb", "--seeds", "0", "--width", "8", "--steps", "12",
+                               "--out", str(out)])
+    identity = json.loads((out / "identity" / "seed0" / "config.json").read_text())
+    assert identity["channels"] == ["DAPI"] + [f"plane {k}" for k in range(1, 6)]
+    assert set(identity["classes"]) <= set(experiment.CLASS_NAMES) and len(identity["classes"]) >= 20
+    tuned = json.loads((out / "six-identity" / "seed0" / "config.json").read_text())
+    assert tuned["init_from"]["kind"] == "classifier" and tuned["classes"] == ["normal", "translocation"]
+    for route in ("six-identity", "rgb"):
+        row = summary["routes"][route]
+        assert row["n_seeds"] == 1 and 0 <= row["roc_auc"]["mean"] <= 1
+        per_slide = row["runs"][0]["per_slide"]
+        assert set(per_slide) == {"V14", "V26"} and per_slide["V14"]["positives"] == 0 < per_slide["V26"]["positives"]
+    assert "V26 recall" in (out / "summary.md").read_text()
+    assert summary["colour_baseline"]["per_slide"]["V26"]["positives"] == summary["counts"]["test"]["translocation"]
+
+
+def test_a_classifier_run_starts_a_backbone_without_its_head(tmp_path, trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    width, size = config["args"]["width"], config["image_size"][0]
+    model = ResNetClassifier("resnet18", len(config["channels"]), 2, size, width)
+    info = starting_backbone.read_pretrained(trained_run, "resnet18", width, len(config["channels"]), [size, size])
+    assert info["kind"] == "classifier"
+    starting_backbone.load_backbone(model, trained_run)
+    source = torch.load(trained_run / "best.pt", weights_only=True)["model"]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.items() if not k.startswith("head."))
+    assert state["head.weight"].shape[0] == 2
+    with pytest.raises(ValueError, match="its width is"):
+        starting_backbone.read_pretrained(trained_run, "resnet18", width * 2, len(config["channels"]), [size, size])
+    with pytest.raises(ValueError, match="neither a finished pretraining run"):
+        starting_backbone.read_pretrained(tmp_path, "resnet18", width, 3, [size, size])
+
+
+def test_label_grids_draw_every_positive_of_each_slide(mfish_five_metaphases, tmp_path):
+    from napari_cellsynth.training.reports import label_grids
+
+    counts = label_grids.main(["--chromosomes", str(mfish_five_metaphases), "--out", str(tmp_path)])
+    with np.load(mfish_five_metaphases, allow_pickle=False) as data:
+        positive = data["translocation"] == 1
+        slides = sorted(set(data["slide"][positive].tolist()))
+        assert sorted(counts) == slides  # every slide with positives, and only those
+        for slide in slides:
+            assert counts[slide]["positives"] == int((positive & (data["slide"] == slide)).sum())
+            assert (tmp_path / f"labels_{slide}.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match=r"slides \['Z99'\] are not in"):
+        label_grids.main(["--chromosomes", str(mfish_five_metaphases), "--slides", "Z99", "--out", str(tmp_path)])

@@ -1,0 +1,270 @@
+"""Issue 20: which classifier recipe finds translocations on held-out slides?
+
+    python -m napari_cellsynth.training.experiments.translocation_classifier --data runs/mfish/chromosomes.npz \
+        --test-slides A20 V26 A04 V14 P09 --routes rgb six six-balanced six-identity --seeds 0 1 2 \
+        --width 16 --out runs/transloc-classifier
+
+Normal vs translocation on the M-FISH chromosome crops of :mod:`training.data.mfish_dataset`, whole
+slides held out for the test (:func:`training.data.translocations.slide_split`; validation is a
+stratified share of the other slides, for model selection and the decision threshold only).  Every
+run is ``cellsynth train classifier`` with the project's default recipe (AdamW, cosine schedule,
+flips, turns, brightness, shift) and ``--object-mask object``.  Routes (``ROUTES``):
+
+- ``rgb``: the three fluorophore planes the data set renders as RGB (what §8 trained on);
+- ``six``: DAPI plus all five fluorophore planes as six input channels;
+- ``…-balanced``: class-balanced sampling (``--sampling balanced``);
+- ``…-identity``: the backbone starts from a classifier of chromosome identity (1–22, X, Y) trained on
+  every chromosome of the training slides (over 4,000 labels against 53 positives), then fine-tuned
+  (``--init-from``).  One identity run (``--identity-seed``) serves every seed.
+
+Each run is scored by P(translocation) on the validation and test crops.  The test is reported at
+the network's own decision (argmax) and at the threshold that maximises F1 on validation, with the
+threshold-free PR-AUC (average precision) and ROC-AUC, and per test slide.  The colour-heterogeneity
+logistic regression (:mod:`colour_baseline`) is scored the same way on the same split.  Everything
+on disk is skipped, so the experiment resumes; several processes may share ``--out`` if they run
+different ``--routes`` or ``--seeds``.  ``--collect-only`` writes ``summary.json`` and ``summary.md``
+from what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
+from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
+from napari_cellsynth.training.experiments.colour_baseline import colour_features
+from napari_cellsynth.training.trainers import classifier as train_classifier
+
+ROUTES = {
+    "rgb": {"input": "rgb"},
+    "rgb-balanced": {"input": "rgb", "sampling": "balanced"},
+    "six": {"input": "six"},
+    "six-balanced": {"input": "six", "sampling": "balanced"},
+    "six-identity": {"input": "six", "identity": True},
+    "six-identity-balanced": {"input": "six", "identity": True, "sampling": "balanced"},
+}
+KEYS = ("f1_argmax", "precision", "recall", "f1", "pr_auc", "roc_auc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.translocation_classifier",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="chromosomes.npz of training.data.mfish_dataset")
+    p.add_argument("--test-slides", nargs="+", required=True)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--routes", nargs="+", default=["rgb", "six", "six-balanced", "six-identity"], choices=list(ROUTES))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--steps", type=int, help="optimizer steps per run (default: the trainer's recipe)")
+    p.add_argument("--identity-seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--collect-only", action="store_true")
+    p.add_argument("--out", required=True)
+    return p
+
+
+def prepare(args, out: Path) -> dict[str, np.ndarray]:
+    """``rgb.npz``, ``six.npz`` (the labelled chromosomes), ``split.npz`` and ``identity.npz``."""
+    with np.load(args.data, allow_pickle=False) as data:
+        missing = {"dapi", "rgb", "fluorophores", "slide", "translocation", "metaphase", "chromosome_class"} - set(data.files)
+        if missing:
+            raise ValueError(f"{args.data} lacks {sorted(missing)}; build it with python -m "
+                             "napari_cellsynth.training.data.mfish_dataset")
+        chromosomes = {k: data[k] for k in data.files}
+    out.mkdir(parents=True, exist_ok=True)
+    split = slide_split(chromosomes, args.test_slides, args.val_fraction, args.split_seed)
+    labelled = np.flatnonzero(chromosomes["translocation"] >= 0)
+    six = np.concatenate([chromosomes["dapi"], chromosomes["fluorophores"]], axis=1)
+    planes = np.array(["DAPI"] + [f"plane {k}" for k in range(1, 6)])
+    common = {"labels": np.array(CLASSES)[chromosomes["translocation"][labelled]],
+              "slide": chromosomes["slide"][labelled], "metaphase": chromosomes["metaphase"][labelled]}
+    sets = {"rgb.npz": {"images": chromosomes["rgb"][labelled], "channels": np.array(["R", "G", "B"]), **common},
+            "six.npz": {"images": six[labelled], "channels": planes, **common},
+            "split.npz": split}
+    training_slides = ~np.isin(chromosomes["slide"], args.test_slides)
+    sets["identity.npz"] = {"images": six[training_slides], "channels": planes,
+                            "labels": np.array(CLASS_NAMES)[chromosomes["chromosome_class"][training_slides] - 1]}
+    for name, arrays in sets.items():
+        if not (out / name).is_file():
+            with atomic_open(out / name, "wb") as fh:
+                np.savez(fh, **arrays)
+    return {**split, "slide": common["slide"], "y": (common["labels"] == RARE).astype(int)}
+
+
+def run_args(data: Path, out: Path, seed: int, args, extra: list[str]) -> list[str]:
+    line = ["--data", str(data), "--object-mask", "object", "--object-crop", "window", "--width", str(args.width),
+            "--seed", str(seed), "--threads", str(args.threads), "--quiet", "--out", str(out)]
+    if args.steps:
+        line += ["--steps", str(args.steps)]
+    return line + extra
+
+
+def identity_run(args, out: Path) -> Path:
+    run = out / "identity" / f"seed{args.identity_seed}"
+    if not (run / "metrics_test.json").is_file():
+        train_classifier.main(run_args(out / "identity.npz", run, args.identity_seed, args, []))
+    return run
+
+
+def train_route(route: str, seed: int, args, out: Path) -> Path:
+    spec = ROUTES[route]
+    run = out / route / f"seed{seed}"
+    if (run / "metrics_test.json").is_file():
+        return run
+    extra = ["--split", str(out / "split.npz")]
+    if spec.get("sampling"):
+        extra += ["--sampling", spec["sampling"]]
+    if spec.get("identity"):
+        extra += ["--init-from", str(identity_run(args, out))]
+    train_classifier.main(run_args(out / f"{spec['input']}.npz", run, seed, args, extra))
+    return run
+
+
+def run_scores(run: Path, out: Path, split: dict) -> dict[str, np.ndarray]:
+    """P(translocation) of the validation and test crops under the run's best checkpoint (``scores.npz``)."""
+    if (run / "scores.npz").is_file():
+        with np.load(run / "scores.npz") as saved:
+            return {k: saved[k] for k in saved.files}
+    import torch
+
+    from napari_cellsynth.training.data.labelled_crops import CropBatches
+    from napari_cellsynth.training.nets.resnet import ResNetClassifier
+
+    config = json.loads((run / "config.json").read_text())
+    with np.load(config["data"], allow_pickle=False) as data:
+        images = data["images"]
+    model = ResNetClassifier(config["args"]["arch"], images.shape[1], len(config["classes"]), images.shape[-1],
+                             config["args"]["width"])
+    model.load_state_dict(torch.load(run / "best.pt", weights_only=True, map_location="cpu")["model"])
+    model.eval()
+    rare = config["classes"].index(RARE)
+    scores = {}
+    for part in ("val", "test"):
+        batches = CropBatches(images[split[part]], split["y"][split[part]], config["normalization"], 256, False, 0)
+        with torch.inference_mode():
+            scores[part] = np.concatenate([model(x)[0].softmax(1)[:, rare].numpy() for x, _ in batches])
+    with atomic_open(run / "scores.npz", "wb") as fh:
+        np.savez(fh, **scores)
+    return scores
+
+
+def val_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The score threshold with the best F1 on validation (the midpoint to the next lower score)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y, score)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1[:-1]))
+    lower = score[score < thresholds[best]]
+    return float((thresholds[best] + lower.max()) / 2) if lower.size else float(thresholds[best])
+
+
+def test_metrics(scores: dict[str, np.ndarray], split: dict) -> dict:
+    """Test precision/recall/F1 at the validation threshold, F1 at 0.5, PR-AUC, ROC-AUC, per slide."""
+    from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support, roc_auc_score
+
+    y_val, y_test = split["y"][split["val"]], split["y"][split["test"]]
+    threshold = val_threshold(y_val, scores["val"])
+    called = scores["test"] >= threshold
+    precision, recall, f1, _ = precision_recall_fscore_support(y_test, called, average="binary", zero_division=0)
+    result = {"threshold": threshold, "f1_argmax": float(f1_score(y_test, scores["test"] >= 0.5, zero_division=0)),
+              "precision": float(precision), "recall": float(recall), "f1": float(f1),
+              "pr_auc": float(average_precision_score(y_test, scores["test"])),
+              "roc_auc": float(roc_auc_score(y_test, scores["test"])), "per_slide": {}}
+    slides = split["slide"][split["test"]]
+    for slide in sorted(set(slides.tolist())):
+        here = slides == slide
+        positives = int(y_test[here].sum())
+        row = {"positives": positives, "negatives": int((~y_test[here].astype(bool)).sum()),
+               "true_positives": int((called & here & (y_test == 1)).sum()),
+               "false_positives": int((called & here & (y_test == 0)).sum())}
+        if positives:
+            row["recall"] = row["true_positives"] / positives
+        result["per_slide"][slide] = row
+    return result
+
+
+def colour_scores(out: Path, split: dict) -> dict[str, np.ndarray]:
+    """The colour-heterogeneity logistic regression of :mod:`colour_baseline`, fitted on the training split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    with np.load(out / "rgb.npz", allow_pickle=False) as crops:
+        features = colour_features(crops["images"])
+    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
+    model.fit(features[split["train"]], split["y"][split["train"]])
+    return {part: model.predict_proba(features[split[part]])[:, 1] for part in ("val", "test")}
+
+
+def mean_std(rows: list[dict]) -> dict:
+    return {key: {"mean": float(np.mean([r[key] for r in rows])), "std": float(np.std([r[key] for r in rows]))}
+            for key in KEYS}
+
+
+def collect(args, out: Path, split: dict) -> dict:
+    summary = {"test_slides": args.test_slides, "counts": {part: {name: int((split["y"][split[part]] == k).sum())
+                                                                  for k, name in enumerate(CLASSES)}
+                                                           for part in ("train", "val", "test")},
+               "colour_baseline": test_metrics(colour_scores(out, split), split), "routes": {}}
+    for route in args.routes:
+        runs = sorted((out / route).glob("seed*/metrics_test.json"))
+        rows = [{**test_metrics(run_scores(path.parent, out, split), split), "seed": path.parent.name}
+                for path in runs]
+        if rows:
+            summary["routes"][route] = {"n_seeds": len(rows), **mean_std(rows), "runs": rows}
+    write_json_atomic(out / "summary.json", summary)
+    (out / "summary.md").write_text(markdown(summary))
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| classifier | seeds | F1 (argmax) | precision | recall | F1 (val threshold) | PR-AUC | ROC-AUC |",
+             "|---|---|---|---|---|---|---|---|"]
+    base = summary["colour_baseline"]
+    lines.append("| colour-heterogeneity logistic regression | – | " + " | ".join(f"{base[k]:.3f}" for k in KEYS) + " |")
+    for route, row in summary["routes"].items():
+        lines.append(f"| {route} | {row['n_seeds']} | "
+                     + " | ".join(f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in KEYS) + " |")
+    slides = [s for s, v in base["per_slide"].items() if v["positives"]]
+    others = [s for s in base["per_slide"] if s not in slides]
+    lines += ["", "Per test slide at the validation threshold (mean over seeds): recall on the slides with "
+              "translocations, false positives on each slide.", "",
+              "| classifier | " + " | ".join(f"{s} recall ({base['per_slide'][s]['positives']})" for s in slides)
+              + " | " + " | ".join(f"{s} FP (of {base['per_slide'][s]['negatives']})" for s in slides + others) + " |",
+              "|---|" + "---|" * (2 * len(slides) + len(others))]
+
+    def per_slide(rows: list[dict]) -> str:
+        recall = [f"{np.mean([r['per_slide'][s]['recall'] for r in rows]):.2f}" for s in slides]
+        fp = [f"{np.mean([r['per_slide'][s]['false_positives'] for r in rows]):.1f}" for s in slides + others]
+        return " | ".join(recall + fp)
+
+    lines.append(f"| colour-heterogeneity logistic regression | {per_slide([base])} |")
+    for route, row in summary["routes"].items():
+        lines.append(f"| {route} | {per_slide(row['runs'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    split = prepare(args, out)
+    if not args.collect_only:
+        for seed in args.seeds:
+            for route in args.routes:
+                train_route(route, seed, args, out)
+    summary = collect(args, out, split)
+    print((out / "summary.md").read_text())
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.translocation_classifier"))
