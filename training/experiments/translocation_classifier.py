@@ -128,7 +128,7 @@ def train_route(route: str, seed: int, args, out: Path) -> Path:
     return run
 
 
-def run_scores(run: Path, out: Path, split: dict) -> dict[str, np.ndarray]:
+def run_scores(run: Path, split: dict) -> dict[str, np.ndarray]:
     """P(translocation) of the validation and test crops under the run's best checkpoint (``scores.npz``)."""
     if (run / "scores.npz").is_file():
         with np.load(run / "scores.npz") as saved:
@@ -217,7 +217,7 @@ def collect(args, out: Path, split: dict) -> dict:
                "colour_baseline": test_metrics(colour_scores(out, split), split), "routes": {}}
     for route in args.routes:
         runs = sorted((out / route).glob("seed*/metrics_test.json"))
-        rows = [{**test_metrics(run_scores(path.parent, out, split), split), "seed": path.parent.name}
+        rows = [{**test_metrics(run_scores(path.parent, split), split), "seed": path.parent.name}
                 for path in runs]
         if rows:
             summary["routes"][route] = {"n_seeds": len(rows), **mean_std(rows), "runs": rows}

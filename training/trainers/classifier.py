@@ -12,9 +12,9 @@ Augmentation: flips, 90° turns, brightness and a shift of up to ``--shift`` (0.
 and x, which brings object mode's windows closer to stack mode (docs/results.md, §1b).
 ``--epochs`` given alone means exactly that many passes.  ``--init-from RUN`` starts the network from
 the backbone of a ``cellsynth train pretrain`` run (self-supervised, on unlabelled crops: the stand-in
-for ImageNet weights; docs/results.md §1b) or of a finished classifier run on another task with more
-labels (e.g. chromosome identity before translocation; docs/results.md §11); the head starts fresh and the normalisation stays this
-run's own, computed on its training split.  Options that were measured and are off by
+for ImageNet weights; docs/results.md §1b) or of a finished classifier run on another task with
+more labels (e.g. chromosome identity before translocation; docs/results.md §11); the head starts
+fresh and the normalisation stays this run's own, computed on its training split.  Options that were measured and are off by
 default: ``--patience N`` (early stopping; it cut the cosine decay short and lost 0.01–0.03
 macro-F1), ``--sampling balanced`` (every class drawn equally often; no gain).  The trainer's
 defaults before them (SGD for 30 passes: 90 steps on 180 crops) collapsed to the majority class
