@@ -72,7 +72,7 @@ def test_a_classifier_run_starts_a_backbone_without_its_head(tmp_path, trained_r
 
 
 def test_label_grids_draw_every_positive_of_each_slide(mfish_five_metaphases, tmp_path):
-    from napari_cellsynth.training.reports import label_grids
+    from napari_cellsynth.training.data import label_grids
 
     counts = label_grids.main(["--chromosomes", str(mfish_five_metaphases), "--out", str(tmp_path)])
     with np.load(mfish_five_metaphases, allow_pickle=False) as data:

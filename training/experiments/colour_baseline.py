@@ -35,18 +35,25 @@ def colour_features(images: np.ndarray) -> np.ndarray:
     return np.asarray(rows)
 
 
-def evaluate(out: Path) -> dict:
+def colour_scores(features: np.ndarray, y: np.ndarray, train: np.ndarray,
+                  parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """P(translocation) for each part's crops from the class-balanced logistic regression fitted on ``train``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
+    model.fit(features[train], y[train])
+    return {name: model.predict_proba(features[index])[:, 1] for name, index in parts.items()}
+
+
+def evaluate(out: Path) -> dict:
+    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
     with np.load(out / "crops.npz", allow_pickle=False) as crops, np.load(out / "split.npz") as split:
         features, y = colour_features(crops["images"]), (crops["labels"] == RARE).astype(int)
         train, test = split["train"], split["test"]
-    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
-    model.fit(features[train], y[train])
-    score = model.predict_proba(features[test])[:, 1]
+    score = colour_scores(features, y, train, {"test": test})["test"]
     precision, recall, f1, _ = precision_recall_fscore_support(y[test], score > 0.5, average="binary",
                                                                zero_division=0)
     result = {"precision": float(precision), "recall": float(recall), "f1": float(f1),

@@ -39,7 +39,7 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
 from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
-from napari_cellsynth.training.experiments.colour_baseline import colour_features
+from napari_cellsynth.training.experiments.colour_baseline import colour_features, colour_scores
 from napari_cellsynth.training.trainers import classifier as train_classifier
 
 ROUTES = {
@@ -192,17 +192,12 @@ def test_metrics(scores: dict[str, np.ndarray], split: dict) -> dict:
     return result
 
 
-def colour_scores(out: Path, split: dict) -> dict[str, np.ndarray]:
-    """The colour-heterogeneity logistic regression of :mod:`colour_baseline`, fitted on the training split."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+def baseline_scores(out: Path, split: dict) -> dict[str, np.ndarray]:
+    """The colour-heterogeneity logistic regression of :mod:`colour_baseline` on the RGB crops, fitted on the
+    training split, scored on validation and test."""
     with np.load(out / "rgb.npz", allow_pickle=False) as crops:
         features = colour_features(crops["images"])
-    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
-    model.fit(features[split["train"]], split["y"][split["train"]])
-    return {part: model.predict_proba(features[split[part]])[:, 1] for part in ("val", "test")}
+    return colour_scores(features, split["y"], split["train"], {part: split[part] for part in ("val", "test")})
 
 
 def mean_std(rows: list[dict]) -> dict:
@@ -214,7 +209,7 @@ def collect(args, out: Path, split: dict) -> dict:
     summary = {"test_slides": args.test_slides, "counts": {part: {name: int((split["y"][split[part]] == k).sum())
                                                                   for k, name in enumerate(CLASSES)}
                                                            for part in ("train", "val", "test")},
-               "colour_baseline": test_metrics(colour_scores(out, split), split), "routes": {}}
+               "colour_baseline": test_metrics(baseline_scores(out, split), split), "routes": {}}
     for route in args.routes:
         runs = sorted((out / route).glob("seed*/metrics_test.json"))
         rows = [{**test_metrics(run_scores(path.parent, split), split), "seed": path.parent.name}

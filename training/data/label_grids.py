@@ -1,6 +1,6 @@
 """PNG grids per slide for checking the translocation labels by eye (issue 20, deliverable 2).
 
-    python -m napari_cellsynth.training.reports.label_grids --chromosomes runs/mfish-v2/chromosomes.npz \
+    python -m napari_cellsynth.training.data.label_grids --chromosomes runs/mfish-v2/chromosomes.npz \
         --out runs/label-check
 
 For each slide with positives: every positive chromosome, then as many negatives of the same slide
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
 
 PER_ROW = 9
-CLASS_NAMES = [f"{k:02d}" for k in range(1, 23)] + ["X", "Y"]  # classes 1–24 as the data set numbers them
 
 
 def composites(fluorophores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +70,7 @@ def slide_grid(arrays: dict, slide: str, path: Path, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.reports.label_grids", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.data.label_grids", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chromosomes", required=True, help="chromosomes.npz of napari_cellsynth.training.data.mfish_dataset")
     p.add_argument("--slides", nargs="*", help="slides to draw (default: every slide with positives)")
@@ -93,4 +93,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(run_entry(main, "python -m napari_cellsynth.training.reports.label_grids"))
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.data.label_grids"))
