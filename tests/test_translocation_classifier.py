@@ -35,17 +35,42 @@ def test_test_metrics_count_each_slide():
     assert 0 < result["roc_auc"] < 1 and 0 < result["pr_auc"] <= 1
 
 
+def test_confirmed_test_leaves_out_only_unconfirmed_positives(tmp_path):
+    split = {"train": np.arange(2), "val": np.arange(2, 4), "test": np.arange(4, 10),
+             "y": np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 0]), "row": np.arange(100, 110)}
+    (tmp_path / "check.json").write_text(json.dumps({"confirmed": {"A": [105, 100], "B": [107]}}))
+    clean = experiment.confirmed_test(split, str(tmp_path / "check.json"))
+    assert clean["test"].tolist() == [5, 6, 7, 8, 9]  # row 104 (positive, unconfirmed) left out; negatives kept
+    assert clean["keep"].tolist() == [False, True, True, True, True, True]
+    scores = experiment.restricted({"val": np.zeros(2), "test": np.arange(6.0)}, clean["keep"])
+    assert scores["test"].tolist() == [1, 2, 3, 4, 5] and scores["val"].shape == (2,)
+    (tmp_path / "bad.json").write_text(json.dumps({"confirmed": [1, 2]}))
+    with pytest.raises(ValueError, match="expected"):
+        experiment.confirmed_test(split, str(tmp_path / "bad.json"))
+
+
 def test_identity_pretraining_then_fine_tuning_on_real_metaphases(mfish_five_metaphases, tmp_path):
     out = tmp_path / "experiment"
+    with np.load(mfish_five_metaphases, allow_pickle=False) as data:
+        v26 = np.flatnonzero((data["slide"] == "V26") & (data["translocation"] == 1))
+    (tmp_path / "check.json").write_text(json.dumps({"confirmed": {"V26": v26[:1].tolist()}}))
     summary = experiment.main(["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26",
-                               "--routes", "six-identity", "rgb", "--seeds", "0", "--width", "8", "--steps", "12",
+                               "--routes", "six-identity", "rgb", "six-identity-spliced", "--seeds", "0", "--width", "8",
+                               "--steps", "12", "--spliced", "30", "--confirmed", str(tmp_path / "check.json"),
                                "--out", str(out)])
+    assert summary["confirmed"]["test_positives"] == 1
+    assert set(summary["confirmed"]["routes"]) == {"six-identity", "rgb", "six-identity-spliced"}
+    assert summary["confirmed"]["colour_baseline"]["per_slide"]["V26"]["positives"] == 1
     identity = json.loads((out / "identity" / "seed0" / "config.json").read_text())
     assert identity["channels"] == ["DAPI"] + [f"plane {k}" for k in range(1, 6)]
     assert set(identity["classes"]) <= set(experiment.CLASS_NAMES) and len(identity["classes"]) >= 20
     tuned = json.loads((out / "six-identity" / "seed0" / "config.json").read_text())
     assert tuned["init_from"]["kind"] == "classifier" and tuned["classes"] == ["normal", "translocation"]
-    for route in ("six-identity", "rgb"):
+    spliced = json.loads((out / "six-identity-spliced" / "seed0" / "config.json").read_text())
+    assert spliced["extra_train"][0]["counts"] == {"normal": 0, "translocation": 30}
+    with np.load(out / "spliced" / "seed0.npz") as made, np.load(out / "split.npz") as split:
+        assert set(made["recipient"]) | set(made["donor"]) <= set(split["train"])  # never a validation or test crop
+    for route in ("six-identity", "rgb", "six-identity-spliced"):
         row = summary["routes"][route]
         assert row["n_seeds"] == 1 and 0 <= row["roc_auc"]["mean"] <= 1
         per_slide = row["runs"][0]["per_slide"]

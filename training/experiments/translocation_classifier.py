@@ -15,7 +15,10 @@ flips, turns, brightness, shift) and ``--object-mask object``.  Routes (``ROUTES
 - ``…-balanced``: class-balanced sampling (``--sampling balanced``);
 - ``…-identity``: the backbone starts from a classifier of chromosome identity (1–22, X, Y) trained on
   every chromosome of the training slides (over 4,000 labels against 53 positives), then fine-tuned
-  (``--init-from``).  One identity run (``--identity-seed``) serves every seed.
+  (``--init-from``).  One identity run (``--identity-seed``) serves every seed;
+- ``…-spliced``: ``--spliced`` synthetic translocations (:mod:`training.data.spliced_translocations`:
+  the end of a normal chromosome painted from another class's chromosome of the same metaphase), made
+  per seed from the training split's negatives only and added to the training crops (``--extra-train``).
 
 Each run is scored by P(translocation) on the validation and test crops.  The test is reported at
 the network's own decision (argmax) and at the threshold that maximises F1 on validation, with the
@@ -23,7 +26,8 @@ threshold-free PR-AUC (average precision) and ROC-AUC, and per test slide.  The 
 logistic regression (:mod:`colour_baseline`) is scored the same way on the same split.  Everything
 on disk is skipped, so the experiment resumes; several processes may share ``--out`` if they run
 different ``--routes`` or ``--seeds``.  ``--collect-only`` writes ``summary.json`` and ``summary.md``
-from what exists.
+from what exists.  ``--confirmed`` (the label check's JSON) adds the same scores on a test whose
+unconfirmed positives are left out.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
+from napari_cellsynth.training.data.spliced_translocations import spliced_set
 from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
 from napari_cellsynth.training.experiments.colour_baseline import colour_features, colour_scores
 from napari_cellsynth.training.trainers import classifier as train_classifier
@@ -49,6 +54,8 @@ ROUTES = {
     "six-balanced": {"input": "six", "sampling": "balanced"},
     "six-identity": {"input": "six", "identity": True},
     "six-identity-balanced": {"input": "six", "identity": True, "sampling": "balanced"},
+    "six-spliced": {"input": "six", "spliced": True},
+    "six-identity-spliced": {"input": "six", "identity": True, "spliced": True},
 }
 KEYS = ("f1_argmax", "precision", "recall", "f1", "pr_auc", "roc_auc")
 
@@ -65,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: the trainer's recipe)")
     p.add_argument("--identity-seed", type=int, default=0)
+    p.add_argument("--spliced", type=int, default=1000, help="synthetic translocations per run of a …-spliced route")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--confirmed", help="JSON with the positives confirmed by eye ({'confirmed': {slide: [rows of --data]}}, "
+                   "e.g. docs/data/translocation_label_check.json): also score the test with the unconfirmed positives left out")
     p.add_argument("--collect-only", action="store_true")
     p.add_argument("--out", required=True)
     return p
@@ -96,7 +106,40 @@ def prepare(args, out: Path) -> dict[str, np.ndarray]:
         if not (out / name).is_file():
             with atomic_open(out / name, "wb") as fh:
                 np.savez(fh, **arrays)
-    return {**split, "slide": common["slide"], "y": (common["labels"] == RARE).astype(int)}
+    return {**split, "slide": common["slide"], "y": (common["labels"] == RARE).astype(int),
+            "chromosome_class": chromosomes["chromosome_class"][labelled], "row": labelled}
+
+
+def confirmed_test(split: dict, path: str) -> dict:
+    """``split`` with the test's positives that the label check did not confirm left out (scores keep their order:
+    ``keep`` indexes the test scores)."""
+    listed = json.loads(Path(path).read_text()).get("confirmed")
+    if not isinstance(listed, dict):
+        raise ValueError(f"{path}: expected {{'confirmed': {{slide: [row, …]}}}} as label_grids' check writes it")
+    rows = {int(r) for slide_rows in listed.values() for r in slide_rows}
+    test = split["test"]
+    keep = (split["y"][test] == 0) | np.isin(split["row"][test], sorted(rows))
+    return {**split, "test": test[keep], "keep": keep}
+
+
+def restricted(scores: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {"val": scores["val"], "test": scores["test"][keep]}
+
+
+def spliced_crops(seed: int, args, out: Path, split: dict) -> Path:
+    """``spliced/seed{seed}.npz``: ``--spliced`` synthetic translocations from the training split's negatives."""
+    path = out / "spliced" / f"seed{seed}.npz"
+    if path.is_file():
+        return path
+    with np.load(out / "six.npz", allow_pickle=False) as crops:
+        images, metaphases = crops["images"], crops["metaphase"]
+    train = split["train"]
+    made = spliced_set(images, split["chromosome_class"], metaphases, train[split["y"][train] == 0], args.spliced, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, images=made["images"], labels=np.full(args.spliced, RARE), recipient=made["recipient"],
+                 donor=made["donor"], fraction=made["fraction"])
+    return path
 
 
 def run_args(data: Path, out: Path, seed: int, args, extra: list[str]) -> list[str]:
@@ -114,7 +157,7 @@ def identity_run(args, out: Path) -> Path:
     return run
 
 
-def train_route(route: str, seed: int, args, out: Path) -> Path:
+def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
     spec = ROUTES[route]
     run = out / route / f"seed{seed}"
     if (run / "metrics_test.json").is_file():
@@ -124,6 +167,8 @@ def train_route(route: str, seed: int, args, out: Path) -> Path:
         extra += ["--sampling", spec["sampling"]]
     if spec.get("identity"):
         extra += ["--init-from", str(identity_run(args, out))]
+    if spec.get("spliced"):
+        extra += ["--extra-train", str(spliced_crops(seed, args, out, split))]
     train_classifier.main(run_args(out / f"{spec['input']}.npz", run, seed, args, extra))
     return run
 
@@ -206,16 +251,24 @@ def mean_std(rows: list[dict]) -> dict:
 
 
 def collect(args, out: Path, split: dict) -> dict:
-    summary = {"test_slides": args.test_slides, "counts": {part: {name: int((split["y"][split[part]] == k).sum())
-                                                                  for k, name in enumerate(CLASSES)}
-                                                           for part in ("train", "val", "test")},
-               "colour_baseline": test_metrics(baseline_scores(out, split), split), "routes": {}}
+    counts = {part: {name: int((split["y"][split[part]] == k).sum()) for k, name in enumerate(CLASSES)}
+              for part in ("train", "val", "test")}
+    summary = {"test_slides": args.test_slides, "steps": args.steps, "width": args.width, "spliced": args.spliced,
+               "counts": counts, "colour_baseline": test_metrics(baseline_scores(out, split), split), "routes": {}}
+    clean = confirmed_test(split, args.confirmed) if args.confirmed else None
+    if clean is not None:
+        summary["confirmed"] = {"test_positives": int(clean["y"][clean["test"]].sum()), "routes": {},
+                                "colour_baseline": test_metrics(restricted(baseline_scores(out, split), clean["keep"]),
+                                                                clean)}
     for route in args.routes:
         runs = sorted((out / route).glob("seed*/metrics_test.json"))
-        rows = [{**test_metrics(run_scores(path.parent, split), split), "seed": path.parent.name}
-                for path in runs]
+        scores = [run_scores(path.parent, split) for path in runs]
+        rows = [{**test_metrics(score, split), "seed": path.parent.name} for path, score in zip(runs, scores)]
         if rows:
             summary["routes"][route] = {"n_seeds": len(rows), **mean_std(rows), "runs": rows}
+        if rows and clean is not None:
+            summary["confirmed"]["routes"][route] = mean_std([test_metrics(restricted(score, clean["keep"]), clean)
+                                                              for score in scores])
     write_json_atomic(out / "summary.json", summary)
     (out / "summary.md").write_text(markdown(summary))
     return summary
@@ -245,6 +298,16 @@ def markdown(summary: dict) -> str:
     lines.append(f"| colour-heterogeneity logistic regression | {per_slide([base])} |")
     for route, row in summary["routes"].items():
         lines.append(f"| {route} | {per_slide(row['runs'])} |")
+    if "confirmed" in summary:
+        clean = summary["confirmed"]
+        lines += ["", f"The test with only the {clean['test_positives']} positives confirmed by eye (the others left out; "
+                  "the threshold is still validation's):", "",
+                  "| classifier | precision | recall | F1 (val threshold) | PR-AUC | ROC-AUC |", "|---|---|---|---|---|---|",
+                  "| colour-heterogeneity logistic regression | "
+                  + " | ".join(f"{clean['colour_baseline'][k]:.3f}" for k in KEYS[1:]) + " |"]
+        for route, row in clean["routes"].items():
+            lines.append(f"| {route} | " + " | ".join(f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in KEYS[1:])
+                         + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -255,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.collect_only:
         for seed in args.seeds:
             for route in args.routes:
-                train_route(route, seed, args, out)
+                train_route(route, seed, args, out, split)
     summary = collect(args, out, split)
     print((out / "summary.md").read_text())
     return summary
