@@ -31,6 +31,19 @@ def test_splice_paints_one_end_of_the_recipient_in_the_donors_colour():
         assert np.ptp(columns) + 1 == len(columns) and not (painted.any(axis=0) & (own & ~painted).any(axis=0)).any()
 
 
+def test_an_interstitial_splice_paints_one_band_inside():
+    recipient = bar(slice(12, 18), slice(2, 30), {1: 100})
+    donor = bar(slice(10, 20), slice(1, 31), {2: 200})
+    for seed in range(6):
+        out = splice(recipient, donor, 0.2, np.random.default_rng(seed), interstitial=True)
+        own = recipient[0] > 0
+        painted = own & (out[2] > 0)
+        assert abs(painted.sum() / own.sum() - 0.2) < 0.05 and np.all(out[2][painted] == 200)
+        columns = np.flatnonzero(painted.any(axis=0))
+        assert columns.min() > 2 and columns.max() < 29  # both ends keep the recipient's colour
+        assert np.ptp(columns) + 1 == len(columns)  # one band, cut across the long axis
+
+
 def test_splice_refuses_what_it_cannot_cut():
     crop = bar(slice(12, 18), slice(2, 30), {1: 100})
     with pytest.raises(ValueError, match="fraction must be in"):
@@ -57,8 +70,32 @@ def test_spliced_set_pairs_classes_within_a_metaphase_on_real_chromosomes(mfish_
         assert np.array_equal(out[0], source[0])  # DAPI untouched
         changed = (out[1:] != source[1:]).any(axis=0)
         assert changed.sum() <= 0.55 * source.any(axis=0).sum()
+    assert not made["interstitial"].any()
+    mixed = spliced_set(images, classes, metaphases, negatives, 200, seed=3, interstitial=0.3)
+    assert 0.2 < mixed["interstitial"].mean() < 0.4
+    assert np.all((mixed["fraction"][mixed["interstitial"]] >= 0.1) & (mixed["fraction"][mixed["interstitial"]] <= 0.3))
     again = spliced_set(images, classes, metaphases, negatives, 40, seed=3)
     assert np.array_equal(again["images"], made["images"])
     with pytest.raises(ValueError, match="no metaphase has two chromosomes"):
         one_class = negatives[classes[negatives] == classes[negatives[0]]]
         spliced_set(images, classes, metaphases, one_class, 5, seed=0)
+
+
+def test_the_command_writes_training_crops_from_the_kept_slides(mfish_five_metaphases, tmp_path):
+    import subprocess
+    import sys
+
+    from napari_cellsynth.training.data.labelled_crops import read_crops
+
+    out = tmp_path / "spliced.npz"
+    command = [sys.executable, "-m", "napari_cellsynth.training.data.spliced_translocations", "--chromosomes",
+               str(mfish_five_metaphases), "--exclude-slides", "V26", "--count", "25", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    crops = read_crops(str(out))
+    assert crops.images.shape[:2] == (25, 6) and set(crops.labels) == {"translocation"}
+    with np.load(out, allow_pickle=False) as made:
+        assert "V26" not in set(made["slide"].tolist())
+    bad = subprocess.run(command[:-4] + ["Z99", "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--exclude-slides ['Z99'] are not in" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -55,7 +55,7 @@ def test_identity_pretraining_then_fine_tuning_on_real_metaphases(mfish_five_met
         v26 = np.flatnonzero((data["slide"] == "V26") & (data["translocation"] == 1))
     (tmp_path / "check.json").write_text(json.dumps({"confirmed": {"V26": v26[:1].tolist()}}))
     summary = experiment.main(["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26",
-                               "--routes", "six-identity", "rgb", "six-identity-spliced", "--seeds", "0", "--width", "8",
+                               "--routes", "six-identity", "rgb", "six-identity-spliced", "--seeds", "0", "1", "--width", "8",
                                "--steps", "12", "--spliced", "30", "--confirmed", str(tmp_path / "check.json"),
                                "--out", str(out)])
     assert summary["confirmed"]["test_positives"] == 1
@@ -72,7 +72,8 @@ def test_identity_pretraining_then_fine_tuning_on_real_metaphases(mfish_five_met
         assert set(made["recipient"]) | set(made["donor"]) <= set(split["train"])  # never a validation or test crop
     for route in ("six-identity", "rgb", "six-identity-spliced"):
         row = summary["routes"][route]
-        assert row["n_seeds"] == 1 and 0 <= row["roc_auc"]["mean"] <= 1
+        assert row["n_seeds"] == 2 and 0 <= row["roc_auc"]["mean"] <= 1
+        assert 0 <= row["ensemble"]["roc_auc"] <= 1 and set(row["ensemble"]["per_slide"]) == {"V14", "V26"}
         per_slide = row["runs"][0]["per_slide"]
         assert set(per_slide) == {"V14", "V26"} and per_slide["V14"]["positives"] == 0 < per_slide["V26"]["positives"]
     assert "V26 recall" in (out / "summary.md").read_text()

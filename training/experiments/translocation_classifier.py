@@ -18,7 +18,8 @@ flips, turns, brightness, shift) and ``--object-mask object``.  Routes (``ROUTES
   (``--init-from``).  One identity run (``--identity-seed``) serves every seed;
 - ``…-spliced``: ``--spliced`` synthetic translocations (:mod:`training.data.spliced_translocations`:
   the end of a normal chromosome painted from another class's chromosome of the same metaphase), made
-  per seed from the training split's negatives only and added to the training crops (``--extra-train``).
+  per seed from the training split's negatives only and added to the training crops (``--extra-train``);
+  ``six-spliced-bands`` paints a band inside the chromosome instead of its end in 30 % of them.
 
 Each run is scored by P(translocation) on the validation and test crops.  The test is reported at
 the network's own decision (argmax) and at the threshold that maximises F1 on validation, with the
@@ -54,8 +55,9 @@ ROUTES = {
     "six-balanced": {"input": "six", "sampling": "balanced"},
     "six-identity": {"input": "six", "identity": True},
     "six-identity-balanced": {"input": "six", "identity": True, "sampling": "balanced"},
-    "six-spliced": {"input": "six", "spliced": True},
-    "six-identity-spliced": {"input": "six", "identity": True, "spliced": True},
+    "six-spliced": {"input": "six", "spliced": 0.0},
+    "six-identity-spliced": {"input": "six", "identity": True, "spliced": 0.0},
+    "six-spliced-bands": {"input": "six", "spliced": 0.3},
 }
 KEYS = ("f1_argmax", "precision", "recall", "f1", "pr_auc", "roc_auc")
 
@@ -126,19 +128,21 @@ def restricted(scores: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.
     return {"val": scores["val"], "test": scores["test"][keep]}
 
 
-def spliced_crops(seed: int, args, out: Path, split: dict) -> Path:
-    """``spliced/seed{seed}.npz``: ``--spliced`` synthetic translocations from the training split's negatives."""
-    path = out / "spliced" / f"seed{seed}.npz"
+def spliced_crops(seed: int, interstitial: float, args, out: Path, split: dict) -> Path:
+    """``spliced/seed{seed}.npz``: ``--spliced`` synthetic translocations from the training split's negatives
+    (``bands{share}-seed{seed}.npz`` with a share of interstitial bands)."""
+    path = out / "spliced" / (f"bands{interstitial:g}-seed{seed}.npz" if interstitial else f"seed{seed}.npz")
     if path.is_file():
         return path
     with np.load(out / "six.npz", allow_pickle=False) as crops:
         images, metaphases = crops["images"], crops["metaphase"]
     train = split["train"]
-    made = spliced_set(images, split["chromosome_class"], metaphases, train[split["y"][train] == 0], args.spliced, seed)
+    made = spliced_set(images, split["chromosome_class"], metaphases, train[split["y"][train] == 0], args.spliced, seed,
+                       interstitial=interstitial)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as fh:
         np.savez(fh, images=made["images"], labels=np.full(args.spliced, RARE), recipient=made["recipient"],
-                 donor=made["donor"], fraction=made["fraction"])
+                 donor=made["donor"], fraction=made["fraction"], interstitial=made["interstitial"])
     return path
 
 
@@ -167,8 +171,8 @@ def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
         extra += ["--sampling", spec["sampling"]]
     if spec.get("identity"):
         extra += ["--init-from", str(identity_run(args, out))]
-    if spec.get("spliced"):
-        extra += ["--extra-train", str(spliced_crops(seed, args, out, split))]
+    if "spliced" in spec:
+        extra += ["--extra-train", str(spliced_crops(seed, spec["spliced"], args, out, split))]
     train_classifier.main(run_args(out / f"{spec['input']}.npz", run, seed, args, extra))
     return run
 
@@ -266,6 +270,9 @@ def collect(args, out: Path, split: dict) -> dict:
         rows = [{**test_metrics(score, split), "seed": path.parent.name} for path, score in zip(runs, scores)]
         if rows:
             summary["routes"][route] = {"n_seeds": len(rows), **mean_std(rows), "runs": rows}
+        if len(rows) > 1:  # the seeds' runs as one ensemble: their mean P(translocation)
+            mean_scores = {part: np.mean([score[part] for score in scores], axis=0) for part in ("val", "test")}
+            summary["routes"][route]["ensemble"] = test_metrics(mean_scores, split)
         if rows and clean is not None:
             summary["confirmed"]["routes"][route] = mean_std([test_metrics(restricted(score, clean["keep"]), clean)
                                                               for score in scores])
@@ -282,6 +289,10 @@ def markdown(summary: dict) -> str:
     for route, row in summary["routes"].items():
         lines.append(f"| {route} | {row['n_seeds']} | "
                      + " | ".join(f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in KEYS) + " |")
+    for route, row in summary["routes"].items():
+        if "ensemble" in row:
+            lines.append(f"| {route}, the {row['n_seeds']} runs' mean score | – | "
+                         + " | ".join(f"{row['ensemble'][k]:.3f}" for k in KEYS) + " |")
     slides = [s for s, v in base["per_slide"].items() if v["positives"]]
     others = [s for s in base["per_slide"] if s not in slides]
     lines += ["", "Per test slide at the validation threshold (mean over seeds): recall on the slides with "
