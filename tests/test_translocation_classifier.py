@@ -55,11 +55,15 @@ def test_identity_pretraining_then_fine_tuning_on_real_metaphases(mfish_five_met
         v26 = np.flatnonzero((data["slide"] == "V26") & (data["translocation"] == 1))
     (tmp_path / "check.json").write_text(json.dumps({"confirmed": {"V26": v26[:1].tolist()}}))
     summary = experiment.main(["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26",
-                               "--routes", "six-identity", "rgb", "six-identity-spliced", "--seeds", "0", "1", "--width", "8",
+                               "--routes", "six-identity", "rgb", "six-identity-spliced", "six-spliced-focused", "--seeds", "0", "1",
+                               "--width", "8",
                                "--steps", "12", "--spliced", "30", "--confirmed", str(tmp_path / "check.json"),
                                "--out", str(out)])
     assert summary["confirmed"]["test_positives"] == 1
-    assert set(summary["confirmed"]["routes"]) == {"six-identity", "rgb", "six-identity-spliced"}
+    assert set(summary["confirmed"]["routes"]) == {"six-identity", "rgb", "six-identity-spliced", "six-spliced-focused"}
+    focused = json.loads((out / "six-spliced-focused" / "seed1" / "config.json").read_text())
+    assert focused["args"]["focused"] == ["translocation=2"] and not focused["args"]["extra_train"]
+    assert focused["args"]["focused_generated"] == [str(out / "spliced" / "seed1.npz")]
     assert summary["confirmed"]["colour_baseline"]["per_slide"]["V26"]["positives"] == 1
     identity = json.loads((out / "identity" / "seed0" / "config.json").read_text())
     assert identity["channels"] == ["DAPI"] + [f"plane {k}" for k in range(1, 6)]

@@ -19,7 +19,9 @@ flips, turns, brightness, shift) and ``--object-mask object``.  Routes (``ROUTES
 - ``…-spliced``: ``--spliced`` synthetic translocations (:mod:`training.data.spliced_translocations`:
   the end of a normal chromosome painted from another class's chromosome of the same metaphase), made
   per seed from the training split's negatives only and added to the training crops (``--extra-train``);
-  ``six-spliced-bands`` paints a band inside the chromosome instead of its end in 30 % of them.
+  ``six-spliced-bands`` paints a band inside the chromosome instead of its end in 30 % of them;
+  ``six-spliced-focused`` feeds them through paper 001's minority-focused sampling instead (each batch
+  gets 2 × (2 spliced + 1 mixup + 1 nonlinear mixup) translocation crops, ``--focused``).
 
 Each run is scored by P(translocation) on the validation and test crops.  The test is reported at
 the network's own decision (argmax) and at the threshold that maximises F1 on validation, with the
@@ -58,6 +60,7 @@ ROUTES = {
     "six-spliced": {"input": "six", "spliced": 0.0},
     "six-identity-spliced": {"input": "six", "identity": True, "spliced": 0.0},
     "six-spliced-bands": {"input": "six", "spliced": 0.3},
+    "six-spliced-focused": {"input": "six", "spliced": 0.0, "focused": 2},
 }
 KEYS = ("f1_argmax", "precision", "recall", "f1", "pr_auc", "roc_auc")
 
@@ -172,7 +175,9 @@ def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
     if spec.get("identity"):
         extra += ["--init-from", str(identity_run(args, out))]
     if "spliced" in spec:
-        extra += ["--extra-train", str(spliced_crops(seed, spec["spliced"], args, out, split))]
+        spliced = str(spliced_crops(seed, spec["spliced"], args, out, split))
+        extra += ([f"--focused={RARE}={spec['focused']}", "--focused-generated", spliced] if spec.get("focused")
+                  else ["--extra-train", spliced])
     train_classifier.main(run_args(out / f"{spec['input']}.npz", run, seed, args, extra))
     return run
 
