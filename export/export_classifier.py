@@ -1,11 +1,16 @@
 """Export a trained classifier run to a bundle (``model.onnx`` + ``card.json``).
 
     cellsynth export classifier runs/jurkat4-s0 --out bundles/jurkat4
+    cellsynth export classifier runs/t/seed0 --ensemble runs/t/seed1 runs/t/seed2 --out bundles/t   # one ensemble
 
 The graph takes normalised ``images`` (N×C×H×W float32, dynamic N) and returns
 ``logits`` (N×K) and ``features`` (N×D, the penultimate layer).  Torch and ONNX
 Runtime outputs are compared on the run's real test crops; the export fails above
 tolerance and the card records the differences.
+
+``--ensemble`` adds runs of the same task (same classes, channels, crop size, normalisation and test
+split; typically other seeds) and exports them as one :class:`ClassifierEnsemble`: ``logits`` are the
+log of the members' mean probability, ``features`` the members' features side by side.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.export.common import (export_onnx, export_parser, fresh_staging, library_versions, parity,
                                             publish, store_weights_fp16)
+from napari_cellsynth.training.nets.classifier_ensemble import ClassifierEnsemble
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
 
@@ -86,18 +92,50 @@ def test_split_arrays(run: Path, config: dict) -> dict[str, np.ndarray] | None:
         return {"test_source_index": np.setdiff1d(np.arange(n), excluded)[split["test"]]}
 
 
+SAME_TASK = ("classes", "channels", "image_size", "normalization", "object_crop", "object_mask", "fit", "dtype")
+
+
+def load_ensemble(runs: list[Path]) -> tuple[dict, ClassifierEnsemble, list[dict]]:
+    """The runs as one ensemble, checked to be one task with one test split; also each member's record."""
+    loaded = [load_run(run) for run in runs]
+    config = loaded[0][0]
+    with np.load(runs[0] / "split.npz", allow_pickle=False) as split:
+        test = split["test"]
+    members = []
+    for run, (other, _) in zip(runs, loaded):
+        differ = [key for key in SAME_TASK if other.get(key) != config.get(key)]
+        if differ:
+            raise ValueError(f"{run} is not the same task as {runs[0]}: its {', '.join(differ)} differ; an ensemble "
+                             "takes runs of one data set and recipe that differ in their seed")
+        with np.load(run / "split.npz", allow_pickle=False) as split:
+            if not np.array_equal(split["test"], test):
+                raise ValueError(f"{run} has another test split than {runs[0]}: train the members with one "
+                                 "--split-seed (or --split) so that the ensemble's test crops stay unseen")
+        history = json.loads((run / "history.json").read_text())
+        metrics = json.loads((run / "metrics_test.json").read_text()) if (run / "metrics_test.json").is_file() else {}
+        members.append({"run": str(run), "seed": other["args"]["seed"],
+                        "best_val_macro_f1": max(h["val_macro_f1"] for h in history),
+                        "test_macro_f1": metrics.get("macro_f1")})
+    return config, ClassifierEnsemble([model for _, model in loaded]).eval(), members
+
+
 # fp16 weights round each weight by up to 2^-11 of itself: logits move by about 1e-2, predictions must not
 FP16_TOLERANCE = 5e-2
 
 
 def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
-                      atol: float = 1e-3, rtol: float = 1e-3, weights: str = "fp32") -> Path:
+                      atol: float = 1e-3, rtol: float = 1e-3, weights: str = "fp32",
+                      ensemble: list[str | Path] = ()) -> Path:
     """``weights="fp16"`` stores the weights in half precision (half the file; computed in float32): the
-    parity check then allows :data:`FP16_TOLERANCE` on the outputs and requires every prediction to agree."""
+    parity check then allows :data:`FP16_TOLERANCE` on the outputs and requires every prediction to agree.
+    ``ensemble``: more runs of the same task, exported with ``run`` as one ensemble."""
     if weights not in ("fp32", "fp16"):
         raise ValueError(f"weights must be fp32 or fp16, got {weights!r}")
     run, out = Path(run), Path(out)
-    config, model = load_run(run)
+    if ensemble:
+        config, model, members = load_ensemble([run, *map(Path, ensemble)])
+    else:
+        config, model = load_run(run)
     staging = fresh_staging(out)
     example = torch.zeros(2, len(config["channels"]), *config["image_size"])
     export_onnx(model, (example,), staging / "model.onnx", ["images"], ["logits", "features"])
@@ -105,6 +143,9 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
         store_weights_fp16(staging / "model.onnx")
         atol, rtol = max(atol, FP16_TOLERANCE), max(rtol, FP16_TOLERANCE)
     card = make_card(run, config, model, name or out.name)
+    if ensemble:
+        card.training["ensemble"] = members
+        card.training["test_metrics"] = None  # a member's metrics are not the ensemble's
     with np.load(run / "samples.npz", allow_pickle=False) as samples:
         batch = normalize(samples["images"], config["normalization"])
     with torch.inference_mode():
@@ -130,8 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", default="fp32", choices=["fp32", "fp16"],
                         help="fp16: weights stored in half precision (half the file, computed in float32); refused "
                              "when any prediction on the run's test crops changes")
+    parser.add_argument("--ensemble", nargs="+", default=[], metavar="RUN",
+                        help="more runs of the same task (other seeds, one test split): export all as one ensemble "
+                             "whose probability is the members' mean")
     args = parser.parse_args(argv)
-    path = export_classifier(args.run, args.out, args.name, weights=args.weights)
+    path = export_classifier(args.run, args.out, args.name, weights=args.weights, ensemble=args.ensemble)
     card = json.loads((path / "card.json").read_text())
     print(f"wrote {path}: parity {card['export']['parity']}")
 

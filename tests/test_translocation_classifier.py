@@ -35,6 +35,19 @@ def test_test_metrics_count_each_slide():
     assert 0 < result["roc_auc"] < 1 and 0 < result["pr_auc"] <= 1
 
 
+def test_disjoint_ensembles_average_each_groups_scores():
+    split = {"val": np.arange(4), "test": np.arange(4, 10), "y": np.array([0, 1, 0, 1, 1, 1, 0, 0, 0, 1]),
+             "slide": np.array(["a"] * 4 + ["A"] * 6)}
+    rng = np.random.default_rng(0)
+    scores = [{"val": rng.random(4), "test": rng.random(6)} for _ in range(5)]
+    seeds = [f"seed{k}" for k in range(5)]
+    result = experiment.disjoint_ensembles(scores, seeds, 2, split)
+    assert result["n"] == 2 and result["members"] == [["seed0", "seed1"], ["seed2", "seed3"]]  # seed4 left over
+    first = experiment.test_metrics({p: (scores[0][p] + scores[1][p]) / 2 for p in ("val", "test")}, split)
+    assert result["groups"][0]["roc_auc"] == pytest.approx(first["roc_auc"])
+    assert result["roc_auc"]["mean"] == pytest.approx(np.mean([g["roc_auc"] for g in result["groups"]]))
+
+
 def test_confirmed_test_leaves_out_only_unconfirmed_positives(tmp_path):
     split = {"train": np.arange(2), "val": np.arange(2, 4), "test": np.arange(4, 10),
              "y": np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 0]), "row": np.arange(100, 110)}

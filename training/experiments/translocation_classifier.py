@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: the trainer's recipe)")
     p.add_argument("--identity-seed", type=int, default=0)
     p.add_argument("--spliced", type=int, default=1000, help="synthetic translocations per run of a …-spliced route")
+    p.add_argument("--ensemble-size", type=int, default=5,
+                   help="also score disjoint ensembles of this many seeds' runs (the mean of their scores)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--confirmed", help="JSON with the positives confirmed by eye ({'confirmed': {slide: [rows of --data]}}, "
                    "e.g. docs/data/translocation_label_check.json): also score the test with the unconfirmed positives left out")
@@ -254,6 +256,20 @@ def baseline_scores(out: Path, split: dict) -> dict[str, np.ndarray]:
     return colour_scores(features, split["y"], split["train"], {part: split[part] for part in ("val", "test")})
 
 
+def ensemble_scores(scores: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Runs as one ensemble: their mean P(translocation) on each part (what ``export classifier --ensemble`` gives)."""
+    return {part: np.mean([score[part] for score in scores], axis=0) for part in ("val", "test")}
+
+
+def disjoint_ensembles(scores: list[dict[str, np.ndarray]], seeds: list[str], k: int, split: dict) -> dict:
+    """Test metrics of consecutive disjoint groups of ``k`` runs, each as one ensemble (as a zoo bundle holds
+    one), with their mean ± std; runs left over after the last full group are not used."""
+    groups = [range(g * k, (g + 1) * k) for g in range(len(scores) // k)]
+    metrics = [test_metrics(ensemble_scores([scores[i] for i in group]), split) for group in groups]
+    return {"size": k, "n": len(groups), **mean_std(metrics), "members": [[seeds[i] for i in group] for group in groups],
+            "groups": metrics}
+
+
 def mean_std(rows: list[dict]) -> dict:
     return {key: {"mean": float(np.mean([r[key] for r in rows])), "std": float(np.std([r[key] for r in rows]))}
             for key in KEYS}
@@ -270,14 +286,16 @@ def collect(args, out: Path, split: dict) -> dict:
                                 "colour_baseline": test_metrics(restricted(baseline_scores(out, split), clean["keep"]),
                                                                 clean)}
     for route in args.routes:
-        runs = sorted((out / route).glob("seed*/metrics_test.json"))
+        runs = sorted((out / route).glob("seed*/metrics_test.json"), key=lambda path: int(path.parent.name[4:]))
         scores = [run_scores(path.parent, split) for path in runs]
         rows = [{**test_metrics(score, split), "seed": path.parent.name} for path, score in zip(runs, scores)]
         if rows:
             summary["routes"][route] = {"n_seeds": len(rows), **mean_std(rows), "runs": rows}
         if len(rows) > 1:  # the seeds' runs as one ensemble: their mean P(translocation)
-            mean_scores = {part: np.mean([score[part] for score in scores], axis=0) for part in ("val", "test")}
-            summary["routes"][route]["ensemble"] = test_metrics(mean_scores, split)
+            summary["routes"][route]["ensemble"] = test_metrics(ensemble_scores(scores), split)
+        if args.ensemble_size > 1 and len(rows) >= 2 * args.ensemble_size:
+            summary["routes"][route]["ensembles"] = disjoint_ensembles(scores, [r["seed"] for r in rows],
+                                                                       args.ensemble_size, split)
         if rows and clean is not None:
             summary["confirmed"]["routes"][route] = mean_std([test_metrics(restricted(score, clean["keep"]), clean)
                                                               for score in scores])
@@ -295,6 +313,10 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {route} | {row['n_seeds']} | "
                      + " | ".join(f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in KEYS) + " |")
     for route, row in summary["routes"].items():
+        if "ensembles" in row:
+            e = row["ensembles"]
+            lines.append(f"| {route}, {e['n']} disjoint ensembles of {e['size']} runs | {e['n']} | "
+                         + " | ".join(f"{e[k]['mean']:.3f} ± {e[k]['std']:.3f}" for k in KEYS) + " |")
         if "ensemble" in row:
             lines.append(f"| {route}, the {row['n_seeds']} runs' mean score | – | "
                          + " | ".join(f"{row['ensemble'][k]:.3f}" for k in KEYS) + " |")
