@@ -119,6 +119,24 @@ def load_ensemble(runs: list[Path]) -> tuple[dict, ClassifierEnsemble, list[dict
     return config, ClassifierEnsemble([model for _, model in loaded]).eval(), members
 
 
+def ensemble_test_metrics(model: ClassifierEnsemble, config: dict, arrays: dict | None) -> dict | None:
+    """The ensemble's metrics (argmax of the mean probability) on the test crops of the members' data file;
+    None when that file is not at hand."""
+    from napari_cellsynth.core.label_maps import apply_bundle_label_map
+    from napari_cellsynth.core.metrics import classification_metrics
+
+    if arrays is None:
+        return None
+    with np.load(config["data"], allow_pickle=False) as data:
+        index = arrays["test_source_index"]
+        images, labels = data["images"][index], data["labels"][index]
+    truth, classes = apply_bundle_label_map(labels, config["label_map"], config["classes"])
+    with torch.inference_mode():
+        predicted = np.concatenate([model(torch.from_numpy(normalize(images[i:i + 256], config["normalization"])))[0]
+                                    .argmax(1).numpy() for i in range(0, len(images), 256)])
+    return {**classification_metrics(truth, predicted, classes), "measured": "the ensemble, at export"}
+
+
 # fp16 weights round each weight by up to 2^-11 of itself: logits move by about 1e-2, predictions must not
 FP16_TOLERANCE = 5e-2
 
@@ -143,14 +161,15 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
         store_weights_fp16(staging / "model.onnx")
         atol, rtol = max(atol, FP16_TOLERANCE), max(rtol, FP16_TOLERANCE)
     card = make_card(run, config, model, name or out.name)
+    arrays = test_split_arrays(run, config)
     if ensemble:
         card.training["ensemble"] = members
-        card.training["test_metrics"] = None  # a member's metrics are not the ensemble's
+        # a member's metrics are not the ensemble's: score the ensemble on the members' shared test split
+        card.training["test_metrics"] = ensemble_test_metrics(model, config, arrays)
     with np.load(run / "samples.npz", allow_pickle=False) as samples:
         batch = normalize(samples["images"], config["normalization"])
     with torch.inference_mode():
         logits, features = model(torch.from_numpy(batch))
-    arrays = test_split_arrays(run, config)
     save_bundle(staging, card, arrays)
     onnx_model = OnnxModel(staging, kind="classifier", providers=["CPUExecutionProvider"])
     got = onnx_model.run({"images": batch})

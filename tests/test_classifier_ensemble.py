@@ -43,7 +43,13 @@ def test_two_seeds_runs_export_as_one_bundle(trained_run, jurkat_slice, tmp_path
                            "--out", str(bundle)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     card = json.loads((bundle / "card.json").read_text())
-    assert [m["seed"] for m in card["training"]["ensemble"]] == [0, 1] and card["training"]["test_metrics"] is None
+    assert [m["seed"] for m in card["training"]["ensemble"]] == [0, 1]
+    assert card["training"]["test_metrics"]["measured"] == "the ensemble, at export"
+    from napari_cellsynth.training.experiments.rescore import rescore_classifier
+
+    again = rescore_classifier(bundle, str(jurkat_slice))  # through ONNX Runtime, on the shared test split
+    assert again["test_crops"] == card["training"]["test_metrics"]["n"]
+    assert again["macro_f1"] == pytest.approx(card["training"]["test_metrics"]["macro_f1"], abs=0.01)
     with np.load(trained_run / "samples.npz", allow_pickle=False) as samples:
         crops = samples["images"][:24]
     together = run_to_end(classify_crops(OnnxModel(bundle, kind="classifier"), crops))
