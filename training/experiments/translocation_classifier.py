@@ -297,8 +297,11 @@ def collect(args, out: Path, split: dict) -> dict:
             summary["routes"][route]["ensembles"] = disjoint_ensembles(scores, [r["seed"] for r in rows],
                                                                        args.ensemble_size, split)
         if rows and clean is not None:
-            summary["confirmed"]["routes"][route] = mean_std([test_metrics(restricted(score, clean["keep"]), clean)
-                                                              for score in scores])
+            kept = [restricted(score, clean["keep"]) for score in scores]
+            summary["confirmed"]["routes"][route] = mean_std([test_metrics(score, clean) for score in kept])
+            if args.ensemble_size > 1 and len(rows) >= 2 * args.ensemble_size:
+                summary["confirmed"]["routes"][route]["ensembles"] = disjoint_ensembles(
+                    kept, [r["seed"] for r in rows], args.ensemble_size, clean)
     write_json_atomic(out / "summary.json", summary)
     (out / "summary.md").write_text(markdown(summary))
     return summary
@@ -346,6 +349,11 @@ def markdown(summary: dict) -> str:
         for route, row in clean["routes"].items():
             lines.append(f"| {route} | " + " | ".join(f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in KEYS[1:])
                          + " |")
+        for route, row in clean["routes"].items():
+            if "ensembles" in row:
+                e = row["ensembles"]
+                lines.append(f"| {route}, {e['n']} disjoint ensembles of {e['size']} runs | "
+                             + " | ".join(f"{e[k]['mean']:.3f} ± {e[k]['std']:.3f}" for k in KEYS[1:]) + " |")
     return "\n".join(lines) + "\n"
 
 
