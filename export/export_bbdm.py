@@ -40,7 +40,7 @@ def load_bbdm_run(run: Path) -> tuple[dict, torch.nn.Module]:
 
 def real_bridged_inputs(config: dict, n: int = 12) -> dict[str, np.ndarray]:
     pairs = load_pairs(config["data"], config["exclude_slides"], config["only_translocations"])
-    x0 = normalize(pairs["rgb"][:n], config["normalization"])
+    x0 = normalize(pairs[config.get("target", "rgb")][:n], config["normalization"])
     y = np.repeat(normalize(pairs["dapi"][:n], config["condition_normalization"]), x0.shape[1], axis=1)
     schedule = BridgeSchedule.from_card(config["schedule"])
     t = np.linspace(0, schedule.num_timesteps, len(x0)).astype(np.int64)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from napari_cellsynth.core.bundle import BundleError
-from napari_cellsynth.core.outputs import read_provenance
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.outputs import read_provenance
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.schedules import BridgeSchedule
 from napari_cellsynth.core.translate import TranslationSettings, chromosome_crops, composite, translate
@@ -166,3 +166,20 @@ def test_generate_from_dapi_widget(make_napari_viewer, qtbot, bbdm_bundle, metap
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
     assert "one 2-D plane" in str(widget.last_error) and widget.run_button.enabled
+
+
+def test_a_bbdm_that_paints_all_five_fluorophore_planes(mfish_pairs, metaphase_with_chromosomes, tmp_path):
+    """``--target fluorophores``: DAPI → the five planes the translocation classifier reads, through export and
+    translation of a real metaphase's chromosomes."""
+    from napari_cellsynth.export.export_bbdm import export_bbdm
+    from napari_cellsynth.training.trainers import bbdm as train_bbdm
+
+    run = tmp_path / "bbdm5"
+    train_bbdm.main(["--data", str(mfish_pairs), "--target", "fluorophores", "--base", "16", "--steps", "3",
+                     "--sample-every", "3", "--sample-steps", "4", "--ckpt-every", "3", "--out", str(run), "--quiet"])
+    assert (run / "samples_000003.png").is_file()
+    model = OnnxModel(export_bbdm(run, tmp_path / "bundle"), kind="bbdm")
+    assert model.card.channels == [f"plane {k}" for k in range(1, 6)]
+    dapi, labels = metaphase_with_chromosomes
+    result = run_to_end(translate(model, dapi, labels, TranslationSettings(steps=3, seed=0, batch_size=6)))
+    assert result.images.shape == (6, 5, 64, 64) and composite(result, labels).shape == (5, *dapi.shape)

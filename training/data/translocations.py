@@ -29,11 +29,13 @@ def load_chromosomes(path: str) -> dict[str, np.ndarray]:
         missing = {"dapi", "rgb", "slide", "translocation", "metaphase"} - set(data.files)
         if missing:
             raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m napari_cellsynth.training.data.mfish_dataset")
-        return {k: data[k] for k in ("dapi", "rgb", "slide", "translocation", "metaphase")}
+        keys = ("dapi", "rgb", "slide", "translocation", "metaphase") + (("fluorophores",) if "fluorophores" in data.files else ())
+        return {k: data[k] for k in keys}
 
 
 def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) -> dict[str, np.ndarray]:
-    """DAPI and RGB crops (N×1×S×S, N×3×S×S uint8) of the chromosomes to train on."""
+    """DAPI and RGB crops (N×1×S×S, N×3×S×S uint8) of the chromosomes to train on, and their five fluorophore
+    planes (N×5×S×S) where the data set has them."""
     arrays = load_chromosomes(path)
     keep = ~np.isin(arrays["slide"], exclude_slides)
     if only_translocations:

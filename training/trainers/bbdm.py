@@ -8,8 +8,9 @@
         --init-from runs/bbdm-all --only-translocations --steps 4000 --out runs/bbdm-transloc
 
 The bridge of paper 004 eqs. 1–3: x_t = (1 - m_t) x_0 + m_t y + sqrt(δ_t) ε with m_t = t/T and
-δ_t = 2s(m_t - m_t²).  x_0 is the RGB crop (three fluorophore planes), y the DAPI crop repeated
-on the three channels (the bridge needs both ends in one space).  The network predicts the BBDM
+δ_t = 2s(m_t - m_t²).  x_0 is the RGB crop (three fluorophore planes; ``--target fluorophores``: all
+five planes, what the translocation classifier of docs/results.md §11 reads), y the DAPI crop repeated
+on the target's channels (the bridge needs both ends in one space).  The network predicts the BBDM
 objective x_t - x_0 = m_t (y - x_0) + sqrt(δ_t) ε from (x_t, t), with an L1 (BBDM's default) or L2
 loss.  Adam at 1e-4, batch 8 and a plateau learning-rate schedule (factor 0.5, patience 3000,
 floor 5e-7) follow paper 004's appendix A.  Both ends are 8-bit; they are scaled to [-1, 1].
@@ -44,6 +45,7 @@ from napari_cellsynth.training.trainers.forward_process import TorchBridge
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
 EIGHT_BIT = {"low": 0.0, "high": 255.0}
+TARGETS = {"rgb": ["R", "G", "B"], "fluorophores": [f"plane {k}" for k in range(1, 6)]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="chromosomes.npz of training.data.mfish_dataset (dapi, rgb, ...)")
     p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
     p.add_argument("--only-translocations", action="store_true", help="fine-tune on translocation = 1 only")
+    p.add_argument("--target", default="rgb", choices=list(TARGETS),
+                   help="what DAPI is translated into: rgb (three fluorophore planes) or fluorophores (all five)")
     p.add_argument("--timesteps", type=int, default=1000)
     p.add_argument("--variance-scale", type=float, default=1.0, help="s in δ_t = 2s(m_t - m_t²)")
     p.add_argument("--loss", default="l1", choices=["l1", "l2"])
@@ -89,16 +93,18 @@ def torch_bridge_fn(model: nn.Module):
     return net
 
 
-def sample_grid(model, schedule, pairs, normalization, steps: int, path: Path, n: int = 8) -> None:
-    """Rows: DAPI, real FISH, BBDM from that DAPI (shared numpy bridge sampler, seed 0)."""
+def sample_grid(model, schedule, pairs, target: str, normalization, steps: int, path: Path, n: int = 8) -> None:
+    """Rows: DAPI, real FISH, BBDM from that DAPI (shared numpy bridge sampler, seed 0); the first three
+    channels of a five-plane target."""
     from napari_cellsynth.core.images import denormalize, normalize
 
     model.eval()
     pick = np.random.default_rng(0).choice(len(pairs["dapi"]), min(n, len(pairs["dapi"])), replace=False)
-    y = np.repeat(normalize(pairs["dapi"][pick], {"type": "minmax_range", "low": [0.0], "high": [255.0]}), 3, axis=1)
+    y = np.repeat(normalize(pairs["dapi"][pick], {"type": "minmax_range", "low": [0.0], "high": [255.0]}),
+                  pairs[target].shape[1], axis=1)
     fake = run_to_end(bridge(torch_bridge_fn(model), y, schedule, steps, np.random.default_rng(0)))
     fake = denormalize(fake, normalization, np.uint8, (0, 255))
-    dapi_fish_grid(pairs["dapi"][pick], pairs["rgb"][pick], fake, "BBDM", path)
+    dapi_fish_grid(pairs["dapi"][pick], pairs[target][pick][:, :3], fake[:, :3], "BBDM", path)
 
 
 def train(args) -> Path:
@@ -107,17 +113,21 @@ def train(args) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     pairs = load_pairs(args.data, args.exclude_slides, args.only_translocations)
-    channels, size = pairs["rgb"].shape[1], pairs["rgb"].shape[-1]
+    if args.target not in pairs:
+        raise ValueError(f"{args.data} has no {args.target} planes; rebuild it with python -m "
+                         "napari_cellsynth.training.data.mfish_dataset")
+    target = pairs[args.target]
+    channels, size = target.shape[1], target.shape[-1]
     schedule = BridgeSchedule(args.timesteps, args.variance_scale)
     normalization = {"type": "minmax_range", "low": [EIGHT_BIT["low"]] * channels,
                      "high": [EIGHT_BIT["high"]] * channels}
     net = {"base": args.base, "channel_mult": args.channel_mult, "dropout": args.dropout}
-    config = {"task": "bbdm", "data": str(Path(args.data).resolve()), "channels": ["R", "G", "B"][:channels],
+    config = {"task": "bbdm", "data": str(Path(args.data).resolve()), "channels": TARGETS[args.target][:channels],
               "condition_channels": ["DAPI"], "image_size": [size, size], "dtype": "uint8", "value_range": [0, 255],
               "normalization": normalization,
               "condition_normalization": {"type": "minmax_range", "low": [0.0], "high": [255.0]},
               "schedule": schedule.to_card(), "loss": args.loss, "net": net, "init_from": args.init_from,
-              "train_count": int(len(pairs["rgb"])), "exclude_slides": args.exclude_slides,
+              "train_count": int(len(target)), "target": args.target, "exclude_slides": args.exclude_slides,
               "only_translocations": args.only_translocations, "args": vars(args)}
     write_json_atomic(out / "config.json", config)
     model = bridge_unet(net, channels, size)
@@ -127,7 +137,7 @@ def train(args) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3000, cooldown=3000,
                                                          threshold=1e-4, min_lr=5e-7)
-    stacked = np.concatenate([pairs["dapi"], pairs["rgb"]], axis=1)  # flips and rotations hit both ends alike
+    stacked = np.concatenate([pairs["dapi"], target], axis=1)  # flips and rotations hit both ends alike
     joint = {"type": "minmax_range", "low": [0.0] * (channels + 1), "high": [255.0] * (channels + 1)}
     batches = CropBatches(stacked, pairs["translocation"], joint, args.batch_size, augment=True, seed=args.seed,
                           brightness=False)
@@ -151,7 +161,7 @@ def train(args) -> Path:
 
     every = {"checkpoint": Every(args.ckpt_every, lambda s: save_checkpoint(out, model, ema, optimizer, s, history,
                                                                            batches, plateau=plateau.state_dict())),
-             "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, pairs, normalization,
+             "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, pairs, args.target, normalization,
                                                                        args.sample_steps, out / f"samples_{s:06d}.png"))}
     run_to_end(training_loop(one_step, step, args.steps, history, every, describe=lambda e: f"loss {e['loss']:.4f}",
                              extra_log=lambda step: {"lr": optimizer.param_groups[0]["lr"]}, quiet=args.quiet))
