@@ -87,6 +87,9 @@ def test_identity_pretraining_then_fine_tuning_on_real_metaphases(mfish_five_met
     assert spliced["extra_train"][0]["counts"] == {"normal": 0, "translocation": 30}
     with np.load(out / "spliced" / "seed0.npz") as made, np.load(out / "split.npz") as split:
         assert set(made["recipient"]) | set(made["donor"]) <= set(split["train"])  # never a validation or test crop
+    with pytest.raises(ValueError, match="holds 30 spliced crops, not --spliced 40"):
+        experiment.main(["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26", "--routes", "six-spliced",
+                         "--seeds", "0", "--spliced", "40", "--out", str(out)])
     for route in ("six-identity", "rgb", "six-identity-spliced"):
         row = summary["routes"][route]
         assert row["n_seeds"] == 2 and 0 <= row["roc_auc"]["mean"] <= 1

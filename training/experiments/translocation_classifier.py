@@ -138,6 +138,10 @@ def spliced_crops(seed: int, interstitial: float, args, out: Path, split: dict) 
     (``bands{share}-seed{seed}.npz`` with a share of interstitial bands)."""
     path = out / "spliced" / (f"bands{interstitial:g}-seed{seed}.npz" if interstitial else f"seed{seed}.npz")
     if path.is_file():
+        with np.load(path, allow_pickle=False) as made:
+            if len(made["labels"]) != args.spliced:
+                raise ValueError(f"{path} holds {len(made['labels'])} spliced crops, not --spliced {args.spliced}; "
+                                 "use another --out for another count")
         return path
     with np.load(out / "six.npz", allow_pickle=False) as crops:
         images, metaphases = crops["images"], crops["metaphase"]
