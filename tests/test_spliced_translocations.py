@@ -48,6 +48,8 @@ def test_splice_refuses_what_it_cannot_cut():
     crop = bar(slice(12, 18), slice(2, 30), {1: 100})
     with pytest.raises(ValueError, match="fraction must be in"):
         splice(crop, crop, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="fraction must be in .* for a band"):
+        splice(crop, crop, 0.85, np.random.default_rng(0), interstitial=True)
     with pytest.raises(ValueError, match="chromosome pixels"):
         splice(crop, np.zeros_like(crop), 0.3, np.random.default_rng(0))
     with pytest.raises(ValueError, match="C×H×W crops"):

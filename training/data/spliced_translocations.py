@@ -57,8 +57,9 @@ def splice(recipient: np.ndarray, donor: np.ndarray, fraction: float, rng: np.ra
     if recipient.shape != donor.shape or recipient.ndim != 3 or recipient.shape[0] < 2:
         raise ValueError(f"splice needs two C×H×W crops with DAPI and ≥ 1 fluorophore plane, got "
                          f"{recipient.shape} and {donor.shape}")
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if not 0 < fraction < (0.8 if interstitial else 1):
+        raise ValueError(f"fraction must be in (0, {0.8 if interstitial else 1}) for "
+                         f"{'a band' if interstitial else 'an end'}, got {fraction}")
     own, their = recipient.any(axis=0), donor.any(axis=0)
     if own.sum() < 2 or their.sum() < 2:
         raise ValueError("splice needs a recipient and a donor with chromosome pixels")
