@@ -119,9 +119,11 @@ def load_ensemble(runs: list[Path]) -> tuple[dict, ClassifierEnsemble, list[dict
     return config, ClassifierEnsemble([model for _, model in loaded]).eval(), members
 
 
-def ensemble_test_metrics(model: ClassifierEnsemble, config: dict, arrays: dict | None) -> dict | None:
-    """The ensemble's metrics (argmax of the mean probability) on the test crops of the members' data file;
-    None when that file is not at hand."""
+def ensemble_test_metrics(bundle: OnnxModel, config: dict, arrays: dict | None) -> dict | None:
+    """The exported ensemble's metrics (argmax of the mean probability) on the test crops of the members' data
+    file, through ONNX Runtime as ``experiments.rescore`` scores a bundle; None when that file is not at hand."""
+    from napari_cellsynth.core.classify import classify_crops
+    from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.label_maps import apply_bundle_label_map
     from napari_cellsynth.core.metrics import classification_metrics
 
@@ -131,10 +133,8 @@ def ensemble_test_metrics(model: ClassifierEnsemble, config: dict, arrays: dict 
         index = arrays["test_source_index"]
         images, labels = data["images"][index], data["labels"][index]
     truth, classes = apply_bundle_label_map(labels, config["label_map"], config["classes"])
-    with torch.inference_mode():
-        predicted = np.concatenate([model(torch.from_numpy(normalize(images[i:i + 256], config["normalization"])))[0]
-                                    .argmax(1).numpy() for i in range(0, len(images), 256)])
-    return {**classification_metrics(truth, predicted, classes), "measured": "the ensemble, at export"}
+    result = run_to_end(classify_crops(bundle, images))
+    return {**classification_metrics(truth, result.predicted, classes), "measured": "the ensemble, at export"}
 
 
 # fp16 weights round each weight by up to 2^-11 of itself: logits move by about 1e-2, predictions must not
@@ -163,9 +163,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
     card = make_card(run, config, model, name or out.name)
     arrays = test_split_arrays(run, config)
     if ensemble:
-        card.training["ensemble"] = members
-        # a member's metrics are not the ensemble's: score the ensemble on the members' shared test split
-        card.training["test_metrics"] = ensemble_test_metrics(model, config, arrays)
+        card.training["ensemble"], card.training["test_metrics"] = members, None  # measured on the bundle below
     with np.load(run / "samples.npz", allow_pickle=False) as samples:
         batch = normalize(samples["images"], config["normalization"])
     with torch.inference_mode():
@@ -181,6 +179,8 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
                             "parity": parity({"logits": logits.numpy(), "features": features.numpy()},
                                              got, atol, rtol),
                             "prediction_agreement": agreement}
+    if ensemble:  # a member's metrics are not the ensemble's: score the bundle on the members' shared test split
+        card.training["test_metrics"] = ensemble_test_metrics(onnx_model, config, arrays)
     save_bundle(staging, card, arrays)
     return publish(staging, out)
 

@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from napari_cellsynth.core.atomic import atomic_open
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.training.data.translocations import RARE
 
 FRACTION = (0.15, 0.5)
 INTERSTITIAL_FRACTION = (0.1, 0.3)
@@ -126,6 +127,16 @@ def spliced_set(images: np.ndarray, classes: np.ndarray, metaphases: np.ndarray,
     return out
 
 
+def save_spliced(path: Path, made: dict[str, np.ndarray], **extra: np.ndarray) -> Path:
+    """:func:`spliced_set`'s crops as an .npz of labelled crops (``labels`` = translocation, what ``--extra-train``
+    and ``--focused-generated`` read), with their provenance and any ``extra`` arrays; written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, images=made["images"], labels=np.full(len(made["images"]), RARE), recipient=made["recipient"],
+                 donor=made["donor"], fraction=made["fraction"], interstitial=made["interstitial"], **extra)
+    return path
+
+
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.data.spliced_translocations",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,11 +165,7 @@ def main(argv: list[str] | None = None) -> Path:
     made = spliced_set(images, arrays["chromosome_class"], arrays["metaphase"], candidates, args.count, args.seed,
                        interstitial=args.interstitial)
     channels = np.array(["DAPI"] + [f"plane {k}" for k in range(1, arrays["fluorophores"].shape[1] + 1)])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out, "wb") as fh:
-        np.savez(fh, images=made["images"], labels=np.full(args.count, "translocation"), channels=channels,
-                 recipient=made["recipient"], donor=made["donor"], fraction=made["fraction"],
-                 interstitial=made["interstitial"], slide=arrays["slide"][made["recipient"]],
+    save_spliced(out, made, channels=channels, slide=arrays["slide"][made["recipient"]],
                  metaphase=arrays["metaphase"][made["recipient"]])
     print(f"{out}: {args.count} spliced translocations from {len(candidates)} negative chromosomes")
     return out

@@ -45,7 +45,7 @@ import numpy as np
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
-from napari_cellsynth.training.data.spliced_translocations import spliced_set
+from napari_cellsynth.training.data.spliced_translocations import save_spliced, spliced_set
 from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
 from napari_cellsynth.training.experiments.colour_baseline import colour_features, colour_scores
 from napari_cellsynth.training.trainers import classifier as train_classifier
@@ -148,11 +148,7 @@ def spliced_crops(seed: int, interstitial: float, args, out: Path, split: dict) 
     train = split["train"]
     made = spliced_set(images, split["chromosome_class"], metaphases, train[split["y"][train] == 0], args.spliced, seed,
                        interstitial=interstitial)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as fh:
-        np.savez(fh, images=made["images"], labels=np.full(args.spliced, RARE), recipient=made["recipient"],
-                 donor=made["donor"], fraction=made["fraction"], interstitial=made["interstitial"])
-    return path
+    return save_spliced(path, made)
 
 
 def run_args(data: Path, out: Path, seed: int, args, extra: list[str]) -> list[str]:
@@ -195,16 +191,12 @@ def run_scores(run: Path, split: dict) -> dict[str, np.ndarray]:
             return {k: saved[k] for k in saved.files}
     import torch
 
+    from napari_cellsynth.export.export_classifier import load_run
     from napari_cellsynth.training.data.labelled_crops import CropBatches
-    from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
-    config = json.loads((run / "config.json").read_text())
+    config, model = load_run(run)
     with np.load(config["data"], allow_pickle=False) as data:
         images = data["images"]
-    model = ResNetClassifier(config["args"]["arch"], images.shape[1], len(config["classes"]), images.shape[-1],
-                             config["args"]["width"])
-    model.load_state_dict(torch.load(run / "best.pt", weights_only=True, map_location="cpu")["model"])
-    model.eval()
     rare = config["classes"].index(RARE)
     scores = {}
     for part in ("val", "test"):
@@ -297,18 +289,24 @@ def collect(args, out: Path, split: dict) -> dict:
             summary["routes"][route] = {"n_seeds": len(rows), **mean_std(rows), "runs": rows}
         if len(rows) > 1:  # the seeds' runs as one ensemble: their mean P(translocation)
             summary["routes"][route]["ensemble"] = test_metrics(ensemble_scores(scores), split)
-        if args.ensemble_size > 1 and len(rows) >= 2 * args.ensemble_size:
+        grouped = args.ensemble_size > 1 and len(rows) >= 2 * args.ensemble_size
+        if grouped:
             summary["routes"][route]["ensembles"] = disjoint_ensembles(scores, [r["seed"] for r in rows],
                                                                        args.ensemble_size, split)
         if rows and clean is not None:
             kept = [restricted(score, clean["keep"]) for score in scores]
             summary["confirmed"]["routes"][route] = mean_std([test_metrics(score, clean) for score in kept])
-            if args.ensemble_size > 1 and len(rows) >= 2 * args.ensemble_size:
+            if grouped:
                 summary["confirmed"]["routes"][route]["ensembles"] = disjoint_ensembles(
                     kept, [r["seed"] for r in rows], args.ensemble_size, clean)
     write_json_atomic(out / "summary.json", summary)
     (out / "summary.md").write_text(markdown(summary))
     return summary
+
+
+def plus_minus(stats: dict, keys) -> str:
+    """Table cells "mean ± std" of ``keys`` in a :func:`mean_std` result."""
+    return " | ".join(f"{stats[k]['mean']:.3f} ± {stats[k]['std']:.3f}" for k in keys)
 
 
 def markdown(summary: dict) -> str:
@@ -317,13 +315,12 @@ def markdown(summary: dict) -> str:
     base = summary["colour_baseline"]
     lines.append("| colour-heterogeneity logistic regression | – | " + " | ".join(f"{base[k]:.3f}" for k in KEYS) + " |")
     for route, row in summary["routes"].items():
-        lines.append(f"| {route} | {row['n_seeds']} | "
-                     + " | ".join(f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in KEYS) + " |")
+        lines.append(f"| {route} | {row['n_seeds']} | " + plus_minus(row, KEYS) + " |")
     for route, row in summary["routes"].items():
         if "ensembles" in row:
             e = row["ensembles"]
             lines.append(f"| {route}, {e['n']} disjoint ensembles of {e['size']} runs | {e['n']} | "
-                         + " | ".join(f"{e[k]['mean']:.3f} ± {e[k]['std']:.3f}" for k in KEYS) + " |")
+                         + plus_minus(e, KEYS) + " |")
         if "ensemble" in row:
             lines.append(f"| {route}, the {row['n_seeds']} runs' mean score | – | "
                          + " | ".join(f"{row['ensemble'][k]:.3f}" for k in KEYS) + " |")
@@ -351,13 +348,12 @@ def markdown(summary: dict) -> str:
                   "| colour-heterogeneity logistic regression | "
                   + " | ".join(f"{clean['colour_baseline'][k]:.3f}" for k in KEYS[1:]) + " |"]
         for route, row in clean["routes"].items():
-            lines.append(f"| {route} | " + " | ".join(f"{row[k]['mean']:.3f} ± {row[k]['std']:.3f}" for k in KEYS[1:])
-                         + " |")
+            lines.append(f"| {route} | " + plus_minus(row, KEYS[1:]) + " |")
         for route, row in clean["routes"].items():
             if "ensembles" in row:
                 e = row["ensembles"]
                 lines.append(f"| {route}, {e['n']} disjoint ensembles of {e['size']} runs | "
-                             + " | ".join(f"{e[k]['mean']:.3f} ± {e[k]['std']:.3f}" for k in KEYS[1:]) + " |")
+                             + plus_minus(e, KEYS[1:]) + " |")
     return "\n".join(lines) + "\n"
 
 
