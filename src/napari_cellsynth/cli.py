@@ -121,8 +121,8 @@ def cmd_generate(args) -> int:
     """One TIFF per image with its provenance; batches already on disk are skipped (resume)."""
     from tqdm import tqdm
 
-    from .core.generate import GenerationSettings, generate, provenance
-    from .core.outputs import image_name, save_images
+    from .core.generate import GenerationSettings
+    from .core.outputs import generate_into
 
     model = OnnxModel(args.model, kind=GENERATOR_KINDS)
     settings = GenerationSettings(args.class_name, args.count, args.sampler, args.steps, args.guidance, args.seed,
@@ -130,20 +130,8 @@ def cmd_generate(args) -> int:
                                   args.dynamic_percentile)
     settings.check(model)
     out = Path(args.out)
-    record = provenance(model, settings)
-
-    def indices(b):
-        return range(b * settings.batch_size, min((b + 1) * settings.batch_size, settings.count))
-
-    def skip(b):
-        return all((out / image_name(record, i)).is_file() for i in indices(b))
-
-    def save(b, images):
-        save_images(out, images, record, first_index=indices(b)[0])
-
-    job = generate(model, settings, skip_batch=skip, on_batch=save)
     with tqdm(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:
-        run_with_bar(job, bar)
+        record = run_with_bar(generate_into(out, model, settings), bar)
     from .core.atomic import write_json_atomic
 
     write_json_atomic(out / f"{args.class_name}_seed{args.seed}.json", {**record, "count": args.count})
@@ -222,14 +210,18 @@ def cmd_batch(args) -> int:
     A rerun with the same input, settings and models resumes: frames with a done-marker are skipped."""
     from tqdm import tqdm
 
-    from .core.batch import BatchSettings, run_batch
+    from .core.batch import AugmentSettings, BatchSettings, run_batch
     from .core.segment import SegmentSettings
 
+    augment = AugmentSettings(args.generate, args.generate_class, args.generate_count, args.generate_steps, args.seed,
+                              args.filter_minority)
     settings = BatchSettings(SegmentSettings(args.segment_model, args.diameter, (0, 0), args.flow_threshold,
                                              args.cellprob_threshold),
                              args.classifier, args.channel, args.classify_channels, args.tile or None, args.halo,
-                             args.batch_size)
+                             args.batch_size, augment)
     if not args.verbose:
+        import distributed  # noqa: F401 - importing it sets its loggers' levels (INFO); ours must come after
+
         logging.getLogger("distributed").setLevel(logging.ERROR)
     job = run_batch(args.input, args.out, settings, args.axes, args.scheduler, args.workers)
     done, total, message = next(job)  # the input, models and outputs are checked before the bar appears
@@ -244,13 +236,21 @@ def cmd_batch(args) -> int:
                 break
     print(f"wrote {result.run_dir}: {result.done} of {result.frames} frames, {result.objects} objects "
           f"({result.table.name}, {result.record.name}, labels in *.ome.zarr)", file=sys.stderr)
+    augmented = result.augment or {}
+    if augmented.get("status") == "done":
+        for step, what in (("synthetic", "{objects} synthetic objects in {file}"), ("generated", "{count} images in {folder}"),
+                           ("filter", "filter kept {kept} of {synthetic} ({folder})")):
+            if step in augmented:
+                print(f"  {what.format(**augmented[step])}", file=sys.stderr)
+    elif augmented:
+        print(f"  generate/filter {augmented['status']}: {augmented.get('error', '')}", file=sys.stderr)
     problems = [s for s in result.stacks if s["status"] != "done"]
     for stack in problems:
         failures = stack.get("failures", [])
         said = stack.get("error") or (f"{stack['failed']} frame(s) failed, e.g. t={failures[0]['t']} "
                                       f"z={failures[0]['z']}: {failures[0]['error']}" if failures else "")
         print(f"  {stack['name']}: {stack['status']}{': ' + said if said else ''}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if problems or augmented.get("status", "done") != "done" else 0
 
 
 def cmd_translate(args) -> int:
@@ -424,6 +424,17 @@ def build_parser() -> argparse.ArgumentParser:
                                        "tcp://host:8786 (default: $DASK_SCHEDULER_ADDRESS if set)")
     p.add_argument("--workers", type=int, help="local threads or processes (default: up to 4, one per core)")
     p.add_argument("--batch-size", type=int, default=64, help="crops per ONNX Runtime call")
+    g = p.add_argument_group("generate and filter (optional; after the frames)")
+    g.add_argument("--generate", metavar="BUNDLE", help="a BBDM or CycleGAN bundle: a synthetic object from every "
+                                                        "segmented one (its --channel is the DAPI); a DDPM or GAN "
+                                                        "bundle: --generate-count images of a class")
+    g.add_argument("--generate-class", help="DDPM/GAN: the class to generate (default: --filter-minority)")
+    g.add_argument("--generate-count", type=int, default=0, help="DDPM/GAN: how many images")
+    g.add_argument("--generate-steps", type=int, help="sampler steps: DPM-Solver++(2M) for a DDPM (default 20), the "
+                                                      "bridge for a BBDM (default 50)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--filter-minority", metavar="CLASS", help="UMAP filter: keep the synthetic objects near this "
+                                                              "class's real objects (as the classifier names them)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_batch)
     p = sub.add_parser("translate", help="synthetic FISH chromosomes from DAPI planes and chromosome labels "

@@ -2,13 +2,14 @@
 the run opened lazily from its OME-Zarr output.
 
 Separate from the interactive widgets: it takes files, not layers, and a run may take hours.  Run again with the same
-settings to resume; Cancel stops after the frames in flight.
+settings to resume; Cancel stops after the frames in flight.  The optional generate and filter steps are those of
+``cellsynth batch --generate … --filter-minority …`` (:mod:`napari_cellsynth.core.batch.augment`).
 """
 
 from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton, SpinBox
 from napari.viewer import Viewer
 
-from ..core.batch import BatchSettings, run_batch
+from ..core.batch import AugmentSettings, BatchSettings, run_batch
 from ..core.segment import SegmentSettings
 from .base import JobWidget, chosen_path
 from .table import FrameTable
@@ -27,6 +28,18 @@ def channel_numbers(text: str) -> tuple[int, ...] | None:
             from err
 
 
+def augment_text(augment: dict | None) -> str:
+    """What the generate and filter steps did, for the status line."""
+    if not augment:
+        return ""
+    if augment["status"] != "done":
+        return f"; generate/filter {augment['status']}: {augment.get('error', '')}"
+    if "filter" in augment:
+        return f"; the filter kept {augment['filter']['kept']} of {augment['filter']['synthetic']} synthetic objects"
+    made = augment.get("synthetic", {}).get("objects") or augment.get("generated", {}).get("count")
+    return f"; {made} synthetic objects"
+
+
 class BatchWidget(JobWidget):
     run_text = "Run / resume"
 
@@ -39,6 +52,11 @@ class BatchWidget(JobWidget):
         self.classify_channels = LineEdit(value="", label="classify channels (blank: all)")
         self.tile = SpinBox(value=1024, min=0, max=65536, step=256, label="tile (0: never)")
         self.halo = SpinBox(value=0, min=0, max=4096, label="halo (0: two diameters)")
+        self.generator = FileEdit(mode="d", label="generator bundle (optional)")
+        self.generate_class = LineEdit(value="", label="DDPM/GAN: class (blank: the minority)")
+        self.generate_count = SpinBox(value=0, min=0, max=1_000_000, label="DDPM/GAN: images")
+        self.generate_steps = SpinBox(value=0, min=0, max=1000, label="generator steps (0: default)")
+        self.minority = LineEdit(value="", label="UMAP filter: minority class (blank: no filter)")
         self.out = FileEdit(mode="d", label="output folder")
         self.scheduler = ComboBox(choices=["threads", "processes"], value="threads", label="scheduler")
         self.address = LineEdit(value="", label="or dask scheduler address")
@@ -46,7 +64,8 @@ class BatchWidget(JobWidget):
         self.preview_button = PushButton(text="Open results")
         self.report = FrameTable()
         super().__init__(viewer, [self.input, self.axes, self.channel, self.segment_model, self.classifier,
-                                  self.classify_channels, self.tile, self.halo, self.out, self.scheduler,
+                                  self.classify_channels, self.tile, self.halo, self.generator, self.generate_class,
+                                  self.generate_count, self.generate_steps, self.minority, self.out, self.scheduler,
                                   self.address, self.workers])
         self.extend([self.preview_button])
         self.native.layout().addWidget(self.report)
@@ -59,9 +78,12 @@ class BatchWidget(JobWidget):
 
     def settings(self) -> BatchSettings:
         segment = SegmentSettings(str(chosen_path(self.segment_model, "a Cellpose model file")))
+        augment = AugmentSettings(self._optional_path(self.generator), self.generate_class.value.strip() or None,
+                                  int(self.generate_count.value), int(self.generate_steps.value) or None,
+                                  minority=self.minority.value.strip() or None)
         return BatchSettings(segment, self._optional_path(self.classifier), int(self.channel.value),
                              channel_numbers(self.classify_channels.value), int(self.tile.value) or None,
-                             int(self.halo.value) or None)
+                             int(self.halo.value) or None, augment=augment)
 
     def make_job(self):
         source = chosen_path(self.input, "a TIFF or OME-Zarr stack, or a folder of them")
@@ -88,7 +110,7 @@ class BatchWidget(JobWidget):
         self.result = result
         self.show_report(result.stacks)
         self.status.value = (f"{result.done} of {result.frames} frames, {result.objects} objects, {result.failed} "
-                             f"failed; written to {result.run_dir}")
+                             f"failed{augment_text(result.augment)}; written to {result.run_dir}")
         self.open_results()
 
     def open_results(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Generator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,6 +55,36 @@ def save_images(folder: str | Path, images: np.ndarray, record: dict, first_inde
     indices = range(first_index, first_index + len(images)) if indices is None else [int(i) for i in indices]
     return [write_tiff(folder / image_name(record, index), image, {**record, "index": index})
             for index, image in zip(indices, images)]
+
+
+def generate_into(folder: str | Path, model, settings) -> Generator[tuple[int, int], None, dict]:
+    """Generate ``settings.count`` images with a DDPM or GAN bundle into ``folder``, one TIFF each with its
+    provenance, batch by batch; batches already there are skipped, so a killed run resumes and ends with the same
+    images as an uninterrupted one (each batch draws from its own seed).  Yields ``(network calls done, total)``;
+    returns the provenance record."""
+    from .generate import generate, provenance
+
+    folder = Path(folder)
+    record = provenance(model, settings)
+
+    def indices(b: int) -> range:
+        return range(b * settings.batch_size, min((b + 1) * settings.batch_size, settings.count))
+
+    def skip(b: int) -> bool:
+        return all((folder / image_name(record, i)).is_file() for i in indices(b))
+
+    def save(b: int, images: np.ndarray) -> None:
+        save_images(folder, images, record, first_index=indices(b)[0])
+
+    yield from generate(model, settings, skip_batch=skip, on_batch=save)
+    return record
+
+
+def read_generated(folder: str | Path, record: dict, count: int) -> np.ndarray:
+    """The ``count`` images :func:`generate_into` wrote under ``record``, in index order (N×C×H×W)."""
+    import tifffile
+
+    return np.stack([tifffile.imread(Path(folder) / image_name(record, i)) for i in range(count)])
 
 
 def read_provenance(path: str | Path) -> dict:

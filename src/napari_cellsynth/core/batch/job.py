@@ -1,4 +1,5 @@
-"""``run_batch``: every frame of every stack through Cellpose → crops → classifier, on dask, resumable.
+"""``run_batch``: every frame of every stack through Cellpose → crops → classifier, on dask, resumable; then the
+optional generate and filter steps (:mod:`.augment`).
 
 The job is a generator like the other core jobs: it yields ``(frames done, frames, message)`` and returns a
 :class:`BatchResult`.  A rerun with the same input, settings and models skips every frame with a done-marker; a frame
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..atomic import write_json_atomic
 from ..images import ImageInputError
 from ..jobs import Cancelled, CancelToken
+from ..translate import KINDS as TRANSLATOR_KINDS
+from .augment import augment_run, check_augment, generator_kind
 from .frame import BatchSettings, FrameTask, run_frame
 from .markers import FrameMarkers, fingerprint
-from .record import cellpose_identity, classifier_identity, versions
+from .record import bundle_identity, cellpose_identity, classifier_identity, versions
 from .scheduler import dask_client, run_tasks, scheduler_name
 from .sources import StackSource, describe, list_inputs, open_source
 from .store import open_or_create, store_path
@@ -69,6 +72,7 @@ class BatchResult:
     failed: int
     objects: int
     stacks: list[dict]  # each stack's status, as in the record
+    augment: dict | None = None  # what the generate and filter steps wrote, or their error; None: not asked for
 
 
 def check_channels(source: StackSource, settings: BatchSettings, classifier_channels: int | None) -> None:
@@ -92,7 +96,7 @@ def plan_stack(source: StackSource, out: Path, settings: BatchSettings, model_id
     resolved = Path(source.path).resolve()
     if resolved == store.resolve() or store.resolve() in resolved.parents:
         raise ImageInputError(f"the output {store} would overwrite the input {source.path}; choose another --out")
-    key = fingerprint(source.identity(), settings.to_dict(), model_ids)
+    key = fingerprint(source.identity(), settings.frame_dict(), model_ids)
     markers = FrameMarkers(out, source.name, key)
     t, z, (_, y, x) = source.size("T"), source.size("Z"), source.frame_shape
     labels = open_or_create(store, (t, z, y, x), settings.tile or max(y, x))
@@ -133,6 +137,16 @@ def finished_frames(plans: list[StackPlan]) -> Iterator[tuple[dict, dict]]:
                 yield {"stack": plan.source.name, "t": t, "z": z}, plan.markers.read_done(t, z)["columns"]
 
 
+def job_steps(job: Generator, outcome: dict) -> Iterator[tuple]:
+    """The steps of a progress generator; its return value goes into ``outcome``."""
+    while True:
+        try:
+            yield next(job)
+        except StopIteration as stop:
+            outcome.update(stop.value)
+            return
+
+
 def eta_text(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
@@ -150,16 +164,22 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
     if out.is_file():
         raise ImageInputError(f"--out {out} is a file; give a folder for the run")
     model_ids = {"cellpose": cellpose_identity(settings.segment.model)}
-    classes, classifier_channels = None, None
+    classes, classifier_channels, card = None, None, None
     if settings.classifier:
         model_ids["classifier"], card = classifier_identity(settings.classifier)
         classes, classifier_channels = list(card.classes), card.n_channels
+    kind = generator_kind(settings.augment)
+    check_augment(settings.augment, kind, card)
+    settings = replace(settings, translating=kind in TRANSLATOR_KINDS)
+    generator_id = bundle_identity(settings.augment.generator) if kind else None
+    if settings.translating:  # the frames' synthetic objects depend on it
+        model_ids["generator"] = generator_id
     plans, skipped = plan_all(input_path, out, settings, axes, model_ids, classifier_channels)
     total = sum(len(p.source.frames) for p in plans)
     record = {"kind": RUN_KIND, "input": str(input_path), "out": str(out), "settings": settings.to_dict(), "axes": axes,
-              "models": model_ids, "versions": versions(), "scheduler": scheduler_name(scheduler),
+              "models": {**model_ids, **({"generator": generator_id} if kind else {})}, "versions": versions(), "scheduler": scheduler_name(scheduler),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    status, started = "stopped", time.perf_counter()
+    status, started, augment = "stopped", time.perf_counter(), None
     by_name = {plan.source.name: plan for plan in plans}
     to_run = total - sum(len(p.done) for p in plans)
 
@@ -184,15 +204,27 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
                     by_name[result["stack"]].record(result)
                     new += 1
                 yield progress(new)
+        if kind:
+            augment = {"status": "failed"}
+            try:
+                job = augment_run(out, plans, settings.augment, kind, settings.classifier, settings.batch_size, cancel)
+                for _, _, message in job_steps(job, augment):
+                    yield (*progress(new)[:2], message)
+                augment["status"] = "done"
+            except (ImageInputError, ValueError) as err:
+                augment["error"] = str(err)
         status = "finished"
     except Cancelled:
         status = "cancelled"
+        if augment is not None:
+            augment["status"] = "cancelled"
         raise
     finally:
         rows = write_table(out / TABLE, table_header(classes), finished_frames(plans))
         stacks = [plan.status() for plan in plans] + skipped
         write_json_atomic(out / RECORD, {**record, "status": status, "seconds": round(time.perf_counter() - started, 3),
                                          "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                         "frames": total, "objects": rows, "stacks": stacks})
+                                         "frames": total, "objects": rows, "stacks": stacks,
+                                         **({"augment": augment} if augment is not None else {})})
     return BatchResult(status, out, out / TABLE, out / RECORD, total, sum(len(p.done) for p in plans),
-                       sum(len(p.failed) for p in plans), rows, stacks)
+                       sum(len(p.failed) for p in plans), rows, stacks, augment)

@@ -3,7 +3,9 @@
 Empty chunks are not written to a Zarr store, so a frame without objects leaves no trace there; and a chunk written by
 a run that was killed says nothing about the frame's other chunks or its objects.  A frame is done when its marker
 exists: a small JSON file written atomically after the frame's labels, holding the frame's rows of the objects table.
-Markers live in a folder named by the fingerprint of the input, the settings and the models, so that a rerun with
+A frame of a run that generates or filters also
+writes its arrays (``arrays/t…-z….npz``: features, synthetic objects) before its done-marker.  Markers live in a
+folder named by the fingerprint of the input, the settings and the models, so that a rerun with
 anything changed starts afresh, and a rerun with nothing changed resumes.
 """
 
@@ -14,7 +16,9 @@ import json
 import os
 from pathlib import Path
 
-from ..atomic import write_json_atomic
+import numpy as np
+
+from ..atomic import atomic_open, write_json_atomic
 
 
 def fingerprint(*parts) -> str:
@@ -39,6 +43,9 @@ class FrameMarkers:
     def failed_path(self, t: int, z: int) -> Path:
         return self.folder / "failed" / self._name(t, z)
 
+    def arrays_path(self, t: int, z: int) -> Path:
+        return self.folder / "arrays" / self._name(t, z).replace(".json", ".npz")
+
     def _listed(self, what: str) -> set[str]:
         folder = self.folder / what
         return {p for p in os.listdir(folder) if p.endswith(".json")} if folder.is_dir() else set()
@@ -62,3 +69,14 @@ class FrameMarkers:
 
     def read_done(self, t: int, z: int) -> dict:
         return json.loads(self.done_path(t, z).read_text())
+
+    def write_arrays(self, t: int, z: int, arrays: dict[str, np.ndarray]) -> None:
+        """The frame's arrays (written before its done-marker, so a done frame always has them)."""
+        path = self.arrays_path(t, z)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    def read_arrays(self, t: int, z: int) -> dict[str, np.ndarray]:
+        with np.load(self.arrays_path(t, z), allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}

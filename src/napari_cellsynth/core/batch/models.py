@@ -34,6 +34,13 @@ def classifier(folder: str):
     return _cached("classifier", folder, lambda: OnnxModel(folder, kind="classifier"))
 
 
+def generator(folder: str):
+    """This process's generator bundle (BBDM or CycleGAN, for the frames' synthetic objects)."""
+    from ..runtime import OnnxModel
+
+    return _cached("generator", folder, lambda: OnnxModel(folder))
+
+
 def loaded() -> list[tuple[str, str]]:
     """(kind, key) of every model this process holds: one session per bundle, however many frames ran."""
     with _LOCK:

@@ -7,7 +7,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ..bundle import check_kind, read_card, sha256_of, verify_files
-from ..segment import BUILT_IN
+from ..images import ImageInputError
+from ..segment import BUILT_IN, is_bundle
 from ..zoo import resolve
 
 PACKAGES = ("napari-cellsynth", "numpy", "cellpose", "torch", "onnxruntime", "dask", "distributed", "zarr",
@@ -25,22 +26,34 @@ def versions() -> dict[str, str | None]:
 
 
 def cellpose_identity(model: str) -> dict:
-    """A built-in model by name, a model file by its sha256 (a missing file is refused by Cellpose loading)."""
+    """A built-in model by name, a cellpose bundle (or zoo:NAME) by its files' sha256s, a model file by its sha256."""
     if model in BUILT_IN:
         return {"model": model, "built_in": True}
+    if is_bundle(model):
+        identity = bundle_identity(model)
+        if identity["kind"] != "cellpose":
+            raise ImageInputError(f"--segment-model {model} is a '{identity['kind']}' bundle, not a cellpose one")
+        return {"model": model, **identity}
     path = Path(model)
     if not path.is_file():
-        raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …) "
-                                "nor an existing model file")
+        raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …), "
+                                "a cellpose bundle (zoo:NAME) nor an existing model file")
     return {"model": str(path.resolve()), "sha256": sha256_of(path)}
 
 
-def classifier_identity(bundle: str) -> tuple[dict, object]:
-    """The bundle's folder, name, classes and file sha256s (verified against its card), and the card."""
+def bundle_identity(bundle: str) -> dict:
+    """The bundle's folder, kind, name, classes and file sha256s (verified against its card)."""
     folder = resolve(bundle)
     card = read_card(folder)
-    check_kind(card, "classifier", str(folder))
     verify_files(folder, card)
-    return ({"folder": str(Path(folder).resolve()), "name": card.name, "classes": list(card.classes),
-             "channels": card.n_channels, "sha256": {name: entry["sha256"] for name, entry in card.files.items()}},
-            card)
+    return {"folder": str(Path(folder).resolve()), "kind": card.kind, "name": card.name, "classes": list(card.classes),
+            "channels": card.n_channels, "sha256": {name: entry["sha256"] for name, entry in card.files.items()}}
+
+
+def classifier_identity(bundle: str) -> tuple[dict, object]:
+    """:func:`bundle_identity` of a classifier bundle (another kind is refused), and its card."""
+    card = read_card(resolve(bundle))
+    check_kind(card, "classifier", str(bundle))
+    identity = bundle_identity(bundle)
+    identity.pop("kind")
+    return identity, card
