@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ..jobs import Cancelled, CancelToken
 
 LOCAL = ("threads", "processes")
+LOW_LEVEL_LOG = 100  # events kept by each developers' log of a local cluster (distributed's default: 1,000)
 
 
 def scheduler_name(scheduler: str | None) -> str:
@@ -37,8 +38,11 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         n = workers or default_workers()
         threads = name == "threads"
         # a worker's statistical profiler keeps an hour of sampled call stacks: over a long run that grew the peak
-        # memory by about 16 KB per frame (results §9); the workers here run without it
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
+        # memory by about 16 KB per frame (results §9); the workers here run without it.  The developers' logs of the
+        # scheduler, the workers and their comms keep the last 1,000 events each, some with a frame's whole task:
+        # 100 bound them as well, well before a long stack's end (tests/test_batch_memory.py)
+        with dask.config.set({"distributed.worker.profile.enabled": False,
+                              "distributed.admin.low-level-log-length": LOW_LEVEL_LOG}):
             cluster = LocalCluster(n_workers=1 if threads else n, threads_per_worker=n if threads else 1,
                                    processes=not threads, dashboard_address=None, silence_logs=logging.ERROR)
             client = Client(cluster)
