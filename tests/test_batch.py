@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import NUCLEI, REPO, require
+from conftest import CELLSYNTH, NUCLEI, REPO, require
 from napari_cellsynth.core.batch import BatchSettings, run_batch
 from napari_cellsynth.core.batch.compare import match_labels
 from napari_cellsynth.core.batch.store import read_labels
@@ -337,3 +337,66 @@ def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, s
     viewer.open(str(tmp_path / "run"), plugin="napari-cellsynth")
     assert [layer.name for layer in viewer.layers] == ["nuclei objects", "nuclei classes"]
     check_layers()
+
+
+@pytest.mark.napari
+def test_batch_widget_cancel_then_resume_in_a_viewer(make_napari_viewer, qtbot, stack, settings, reference, tmp_path):
+    """Cancel from the widget's button stops the run mid-way and records it; Run / resume finishes it, with the same
+    objects as an uninterrupted run."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Batch")
+    widget.input.value = str(stack)
+    widget.segment_model.value = settings.segment.model
+    widget.classifier.value = settings.classifier
+    widget.classify_channels.value = "0,0,0"
+    widget.workers.value = 1
+    widget.out.value = str(tmp_path / "run")
+    widget.start()
+    qtbot.waitUntil(lambda: widget.progress.value >= 2 or not widget.busy, timeout=120_000)
+    assert widget.busy, "the run ended before it could be cancelled"
+    widget.cancel_button.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.status.value == "cancelled" and widget.run_button.enabled
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "cancelled" and 2 <= record["stacks"][0]["done"] < FRAMES
+
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    assert widget.last_error is None, widget.last_error
+    assert widget.result.status == "finished" and widget.result.done == FRAMES
+    assert objects(read_table(widget.result.table)).keys() == objects(reference[1]).keys()
+
+
+def test_a_cluster_started_with_the_dask_commands_runs_the_batch_command(reference, stack, settings, tmp_path):
+    """As on a cluster: ``dask scheduler`` and ``dask worker`` started as their own commands (TCP, a worker process
+    with its own interpreter), then ``cellsynth batch`` pointed at it by ``$DASK_SCHEDULER_ADDRESS``.  The same
+    objects as local threads; the workers here share this machine's filesystem, as cluster nodes must share one."""
+    dask_cli = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([dask_cli, "scheduler", "--scheduler-file", str(scheduler_file), "--port", "0",
+                                  "--no-dashboard"], **quiet)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = subprocess.Popen([dask_cli, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "1",
+                                   "--nthreads", "1", "--no-dashboard", "--local-directory", str(tmp_path / "w")],
+                                  env=cli_env(), **quiet)
+        env = {**cli_env(), "DASK_SCHEDULER_ADDRESS": json.loads(scheduler_file.read_text())["address"]}
+        out = tmp_path / "run"
+        done = subprocess.run([CELLSYNTH, "batch", str(stack), "--segment-model", settings.segment.model,
+                               "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out),
+                               "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["scheduler"] == env["DASK_SCHEDULER_ADDRESS"] and record["scheduler"].startswith("tcp://")
+    on_cluster, on_threads = objects(read_table(out / "objects.csv")), objects(reference[1])
+    assert on_cluster.keys() == on_threads.keys()
+    assert all(on_cluster[key]["class"] == row["class"] for key, row in on_threads.items())

@@ -205,21 +205,23 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
                     new += 1
                 yield progress(new)
         if kind:
-            augment = {"status": "failed"}
+            augment = {"status": "running"}
             try:
                 job = augment_run(out, plans, settings.augment, kind, settings.classifier, settings.batch_size, cancel)
                 for _, _, message in job_steps(job, augment):
                     yield (*progress(new)[:2], message)
                 augment["status"] = "done"
             except (ImageInputError, ValueError) as err:
-                augment["error"] = str(err)
+                augment.update(status="failed", error=str(err))
         status = "finished"
     except Cancelled:
         status = "cancelled"
-        if augment is not None:
-            augment["status"] = "cancelled"
         raise
     finally:
+        if status == "stopped" and cancel is not None and cancel.cancelled:  # a widget's Cancel closes the job
+            status = "cancelled"
+        if augment is not None and augment["status"] == "running":
+            augment["status"] = status  # interrupted during the generate and filter steps
         rows = write_table(out / TABLE, table_header(classes), finished_frames(plans))
         stacks = [plan.status() for plan in plans] + skipped
         write_json_atomic(out / RECORD, {**record, "status": status, "seconds": round(time.perf_counter() - started, 3),
