@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+PARTS = ("schedulers", "memory", "megapixel")
 NUCLEI = Path(os.environ.get("CELLSYNTH_SHARED_DATA", REPO.parent / "shared" / "data")) / "nuclei" / "img2d.tif"
 
 
@@ -112,6 +113,7 @@ def main(argv=None) -> int:
     parser.add_argument("--throughput-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
     parser.add_argument("--work", default="/tmp/cellsynth-bench-batch", help="scratch folder for stacks and runs")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "batch.json"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -128,14 +130,17 @@ def main(argv=None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "workers": args.workers}
-    long = write_stack(work / "long.tif", args.throughput_frames, args.throughput_size)
-    results["schedulers"] = [batch_in_child(long, work / f"run-{s}", args, s) for s in ("threads", "processes")]
-    results["memory"] = []
-    for frames in args.frames:
-        stack = write_stack(work / f"stack{frames}.tif", frames, args.size)
-        results["memory"].append({"frames": frames, "size": args.size,
-                                  **batch_in_child(stack, work / f"run{frames}", args, "threads")})
-    results["per_megapixel"] = per_megapixel(args)
+    if "schedulers" in args.parts:
+        long = write_stack(work / "long.tif", args.throughput_frames, args.throughput_size)
+        results["schedulers"] = [batch_in_child(long, work / f"run-{s}", args, s) for s in ("threads", "processes")]
+    if "memory" in args.parts:
+        results["memory"] = []
+        for frames in args.frames:
+            stack = write_stack(work / f"stack{frames}.tif", frames, args.size)
+            results["memory"].append({"frames": frames, "size": args.size,
+                                      **batch_in_child(stack, work / f"run{frames}", args, "threads")})
+    if "megapixel" in args.parts:
+        results["per_megapixel"] = per_megapixel(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
@@ -143,19 +148,30 @@ def main(argv=None) -> int:
 
 
 def print_table(results: dict) -> None:
+    if "schedulers" in results:
+        print_schedulers(results)
+    if "memory" in results:
+        print_memory(results)
+    if "per_megapixel" in results:
+        print("\nCellpose seconds per megapixel")
+        for r in results["per_megapixel"]:
+            print(f"{r['frame']:<11}{r['way']:<24}{r['s_per_megapixel']:>8}")
+
+
+def print_schedulers(results: dict) -> None:
     print(f"\nthroughput ({results['schedulers'][0]['frames']} frames of 128x128, {results['workers']} workers)")
     print(f"{'scheduler':<12}{'frames/s':>10}{'objects/s':>11}{'seconds':>9}{'peak RSS MB':>13}{'worker MB':>11}")
     for r in results["schedulers"]:
         print(f"{r['scheduler']:<12}{r['frames_per_s']:>10}{r['objects_per_s']:>11}{r['seconds']:>9}"
               f"{r['peak_rss_mb']:>13}{r['peak_rss_worker_process_mb']:>11}")
+
+
+def print_memory(results: dict) -> None:
     print(f"\npeak memory against stack length ({results['memory'][0]['size']}x{results['memory'][0]['size']} frames, "
           "local threads)")
     print(f"{'frames':>8}{'objects':>9}{'frames/s':>10}{'objects/s':>11}{'peak RSS MB':>13}")
     for r in results["memory"]:
         print(f"{r['frames']:>8}{r['objects']:>9}{r['frames_per_s']:>10}{r['objects_per_s']:>11}{r['peak_rss_mb']:>13}")
-    print("\nCellpose seconds per megapixel")
-    for r in results["per_megapixel"]:
-        print(f"{r['frame']:<11}{r['way']:<24}{r['s_per_megapixel']:>8}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,21 @@ def export_parser(prog: str, doc: str, run_help: str):
     return parser
 
 
+def snapshot_steps(run: Path) -> list[int]:
+    """The steps of a run's fp16 EMA snapshots (``snapshots/ema_<step>.pt``: ``train ddpm|bbdm --snapshot-every``)."""
+    return sorted(int(p.stem[4:]) for p in (Path(run) / "snapshots").glob("ema_*.pt"))
+
+
+def load_snapshot(run: Path, step: int, model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with the EMA snapshot of ``step`` loaded (in fp32)."""
+    path = Path(run) / "snapshots" / f"ema_{step:06d}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; snapshots of this run: steps {snapshot_steps(run) or 'none'}")
+    weights = torch.load(path, weights_only=True, map_location="cpu")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    return model.eval()
+
+
 def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:
     """The command line every exporter shares: ``RUN --out BUNDLE [--name NAME]``; prints the parity."""
     import json
@@ -131,7 +146,8 @@ def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:
     parser = export_parser(prog, doc, "a training run folder")
     parser.add_argument("--data", help="the training data, where the run's recorded path no longer holds "
                                        "(a run trained on another machine); DDPM runs")
-    parser.add_argument("--snapshot", type=int, help="GAN runs: export the generator snapshot of this step")
+    parser.add_argument("--snapshot", type=int, help="DDPM, BBDM and GAN runs: export the EMA (or generator) snapshot "
+                                                     "of this step")
     args = parser.parse_args(argv)
     options = {k: v for k, v in (("data", args.data), ("snapshot", args.snapshot)) if v is not None}
     path = export_fn(args.run, args.out, args.name, **options)

@@ -23,14 +23,19 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.schedules import BridgeSchedule
-from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
+from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions, load_snapshot,
+                                            publish_checked)
 from napari_cellsynth.training.data.translocations import load_pairs
 from napari_cellsynth.training.nets.unet import bridge_unet
 
 
-def load_bbdm_run(run: Path) -> tuple[dict, torch.nn.Module]:
+def load_bbdm_run(run: Path, snapshot: int | None = None) -> tuple[dict, torch.nn.Module]:
+    """The run's config and EMA network: the last one, or the fp16 snapshot of step ``snapshot``."""
     config = json.loads((run / "config.json").read_text())
     model = bridge_unet(config["net"], len(config["channels"]), int(config["image_size"][-1]))
+    if snapshot is not None:
+        config["trained_steps"], config["final_loss"] = snapshot, None
+        return config, load_snapshot(run, snapshot, model)
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["ema"])
     config["trained_steps"] = int(state["step"])
@@ -49,9 +54,10 @@ def real_bridged_inputs(config: dict, n: int = 12) -> dict[str, np.ndarray]:
 
 
 def export_bbdm(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
-                rtol: float = 1e-3) -> Path:
+                rtol: float = 1e-3, snapshot: int | None = None) -> Path:
+    """``snapshot`` exports the EMA snapshot of that step instead of the last weights."""
     run, out = Path(run), Path(out)
-    config, model = load_bbdm_run(run)
+    config, model = load_bbdm_run(run, snapshot)
     staging = fresh_staging(out)
     c, (h, w) = len(config["channels"]), config["image_size"]
     export_onnx(model, (torch.zeros(2, c, h, w), torch.zeros(2, dtype=torch.long)), staging / "model.onnx",

@@ -23,13 +23,9 @@ from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.schedules import NoiseSchedule
-from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
+from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions, load_snapshot,
+                                            publish_checked)
 from napari_cellsynth.training.nets.unet import UNet
-
-
-def snapshot_steps(run: Path) -> list[int]:
-    """The steps of a run's EMA snapshots (``snapshots/ema_<step>.pt``, ``train ddpm --snapshot-every``)."""
-    return sorted(int(p.stem[4:]) for p in (run / "snapshots").glob("ema_*.pt"))
 
 
 def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[dict, UNet]:
@@ -40,14 +36,8 @@ def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[dict, UNet]:
                  attention_gates=net["attention_gates"], dropout=net["dropout"],
                  image_size=int(config["image_size"][-1]))
     if snapshot is not None:
-        path = run / "snapshots" / f"ema_{snapshot:06d}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; snapshots of this run: steps "
-                                    f"{snapshot_steps(run) or 'none'}")
-        weights = torch.load(path, weights_only=True, map_location="cpu")
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
         config["trained_steps"], config["final_loss"] = snapshot, None
-        return config, model.eval()
+        return config, load_snapshot(run, snapshot, model)
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["ema"])
     config["trained_steps"] = int(state["step"])

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import CELLSYNTH, NUCLEI, REPO, require
+
 from napari_cellsynth.core.batch import BatchSettings, run_batch
 from napari_cellsynth.core.batch.compare import match_labels
 from napari_cellsynth.core.batch.store import read_labels

@@ -16,8 +16,8 @@ import tracemalloc
 
 import numpy as np
 import tifffile
-
 from conftest import NUCLEI, require
+
 from napari_cellsynth.core.batch import BatchSettings, run_batch
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.segment import SegmentSettings

@@ -183,3 +183,36 @@ def test_a_bbdm_that_paints_all_five_fluorophore_planes(mfish_pairs, metaphase_w
     dapi, labels = metaphase_with_chromosomes
     result = run_to_end(translate(model, dapi, labels, TranslationSettings(steps=3, seed=0, batch_size=6)))
     assert result.images.shape == (6, 5, 64, 64) and composite(result, labels).shape == (5, *dapi.shape)
+
+
+def test_snapshots_give_a_quality_curve_on_held_out_slides(mfish_pairs, tmp_path, capsys):
+    """``--snapshot-every``: fp16 EMA snapshots along training, each exported and scored by experiments.bridge_curve
+    (paired SSIM on the chromosome's pixels, KID on the zoo translocation classifier's features) on a slide the run
+    never trained on; a rerun scores nothing again; ``--snapshot-every 0`` keeps none."""
+    from napari_cellsynth.export.common import snapshot_steps
+    from napari_cellsynth.training.experiments import bridge_curve
+    from napari_cellsynth.training.trainers import bbdm as train_bbdm
+
+    run = tmp_path / "bbdm5"
+    common = ["--data", str(mfish_pairs), "--target", "fluorophores", "--base", "16", "--steps", "4",
+              "--sample-every", "4", "--sample-steps", "2", "--ckpt-every", "2", "--quiet"]
+    train_bbdm.main([*common, "--exclude-slides", "V26", "--snapshot-every", "2", "--out", str(run)])
+    assert snapshot_steps(run) == [2, 4]
+    out = tmp_path / "curve" / "bridge_curve.json"
+    args = ["--run", str(run), "--classifier", "zoo:classifier-translocations", "--slides", "V26", "--count", "24",
+            "--steps", "3", "--out", str(out)]
+    record = bridge_curve.main(args)
+    assert [r["step"] for r in record["rows"]] == [2, 4] and record["reference"].startswith("24 chromosomes")
+    for row in record["rows"]:
+        assert -1 < row["ssim"] <= 1 and 0 <= row["ssim_std"] and np.isfinite(row["kid_x1000"])
+    assert (out.parent / "bridge_curve.png").stat().st_size > 0
+    capsys.readouterr()
+    assert bridge_curve.main(args)["rows"] == record["rows"] and "step" not in capsys.readouterr().err  # none again
+    with pytest.raises(ValueError, match="other settings"):
+        bridge_curve.main([*args[:-2], "--count", "12", "--out", str(out)])
+    with pytest.raises(ValueError, match="in the run's training data"):
+        bridge_curve.main([*args[:5], "V14", *args[6:-1], str(tmp_path / "v14.json")])
+
+    none = tmp_path / "none"
+    train_bbdm.main([*common, "--snapshot-every", "0", "--out", str(none)])
+    assert snapshot_steps(none) == [] and (none / "last.pt").is_file()

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from napari_cellsynth.cli import main as cli
-from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.generate import GenerationSettings, generate
-from napari_cellsynth.core.outputs import read_provenance
 from napari_cellsynth.core.images import affine_coefficients
+from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.outputs import read_provenance
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS, timesteps
 from napari_cellsynth.training.nets.unet import UNet
@@ -256,7 +256,8 @@ def test_snapshots_give_a_kid_curve_over_training_that_resumes(jurkat_slice, cla
     import subprocess
     import sys
 
-    from napari_cellsynth.export.export_ddpm import export_ddpm, snapshot_steps
+    from napari_cellsynth.export.common import snapshot_steps
+    from napari_cellsynth.export.export_ddpm import export_ddpm
     from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
     run = train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "4", "--timesteps", "100",

@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.classify import bundle_features
 from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
@@ -29,8 +27,10 @@ from napari_cellsynth.core.generate import GenerationSettings, generate
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.label_maps import apply_label_map
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.export.export_ddpm import export_ddpm, snapshot_steps
+from napari_cellsynth.export.export_ddpm import export_ddpm
 from napari_cellsynth.training.data.labelled_crops import stratified_split
+from napari_cellsynth.training.experiments.snapshot_curve import (earlier_rows, plot_curves, run_snapshots,
+                                                                  score_snapshots)
 from napari_cellsynth.training.reports.generator_metrics import frechet_distance, kernel_inception_distance
 
 
@@ -56,20 +56,6 @@ def score_snapshot(run: Path, step: int, classifier: OnnxModel, real_features: n
             "fid": frechet_distance(real_features, fake)}
 
 
-def plot_curve(rows: list[dict], path: Path, title: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    steps = [r["step"] for r in rows]
-    ax.errorbar(steps, [r["kid_x1000"] for r in rows], yerr=[r["kid_x1000_std"] for r in rows], marker="o", capsize=3)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("KID × 10³ (held-out real cells)")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.kid_curve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,31 +69,20 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", required=True, help="JSON to write (kid_curve.png beside it)")
     args = p.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
-    steps = snapshot_steps(run)
-    if not steps:
-        raise ValueError(f"{run} has no EMA snapshots; train with cellsynth train ddpm --snapshot-every N")
-    done = json.loads(out.read_text()) if out.is_file() else {"rows": []}
-    if done.get("count", args.count) != args.count or done.get("steps", args.steps) != args.steps:
-        raise ValueError(f"{out} holds a curve with other settings; choose another --out")
+    steps = run_snapshots(run, "ddpm")
+    rows = earlier_rows(out, {"count": args.count, "steps": args.steps})
     classifier = OnnxModel(args.classifier, kind="classifier")
     real = held_out_real(run, args.class_name, args.data)
     real_features = run_to_end(bundle_features(classifier, real))
     record = {"run": str(run), "classifier": args.classifier, "class": args.class_name, "count": args.count,
               "steps": args.steps, "sampler": "dpm_solver_pp_2m", "reference": f"{len(real)} validation cells",
-              "rows": done["rows"]}
-    with tempfile.TemporaryDirectory() as scratch:
-        for step in steps:
-            if any(r["step"] == step for r in record["rows"]):
-                continue
-            record["rows"].append(score_snapshot(run, step, classifier, real_features, args, Path(scratch)))
-            record["rows"].sort(key=lambda r: r["step"])
-            write_json_atomic(out, record)
-            row = next(r for r in record["rows"] if r["step"] == step)
-            print(f"step {step:6d}: KID×10³ {row['kid_x1000']:.2f} ± {row['kid_x1000_std']:.2f}, "
-                  f"FID {row['fid']:.2f}", file=sys.stderr)
-    write_json_atomic(out, record)
-    plot_curve(record["rows"], out.with_name("kid_curve.png"),
-               f"{run.name}: {args.class_name}, DPM-Solver++(2M)-{args.steps}, {len(real)} held-out real cells")
+              "rows": rows}
+    score_snapshots(out, record, steps,
+                    lambda step, scratch: score_snapshot(run, step, classifier, real_features, args, scratch),
+                    lambda row: f"KID×10³ {row['kid_x1000']:.2f} ± {row['kid_x1000_std']:.2f}, FID {row['fid']:.2f}")
+    plot_curves(record["rows"], out.with_name("kid_curve.png"),
+                f"{run.name}: {args.class_name}, DPM-Solver++(2M)-{args.steps}, {len(real)} held-out real cells",
+                [("kid_x1000", "KID × 10³ (held-out real cells)")])
     return record
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 ZERO_OK = {"seed", "split_seed", "threads", "min_steps", "patience", "pool", "limit", "max_minutes",
-           "lambda_identity", "weight_decay", "warmup", "dropout", "p_uncond", "ema"}
+           "lambda_identity", "weight_decay", "warmup", "dropout", "p_uncond", "ema", "snapshot_every"}
 POSITIVE = {"lr", "learning_rate", "temperature"}
 FRACTIONS = {"dropout", "p_uncond", "ema", "warmup", "shift"}
 

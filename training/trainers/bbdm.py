@@ -40,7 +40,7 @@ from napari_cellsynth.training.nets.unet import bridge_unet
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
-                                                            save_checkpoint)
+                                                            save_checkpoint, save_snapshot)
 from napari_cellsynth.training.trainers.forward_process import TorchBridge
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--ema", type=float, default=0.995)
+    p.add_argument("--snapshot-every", type=int, default=2000,
+                   help="keep the EMA weights (fp16, snapshots/ema_<step>.pt) every N steps, for a quality curve over "
+                        "training (experiments.bridge_curve) or exporting one of them (export bbdm --snapshot); 0: none")
     p.add_argument("--sample-steps", type=int, default=200, help="skip-step sampling for the sample grid")
     add_run_arguments(p)
     return p
@@ -161,6 +164,8 @@ def train(args) -> Path:
 
     every = {"checkpoint": Every(args.ckpt_every, lambda s: save_checkpoint(out, model, ema, optimizer, s, history,
                                                                            batches, plateau=plateau.state_dict())),
+             "snapshot": Every(args.snapshot_every,
+                               lambda s: save_snapshot(out / "snapshots" / f"ema_{s:06d}.pt", ema)),
              "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, pairs, args.target, normalization,
                                                                        args.sample_steps, out / f"samples_{s:06d}.png"))}
     run_to_end(training_loop(one_step, step, args.steps, history, every, describe=lambda e: f"loss {e['loss']:.4f}",

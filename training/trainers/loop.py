@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 @dataclass
 class Every:
-    """Run ``action(step)`` every ``steps`` steps and at the last step."""
+    """Run ``action(step)`` every ``steps`` steps and at the last step (never for ``steps`` 0)."""
 
     steps: int
     action: Callable[[int], None]
@@ -69,7 +69,7 @@ def training_loop(one_step: Callable[[int], dict], start: int, total: int, histo
                 if describe is not None:
                     bar.set_description(describe(entry))
             for cadence in every.values():
-                if step % cadence.steps == 0 or last:
+                if cadence.steps > 0 and (step % cadence.steps == 0 or last):  # 0: never
                     cadence.action(step)
             yield step, total
             if stop is not None and stop():

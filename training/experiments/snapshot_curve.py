@@ -1,0 +1,67 @@
+"""What the quality-over-training experiments share (``kid_curve`` for a DDPM, ``bridge_curve`` for a BBDM): score
+each EMA snapshot of a run once, resumably, and plot the scores against the step.
+
+The record (a JSON file) holds the settings and one row per scored step; a rerun with the same settings scores
+only the snapshots not in it yet, and one with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.export.common import snapshot_steps
+
+
+def run_snapshots(run: Path, trainer: str) -> list[int]:
+    """The run's snapshot steps; none is an error that says how to get them."""
+    steps = snapshot_steps(run)
+    if not steps:
+        raise ValueError(f"{run} has no EMA snapshots; train with cellsynth train {trainer} --snapshot-every N")
+    return steps
+
+
+def earlier_rows(out: Path, settings: dict) -> list[dict]:
+    """The rows of an earlier curve with the same settings in ``out`` (none when there is no file)."""
+    if not out.is_file():
+        return []
+    done = json.loads(out.read_text())
+    if any(done.get(k) != v for k, v in settings.items()):
+        raise ValueError(f"{out} holds a curve with other settings; choose another --out")
+    return done["rows"]
+
+
+def score_snapshots(out: Path, record: dict, steps: list[int], score: Callable[[int, Path], dict],
+                    line: Callable[[dict], str]) -> dict:
+    """``score(step, scratch folder)`` for every step without a row in ``record['rows']``; the record is written
+    after each one, and ``line(row)`` printed."""
+    with tempfile.TemporaryDirectory() as scratch:
+        for step in steps:
+            if any(r["step"] == step for r in record["rows"]):
+                continue
+            row = score(step, Path(scratch))
+            record["rows"] = sorted([*record["rows"], row], key=lambda r: r["step"])
+            write_json_atomic(out, record)
+            print(f"step {step:6d}: {line(row)}", file=sys.stderr)
+    write_json_atomic(out, record)
+    return record
+
+
+def plot_curves(rows: list[dict], path: Path, title: str, panels: list[tuple[str, str]]) -> None:
+    """One panel per ``(key, label)``: the rows' ``key`` (± ``key_std``) against the training step."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5 * len(panels), 3.8))
+    steps = [r["step"] for r in rows]
+    for i, (key, label) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.errorbar(steps, [r[key] for r in rows], yerr=[r[f"{key}_std"] for r in rows], marker="o", capsize=3)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
