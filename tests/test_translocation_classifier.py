@@ -130,3 +130,35 @@ def test_label_grids_draw_every_positive_of_each_slide(mfish_five_metaphases, tm
             assert (tmp_path / f"labels_{slide}.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match=r"slides \['Z99'\] are not in"):
         label_grids.main(["--chromosomes", str(mfish_five_metaphases), "--slides", "Z99", "--out", str(tmp_path)])
+
+
+def test_a_generators_translocations_added_raw_and_umap_filtered(mfish_five_metaphases, mfish_pairs, tmp_path):
+    """Paper 004's comparison with the working recipe: a five-plane BBDM (3 training steps: the pipeline, not its
+    quality, is under test) makes translocations from training negatives' DAPI, added as they are or as the UMAP
+    filter keeps them (features of the six-spliced route's first seed)."""
+    from napari_cellsynth.export.export_bbdm import export_bbdm
+    from napari_cellsynth.training.trainers import bbdm as train_bbdm
+
+    run = tmp_path / "bbdm5"
+    train_bbdm.main(["--data", str(mfish_pairs), "--target", "fluorophores", "--base", "16", "--steps", "3",
+                     "--sample-every", "3", "--sample-steps", "2", "--ckpt-every", "3", "--out", str(run), "--quiet"])
+    bundle = export_bbdm(run, tmp_path / "bbdm5-bundle")
+    out = tmp_path / "experiment"
+    common = ["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26", "--seeds", "0", "--width", "8",
+              "--steps", "12", "--spliced", "30", "--synthetic", "40", "--bridge-steps", "3", "--out", str(out)]
+    with pytest.raises(ValueError, match="--bbdm BUNDLE"):
+        experiment.main([*common, "--routes", "six-bbdm"])
+    summary = experiment.main([*common, "--routes", "six-bbdm-filtered", "six-spliced-bbdm", "--bbdm", str(bundle)])
+    with np.load(out / "synthetic-bbdm.npz") as made, np.load(out / "split.npz") as split, \
+            np.load(out / "six.npz") as six:
+        assert made["images"].shape == (40, 6, 64, 64) and set(made["labels"]) == {"translocation"}
+        assert set(made["donor"]) <= set(split["train"]) and (six["labels"][made["donor"]] == "normal").all()
+        assert np.array_equal(made["images"][:, 0], six["images"][made["donor"], 0])  # the donors' own DAPI
+    counts = summary["umap_filter"]["bbdm"]
+    assert counts["before"] == 40 and 0 <= counts["after"] <= 40 and counts["features"] == "features-six-spliced-seed0"
+    with np.load(out / "kept-bbdm.npz") as kept:
+        assert len(kept["images"]) == counts["after"]
+    both = json.loads((out / "six-spliced-bbdm" / "seed0" / "config.json").read_text())["extra_train"]
+    assert [e["counts"]["translocation"] for e in both] == [30, 40]
+    assert set(summary["routes"]) == {"six-bbdm-filtered", "six-spliced-bbdm"}
+    assert "kept" in (out / "summary.md").read_text()

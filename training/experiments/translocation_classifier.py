@@ -21,7 +21,12 @@ flips, turns, brightness, shift) and ``--object-mask object``.  Routes (``ROUTES
   per seed from the training split's negatives only and added to the training crops (``--extra-train``);
   ``six-spliced-bands`` paints a band inside the chromosome instead of its end in 30 % of them;
   ``six-spliced-focused`` feeds them through paper 001's minority-focused sampling instead (each batch
-  gets 2 × (2 spliced + 1 mixup + 1 nonlinear mixup) translocation crops, ``--focused``).
+  gets 2 × (2 spliced + 1 mixup + 1 nonlinear mixup) translocation crops, ``--focused``);
+- ``six[-spliced]-bbdm`` and ``…-cyclegan`` (paper 004's Tables 4–6 with this classifier): ``--synthetic``
+  translocations made by the ``--bbdm`` or ``--cyclegan`` bundle (DAPI → the five planes; train it with
+  ``--target fluorophores`` and the test slides excluded) from the DAPI crops of the training split's negatives,
+  one set for every seed; ``…-filtered`` keeps those the UMAP filter keeps, fitted on the training split's real
+  crops with the features of ``--feature-route``'s first seed (the working classifier, not the one under test).
 
 Each run is scored by P(translocation) on the validation and test crops.  The test is reported at
 the network's own decision (argmax) and at the threshold that maximises F1 on validation, with the
@@ -62,6 +67,12 @@ ROUTES = {
     "six-spliced-bands": {"input": "six", "spliced": 0.3},
     "six-spliced-focused": {"input": "six", "spliced": 0.0, "focused": 2},
 }
+GENERATORS = ("bbdm", "cyclegan")
+for _kind in GENERATORS:  # paper 004's Tables 4–6 with this classifier: a generator's translocations, filtered or not
+    ROUTES |= {f"six-{_kind}": {"input": "six", "generator": _kind},
+               f"six-{_kind}-filtered": {"input": "six", "generator": _kind, "filtered": True},
+               f"six-spliced-{_kind}": {"input": "six", "spliced": 0.0, "generator": _kind},
+               f"six-spliced-{_kind}-filtered": {"input": "six", "spliced": 0.0, "generator": _kind, "filtered": True}}
 KEYS = ("f1_argmax", "precision", "recall", "f1", "pr_auc", "roc_auc")
 
 
@@ -78,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: the trainer's recipe)")
     p.add_argument("--identity-seed", type=int, default=0)
     p.add_argument("--spliced", type=int, default=1000, help="synthetic translocations per run of a …-spliced route")
+    p.add_argument("--bbdm", help="BBDM bundle (DAPI → five planes) for the …-bbdm routes")
+    p.add_argument("--cyclegan", help="CycleGAN bundle (DAPI → five planes) for the …-cyclegan routes")
+    p.add_argument("--synthetic", type=int, default=600, help="a generator's synthetic translocations")
+    p.add_argument("--bridge-steps", type=int, default=50, help="BBDM bridge steps (skip steps of the 1000)")
+    p.add_argument("--feature-route", default="six-spliced",
+                   help="the route whose first seed's run gives the UMAP filter its features")
     p.add_argument("--ensemble-size", type=int, default=5,
                    help="also score disjoint ensembles of this many seeds' runs (the mean of their scores)")
     p.add_argument("--threads", type=int, default=1)
@@ -151,6 +168,72 @@ def spliced_crops(seed: int, interstitial: float, args, out: Path, split: dict) 
     return save_spliced(path, made)
 
 
+def generated_crops(kind: str, args, out: Path, split: dict) -> Path:
+    """``synthetic-{kind}.npz``: ``--synthetic`` translocations, the generator's five planes after the DAPI crops of
+    a seeded sample of the training split's negatives (labelled translocation, what ``--extra-train`` reads)."""
+    from napari_cellsynth.core.jobs import run_to_end
+    from napari_cellsynth.core.runtime import OnnxModel
+    from napari_cellsynth.core.translate import TranslationSettings, provenance, translate_crops
+
+    path = out / f"synthetic-{kind}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as made:
+            if len(made["labels"]) != args.synthetic:
+                raise ValueError(f"{path} holds {len(made['labels'])} synthetic crops, not --synthetic "
+                                 f"{args.synthetic}; use another --out for another count")
+        return path
+    if not getattr(args, kind):
+        raise ValueError(f"the …-{kind} routes need a {kind.upper()} bundle: give --{kind} BUNDLE")
+    model = OnnxModel(getattr(args, kind), kind=kind)
+    with np.load(out / "six.npz", allow_pickle=False) as crops:
+        images = crops["images"]
+    if model.card.n_channels != images.shape[1] - 1:
+        raise ValueError(f"the {kind.upper()} makes {model.card.n_channels} planes, the classifier reads "
+                         f"{images.shape[1] - 1} after DAPI; train it with --target fluorophores")
+    train = split["train"]
+    pool = train[split["y"][train] == 0]
+    pick = np.sort(np.random.default_rng(args.split_seed).choice(pool, min(args.synthetic, len(pool)), replace=False))
+    dapi = images[pick, :1]
+    settings = TranslationSettings(steps=args.bridge_steps, seed=args.split_seed, batch_size=32)
+    print(f"{kind.upper()}: translating {len(pick)} DAPI crops of training negatives", file=sys.stderr)
+    planes = run_to_end(translate_crops(model, dapi, dapi[:, 0] > 0, settings))
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, images=np.concatenate([dapi, planes.astype(dapi.dtype)], axis=1),
+                 labels=np.full(len(pick), RARE), donor=pick, provenance=np.array(json.dumps(provenance(model, settings))))
+    return path
+
+
+def filtered_crops(kind: str, args, out: Path, split: dict) -> Path:
+    """``kept-{kind}.npz``: the synthetic crops the UMAP filter keeps (fitted on the training split's real crops with
+    the features of ``--feature-route``'s first seed, exported); its counts in ``filter-{kind}.json``."""
+    from napari_cellsynth.core.filtering import run_filter
+    from napari_cellsynth.core.jobs import run_to_end
+    from napari_cellsynth.core.runtime import OnnxModel
+    from napari_cellsynth.core.umap_plot import save_filter_figure
+    from napari_cellsynth.export.export_classifier import export_classifier
+
+    path = out / f"kept-{kind}.npz"
+    synthetic = generated_crops(kind, args, out, split)
+    if path.is_file():
+        return path
+    bundle = out / f"features-{args.feature_route}-seed{args.seeds[0]}"
+    if not (bundle / "card.json").is_file():
+        export_classifier(train_route(args.feature_route, args.seeds[0], args, out, split), bundle)
+    with np.load(out / "six.npz", allow_pickle=False) as crops:
+        real, labels = crops["images"][split["train"]], crops["labels"][split["train"]]
+    with np.load(synthetic, allow_pickle=False) as made:
+        images = made["images"]
+    result = run_to_end(run_filter(OnnxModel(bundle, kind="classifier"), real, labels, images, RARE,
+                                   random_state=args.split_seed))
+    save_filter_figure(out / f"umap_filter-{kind}.png", result.fitted, result.points, result.keep)
+    write_json_atomic(out / f"filter-{kind}.json", {
+        "before": int(len(images)), "after": int(result.keep.sum()), "level": float(result.fitted.level_),
+        "component_weight": float(result.fitted.weights_[result.fitted.component_]), "features": bundle.name})
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, images=images[result.keep], labels=np.full(int(result.keep.sum()), RARE))
+    return path
+
+
 def run_args(data: Path, out: Path, seed: int, args, extra: list[str]) -> list[str]:
     line = ["--data", str(data), "--object-mask", "object", "--object-crop", "window", "--width", str(args.width),
             "--seed", str(seed), "--threads", str(args.threads), "--quiet", "--out", str(out)]
@@ -176,10 +259,18 @@ def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
         extra += ["--sampling", spec["sampling"]]
     if spec.get("identity"):
         extra += ["--init-from", str(identity_run(args, out))]
+    added = []
     if "spliced" in spec:
         spliced = str(spliced_crops(seed, spec["spliced"], args, out, split))
-        extra += ([f"--focused={RARE}={spec['focused']}", "--focused-generated", spliced] if spec.get("focused")
-                  else ["--extra-train", spliced])
+        if spec.get("focused"):
+            extra += [f"--focused={RARE}={spec['focused']}", "--focused-generated", spliced]
+        else:
+            added.append(spliced)
+    if spec.get("generator"):
+        made = filtered_crops if spec.get("filtered") else generated_crops
+        added.append(str(made(spec["generator"], args, out, split)))
+    if added:
+        extra += ["--extra-train", *added]
     train_classifier.main(run_args(out / f"{spec['input']}.npz", run, seed, args, extra))
     return run
 
@@ -299,6 +390,9 @@ def collect(args, out: Path, split: dict) -> dict:
             if grouped:
                 summary["confirmed"]["routes"][route]["ensembles"] = disjoint_ensembles(
                     kept, [r["seed"] for r in rows], args.ensemble_size, clean)
+    for kind in GENERATORS:
+        if (out / f"filter-{kind}.json").is_file():
+            summary.setdefault("umap_filter", {})[kind] = json.loads((out / f"filter-{kind}.json").read_text())
     write_json_atomic(out / "summary.json", summary)
     (out / "summary.md").write_text(markdown(summary))
     return summary
@@ -354,6 +448,9 @@ def markdown(summary: dict) -> str:
                 e = row["ensembles"]
                 lines.append(f"| {route}, {e['n']} disjoint ensembles of {e['size']} runs | "
                              + plus_minus(e, KEYS[1:]) + " |")
+    for kind, counts in summary.get("umap_filter", {}).items():
+        lines += ["", f"UMAP filter on the {kind.upper()}'s translocations: kept {counts['after']} of {counts['before']} "
+                  f"(level {counts['level']:.3f}, features of {counts['features']})."]
     return "\n".join(lines) + "\n"
 
 
