@@ -134,14 +134,16 @@ def test_label_grids_draw_every_positive_of_each_slide(mfish_five_metaphases, tm
 
 def test_a_generators_translocations_added_raw_and_umap_filtered(mfish_five_metaphases, mfish_pairs, tmp_path):
     """Paper 004's comparison with the working recipe: a five-plane BBDM (3 training steps: the pipeline, not its
-    quality, is under test) makes translocations from training negatives' DAPI, added as they are or as the UMAP
-    filter keeps them (features of the six-spliced route's first seed)."""
+    quality, is under test) makes translocations from the DAPI of training negatives on the slides it trained on
+    (it excluded V16), added as they are or as the UMAP filter keeps them (features of the six-spliced route's
+    first seed)."""
     from napari_cellsynth.export.export_bbdm import export_bbdm
     from napari_cellsynth.training.trainers import bbdm as train_bbdm
 
     run = tmp_path / "bbdm5"
-    train_bbdm.main(["--data", str(mfish_pairs), "--target", "fluorophores", "--base", "16", "--steps", "3",
-                     "--sample-every", "3", "--sample-steps", "2", "--ckpt-every", "3", "--out", str(run), "--quiet"])
+    train_bbdm.main(["--data", str(mfish_pairs), "--target", "fluorophores", "--exclude-slides", "V16", "--base", "16",
+                     "--steps", "3", "--sample-every", "3", "--sample-steps", "2", "--ckpt-every", "3", "--out", str(run),
+                     "--quiet"])
     bundle = export_bbdm(run, tmp_path / "bbdm5-bundle")
     out = tmp_path / "experiment"
     common = ["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26", "--seeds", "0", "--width", "8",
@@ -153,6 +155,7 @@ def test_a_generators_translocations_added_raw_and_umap_filtered(mfish_five_meta
             np.load(out / "six.npz") as six:
         assert made["images"].shape == (40, 6, 64, 64) and set(made["labels"]) == {"translocation"}
         assert set(made["donor"]) <= set(split["train"]) and (six["labels"][made["donor"]] == "normal").all()
+        assert set(six["slide"][made["donor"]]) == {"V28"}  # the slides the BBDM trained on, not V16
         assert np.array_equal(made["images"][:, 0], six["images"][made["donor"], 0])  # the donors' own DAPI
     counts = summary["umap_filter"]["bbdm"]
     assert counts["before"] == 40 and 0 <= counts["after"] <= 40 and counts["features"] == "features-six-spliced-seed0"

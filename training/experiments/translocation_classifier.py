@@ -170,7 +170,8 @@ def spliced_crops(seed: int, interstitial: float, args, out: Path, split: dict) 
 
 def generated_crops(kind: str, args, out: Path, split: dict) -> Path:
     """``synthetic-{kind}.npz``: ``--synthetic`` translocations, the generator's five planes after the DAPI crops of
-    a seeded sample of the training split's negatives (labelled translocation, what ``--extra-train`` reads)."""
+    a seeded sample of the training split's negatives on the slides the generator trained on (labelled
+    translocation, what ``--extra-train`` reads)."""
     from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.runtime import OnnxModel
     from napari_cellsynth.core.translate import TranslationSettings, provenance, translate_crops
@@ -191,7 +192,12 @@ def generated_crops(kind: str, args, out: Path, split: dict) -> Path:
         raise ValueError(f"the {kind.upper()} makes {model.card.n_channels} planes, the classifier reads "
                          f"{images.shape[1] - 1} after DAPI; train it with --target fluorophores")
     train = split["train"]
-    pool = train[split["y"][train] == 0]
+    # donors from the slides the generator trained on: a plane is another fluorophore in another probe set
+    excluded = (model.card.training.get("data") or {}).get("exclude_slides") or []
+    pool = train[(split["y"][train] == 0) & ~np.isin(split["slide"][train], excluded)]
+    if not len(pool):
+        raise ValueError(f"no training negatives on the slides the {kind.upper()} trained on (it excluded "
+                         f"{' '.join(excluded)})")
     pick = np.sort(np.random.default_rng(args.split_seed).choice(pool, min(args.synthetic, len(pool)), replace=False))
     dapi = images[pick, :1]
     settings = TranslationSettings(steps=args.bridge_steps, seed=args.split_seed, batch_size=32)
