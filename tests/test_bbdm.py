@@ -203,6 +203,7 @@ def test_snapshots_give_a_quality_curve_on_held_out_slides(mfish_pairs, tmp_path
             "--steps", "3", "--out", str(out)]
     record = bridge_curve.main(args)
     assert [r["step"] for r in record["rows"]] == [2, 4] and record["reference"].startswith("24 chromosomes")
+    assert record["real_halves_kid_x1000"] < min(r["kid_x1000"] for r in record["rows"])  # 4 steps: far from real
     for row in record["rows"]:
         assert -1 < row["ssim"] <= 1 and 0 <= row["ssim_std"] and np.isfinite(row["kid_x1000"])
     assert (out.parent / "bridge_curve.png").stat().st_size > 0

@@ -13,7 +13,8 @@ is paired (each DAPI crop has its real planes):
 - **SSIM** of each generated plane against the real one, averaged over the chromosome's own pixels (the SSIM map of
   scikit-image, 7 × 7 windows), then over planes and chromosomes (mean ± std over chromosomes);
 - **KID** (× 10³) between the classifier bundle's features of the real and the synthetic chromosomes (the
-  classifier reads DAPI and the planes, or the planes alone, as its card says).
+  classifier reads DAPI and the planes, or the planes alone, as its card says); ``real_halves_kid_x1000`` is its
+  floor, between two halves of the real chromosomes.
 
 Steps already in ``--out`` are skipped, so a killed run resumes; ``bridge_curve.png`` plots both.  "Levels off"
 is read from the curve: the last snapshots within each other's spread.
@@ -112,8 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
     classifier = OnnxModel(args.classifier, kind="classifier")
     real_features = run_to_end(bundle_features(classifier, classifier_input(pairs["dapi"], pairs["target"],
                                                                             classifier)))
+    half = len(real_features) // 2  # the floor: KID between two random halves of the real chromosomes
+    order = np.random.default_rng(args.seed).permutation(len(real_features))
+    floor, _ = kernel_inception_distance(real_features[order[:half]], real_features[order[half:2 * half]],
+                                         subset_size=min(100, half))
     record = {"run": str(run), **settings, "reference": f"{len(pairs['dapi'])} chromosomes of slides "
-              f"{' '.join(sorted(args.slides))}", "rows": rows}
+              f"{' '.join(sorted(args.slides))}", "real_halves_kid_x1000": 1e3 * floor, "rows": rows}
     score_snapshots(out, record, steps,
                     lambda step, scratch: score_snapshot(run, step, pairs, classifier, real_features, args, scratch),
                     lambda row: f"SSIM {row['ssim']:.3f} ± {row['ssim_std']:.3f}, KID×10³ {row['kid_x1000']:.2f} ± "
