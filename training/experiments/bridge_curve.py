@@ -33,7 +33,7 @@ from napari_cellsynth.core.classify import bundle_features
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.core.translate import TranslationSettings, translate_crops
+from napari_cellsynth.core.translate import TranslationSettings, classifier_crops, translate_crops
 from napari_cellsynth.export.export_bbdm import export_bbdm
 from napari_cellsynth.training.data.translocations import chromosome_masks, load_chromosomes
 from napari_cellsynth.training.experiments.snapshot_curve import (earlier_rows, plot_curves, run_snapshots,
@@ -70,15 +70,6 @@ def masked_ssim(real: np.ndarray, fake: np.ndarray, masks: np.ndarray) -> np.nda
     return scores
 
 
-def classifier_input(dapi: np.ndarray, planes: np.ndarray, classifier: OnnxModel) -> np.ndarray:
-    if classifier.card.n_channels == planes.shape[1] + 1:
-        return np.concatenate([dapi, planes.astype(dapi.dtype)], axis=1)
-    if classifier.card.n_channels == planes.shape[1]:
-        return planes
-    raise ValueError(f"the classifier reads {classifier.card.n_channels} channels; the BBDM makes {planes.shape[1]} "
-                     "planes (give a classifier of the planes, or of DAPI and them)")
-
-
 def score_snapshot(run: Path, step: int, pairs: dict, classifier: OnnxModel, real_features: np.ndarray, args,
                    scratch: Path) -> dict:
     model = OnnxModel(export_bbdm(run, scratch / f"ema_{step:06d}", snapshot=step), kind="bbdm")
@@ -86,7 +77,8 @@ def score_snapshot(run: Path, step: int, pairs: dict, classifier: OnnxModel, rea
     settings = TranslationSettings(steps=args.steps, seed=args.seed, batch_size=32)
     fake = run_to_end(translate_crops(model, pairs["dapi"], masks, settings))
     ssim = masked_ssim(pairs["target"], fake, masks)
-    fake_features = run_to_end(bundle_features(classifier, classifier_input(pairs["dapi"], fake, classifier)))
+    crops = classifier_crops(pairs["dapi"], fake, classifier.card.n_channels)
+    fake_features = run_to_end(bundle_features(classifier, crops))
     kid, kid_std = kernel_inception_distance(real_features, fake_features, subset_size=min(100, len(fake)))
     return {"step": step, "ssim": float(np.nanmean(ssim)), "ssim_std": float(np.nanstd(ssim)),
             "kid_x1000": 1e3 * kid, "kid_x1000_std": 1e3 * kid_std}
@@ -111,8 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = json.loads((run / "config.json").read_text())
     pairs = held_out_pairs(config, args.slides, args.count, args.seed)
     classifier = OnnxModel(args.classifier, kind="classifier")
-    real_features = run_to_end(bundle_features(classifier, classifier_input(pairs["dapi"], pairs["target"],
-                                                                            classifier)))
+    real_features = run_to_end(bundle_features(classifier, classifier_crops(pairs["dapi"], pairs["target"],
+                                                                            classifier.card.n_channels)))
     half = len(real_features) // 2  # the floor: KID between two random halves of the real chromosomes
     order = np.random.default_rng(args.seed).permutation(len(real_features))
     floor, _ = kernel_inception_distance(real_features[order[:half]], real_features[order[half:2 * half]],

@@ -151,6 +151,17 @@ def translate(model: OnnxModel, dapi: np.ndarray, labels: np.ndarray,
     return Translated(ids, crops, images, masks, boxes, provenance(model, settings))
 
 
+def classifier_crops(dapi: np.ndarray, planes: np.ndarray, channels: int) -> np.ndarray:
+    """Synthetic chromosomes as a classifier of ``channels`` channels reads them: the DAPI crops (N×1×H×W) then the
+    generated planes (N×C×H×W), or the planes alone."""
+    if channels == planes.shape[1] + 1:
+        return np.concatenate([dapi.astype(planes.dtype), planes], axis=1)
+    if channels == planes.shape[1]:
+        return planes
+    raise ImageInputError(f"the classifier reads {channels} channel(s) but the generator makes {planes.shape[1]} "
+                          "plane(s); give a classifier of the planes, or of DAPI and them")
+
+
 def composite(result: Translated, labels: np.ndarray) -> np.ndarray:
     """C×H×W image with every synthetic chromosome pasted over its own pixels of ``labels`` (background 0)."""
     labels = np.asarray(labels)

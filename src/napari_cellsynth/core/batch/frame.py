@@ -19,7 +19,7 @@ from ..classify import ClassificationResult, classify_crops, classify_objects
 from ..images import ImageInputError
 from ..jobs import run_to_end
 from ..segment import SegmentSettings
-from ..translate import TranslationSettings, translate
+from ..translate import TranslationSettings, classifier_crops, translate
 from . import models
 from .markers import FrameMarkers
 from .segmentation import segment_plane
@@ -98,13 +98,6 @@ def frame_seed(seed: int, t: int, z: int) -> int:
     return int(np.random.SeedSequence([seed, t, z]).generate_state(1)[0])
 
 
-def classifier_input(dapi: np.ndarray, synthetic: np.ndarray, channels: int) -> np.ndarray:
-    """Synthetic crops as the classifier takes them: the generated planes after the DAPI crop (a classifier of
-    DAPI plus the planes), or the generated planes alone."""
-    return np.concatenate([dapi.astype(synthetic.dtype), synthetic], axis=1) if channels == synthetic.shape[1] + 1 \
-        else synthetic
-
-
 def translate_frame(image: np.ndarray, labels: np.ndarray, settings: BatchSettings, t: int, z: int) -> dict:
     """Each object's synthetic planes, from the segmented channel (DAPI), with this worker's generator session;
     with its classifier features when the run filters."""
@@ -115,7 +108,7 @@ def translate_frame(image: np.ndarray, labels: np.ndarray, settings: BatchSettin
     arrays = {"synthetic": result.images, "synthetic_label": result.labels.astype(np.int64)}
     if settings.classifier and augment.minority is not None and len(result.images):
         model = models.classifier(settings.classifier)
-        crops = classifier_input(result.dapi, result.images, model.card.n_channels)
+        crops = classifier_crops(result.dapi, result.images, model.card.n_channels)
         arrays["synthetic_features"] = run_to_end(classify_crops(model, crops, settings.batch_size)).features
     return arrays
 
