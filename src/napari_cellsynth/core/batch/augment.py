@@ -10,8 +10,9 @@
   main Gaussian component: ``RUN/filter/`` holds the files ``cellsynth filter`` writes, ``kept.npz`` ready for
   training with ``--extra-train``.  A rerun with nothing new reuses them.
 
-These steps hold the run's synthetic objects and up to :data:`REAL_FEATURES` real objects' features in memory (a
-6×64×64 crop is 24 KB): size a generating run accordingly; the frames' own memory stays bounded.
+These steps hold the run's synthetic objects (a 6×64×64 crop is 24 KB) and every real object's features (a few KB
+each) in memory, and fit the filter on at most :data:`REAL_FEATURES` of the real ones: size a generating run
+accordingly; the frames' own memory stays bounded.
 """
 
 from __future__ import annotations
