@@ -57,3 +57,22 @@ def test_export_and_translate(cyclegan_run, metaphase_with_chromosomes, classifi
     np.testing.assert_array_equal(result.images, again.images)  # one deterministic pass, batch size irrelevant
     with pytest.raises(ValueError, match="needs one of"):
         run_to_end(translate(OnnxModel(classifier_bundle), dapi, labels, TranslationSettings()))
+
+
+def test_a_cyclegan_that_paints_all_five_fluorophore_planes(mfish_pairs, metaphase_with_chromosomes, tmp_path):
+    """``--planes fluorophores``: DAPI → the five planes the translocation classifier reads (paper 004's baseline
+    for the generator comparison with that classifier), through export and translation of real chromosomes."""
+    from napari_cellsynth.export.export_cyclegan import export_cyclegan
+    from napari_cellsynth.training.trainers import cyclegan as train_cyclegan
+
+    run = tmp_path / "cyclegan5"
+    train_cyclegan.main(["--data", str(mfish_pairs), "--planes", "fluorophores", "--target", "all", "--base", "8",
+                         "--blocks", "2", "--steps", "2", "--sample-every", "2", "--ckpt-every", "2", "--out", str(run),
+                         "--quiet"])
+    assert (run / "samples_000002.png").is_file()
+    model = OnnxModel(export_cyclegan(run, tmp_path / "bundle"), kind="cyclegan")
+    assert model.card.channels == [f"plane {k}" for k in range(1, 6)] and model.card.training["data"]["planes"] == \
+        "fluorophores"
+    dapi, labels = metaphase_with_chromosomes
+    result = run_to_end(translate(model, dapi, labels, TranslationSettings(batch_size=6)))
+    assert result.images.shape == (6, 5, 64, 64)

@@ -3,8 +3,9 @@
     cellsynth train cyclegan --data runs/mfish/chromosomes.npz --exclude-slides V26 A20 \
         --target translocations --steps 20000 --out runs/cyclegan-transloc
 
-Domain A: DAPI crops of the training chromosomes (repeated on three channels, as the BBDM's
-condition); domain B: RGB crops of the ``--target`` chromosomes (the translocations, or all).
+Domain A: DAPI crops of the training chromosomes (repeated on every target channel, as the BBDM's
+condition); domain B: the ``--planes`` (three fluorophore planes as RGB, or all five, which the translocation
+classifier reads) of the ``--target`` chromosomes (the translocations, or all).
 Unpaired, as CycleGAN is: A and B batches are drawn independently.  Least-squares GAN losses,
 cycle-consistency L1 (λ = 10) and identity L1 (0.5 λ), Adam 2e-4 (β₁ = 0.5), a 50-image pool of
 generated images for the discriminators (Zhu et al. 2017).  ``samples_<step>.png`` shows DAPI,
@@ -30,6 +31,7 @@ from napari_cellsynth.training.data.translocations import load_pairs
 from napari_cellsynth.training.nets.cyclegan import build_cyclegan
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
+from napari_cellsynth.training.trainers.bbdm import TARGETS
 from napari_cellsynth.training.trainers.checkpoints import add_run_arguments
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-slides", nargs="+", default=[], help="slides never trained on (the test slides)")
     p.add_argument("--target", default="translocations", choices=["translocations", "all"],
                    help="which chromosomes' FISH colours make domain B")
+    p.add_argument("--planes", default="rgb", choices=list(TARGETS),
+                   help="what DAPI is translated into: rgb (three fluorophore planes) or fluorophores (all five)")
     p.add_argument("--base", type=int, default=32)
     p.add_argument("--blocks", type=int, default=6)
     p.add_argument("--steps", type=int, default=20000)
@@ -93,16 +97,20 @@ def losses(nets, real_a, real_b, pools, args) -> tuple[torch.Tensor, torch.Tenso
     return loss_g, loss_d, {"gan": gan.item(), "cycle": cycle.item(), "identity": identity.item()}
 
 
-def sample_grid(g_ab: nn.Module, pairs: dict, path: Path, n: int = 8) -> None:
+def sample_grid(g_ab: nn.Module, pairs: dict, planes: str, path: Path, n: int = 8) -> None:
+    """Rows: DAPI, real FISH, G_A→B(DAPI); the first three channels of a five-plane target."""
     from napari_cellsynth.core.images import denormalize, normalize
 
     g_ab.eval()
     pick = np.random.default_rng(0).choice(len(pairs["dapi"]), min(n, len(pairs["dapi"])), replace=False)
-    y = np.repeat(normalize(pairs["dapi"][pick], {"type": "minmax_range", "low": [0.0], "high": [255.0]}), 3, axis=1)
+    channels = pairs[planes].shape[1]
+    y = np.repeat(normalize(pairs["dapi"][pick], {"type": "minmax_range", "low": [0.0], "high": [255.0]}), channels,
+                  axis=1)
     with torch.inference_mode():
         fake = g_ab(torch.from_numpy(y)).numpy()
-    fake = denormalize(fake, {"type": "minmax_range", "low": [0.0] * 3, "high": [255.0] * 3}, np.uint8, (0, 255))
-    dapi_fish_grid(pairs["dapi"][pick], pairs["rgb"][pick], fake, "CycleGAN", path)
+    fake = denormalize(fake, {"type": "minmax_range", "low": [0.0] * channels, "high": [255.0] * channels}, np.uint8,
+                       (0, 255))
+    dapi_fish_grid(pairs["dapi"][pick], pairs[planes][pick][:, :3], fake[:, :3], "CycleGAN", path)
     g_ab.train()
 
 
@@ -113,21 +121,23 @@ def train(args) -> Path:
     torch.manual_seed(args.seed)
     domain_a = load_pairs(args.data, args.exclude_slides, only_translocations=False)
     domain_b = load_pairs(args.data, args.exclude_slides, only_translocations=args.target == "translocations")
-    channels, size = domain_b["rgb"].shape[1], domain_b["rgb"].shape[-1]
+    if args.planes not in domain_b:
+        raise ValueError(f"{args.data} has no {args.planes!r} planes; rebuild it with the M-FISH data set builder")
+    channels, size = domain_b[args.planes].shape[1], domain_b[args.planes].shape[-1]
     eight_bit = {"type": "minmax_range", "low": [0.0] * channels, "high": [255.0] * channels}
     net = {"base": args.base, "blocks": args.blocks}
     write_json_atomic(out / "config.json", {
-        "task": "cyclegan", "data": str(Path(args.data).resolve()), "channels": ["R", "G", "B"][:channels],
+        "task": "cyclegan", "data": str(Path(args.data).resolve()), "channels": TARGETS[args.planes][:channels],
         "condition_channels": ["DAPI"], "image_size": [size, size], "dtype": "uint8", "value_range": [0, 255],
         "normalization": eight_bit, "condition_normalization": {"type": "minmax_range", "low": [0.0], "high": [255.0]},
-        "net": net, "counts": {"A (DAPI)": int(len(domain_a["dapi"])), "B (FISH)": int(len(domain_b["rgb"]))},
-        "exclude_slides": args.exclude_slides, "target": args.target, "args": vars(args)})
+        "net": net, "counts": {"A (DAPI)": int(len(domain_a["dapi"])), "B (FISH)": int(len(domain_b[args.planes]))},
+        "exclude_slides": args.exclude_slides, "target": args.target, "planes": args.planes, "args": vars(args)})
     nets = build_cyclegan(net, channels)
     opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], args.lr, betas=(0.5, 0.999))
     batches_a = CropBatches(np.repeat(domain_a["dapi"], channels, axis=1), domain_a["translocation"], eight_bit,
                             args.batch_size, augment=True, seed=args.seed, brightness=False)
-    batches_b = CropBatches(domain_b["rgb"], domain_b["translocation"], eight_bit, args.batch_size, augment=True,
+    batches_b = CropBatches(domain_b[args.planes], domain_b["translocation"], eight_bit, args.batch_size, augment=True,
                             seed=args.seed + 1, brightness=False)
     pool_rng = torch.Generator().manual_seed(args.seed)
     pools = {"a": ImagePool(args.pool, pool_rng), "b": ImagePool(args.pool, pool_rng)}
@@ -164,7 +174,7 @@ def train(args) -> Path:
                         "rng_b": batches_b.generator.get_state()}, fh)
 
     every = {"checkpoint": Every(args.ckpt_every, checkpoint),
-             "samples": Every(args.sample_every, lambda s: sample_grid(nets["g_ab"], domain_b,
+             "samples": Every(args.sample_every, lambda s: sample_grid(nets["g_ab"], domain_b, args.planes,
                                                                        out / f"samples_{s:06d}.png"))}
     run_to_end(training_loop(one_step, step, args.steps, history, every,
                              describe=lambda e: f"G {e['loss']:.3f} D {e['d']:.3f}", quiet=args.quiet))
