@@ -142,8 +142,8 @@ def test_a_generators_translocations_added_raw_and_umap_filtered(mfish_five_meta
 
     run = tmp_path / "bbdm5"
     train_bbdm.main(["--data", str(mfish_pairs), "--target", "fluorophores", "--exclude-slides", "V16", "--base", "16",
-                     "--steps", "3", "--sample-every", "3", "--sample-steps", "2", "--ckpt-every", "3", "--out", str(run),
-                     "--quiet"])
+                     "--steps", "3", "--sample-every", "3", "--sample-steps", "2", "--ckpt-every", "3",
+                     "--out", str(run), "--quiet"])
     bundle = export_bbdm(run, tmp_path / "bbdm5-bundle")
     out = tmp_path / "experiment"
     common = ["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26", "--seeds", "0", "--width", "8",

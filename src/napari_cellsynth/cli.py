@@ -238,7 +238,8 @@ def cmd_batch(args) -> int:
           f"({result.table.name}, {result.record.name}, labels in *.ome.zarr)", file=sys.stderr)
     augmented = result.augment or {}
     if augmented.get("status") == "done":
-        for step, what in (("synthetic", "{objects} synthetic objects in {file}"), ("generated", "{count} images in {folder}"),
+        for step, what in (("synthetic", "{objects} synthetic objects in {file}"),
+                           ("generated", "{count} images in {folder}"),
                            ("filter", "filter kept {kept} of {synthetic} ({folder})")):
             if step in augmented:
                 print(f"  {what.format(**augmented[step])}", file=sys.stderr)

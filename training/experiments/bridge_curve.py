@@ -85,8 +85,8 @@ def score_snapshot(run: Path, step: int, pairs: dict, classifier: OnnxModel, rea
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.bridge_curve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.bridge_curve",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a BBDM run folder with snapshots/ema_<step>.pt")
     p.add_argument("--classifier", required=True, help="classifier bundle (or zoo:NAME) whose features KID uses")
     p.add_argument("--slides", nargs="+", required=True, help="held-out slides (among the run's --exclude-slides)")

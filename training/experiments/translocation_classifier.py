@@ -205,7 +205,8 @@ def generated_crops(kind: str, args, out: Path, split: dict) -> Path:
     planes = run_to_end(translate_crops(model, dapi, dapi[:, 0] > 0, settings))
     with atomic_open(path, "wb") as fh:
         np.savez(fh, images=np.concatenate([dapi, planes.astype(dapi.dtype)], axis=1),
-                 labels=np.full(len(pick), RARE), donor=pick, provenance=np.array(json.dumps(provenance(model, settings))))
+                 labels=np.full(len(pick), RARE), donor=pick,
+                 provenance=np.array(json.dumps(provenance(model, settings))))
     return path
 
 

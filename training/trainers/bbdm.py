@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--snapshot-every", type=int, default=2000,
                    help="keep the EMA weights (fp16, snapshots/ema_<step>.pt) every N steps, for a quality curve over "
-                        "training (experiments.bridge_curve) or exporting one of them (export bbdm --snapshot); 0: none")
+                        "training (experiments.bridge_curve) or exporting one of them (export bbdm --snapshot); "
+                        "0: none")
     p.add_argument("--sample-steps", type=int, default=200, help="skip-step sampling for the sample grid")
     add_run_arguments(p)
     return p

@@ -1,5 +1,5 @@
-"""One frame of a batch, as a dask task: read → Cellpose (tiled) → crops → classify → [translate] → labels into the
-store → marker.
+"""One frame of a batch, as a dask task: read → Cellpose (tiled) → crops → classify → [translate] → labels into
+the store → marker.
 
 The task writes its own chunks of the labels store, its arrays (when the run generates or filters) and then its
 done-marker, and returns a few numbers, so the client holds nothing that grows with the stack.  A frame that fails is

@@ -177,7 +177,8 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
     plans, skipped = plan_all(input_path, out, settings, axes, model_ids, classifier_channels)
     total = sum(len(p.source.frames) for p in plans)
     record = {"kind": RUN_KIND, "input": str(input_path), "out": str(out), "settings": settings.to_dict(), "axes": axes,
-              "models": {**model_ids, **({"generator": generator_id} if kind else {})}, "versions": versions(), "scheduler": scheduler_name(scheduler),
+              "models": {**model_ids, **({"generator": generator_id} if kind else {})}, "versions": versions(),
+              "scheduler": scheduler_name(scheduler),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     status, started, augment = "stopped", time.perf_counter(), None
     by_name = {plan.source.name: plan for plan in plans}

@@ -36,8 +36,8 @@ def cellpose_identity(model: str) -> dict:
         return {"model": model, **identity}
     path = Path(model)
     if not path.is_file():
-        raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …), "
-                                "a cellpose bundle (zoo:NAME) nor an existing model file")
+        raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name "
+                                f"({', '.join(BUILT_IN[:4])}, …), a cellpose bundle (zoo:NAME) nor an existing model file")
     return {"model": str(path.resolve()), "sha256": sha256_of(path)}
 
 
