@@ -295,6 +295,18 @@ def test_cancel_stops_the_batch_and_records_it(stack, settings, tmp_path):
     assert len(read_table(tmp_path / "run" / "objects.csv")) == record["objects"] > 0
 
 
+def open_batch_widget(viewer, stack: Path, settings: BatchSettings):
+    """The Batch widget from the Plugins menu, filled in for ``stack`` with ``settings`` on one worker (no output
+    folder yet)."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Batch")
+    widget.input.value = str(stack)
+    widget.segment_model.value = settings.segment.model
+    widget.classifier.value = settings.classifier
+    widget.classify_channels.value = "0,0,0"
+    widget.workers.value = 1
+    return widget
+
+
 @pytest.mark.napari
 def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, settings, reference, tmp_path):
     import dask.array as da
@@ -302,12 +314,7 @@ def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, s
     from napari_cellsynth._widgets.classify import class_color
 
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Batch")
-    widget.input.value = str(stack)
-    widget.segment_model.value = settings.segment.model
-    widget.classifier.value = settings.classifier
-    widget.classify_channels.value = "0,0,0"
-    widget.workers.value = 1
+    widget = open_batch_widget(viewer, stack, settings)
     widget.start()  # no output folder: asked for, nothing runs
     assert not widget.busy and "output folder" in str(widget.last_error)
     widget.out.value = str(tmp_path / "run")
@@ -344,12 +351,7 @@ def test_batch_widget_cancel_then_resume_in_a_viewer(make_napari_viewer, qtbot, 
     """Cancel from the widget's button stops the run mid-way and records it; Run / resume finishes it, with the same
     objects as an uninterrupted run."""
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Batch")
-    widget.input.value = str(stack)
-    widget.segment_model.value = settings.segment.model
-    widget.classifier.value = settings.classifier
-    widget.classify_channels.value = "0,0,0"
-    widget.workers.value = 1
+    widget = open_batch_widget(viewer, stack, settings)
     widget.out.value = str(tmp_path / "run")
     widget.start()
     qtbot.waitUntil(lambda: widget.progress.value >= 2 or not widget.busy, timeout=120_000)

@@ -51,23 +51,24 @@ class SyntheticObjects:
     features: np.ndarray | None  # N×D classifier features (None: not computed)
 
 
-def generator_kind(augment: AugmentSettings) -> str | None:
-    """The generator bundle's kind (None without one); a bundle of another kind is refused."""
+def generator_card(augment: AugmentSettings):
+    """The generator bundle's card (None without one); a bundle of another kind is refused."""
     if augment.generator is None:
         return None
     card = read_card(resolve(augment.generator))
     if card.kind not in (*TRANSLATOR_KINDS, *GENERATOR_KINDS):
         raise ImageInputError(f"--generate {augment.generator} is a '{card.kind}' bundle; give a BBDM or CycleGAN "
                               "bundle (every object, from its DAPI channel) or a DDPM or GAN bundle (a class)")
-    return card.kind
+    return card
 
 
 def sampled_class(augment: AugmentSettings) -> str | None:
     return augment.generate_class or augment.minority
 
 
-def check_augment(augment: AugmentSettings, kind: str | None, classifier_card) -> None:
-    """One-line errors for settings that cannot work, before any frame runs."""
+def check_augment(augment: AugmentSettings, card, classifier_card) -> None:
+    """One-line errors for settings that cannot work, before any frame runs; ``card``: the generator's (or None)."""
+    kind = card.kind if card is not None else None
     if augment.minority is not None:
         if classifier_card is None:
             raise ImageInputError("--filter-minority needs --classifier: the UMAP filter works on its features")
@@ -78,7 +79,6 @@ def check_augment(augment: AugmentSettings, kind: str | None, classifier_card) -
                                   f"{list(classifier_card.classes)}")
     if kind is None:
         return
-    card = read_card(resolve(augment.generator))
     if kind in GENERATOR_KINDS:
         if augment.count < 1:
             raise ImageInputError(f"--generate {augment.generator} is a {kind.upper()} bundle: say how many images "

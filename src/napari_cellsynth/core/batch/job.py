@@ -19,7 +19,7 @@ from ..atomic import write_json_atomic
 from ..images import ImageInputError
 from ..jobs import Cancelled, CancelToken
 from ..translate import KINDS as TRANSLATOR_KINDS
-from .augment import augment_run, check_augment, generator_kind
+from .augment import augment_run, check_augment, generator_card
 from .frame import BatchSettings, FrameTask, run_frame
 from .markers import FrameMarkers, fingerprint
 from .record import bundle_identity, cellpose_identity, classifier_identity, versions
@@ -168,8 +168,9 @@ def run_batch(input_path, out, settings: BatchSettings, axes: str | None = None,
     if settings.classifier:
         model_ids["classifier"], card = classifier_identity(settings.classifier)
         classes, classifier_channels = list(card.classes), card.n_channels
-    kind = generator_kind(settings.augment)
-    check_augment(settings.augment, kind, card)
+    generator = generator_card(settings.augment)
+    check_augment(settings.augment, generator, card)
+    kind = generator.kind if generator is not None else None
     settings = replace(settings, translating=kind in TRANSLATOR_KINDS)
     generator_id = bundle_identity(settings.augment.generator) if kind else None
     if settings.translating:  # the frames' synthetic objects depend on it
