@@ -124,9 +124,10 @@ def export_parser(prog: str, doc: str, run_help: str):
     return parser
 
 
-def snapshot_steps(run: Path) -> list[int]:
-    """The steps of a run's fp16 EMA snapshots (``snapshots/ema_<step>.pt``: ``train ddpm|bbdm --snapshot-every``)."""
-    return sorted(int(p.stem[4:]) for p in (Path(run) / "snapshots").glob("ema_*.pt"))
+def snapshot_steps(run: Path, prefix: str = "ema") -> list[int]:
+    """The steps of a run's fp16 snapshots: ``snapshots/ema_<step>.pt`` (``train ddpm|bbdm --snapshot-every``) or,
+    with ``prefix="G"``, a GAN's generator snapshots ``snapshots/G_<step>.pt``."""
+    return sorted(int(p.stem[len(prefix) + 1:]) for p in (Path(run) / "snapshots").glob(f"{prefix}_*.pt"))
 
 
 def load_snapshot(run: Path, step: int, model: torch.nn.Module) -> torch.nn.Module:

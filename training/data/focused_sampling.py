@@ -36,6 +36,26 @@ def supplementary_size(pools: list[MinorityPool], parts: tuple[str, ...]) -> int
     return sum(pool.n * PARTS[part] for pool in pools for part in parts)
 
 
+def supplementary_batch(pools: list[MinorityPool], parts: tuple[str, ...], rng: np.random.Generator,
+                        value_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """One supplementary batch (raw intensities) and its class indices: per pool, ``n × PARTS[part]`` crops of
+    every part; mixup and nonlinear mixup pairs come from the class's real and generated crops together."""
+    images, labels = [], []
+    for pool in pools:
+        both = np.concatenate([pool.real, pool.generated]) if len(pool.generated) else pool.real
+        for part in parts:
+            k = pool.n * PARTS[part]
+            if part == "generated":
+                crops = pool.generated[rng.integers(len(pool.generated), size=k)]
+            else:
+                a, b = (both[rng.integers(len(both), size=k)] for _ in range(2))
+                crops = to_range(mixup(a, b, rng)[0], value_range, a.dtype) if part == "mixup" \
+                    else nonlinear_mixup(a, b, rng, value_range)
+            images.append(crops)
+            labels.append(np.full(k, pool.class_index))
+    return np.concatenate(images), np.concatenate(labels)
+
+
 class FocusedBatches:
     """Batches of ``batch_size`` crops: the original part from a shuffled, augmented :class:`CropBatches`,
     then each pool's synthetic crops (normalised the same way). One epoch = one pass over the originals."""
@@ -69,20 +89,7 @@ class FocusedBatches:
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray]:
         """One supplementary batch (raw intensities) and its labels."""
-        images, labels = [], []
-        for pool in self.pools:
-            both = np.concatenate([pool.real, pool.generated]) if len(pool.generated) else pool.real
-            for part in self.parts:
-                k = pool.n * PARTS[part]
-                if part == "generated":
-                    crops = pool.generated[self.rng.integers(len(pool.generated), size=k)]
-                else:
-                    a, b = (both[self.rng.integers(len(both), size=k)] for _ in range(2))
-                    crops = to_range(mixup(a, b, self.rng)[0], self.value_range, a.dtype) if part == "mixup" \
-                        else nonlinear_mixup(a, b, self.rng, self.value_range)
-                images.append(crops)
-                labels.append(np.full(k, pool.class_index))
-        return np.concatenate(images), np.concatenate(labels)
+        return supplementary_batch(self.pools, self.parts, self.rng, self.value_range)
 
     def __iter__(self):
         for x, y in self.original:

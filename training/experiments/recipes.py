@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.metrics import majority_macro_f1
+from napari_cellsynth.training.reports.summaries import write_summary
 
 # each recipe spells out every setting it depends on, so that it stays the same when defaults change
 # (the table of results §1b was measured before --shift existed: those recipes pin --shift 0)
@@ -153,12 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         for seconds in pool.map(lambda job: run_one(*job), jobs):
             print(f"  a run finished in {seconds:.0f} s", file=sys.stderr)
     summary = summarise(out, args.datasets, args.recipes, args.seeds)
-    summary["command"] = "python -m napari_cellsynth.training.experiments.recipes " + " ".join(argv or sys.argv[1:])
-    write_json_atomic(out / "summary.json", summary)
-    table = markdown(summary)
-    (out / "summary.md").write_text(table)
-    print(table)
-    return summary
+    return write_summary(out, summary, markdown(summary), __spec__.name, argv)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ from napari_cellsynth.export.common import snapshot_steps
 
 
 def run_snapshots(run: Path, trainer: str) -> list[int]:
-    """The run's snapshot steps; none is an error that says how to get them."""
-    steps = snapshot_steps(run)
+    """The run's snapshot steps (a GAN's generator snapshots for ``trainer == "gan"``); none is an error that says
+    how to get them."""
+    steps = snapshot_steps(run, "G" if trainer == "gan" else "ema")
     if not steps:
-        raise ValueError(f"{run} has no EMA snapshots; train with cellsynth train {trainer} --snapshot-every N")
+        raise ValueError(f"{run} has no snapshots; train with cellsynth train {trainer} --snapshot-every N")
     return steps
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from napari_cellsynth.core.atomic import write_json_atomic
 
 
 def summarize_runs(runs: Sequence[dict]) -> dict:
@@ -20,4 +24,14 @@ def summarize_runs(runs: Sequence[dict]) -> dict:
     for key in ("macro_f1", "accuracy"):
         values = [r[key] for r in runs]
         summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    return summary
+
+
+def write_summary(out: Path, summary: dict, table: str, module: str, argv: list[str] | None) -> dict:
+    """An experiment's ``summary.json`` (with the command that made it) and ``summary.md`` in ``out``; the table
+    is printed too."""
+    summary["command"] = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_json_atomic(Path(out) / "summary.json", summary)
+    (Path(out) / "summary.md").write_text(table)
+    print(table)
     return summary

@@ -1,0 +1,120 @@
+"""Paper 001's experiment (issue 15) on real Jurkat cells, with a real (short) WGAN-div: the arms, the fixed split,
+standard sampling's synthetic share, the rank-sum tests, resuming, and GAN checkpoint choice by KID."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_cellsynth.training.experiments import minority_oversampling as experiment
+
+
+@pytest.fixture(scope="module")
+def anaphase_gan(jurkat_slice, tmp_path_factory):
+    """A WGAN-div of the slice's Anaphase cells (a few steps: real weights, not a good generator) and its bundle."""
+    from napari_cellsynth.export.export_gan import export_gan
+    from napari_cellsynth.training.trainers import gan as train_gan
+
+    folder = tmp_path_factory.mktemp("gan")
+    run = train_gan.main(["--data", str(jurkat_slice), "--label-map", "jurkat7", "--only-class", "Anaphase",
+                          "--split-seed", "0", "--base", "8", "--latent", "16", "--steps", "4", "--snapshot-every", "2",
+                          "--sample-every", "4", "--device", "cpu", "--quiet", "--out", str(folder / "run")])
+    return run, export_gan(run, folder / "bundle")
+
+
+def test_arms_follow_paper_001_ablation():
+    table = experiment.arms(["wgan-div", "wgan-gp"])
+    assert list(table) == ["base", "standard", "focused-wgan-div", "focused-wgan-gp", "focused-no-mixup",
+                           "focused-no-nonlinear", "focused-no-generator"]
+    assert table["standard"] == {"standard": "wgan-div"}
+    assert table["focused-wgan-gp"]["parts"] == ("generated", "mixup", "nonlinear")
+    assert table["focused-no-generator"] == {"generator": None, "parts": ("mixup", "nonlinear")}
+    assert experiment.parse_generators([["a=x", "a=y"], ["b=z"]]) == {"a": ["x", "y"], "b": ["z"]}
+    with pytest.raises(ValueError, match="write KIND=BUNDLE"):
+        experiment.parse_generators([["runs/gan"]])
+
+
+def test_experiment_on_real_cells_resumes_and_tests_against_the_full_method(jurkat_slice, anaphase_gan, tmp_path):
+    _, bundle = anaphase_gan
+    out = tmp_path / "exp"
+    argv = ["--data", str(jurkat_slice), "--label-map", "jurkat7", "--focused", "Anaphase=2",
+            "--generator", f"wgan-div={bundle}", "--generated-count", "16", "--seeds", "0", "1", "--width", "8",
+            "--steps", "6", "--batch-size", "32", "--arms", "base", "standard", "focused-wgan-div",
+            "focused-no-generator", "--out", str(out)]
+    summary = experiment.main(argv)
+
+    assert list(summary["arms"]) == ["base", "standard", "focused-wgan-div", "focused-no-generator"]
+    assert summary["full_method"] == "focused-wgan-div" and summary["focused"] == {"Anaphase": 2}
+    # every run trained on the one split the generator was trained on (split seed 0)
+    with np.load(out / "split.npz") as saved:
+        split = {part: saved[part] for part in saved.files}
+    for arm in summary["arms"]:
+        with np.load(out / arm / "seed1" / "split.npz") as used:
+            np.testing.assert_array_equal(used["test"], split["test"])
+    config = json.loads((out / "focused-wgan-div" / "seed0" / "config.json").read_text())
+    assert config["args"]["focused"] == ["Anaphase=2"]
+    assert config["args"]["focused_parts"] == ["generated", "mixup", "nonlinear"]
+    assert json.loads((out / "focused-no-generator" / "seed0" / "config.json").read_text())["args"][
+        "focused_generated"] in (None, [])
+    # standard sampling: the same mix, merged, as many crops as give a focused batch's synthetic share (8 of 32)
+    with np.load(out / "standard-wgan-div-seed0.npz") as standard:
+        assert len(standard["labels"]) == round(len(split["train"]) * 8 / 24)
+        assert set(standard["labels"].tolist()) == {"Anaphase"}
+    with np.load(out / "generated-wgan-div.npz") as generated:
+        assert generated["images"].shape == (16, 3, 40, 40) and set(generated["labels"].tolist()) == {"Anaphase"}
+    assert (out / "generated-wgan-div.png").is_file()
+
+    probabilities = np.load(out / "base" / "seed0" / "test_probabilities.npy")
+    assert probabilities.shape == (len(split["test"]), 7)
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    for arm, row in summary["arms"].items():
+        assert row["seeds"] == [0, 1] and 0 <= row["macro_f1"]["mean"] <= 1
+        if arm == "focused-wgan-div":
+            assert "wilcoxon_vs_full" not in row
+        else:
+            assert all(0 <= p <= 1 for p in row["wilcoxon_vs_full"].values())
+    assert "| focused-wgan-div | 2 |" in (out / "summary.md").read_text()
+
+    # a rerun trains nothing again
+    stamp = (out / "base" / "seed0" / "metrics_test.json").stat().st_mtime_ns
+    again = experiment.main(argv)
+    assert (out / "base" / "seed0" / "metrics_test.json").stat().st_mtime_ns == stamp
+    assert again["arms"]["base"]["macro_f1"] == summary["arms"]["base"]["macro_f1"]
+
+
+def test_bad_generator_and_focused_arguments_give_one_line(jurkat_slice, anaphase_gan, tmp_path):
+    _, bundle = anaphase_gan
+    base = [sys.executable, "-m", "napari_cellsynth.training.experiments.minority_oversampling", "--data",
+            str(jurkat_slice), "--label-map", "jurkat7", "--out", str(tmp_path / "bad")]
+    cases = [(["--focused", "Anaphase=2", "--generator", str(bundle)], "write KIND=BUNDLE"),
+             (["--focused", "Mitosis=2", "--generator", f"g={bundle}"], "use CLASS=N with a class of"),
+             (["--focused", "Telophase=1", "--generator", f"g={bundle}", "--arms", "focused-g", "--seeds", "0"],
+              "no bundle makes ['Telophase']")]
+    for extra, message in cases:
+        done = subprocess.run(base + extra, capture_output=True, text=True)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_gan_checkpoints_scored_by_kid_against_the_cells_it_learnt_from(jurkat_slice, anaphase_gan,
+                                                                          classifier_bundle, tmp_path):
+    from napari_cellsynth.core.label_maps import apply_label_map, resolve_label_map
+    from napari_cellsynth.training.data.labelled_crops import stratified_split
+    from napari_cellsynth.training.experiments import kid_curve
+
+    run, _ = anaphase_gan
+    with np.load(jurkat_slice) as data:
+        labels = data["labels"]
+    y, classes = apply_label_map(labels, resolve_label_map("jurkat7", labels))
+    train = stratified_split(y, 0)["train"]
+    record = kid_curve.main(["--run", str(run), "--classifier", str(classifier_bundle), "--reference", "train",
+                             "--count", "16", "--out", str(tmp_path / "kid.json")])
+    assert record["class"] == "Anaphase" and record["sampler"] == "one generator pass"
+    assert record["reference"] == "train" and record["reference_cells"] == (y[train] == classes.index("Anaphase")).sum()
+    assert [row["step"] for row in record["rows"]] == [2, 4]
+    assert all(np.isfinite(row["fid"]) for row in record["rows"]) and (tmp_path / "kid_curve.png").is_file()
+    with pytest.raises(ValueError, match="other settings"):
+        kid_curve.main(["--run", str(run), "--classifier", str(classifier_bundle), "--reference", "val",
+                        "--count", "16", "--out", str(tmp_path / "kid.json")])

@@ -1,0 +1,303 @@
+"""Paper 001's Tables 1–2: generated, mixup and nonlinear-mixup minority crops, fed by minority-focused sampling.
+
+    python -m napari_cellsynth.training.experiments.minority_oversampling \
+        --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat7 --focused Prophase=1 Metaphase=2 Anaphase=2 Telophase=1 \
+        --generator wgan-div=runs/bundles/gan-div-{Prophase,Metaphase,Anaphase,Telophase} \
+        --generator wgan-gp=runs/bundles/gan-gp-{Prophase,Metaphase,Anaphase,Telophase} \
+        --seeds 0 1 2 3 4 --width 16 --steps 2000 --out runs/oversampling-jurkat7
+
+Every run is ``cellsynth train classifier`` with the project's default recipe, on one fixed stratified split
+(``--split-seed``: the split the generators were trained on, so that no generator saw a validation or test crop);
+the seeds change the initialisation, the batch order and the synthetic draws.  Arms (``ARMS``; 001's ablation):
+
+- ``base``: the real crops alone;
+- ``standard``: 001's "standard sampling": the same synthetic mix as the full method (2 generated : 1 mixup :
+  1 nonlinear mixup per unit of n, from the first generator), drawn once per seed and merged into the training
+  crops (``--extra-train``), as many as keep the synthetic share of the focused batches;
+- ``focused-<generator>``: minority-focused sampling with that generator in the generated slots (the full method
+  with the first generator, e.g. WGAN-div);
+- ``focused-no-mixup``, ``focused-no-nonlinear``: the full method without one part (its slots go back to original
+  crops); ``focused-no-generator``: mixup and nonlinear mixup of the real minority crops alone.
+
+``--generator KIND=BUNDLE …`` names the bundles that fill the generated slots: one-class GAN bundles (one per
+minority class, as 001 trains them) or one class-conditional DDPM bundle; the first kind is the full method's.
+Each makes ``--generated-count`` crops per minority class once (DPM-Solver++(2M)-20 for a DDPM), kept as TIFFs in
+``OUT/generated/`` with their provenance; ``OUT/generated-<kind>.png`` shows them beside real training crops.
+
+Scored on the split's test part, which neither the generators nor the checkpoint choice (validation macro-F1)
+touched: macro-F1 and per-class F1 (mean ± std over seeds), and 001's Wilcoxon rank-sum test of each arm against
+the full method on the per-crop probability of the true class (averaged over seeds), for all test crops and for
+the minority classes' ones; and the rank-sum test of the seeds' macro-F1.  Everything on disk is skipped, so the
+experiment resumes; several processes may share ``--out`` with different ``--arms`` or ``--seeds``.
+``--collect-only`` writes ``summary.json`` and ``summary.md`` from what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellsynth.core.atomic import atomic_open
+from napari_cellsynth.core.datasets import read_crops
+from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings
+from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.label_maps import apply_label_map, resolve_label_map
+from napari_cellsynth.core.outputs import generate_into, read_generated
+from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.training.data.focused_sampling import PARTS, MinorityPool, supplementary_batch, supplementary_size
+from napari_cellsynth.training.data.labelled_crops import stratified_split
+from napari_cellsynth.training.reports.summaries import write_summary
+from napari_cellsynth.training.trainers import classifier as train_classifier
+
+ALL_PARTS = tuple(PARTS)
+ABLATIONS = {"focused-no-mixup": ("generated", "nonlinear"), "focused-no-nonlinear": ("generated", "mixup"),
+             "focused-no-generator": ("mixup", "nonlinear")}
+
+
+def arms(kinds: list[str]) -> dict[str, dict]:
+    """The ablation's arms for the given generator kinds (the first is the full method's)."""
+    full = kinds[0]
+    table = {"base": {}, "standard": {"standard": full}}
+    table |= {f"focused-{kind}": {"generator": kind, "parts": ALL_PARTS} for kind in kinds}
+    table |= {name: {"generator": full if "generated" in parts else None, "parts": parts}
+              for name, parts in ABLATIONS.items()}
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m napari_cellsynth.training.experiments.minority_oversampling",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="labelled crops (npz, TIFF stack + labels, or folder per class)")
+    p.add_argument("--label-map", help="label map name or JSON (as cellsynth train classifier)")
+    p.add_argument("--focused", nargs="+", required=True, metavar="CLASS=N",
+                   help="the minority classes and their n (001 on Jurkat: Prophase=1 Metaphase=2 Anaphase=2 "
+                        "Telophase=1)")
+    p.add_argument("--generator", nargs="+", action="append", required=True, metavar="KIND=BUNDLE",
+                   help="generator bundles for the generated slots (e.g. wgan-div=runs/bundles/gan-div-Metaphase), "
+                        "one item per bundle; the first kind named is the full method's")
+    p.add_argument("--generated-count", type=int, default=2000, help="generated crops per minority class")
+    p.add_argument("--arms", nargs="+", help="arms to run (default: all of them)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--split-seed", type=int, default=0, help="the split the generators were trained on")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--steps", type=int, default=2000, help="optimizer steps per run (the same for every arm)")
+    p.add_argument("--batch-size", type=int, default=64, help="the whole batch, original plus supplementary")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--collect-only", action="store_true")
+    p.add_argument("--out", required=True)
+    return p
+
+
+def parse_generators(groups: list[list[str]]) -> dict[str, list[str]]:
+    """``[["wgan-div=A", "wgan-div=B"], ["wgan-gp=C"]]`` → ``{"wgan-div": ["A", "B"], "wgan-gp": ["C"]}`` (kinds in
+    the order they first appear)."""
+    kinds: dict[str, list[str]] = {}
+    for item in (item for group in groups for item in group):
+        kind, sep, bundle = item.partition("=")
+        if not sep or not kind or not bundle:
+            raise ValueError(f"--generator {item!r}: write KIND=BUNDLE, e.g. wgan-div=runs/bundles/gan-div-Metaphase")
+        kinds.setdefault(kind, []).append(bundle)
+    return kinds
+
+
+def parse_focused(specs: list[str], classes: list[str]) -> dict[str, int]:
+    focused = {}
+    for spec in specs:
+        name, _, n = spec.partition("=")
+        if name not in classes or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--focused {spec!r}: use CLASS=N with a class of {classes} and N ≥ 1")
+        focused[name] = int(n)
+    return focused
+
+
+class Experiment:
+    """The data, the fixed split and the files every arm shares, under ``out``."""
+
+    def __init__(self, args, out: Path):
+        self.args, self.out = args, out
+        crops = read_crops(args.data)
+        if crops.labels is None:
+            raise ValueError(f"{args.data} has no labels; give labelled crops (npz 'labels' or a folder per class)")
+        self.label_map = resolve_label_map(args.label_map, crops.labels)
+        self.y, self.classes = apply_label_map(crops.labels, self.label_map)
+        self.images = crops.images
+        self.focused = parse_focused(args.focused, self.classes)
+        self.generators = parse_generators(args.generator)
+        self.arms = arms(list(self.generators))
+        unknown = set(args.arms or []) - set(self.arms)
+        if unknown:
+            raise ValueError(f"--arms {sorted(unknown)}: choose from {list(self.arms)}")
+        self.split = stratified_split(self.y, args.split_seed)
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "split.npz").is_file():
+            with atomic_open(out / "split.npz", "wb") as fh:
+                np.savez(fh, **self.split)
+        train = self.split["train"]
+        self.train_images, self.train_y = self.images[train], self.y[train]
+        self.value_range = (float(self.train_images.min()), float(self.train_images.max()))
+
+    def generated(self, kind: str) -> Path:
+        """``generated-<kind>.npz``: ``--generated-count`` crops of every minority class from the kind's bundles."""
+        path = self.out / f"generated-{kind}.npz"
+        if path.is_file():
+            return path
+        images, labels, rows = [], [], {}
+        for bundle in self.generators[kind]:
+            model = OnnxModel(bundle, kind=GENERATOR_KINDS)
+            for name in [c for c in model.card.classes if c in self.focused]:
+                settings = GenerationSettings(name, self.args.generated_count, "dpm_solver_pp_2m", 20,
+                                              batch_size=64)
+                settings.check(model)
+                folder = self.out / "generated" / kind / name
+                record = run_to_end(generate_into(folder, model, settings))
+                made = read_generated(folder, record, settings.count)
+                images.append(made)
+                labels += [name] * len(made)
+                rows[name] = (self.train_images[self.train_y == self.classes.index(name)], made)
+        missing = set(self.focused) - set(labels)
+        if missing:
+            raise ValueError(f"--generator {kind}: no bundle makes {sorted(missing)}; give one bundle per minority "
+                             "class (or a class-conditional one with all of them)")
+        from napari_cellsynth.training.reports.generator_report import real_vs_generated_grid
+
+        real_vs_generated_grid(rows, self.out / f"generated-{kind}.png")
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, images=np.concatenate(images), labels=np.array(labels))
+        return path
+
+    def pools(self, kind: str | None) -> list[MinorityPool]:
+        generated = np.load(self.generated(kind), allow_pickle=False) if kind else None
+        pools = []
+        for name, n in self.focused.items():
+            k = self.classes.index(name)
+            made = generated["images"][generated["labels"] == name] if generated else self.train_images[:0]
+            pools.append(MinorityPool(k, n, self.train_images[self.train_y == k], made))
+        return pools
+
+    def standard_set(self, kind: str, seed: int) -> Path:
+        """001's standard sampling: the full method's synthetic mix, drawn once, as many crops as give the training
+        set the synthetic share of a focused batch."""
+        path = self.out / f"standard-{kind}-seed{seed}.npz"
+        if path.is_file():
+            return path
+        pools = self.pools(kind)
+        per_batch = supplementary_size(pools, ALL_PARTS)
+        original = self.args.batch_size - per_batch
+        target = int(round(len(self.train_y) * per_batch / original))
+        rng = np.random.default_rng(seed)
+        images, labels = [], []
+        while sum(len(x) for x in images) < target:
+            batch, y = supplementary_batch(pools, ALL_PARTS, rng, self.value_range)
+            images.append(batch)
+            labels.append(y)
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, images=np.concatenate(images)[:target],
+                     labels=np.array(self.classes)[np.concatenate(labels)[:target]])
+        return path
+
+    def train(self, arm: str, seed: int) -> Path:
+        spec, run = self.arms[arm], self.out / arm / f"seed{seed}"
+        if (run / "metrics_test.json").is_file():
+            return run
+        line = ["--data", self.args.data, "--split", str(self.out / "split.npz"), "--width", str(self.args.width),
+                "--steps", str(self.args.steps), "--batch-size", str(self.args.batch_size), "--seed", str(seed),
+                "--threads", str(self.args.threads), "--quiet", "--out", str(run)]
+        if self.args.label_map:
+            line += ["--label-map", self.args.label_map]
+        if spec.get("standard"):
+            line += ["--extra-train", str(self.standard_set(spec["standard"], seed))]
+        if spec.get("parts"):
+            line += ["--focused", *[f"{name}={n}" for name, n in self.focused.items()],
+                     "--focused-parts", *spec["parts"]]
+            if spec.get("generator"):
+                line += ["--focused-generated", str(self.generated(spec["generator"]))]
+        print(f"{arm} seed {seed}: training", file=sys.stderr)
+        train_classifier.main(line)
+        return run
+
+    def probabilities(self, run: Path) -> np.ndarray:
+        """Softmax of the run's best checkpoint on the test crops (``test_probabilities.npy``)."""
+        path = run / "test_probabilities.npy"
+        if path.is_file():
+            return np.load(path, allow_pickle=False)
+        import torch
+
+        from napari_cellsynth.export.export_classifier import load_run
+        from napari_cellsynth.training.data.labelled_crops import CropBatches
+
+        config, model = load_run(run)
+        test = self.split["test"]
+        batches = CropBatches(self.images[test], self.y[test], config["normalization"], 256, False, 0)
+        with torch.inference_mode():
+            probabilities = np.concatenate([model(x)[0].softmax(1).numpy() for x, _ in batches])
+        with atomic_open(path, "wb") as fh:
+            np.save(fh, probabilities)
+        return probabilities
+
+
+def collect(experiment: Experiment, seeds: list[int]) -> dict:
+    from scipy.stats import mannwhitneyu, ranksums
+
+    from napari_cellsynth.training.reports.summaries import summarize_runs
+
+    out, y = experiment.out, experiment.y[experiment.split["test"]]
+    minority = np.isin(y, [experiment.classes.index(c) for c in experiment.focused])
+    done: dict[str, dict] = {}
+    for arm in experiment.arms:
+        runs = [out / arm / f"seed{s}" for s in seeds if (out / arm / f"seed{s}" / "metrics_test.json").is_file()]
+        if not runs:
+            continue
+        metrics = [json.loads((run / "metrics_test.json").read_text()) for run in runs]
+        true_class = np.mean([experiment.probabilities(run)[np.arange(len(y)), y] for run in runs], axis=0)
+        done[arm] = {"seeds": [int(r.name[4:]) for r in runs], **summarize_runs(metrics),
+                     "macro_f1_per_seed": [m["macro_f1"] for m in metrics], "p_true": true_class}
+    full = f"focused-{next(iter(experiment.generators))}"
+    for arm, row in done.items():
+        if arm != full and full in done:
+            reference = done[full]
+            row["wilcoxon_vs_full"] = {
+                "all": float(ranksums(reference["p_true"], row["p_true"]).pvalue),
+                "minority": float(ranksums(reference["p_true"][minority], row["p_true"][minority]).pvalue),
+                "macro_f1_seeds": float(mannwhitneyu(reference["macro_f1_per_seed"], row["macro_f1_per_seed"]).pvalue)}
+        row["mean_p_true"] = {"all": float(row["p_true"].mean()), "minority": float(row["p_true"][minority].mean())}
+    for row in done.values():
+        del row["p_true"]
+    return {"classes": experiment.classes, "focused": experiment.focused, "full_method": full,
+            "test_counts": {c: int((y == k).sum()) for k, c in enumerate(experiment.classes)},
+            "generators": experiment.generators, "arms": done}
+
+
+def markdown(summary: dict) -> str:
+    classes = summary["classes"]
+    lines = ["| arm | seeds | macro-F1 | " + " | ".join(f"{c} F1" for c in classes)
+             + " | P(true), minority crops | p (all crops) | p (minority crops) | p (seeds' macro-F1) |",
+             "|---" * (len(classes) + 7) + "|"]
+    for arm, row in summary["arms"].items():
+        f1 = [f"{row['per_class'][c]['f1']['mean']:.3f} ± {row['per_class'][c]['f1']['std']:.3f}" for c in classes]
+        test = row.get("wilcoxon_vs_full")
+        p = [f"{test[k]:.2g}" for k in ("all", "minority", "macro_f1_seeds")] if test else ["(full method)"] * 3
+        lines.append(f"| {arm} | {len(row['seeds'])} | {row['macro_f1']['mean']:.3f} ± {row['macro_f1']['std']:.3f} | "
+                     + " | ".join(f1) + f" | {row['mean_p_true']['minority']:.3f} | " + " | ".join(p) + " |")
+    counts = ", ".join(f"{c} {n}" for c, n in summary["test_counts"].items())
+    return "\n".join(lines) + f"\n\nTest crops: {counts}.\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    experiment = Experiment(args, out)
+    if not args.collect_only:
+        for seed in args.seeds:
+            for arm in args.arms or experiment.arms:
+                experiment.train(arm, seed)
+    summary = collect(experiment, args.seeds)
+    return write_summary(out, summary, markdown(summary), __spec__.name, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.minority_oversampling"))
