@@ -4,9 +4,12 @@
         --classifier bundles/jurkat4 --class M --count 64 [--clip-x0 3] [--out bench/results/generate.json]
 
 The same EMA weights run through ONNX Runtime (the plugin's runtime) and torch eager, each
-backend in its own process; both drive the same numpy samplers.  Reports images/s per
-sampler and backend, and FID/KID on the classifier bundle's ResNet features between the
-generated images (ONNX Runtime side) and the real training crops of that class.
+backend in its own process; both drive the same numpy samplers.  ``--backends diffusers`` adds what a
+user would otherwise pick: diffusers' ``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (order 2 or 3,
+DPM-Solver++) driving the same ONNX model, with the bundle's schedule given to them as ``trained_betas``
+(and their own zero-terminal-SNR rescaling), the same noise draws and the same batching.  Reports
+images/s per sampler and backend, and FID/KID on the classifier bundle's ResNet features between the
+generated images (ONNX Runtime and diffusers sides) and the real crops of that class.
 """
 
 from __future__ import annotations
@@ -28,9 +31,44 @@ SETTINGS = {"ddpm-1000": ("ddpm", 1000, 0.0), "ddim-50": ("ddim", 50, 0.0), "dpm
             **{f"dpm2m-{n}": ("dpm_solver_pp_2m", n, 0.0) for n in (10, 20, 50, 100)},
             **{f"dpm3m-{n}": ("dpm_solver_pp_3m", n, 0.0) for n in (10, 20, 50, 100)}}  # (sampler, steps, η)
 DEFAULT_SETTINGS = ["ddpm-1000", "ddim-50", "dpm-solver-20"]
+DIFFUSERS_SAMPLERS = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m")
+
+
+def diffusers_sampling(sampler: str):
+    """A stand-in for ``core.generate._sampling`` that lets a diffusers scheduler drive the bundle's ONNX model
+    (no guidance, no thresholds: the schedulers' own defaults, x0 clipping off)."""
+    import torch
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    from napari_cellsynth.core.schedules import KINDS
+
+    def sampling(model, settings, n, rng):
+        card = model.card
+        schedule = card.ddpm.schedule
+        common = {"num_train_timesteps": schedule.num_timesteps,
+                  "trained_betas": KINDS[schedule.kind](schedule.num_timesteps, **schedule.params),
+                  "prediction_type": "v_prediction" if schedule.prediction == "v" else "epsilon",
+                  "rescale_betas_zero_snr": schedule.zero_terminal_snr, "timestep_spacing": settings.spacing_for(model)}
+        if sampler == "ddim":
+            scheduler = DDIMScheduler(clip_sample=False, **common)
+        else:
+            scheduler = DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", final_sigmas_type="zero",
+                                                    solver_order=3 if sampler == "dpm_solver_pp_3m" else 2, **common)
+        scheduler.set_timesteps(settings.steps)
+        x = torch.from_numpy(rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32))
+        cls = np.full(n, card.classes.index(settings.class_name), dtype=np.int64)
+        output = card.outputs["names"][0]
+        for i, t in enumerate(scheduler.timesteps):
+            predicted = model.run({"x": x.numpy(), "t": np.full(n, int(t), dtype=np.int64), "class": cls})[output]
+            x = scheduler.step(torch.from_numpy(predicted), t, x).prev_sample
+            yield i + 1, len(scheduler.timesteps)
+        return x.numpy()
+
+    return sampling
 
 
 def run_one(backend: str, setting: str, args) -> dict:
+    from napari_cellsynth.core import generate as generate_module
     from napari_cellsynth.core.jobs import run_to_end
     from napari_cellsynth.core.generate import GenerationSettings, generate
     from napari_cellsynth.core.runtime import OnnxModel
@@ -50,6 +88,11 @@ def run_one(backend: str, setting: str, args) -> dict:
                 return {model.card.outputs["names"][0]: net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()}
         model.run = run  # same sampler code, torch network
     sampler, steps, eta = SETTINGS["ddim-20"] if gan else SETTINGS[setting]  # a GAN ignores the sampler
+    if backend == "diffusers":
+        if sampler not in DIFFUSERS_SAMPLERS or eta or args.guidance != 1 or args.clip_x0 or args.threshold:
+            raise SystemExit(f"diffusers rows: DDIM (η 0) and DPM-Solver++ 2M/3M only, without guidance or "
+                             f"thresholds; leave {setting} out or drop the diffusers backend")
+        generate_module._sampling = diffusers_sampling(sampler)  # same model, noise and batches
     class_name = args.class_name if args.class_name in model.card.classes else model.card.classes[0]
     settings = GenerationSettings(class_name, args.count, sampler, steps, args.guidance, seed=args.seed, eta=eta,
                                   spacing=args.spacing, batch_size=args.batch_size, clip_x0=args.clip_x0,
@@ -93,7 +136,7 @@ def quality(rows: list[dict], args) -> None:
             rows.append({"backend": "onnxruntime", "setting": f"real test {name}", "images_file": str(path),
                          "network_calls": 0, "images_per_s": float("nan"), "images": 0})
     for row in rows:
-        if row["backend"] != "onnxruntime":
+        if row["backend"] == "torch":  # the same sampler code and weights as the onnxruntime row
             continue
         with np.load(row["images_file"]) as saved:
             fake_features = run_to_end(bundle_features(classifier, saved["images"]))
@@ -119,7 +162,8 @@ def main() -> None:
     parser.add_argument("--data", help="the training data, where the run's recorded path no longer holds")
     parser.add_argument("--floor", metavar="OTHER_CLASS", help="also score the class's real test-split cells (the "
                         "floor) and OTHER_CLASS's (a wrong class, for scale)")
-    parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"], choices=["onnxruntime", "torch"])
+    parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"],
+                        choices=["onnxruntime", "torch", "diffusers"])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--gan-bundles", nargs="+", default=[], help="GAN bundles of the same class: one row each "
                                                                       "(one network pass per image)")
