@@ -4,7 +4,8 @@
         --classifier bundles/jurkat4 --class M --count 64 [--clip-x0 3] [--out bench/results/generate.json]
 
 The same EMA weights run through ONNX Runtime (the plugin's runtime) and torch eager, each
-backend in its own process; both drive the same numpy samplers.  ``--backends diffusers`` adds what a
+backend in its own process; both drive the same numpy samplers (``torch-bf16``: the network under bf16
+autocast, scored for quality too, since it changes the numbers).  ``--backends diffusers`` adds what a
 user would otherwise pick: diffusers' ``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (order 2 or 3,
 DPM-Solver++) driving the same ONNX model, with the bundle's schedule given to them as ``trained_betas``
 (and their own zero-terminal-SNR rescaling), the same noise draws and the same batching.  Reports
@@ -67,6 +68,38 @@ def diffusers_sampling(sampler: str):
     return sampling
 
 
+def compute_ceiling(args) -> dict:
+    """The machine's convolution ceiling, measured: GFLOP/s of a large 3×3 convolution (batch 32, 64 → 64 channels,
+    40 × 40, the U-Net's first level) in torch, fp32 and bf16 autocast, best of 5; and the network's FLOPs per image
+    per call (torch's FlopCounterMode, a multiply-add counted as 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_cellsynth.export.export_ddpm import load_ddpm_run
+
+    _, net = load_ddpm_run(Path(args.run))
+    card = json.loads((Path(args.bundle) / "card.json").read_text())
+    size = card["input"]["size"]
+    x = torch.zeros(1, len(card["channels"]), *size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(x, torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    data = torch.randn(32, 64, 40, 40)
+    flops = 2 * 32 * 64 * 64 * 9 * 40 * 40
+    ceiling = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            conv(data)
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                conv(data)
+                times.append(time.perf_counter() - started)
+        ceiling[name] = flops / min(times) / 1e9
+    return {"network_gflop_per_image_call": counter.get_total_flops() / 1e9, "conv_ceiling_gflops": ceiling,
+            "torch_threads": torch.get_num_threads()}
+
+
 def run_one(backend: str, setting: str, args) -> dict:
     from napari_cellsynth.core import generate as generate_module
     from napari_cellsynth.core.jobs import run_to_end
@@ -76,7 +109,7 @@ def run_one(backend: str, setting: str, args) -> dict:
     gan = setting.startswith("gan:")
     model = OnnxModel(setting[4:] if gan else args.bundle, kind="gan" if gan else "ddpm",
                       providers=["CPUExecutionProvider"])
-    if backend == "torch":
+    if backend in ("torch", "torch-bf16"):
         import torch
 
         from napari_cellsynth.export.export_ddpm import load_ddpm_run
@@ -84,8 +117,10 @@ def run_one(backend: str, setting: str, args) -> dict:
         _, net = load_ddpm_run(Path(args.run))
 
         def run(feeds):
-            with torch.inference_mode():
-                return {model.card.outputs["names"][0]: net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class"))).numpy()}
+            # torch-bf16: bf16 autocast (AMX/AVX-512 BF16 where the CPU has them), the sampler's arithmetic in fp32
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=backend == "torch-bf16"):
+                out = net(*(torch.from_numpy(feeds[k]) for k in ("x", "t", "class")))
+            return {model.card.outputs["names"][0]: out.float().numpy()}
         model.run = run  # same sampler code, torch network
     sampler, steps, eta = SETTINGS["ddim-20"] if gan else SETTINGS[setting]  # a GAN ignores the sampler
     if backend == "diffusers":
@@ -136,7 +171,7 @@ def quality(rows: list[dict], args) -> None:
             rows.append({"backend": "onnxruntime", "setting": f"real test {name}", "images_file": str(path),
                          "network_calls": 0, "images_per_s": float("nan"), "images": 0})
     for row in rows:
-        if row["backend"] == "torch":  # the same sampler code and weights as the onnxruntime row
+        if row["backend"] == "torch":  # the same sampler code, weights and precision as the onnxruntime row
             continue
         with np.load(row["images_file"]) as saved:
             fake_features = run_to_end(bundle_features(classifier, saved["images"]))
@@ -163,7 +198,7 @@ def main() -> None:
     parser.add_argument("--floor", metavar="OTHER_CLASS", help="also score the class's real test-split cells (the "
                         "floor) and OTHER_CLASS's (a wrong class, for scale)")
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"],
-                        choices=["onnxruntime", "torch", "diffusers"])
+                        choices=["onnxruntime", "torch", "torch-bf16", "diffusers"])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--gan-bundles", nargs="+", default=[], help="GAN bundles of the same class: one row each "
                                                                       "(one network pass per image)")
@@ -174,7 +209,7 @@ def main() -> None:
     args = parser.parse_args()
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args)))
+        print(json.dumps(compute_ceiling(args) if args.one[0] == "ceiling" else run_one(args.one[0], args.one[1], args)))
         return
     rows = []
     for setting in [*args.settings, *(f"gan:{b}" for b in args.gan_bundles)]:
@@ -184,18 +219,30 @@ def main() -> None:
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             time.sleep(1)
     quality(rows, args)
-    print(f"{'setting':<15} {'backend':<12} {'calls':>5} {'img/s':>7} {'FID (ResNet)':>13} {'KID ×1e3':>12}")
+    done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", "ceiling", "-"], check=True,
+                          capture_output=True, text=True)
+    ceiling = json.loads(done.stdout.strip().splitlines()[-1])
+    per_call = ceiling["network_gflop_per_image_call"]
+    print(f"network: {per_call:.3f} GFLOP per image per call; convolution ceiling "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceiling["conv_ceiling_gflops"].items()))
+    print(f"{'setting':<15} {'backend':<12} {'calls':>5} {'img/s':>7} {'% ceiling':>9} {'FID (ResNet)':>13} "
+          f"{'KID ×1e3':>12}")
     for r in rows:
         fid = f"{r['fid_resnet']:13.2f}" if "fid_resnet" in r else f"{'':>13}"
         kid = f"{1e3 * r['kid_resnet'][0]:7.2f}±{1e3 * r['kid_resnet'][1]:4.2f}" if "kid_resnet" in r else ""
-        print(f"{r['setting']:<15} {r['backend']:<12} {r['network_calls']:>5} {r['images_per_s']:7.3f} {fid} {kid:>12}")
+        peak = ceiling["conv_ceiling_gflops"]["bf16" if r["backend"] == "torch-bf16" else "fp32"]
+        if r["network_calls"] and not r["setting"].startswith("gan:"):  # achieved GFLOP/s over the ceiling
+            r["ceiling_fraction"] = r["images_per_s"] * r["network_calls"] * per_call / peak
+        share = f"{100 * r['ceiling_fraction']:8.0f}%" if "ceiling_fraction" in r else f"{'':>9}"
+        print(f"{r['setting']:<15} {r['backend']:<12} {r['network_calls']:>5} {r['images_per_s']:7.3f} {share} {fid} "
+              f"{kid:>12}")
     from napari_cellsynth.core.atomic import write_json_atomic
 
     write_json_atomic(args.out, {"class": args.class_name, "count": args.count, "clip_x0": args.clip_x0,
                                  "threshold": args.threshold, "guidance": args.guidance, "seed": args.seed,
                                  "reference": args.reference,
                                  "reference_count": args.reference_count, "bundle": args.bundle, "rows": rows,
-                                 "cpus": os.cpu_count()})
+                                 "cpus": os.cpu_count(), **ceiling})
     print(f"wrote {args.out}")
 
 
