@@ -26,9 +26,10 @@ def anaphase_gan(jurkat_slice, tmp_path_factory):
 
 def test_arms_follow_paper_001_ablation():
     table = experiment.arms(["wgan-div", "wgan-gp"])
-    assert list(table) == ["base", "standard", "focused-wgan-div", "focused-wgan-gp", "focused-no-mixup",
-                           "focused-no-nonlinear", "focused-no-generator"]
-    assert table["standard"] == {"standard": "wgan-div"}
+    assert list(table) == ["base", "standard-wgan-div", "focused-wgan-div", "focused-wgan-gp",
+                           "focused-wgan-div-no-mixup", "focused-wgan-div-no-nonlinear", "focused-no-generator"]
+    assert table["standard-wgan-div"] == {"standard": "wgan-div"}
+    assert table["focused-wgan-div-no-mixup"] == {"generator": "wgan-div", "parts": ("generated", "nonlinear")}
     assert table["focused-wgan-gp"]["parts"] == ("generated", "mixup", "nonlinear")
     assert table["focused-no-generator"] == {"generator": None, "parts": ("mixup", "nonlinear")}
     assert experiment.parse_generators([["a=x", "a=y"], ["b=z"]]) == {"a": ["x", "y"], "b": ["z"]}
@@ -41,11 +42,11 @@ def test_experiment_on_real_cells_resumes_and_tests_against_the_full_method(jurk
     out = tmp_path / "exp"
     argv = ["--data", str(jurkat_slice), "--label-map", "jurkat7", "--focused", "Anaphase=2",
             "--generator", f"wgan-div={bundle}", "--generated-count", "16", "--seeds", "0", "1", "--width", "8",
-            "--steps", "6", "--batch-size", "32", "--arms", "base", "standard", "focused-wgan-div",
+            "--steps", "6", "--batch-size", "32", "--arms", "base", "standard-wgan-div", "focused-wgan-div",
             "focused-no-generator", "--out", str(out)]
     summary = experiment.main(argv)
 
-    assert list(summary["arms"]) == ["base", "standard", "focused-wgan-div", "focused-no-generator"]
+    assert list(summary["arms"]) == ["base", "standard-wgan-div", "focused-wgan-div", "focused-no-generator"]
     assert summary["full_method"] == "focused-wgan-div" and summary["focused"] == {"Anaphase": 2}
     # every run trained on the one split the generator was trained on (split seed 0)
     with np.load(out / "split.npz") as saved:
@@ -72,11 +73,15 @@ def test_experiment_on_real_cells_resumes_and_tests_against_the_full_method(jurk
     for arm, row in summary["arms"].items():
         assert row["seeds"] == [0, 1] and 0 <= row["macro_f1"]["mean"] <= 1
         if arm == "focused-wgan-div":
-            assert "wilcoxon_vs_full" not in row
+            assert "vs_full" not in row
         else:
-            assert all(0 <= p <= 1 for p in row["wilcoxon_vs_full"].values())
+            assert row["vs_full"]["seeds"] == [0, 1]
+            assert all(0 <= row["vs_full"][k] <= 1 for k in ("p_crops_all", "p_crops_minority", "p_seeds_macro_f1"))
     assert "| focused-wgan-div | 2 |" in (out / "summary.md").read_text()
 
+    # the settings the files depend on are fixed: another step count is refused
+    with pytest.raises(ValueError, match="other steps"):
+        experiment.main([*argv[:argv.index("--steps")], "--steps", "7", *argv[argv.index("--steps") + 2:]])
     # a rerun trains nothing again
     stamp = (out / "base" / "seed0" / "metrics_test.json").stat().st_mtime_ns
     again = experiment.main(argv)
@@ -118,3 +123,62 @@ def test_gan_checkpoints_scored_by_kid_against_the_cells_it_learnt_from(jurkat_s
     with pytest.raises(ValueError, match="other settings"):
         kid_curve.main(["--run", str(run), "--classifier", str(classifier_bundle), "--reference", "val",
                         "--count", "16", "--out", str(tmp_path / "kid.json")])
+
+
+def test_rank_sum_tests_ask_whether_the_full_method_beats_an_arm_on_shared_seeds(tmp_path):
+    """Hand-made runs with known outcomes: the full method gives the true class 0.9, 'base' 0.3 (so p is small), 'other'
+    0.95 (so p is large: the test is one-sided); 'base' has a seed the full method lacks, which is left out."""
+    from types import SimpleNamespace
+
+    classes, y = ["A", "B"], np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    rng = np.random.default_rng(0)
+
+    def write(arm, seed, p_true, macro_f1):
+        run = tmp_path / arm / f"seed{seed}"
+        run.mkdir(parents=True)
+        p = np.clip(p_true + rng.normal(0, 0.01, len(y)), 0, 1)
+        probabilities = np.zeros((len(y), 2))
+        probabilities[np.arange(len(y)), y] = p
+        probabilities[np.arange(len(y)), 1 - y] = 1 - p
+        np.save(run / "test_probabilities.npy", probabilities)
+        per_class = {c: {"ppv": macro_f1, "recall": macro_f1, "f1": macro_f1} for c in classes}
+        (run / "metrics_test.json").write_text(json.dumps({"classes": classes, "per_class": per_class,
+                                                            "macro_f1": macro_f1, "accuracy": macro_f1}))
+
+    for seed in range(3):
+        write("focused-g", seed, 0.9, 0.8 + 0.01 * seed)
+        write("base", seed, 0.3, 0.5 + 0.01 * seed)
+        write("other", seed, 0.95, 0.9 + 0.01 * seed)
+    write("base", 7, 0.3, 0.5)
+    fake = SimpleNamespace(out=tmp_path, y=y, split={"test": np.arange(len(y))}, classes=classes, focused={"B": 1},
+                           generators={"g": ["bundle"]}, arms={"base": {}, "focused-g": {}, "other": {}},
+                           probabilities=lambda run: np.load(run / "test_probabilities.npy"))
+    summary = experiment.collect(fake, [0, 1, 2, 7])
+    base, other = summary["arms"]["base"], summary["arms"]["other"]
+    assert summary["full_method"] == "focused-g" and "vs_full" not in summary["arms"]["focused-g"]
+    assert base["seeds"] == [0, 1, 2, 7] and base["vs_full"]["seeds"] == [0, 1, 2]
+    assert base["vs_full"]["p_crops_all"] < 1e-3 and base["vs_full"]["p_crops_minority"] < 0.01
+    assert base["vs_full"]["p_seeds_macro_f1"] == pytest.approx(0.05)  # 3 against 3, fully separated
+    assert base["vs_full"]["macro_f1_difference"] == pytest.approx(0.3)
+    assert other["vs_full"]["p_crops_all"] > 0.99 and other["vs_full"]["p_seeds_macro_f1"] > 0.9
+    assert base["mean_p_true"]["minority"] == pytest.approx(0.3, abs=0.01)
+    assert "| base | 4 |" in experiment.markdown(summary)
+
+
+def test_a_generator_trained_on_another_split_is_refused(jurkat_slice, anaphase_gan, tmp_path):
+    """The card's recorded training crops of a class must be this split's: the real GAN's are; a card claiming one
+    more is refused (it may have seen test crops)."""
+    from types import SimpleNamespace
+
+    from napari_cellsynth.core.runtime import OnnxModel
+
+    _, bundle = anaphase_gan
+    args = experiment.build_parser().parse_args(["--data", str(jurkat_slice), "--label-map", "jurkat7", "--focused",
+                                                 "Anaphase=1", "--generator", f"g={bundle}", "--out", str(tmp_path)])
+    exp = experiment.Experiment(args, tmp_path)
+    card = OnnxModel(bundle).card
+    exp.check_trained_on_split(card, "Anaphase")
+    counts = card.training["data"]["train_counts"]
+    other = SimpleNamespace(name="other", training={"data": {"train_counts": {"Anaphase": counts["Anaphase"] + 1}}})
+    with pytest.raises(ValueError, match="trained on another split"):
+        exp.check_trained_on_split(other, "Anaphase")

@@ -103,3 +103,21 @@ def test_training_with_focused_sampling_on_real_cells(jurkat_slice, tmp_path):
         train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--epochs", "1",
                                "--focused", "G2=1", "--focused-generated", str(tmp_path / "gen.npz"),
                                "--quiet", "--out", str(tmp_path / "run2")])
+
+
+def test_nonlinear_mixup_in_standard_units_keeps_each_channel_at_its_own_scale():
+    """Channels at 1000, 100 and 10 (std 20, 5, 2): turned raw, the bright channel pours into the dim ones; turned in
+    per-channel standard units, every channel stays within a few of its own standard deviations (pixel z-norms kept)."""
+    rng = np.random.default_rng(0)
+    mean, std = np.array([1000.0, 100.0, 10.0]), np.array([20.0, 5.0, 2.0])
+    a, b = (np.clip(rng.normal(mean[None, :, None, None], std[None, :, None, None], (64, 3, 8, 8)), 0, 4095)
+            .astype(np.uint16) for _ in range(2))
+    z = lambda images: (images.astype(np.float64) - mean[None, :, None, None]) / std[None, :, None, None]  # noqa: E731
+    raw = nonlinear_mixup(a, b, np.random.default_rng(1), (0, 4095))
+    scaled = nonlinear_mixup(a, b, np.random.default_rng(1), (0, 4095), channel_scale=(mean, std))
+    assert np.abs(z(raw)).max() > 100
+    assert np.abs(z(scaled)).max() < 6
+    # a per-channel range clips each channel to its own bounds
+    low, high = np.array([900, 80, 0]), np.array([1100, 120, 20])
+    clipped = nonlinear_mixup(a, b, np.random.default_rng(1), (low, high), channel_scale=(mean, std))
+    assert (clipped.min(axis=(0, 2, 3)) >= low).all() and (clipped.max(axis=(0, 2, 3)) <= high).all()

@@ -33,7 +33,7 @@ class ViewPairs(CropBatches):
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """One augmented, normalised view of raw crops ``x`` (N×C×H×W float32)."""
-        x = self._augment(x) * self.scale + self.offset
+        x = self.augmented(x) * self.scale + self.offset
         n, g = len(x), self.generator
         if self.crop_scale < 1:
             side = torch.sqrt(self.crop_scale + (1 - self.crop_scale) * torch.rand(n, generator=g))  # of 1

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_cellsynth.core.images import affine_coefficients
 from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.data.mixing import mixup, nonlinear_mixup, to_range
 
@@ -37,9 +36,10 @@ def supplementary_size(pools: list[MinorityPool], parts: tuple[str, ...]) -> int
 
 
 def supplementary_batch(pools: list[MinorityPool], parts: tuple[str, ...], rng: np.random.Generator,
-                        value_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+                        value_range: tuple, channel_scale: tuple) -> tuple[np.ndarray, np.ndarray]:
     """One supplementary batch (raw intensities) and its class indices: per pool, ``n × PARTS[part]`` crops of
-    every part; mixup and nonlinear mixup pairs come from the class's real and generated crops together."""
+    every part; mixup and nonlinear mixup pairs come from the class's real and generated crops together.
+    ``value_range`` and ``channel_scale``: :func:`channel_ranges` of the training crops."""
     images, labels = [], []
     for pool in pools:
         both = np.concatenate([pool.real, pool.generated]) if len(pool.generated) else pool.real
@@ -50,20 +50,28 @@ def supplementary_batch(pools: list[MinorityPool], parts: tuple[str, ...], rng: 
             else:
                 a, b = (both[rng.integers(len(both), size=k)] for _ in range(2))
                 crops = to_range(mixup(a, b, rng)[0], value_range, a.dtype) if part == "mixup" \
-                    else nonlinear_mixup(a, b, rng, value_range)
+                    else nonlinear_mixup(a, b, rng, value_range, channel_scale)
             images.append(crops)
             labels.append(np.full(k, pool.class_index))
     return np.concatenate(images), np.concatenate(labels)
 
 
+def channel_ranges(images: np.ndarray) -> tuple[tuple, tuple]:
+    """Per channel of N×C×H×W crops: (min, max), the range synthetic crops are clipped to, and (mean, std), the
+    standard units nonlinear mixup turns pixels in."""
+    low, high = images.min(axis=(0, 2, 3)).astype(np.float64), images.max(axis=(0, 2, 3)).astype(np.float64)
+    values = images.astype(np.float64)
+    return (low, high), (values.mean(axis=(0, 2, 3)), values.std(axis=(0, 2, 3)))
+
+
 class FocusedBatches:
     """Batches of ``batch_size`` crops: the original part from a shuffled, augmented :class:`CropBatches`,
-    then each pool's synthetic crops (normalised the same way). One epoch = one pass over the originals."""
+    then each pool's synthetic crops (augmented and normalised the same way). One epoch = one pass over the
+    originals."""
 
     def __init__(self, images: np.ndarray, y: np.ndarray, normalization: dict, batch_size: int,
                  pools: list[MinorityPool], seed: int, augment: bool = True,
-                 parts: tuple[str, ...] = tuple(PARTS), value_range: tuple[float, float] | None = None,
-                 max_shift: int = 0):
+                 parts: tuple[str, ...] = tuple(PARTS), max_shift: int = 0):
         unknown = set(parts) - set(PARTS)
         if unknown:
             raise ValueError(f"unknown focused-sampling parts {sorted(unknown)}; choose from {list(PARTS)}")
@@ -79,9 +87,7 @@ class FocusedBatches:
                                     max_shift=max_shift)
         self.pools, self.parts, self.batch_size = pools, parts, batch_size
         self.rng = np.random.default_rng(seed + 1)
-        self.value_range = value_range or (float(images.min()), float(images.max()))
-        scale, offset = affine_coefficients(normalization, images.shape[1])
-        self.scale, self.offset = scale[None, :, None, None], offset[None, :, None, None]
+        self.value_range, self.channel_scale = channel_ranges(images)
         self.generator = self.original.generator  # checkpoints save and restore the batch order
 
     def __len__(self) -> int:
@@ -89,10 +95,13 @@ class FocusedBatches:
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray]:
         """One supplementary batch (raw intensities) and its labels."""
-        return supplementary_batch(self.pools, self.parts, self.rng, self.value_range)
+        return supplementary_batch(self.pools, self.parts, self.rng, self.value_range, self.channel_scale)
 
     def __iter__(self):
         for x, y in self.original:
             extra, extra_y = self.synthetic()
-            extra = torch.from_numpy((extra.astype(np.float32) * self.scale + self.offset).astype(np.float32))
+            extra = torch.from_numpy(extra.astype(np.float32))
+            if self.original.augment:  # the originals' flips, turns, brightness and shift, as merged crops get
+                extra = self.original.augmented(extra)
+            extra = extra * self.original.scale + self.original.offset
             yield torch.cat([x, extra]), torch.cat([y, torch.from_numpy(extra_y.astype(np.int64))])

@@ -218,7 +218,8 @@ class CropBatches:
     def __len__(self) -> int:
         return (len(self.y) + self.batch_size - 1) // self.batch_size
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+    def augmented(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw crops with this batcher's random flips, turns, brightness and shift (its own generator)."""
         n = len(x)
         g = self.generator
 
@@ -268,5 +269,5 @@ class CropBatches:
             index = order[start:start + self.batch_size]
             x = self.images[index]
             if self.augment:
-                x = self._augment(x)
+                x = self.augmented(x)
             yield x * self.scale + self.offset, self.y[index]

@@ -17,7 +17,13 @@
   A rotation keeps each pixel's norm. Rotated values can leave the data's range (a positive (R, G)
   turned by 180° is negative); they are clipped to ``value_range`` afterwards (16-bit data stays in
   0–65535, 8-bit in 0–255), which the norm-preservation test checks before clipping.
-* :func:`nonlinear_mixup`: rotate_channels(mixup(I₁, I₂)).
+* :func:`nonlinear_mixup`: rotate_channels(mixup(I₁, I₂)), turned in a common scale.  001 turns RGB
+  pixels whose channels share one scale.  Microscopy channels do not (Jurkat: brightfield around 676,
+  darkfield around 26), and a turn of raw intensities would pour one channel's level into another,
+  tens of standard deviations off.  So with ``channel_scale = (mean, std)`` (per channel, of the
+  training crops) each pixel is turned in standard units, z = (x − mean) / std, about the mean colour,
+  then mapped back; without it (channels that share a scale, e.g. 8-bit RGB) raw values turn, as 001.
+  ``value_range`` may be one (low, high) for all channels or one per channel.
 
 All functions work on raw intensities (N×C×H×W), before normalisation.
 """
@@ -65,14 +71,30 @@ def rotate_channels(images: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     return out, record
 
 
-def to_range(images: np.ndarray, value_range: tuple[float, float], dtype) -> np.ndarray:
-    """Clip to the data's range and cast to its dtype (rounded for integer data)."""
-    clipped = np.clip(images, *value_range)
+def per_channel(values, channels: int) -> np.ndarray:
+    """A scalar or one value per channel, shaped to broadcast over N×C×H×W."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.broadcast_to(values, (channels,)).reshape(1, channels, 1, 1)
+
+
+def to_range(images: np.ndarray, value_range: tuple, dtype) -> np.ndarray:
+    """Clip to the data's range (one (low, high), or per-channel lows and highs) and cast to its dtype (rounded for
+    integer data)."""
+    low, high = (per_channel(bound, images.shape[1]) for bound in value_range)
+    clipped = np.clip(images, low, high)
     return (np.rint(clipped) if np.issubdtype(np.dtype(dtype), np.integer) else clipped).astype(dtype)
 
 
-def nonlinear_mixup(first: np.ndarray, second: np.ndarray, rng: np.random.Generator,
-                    value_range: tuple[float, float]) -> np.ndarray:
+def nonlinear_mixup(first: np.ndarray, second: np.ndarray, rng: np.random.Generator, value_range: tuple,
+                    channel_scale: tuple | None = None) -> np.ndarray:
+    """mixup, then each image turned in channel space (in standard units when ``channel_scale = (mean, std)``
+    is given), clipped to ``value_range`` and cast to the input's dtype."""
     mixed, _ = mixup(first, second, rng)
-    rotated, _ = rotate_channels(mixed, rng)
+    if channel_scale is None:
+        rotated, _ = rotate_channels(mixed, rng)
+    else:
+        mean, std = (per_channel(v, mixed.shape[1]) for v in channel_scale)
+        std = np.where(std > 0, std, 1.0)
+        rotated, _ = rotate_channels((mixed - mean) / std, rng)
+        rotated = rotated * std + mean
     return to_range(rotated, value_range, first.dtype)

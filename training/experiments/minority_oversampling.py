@@ -1,23 +1,29 @@
 """Paper 001's Tables 1–2: generated, mixup and nonlinear-mixup minority crops, fed by minority-focused sampling.
 
     python -m napari_cellsynth.training.experiments.minority_oversampling \
-        --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat7 --focused Prophase=1 Metaphase=2 Anaphase=2 Telophase=1 \
-        --generator wgan-div=runs/bundles/gan-div-{Prophase,Metaphase,Anaphase,Telophase} \
+        --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat7 \
+        --focused Prophase=1 Metaphase=2 Anaphase=2 Telophase=1 \
+        --generator wgan-div=runs/bundles/gan-div-{Prophase,Metaphase,Anaphase,Telophase-1000} \
         --generator wgan-gp=runs/bundles/gan-gp-{Prophase,Metaphase,Anaphase,Telophase} \
-        --seeds 0 1 2 3 4 --width 16 --steps 2000 --out runs/oversampling-jurkat7
+        --seeds 0 1 2 3 4 --out runs/oversampling-jurkat7
 
 Every run is ``cellsynth train classifier`` with the project's default recipe, on one fixed stratified split
 (``--split-seed``: the split the generators were trained on, so that no generator saw a validation or test crop);
-the seeds change the initialisation, the batch order and the synthetic draws.  Arms (``ARMS``; 001's ablation):
+the seeds change the initialisation, the batch order and the synthetic draws.  Arms (:func:`arms`; 001's ablation):
 
 - ``base``: the real crops alone;
-- ``standard``: 001's "standard sampling": the same synthetic mix as the full method (2 generated : 1 mixup :
-  1 nonlinear mixup per unit of n, from the first generator), drawn once per seed and merged into the training
-  crops (``--extra-train``), as many as keep the synthetic share of the focused batches;
+- ``standard-<first generator>``: 001's "standard sampling": the same synthetic mix as the full method (2
+  generated : 1 mixup : 1 nonlinear mixup per unit of n), drawn once per seed and merged into the training crops
+  (``--extra-train``), as many as give the training set the synthetic share of a focused batch;
 - ``focused-<generator>``: minority-focused sampling with that generator in the generated slots (the full method
   with the first generator, e.g. WGAN-div);
-- ``focused-no-mixup``, ``focused-no-nonlinear``: the full method without one part (its slots go back to original
-  crops); ``focused-no-generator``: mixup and nonlinear mixup of the real minority crops alone.
+- ``focused-<first generator>-no-mixup``, ``…-no-nonlinear``: the full method without one part (its slots go back
+  to original crops); ``focused-no-generator``: mixup and nonlinear mixup of the real minority crops alone.
+
+001's batch on Jurkat is the default: 32 crops, of which 8 original with n = 2, 2, 1, 1 (24 synthetic).  Synthetic
+crops get the originals' flips, turns, brightness and shift; nonlinear mixup turns pixels in per-channel standard
+units (:mod:`training.data.mixing`).  ``OUT/settings.json`` records what the files depend on, and a rerun with other
+settings is refused.
 
 ``--generator KIND=BUNDLE …`` names the bundles that fill the generated slots: one-class GAN bundles (one per
 minority class, as 001 trains them) or one class-conditional DDPM bundle; the first kind is the full method's.
@@ -27,8 +33,10 @@ Each makes ``--generated-count`` crops per minority class once (DPM-Solver++(2M)
 Scored on the split's test part, which neither the generators nor the checkpoint choice (validation macro-F1)
 touched: macro-F1 and per-class F1 (mean ± std over seeds), and 001's Wilcoxon rank-sum test of each arm against
 the full method on the per-crop probability of the true class (averaged over seeds), for all test crops and for
-the minority classes' ones; and the rank-sum test of the seeds' macro-F1.  Everything on disk is skipped, so the
-experiment resumes; several processes may share ``--out`` with different ``--arms`` or ``--seeds``.
+the minority classes' ones; and the rank-sum test of the seeds' macro-F1 (:func:`collect`).  A generator whose card
+records another number of training crops of a class than this split's training part holds was not trained on it
+(it may have seen test crops) and is refused.  Everything on disk is skipped, so the experiment resumes; several
+processes may share ``--out`` with different ``--arms`` or ``--seeds``.
 ``--collect-only`` writes ``summary.json`` and ``summary.md`` from what exists.
 """
 
@@ -41,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_cellsynth.core.atomic import atomic_open
+from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings
@@ -49,23 +57,26 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.label_maps import apply_label_map, resolve_label_map
 from napari_cellsynth.core.outputs import generate_into, read_generated
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.training.data.focused_sampling import PARTS, MinorityPool, supplementary_batch, supplementary_size
+from napari_cellsynth.training.data.focused_sampling import (PARTS, MinorityPool, channel_ranges, supplementary_batch,
+                                                             supplementary_size)
 from napari_cellsynth.training.data.labelled_crops import stratified_split
 from napari_cellsynth.training.reports.summaries import write_summary
 from napari_cellsynth.training.trainers import classifier as train_classifier
 
 ALL_PARTS = tuple(PARTS)
-ABLATIONS = {"focused-no-mixup": ("generated", "nonlinear"), "focused-no-nonlinear": ("generated", "mixup"),
-             "focused-no-generator": ("mixup", "nonlinear")}
+ABLATIONS = {"no-mixup": ("generated", "nonlinear"), "no-nonlinear": ("generated", "mixup")}
+SETTINGS = ("data", "label_map", "focused", "generator", "generated_count", "split_seed", "width", "steps",
+            "batch_size")  # what the files under --out depend on (not --seeds, --arms, --threads)
 
 
 def arms(kinds: list[str]) -> dict[str, dict]:
-    """The ablation's arms for the given generator kinds (the first is the full method's)."""
+    """The ablation's arms for the given generator kinds; the first kind is the full method's, and every arm that
+    uses a generator names it."""
     full = kinds[0]
-    table = {"base": {}, "standard": {"standard": full}}
+    table = {"base": {}, f"standard-{full}": {"standard": full}}
     table |= {f"focused-{kind}": {"generator": kind, "parts": ALL_PARTS} for kind in kinds}
-    table |= {name: {"generator": full if "generated" in parts else None, "parts": parts}
-              for name, parts in ABLATIONS.items()}
+    table |= {f"focused-{full}-{name}": {"generator": full, "parts": parts} for name, parts in ABLATIONS.items()}
+    table["focused-no-generator"] = {"generator": None, "parts": ("mixup", "nonlinear")}
     return table
 
 
@@ -85,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--split-seed", type=int, default=0, help="the split the generators were trained on")
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps per run (the same for every arm)")
-    p.add_argument("--batch-size", type=int, default=64, help="the whole batch, original plus supplementary")
+    p.add_argument("--steps", type=int, default=4000, help="optimizer steps per run (the same for every arm)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="the whole batch, original plus supplementary (001: 32, of which 8 original on Jurkat)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--collect-only", action="store_true")
     p.add_argument("--out", required=True)
@@ -134,12 +146,21 @@ class Experiment:
             raise ValueError(f"--arms {sorted(unknown)}: choose from {list(self.arms)}")
         self.split = stratified_split(self.y, args.split_seed)
         out.mkdir(parents=True, exist_ok=True)
+        settings = {key: getattr(args, key) for key in SETTINGS}
+        if (out / "settings.json").is_file():
+            earlier = json.loads((out / "settings.json").read_text())
+            changed = sorted(k for k in SETTINGS if earlier.get(k) != json.loads(json.dumps(settings[k])))
+            if changed:
+                raise ValueError(f"{out} holds an experiment with other {', '.join(changed)}; choose another --out "
+                                 "(only --seeds, --arms and --threads may change between runs)")
+        else:
+            write_json_atomic(out / "settings.json", settings)
         if not (out / "split.npz").is_file():
             with atomic_open(out / "split.npz", "wb") as fh:
                 np.savez(fh, **self.split)
         train = self.split["train"]
         self.train_images, self.train_y = self.images[train], self.y[train]
-        self.value_range = (float(self.train_images.min()), float(self.train_images.max()))
+        self.value_range, self.channel_scale = channel_ranges(self.train_images)
 
     def generated(self, kind: str) -> Path:
         """``generated-<kind>.npz``: ``--generated-count`` crops of every minority class from the kind's bundles."""
@@ -150,6 +171,7 @@ class Experiment:
         for bundle in self.generators[kind]:
             model = OnnxModel(bundle, kind=GENERATOR_KINDS)
             for name in [c for c in model.card.classes if c in self.focused]:
+                self.check_trained_on_split(model.card, name)
                 settings = GenerationSettings(name, self.args.generated_count, "dpm_solver_pp_2m", 20,
                                               batch_size=64)
                 settings.check(model)
@@ -169,6 +191,16 @@ class Experiment:
         with atomic_open(path, "wb") as fh:
             np.savez(fh, images=np.concatenate(images), labels=np.array(labels))
         return path
+
+    def check_trained_on_split(self, card, name: str) -> None:
+        """The generator's recorded training crops of ``name`` must be this split's (a necessary condition for
+        having seen no validation or test crop)."""
+        recorded = (card.training or {}).get("data", {}).get("train_counts", {}).get(name)
+        here = int((self.train_y == self.classes.index(name)).sum())
+        if recorded is not None and recorded != here:
+            raise ValueError(f"generator '{card.name}' learnt from {recorded} crops of {name}, but this split's training "
+                             f"part holds {here}: it was trained on another split and may have seen test crops; train "
+                             f"it with the same --split-seed and data, or pass its --split-seed")
 
     def pools(self, kind: str | None) -> list[MinorityPool]:
         generated = np.load(self.generated(kind), allow_pickle=False) if kind else None
@@ -192,7 +224,7 @@ class Experiment:
         rng = np.random.default_rng(seed)
         images, labels = [], []
         while sum(len(x) for x in images) < target:
-            batch, y = supplementary_batch(pools, ALL_PARTS, rng, self.value_range)
+            batch, y = supplementary_batch(pools, ALL_PARTS, rng, self.value_range, self.channel_scale)
             images.append(batch)
             labels.append(y)
         with atomic_open(path, "wb") as fh:
@@ -206,7 +238,7 @@ class Experiment:
             return run
         line = ["--data", self.args.data, "--split", str(self.out / "split.npz"), "--width", str(self.args.width),
                 "--steps", str(self.args.steps), "--batch-size", str(self.args.batch_size), "--seed", str(seed),
-                "--threads", str(self.args.threads), "--quiet", "--out", str(run)]
+                "--threads", str(self.args.threads), "--quiet", "--resume", "--out", str(run)]
         if self.args.label_map:
             line += ["--label-map", self.args.label_map]
         if spec.get("standard"):
@@ -241,50 +273,66 @@ class Experiment:
 
 
 def collect(experiment: Experiment, seeds: list[int]) -> dict:
-    from scipy.stats import mannwhitneyu, ranksums
+    """Per arm: mean ± std over its seeds; against the full method, on the seeds both have, 001's one-sided rank-sum
+    test (is the full method's probability of the true class larger?) with the test crop as the unit, P(true)
+    averaged over those seeds, for all test crops and for the minority classes' ones; and the one-sided rank-sum
+    test of the seeds' macro-F1 (the seed as the unit: with 5 seeds a side, p < 0.01 needs complete separation)."""
+    from scipy.stats import mannwhitneyu
 
     from napari_cellsynth.training.reports.summaries import summarize_runs
 
     out, y = experiment.out, experiment.y[experiment.split["test"]]
     minority = np.isin(y, [experiment.classes.index(c) for c in experiment.focused])
-    done: dict[str, dict] = {}
-    for arm in experiment.arms:
-        runs = [out / arm / f"seed{s}" for s in seeds if (out / arm / f"seed{s}" / "metrics_test.json").is_file()]
-        if not runs:
-            continue
-        metrics = [json.loads((run / "metrics_test.json").read_text()) for run in runs]
-        true_class = np.mean([experiment.probabilities(run)[np.arange(len(y)), y] for run in runs], axis=0)
-        done[arm] = {"seeds": [int(r.name[4:]) for r in runs], **summarize_runs(metrics),
-                     "macro_f1_per_seed": [m["macro_f1"] for m in metrics], "p_true": true_class}
+
+    def done_seeds(arm: str) -> list[int]:
+        return [s for s in seeds if (out / arm / f"seed{s}" / "metrics_test.json").is_file()]
+
+    def p_true(arm: str, chosen: list[int]) -> np.ndarray:
+        return np.mean([experiment.probabilities(out / arm / f"seed{s}")[np.arange(len(y)), y] for s in chosen], axis=0)
+
+    def metrics(arm: str, chosen: list[int]) -> list[dict]:
+        return [json.loads((out / arm / f"seed{s}" / "metrics_test.json").read_text()) for s in chosen]
+
     full = f"focused-{next(iter(experiment.generators))}"
-    for arm, row in done.items():
-        if arm != full and full in done:
-            reference = done[full]
-            row["wilcoxon_vs_full"] = {
-                "all": float(ranksums(reference["p_true"], row["p_true"]).pvalue),
-                "minority": float(ranksums(reference["p_true"][minority], row["p_true"][minority]).pvalue),
-                "macro_f1_seeds": float(mannwhitneyu(reference["macro_f1_per_seed"], row["macro_f1_per_seed"]).pvalue)}
-        row["mean_p_true"] = {"all": float(row["p_true"].mean()), "minority": float(row["p_true"][minority].mean())}
-    for row in done.values():
-        del row["p_true"]
+    rows: dict[str, dict] = {}
+    for arm in experiment.arms:
+        chosen = done_seeds(arm)
+        if not chosen:
+            continue
+        runs, probability = metrics(arm, chosen), p_true(arm, chosen)
+        rows[arm] = {"seeds": chosen, **summarize_runs(runs), "macro_f1_per_seed": [m["macro_f1"] for m in runs],
+                     "mean_p_true": {"all": float(probability.mean()), "minority": float(probability[minority].mean())}}
+        shared = sorted(set(chosen) & set(done_seeds(full)))
+        if arm == full or not shared:
+            continue
+        ours, theirs = p_true(full, shared), p_true(arm, shared)
+        f1_full = [m["macro_f1"] for m in metrics(full, shared)]
+        f1_arm = [m["macro_f1"] for m in metrics(arm, shared)]
+        rows[arm]["vs_full"] = {
+            "seeds": shared,
+            "p_crops_all": float(mannwhitneyu(ours, theirs, alternative="greater").pvalue),
+            "p_crops_minority": float(mannwhitneyu(ours[minority], theirs[minority], alternative="greater").pvalue),
+            "p_seeds_macro_f1": float(mannwhitneyu(f1_full, f1_arm, alternative="greater").pvalue),
+            "macro_f1_difference": float(np.mean(f1_full) - np.mean(f1_arm))}
     return {"classes": experiment.classes, "focused": experiment.focused, "full_method": full,
             "test_counts": {c: int((y == k).sum()) for k, c in enumerate(experiment.classes)},
-            "generators": experiment.generators, "arms": done}
+            "generators": experiment.generators, "arms": rows}
 
 
 def markdown(summary: dict) -> str:
     classes = summary["classes"]
     lines = ["| arm | seeds | macro-F1 | " + " | ".join(f"{c} F1" for c in classes)
-             + " | P(true), minority crops | p (all crops) | p (minority crops) | p (seeds' macro-F1) |",
+             + " | P(true), minority crops | p, all crops | p, minority crops | p, seeds' macro-F1 |",
              "|---" * (len(classes) + 7) + "|"]
     for arm, row in summary["arms"].items():
         f1 = [f"{row['per_class'][c]['f1']['mean']:.3f} ± {row['per_class'][c]['f1']['std']:.3f}" for c in classes]
-        test = row.get("wilcoxon_vs_full")
-        p = [f"{test[k]:.2g}" for k in ("all", "minority", "macro_f1_seeds")] if test else ["(full method)"] * 3
+        test = row.get("vs_full")
+        p = [f"{test[k]:.2g}" for k in ("p_crops_all", "p_crops_minority", "p_seeds_macro_f1")] if test else ["–"] * 3
         lines.append(f"| {arm} | {len(row['seeds'])} | {row['macro_f1']['mean']:.3f} ± {row['macro_f1']['std']:.3f} | "
                      + " | ".join(f1) + f" | {row['mean_p_true']['minority']:.3f} | " + " | ".join(p) + " |")
     counts = ", ".join(f"{c} {n}" for c, n in summary["test_counts"].items())
-    return "\n".join(lines) + f"\n\nTest crops: {counts}.\n"
+    return ("\n".join(lines) + f"\n\nTest crops: {counts}. p: one-sided rank-sum tests that the full method "
+            f"({summary['full_method']}) beats the arm, on the seeds both have.\n")
 
 
 def main(argv: list[str] | None = None) -> dict:
