@@ -198,9 +198,9 @@ class Experiment:
         recorded = (card.training or {}).get("data", {}).get("train_counts", {}).get(name)
         here = int((self.train_y == self.classes.index(name)).sum())
         if recorded is not None and recorded != here:
-            raise ValueError(f"generator '{card.name}' learnt from {recorded} crops of {name}, but this split's training "
-                             f"part holds {here}: it was trained on another split and may have seen test crops; train "
-                             f"it with the same --split-seed and data, or pass its --split-seed")
+            raise ValueError(f"generator '{card.name}' learnt from {recorded} crops of {name}, but this split's "
+                             f"training part holds {here}: it was trained on another split and may have seen test "
+                             "crops; train it with the same --split-seed and data, or pass its --split-seed")
 
     def pools(self, kind: str | None) -> list[MinorityPool]:
         generated = np.load(self.generated(kind), allow_pickle=False) if kind else None
