@@ -28,7 +28,8 @@ settings is refused.
 ``--generator KIND=BUNDLE …`` names the bundles that fill the generated slots: one-class GAN bundles (one per
 minority class, as 001 trains them) or one class-conditional DDPM bundle; the first kind is the full method's.
 Each makes ``--generated-count`` crops per minority class once (DPM-Solver++(2M)-20 for a DDPM), kept as TIFFs in
-``OUT/generated/`` with their provenance; ``OUT/generated-<kind>.png`` shows them beside real training crops.
+``OUT/generated/`` with their provenance; ``OUT/generated-<kind>.png`` shows them beside real training crops, and
+``OUT/mixing.png`` mixup and nonlinear-mixup crops beside them.
 
 Scored on the split's test part, which neither the generators nor the checkpoint choice (validation macro-F1)
 touched: macro-F1 and per-class F1 (mean ± std over seeds), and 001's Wilcoxon rank-sum test of each arm against
@@ -211,6 +212,21 @@ class Experiment:
             pools.append(MinorityPool(k, n, self.train_images[self.train_y == k], made))
         return pools
 
+    def mixing_examples(self) -> Path:
+        """``mixing.png``: per minority class, real training crops beside mixup and nonlinear-mixup crops of them
+        (as the supplementary batches make them, real pairs only)."""
+        from napari_cellsynth.training.data.mixing import mixup, nonlinear_mixup, to_range
+        from napari_cellsynth.training.reports.generator_report import real_vs_generated_grid
+
+        path, rng, rows = self.out / "mixing.png", np.random.default_rng(0), {}
+        for name in self.focused:
+            real = self.train_images[self.train_y == self.classes.index(name)]
+            a, b = (real[rng.integers(len(real), size=6)] for _ in range(2))
+            rows[f"{name} mixup"] = (real, to_range(mixup(a, b, rng)[0], self.value_range, a.dtype))
+            rows[f"{name} nonlinear"] = (real, nonlinear_mixup(a, b, rng, self.value_range, self.channel_scale))
+        real_vs_generated_grid(rows, path)
+        return path
+
     def standard_set(self, kind: str, seed: int) -> Path:
         """001's standard sampling: the full method's synthetic mix, drawn once, as many crops as give the training
         set the synthetic share of a focused batch."""
@@ -339,6 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     experiment = Experiment(args, out)
+    experiment.mixing_examples()
     if not args.collect_only:
         for seed in args.seeds:
             for arm in args.arms or experiment.arms:
