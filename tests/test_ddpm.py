@@ -215,6 +215,14 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     assert len(filtered["classification"]) == 2 and (out / "filter_summary.md").is_file()
     with pytest.raises(ValueError, match="choose a larger target"):
         experiment_ddpm.main([*args[:-2], "--balance-to", "10", "--out", str(tmp_path / "exp2")])
+    # generators from elsewhere (--bundles): nothing is trained but the classifiers; a bundle of another cut is refused
+    given = experiment_ddpm.main([*args[:-2], "--settings", "full", "--bundles", f"full={out / 'full' / 'ddpm-bundle'}",
+                                  "--out", str(tmp_path / "exp3")])
+    assert {"full: real only", "full: real + DDPM"} <= set(given) and not (tmp_path / "exp3" / "ddpm-base").exists()
+    assert (tmp_path / "exp3" / "full" / "seed0" / "generated.npz").is_file()
+    with pytest.raises(ValueError, match="trained on another split or cut"):
+        experiment_ddpm.main([*args[:-2], "--settings", "full", "--bundles", f"full={out / 'cut10' / 'ddpm-bundle'}",
+                              "--out", str(tmp_path / "exp4")])
 
 
 def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):

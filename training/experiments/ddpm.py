@@ -19,6 +19,9 @@ order and the generator's noise.
    paper 000 also cut G1 to the size of the others before balancing), and the classifier on
    real + generated cells.
 
+``--bundles full=BUNDLE cut10=BUNDLE`` skips steps 1's training and uses generators trained elsewhere (e.g. the
+zoo's v-prediction ones, trained on a GPU on the same split): each must record the setting's training counts.
+
 Every step skips what is already on disk, so the experiment resumes.  Test metrics are always on
 the real test split.  Writes ``summary.json`` and ``summary.md``.
 """
@@ -84,6 +87,28 @@ def ddpm_bundle(root: Path, base: Path, args, keep: list[str]) -> Path:
     return export_ddpm(root / "ddpm-rare", bundle)
 
 
+def given_bundles(specs: list[str]) -> dict[str, str]:
+    bundles = {}
+    for spec in specs:
+        setting, sep, bundle = spec.partition("=")
+        if not sep or setting not in KEEP or not bundle:
+            raise ValueError(f"--bundles {spec!r}: write SETTING=BUNDLE with a setting of {list(KEEP)}")
+        bundles[setting] = bundle
+    return bundles
+
+
+def check_bundle_counts(bundle: str, real_run: Path) -> None:
+    """A generator from elsewhere must have learnt from this setting's training crops (the same counts for every class
+    it learnt; a fine-tuned generator records 0 for the classes it left out)."""
+    card = OnnxModel(bundle, kind="ddpm").card
+    recorded = (card.training or {}).get("data", {}).get("train_counts")
+    counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
+    if recorded is not None and any(counts.get(name) != n for name, n in recorded.items() if n):
+        raise ValueError(f"generator '{card.name}' learnt from {recorded} training crops, but this setting's "
+                         f"classifier trains on {counts}: it was trained on another split or cut; give the bundle of "
+                         "this setting, or train one here (leave out --bundles)")
+
+
 def target_count(counts: dict[str, int], rare: str, rule: str) -> int:
     others = [n for name, n in counts.items() if name != rare]
     if rule == "median":
@@ -121,7 +146,7 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     return path
 
 
-def report(out: Path, base: Path, args) -> dict:
+def report(out: Path, base: Path | None, args, given: dict[str, str]) -> dict:
     """FID/KID (ResNet features of the full-data real-only classifier), SSIM-max and the real-vs-generated grid."""
     from napari_cellsynth.export.export_classifier import export_classifier
     from napari_cellsynth.export.export_ddpm import export_ddpm
@@ -139,7 +164,9 @@ def report(out: Path, base: Path, args) -> dict:
     held_out = images[split["val"][data.y[split["val"]] == rare]]
     results, grid = {}, {}
     base_bundle = out / "ddpm-base-bundle"
-    if not (base_bundle / "card.json").is_file():
+    if base is None:  # generators from elsewhere: the first one draws the other classes' grid rows
+        base_bundle = Path(given[args.settings[0]])
+    elif not (base_bundle / "card.json").is_file():
         export_ddpm(base, base_bundle)
     base_model = OnnxModel(base_bundle, kind="ddpm")
     for name in data.classes:
@@ -185,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generate once per setting (first seed) and train every seed's classifier on that set")
     parser.add_argument("--skip-report", action="store_true",
                         help="no quality report (when settings run as separate processes; report once at the end)")
+    parser.add_argument("--bundles", nargs="+", default=[], metavar="SETTING=BUNDLE",
+                        help="use these generator bundles (e.g. full=zoo:ddpm-jurkat4-full-v) instead of training them")
     parser.add_argument("--out", required=True)
     return parser
 
@@ -192,21 +221,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    base = ddpm_base(out, args)
+    given = given_bundles(args.bundles)
+    base = None if all(setting in given for setting in args.settings) else ddpm_base(out, args)
     runs: dict[str, list] = {}
     for setting in args.settings:
         keep = keep_specs(setting, args.rare)
-        bundle = ddpm_bundle(out / setting, base, args, keep)
+        bundle = given.get(setting) or ddpm_bundle(out / setting, base, args, keep)
         for seed in args.seeds:
             root = out / setting / f"seed{seed}"
             real_run = root / "classifier-real"
             runs.setdefault(f"{setting}: real only", []).append(classifier(real_run, args, seed, keep, []))
+            if setting in given:
+                check_bundle_counts(bundle, real_run)
             images = generated(root, bundle, real_run, args, seed)
             runs.setdefault(f"{setting}: real + DDPM", []).append(
                 classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
     if not args.skip_report:
-        summary["generator_quality"] = report(out, base, args)
+        summary["generator_quality"] = report(out, base, args, given)
     summary["command"] = "python -m napari_cellsynth.training.experiments.ddpm " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / ("summary.json" if not args.skip_report else f"summary-{'-'.join(args.settings)}.json"),
                       summary)
