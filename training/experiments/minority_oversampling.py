@@ -204,13 +204,13 @@ class Experiment:
                              "crops; train it with the same --split-seed and data, or pass its --split-seed")
 
     def pools(self, kind: str | None) -> list[MinorityPool]:
-        generated = np.load(self.generated(kind), allow_pickle=False) if kind else None
-        pools = []
-        for name, n in self.focused.items():
-            k = self.classes.index(name)
-            made = generated["images"][generated["labels"] == name] if generated else self.train_images[:0]
-            pools.append(MinorityPool(k, n, self.train_images[self.train_y == k], made))
-        return pools
+        """One pool per minority class: its real training crops and the ``kind`` generator's crops (none without)."""
+        images, labels = self.train_images[:0], np.array([], dtype=str)
+        if kind is not None:
+            with np.load(self.generated(kind), allow_pickle=False) as generated:
+                images, labels = generated["images"], generated["labels"]
+        return [MinorityPool(self.classes.index(name), n, self.train_images[self.train_y == self.classes.index(name)],
+                             images[labels == name]) for name, n in self.focused.items()]
 
     def mixing_examples(self) -> Path:
         """``mixing.png``: per minority class, real training crops beside mixup and nonlinear-mixup crops of them
