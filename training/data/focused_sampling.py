@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_cellsynth.training.data.labelled_crops import CropBatches
+from napari_cellsynth.training.data.labelled_crops import CropBatches, channel_stats
 from napari_cellsynth.training.data.mixing import mixup, nonlinear_mixup, to_range
 
 PARTS = {"generated": 2, "mixup": 1, "nonlinear": 1}  # crops per unit of n
@@ -60,8 +60,7 @@ def channel_ranges(images: np.ndarray) -> tuple[tuple, tuple]:
     """Per channel of N×C×H×W crops: (min, max), the range synthetic crops are clipped to, and (mean, std), the
     standard units nonlinear mixup turns pixels in."""
     low, high = images.min(axis=(0, 2, 3)).astype(np.float64), images.max(axis=(0, 2, 3)).astype(np.float64)
-    values = images.astype(np.float64)
-    return (low, high), (values.mean(axis=(0, 2, 3)), values.std(axis=(0, 2, 3)))
+    return (low, high), channel_stats(images)
 
 
 class FocusedBatches:

@@ -51,16 +51,14 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
-from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.label_maps import apply_label_map, resolve_label_map
 from napari_cellsynth.core.outputs import generate_into, read_generated
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.data.focused_sampling import (PARTS, MinorityPool, channel_ranges, supplementary_batch,
                                                              supplementary_size)
-from napari_cellsynth.training.data.labelled_crops import stratified_split
+from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split
 from napari_cellsynth.training.reports.summaries import write_summary
 from napari_cellsynth.training.trainers import classifier as train_classifier
 
@@ -133,12 +131,8 @@ class Experiment:
 
     def __init__(self, args, out: Path):
         self.args, self.out = args, out
-        crops = read_crops(args.data)
-        if crops.labels is None:
-            raise ValueError(f"{args.data} has no labels; give labelled crops (npz 'labels' or a folder per class)")
-        self.label_map = resolve_label_map(args.label_map, crops.labels)
-        self.y, self.classes = apply_label_map(crops.labels, self.label_map)
-        self.images = crops.images
+        data = load_labelled(args.data, args.label_map)
+        self.y, self.classes, self.images = data.y, data.classes, data.crops.images
         self.focused = parse_focused(args.focused, self.classes)
         self.generators = parse_generators(args.generator)
         self.arms = arms(list(self.generators))
