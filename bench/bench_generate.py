@@ -2,6 +2,12 @@
 
     python bench/bench_generate.py --run runs/ddpm-jurkat4 --bundle bundles/ddpm-jurkat4 \
         --classifier bundles/jurkat4 --class M --count 64 [--clip-x0 3] [--out bench/results/generate.json]
+    python bench/bench_generate.py --bundle zoo:ddpm-jurkat4-cut10-v --classifier zoo:classifier-jurkat4-features \
+        --class M --reference val --backends onnxruntime diffusers      # from the bundles alone
+
+``--run`` (the training run's folder) is needed only for the torch backends and ``--reference train``; without it
+the data, label map and size policy come from the bundle's card and the split from ``--split-seed``, checked
+against the card's recorded training counts.
 
 The same EMA weights run through ONNX Runtime (the plugin's runtime) and torch eager, each
 backend in its own process; both drive the same numpy samplers (``torch-bf16``: the network under bf16
@@ -68,6 +74,62 @@ def diffusers_sampling(sampler: str):
     return sampling
 
 
+def bundle_card(args) -> dict:
+    from napari_cellsynth.core.zoo import resolve
+
+    return json.loads((resolve(args.bundle) / "card.json").read_text())
+
+
+def network(args, card: dict):
+    """The torch network: the run's EMA weights, or (for counting FLOPs, which weights do not change) the card's
+    architecture with fresh weights when there is no run."""
+    if args.run:
+        from napari_cellsynth.export.export_ddpm import load_ddpm_run
+
+        return load_ddpm_run(Path(args.run))[1]
+    from napari_cellsynth.training.nets.unet import UNet
+
+    net = card["training"]["net"]
+    return UNet(len(card["channels"]), net["num_classes"], net["base"], tuple(net["channel_mult"]),
+                attention_gates=net["attention_gates"], dropout=net["dropout"],
+                image_size=int(card["input"]["size"][-1])).eval()
+
+
+def reference_setup(args) -> dict:
+    """Where the real reference cells come from: the training run's config (``--run``), or the bundle's card and
+    ``--split-seed``."""
+    if args.run:
+        config = json.loads((Path(args.run) / "config.json").read_text())
+        return {"data": args.data or config["data"], "size": config.get("size"), "fit": config.get("fit"),
+                "label_map": config["label_map"], "split_seed": config["args"]["split_seed"], "train_counts": None}
+    if args.reference == "train":
+        raise SystemExit("--reference train needs --run (the generator's train_index.npz); use --reference val, "
+                         "the held-out cells")
+    card = bundle_card(args)
+    record = (card.get("training") or {}).get("data") or {}
+    if not (args.data or record.get("source")) or "label_map" not in record:
+        raise SystemExit(f"{args.bundle}'s card does not say what it was trained on; pass --run, or --data")
+    return {"data": args.data or record["source"], "size": card["input"]["size"], "fit": card["input"].get("fit"),
+            "label_map": record["label_map"], "split_seed": args.split_seed, "train_counts": record.get("train_counts")}
+
+
+def check_split(y: np.ndarray, classes: list[str], setup: dict) -> None:
+    """The data must be the generator's: each class has at least the training crops its card records, and the classes
+    it kept whole have exactly that many (a thinned class, such as cut10's M, has fewer).  A stratified split has the
+    same counts for every seed, so this catches other data or another label map, not another split seed."""
+    from napari_cellsynth.training.data.labelled_crops import stratified_split
+
+    if not setup["train_counts"]:
+        return
+    train = stratified_split(y, setup["split_seed"])["train"]
+    counts = {name: int(np.sum(y[train] == k)) for k, name in enumerate(classes)}
+    recorded = setup["train_counts"]
+    if any(counts.get(name, 0) < n for name, n in recorded.items()) or \
+            not any(counts.get(name) == n for name, n in recorded.items()):
+        raise SystemExit(f"{setup['data']} gives training counts {counts}, but the generator learnt from {recorded}: "
+                         "pass the data it was trained on (--data), or its run (--run)")
+
+
 def compute_ceiling(args) -> dict:
     """The machine's convolution ceiling, measured: GFLOP/s of a large 3×3 convolution (batch 32, 64 → 64 channels,
     40 × 40, the U-Net's first level) in torch, fp32 and bf16 autocast, best of 5; and the network's FLOPs per image
@@ -75,10 +137,8 @@ def compute_ceiling(args) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from napari_cellsynth.export.export_ddpm import load_ddpm_run
-
-    _, net = load_ddpm_run(Path(args.run))
-    card = json.loads((Path(args.bundle) / "card.json").read_text())
+    card = bundle_card(args)
+    net = network(args, card)
     size = card["input"]["size"]
     x = torch.zeros(1, len(card["channels"]), *size)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -112,9 +172,9 @@ def run_one(backend: str, setting: str, args) -> dict:
     if backend in ("torch", "torch-bf16"):
         import torch
 
-        from napari_cellsynth.export.export_ddpm import load_ddpm_run
-
-        _, net = load_ddpm_run(Path(args.run))
+        if not args.run:
+            raise SystemExit(f"the {backend} backend runs the training run's weights: pass --run, or leave it out")
+        net = network(args, model.card)
 
         def run(feeds):
             # torch-bf16: bf16 autocast (AMX/AVX-512 BF16 where the CPU has them), the sampler's arithmetic in fp32
@@ -152,19 +212,20 @@ def quality(rows: list[dict], args) -> None:
     from napari_cellsynth.training.data.labelled_crops import stratified_split
 
     classifier = OnnxModel(args.classifier, kind="classifier")
-    config = json.loads((Path(args.run) / "config.json").read_text())
-    crops = read_crops(args.data or config["data"], size=config.get("size"), fit=config.get("fit"))
-    y, classes = apply_label_map(crops.labels, config["label_map"])
+    setup = reference_setup(args)
+    crops = read_crops(setup["data"], size=setup["size"], fit=setup["fit"])
+    y, classes = apply_label_map(crops.labels, setup["label_map"])
+    check_split(y, classes, setup)
     if args.reference == "train":  # the crops the generator was trained on
         with np.load(Path(args.run) / "train_index.npz") as saved:
             index = saved["index"]
     else:  # held-out real cells: the validation part of the classifier's split, never seen by the generator
-        index = stratified_split(y, config["args"]["split_seed"])["val"]
+        index = stratified_split(y, setup["split_seed"])["val"]
     real = crops.images[index[y[index] == classes.index(args.class_name)]]
     args.reference_count = int(len(real))
     real_features = run_to_end(bundle_features(classifier, real))
     if args.floor:  # real cells through the same measure: the floor, and a wrong class for scale
-        test = stratified_split(y, config["args"]["split_seed"])["test"]
+        test = stratified_split(y, setup["split_seed"])["test"]
         for name in (args.class_name, args.floor):
             path = Path(args.scratch) / f"real-test-{name}.npz"
             np.savez(path, images=crops.images[test[y[test] == classes.index(name)]])
@@ -182,7 +243,9 @@ def quality(rows: list[dict], args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True)
+    parser.add_argument("--run", help="the generator's training run (for the torch backends and --reference train)")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="without --run: the classifier split's seed, for --reference val (default 0)")
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--classifier", required=True, help="classifier bundle for FID/KID features")
     parser.add_argument("--class", dest="class_name", required=True)
