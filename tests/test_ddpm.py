@@ -198,6 +198,9 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
         assert quality["DDPM"]["n"] == 360 - real["counts"]["train"]["M"] and np.isfinite(quality["DDPM"]["fid_resnet"])
     assert summary["generator_quality"]["cut10"]["ssim_reference_count"] < summary["generator_quality"]["full"]["ssim_reference_count"]
     assert (out / "real_vs_generated.png").is_file() and (out / "summary.md").is_file()
+    paired = summary["paired"]["cut10"]["f1"]  # the seeds paired: real + DDPM against real only
+    assert paired["before"] == [summary["cut10: real only"]["per_class"]["M"]["f1"]["mean"]]
+    assert "one-sided Wilcoxon" in (out / "summary.md").read_text()
     metrics = out / "full" / "seed0" / "classifier-real+ddpm" / "metrics_test.json"
     before = metrics.stat().st_mtime_ns
     experiment_ddpm.main(args)  # everything on disk: nothing retrains
@@ -213,6 +216,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
             assert len(kept["images"]) == counts["after"] <= counts["before"] and set(kept["labels"]) <= {"M"}
         assert (out / setting / "umap_filter.png").is_file()
     assert len(filtered["classification"]) == 2 and (out / "filter_summary.md").is_file()
+    assert filtered["paired"]["full"]["f1"]["before"] == [summary["full: real + DDPM"]["per_class"]["M"]["f1"]["mean"]]
     with pytest.raises(ValueError, match="choose a larger target"):
         experiment_ddpm.main([*args[:-2], "--balance-to", "10", "--out", str(tmp_path / "exp2")])
     # generators from elsewhere (--bundles): nothing is trained but the classifiers; a bundle of another cut is refused

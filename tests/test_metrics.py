@@ -39,3 +39,20 @@ def test_errors_and_summary(tmp_path):
     assert summary["per_class"]["b"]["recall"]["std"] == pytest.approx(0.25)
     plot_confusion(runs[1], tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_seeds_tests_the_change_seed_by_seed():
+    from napari_cellsynth.training.reports.summaries import paired_markdown, paired_seeds
+
+    truth = [0] * 6 + [1] * 4
+    # five seeds: the rare class b is found 1, 1, 2, 2, 1 times before and 3, 4, 3, 4, 4 times after
+    before = [classification_metrics(truth, [0] * 6 + [1] * k + [0] * (4 - k), ["a", "b"]) for k in (1, 1, 2, 2, 1)]
+    after = [classification_metrics(truth, [0] * 6 + [1] * k + [0] * (4 - k), ["a", "b"]) for k in (3, 4, 3, 4, 4)]
+    paired = paired_seeds(before, after, "b")
+    assert paired["recall"]["before"] == [0.25, 0.25, 0.5, 0.5, 0.25] and paired["recall"]["seeds_higher"] == 5
+    assert paired["recall"]["p_wilcoxon"] == pytest.approx(1 / 32)  # all five rise: the smallest one-sided p
+    assert paired["ppv"]["p_wilcoxon"] == 1.0 and paired["ppv"]["seeds_higher"] == 0  # PPV stays 1: no change
+    assert paired_seeds(after, before, "b")["f1"]["p_wilcoxon"] == pytest.approx(1.0)  # all fall: no rise
+    assert "higher in 5 of 5" in paired_markdown("b", paired)
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_seeds(before, after[:3], "b")

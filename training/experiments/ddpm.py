@@ -23,7 +23,8 @@ order and the generator's noise.
 zoo's v-prediction ones, trained on a GPU on the same split): each must record the setting's training counts.
 
 Every step skips what is already on disk, so the experiment resumes.  Test metrics are always on
-the real test split.  Writes ``summary.json`` and ``summary.md``.
+the real test split.  Writes ``summary.json`` and ``summary.md``, with each setting's seeds paired (real + DDPM
+against real only on the same seed) and a one-sided Wilcoxon signed-rank test.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS
 from napari_cellsynth.training.experiments.baseline import markdown_table
-from napari_cellsynth.training.reports.summaries import summarize_runs
+from napari_cellsynth.training.reports.summaries import paired_markdown, paired_seeds, summarize_runs
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
@@ -237,13 +238,18 @@ def main(argv: list[str] | None = None) -> dict:
             runs.setdefault(f"{setting}: real + DDPM", []).append(
                 classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
+    paired = {setting: paired_seeds(runs[f"{setting}: real only"], runs[f"{setting}: real + DDPM"], args.rare)
+              for setting in args.settings}
     if not args.skip_report:
         summary["generator_quality"] = report(out, base, args, given)
     summary["command"] = "python -m napari_cellsynth.training.experiments.ddpm " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / ("summary.json" if not args.skip_report else f"summary-{'-'.join(args.settings)}.json"),
                       summary)
-    tables = "\n".join(markdown_table(s, name) for name, s in summary.items()
-                       if name not in ("command", "generator_quality"))
+    summary["paired"] = paired
+    tables = "\n".join([*(markdown_table(s, name) for name, s in summary.items()
+                          if name not in ("command", "generator_quality", "paired")),
+                        *(paired_markdown(f"{setting}: real + DDPM against real only", result)
+                          for setting, result in paired.items())])
     if not args.skip_report:
         (out / "summary.md").write_text(tables)
     print(tables)

@@ -8,12 +8,14 @@ classifier settings.  Per setting (``full``, ``cut10``) the filter is fitted on 
 setting's real training crops (the experiment's feature classifier: the full-data real-only
 classifier of the first seed), then each seed's generated cells are filtered: counts before and
 after (Table 4) and the UMAP figure (Figure 6).  With ``--classify`` the classifier is also trained
-on real + kept cells per seed, to set beside real + all generated cells.  Writes
+on real + kept cells per seed, to set beside real + all generated cells, seed by seed (one-sided Wilcoxon
+signed-rank).  Writes
 ``filter_summary.json`` and ``filter_summary.md`` in ``--out``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -28,13 +30,23 @@ from napari_cellsynth.core.umap_plot import save_filter_figure
 from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
 from napari_cellsynth.training.experiments.baseline import markdown_table
 from napari_cellsynth.training.experiments.ddpm import build_parser, classifier, keep_specs
-from napari_cellsynth.training.reports.summaries import summarize_runs
+from napari_cellsynth.training.reports.summaries import paired_markdown, paired_seeds, summarize_runs
 
 
 def generated_file(out: Path, setting: str, seed: int, first_seed: int) -> Path:
     """This seed's generated cells, or the first seed's when the experiment ran with ``--reuse-generated``."""
     own = out / setting / f"seed{seed}" / "generated.npz"
     return own if own.is_file() else out / setting / f"seed{first_seed}" / "generated.npz"
+
+
+def all_generated(out: Path, setting: str, seeds: list[int]) -> list[dict]:
+    """Each seed's test metrics with every generated cell (the ``ddpm`` experiment's runs), to pair with the kept ones."""
+    runs = [out / setting / f"seed{seed}" / "classifier-real+ddpm" / "metrics_test.json" for seed in seeds]
+    missing = [str(run.parent) for run in runs if not run.is_file()]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} not found: run training.experiments.ddpm with the same --out and "
+                         "--seeds first")
+    return [json.loads(run.read_text()) for run in runs]
 
 
 def filter_seed(fitted_result, source: Path, seed_dir: Path) -> dict:
@@ -82,13 +94,18 @@ def main(argv: list[str] | None = None) -> dict:
                             "real_minority_points": int((data.y[index] == data.classes.index(args.rare)).sum())}
         print(f"{setting}: {counts}", file=sys.stderr)
     summary["classification"] = {name: summarize_runs(metrics) for name, metrics in runs.items()}
+    summary["paired"] = {setting: paired_seeds(all_generated(out, setting, args.seeds),
+                                               runs[f"{setting}: real + DDPM kept by the UMAP filter"], args.rare)
+                         for setting in args.settings if args.classify}
     summary["command"] = "python -m napari_cellsynth.training.experiments.umap_filter " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "filter_summary.json", summary)
     lines = ["| setting | seed | generated | kept by the filter |", "|---|---|---|---|"]
     for setting in args.settings:
         for seed, c in summary[setting]["counts"].items():
             lines.append(f"| {setting} | {seed} | {c['before']} | {c['after']} |")
-    tables = "\n".join([*lines, "", *(markdown_table(s, name) for name, s in summary["classification"].items())])
+    tables = "\n".join([*lines, "", *(markdown_table(s, name) for name, s in summary["classification"].items()),
+                        *(paired_markdown(f"{setting}: real + kept cells against real + all generated cells", result)
+                          for setting, result in summary["paired"].items())])
     (out / "filter_summary.md").write_text(tables)
     print(tables)
     return summary

@@ -35,3 +35,36 @@ def write_summary(out: Path, summary: dict, table: str, module: str, argv: list[
     (Path(out) / "summary.md").write_text(table)
     print(table)
     return summary
+
+
+def paired_seeds(before: Sequence[dict], after: Sequence[dict], class_name: str) -> dict:
+    """Two arms run on the same seeds (``before[i]`` and ``after[i]`` share seed i): each seed's change in
+    ``class_name``'s PPV, recall and F1 and in macro-F1, and the one-sided Wilcoxon signed-rank test
+    (scipy.stats) that ``after`` raises it.  Seeds with no change are left out of the test (scipy's default);
+    with no change at all, p is 1."""
+    from scipy.stats import wilcoxon
+
+    if len(before) != len(after):
+        raise ValueError(f"paired arms need the same seeds: {len(before)} runs against {len(after)}")
+    values = {key: ([r["per_class"][class_name][key] for r in before], [r["per_class"][class_name][key] for r in after])
+              for key in ("ppv", "recall", "f1")}
+    values["macro_f1"] = ([r["macro_f1"] for r in before], [r["macro_f1"] for r in after])
+    result = {"n_seeds": len(before), "class": class_name}
+    for key, (old, new) in values.items():
+        change = np.subtract(new, old)
+        p = float(wilcoxon(new, old, alternative="greater").pvalue) if np.any(change != 0) else 1.0
+        result[key] = {"before": [float(v) for v in old], "after": [float(v) for v in new],
+                       "seeds_higher": int(np.sum(change > 0)), "mean_change": float(change.mean()), "p_wilcoxon": p}
+    return result
+
+
+def paired_markdown(name: str, paired: dict) -> str:
+    """One line per measure: the per-seed values before → after, how many seeds rose, and the test's p."""
+    lines = [f"**{name}** ({paired['n_seeds']} paired seeds, one-sided Wilcoxon signed-rank):", ""]
+    for key, label in (("ppv", f"{paired['class']} PPV"), ("recall", f"{paired['class']} recall"),
+                       ("f1", f"{paired['class']} F1"), ("macro_f1", "macro-F1")):
+        row = paired[key]
+        seeds = ", ".join(f"{a:.3f} → {b:.3f}" for a, b in zip(row["before"], row["after"]))
+        lines.append(f"- {label}: {seeds}; higher in {row['seeds_higher']} of {paired['n_seeds']}, "
+                     f"mean change {row['mean_change']:+.3f}, p = {row['p_wilcoxon']:.3g}")
+    return "\n".join(lines) + "\n"
