@@ -198,7 +198,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
         assert quality["DDPM"]["n"] == 360 - real["counts"]["train"]["M"] and np.isfinite(quality["DDPM"]["fid_resnet"])
     assert summary["generator_quality"]["cut10"]["ssim_reference_count"] < summary["generator_quality"]["full"]["ssim_reference_count"]
     assert (out / "real_vs_generated.png").is_file() and (out / "summary.md").is_file()
-    paired = summary["paired"]["cut10"]["f1"]  # the seeds paired: real + DDPM against real only
+    paired = summary["paired"]["cut10: real + DDPM against real only"]["f1"]  # the seeds paired
     assert paired["before"] == [summary["cut10: real only"]["per_class"]["M"]["f1"]["mean"]]
     assert "one-sided Wilcoxon" in (out / "summary.md").read_text()
     metrics = out / "full" / "seed0" / "classifier-real+ddpm" / "metrics_test.json"
@@ -220,10 +220,21 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     with pytest.raises(ValueError, match="choose a larger target"):
         experiment_ddpm.main([*args[:-2], "--balance-to", "10", "--out", str(tmp_path / "exp2")])
     # generators from elsewhere (--bundles): nothing is trained but the classifiers; a bundle of another cut is refused
+    # with the control a user would otherwise pick: as many copies of real M cells as cells generated
     given = experiment_ddpm.main([*args[:-2], "--settings", "full", "--bundles", f"full={out / 'full' / 'ddpm-bundle'}",
-                                  "--out", str(tmp_path / "exp3")])
-    assert {"full: real only", "full: real + DDPM"} <= set(given) and not (tmp_path / "exp3" / "ddpm-base").exists()
-    assert (tmp_path / "exp3" / "full" / "seed0" / "generated.npz").is_file()
+                                  "--control", "duplicates", "--skip-report", "--out", str(tmp_path / "exp3")])
+    assert {"full: real only", "full: real + DDPM", "full: real + duplicated real M"} <= set(given)
+    assert not (tmp_path / "exp3" / "ddpm-base").exists()
+    seed_dir = tmp_path / "exp3" / "full" / "seed0"
+    from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split
+
+    data = load_labelled(str(jurkat_slice), "jurkat4")
+    train = stratified_split(data.y, 0)["train"]
+    with np.load(seed_dir / "generated.npz") as made, np.load(seed_dir / "duplicated.npz") as copies:
+        assert len(copies["images"]) == len(made["images"]) and set(copies["labels"]) == {"M"}
+        assert set(copies["index"]) <= set(train[data.y[train] == data.classes.index("M")])
+        assert np.array_equal(copies["images"], data.crops.images[copies["index"]])
+    assert "full: real + DDPM against real + duplicated real M" in given["paired"]
     with pytest.raises(ValueError, match="trained on another split or cut"):
         experiment_ddpm.main([*args[:-2], "--settings", "full", "--bundles", f"full={out / 'cut10' / 'ddpm-bundle'}",
                               "--out", str(tmp_path / "exp4")])

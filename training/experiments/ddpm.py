@@ -13,11 +13,13 @@ order and the generator's noise.
    for both settings), fine-tuned per setting on that setting's real rare cells (paper 003's
    procedure), exported to a bundle;
 2. per seed: the classifier on real data only;
-3. per seed (or once per setting with ``--reuse-generated``): DDIM-generated rare cells raising
+3. per seed (or once per setting with ``--reuse-generated``): generated rare cells raising
    the rare class to ``--balance-to`` (default: the
    median training count of the other classes — here G1 is inflated by a second acquisition, and
    paper 000 also cut G1 to the size of the others before balancing), and the classifier on
-   real + generated cells.
+   real + generated cells;
+4. with ``--control duplicates``, per seed: the classifier on real + as many copies of the setting's real rare
+   cells (drawn with replacement) as step 3 adds, the oversampling a user would otherwise reach for.
 
 ``--bundles full=BUNDLE cut10=BUNDLE`` skips steps 1's training and uses generators trained elsewhere (e.g. the
 zoo's v-prediction ones, trained on a GPU on the same split): each must record the setting's training counts.
@@ -147,6 +149,31 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     return path
 
 
+def duplicated(root: Path, generated_cells: Path, real_run: Path, args, seed: int, keep: list[str]) -> Path:
+    """The control a user would otherwise pick: as many extra rare-class crops as the generator adds, drawn with
+    replacement from the setting's own real training crops of that class (``--control duplicates``).  Same count,
+    same augmentation, same training; only the content differs (copies instead of new cells)."""
+    from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
+
+    path = root / "duplicated.npz"
+    if path.is_file():
+        return path
+    with np.load(generated_cells, allow_pickle=False) as saved:
+        needed = len(saved["images"])
+    data = load_labelled(args.data, args.label_map, report=lambda line: None)
+    split = stratified_split(data.y, args.split_seed)
+    index = thin_classes(split["train"], data.y, data.classes, keep, args.split_seed)
+    own = index[data.y[index] == data.classes.index(args.rare)]
+    counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
+    if len(own) != counts[args.rare]:
+        raise ValueError(f"the duplicates' pool has {len(own)} {args.rare} crops, but the classifier trained on "
+                         f"{counts[args.rare]}: the split does not match")
+    pick = np.random.default_rng(seed).choice(own, size=needed, replace=True)
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, images=data.crops.images[pick], labels=np.array([args.rare] * needed), index=pick)
+    return path
+
+
 def report(out: Path, base: Path | None, args, given: dict[str, str]) -> dict:
     """FID/KID (ResNet features of the full-data real-only classifier), SSIM-max and the real-vs-generated grid."""
     from napari_cellsynth.export.export_classifier import export_classifier
@@ -215,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no quality report (when settings run as separate processes; report once at the end)")
     parser.add_argument("--bundles", nargs="+", default=[], metavar="SETTING=BUNDLE",
                         help="use these generator bundles (e.g. full=zoo:ddpm-jurkat4-full-v) instead of training them")
+    parser.add_argument("--control", choices=["duplicates"],
+                        help="also train with as many extra rare crops as the generator adds, drawn with replacement "
+                             "from the real ones (oversampling by copies: what synthesis has to beat)")
     parser.add_argument("--out", required=True)
     return parser
 
@@ -237,9 +267,18 @@ def main(argv: list[str] | None = None) -> dict:
             images = generated(root, bundle, real_run, args, seed)
             runs.setdefault(f"{setting}: real + DDPM", []).append(
                 classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))
+            if args.control == "duplicates":
+                copies = duplicated(root, images, real_run, args, seed, keep)
+                runs.setdefault(f"{setting}: real + duplicated real {args.rare}", []).append(
+                    classifier(root / "classifier-real+duplicates", args, seed, keep, [str(copies)]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
-    paired = {setting: paired_seeds(runs[f"{setting}: real only"], runs[f"{setting}: real + DDPM"], args.rare)
+    paired = {f"{setting}: real + DDPM against real only":
+              paired_seeds(runs[f"{setting}: real only"], runs[f"{setting}: real + DDPM"], args.rare)
               for setting in args.settings}
+    if args.control == "duplicates":
+        paired |= {f"{setting}: real + DDPM against real + duplicated real {args.rare}":
+                   paired_seeds(runs[f"{setting}: real + duplicated real {args.rare}"], runs[f"{setting}: real + DDPM"],
+                                args.rare) for setting in args.settings}
     if not args.skip_report:
         summary["generator_quality"] = report(out, base, args, given)
     summary["command"] = "python -m napari_cellsynth.training.experiments.ddpm " + " ".join(argv or sys.argv[1:])
@@ -248,8 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary["paired"] = paired
     tables = "\n".join([*(markdown_table(s, name) for name, s in summary.items()
                           if name not in ("command", "generator_quality", "paired")),
-                        *(paired_markdown(f"{setting}: real + DDPM against real only", result)
-                          for setting, result in paired.items())])
+                        *(paired_markdown(name, result) for name, result in paired.items())])
     if not args.skip_report:
         (out / "summary.md").write_text(tables)
     print(tables)
