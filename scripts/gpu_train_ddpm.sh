@@ -16,7 +16,7 @@ common=(--data "$data" --label-map jurkat4 --split-seed 0 --seed 0 --base 32 --c
         --resume --quiet)
 declare -A extra=([v-ztsnr-full]="--prediction v --zero-terminal-snr"
                   [v-ztsnr-cut10]="--prediction v --zero-terminal-snr --keep-fraction M=0.1"
-                  [v-full]="--prediction v" [eps-full]="--prediction epsilon")
+                  [v-full]="--prediction v --no-zero-terminal-snr" [eps-full]="--prediction epsilon")
 for name in "$@"; do
   mkdir -p "$runs/$name"
   # shellcheck disable=SC2086

@@ -24,7 +24,7 @@ def ddpm_run(jurkat_slice, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("ddpm") / "base"
     train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
-                     "--out", str(run), *TINY])
+                     "--prediction", "epsilon", "--out", str(run), *TINY])  # paper 000's ε; the default is v
     return run
 
 
@@ -65,6 +65,9 @@ def test_fine_tune_on_the_rare_class_with_resume(ddpm_run, jurkat_slice, tmp_pat
     assert config["normalization"] == json.loads((ddpm_run / "config.json").read_text())["normalization"]
     train_ddpm.main([*args, "--steps", "20", "--resume"])
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 20
+    assert config["schedule"]["prediction"] == "epsilon"  # left unset, fine-tuning keeps the base run's schedule
+    with pytest.raises(ValueError, match="fine-tuning must keep it"):
+        train_ddpm.main([*args[:-len(TINY)], "--prediction", "v", "--steps", "1", "--out", str(tmp_path / "v"), *TINY])
 
 
 def test_export_card_and_parity(ddpm_bundle):
@@ -240,17 +243,24 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
                               "--out", str(tmp_path / "exp4")])
 
 
-def test_v_prediction_run_exports_and_generates(jurkat_slice, tmp_path):
+def test_default_run_is_v_prediction_with_zero_terminal_snr_and_generates(jurkat_slice, tmp_path):
+    """What a user gets without schedule options: v-prediction and zero terminal SNR (results §6b), sampled by
+    default with DPM-Solver++(2M) at 20 steps, as the CLI and the widgets do."""
     from napari_cellsynth.export.export_ddpm import export_ddpm
     from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
     run = train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "3", "--timesteps", "100",
-                           "--prediction", "v", "--out", str(tmp_path / "v"), *TINY])
+                           "--out", str(tmp_path / "v"), *TINY])
     bundle = export_ddpm(run, tmp_path / "v-bundle")
     card = json.loads((bundle / "card.json").read_text())
     assert card["outputs"] == {"names": ["v"], "prediction": "v"} and card["schedule"]["prediction"] == "v"
-    images = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), GenerationSettings("M", 2, "ddim", 3))).images
-    assert images.shape == (2, 3, 40, 40) and images.dtype == np.uint16
+    assert card["schedule"]["zero_terminal_snr"]
+    result = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), GenerationSettings("M", 2)))
+    assert result.images.shape == (2, 3, 40, 40) and result.images.dtype == np.uint16
+    assert (result.provenance["sampler"], result.provenance["steps"]) == ("dpm_solver_pp_2m", 20)
+    with pytest.raises(ValueError, match="needs v-prediction|v-prediction"):
+        train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "1", "--prediction",
+                         "epsilon", "--zero-terminal-snr", "--out", str(tmp_path / "eps"), *TINY])
 
 
 def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):

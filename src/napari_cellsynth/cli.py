@@ -29,7 +29,7 @@ from .core.atomic import write_csv_atomic
 from .core.bundle import BundleError, read_card, verify_files
 from .core.classify import classify_crops
 from .core.datasets import read_crops
-from .core.generate import GENERATOR_KINDS, THRESHOLDS
+from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS
 from .core.images import ImageInputError
 from .core.label_maps import apply_label_map
 from .core.metrics import classification_metrics, format_table
@@ -362,8 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="ddpm or gan bundle folder, or zoo:NAME")
     p.add_argument("--class", dest="class_name", required=True, help="class name from the bundle's card")
     p.add_argument("--count", type=int, required=True)
-    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
-    p.add_argument("--steps", type=int, default=50, help="sampler steps (DDPM always runs all of them)")
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=list(SAMPLERS),
+                   help=f"default {DEFAULT_SAMPLER} (docs/results.md §6b); an ε-prediction bundle trained briefly may "
+                        "need ddim or --clip-x0")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"sampler steps (default {DEFAULT_STEPS}; DDPM always runs all of them)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM η (0 deterministic)")
     p.add_argument("--spacing", choices=list(SPACINGS),

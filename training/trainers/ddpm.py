@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="sigmoid", choices=["linear", "cosine", "sigmoid"])
     p.add_argument("--schedule-params", default="{}", help='JSON, e.g. {"start": -3, "end": 3, "tau": 1}')
     p.add_argument("--timesteps", type=int, default=1000)
-    p.add_argument("--prediction", default="epsilon", choices=["epsilon", "v"],
-                   help="network target: the noise ε (paper 000) or v = √ᾱ ε - √(1-ᾱ) x_0 (stable at high noise)")
+    p.add_argument("--prediction", choices=["epsilon", "v"],
+                   help="network target: v = √ᾱ ε - √(1-ᾱ) x_0 (the default: stable at high noise, clean cells from "
+                        "fast samplers, docs/results.md §6b) or the noise ε (paper 000); fine-tuning keeps the base run's")
     p.add_argument("--base", type=int, default=64, help="U-Net channels at full resolution")
     p.add_argument("--channel-mult", type=int, nargs="+", default=[1, 2, 2])
     p.add_argument("--attention-gates", action="store_true", help="attention gates on the skips (paper 003)")
@@ -66,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the EMA weights (fp16, snapshots/ema_<step>.pt) every N steps, for a quality curve over "
                         "training (experiments.kid_curve) or exporting one of them (export ddpm --snapshot); 0: none")
     p.add_argument("--p-uncond", type=float, default=0.1)
-    p.add_argument("--zero-terminal-snr", action="store_true",
-                   help="rescale the schedule so that its last step is pure noise (Lin et al. 2024; needs --prediction v)")
+    p.add_argument("--zero-terminal-snr", action=argparse.BooleanOptionalAction,
+                   help="rescale the schedule so that its last step is pure noise (Lin et al. 2024; needs v-prediction); "
+                        "on by default with v-prediction, off with ε; fine-tuning keeps the base run's")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (on the CPU: measure first)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -110,6 +112,25 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     fig.savefig(path, dpi=100)
 
 
+def run_schedule(args, init_config: dict | None) -> NoiseSchedule:
+    """The run's noise schedule.  Left unset, ``--prediction`` and ``--zero-terminal-snr`` are the base run's when
+    fine-tuning, else v-prediction with zero terminal SNR: at equal training ε-prediction gave pixel noise with every
+    fast sampler (KID × 10³ about 1,000 against 6.5–6.7, docs/results.md §6b).  A fine-tuning run must keep its base
+    run's schedule, which the network learnt."""
+    base = NoiseSchedule.from_card(init_config["schedule"]) if init_config else None
+    if args.prediction is None:
+        args.prediction = base.prediction if base else "v"
+    if args.zero_terminal_snr is None:
+        args.zero_terminal_snr = base.zero_terminal_snr if base else args.prediction == "v"
+    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction,
+                             args.zero_terminal_snr)
+    if base and schedule.to_card() != base.to_card():
+        raise ValueError(f"--init-from {args.init_from} was trained with the schedule {base.to_card()}, this run's is "
+                         f"{schedule.to_card()}: fine-tuning must keep it; leave --schedule, --timesteps, --prediction "
+                         "and --zero-terminal-snr unset or give the base run's")
+    return schedule
+
+
 def train(args) -> Path:
     """Train (or fine-tune) one DDPM run into ``args.out``; returns the run folder."""
     out = Path(args.out)
@@ -120,8 +141,7 @@ def train(args) -> Path:
     images = data.crops.images
     init_config = json.loads((Path(args.init_from) / "config.json").read_text()) if args.init_from else None
     normalization = init_config["normalization"] if init_config else robust_range(images[index])
-    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction,
-                             args.zero_terminal_snr)
+    schedule = run_schedule(args, init_config)
     device = torch_device(args.device)
     config = {"task": "ddpm", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
               "classes": data.classes, "channels": data.crops.channels, **fit_record(data, args),

@@ -6,7 +6,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushBu
 from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, check_kind, read_card
-from ..core.generate import GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate
+from ..core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate
 from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.samplers import SAMPLERS, SPACINGS
@@ -25,8 +25,8 @@ class GenerateWidget(JobWidget):
         self._classes: list[str] = []
         self.class_name = ComboBox(choices=self._class_choices, label="class")
         self.count = SpinBox(value=16, min=1, max=100_000, label="count")
-        self.sampler = ComboBox(choices=list(SAMPLERS), value="dpm_solver_pp_2m", label="sampler")
-        self.steps = SpinBox(value=20, min=1, max=10_000, label="steps")
+        self.sampler = ComboBox(choices=list(SAMPLERS), value=DEFAULT_SAMPLER, label="sampler")
+        self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=10_000, label="steps")
         self.spacing = ComboBox(choices=["auto", *SPACINGS], value="auto", label="spacing",
                                 tooltip="auto: trailing for v-prediction bundles, leading for ε ones")
         self.guidance = FloatSpinBox(value=1.0, min=0.0, max=20.0, step=0.5, label="guidance")

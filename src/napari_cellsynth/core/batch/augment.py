@@ -28,7 +28,7 @@ from ..atomic import atomic_open
 from ..bundle import read_card
 from ..classify import classify_crops
 from ..filtering import FilterResult
-from ..generate import GENERATOR_KINDS, GenerationSettings
+from ..generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, GenerationSettings
 from ..images import ImageInputError
 from ..jobs import CancelToken, check_cancelled, run_to_end
 from ..outputs import generate_into, image_name, read_generated, write_filter_outputs
@@ -41,7 +41,6 @@ from .markers import fingerprint
 
 REAL_FEATURES = 20_000  # real objects the filter is fitted on at most: every one of the minority, a sample of the rest
 SYNTHETIC, GENERATED, FILTER = "synthetic.npz", "generated", "filter"
-DDPM_SAMPLER, DDPM_STEPS = "dpm_solver_pp_2m", 20
 
 
 @dataclass
@@ -145,7 +144,7 @@ def sample_objects(run_dir: Path, augment: AugmentSettings, classifier: OnnxMode
     """``--generate-count`` images of the class from a DDPM or GAN bundle into ``RUN/generated`` (resumable), with
     their classifier features when the run filters."""
     model = OnnxModel(augment.generator, kind=GENERATOR_KINDS)
-    settings = GenerationSettings(sampled_class(augment), augment.count, DDPM_SAMPLER, augment.steps or DDPM_STEPS,
+    settings = GenerationSettings(sampled_class(augment), augment.count, DEFAULT_SAMPLER, augment.steps or DEFAULT_STEPS,
                                   seed=augment.seed, batch_size=augment.batch_size)
     settings.check(model)
     folder = run_dir / GENERATED
