@@ -238,6 +238,8 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
         assert set(copies["index"]) <= set(train[data.y[train] == data.classes.index("M")])
         assert np.array_equal(copies["images"], data.crops.images[copies["index"]])
     assert "full: real + DDPM against real + duplicated real M" in given["paired"]
+    saved = json.loads((tmp_path / "exp3" / "summary-full.json").read_text())
+    assert saved["paired"] == json.loads(json.dumps(given["paired"]))  # the file holds the paired tests too
     with pytest.raises(ValueError, match="trained on another split or cut"):
         experiment_ddpm.main([*args[:-2], "--settings", "full", "--bundles", f"full={out / 'cut10' / 'ddpm-bundle'}",
                               "--out", str(tmp_path / "exp4")])

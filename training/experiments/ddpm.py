@@ -279,12 +279,12 @@ def main(argv: list[str] | None = None) -> dict:
         paired |= {f"{setting}: real + DDPM against real + duplicated real {args.rare}":
                    paired_seeds(runs[f"{setting}: real + duplicated real {args.rare}"], runs[f"{setting}: real + DDPM"],
                                 args.rare) for setting in args.settings}
+    summary["paired"] = paired
     if not args.skip_report:
         summary["generator_quality"] = report(out, base, args, given)
     summary["command"] = "python -m napari_cellsynth.training.experiments.ddpm " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / ("summary.json" if not args.skip_report else f"summary-{'-'.join(args.settings)}.json"),
                       summary)
-    summary["paired"] = paired
     tables = "\n".join([*(markdown_table(s, name) for name, s in summary.items()
                           if name not in ("command", "generator_quality", "paired")),
                         *(paired_markdown(name, result) for name, result in paired.items())])
