@@ -126,8 +126,8 @@ def run_schedule(args, init_config: dict | None) -> NoiseSchedule:
                              args.zero_terminal_snr)
     if base and schedule.to_card() != base.to_card():
         raise ValueError(f"--init-from {args.init_from} was trained with the schedule {base.to_card()}, this run's is "
-                         f"{schedule.to_card()}: fine-tuning must keep it; leave --schedule, --timesteps, --prediction "
-                         "and --zero-terminal-snr unset or give the base run's")
+                         f"{schedule.to_card()}: fine-tuning must keep it; give the base run's --schedule, "
+                         "--schedule-params and --timesteps (--prediction and --zero-terminal-snr follow it when unset)")
     return schedule
 
 

@@ -21,8 +21,8 @@ from .samplers import SAMPLERS, SPACINGS, run_sampler, sampler_timesteps
 
 THRESHOLDS = ("static", "dynamic")
 # What the CLI, the widget and batch runs sample with unless told otherwise: on the zoo's v-prediction generators
-# DPM-Solver++(2M) at 20 network calls is about 8 img/s on 2 CPU cores with KID at DDPM-1000's (docs/results.md §6b),
-# faster and closer to real cells than DDIM at 50.
+# DPM-Solver++(2M) at 20 network calls gives 6.6–8.4 img/s on 2 CPU cores (two machines) with KID at DDPM-1000's
+# (docs/results.md §6b), faster and closer to real cells than DDIM at 50.
 DEFAULT_SAMPLER, DEFAULT_STEPS = "dpm_solver_pp_2m", 20
 GENERATOR_KINDS = ("ddpm", "gan")
 
