@@ -149,28 +149,37 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     return path
 
 
-def duplicated(root: Path, generated_cells: Path, real_run: Path, args, seed: int, keep: list[str]) -> Path:
-    """The control a user would otherwise pick: as many extra rare-class crops as the generator adds, drawn with
-    replacement from the setting's own real training crops of that class (``--control duplicates``).  Same count,
-    same augmentation, same training; only the content differs (copies instead of new cells)."""
+def rare_training_crops(args, keep: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The setting's own real training crops of the rare class, as indices into ``--data`` and images.  The same
+    for every seed (the split is ``--split-seed``'s), so :func:`main` reads the data set once per setting."""
     from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
 
+    data = load_labelled(args.data, args.label_map, report=lambda line: None)
+    split = stratified_split(data.y, args.split_seed)
+    index = thin_classes(split["train"], data.y, data.classes, keep, args.split_seed)
+    own = index[data.y[index] == data.classes.index(args.rare)]
+    return own, data.crops.images[own]
+
+
+def duplicated(root: Path, generated_cells: Path, real_run: Path, pool: tuple[np.ndarray, np.ndarray], rare: str,
+               seed: int) -> Path:
+    """The control a user would otherwise pick: as many extra rare-class crops as the generator adds, drawn with
+    replacement from the setting's own real training crops of that class (``--control duplicates``; ``pool`` from
+    :func:`rare_training_crops`).  Same count, same augmentation, same training; only the content differs (copies
+    instead of new cells)."""
     path = root / "duplicated.npz"
     if path.is_file():
         return path
     with np.load(generated_cells, allow_pickle=False) as saved:
         needed = len(saved["images"])
-    data = load_labelled(args.data, args.label_map, report=lambda line: None)
-    split = stratified_split(data.y, args.split_seed)
-    index = thin_classes(split["train"], data.y, data.classes, keep, args.split_seed)
-    own = index[data.y[index] == data.classes.index(args.rare)]
+    own, images = pool
     counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
-    if len(own) != counts[args.rare]:
-        raise ValueError(f"the duplicates' pool has {len(own)} {args.rare} crops, but the classifier trained on "
-                         f"{counts[args.rare]}: the split does not match")
-    pick = np.random.default_rng(seed).choice(own, size=needed, replace=True)
+    if len(own) != counts[rare]:
+        raise ValueError(f"the duplicates' pool has {len(own)} {rare} crops, but the classifier trained on "
+                         f"{counts[rare]}: the split does not match")
+    pick = np.random.default_rng(seed).choice(len(own), size=needed, replace=True)
     with atomic_open(path, "wb") as fh:
-        np.savez(fh, images=data.crops.images[pick], labels=np.array([args.rare] * needed), index=pick)
+        np.savez(fh, images=images[pick], labels=np.array([rare] * needed), index=own[pick])
     return path
 
 
@@ -258,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     for setting in args.settings:
         keep = keep_specs(setting, args.rare)
         bundle = given.get(setting) or ddpm_bundle(out / setting, base, args, keep)
+        pool = None  # the setting's real rare crops, read once when a seed's copies are still to draw
         for seed in args.seeds:
             root = out / setting / f"seed{seed}"
             real_run = root / "classifier-real"
@@ -268,7 +278,9 @@ def main(argv: list[str] | None = None) -> dict:
             runs.setdefault(f"{setting}: real + DDPM", []).append(
                 classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))
             if args.control == "duplicates":
-                copies = duplicated(root, images, real_run, args, seed, keep)
+                if pool is None and not (root / "duplicated.npz").is_file():
+                    pool = rare_training_crops(args, keep)
+                copies = duplicated(root, images, real_run, pool, args.rare, seed)
                 runs.setdefault(f"{setting}: real + duplicated real {args.rare}", []).append(
                     classifier(root / "classifier-real+duplicates", args, seed, keep, [str(copies)]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
