@@ -134,3 +134,34 @@ def test_16_bit_multichannel_tiff_stack_with_a_labels_table(tmp_path):
     crops = read_crops(tmp_path / "stack.tif", tmp_path / "labels.csv")
     assert crops.images.dtype == np.uint16 and np.array_equal(crops.images, images)
     assert crops.labels.tolist() == labels.tolist() and crops.fit is None
+
+
+def test_recipes_experiment_pairs_recipes_seed_by_seed(jurkat_slice, tmp_path):
+    """The recipes experiment (results §1b) as a command, briefly: two recipes on two seeds of real Jurkat cells,
+    each a real training run; every recipe is paired with the first on the seeds both finished."""
+    import shutil
+    import sys
+
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    shutil.copy(jurkat_slice, sets / "jurkat300.npz")  # the small-data slot, filled with the test slice
+    out = tmp_path / "recipes"
+    done = subprocess.run([sys.executable, "-m", "napari_cellsynth.training.experiments.recipes", "--sets", str(sets),
+                           "--datasets", "jurkat4-300", "--recipes", "adamw-1000", "adamw-1000-shift", "--seeds", "0",
+                           "1", "--jobs", "2", "--out", str(out), "--steps", "8", "--width", "8"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["recipe"], r["seeds"], r["steps"]) for r in summary["rows"]] == [
+        ("adamw-1000", 2, [8, 8]), ("adamw-1000-shift", 2, [8, 8])]
+    (paired,) = summary["paired"]
+    assert (paired["before"], paired["after"], paired["seeds"]) == ("adamw-1000", "adamw-1000-shift", [0, 1])
+    for recipe, key in (("adamw-1000", "macro_f1_before"), ("adamw-1000-shift", "macro_f1_after")):
+        assert paired[key] == [json.loads((out / "jurkat4-300" / recipe / f"seed{s}" / "metrics_test.json")
+                                          .read_text())["macro_f1"] for s in (0, 1)]
+        config = json.loads((out / "jurkat4-300" / recipe / "seed0" / "config.json").read_text())
+        assert config["augmentation"]["shift"] == (0.1 if recipe.endswith("shift") else 0.0)
+    change = np.subtract(paired["macro_f1_after"], paired["macro_f1_before"])
+    assert paired["mean_change"] == pytest.approx(change.mean())
+    assert paired["seeds_higher"] + paired["seeds_lower"] == int(np.count_nonzero(change))
+    assert 0 < paired["p_wilcoxon"] <= 1 and "| against |" in (out / "summary.md").read_text()

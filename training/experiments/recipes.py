@@ -8,7 +8,9 @@
 is one ``training.trainers.classifier`` run in its own process (``--jobs`` at a time, each with
 ``--threads``), resumed or skipped when done.  ``summary.json``/``summary.md``: test macro-F1 and
 accuracy, mean ± std over seeds, against the macro-F1 of always answering the training split's
-majority class; the optimizer steps run and the seconds each run took.
+majority class; the optimizer steps run and the seconds each run took.  With two recipes or more, every
+recipe is also paired with the first one seed by seed (a seed fixes the split and the initialisation):
+the change in test macro-F1, with two-sided Wilcoxon signed-rank and paired t-tests (scipy.stats).
 """
 
 from __future__ import annotations
@@ -102,7 +104,30 @@ def summarise(out: Path, datasets: list[str], recipes: list[str], seeds: list[in
                 "steps": [int(m["steps_run"]) for m in metrics], "best_step": [m.get("best_step") for m in metrics],
                 "seconds": float(np.mean(seconds)),
             })
-    return {"rows": rows}
+    paired = [paired_recipes(out, name, recipes[0], recipe, seeds) for name in datasets for recipe in recipes[1:]]
+    return {"rows": rows, "paired": [p for p in paired if p is not None]}
+
+
+def paired_recipes(out: Path, dataset: str, before: str, after: str, seeds: list[int]) -> dict | None:
+    """Test macro-F1 of two recipes on the seeds both finished: the per-seed values, how many seeds rose, the
+    mean change, and two-sided Wilcoxon signed-rank and paired t-test p-values; None with fewer than 2 seeds."""
+    from scipy.stats import ttest_rel, wilcoxon
+
+    def f1(recipe: str, seed: int) -> float | None:
+        path = out / dataset / recipe / f"seed{seed}" / "metrics_test.json"
+        return json.loads(path.read_text())["macro_f1"] if path.is_file() else None
+
+    pairs = [(s, f1(before, s), f1(after, s)) for s in seeds]
+    pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
+    if len(pairs) < 2:
+        return None
+    old, new = np.array([a for _, a, _ in pairs]), np.array([b for _, _, b in pairs])
+    change = new - old
+    return {"dataset": dataset, "before": before, "after": after, "seeds": [s for s, _, _ in pairs],
+            "macro_f1_before": old.tolist(), "macro_f1_after": new.tolist(), "mean_change": float(change.mean()),
+            "seeds_higher": int(np.sum(change > 0)), "seeds_lower": int(np.sum(change < 0)),
+            "p_wilcoxon": float(wilcoxon(new, old).pvalue) if np.any(change != 0) else 1.0,
+            "p_ttest": float(ttest_rel(new, old).pvalue) if np.any(change != change[0]) else None}
 
 
 def markdown(summary: dict) -> str:
@@ -112,6 +137,14 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {r['dataset']} | {r['train_crops']} | {r['classes']} | {r['recipe']} | "
                      f"{r['macro_f1'][0]:.3f} ± {r['macro_f1'][1]:.3f} | {r['accuracy'][0]:.3f} ± {r['accuracy'][1]:.3f} | "
                      f"{r['majority_macro_f1']:.3f} | {np.mean(r['steps']):.0f} | {r['seconds']:.0f} |")
+    if summary.get("paired"):
+        lines += ["", "| data set | recipe | against | seeds | test macro-F1 per seed (before → after) | mean change | "
+                  "seeds higher / lower | p (Wilcoxon) | p (paired t) |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in summary["paired"]:
+            per_seed = ", ".join(f"{a:.3f} → {b:.3f}" for a, b in zip(r["macro_f1_before"], r["macro_f1_after"]))
+            t = "–" if r["p_ttest"] is None else f"{r['p_ttest']:.3g}"
+            lines.append(f"| {r['dataset']} | {r['after']} | {r['before']} | {len(r['seeds'])} | {per_seed} | "
+                         f"{r['mean_change']:+.3f} | {r['seeds_higher']} / {r['seeds_lower']} | {r['p_wilcoxon']:.3g} | {t} |")
     return "\n".join(lines) + "\n"
 
 
