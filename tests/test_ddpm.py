@@ -312,3 +312,62 @@ def test_snapshots_give_a_kid_curve_over_training_that_resumes(jurkat_slice, cla
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "step" not in again.stderr  # nothing left to score
     assert json.loads((tmp_path / "curve" / "kid_curve.json").read_text())["rows"] == curve["rows"]
+
+
+def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
+    """A user fine-tunes the shipped 4-class generator on Jurkat's 7 classes, as a command, without its training
+    run: the U-Net rebuilt from the bundle's ONNX graph gives the bundle's outputs on real noised cells, each
+    mitotic phase starts from the bundle's M, and the run keeps the bundle's shape, normalisation and schedule."""
+    import subprocess
+
+    from conftest import CELLSYNTH
+    from napari_cellsynth.core.label_maps import NAMED_MAPS
+    from napari_cellsynth.core.schedules import NoiseSchedule
+    from napari_cellsynth.export.export_ddpm import export_ddpm
+    from napari_cellsynth.training.trainers.starting_generator import build_unet, class_rows, load_start, read_start
+
+    zoo = "zoo:ddpm-jurkat4-full-v"
+    start = read_start(zoo)
+    bundle = OnnxModel(zoo, kind="ddpm")
+    with np.load(jurkat_slice) as data:
+        crops = data["images"][:6].astype(np.float32)
+    low, high = (np.array(bundle.card.normalization[k], np.float32)[:, None, None] for k in ("low", "high"))
+    x0 = 2 * (crops - low) / (high - low) - 1
+    t = np.array([0, 200, 400, 600, 800, 999])
+    xt = NoiseSchedule.from_card(bundle.card.extra["schedule"]).add_noise(
+        x0, np.random.default_rng(1).standard_normal(x0.shape).astype(np.float32), t).astype(np.float32)
+    cls = np.array([0, 1, 2, 3, 4, 3])
+    want = bundle.run({"x": xt, "t": t, "class": cls})["v"]
+    rebuilt = build_unet(start.net, 3, 40)
+    rebuilt.load_state_dict(start.state)
+    with torch.no_grad():
+        got = rebuilt.eval()(torch.from_numpy(xt), torch.from_numpy(t), torch.from_numpy(cls)).numpy()
+    assert np.abs(got - want).max() < 1e-3 * np.abs(want).max()
+
+    jurkat7 = NAMED_MAPS["jurkat7"]
+    rows = class_rows(start, list(jurkat7), jurkat7, report=lambda line: None)
+    assert rows == [0, 1, 2, 3, 3, 3, 3, 4]  # G1, S, G2, the four phases from M, then the null class
+    seven = build_unet({**start.net, "num_classes": 7}, 3, 40)
+    load_start(seven, start, rows)
+    embedding = seven.state_dict()["class_emb.weight"]
+    assert torch.equal(embedding[3:7], start.state["class_emb.weight"][[3, 3, 3, 3]])
+    assert torch.equal(embedding[7], start.state["class_emb.weight"][4])
+
+    out = tmp_path / "jurkat7-from-zoo"
+    done = subprocess.run([CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7",
+                           "--init-from", zoo, "--steps", "2", "--batch-size", "8", "--sample-every", "1000", "--quiet",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["net"] == {**start.net, "num_classes": 7}  # base 32 of the bundle, not the default 64
+    assert config["normalization"] == bundle.card.normalization and config["schedule"] == bundle.card.extra["schedule"]
+    assert config["init_from"]["kind"] == "bundle" and config["init_from"]["from"].startswith(zoo)
+    made = export_ddpm(out, tmp_path / "bundle")
+    cells = run_to_end(generate(OnnxModel(made, kind="ddpm"), GenerationSettings("Anaphase", 2, steps=10))).images
+    assert cells.shape == (2, 3, 40, 40) and cells.dtype == np.uint16
+
+    refused = subprocess.run([CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7",
+                              "--init-from", zoo, "--size", "32", "--steps", "1", "--out", str(tmp_path / "no")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--size 40" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -6,6 +6,9 @@
     # fine-tune on the rare class (paper 003's procedure)
     cellsynth train ddpm --data ... --label-map jurkat4 --init-from runs/ddpm-jurkat4 \
         --only-classes M --steps 4000 --out runs/ddpm-jurkat4-M
+    # fine-tune a shipped generator on finer classes: the four mitotic phases start from its M
+    cellsynth train ddpm --data ... --label-map jurkat7 --init-from zoo:ddpm-jurkat4-full-v \
+        --steps 2000 --out runs/ddpm-jurkat7-from-zoo
 
 Intensities are scaled per channel to [-1, 1] between the 0.1 and 99.9 percentiles of the
 training split (recorded for the bundle).  Classes are dropped to the null class with
@@ -42,6 +45,7 @@ from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, e
 from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.forward_process import TorchNoising
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
+from napari_cellsynth.training.trainers.starting_generator import check_start, class_rows, load_start, read_start
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop after this many minutes of training, with a checkpoint (resume later with --resume)")
-    add_run_arguments(p)
+    p.add_argument("--init-from", metavar="RUN_OR_BUNDLE",
+                   help="start from a DDPM run folder (its EMA weights) or a DDPM bundle (a folder or zoo:NAME): the "
+                        "network shape, normalisation and schedule are the start's; new classes start from the "
+                        "start's class that holds their labels (training/trainers/starting_generator.py)")
+    add_run_arguments(p, fine_tuning=False)
     return p
 
 
@@ -112,12 +120,12 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     fig.savefig(path, dpi=100)
 
 
-def run_schedule(args, init_config: dict | None) -> NoiseSchedule:
+def run_schedule(args, start_schedule: dict | None) -> NoiseSchedule:
     """The run's noise schedule.  Left unset, ``--prediction`` and ``--zero-terminal-snr`` are the base run's when
     fine-tuning, else v-prediction with zero terminal SNR: at equal training ε-prediction gave pixel noise with every
     fast sampler (KID × 10³ about 1,000 against 6.5–6.7, docs/results.md §6b).  A fine-tuning run must keep its base
     run's schedule, which the network learnt."""
-    base = NoiseSchedule.from_card(init_config["schedule"]) if init_config else None
+    base = NoiseSchedule.from_card(start_schedule) if start_schedule else None
     if args.prediction is None:
         args.prediction = base.prediction if base else "v"
     if args.zero_terminal_snr is None:
@@ -139,16 +147,20 @@ def train(args) -> Path:
     data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
     index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes)
     images = data.crops.images
-    init_config = json.loads((Path(args.init_from) / "config.json").read_text()) if args.init_from else None
-    normalization = init_config["normalization"] if init_config else robust_range(images[index])
-    schedule = run_schedule(args, init_config)
+    start = read_start(args.init_from) if args.init_from else None
+    if start:
+        check_start(start, data.crops.channels, list(images.shape[-2:]))
+        args.base, args.channel_mult = start.net["base"], list(start.net["channel_mult"])
+        args.attention_gates, args.dropout = start.net["attention_gates"], start.net["dropout"]
+    normalization = start.normalization if start else robust_range(images[index])
+    schedule = run_schedule(args, start.schedule if start else None)
     device = torch_device(args.device)
     config = {"task": "ddpm", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
               "classes": data.classes, "channels": data.crops.channels, **fit_record(data, args),
               "image_size": list(images.shape[-2:]),
               "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
               "normalization": normalization, "schedule": schedule.to_card(),
-              "train_counts": data.counts(index), "init_from": args.init_from,
+              "train_counts": data.counts(index), "init_from": start.record() if start else None,
               "net": {"base": args.base, "channel_mult": args.channel_mult, "attention_gates": args.attention_gates,
                       "dropout": args.dropout, "num_classes": len(data.classes)},
               "args": vars(args)}
@@ -156,9 +168,9 @@ def train(args) -> Path:
     np.savez(out / "train_index.npz", index=index)
     model = UNet(images.shape[1], len(data.classes), args.base, tuple(args.channel_mult),
                  attention_gates=args.attention_gates, dropout=args.dropout, image_size=int(images.shape[-1]))
-    if args.init_from:
-        model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True,
-                                         map_location="cpu")["ema"])
+    if start and not (args.resume and (out / "last.pt").is_file()):
+        load_start(model, start, class_rows(start, data.classes, data.label_map,
+                                            report=lambda line: None if args.quiet else print(line)))
     model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
