@@ -167,7 +167,7 @@ def test_rank_sum_tests_ask_whether_the_full_method_beats_an_arm_on_shared_seeds
 
 def test_a_generator_trained_on_another_split_is_refused(jurkat_slice, anaphase_gan, tmp_path):
     """The card's recorded training crops of a class must be this split's: the real GAN's are; a card claiming one
-    more is refused (it may have seen test crops)."""
+    more is refused (it may have seen test crops), and so is one fine-tuned from a start that learnt other classes."""
     from types import SimpleNamespace
 
     from napari_cellsynth.core.runtime import OnnxModel
@@ -182,3 +182,10 @@ def test_a_generator_trained_on_another_split_is_refused(jurkat_slice, anaphase_
     other = SimpleNamespace(name="other", training={"data": {"train_counts": {"Anaphase": counts["Anaphase"] + 1}}})
     with pytest.raises(ValueError, match="trained on another split"):
         exp.check_trained_on_split(other, "Anaphase")
+    # fine-tuned from a generator of other classes (the zoo's 4-class one): its start's split was another
+    fine_tuned = SimpleNamespace(name="from-zoo", training={"data": {"train_counts": counts}, "init_from": {
+        "from": "zoo:ddpm-jurkat4-full-v", "kind": "bundle", "classes": ["G1", "S", "G2", "M"]}})
+    with pytest.raises(ValueError, match="fine-tuned from zoo:ddpm-jurkat4-full-v, which learnt other classes"):
+        exp.check_trained_on_split(fine_tuned, "Anaphase")
+    fine_tuned.training["init_from"]["classes"] = exp.classes
+    exp.check_trained_on_split(fine_tuned, "Anaphase")
