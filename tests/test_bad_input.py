@@ -39,6 +39,8 @@ CASES = [
      "invalid choice: 'stretch'"),
     (["train", "ddpm", "--data", "{root}/one_class.npz", "--sample-every", "0", "--out", "{root}/o"],
      "--sample-every must be at least 1"),
+    (["train", "ddpm", "--data", "{root}/one_class.npz", "--init-from", "{root}/unlabelled", "--out", "{root}/o"],
+     "neither a cellsynth train ddpm run"),
     (["train", "gan", "--data", "{root}/one_class.npz", "--lr", "0", "--out", "{root}/o"], "--lr must be above 0"),
     (["train", "bbdm", "--data", "{root}/x.npz", "--dropout", "1.5", "--out", "{root}/o"],
      "--dropout is a fraction in [0, 1)"),

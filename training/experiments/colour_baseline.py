@@ -13,11 +13,13 @@ the summed standard deviation of the chromaticity over the chromosome's pixels, 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.data.translocations import RARE
 
 
@@ -50,6 +52,11 @@ def colour_scores(features: np.ndarray, y: np.ndarray, train: np.ndarray,
 def evaluate(out: Path) -> dict:
     from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
+    missing = [name for name in ("crops.npz", "split.npz") if not (out / name).is_file()]
+    if missing:
+        raise ValueError(f"{out} has no {' or '.join(missing)}; pass the --out folder of "
+                         "python -m napari_cellsynth.training.experiments.translocation")
+
     with np.load(out / "crops.npz", allow_pickle=False) as crops, np.load(out / "split.npz") as split:
         features, y = colour_features(crops["images"]), (crops["labels"] == RARE).astype(int)
         train, test = split["train"], split["test"]
@@ -75,4 +82,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_entry(main, "python -m napari_cellsynth.training.experiments.colour_baseline"))

@@ -144,10 +144,10 @@ def train(args) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
+    start = read_start(args.init_from) if args.init_from else None
     data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
     index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes)
     images = data.crops.images
-    start = read_start(args.init_from) if args.init_from else None
     if start:
         check_start(start, data.crops.channels, list(images.shape[-2:]))
         args.base, args.channel_mult = start.net["base"], list(start.net["channel_mult"])
