@@ -4,7 +4,8 @@
 # resumes from it. Checkpoints come back slimmed into OUT (fp16 weights, no optimizer moments) so that
 # they fit the transfer limits; they resume on any machine with --resume.
 #   bash scripts/gpu_train_ddpm.sh DATA.npz RUNS_DIR OUT_DIR MINUTES VARIANT...
-# variants: v-ztsnr-full v-ztsnr-cut10 v-full eps-full
+# variants: v-ztsnr-full v-ztsnr-cut10 v-full eps-full v-ztsnr-jurkat7 (the 7 classes of paper 001's experiment,
+# results §12: trained on its own split, since the 4-class split's training part holds 71 of its test crops)
 set -euo pipefail
 # The device has no internet: install this checkout alone (training/ and export/ live under napari_cellsynth).
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
@@ -16,7 +17,8 @@ common=(--data "$data" --label-map jurkat4 --split-seed 0 --seed 0 --base 32 --c
         --resume --quiet)
 declare -A extra=([v-ztsnr-full]="--prediction v --zero-terminal-snr"
                   [v-ztsnr-cut10]="--prediction v --zero-terminal-snr --keep-fraction M=0.1"
-                  [v-full]="--prediction v --no-zero-terminal-snr" [eps-full]="--prediction epsilon")
+                  [v-full]="--prediction v --no-zero-terminal-snr" [eps-full]="--prediction epsilon"
+                  [v-ztsnr-jurkat7]="--prediction v --zero-terminal-snr --label-map jurkat7")
 for name in "$@"; do
   mkdir -p "$runs/$name"
   # shellcheck disable=SC2086
