@@ -58,6 +58,9 @@ def read_start(spec: str) -> GeneratorStart:
         raise ValueError(f"--init-from {spec}: neither a cellsynth train ddpm run (config.json, last.pt) nor a DDPM "
                          "bundle (card.json, or zoo:NAME); pass the --out folder of a DDPM run or a bundle")
     config = json.loads((run / "config.json").read_text())
+    if "net" not in config:
+        raise ValueError(f"--init-from {spec}: its config.json does not record the U-Net's shape (a run from before "
+                         "it was recorded); export it and start from the bundle, or train a new base run")
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")["ema"]
     return GeneratorStart(str(run.resolve()), "run", config["classes"], config.get("label_map"), config["channels"],
                           config["image_size"], config["normalization"], config["schedule"], config["net"], state)
