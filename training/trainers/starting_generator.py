@@ -40,9 +40,12 @@ class GeneratorStart:
     schedule: dict
     net: dict
     state: dict[str, torch.Tensor]
+    train_counts: dict[str, int] | None = None
 
     def record(self) -> dict:
-        return {"from": self.source, "kind": self.kind, "classes": self.classes}
+        """What the run's config and bundle card keep of it: enough to tell which crops the start learnt from."""
+        return {"from": self.source, "kind": self.kind, "classes": self.classes, "label_map": self.label_map,
+                "train_counts": self.train_counts}
 
 
 def is_bundle(spec: str) -> bool:
@@ -63,7 +66,8 @@ def read_start(spec: str) -> GeneratorStart:
                          "it was recorded); export it and start from the bundle, or train a new base run")
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")["ema"]
     return GeneratorStart(str(run.resolve()), "run", config["classes"], config.get("label_map"), config["channels"],
-                          config["image_size"], config["normalization"], config["schedule"], config["net"], state)
+                          config["image_size"], config["normalization"], config["schedule"], config["net"], state,
+                          config.get("train_counts"))
 
 
 def start_from_bundle(spec: str) -> GeneratorStart:
@@ -99,7 +103,7 @@ def start_from_bundle(spec: str) -> GeneratorStart:
     data = card.training.get("data", {})
     return GeneratorStart(f"{spec} (sha256 {card.model_sha256[:12]})", "bundle", list(card.classes),
                           data.get("label_map"), list(card.channels), list(card.image_size), card.normalization,
-                          card.extra["schedule"], net, model.state_dict())
+                          card.extra["schedule"], net, model.state_dict(), data.get("train_counts"))
 
 
 def check_start(start, channels: list[str], size: list[int]) -> None:
