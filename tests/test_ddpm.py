@@ -354,10 +354,21 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     assert torch.equal(embedding[7], start.state["class_emb.weight"][4])
 
     out = tmp_path / "jurkat7-from-zoo"
-    done = subprocess.run([CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7",
-                           "--init-from", zoo, "--steps", "2", "--batch-size", "8", "--sample-every", "1000", "--quiet",
-                           "--out", str(out)], capture_output=True, text=True)
+    train = [CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7", "--batch-size", "8",
+             "--sample-every", "1000", "--ckpt-every", "1", "--quiet", "--out", str(out)]
+    done = subprocess.run([*train, "--init-from", zoo, "--steps", "2"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    before = torch.load(out / "last.pt", weights_only=True)
+    resumed = subprocess.run([*train, "--init-from", zoo, "--steps", "3", "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = torch.load(out / "last.pt", weights_only=True)
+    assert after["step"] == 3  # went on from step 2: one step of AdamW from there, not from the start's weights
+    changed = after["model"]["class_emb.weight"] - before["model"]["class_emb.weight"]
+    assert 0 < changed.abs().max() < 1e-2
+    for extra, message in ((["--resume", "--steps", "4"], f"resume it with --init-from {zoo}"),
+                           (["--init-from", zoo, "--base", "64", "--steps", "1"], "leave --base unset")):
+        refused = subprocess.run([*train, *extra], capture_output=True, text=True)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["net"] == {**start.net, "num_classes": 7}  # base 32 of the bundle, not the default 64
     assert config["normalization"] == bundle.card.normalization and config["schedule"] == bundle.card.extra["schedule"]

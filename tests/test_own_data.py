@@ -165,3 +165,24 @@ def test_recipes_experiment_pairs_recipes_seed_by_seed(jurkat_slice, tmp_path):
     assert paired["mean_change"] == pytest.approx(change.mean())
     assert paired["seeds_higher"] + paired["seeds_lower"] == int(np.count_nonzero(change))
     assert 0 < paired["p_wilcoxon"] <= 1 and "| against |" in (out / "summary.md").read_text()
+
+
+def test_recipe_pairs_are_scipy_tests_on_the_runs_files(tmp_path):
+    """The pairing reads each seed's metrics_test.json and gives scipy's two-sided Wilcoxon and paired t-test."""
+    from scipy.stats import ttest_rel, wilcoxon
+
+    from napari_cellsynth.training.experiments.recipes import paired_recipes
+
+    before, after = [0.60, 0.62, 0.58, 0.65, 0.61], [0.66, 0.61, 0.64, 0.70, 0.68]
+    for recipe, values in (("a", before), ("b", after)):
+        for seed, value in enumerate(values):
+            run = tmp_path / "set" / recipe / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "metrics_test.json").write_text(json.dumps({"macro_f1": value}))
+    (tmp_path / "set" / "b" / "seed4" / "metrics_test.json").unlink()  # an unfinished run leaves its seed out
+    paired = paired_recipes(tmp_path, "set", "a", "b", [0, 1, 2, 3, 4])
+    assert paired["seeds"] == [0, 1, 2, 3] and (paired["seeds_higher"], paired["seeds_lower"]) == (3, 1)
+    assert paired["mean_change"] == pytest.approx(np.mean(np.subtract(after[:4], before[:4])))
+    assert paired["p_wilcoxon"] == pytest.approx(wilcoxon(after[:4], before[:4]).pvalue)
+    assert paired["p_ttest"] == pytest.approx(ttest_rel(after[:4], before[:4]).pvalue)
+    assert paired_recipes(tmp_path, "set", "a", "missing", [0, 1]) is None

@@ -189,8 +189,10 @@ class Experiment:
 
     def check_trained_on_split(self, card, name: str) -> None:
         """The generator's recorded training crops of ``name`` must be this split's, and a fine-tuned generator's start
-        must have learnt the same classes (necessary conditions for having seen no validation or test crop: the
-        Jurkat 4-class split's training part holds 71 of the 7-class split's 1,447 test crops, all mitotic)."""
+        must have learnt the same classes from as many crops of each, down the chain.  These are necessary conditions
+        for having seen no validation or test crop, not sufficient ones: the counts cannot tell two seeds' splits
+        apart (the Jurkat 4-class split's training part holds 71 of the 7-class split's 1,447 test crops, all
+        mitotic, with the same counts of M).  Only the classes tell that case."""
         recorded = (card.training or {}).get("data", {}).get("train_counts", {}).get(name)
         here = int((self.train_y == self.classes.index(name)).sum())
         if recorded is not None and recorded != here:
@@ -198,10 +200,18 @@ class Experiment:
                              f"training part holds {here}: it was trained on another split and may have seen test "
                              "crops; train it with the same --split-seed and data, or pass its --split-seed")
         start = (card.training or {}).get("init_from")
-        if isinstance(start, dict) and start.get("classes") != self.classes:
-            raise ValueError(f"generator '{card.name}' was fine-tuned from {start['from']}, which learnt other classes "
-                             f"({', '.join(start['classes'])}): a split stratified by those holds other crops, some of "
-                             "them in this split's test part; start from a generator trained on this split's classes")
+        while isinstance(start, dict):  # every link of a fine-tuning chain
+            if start.get("classes") != self.classes:
+                raise ValueError(f"generator '{card.name}' was fine-tuned from {start['from']}, which learnt other "
+                                 f"classes ({', '.join(start['classes'])}): a split stratified by those holds other "
+                                 "crops, some of them in this split's test part; start from a generator trained on "
+                                 "this split's classes")
+            for other, count in (start.get("train_counts") or {}).items():
+                if count and count != int((self.train_y == self.classes.index(other)).sum()):
+                    raise ValueError(f"generator '{card.name}' was fine-tuned from {start['from']}, which learnt from "
+                                     f"{count} crops of {other}, but this split's training part holds another number: "
+                                     "it was trained on another split and may have seen test crops")
+            start = start.get("init_from")
 
     def pools(self, kind: str | None) -> list[MinorityPool]:
         """One pool per minority class: its real training crops and the ``kind`` generator's crops (none without)."""

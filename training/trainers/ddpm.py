@@ -45,7 +45,8 @@ from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, e
 from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.forward_process import TorchNoising
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
-from napari_cellsynth.training.trainers.starting_generator import check_start, class_rows, load_start, read_start
+from napari_cellsynth.training.trainers.starting_generator import (check_start, class_rows, load_start, read_start,
+                                                                    resolve_net, resumed_settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,16 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_data_arguments(p)
     p.add_argument("--only-classes", nargs="+", help="train on these classes only (fine-tuning on a rare class)")
-    p.add_argument("--schedule", default="sigmoid", choices=["linear", "cosine", "sigmoid"])
-    p.add_argument("--schedule-params", default="{}", help='JSON, e.g. {"start": -3, "end": 3, "tau": 1}')
-    p.add_argument("--timesteps", type=int, default=1000)
+    p.add_argument("--schedule", choices=["linear", "cosine", "sigmoid"],
+                   help="noise schedule (default sigmoid); fine-tuning keeps the start's")
+    p.add_argument("--schedule-params", help='JSON, e.g. {"start": -3, "end": 3, "tau": 1} (default {}; fine-tuning: '
+                                             "the start's)")
+    p.add_argument("--timesteps", type=int, help="diffusion steps of the schedule (default 1000; fine-tuning: the "
+                                                 "start's)")
     p.add_argument("--prediction", choices=["epsilon", "v"],
                    help="network target: v = √ᾱ ε - √(1-ᾱ) x_0 (the default: stable at high noise, clean cells from "
-                        "fast samplers, docs/results.md §6b) or the noise ε (paper 000); fine-tuning keeps the base run's")
-    p.add_argument("--base", type=int, default=64, help="U-Net channels at full resolution")
-    p.add_argument("--channel-mult", type=int, nargs="+", default=[1, 2, 2])
-    p.add_argument("--attention-gates", action="store_true", help="attention gates on the skips (paper 003)")
-    p.add_argument("--dropout", type=float, default=0.1)
+                        "fast samplers, docs/results.md §6b) or the noise ε (paper 000); fine-tuning keeps the start's")
+    p.add_argument("--base", type=int, help="U-Net channels at full resolution (default 64; fine-tuning: the start's)")
+    p.add_argument("--channel-mult", type=int, nargs="+", help="channel multiplier per level (default 1 2 2; "
+                                                                "fine-tuning: the start's)")
+    p.add_argument("--attention-gates", action=argparse.BooleanOptionalAction,
+                   help="attention gates on the skips (paper 003; default off; fine-tuning: the start's)")
+    p.add_argument("--dropout", type=float, help="default 0.1; fine-tuning: the start's unless given")
     p.add_argument("--steps", type=int, default=20000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -73,15 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p-uncond", type=float, default=0.1)
     p.add_argument("--zero-terminal-snr", action=argparse.BooleanOptionalAction,
                    help="rescale the schedule so that its last step is pure noise (Lin et al. 2024; needs v-prediction); "
-                        "on by default with v-prediction, off with ε; fine-tuning keeps the base run's")
+                        "on by default with v-prediction, off with ε; fine-tuning keeps the start's")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (on the CPU: measure first)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop after this many minutes of training, with a checkpoint (resume later with --resume)")
     p.add_argument("--init-from", metavar="RUN_OR_BUNDLE",
                    help="start from a DDPM run folder (its EMA weights) or a DDPM bundle (a folder or zoo:NAME): the "
-                        "network shape, normalisation and schedule are the start's; new classes start from the "
-                        "start's class that holds their labels (training/trainers/starting_generator.py)")
+                        "network shape, normalisation and schedule are the start's (options given otherwise are "
+                        "refused); new classes start from the start's class that holds their labels "
+                        "(training/trainers/starting_generator.py)")
     add_run_arguments(p, fine_tuning=False)
     return p
 
@@ -120,12 +127,20 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
     fig.savefig(path, dpi=100)
 
 
+SCHEDULE_DEFAULTS = {"schedule": "sigmoid", "schedule_params": "{}", "timesteps": 1000}
+
+
 def run_schedule(args, start_schedule: dict | None) -> NoiseSchedule:
-    """The run's noise schedule.  Left unset, ``--prediction`` and ``--zero-terminal-snr`` are the base run's when
-    fine-tuning, else v-prediction with zero terminal SNR: at equal training ε-prediction gave pixel noise with every
-    fast sampler (KID × 10³ about 1,000 against 6.5–6.7, docs/results.md §6b).  A fine-tuning run must keep its base
-    run's schedule, which the network learnt."""
+    """The run's noise schedule.  Options left unset are the start's when fine-tuning (which the network learnt),
+    else a sigmoid schedule of 1,000 steps with v-prediction and zero terminal SNR: at equal training ε-prediction
+    gave pixel noise with every fast sampler (KID × 10³ about 1,000 against 6.5–6.7, docs/results.md §6b).  A
+    fine-tuning run given another schedule is refused."""
     base = NoiseSchedule.from_card(start_schedule) if start_schedule else None
+    theirs = {"schedule": start_schedule["kind"], "schedule_params": json.dumps(start_schedule.get("params", {})),
+              "timesteps": start_schedule["num_timesteps"]} if start_schedule else SCHEDULE_DEFAULTS
+    for key, value in theirs.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.prediction is None:
         args.prediction = base.prediction if base else "v"
     if args.zero_terminal_snr is None:
@@ -133,9 +148,9 @@ def run_schedule(args, start_schedule: dict | None) -> NoiseSchedule:
     schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction,
                              args.zero_terminal_snr)
     if base and schedule.to_card() != base.to_card():
-        raise ValueError(f"--init-from {args.init_from} was trained with the schedule {base.to_card()}, this run's is "
-                         f"{schedule.to_card()}: fine-tuning must keep it; give the base run's --schedule, "
-                         "--schedule-params and --timesteps (--prediction and --zero-terminal-snr follow it when unset)")
+        raise ValueError(f"--init-from {args.init_from} learnt the schedule {base.to_card()}, this run asks for "
+                         f"{schedule.to_card()}: fine-tuning must keep it; leave --schedule, --schedule-params, "
+                         "--timesteps, --prediction and --zero-terminal-snr unset to take the start's")
     return schedule
 
 
@@ -144,14 +159,17 @@ def train(args) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
+    saved = out / "config.json"
+    if args.resume and saved.is_file():
+        resumed_settings(args, json.loads(saved.read_text()))
     start = read_start(args.init_from) if args.init_from else None
     data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
     index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes)
     images = data.crops.images
     if start:
-        check_start(start, data.crops.channels, list(images.shape[-2:]))
-        args.base, args.channel_mult = start.net["base"], list(start.net["channel_mult"])
-        args.attention_gates, args.dropout = start.net["attention_gates"], start.net["dropout"]
+        check_start(start, data.crops.channels, list(images.shape[-2:]),
+                    report=lambda line: None if args.quiet else print(line))
+    resolve_net(args, start)
     normalization = start.normalization if start else robust_range(images[index])
     schedule = run_schedule(args, start.schedule if start else None)
     device = torch_device(args.device)

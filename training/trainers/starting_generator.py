@@ -30,7 +30,8 @@ from napari_cellsynth.training.nets.unet import UNet
 class GeneratorStart:
     """What a fine-tuning run inherits, and from where."""
 
-    source: str
+    spec: str  # as given to --init-from
+    source: str  # the resolved run folder, or the bundle with its model's sha256
     kind: str  # "run" or "bundle"
     classes: list[str]
     label_map: dict[str, list[str]] | None
@@ -41,11 +42,13 @@ class GeneratorStart:
     net: dict
     state: dict[str, torch.Tensor]
     train_counts: dict[str, int] | None = None
+    started_from: dict | str | None = None  # the start's own start, when it was fine-tuned too
 
     def record(self) -> dict:
-        """What the run's config and bundle card keep of it: enough to tell which crops the start learnt from."""
-        return {"from": self.source, "kind": self.kind, "classes": self.classes, "label_map": self.label_map,
-                "train_counts": self.train_counts}
+        """What the run's config and bundle card keep of it, its own start included: which classes and how many
+        crops of each every link of the chain learnt from."""
+        return {"spec": self.spec, "from": self.source, "kind": self.kind, "classes": self.classes, "label_map": self.label_map,
+                "train_counts": self.train_counts, "init_from": self.started_from}
 
 
 def is_bundle(spec: str) -> bool:
@@ -65,9 +68,9 @@ def read_start(spec: str) -> GeneratorStart:
         raise ValueError(f"--init-from {spec}: its config.json does not record the U-Net's shape (a run from before "
                          "it was recorded); export it and start from the bundle, or train a new base run")
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")["ema"]
-    return GeneratorStart(str(run.resolve()), "run", config["classes"], config.get("label_map"), config["channels"],
+    return GeneratorStart(spec, str(run.resolve()), "run", config["classes"], config.get("label_map"), config["channels"],
                           config["image_size"], config["normalization"], config["schedule"], config["net"], state,
-                          config.get("train_counts"))
+                          config.get("train_counts"), config.get("init_from"))
 
 
 def start_from_bundle(spec: str) -> GeneratorStart:
@@ -76,7 +79,7 @@ def start_from_bundle(spec: str) -> GeneratorStart:
 
     from napari_cellsynth.core.runtime import OnnxModel
 
-    bundle = OnnxModel(spec, kind="ddpm")  # sha256-checked
+    bundle = OnnxModel(spec, kind="ddpm", providers=["CPUExecutionProvider"])  # sha256-checked; fp32 for the parity
     card = bundle.card
     net = dict(card.training.get("net") or {})
     if not {"base", "channel_mult", "attention_gates", "dropout", "num_classes"} <= set(net):
@@ -87,11 +90,15 @@ def start_from_bundle(spec: str) -> GeneratorStart:
     named = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     state = model.state_dict()
     norms = forward_order_group_norms(model, card.n_channels, card.image_size)
-    affine = group_norm_constants(graph, named)
+    try:
+        affine = group_norm_constants(graph, named)
+    except ValueError as err:
+        raise ValueError(f"--init-from {spec}: {err}; fine-tune from its training run instead") from err
     if len(affine) != len(norms):
         raise ValueError(f"--init-from {spec}: its graph has {len(affine)} GroupNorm scale/shift pairs, the U-Net "
                          f"{len(norms)}; fine-tune from its training run instead")
-    recovered = {key: named[key] for key in state if key in named} | attention_projections(graph, named)
+    recovered = {key: named[key] for key in state if key in named}
+    recovered |= {key: value for key, value in attention_projections(graph, named).items() if key in state}
     for name, (scale, shift) in zip(norms, affine):
         recovered[f"{name}.weight"], recovered[f"{name}.bias"] = scale.reshape(-1), shift.reshape(-1)
     missing = [k for k in state if k not in recovered or tuple(state[k].shape) != recovered[k].shape]
@@ -101,13 +108,15 @@ def start_from_bundle(spec: str) -> GeneratorStart:
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in recovered.items()})
     check_parity(model, bundle, card.extra["null_class"], spec)
     data = card.training.get("data", {})
-    return GeneratorStart(f"{spec} (sha256 {card.model_sha256[:12]})", "bundle", list(card.classes),
+    return GeneratorStart(spec, f"{spec} (sha256 {card.model_sha256[:12]})", "bundle", list(card.classes),
                           data.get("label_map"), list(card.channels), list(card.image_size), card.normalization,
-                          card.extra["schedule"], net, model.state_dict(), data.get("train_counts"))
+                          card.extra["schedule"], net, model.state_dict(), data.get("train_counts"),
+                          card.training.get("init_from"))
 
 
-def check_start(start, channels: list[str], size: list[int]) -> None:
-    """The run's data must have the start's channel count and crop size, which its weights and normalisation fit."""
+def check_start(start: GeneratorStart, channels: list[str], size: list[int], report=print) -> None:
+    """The run's data must have the start's channel count and crop size, which its weights and normalisation fit;
+    channels of other names are reported (their intensities are scaled by the start's normalisation)."""
     if len(channels) != len(start.channels):
         raise ValueError(f"--init-from {start.source} was trained on {len(start.channels)} channels "
                          f"({', '.join(start.channels)}), this data has {len(channels)}; give crops with those channels, "
@@ -115,6 +124,47 @@ def check_start(start, channels: list[str], size: list[int]) -> None:
     if list(size) != list(start.image_size):
         raise ValueError(f"--init-from {start.source} was trained on {start.image_size[0]}×{start.image_size[1]} "
                          f"crops, this data's are {size[0]}×{size[1]}; pass --size {start.image_size[-1]}")
+    if list(channels) != list(start.channels):
+        report(f"channels {', '.join(channels)} are taken for the start's {', '.join(start.channels)}, in that order, "
+               "and scaled by the start's normalisation")
+
+
+def resumed_settings(args, saved: dict) -> None:
+    """``--resume`` of a run: the options left unset are the ones it ran with (its ``config.json``), so the network
+    and schedule rebuilt match its checkpoint; a fine-tuned run must be resumed with its ``--init-from``."""
+    started = saved.get("init_from")
+    if started and not args.init_from:
+        spec = started.get("spec", started.get("from")) if isinstance(started, dict) else started
+        raise ValueError(f"{args.out} was fine-tuned from {spec}; resume it with --init-from {spec}")
+    for key in NET_DEFAULTS:
+        if getattr(args, key) is None:
+            setattr(args, key, saved["net"][key])
+    schedule = saved["schedule"]
+    for key, value in (("schedule", schedule["kind"]), ("schedule_params", json.dumps(schedule.get("params", {}))),
+                       ("timesteps", schedule["num_timesteps"]), ("prediction", schedule.get("prediction", "epsilon")),
+                       ("zero_terminal_snr", schedule.get("zero_terminal_snr", False))):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+NET_DEFAULTS = {"base": 64, "channel_mult": [1, 2, 2], "attention_gates": False, "dropout": 0.1}
+
+
+def resolve_net(args, start: GeneratorStart | None) -> None:
+    """The U-Net options: those left unset are the start's when fine-tuning, else :data:`NET_DEFAULTS`.  A shape
+    option that differs from the start's is refused (its weights fit only their shape); dropout may change."""
+    for key, default in NET_DEFAULTS.items():
+        given = getattr(args, key)
+        if start is None:
+            setattr(args, key, default if given is None else given)
+            continue
+        theirs = list(start.net[key]) if key == "channel_mult" else start.net[key]
+        if given is None:
+            setattr(args, key, theirs)
+        elif key != "dropout" and given != theirs:
+            option = "--" + key.replace("_", "-")
+            raise ValueError(f"--init-from {start.source} has a U-Net with {option} {theirs}, this run asks for "
+                             f"{given}: its weights fit only their shape; leave {option} unset to take the start's")
 
 
 def build_unet(net: dict, channels: int, size: int) -> UNet:
@@ -206,7 +256,7 @@ def class_rows(start: GeneratorStart, classes: list[str], label_map: dict[str, l
     rows = []
     for name in classes:
         own = originals(name, label_map)
-        holding = [k for k, theirs in enumerate(start.classes) if own <= originals(theirs, start.label_map)]
+        holding = [k for k, theirs in enumerate(start.classes) if own and own <= originals(theirs, start.label_map)]
         if holding:
             rows.append(holding[0])
         elif name in start.classes:
