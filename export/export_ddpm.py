@@ -92,7 +92,7 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
                "value_range": config["value_range"], "name": "x"},
         normalization=config["normalization"], outputs={"names": [output], "prediction": config["schedule"].get("prediction", "epsilon")},
         training={"data": {"source": config["data"], "label_map": config["label_map"],
-                           "train_counts": config["train_counts"]},
+                           "train_counts": config["train_counts"], "split": config.get("split")},
                   "init_from": config["init_from"], "steps": config["trained_steps"],
                   "final_loss": config["final_loss"], "net": config["net"],
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},

@@ -66,7 +66,7 @@ def export_gan(run: str | Path, out: str | Path, name: str | None = None, atol: 
                "value_range": config["value_range"], "name": "z"},
         normalization=config["normalization"], outputs={"names": ["images"], "prediction": "image"},
         training={"data": {"source": config["data"], "label_map": config["label_map"],
-                           "train_counts": config["train_counts"]},
+                           "train_counts": config["train_counts"], "split": config.get("split")},
                   "loss": config["loss"], "div_points": config.get("div_points"), "steps": step,
                   "snapshot": snapshot, "net": net, "settings": {k: config["args"][k] for k in
                                                                  ("n_critic", "lr", "batch_size", "ema")},

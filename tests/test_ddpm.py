@@ -356,8 +356,15 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     out = tmp_path / "jurkat7-from-zoo"
     train = [CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7", "--batch-size", "8",
              "--sample-every", "1000", "--ckpt-every", "1", "--quiet", "--out", str(out)]
-    done = subprocess.run([*train, "--init-from", zoo, "--steps", "2"], capture_output=True, text=True)
+    done = subprocess.run([*train, "--init-from", zoo, "--stratify-by", "jurkat4", "--steps", "2"],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    # the split of the 4-class start, seen in 7 classes: its training part, and no crop of its test part
+    from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split
+
+    four = load_labelled(str(jurkat_slice), "jurkat4", report=lambda line: None)
+    with np.load(out / "train_index.npz") as saved:
+        assert np.array_equal(saved["index"], stratified_split(four.y, 0)["train"])
     before = torch.load(out / "last.pt", weights_only=True)
     resumed = subprocess.run([*train, "--init-from", zoo, "--steps", "3", "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -373,7 +380,9 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     assert config["net"] == {**start.net, "num_classes": 7}  # base 32 of the bundle, not the default 64
     assert config["normalization"] == bundle.card.normalization and config["schedule"] == bundle.card.extra["schedule"]
     assert config["init_from"]["kind"] == "bundle" and config["init_from"]["from"].startswith(zoo)
+    assert config["split"] == {"seed": 0, "stratify_by": "jurkat4", "classes": ["G1", "S", "G2", "M"]}
     made = export_ddpm(out, tmp_path / "bundle")
+    assert json.loads((made / "card.json").read_text())["training"]["data"]["split"] == config["split"]
     cells = run_to_end(generate(OnnxModel(made, kind="ddpm"), GenerationSettings("Anaphase", 2, steps=10))).images
     assert cells.shape == (2, 3, 40, 40) and cells.dtype == np.uint16
 

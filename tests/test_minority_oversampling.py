@@ -189,3 +189,29 @@ def test_a_generator_trained_on_another_split_is_refused(jurkat_slice, anaphase_
         exp.check_trained_on_split(fine_tuned, "Anaphase")
     fine_tuned.training["init_from"]["classes"] = exp.classes
     exp.check_trained_on_split(fine_tuned, "Anaphase")
+    # a recorded split must be this one: seed and stratification classes
+    fine_tuned.training["data"]["split"] = {"seed": 1, "stratify_by": None, "classes": exp.classes}
+    with pytest.raises(ValueError, match="learnt from split seed 1"):
+        exp.check_trained_on_split(fine_tuned, "Anaphase")
+    # --stratify-by jurkat4: the 7-class experiment on the split of the zoo's 4-class generators, which a generator
+    # fine-tuned from one of them may use (the start's classes and counts are those of that split's training part)
+    args4 = experiment.build_parser().parse_args(["--data", str(jurkat_slice), "--label-map", "jurkat7", "--focused",
+                                                  "Anaphase=1", "--generator", f"g={bundle}", "--stratify-by",
+                                                  "jurkat4", "--out", str(tmp_path / "by4")])
+    exp4 = experiment.Experiment(args4, tmp_path / "by4")
+    assert exp4.split_classes == ["G1", "S", "G2", "M"] and exp4.classes[3:] == ["Prophase", "Metaphase", "Anaphase",
+                                                                                  "Telophase"]
+    train4 = exp4.split_y[exp4.split["train"]]
+    start_counts = {c: int((train4 == k).sum()) for k, c in enumerate(exp4.split_classes)}
+    here = int((exp4.train_y == exp4.classes.index("Anaphase")).sum())
+    zoo_like = SimpleNamespace(name="from-zoo", training={
+        "data": {"train_counts": {"Anaphase": here}, "split": {"seed": 0, "stratify_by": "jurkat4",
+                                                               "classes": exp4.split_classes}},
+        "init_from": {"from": "zoo:ddpm-jurkat4-full-v", "kind": "bundle", "classes": exp4.split_classes,
+                      "train_counts": start_counts}})
+    exp4.check_trained_on_split(zoo_like, "Anaphase")
+    zoo_like.training["init_from"]["train_counts"] = {**start_counts, "M": start_counts["M"] + 1}
+    with pytest.raises(ValueError, match="learnt from .* crops of M"):
+        exp4.check_trained_on_split(zoo_like, "Anaphase")
+    with pytest.raises(ValueError, match="stratified by G1, S, G2, M, this experiment's is seed 0 stratified by G1"):
+        exp.check_trained_on_split(SimpleNamespace(name="g", training=zoo_like.training), "Anaphase")

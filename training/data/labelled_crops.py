@@ -120,6 +120,9 @@ def add_generator_data_arguments(p) -> None:
     p.add_argument("--labels-csv")
     p.add_argument("--label-map", default="identity")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (as the classifier's)")
+    p.add_argument("--stratify-by", metavar="LABEL_MAP",
+                   help="stratify the split by another label map's classes (default: this run's), e.g. jurkat4 for a "
+                        "7-class run on the split its 4-class start learnt from")
     p.add_argument("--keep-fraction", nargs="+", default=[], metavar="CLASS=F",
                    help="keep only a fraction of a class's training crops, e.g. M=0.1")
     p.add_argument("--size", type=int, help="bring every crop to SIZE×SIZE (mixed sizes default to the median side)")
@@ -133,11 +136,27 @@ def fit_record(data: LabelledData, args) -> dict:
     return {"fit": fit, "size": getattr(args, "size", None)}
 
 
+def stratification(data: LabelledData, stratify_by: str | None) -> tuple[np.ndarray, list[str]]:
+    """The labels a split is stratified by: the data's classes, or those of another label map over the same original
+    labels (``--stratify-by jurkat4`` puts a 7-class run on the split that 4-class models learnt from)."""
+    if not stratify_by:
+        return data.y, data.classes
+    return apply_label_map(data.crops.labels, resolve_label_map(stratify_by, data.crops.labels))
+
+
+def split_record(data: LabelledData, args) -> dict:
+    """Which split a generator learnt from, for its config and card: the seed and the classes it was stratified by."""
+    stratify_by = getattr(args, "stratify_by", None)
+    return {"seed": args.split_seed, "stratify_by": stratify_by, "classes": stratification(data, stratify_by)[1]}
+
+
 def training_indices(y: np.ndarray, classes: list[str], split_seed: int, keep_fraction: list[str] = (),
-                     only_classes: list[str] | None = None) -> np.ndarray:
-    """The classifier's training split (``stratified_split(y, split_seed)["train"]``), thinned by
-    ``keep_fraction`` (``["M=0.1"]``) and restricted to ``only_classes`` — what a generator may see."""
-    index = thin_classes(stratified_split(y, split_seed)["train"], y, classes, list(keep_fraction), split_seed)
+                     only_classes: list[str] | None = None, stratify: np.ndarray | None = None) -> np.ndarray:
+    """The classifier's training split (``stratified_split(stratify, split_seed)["train"]``, ``stratify`` being ``y``
+    unless given), thinned by ``keep_fraction`` (``["M=0.1"]``) and restricted to ``only_classes`` — what a generator
+    may see."""
+    train = stratified_split(y if stratify is None else stratify, split_seed)["train"]
+    index = thin_classes(train, y, classes, list(keep_fraction), split_seed)
     if only_classes:
         unknown = set(only_classes) - set(classes)
         if unknown:

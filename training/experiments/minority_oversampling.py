@@ -58,14 +58,14 @@ from napari_cellsynth.core.outputs import generate_into, read_generated
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.data.focused_sampling import (PARTS, MinorityPool, channel_ranges, supplementary_batch,
                                                              supplementary_size)
-from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split
+from napari_cellsynth.training.data.labelled_crops import load_labelled, stratification, stratified_split
 from napari_cellsynth.training.reports.summaries import write_summary
 from napari_cellsynth.training.trainers import classifier as train_classifier
 
 ALL_PARTS = tuple(PARTS)
 ABLATIONS = {"no-mixup": ("generated", "nonlinear"), "no-nonlinear": ("generated", "mixup")}
-SETTINGS = ("data", "label_map", "focused", "generator", "generated_count", "split_seed", "width", "steps",
-            "batch_size")  # what the files under --out depend on (not --seeds, --arms, --threads)
+SETTINGS = ("data", "label_map", "focused", "generator", "generated_count", "split_seed", "stratify_by", "width",
+            "steps", "batch_size")  # what the files under --out depend on (not --seeds, --arms, --threads)
 
 
 def arms(kinds: list[str]) -> dict[str, dict]:
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", nargs="+", help="arms to run (default: all of them)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--split-seed", type=int, default=0, help="the split the generators were trained on")
+    p.add_argument("--stratify-by", metavar="LABEL_MAP",
+                   help="stratify the split by another label map's classes, as the generators' was (e.g. jurkat4: the "
+                        "split of the zoo's 4-class DDPMs, fine-tuned on these classes with the same option)")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--steps", type=int, default=4000, help="optimizer steps per run (the same for every arm)")
     p.add_argument("--batch-size", type=int, default=32,
@@ -139,7 +142,9 @@ class Experiment:
         unknown = set(args.arms or []) - set(self.arms)
         if unknown:
             raise ValueError(f"--arms {sorted(unknown)}: choose from {list(self.arms)}")
-        self.split = stratified_split(self.y, args.split_seed)
+        stratify, self.split_classes = stratification(data, args.stratify_by)
+        self.split = stratified_split(stratify, args.split_seed)
+        self.split_y = stratify
         out.mkdir(parents=True, exist_ok=True)
         settings = {key: getattr(args, key) for key in SETTINGS}
         if (out / "settings.json").is_file():
@@ -188,30 +193,46 @@ class Experiment:
         return path
 
     def check_trained_on_split(self, card, name: str) -> None:
-        """The generator's recorded training crops of ``name`` must be this split's, and a fine-tuned generator's start
-        must have learnt the same classes from as many crops of each, down the chain.  These are necessary conditions
-        for having seen no validation or test crop, not sufficient ones: the counts cannot tell two seeds' splits
-        apart (the Jurkat 4-class split's training part holds 71 of the 7-class split's 1,447 test crops, all
-        mitotic, with the same counts of M).  Only the classes tell that case."""
-        recorded = (card.training or {}).get("data", {}).get("train_counts", {}).get(name)
+        """Which crops the generator, and each start it was fine-tuned from, learnt from must be this split's training
+        part.  A link that records its split (seed, and the classes it was stratified by) must match this one's.
+        One that does not (bundles exported before it was recorded, like the zoo's) must have learnt this split's
+        stratification classes from as many crops of each as this split's training part holds.  That is a necessary
+        condition, not a sufficient one: counts do not tell two seeds' splits apart, and the Jurkat 4-class split's
+        training part holds 71 of the 7-class split's 1,447 test crops (all mitotic) with the same counts of M."""
+        training = card.training or {}
+        recorded = training.get("data", {}).get("train_counts", {}).get(name)
         here = int((self.train_y == self.classes.index(name)).sum())
         if recorded is not None and recorded != here:
             raise ValueError(f"generator '{card.name}' learnt from {recorded} crops of {name}, but this split's "
                              f"training part holds {here}: it was trained on another split and may have seen test "
                              "crops; train it with the same --split-seed and data, or pass its --split-seed")
-        start = (card.training or {}).get("init_from")
+        links = [(f"generator '{card.name}'", training.get("data", {}).get("split"), None)]
+        start = training.get("init_from")
         while isinstance(start, dict):  # every link of a fine-tuning chain
-            if start.get("classes") != self.classes:
-                raise ValueError(f"generator '{card.name}' was fine-tuned from {start['from']}, which learnt other "
-                                 f"classes ({', '.join(start['classes'])}): a split stratified by those holds other "
-                                 "crops, some of them in this split's test part; start from a generator trained on "
-                                 "this split's classes")
-            for other, count in (start.get("train_counts") or {}).items():
-                if count and count != int((self.train_y == self.classes.index(other)).sum()):
-                    raise ValueError(f"generator '{card.name}' was fine-tuned from {start['from']}, which learnt from "
-                                     f"{count} crops of {other}, but this split's training part holds another number: "
-                                     "it was trained on another split and may have seen test crops")
+            links.append((f"generator '{card.name}' was fine-tuned from {start['from']}, which", start.get("split"),
+                          start))
             start = start.get("init_from")
+        for who, split, link in links:
+            if split:
+                if split.get("seed") != self.args.split_seed or split.get("classes") != self.split_classes:
+                    raise ValueError(f"{who} learnt from split seed {split.get('seed')} stratified by "
+                                     f"{', '.join(split.get('classes') or [])}, this experiment's is seed "
+                                     f"{self.args.split_seed} stratified by {', '.join(self.split_classes)}: it may "
+                                     "have seen test crops; pass its --split-seed and --stratify-by")
+            elif link is not None:
+                self.check_unrecorded_start(who, link)
+
+    def check_unrecorded_start(self, who: str, start: dict) -> None:
+        """A start without its split recorded: its classes and training counts must be this split's stratification's."""
+        if start.get("classes") != self.split_classes:
+            raise ValueError(f"{who} learnt other classes ({', '.join(start['classes'])}) than this split is "
+                             f"stratified by ({', '.join(self.split_classes)}): that split holds other crops, some of "
+                             f"them in this one's test part; pass --stratify-by with its label map")
+        train = self.split_y[self.split["train"]]
+        for other, count in (start.get("train_counts") or {}).items():
+            if count and count != int((train == self.split_classes.index(other)).sum()):
+                raise ValueError(f"{who} learnt from {count} crops of {other}, but this split's training part holds "
+                                 "another number: it was trained on another split and may have seen test crops")
 
     def pools(self, kind: str | None) -> list[MinorityPool]:
         """One pool per minority class: its real training crops and the ``kind`` generator's crops (none without)."""

@@ -36,7 +36,8 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
 from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record,
-                                                           load_labelled, robust_range, training_indices)
+                                                           load_labelled, robust_range, split_record, stratification,
+                                                           training_indices)
 from napari_cellsynth.training.nets.unet import UNet
 from napari_cellsynth.training.reports.plots import plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
@@ -164,7 +165,8 @@ def train(args) -> Path:
         resumed_settings(args, json.loads(saved.read_text()))
     start = read_start(args.init_from) if args.init_from else None
     data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
-    index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes)
+    index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes,
+                             stratification(data, args.stratify_by)[0])
     images = data.crops.images
     if start:
         check_start(start, data.crops.channels, list(images.shape[-2:]),
@@ -178,7 +180,7 @@ def train(args) -> Path:
               "image_size": list(images.shape[-2:]),
               "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
               "normalization": normalization, "schedule": schedule.to_card(),
-              "train_counts": data.counts(index), "init_from": start.record() if start else None,
+              "train_counts": data.counts(index), "split": split_record(data, args), "init_from": start.record() if start else None,
               "net": {"base": args.base, "channel_mult": args.channel_mult, "attention_gates": args.attention_gates,
                       "dropout": args.dropout, "num_classes": len(data.classes)},
               "args": vars(args)}

@@ -33,7 +33,8 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record,
-                                                           load_labelled, robust_range, training_indices)
+                                                           load_labelled, robust_range, split_record, stratification,
+                                                           training_indices)
 from napari_cellsynth.training.nets.wgan import Critic, Generator
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import ema_update, save_snapshot
@@ -116,7 +117,8 @@ def train(args) -> Path:
     device = torch_device(args.device)
     data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
     only = [args.only_class] if args.only_class else None
-    index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, only)
+    index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, only,
+                             stratification(data, args.stratify_by)[0])
     images = data.crops.images
     if len(index) == 0:
         raise ValueError(f"no training crops for {args.only_class or 'any class'} in {args.data}")
@@ -131,7 +133,8 @@ def train(args) -> Path:
               "channels": data.crops.channels, **fit_record(data, args), "image_size": [size, size],
               "dtype": str(images.dtype),
               "value_range": [float(images.min()), float(images.max())], "normalization": normalization,
-              "train_counts": {c: int((y == k).sum()) for k, c in enumerate(classes)}, "net": net, "args": vars(args)}
+              "train_counts": {c: int((y == k).sum()) for k, c in enumerate(classes)}, "split": split_record(data, args),
+              "net": net, "args": vars(args)}
     write_json_atomic(out / "config.json", config)
     generator = Generator(channels, size, args.latent, args.base, num_classes).to(device)
     critic = Critic(channels, size, args.base, num_classes).to(device)

@@ -43,12 +43,13 @@ class GeneratorStart:
     state: dict[str, torch.Tensor]
     train_counts: dict[str, int] | None = None
     started_from: dict | str | None = None  # the start's own start, when it was fine-tuned too
+    split: dict | None = None  # the split it learnt from (seed, stratification classes), where recorded
 
     def record(self) -> dict:
         """What the run's config and bundle card keep of it, its own start included: which classes and how many
         crops of each every link of the chain learnt from."""
         return {"spec": self.spec, "from": self.source, "kind": self.kind, "classes": self.classes, "label_map": self.label_map,
-                "train_counts": self.train_counts, "init_from": self.started_from}
+                "train_counts": self.train_counts, "split": self.split, "init_from": self.started_from}
 
 
 def is_bundle(spec: str) -> bool:
@@ -70,7 +71,7 @@ def read_start(spec: str) -> GeneratorStart:
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")["ema"]
     return GeneratorStart(spec, str(run.resolve()), "run", config["classes"], config.get("label_map"), config["channels"],
                           config["image_size"], config["normalization"], config["schedule"], config["net"], state,
-                          config.get("train_counts"), config.get("init_from"))
+                          config.get("train_counts"), config.get("init_from"), config.get("split"))
 
 
 def start_from_bundle(spec: str) -> GeneratorStart:
@@ -111,7 +112,7 @@ def start_from_bundle(spec: str) -> GeneratorStart:
     return GeneratorStart(spec, f"{spec} (sha256 {card.model_sha256[:12]})", "bundle", list(card.classes),
                           data.get("label_map"), list(card.channels), list(card.image_size), card.normalization,
                           card.extra["schedule"], net, model.state_dict(), data.get("train_counts"),
-                          card.training.get("init_from"))
+                          card.training.get("init_from"), data.get("split"))
 
 
 def check_start(start: GeneratorStart, channels: list[str], size: list[int], report=print) -> None:
@@ -139,6 +140,8 @@ def resumed_settings(args, saved: dict) -> None:
     for key in NET_DEFAULTS:
         if getattr(args, key) is None:
             setattr(args, key, saved["net"][key])
+    if args.stratify_by is None:
+        args.stratify_by = (saved.get("split") or {}).get("stratify_by")
     schedule = saved["schedule"]
     for key, value in (("schedule", schedule["kind"]), ("schedule_params", json.dumps(schedule.get("params", {}))),
                        ("timesteps", schedule["num_timesteps"]), ("prediction", schedule.get("prediction", "epsilon")),
