@@ -186,3 +186,14 @@ def test_recipe_pairs_are_scipy_tests_on_the_runs_files(tmp_path):
     assert paired["p_wilcoxon"] == pytest.approx(wilcoxon(after[:4], before[:4]).pvalue)
     assert paired["p_ttest"] == pytest.approx(ttest_rel(after[:4], before[:4]).pvalue)
     assert paired_recipes(tmp_path, "set", "a", "missing", [0, 1]) is None
+    # with per-class F1 and the split's test counts: the macro-F1 of the classes with ≥ 20 test crops, paired too
+    for recipe, values in (("a", before), ("b", after)):
+        for seed, value in enumerate(values[:4]):
+            run = tmp_path / "set" / recipe / f"seed{seed}"
+            (run / "metrics_test.json").write_text(json.dumps({"macro_f1": value, "per_class": {
+                "big": {"f1": value + 0.1}, "large": {"f1": value}, "tiny": {"f1": 0.0}}}))
+            (run / "config.json").write_text(json.dumps({"counts": {"test": {"big": 200, "large": 20, "tiny": 3}}}))
+    large = paired_recipes(tmp_path, "set", "a", "b", [0, 1, 2, 3])["large_classes"]
+    assert large["classes"] == ["big", "large"]
+    assert large["before"] == pytest.approx(np.add(before[:4], 0.05)) and large["after"] == pytest.approx(
+        np.add(after[:4], 0.05))
