@@ -52,6 +52,8 @@ RECIPES = {
     # the default since the shift augmentation (results §1b, "Shift augmentation")
     "adamw-1000-shift": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps", "1000",
                          "--warmup", "0.05", "--patience", "0", "--shift", "0.1"],
+    "adamw-1000-shift-0.05": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps",
+                              "1000", "--warmup", "0.05", "--patience", "0", "--shift", "0.05"],
     "adamw-1000-balanced-early-stop": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05",
                                        "--min-steps", "1000", "--warmup", "0.05", "--patience", "10",
                                        "--sampling", "balanced", "--shift", "0"],
