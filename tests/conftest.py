@@ -48,7 +48,7 @@ def trained_run(jurkat_slice, tmp_path_factory) -> Path:
 
     run = tmp_path_factory.mktemp("runs") / "jurkat4"
     # 36 SGD steps without shifts: the recipe the tests' thresholds were calibrated with.  The default
-    # recipe (AdamW, 1,000 steps, --shift 0.1) is measured in results §1b (experiments/shift.py); at 36 steps
+    # recipe (AdamW, 1,000 steps, --shift 0.1 on such a small set) is measured in results §1b (experiments/shift.py); at 36 steps
     # the shift costs this toy model accuracy (macro-F1 0.32 at seed 0, under the tests' 0.4 floor)
     train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--width", "16",
                            "--epochs", "3", "--optimizer", "sgd", "--warmup", "0", "--shift", "0", "--seed", "0",

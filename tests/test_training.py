@@ -134,12 +134,42 @@ def test_shift_option_is_a_fraction_of_the_side():
     from napari_cellsynth.training.trainers.classifier import build_parser, max_shift
 
     crops = np.zeros((1, 3, 40, 40))
-    args = parse_checked(build_parser(), ["--data", "x.npz", "--out", "run"])
-    assert args.shift == 0.1 and max_shift(args, crops) == 4
+    args = parse_checked(build_parser(), ["--data", "x.npz", "--out", "run", "--shift", "0.1"])
+    assert max_shift(args, crops) == 4
     assert max_shift(SimpleNamespace(shift=0.0, no_augment=False), crops) == 0
     assert max_shift(SimpleNamespace(shift=0.1, no_augment=True), crops) == 0
     with pytest.raises(ValueError, match="--shift is a fraction"):
         parse_checked(build_parser(), ["--data", "x.npz", "--out", "run", "--shift", "1.5"])
+
+
+def test_shift_left_unset_is_on_for_small_data_and_off_for_large(jurkat_slice, tmp_path):
+    """Unset, --shift is 0.1 for a run of at least 50 passes over its training crops and 0 below (results §1b):
+    the default schedule (≥ 1,000 steps of 64, else 30 epochs) makes 355 passes over 180 crops and 30 over 4,340.
+    A given --shift is kept.  The run's config records what ran and why."""
+    import subprocess
+
+    from conftest import CELLSYNTH
+    from napari_cellsynth.training.trainers.arguments import parse_checked
+    from napari_cellsynth.training.trainers.classifier import build_parser, planned_passes, resolved_shift
+
+    args = parse_checked(build_parser(), ["--data", "x.npz", "--out", "run"])
+    assert args.shift is None
+    assert planned_passes(args, 180) == pytest.approx(1000 * 64 / 180)
+    assert planned_passes(args, 4340) == pytest.approx(30 * 68 * 64 / 4340)
+    assert resolved_shift(None, planned_passes(args, 180)) == 0.1
+    assert resolved_shift(None, planned_passes(args, 757)) == 0.1  # the napari tests' slice: 85 passes
+    assert resolved_shift(None, planned_passes(args, 4340)) == 0.0
+    assert resolved_shift(0.05, 30.0) == 0.05 and resolved_shift(0.0, 355.0) == 0.0
+    for extra, shift, given in (([], 0.0, False), (["--shift", "0.1"], 0.1, True)):
+        out = tmp_path / f"run-{given}"
+        done = subprocess.run([CELLSYNTH, "train", "classifier", "--data", str(jurkat_slice), "--label-map", "jurkat4",
+                               "--width", "8", "--steps", "2", "--quiet", "--out", str(out), *extra],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        record = json.loads((out / "config.json").read_text())["augmentation"]
+        n_train = sum(json.loads((out / "config.json").read_text())["counts"]["train"].values())
+        assert (record["shift"], record["shift_given"]) == (shift, given)
+        assert record["passes"] == pytest.approx(2 * 64 / n_train, abs=0.05)  # 2 steps: far below 50 passes
 
 
 def test_training_batches_shuffle_also_without_augmentation():
@@ -162,7 +192,9 @@ def test_training_run_writes_everything_and_learns(trained_run):
         assert (trained_run / name).is_file(), name
     config = json.loads((trained_run / "config.json").read_text())
     assert config["classes"] == ["G1", "S", "G2", "M"] and config["dtype"] == "uint16"
-    assert config["augmentation"] == {"on": True, "shift": 0.0, "max_shift_px": 0}  # the fixture runs with --shift 0
+    augmentation = config["augmentation"]  # the fixture runs with --shift 0, 3 epochs
+    assert augmentation.pop("passes") == pytest.approx(3, abs=0.1)
+    assert augmentation == {"on": True, "shift": 0.0, "shift_given": True, "max_shift_px": 0}
     history = json.loads((trained_run / "history.json").read_text())
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
     metrics = json.loads((trained_run / "metrics_test.json").read_text())

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stratify the split by another label map's classes, as the generators' was (e.g. jurkat4: the "
                         "split of the zoo's 4-class DDPMs, fine-tuned on these classes with the same option)")
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--shift", type=float, default=0.1,
+                   help="the classifiers' shift augmentation (0.1, the trainer's default when results §12 ran; the "
+                        "trainer now leaves it off for runs of fewer than 50 passes)")
     p.add_argument("--steps", type=int, default=4000, help="optimizer steps per run (the same for every arm)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="the whole batch, original plus supplementary (001: 32, of which 8 original on Jurkat)")
@@ -285,7 +288,8 @@ class Experiment:
             return run
         line = ["--data", self.args.data, "--split", str(self.out / "split.npz"), "--width", str(self.args.width),
                 "--steps", str(self.args.steps), "--batch-size", str(self.args.batch_size), "--seed", str(seed),
-                "--threads", str(self.args.threads), "--quiet", "--resume", "--out", str(run)]
+                "--threads", str(self.args.threads), "--shift", str(self.args.shift), "--quiet", "--resume",
+                "--out", str(run)]
         if self.args.label_map:
             line += ["--label-map", self.args.label_map]
         if spec.get("standard"):

@@ -28,9 +28,9 @@ from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 
 
-def jurkat_slice(jurkat: Path, out: Path) -> Path:
-    """Every mitotic cell plus 300 of each interphase class, seeded, without the plugin's sample cells
-    (so that they can be scored on): the tests' data slice too."""
+def jurkat_slice(jurkat: Path, out: Path, per_class: int | None = 300) -> Path:
+    """Every mitotic cell plus ``per_class`` (300) of each interphase class, seeded, without the plugin's sample cells
+    (so that they can be scored on): the tests' data slice too.  ``per_class=None``: every cell but the samples."""
     from napari_cellsynth._sample_data import load_jurkat_sample
 
     sample_index = load_jurkat_sample()["source_index"]
@@ -41,7 +41,8 @@ def jurkat_slice(jurkat: Path, out: Path) -> Path:
         chosen = []
         for name in np.unique(labels):
             members = keep[labels[keep] == name]
-            chosen.append(members if len(members) <= 300 else rng.choice(members, 300, replace=False))
+            fewer = per_class is not None and len(members) > per_class
+            chosen.append(rng.choice(members, per_class, replace=False) if fewer else members)
         index = np.sort(np.concatenate(chosen))
         np.savez(out, images=data["images"][index], labels=labels[index], channels=data["channels"])
     return out
@@ -129,20 +130,22 @@ def summarise(rows: list[dict], shifts: list[float]) -> list[dict]:
 
 
 def run_experiment(jurkat: str | Path, out: str | Path, shifts=(0.0, 0.1), seeds=(0, 1, 2), steps: int | None = None,
-                   threads: int = 1, recipe: tuple[str, ...] = ("--optimizer", "adamw")) -> dict:
+                   threads: int = 1, recipe: tuple[str, ...] = ("--optimizer", "adamw"), cells: str = "slice") -> dict:
     """Train, export and compare every (shift, seed); the runs go seed by seed so that a cut-short
-    experiment still has both shifts of its first seeds.  Returns (and writes) ``summary.json``."""
+    experiment still has both shifts of its first seeds.  ``cells``: ``slice`` (the tests' slice) or ``all`` (every
+    Jurkat cell but the samples: a large set).  Returns (and writes) ``summary.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = out / "jurkat_slice.npz"
+    data = out / f"jurkat_{cells}.npz"
     if not data.is_file():
-        jurkat_slice(Path(jurkat), data)
+        jurkat_slice(Path(jurkat), data, 300 if cells == "slice" else None)
     rows = []
     for seed in seeds:
         for shift in shifts:
             rows.append(one_run(data, out, shift, seed, steps, threads, list(recipe)))
             print(json.dumps(rows[-1]), file=sys.stderr)
-            summary = {"recipe": list(recipe), "steps": steps, "rows": rows, "table": summarise(rows, list(shifts))}
+            summary = {"recipe": list(recipe), "steps": steps, "cells": cells, "rows": rows,
+                       "table": summarise(rows, list(shifts))}
             write_json_atomic(out / "summary.json", summary)
     return summary
 
@@ -157,12 +160,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, help="passes per run instead (the test fixture's model: 3)")
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"],
                    help="adamw: the default recipe; sgd: the test fixture's (with --warmup 0)")
+    p.add_argument("--cells", default="slice", choices=["slice", "all"],
+                   help="train on the tests' slice (757 training crops) or on every cell but the samples (about 4,200)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     recipe = ("--optimizer", args.optimizer, *(("--warmup", "0") if args.optimizer == "sgd" else ()),
               *(("--epochs", str(args.epochs)) if args.epochs else ()))
-    summary = run_experiment(args.jurkat, args.out, args.shifts, args.seeds, args.steps, args.threads, recipe)
+    summary = run_experiment(args.jurkat, args.out, args.shifts, args.seeds, args.steps, args.threads, recipe, args.cells)
     summary["command"] = "python -m napari_cellsynth.training.experiments.shift " + " ".join(argv or sys.argv[1:])
     write_json_atomic(Path(args.out) / "summary.json", summary)
     for row in summary["table"]:

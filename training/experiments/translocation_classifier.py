@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routes", nargs="+", default=["rgb", "six", "six-balanced", "six-identity"], choices=list(ROUTES))
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--shift", type=float, default=0.1,
+                   help="the classifiers' shift augmentation (0.1, the trainer's default when results §11 ran)")
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: the trainer's recipe)")
     p.add_argument("--identity-seed", type=int, default=0)
     p.add_argument("--spliced", type=int, default=1000, help="synthetic translocations per run of a …-spliced route")
@@ -243,7 +245,7 @@ def filtered_crops(kind: str, args, out: Path, split: dict) -> Path:
 
 def run_args(data: Path, out: Path, seed: int, args, extra: list[str]) -> list[str]:
     line = ["--data", str(data), "--object-mask", "object", "--object-crop", "window", "--width", str(args.width),
-            "--seed", str(seed), "--threads", str(args.threads), "--quiet", "--out", str(out)]
+            "--seed", str(seed), "--threads", str(args.threads), "--shift", str(args.shift), "--quiet", "--out", str(out)]
     if args.steps:
         line += ["--steps", str(args.steps)]
     return line + extra
