@@ -87,12 +87,10 @@ def network(args, card: dict):
         from napari_cellsynth.export.export_ddpm import load_ddpm_run
 
         return load_ddpm_run(Path(args.run))[1]
-    from napari_cellsynth.training.nets.unet import UNet
+    from napari_cellsynth.training.nets.unet import unet_from_net
 
     net = card["training"]["net"]
-    return UNet(len(card["channels"]), net["num_classes"], net["base"], tuple(net["channel_mult"]),
-                attention_gates=net["attention_gates"], dropout=net["dropout"],
-                image_size=int(card["input"]["size"][-1])).eval()
+    return unet_from_net(net, len(card["channels"]), int(card["input"]["size"][-1])).eval()
 
 
 def reference_setup(args) -> dict:

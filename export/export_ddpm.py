@@ -25,16 +25,14 @@ from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.schedules import NoiseSchedule
 from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions, load_snapshot,
                                             publish_checked)
-from napari_cellsynth.training.nets.unet import UNet
+from napari_cellsynth.training.nets.unet import UNet, unet_from_net
 
 
 def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[dict, UNet]:
     """The run's config and EMA network: the last one, or the fp16 snapshot of step ``snapshot``."""
     config = json.loads((run / "config.json").read_text())
     net = config["net"]
-    model = UNet(len(config["channels"]), net["num_classes"], net["base"], tuple(net["channel_mult"]),
-                 attention_gates=net["attention_gates"], dropout=net["dropout"],
-                 image_size=int(config["image_size"][-1]))
+    model = unet_from_net(net, len(config["channels"]), int(config["image_size"][-1]))
     if snapshot is not None:
         config["trained_steps"], config["final_loss"] = snapshot, None
         return config, load_snapshot(run, snapshot, model)

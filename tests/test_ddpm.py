@@ -324,7 +324,8 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     from napari_cellsynth.core.label_maps import NAMED_MAPS
     from napari_cellsynth.core.schedules import NoiseSchedule
     from napari_cellsynth.export.export_ddpm import export_ddpm
-    from napari_cellsynth.training.trainers.starting_generator import build_unet, class_rows, load_start, read_start
+    from napari_cellsynth.training.nets.unet import unet_from_net
+    from napari_cellsynth.training.trainers.starting_generator import class_rows, load_start, read_start
 
     zoo = "zoo:ddpm-jurkat4-full-v"
     start = read_start(zoo)
@@ -338,7 +339,7 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
         x0, np.random.default_rng(1).standard_normal(x0.shape).astype(np.float32), t).astype(np.float32)
     cls = np.array([0, 1, 2, 3, 4, 3])
     want = bundle.run({"x": xt, "t": t, "class": cls})["v"]
-    rebuilt = build_unet(start.net, 3, 40)
+    rebuilt = unet_from_net(start.net, 3, 40)
     rebuilt.load_state_dict(start.state)
     with torch.no_grad():
         got = rebuilt.eval()(torch.from_numpy(xt), torch.from_numpy(t), torch.from_numpy(cls)).numpy()
@@ -347,7 +348,7 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     jurkat7 = NAMED_MAPS["jurkat7"]
     rows = class_rows(start, list(jurkat7), jurkat7, report=lambda line: None)
     assert rows == [0, 1, 2, 3, 3, 3, 3, 4]  # G1, S, G2, the four phases from M, then the null class
-    seven = build_unet({**start.net, "num_classes": 7}, 3, 40)
+    seven = unet_from_net({**start.net, "num_classes": 7}, 3, 40)
     load_start(seven, start, rows)
     embedding = seven.state_dict()["class_emb.weight"]
     assert torch.equal(embedding[3:7], start.state["class_emb.weight"][[3, 3, 3, 3]])

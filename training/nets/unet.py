@@ -136,6 +136,12 @@ class UNet(nn.Module):
         return self.out(h)
 
 
+def unet_from_net(net: dict, channels: int, size: int) -> UNet:
+    """The class-conditional DDPM network from a run's or card's recorded ``net`` settings."""
+    return UNet(channels, net["num_classes"], net["base"], tuple(net["channel_mult"]),
+                attention_gates=net["attention_gates"], dropout=net["dropout"], image_size=size)
+
+
 def bridge_unet(net: dict, channels: int, size: int) -> UNet:
     """The BBDM's network from a run's ``net`` settings: no class embedding; the DAPI condition is
     concatenated to the input by the caller."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_cellsynth.training.nets.unet import UNet
+from napari_cellsynth.training.nets.unet import UNet, unet_from_net
 
 
 @dataclass
@@ -86,7 +86,7 @@ def start_from_bundle(spec: str) -> GeneratorStart:
     if not {"base", "channel_mult", "attention_gates", "dropout", "num_classes"} <= set(net):
         raise ValueError(f"--init-from {spec}: its card does not record the U-Net's shape (training.net); "
                          "fine-tune from its training run instead")
-    model = build_unet(net, card.n_channels, card.image_size[-1])
+    model = unet_from_net(net, card.n_channels, card.image_size[-1])
     graph = onnx.load(str(bundle.folder / "model.onnx")).graph
     named = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     state = model.state_dict()
@@ -168,11 +168,6 @@ def resolve_net(args, start: GeneratorStart | None) -> None:
             option = "--" + key.replace("_", "-")
             raise ValueError(f"--init-from {start.source} has a U-Net with {option} {theirs}, this run asks for "
                              f"{given}: its weights fit only their shape; leave {option} unset to take the start's")
-
-
-def build_unet(net: dict, channels: int, size: int) -> UNet:
-    return UNet(channels, net["num_classes"], net["base"], tuple(net["channel_mult"]),
-                attention_gates=net["attention_gates"], dropout=net["dropout"], image_size=size)
 
 
 def forward_order_group_norms(model: UNet, channels: int, image_size) -> list[str]:
