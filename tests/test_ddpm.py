@@ -300,18 +300,29 @@ def test_snapshots_give_a_kid_curve_over_training_that_resumes(jurkat_slice, cla
     assert snapshot_steps(run) == [2, 4]
     with pytest.raises(FileNotFoundError, match=r"steps \[2, 4\]"):
         export_ddpm(run, tmp_path / "missing", snapshot=3)
+    # the run's last weights, exported as a bundle, stand on the curve at the step their card records (as the
+    # zoo's GPU-trained generator does beside a CPU replica's snapshots)
+    last = export_ddpm(run, tmp_path / "last")
     command = [sys.executable, "-m", "napari_cellsynth.training.experiments.kid_curve", "--run", str(run),
                "--classifier", str(classifier_bundle), "--class", "M", "--count", "8", "--steps", "3",
-               "--out", str(tmp_path / "curve" / "kid_curve.json")]
+               "--bundle", str(last), "--floor", "G2", "--out", str(tmp_path / "curve" / "kid_curve.json")]
     (tmp_path / "curve").mkdir()
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     curve = json.loads((tmp_path / "curve" / "kid_curve.json").read_text())
-    assert [r["step"] for r in curve["rows"]] == [2, 4] and all(np.isfinite(r["kid_x1000"]) for r in curve["rows"])
+    assert [(r["step"], r.get("bundle")) for r in curve["rows"]] == [(2, None), (4, None), (4, str(last))]
+    assert all(np.isfinite(r["kid_x1000"]) and np.isfinite(r["fid"]) for r in curve["rows"])
+    # the floor: real held-out M cells are closer to the reference M cells than real G2 cells are
+    assert curve["floor"]["real test M"]["fid"] < curve["floor"]["real test G2"]["fid"]
     assert (tmp_path / "curve" / "kid_curve.png").stat().st_size > 0
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "step" not in again.stderr  # nothing left to score
     assert json.loads((tmp_path / "curve" / "kid_curve.json").read_text())["rows"] == curve["rows"]
+    # a bundle that learnt from other data cannot stand on this run's curve: one line, before any work
+    other = subprocess.run([*command[:-6], "--bundle", "zoo:ddpm-jurkat4-full-v", "--out", str(tmp_path / "x.json")],
+                           capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert "learnt from" in other.stderr and "same recipe" in other.stderr
 
 
 def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):

@@ -52,17 +52,33 @@ def score_snapshots(out: Path, record: dict, steps: list[int], score: Callable[[
     return record
 
 
-def plot_curves(rows: list[dict], path: Path, title: str, panels: list[tuple[str, str]]) -> None:
-    """One panel per ``(key, label)``: the rows' ``key`` (± ``key_std``) against the training step."""
+def plot_curves(rows: list[dict], path: Path, title: str, panels: list[tuple[str, str]],
+                levels: dict[str, dict] | None = None) -> None:
+    """One panel per ``(key, label)``: the rows' ``key`` (± ``key_std``) against the training step.  Rows with a
+    ``bundle`` (exported elsewhere, e.g. a longer run of the recipe) are drawn apart and named; ``levels`` (``{name:
+    {key: value}}``, e.g. real cells through the same measure) are drawn as dashed lines.  The step axis is
+    logarithmic when the steps span more than a decade."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4.5 * len(panels), 3.8))
+    curve = [r for r in rows if "bundle" not in r]
+    apart = [r for r in rows if "bundle" in r]
     steps = [r["step"] for r in rows]
     for i, (key, label) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        ax.errorbar(steps, [r[key] for r in rows], yerr=[r[f"{key}_std"] for r in rows], marker="o", capsize=3)
+        ax.errorbar([r["step"] for r in curve], [r[key] for r in curve],
+                    yerr=[r.get(f"{key}_std", 0) for r in curve], marker="o", capsize=3, label="snapshots")
+        for row in apart:
+            ax.errorbar([row["step"]], [row[key]], yerr=[row.get(f"{key}_std", 0)], marker="*", markersize=10,
+                        capsize=3, linestyle="none", label=row["bundle"])
+        for (name, values), style in zip((levels or {}).items(), ("--", ":", "-.")):
+            ax.axhline(values[key], color="grey", linestyle=style, label=name)
+        if steps and min(steps) > 0 and max(steps) > 10 * min(steps):
+            ax.set_xscale("log")
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
+        if apart or levels:
+            ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
