@@ -48,6 +48,7 @@ from napari_cellsynth.training.experiments.baseline import markdown_table
 from napari_cellsynth.training.reports.summaries import paired_markdown, paired_seeds, summarize_runs
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
+from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
 KEEP = {"full": [], "cut10": ["{rare}=0.1"]}
 
@@ -233,9 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", nargs="+", default=list(KEEP), choices=list(KEEP))
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--shift", type=float, default=0.1,
-                        help="the classifiers' shift augmentation (0.1, the trainer's default when results §6 and §6c "
-                             "ran; the trainer now leaves it off for runs of fewer than 50 passes)")
+    add_experiment_shift(parser, "§6 and §6c")
     parser.add_argument("--ddpm-base", type=int, default=32)
     parser.add_argument("--ddpm-batch", type=int, default=32)
     parser.add_argument("--ddpm-steps", type=int, default=2000)

@@ -61,6 +61,7 @@ from napari_cellsynth.training.data.focused_sampling import (PARTS, MinorityPool
 from napari_cellsynth.training.data.labelled_crops import load_labelled, stratification, stratified_split
 from napari_cellsynth.training.reports.summaries import write_summary
 from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
 ALL_PARTS = tuple(PARTS)
 ABLATIONS = {"no-mixup": ("generated", "nonlinear"), "no-nonlinear": ("generated", "mixup")}
@@ -98,9 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stratify the split by another label map's classes, as the generators' was (e.g. jurkat4: the "
                         "split of the zoo's 4-class DDPMs, fine-tuned on these classes with the same option)")
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--shift", type=float, default=0.1,
-                   help="the classifiers' shift augmentation (0.1, the trainer's default when results §12 ran; the "
-                        "trainer now leaves it off for runs of fewer than 50 passes)")
+    add_experiment_shift(p, "§12")
     p.add_argument("--steps", type=int, default=4000, help="optimizer steps per run (the same for every arm)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="the whole batch, original plus supplementary (001: 32, of which 8 original on Jurkat)")
@@ -233,9 +232,12 @@ class Experiment:
                              f"them in this one's test part; pass --stratify-by with its label map")
         train = self.split_y[self.split["train"]]
         for other, count in (start.get("train_counts") or {}).items():
-            if count and count != int((train == self.split_classes.index(other)).sum()):
+            here = int((train == self.split_classes.index(other)).sum())
+            if count and count != here:
                 raise ValueError(f"{who} learnt from {count} crops of {other}, but this split's training part holds "
-                                 "another number: it was trained on another split and may have seen test crops")
+                                 f"{here}: it was trained on another split (it may have seen test crops) or on a part "
+                                 "of this one thinned by --keep-fraction; start from a generator trained on all of "
+                                 "this split's training part")
 
     def pools(self, kind: str | None) -> list[MinorityPool]:
         """One pool per minority class: its real training crops and the ``kind`` generator's crops (none without)."""

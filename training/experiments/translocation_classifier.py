@@ -54,6 +54,7 @@ from napari_cellsynth.training.data.spliced_translocations import save_spliced, 
 from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
 from napari_cellsynth.training.experiments.colour_baseline import colour_features, colour_scores
 from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
 ROUTES = {
     "rgb": {"input": "rgb"},
@@ -86,8 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routes", nargs="+", default=["rgb", "six", "six-balanced", "six-identity"], choices=list(ROUTES))
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--shift", type=float, default=0.1,
-                   help="the classifiers' shift augmentation (0.1, the trainer's default when results §11 ran)")
+    add_experiment_shift(p, "§11")
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: the trainer's recipe)")
     p.add_argument("--identity-seed", type=int, default=0)
     p.add_argument("--spliced", type=int, default=1000, help="synthetic translocations per run of a …-spliced route")

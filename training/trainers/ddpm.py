@@ -47,7 +47,7 @@ from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.forward_process import TorchNoising
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 from napari_cellsynth.training.trainers.starting_generator import (check_start, class_rows, load_start, read_start,
-                                                                    resolve_net, resumed_settings)
+                                                                    resolve_net, resumed_settings, schedule_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,15 +137,13 @@ def run_schedule(args, start_schedule: dict | None) -> NoiseSchedule:
     gave pixel noise with every fast sampler (KID × 10³ about 1,000 against 6.5–6.7, docs/results.md §6b).  A
     fine-tuning run given another schedule is refused."""
     base = NoiseSchedule.from_card(start_schedule) if start_schedule else None
-    theirs = {"schedule": start_schedule["kind"], "schedule_params": json.dumps(start_schedule.get("params", {})),
-              "timesteps": start_schedule["num_timesteps"]} if start_schedule else SCHEDULE_DEFAULTS
-    for key, value in theirs.items():
+    for key, value in (schedule_options(start_schedule) if start_schedule else SCHEDULE_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.prediction is None:
-        args.prediction = base.prediction if base else "v"
+        args.prediction = "v"
     if args.zero_terminal_snr is None:
-        args.zero_terminal_snr = base.zero_terminal_snr if base else args.prediction == "v"
+        args.zero_terminal_snr = args.prediction == "v"
     schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction,
                              args.zero_terminal_snr)
     if base and schedule.to_card() != base.to_card():

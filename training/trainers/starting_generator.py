@@ -142,12 +142,16 @@ def resumed_settings(args, saved: dict) -> None:
             setattr(args, key, saved["net"][key])
     if args.stratify_by is None:
         args.stratify_by = (saved.get("split") or {}).get("stratify_by")
-    schedule = saved["schedule"]
-    for key, value in (("schedule", schedule["kind"]), ("schedule_params", json.dumps(schedule.get("params", {}))),
-                       ("timesteps", schedule["num_timesteps"]), ("prediction", schedule.get("prediction", "epsilon")),
-                       ("zero_terminal_snr", schedule.get("zero_terminal_snr", False))):
+    for key, value in schedule_options(saved["schedule"]).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+
+
+def schedule_options(card: dict) -> dict:
+    """A schedule card as the ``cellsynth train ddpm`` options that rebuild it."""
+    return {"schedule": card["kind"], "schedule_params": json.dumps(card.get("params", {})),
+            "timesteps": card["num_timesteps"], "prediction": card.get("prediction", "epsilon"),
+            "zero_terminal_snr": card.get("zero_terminal_snr", False)}
 
 
 NET_DEFAULTS = {"base": 64, "channel_mult": [1, 2, 2], "attention_gates": False, "dropout": 0.1}
