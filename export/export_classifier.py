@@ -161,6 +161,8 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
         store_weights_fp16(staging / "model.onnx")
         atol, rtol = max(atol, FP16_TOLERANCE), max(rtol, FP16_TOLERANCE)
     card = make_card(run, config, model, name or out.name)
+    if not ensemble and (run / "decision.json").is_file():  # thresholds chosen on the run's validation crops
+        card.extra["decision"] = json.loads((run / "decision.json").read_text())
     arrays = test_split_arrays(run, config)
     if ensemble:
         card.training["ensemble"], card.training["test_metrics"] = members, None  # measured on the bundle below

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_cellsynth.core.zoo import add_to_registry
+from napari_cellsynth.core.zoo_publish import add_to_registry
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bundle", help="a bundle folder inside the zoo folder")
+    parser.add_argument("bundle", help="a bundle folder inside the zoo folder (models/: the shipped registry)")
     parser.add_argument("--description", required=True)
     parser.add_argument("--metric", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--results", default="", help="the docs/results.md section that measured the metrics")

@@ -11,7 +11,8 @@ import pytest
 
 from napari_cellsynth.core.bundle import BundleError, read_card
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.core.zoo import add_to_registry, default_location, read_registry, resolve
+from napari_cellsynth.core.zoo import SHIPPED_REGISTRY, default_location, open_zoo, read_registry, resolve
+from napari_cellsynth.core.zoo_publish import add_to_registry
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -56,13 +57,30 @@ def test_remote_registry_downloads_verifies_and_refuses_a_corrupt_file(zoo, tmp_
     registry["bundles"]["clf"]["sha256"]["model.onnx"] = "0" * 64
     (zoo / "registry.json").write_text(json.dumps(registry))
     shutil.rmtree(tmp_path / "cache")
-    with pytest.raises(BundleError, match="downloaded model.onnx does not match"):
+    with pytest.raises(BundleError, match="model.onnx: the downloaded file does not match its sha256"):
         resolve("zoo:clf", url)
-    assert not (tmp_path / "cache" / "zoo" / "clf" / "model.onnx").exists()
+    assert not (tmp_path / "cache" / "zoo" / "clf").exists()  # nothing half-downloaded is left behind
+    assert not list((tmp_path / "cache" / "zoo").iterdir())
+
+
+def test_the_shipped_registry_lists_exactly_the_checkouts_models_with_sizes():
+    """The registry in the package is the one that an installed user downloads by: it must list every bundle
+    folder of models/ with each file's sha256 and size, and nothing else (scripts/zoo_add.py keeps it so)."""
+    data = json.loads(SHIPPED_REGISTRY.read_text())
+    assert "{version}" in data["base_url"] and data["base_url"].startswith("https://")
+    folders = {p.name for p in MODELS.iterdir() if p.is_dir()}
+    assert set(data["bundles"]) == folders
+    for name, entry in data["bundles"].items():
+        files = {p.name: p for p in (MODELS / entry["path"]).iterdir() if p.is_file()}
+        assert set(entry["sha256"]) == set(files) == set(entry["sizes"]), name
+        for file, path in files.items():
+            assert entry["sizes"][file] == path.stat().st_size, (name, file)
+    assert default_location() == str(SHIPPED_REGISTRY) or "CELLSYNTH_ZOO" in __import__("os").environ
+    assert open_zoo(str(SHIPPED_REGISTRY)).local == MODELS  # a checkout reads its own files, offline
 
 
 def test_every_shipped_zoo_bundle_loads_and_passes_its_card_checks():
-    registry = read_registry(str(MODELS))
+    registry = read_registry(str(SHIPPED_REGISTRY))
     assert registry, "the zoo in models/ lists no bundle"
     total = 0
     for name, entry in registry.items():
@@ -89,7 +107,7 @@ def test_zoo_list_as_a_command():
     cellsynth = Path(sys.executable).with_name("cellsynth")
     done = subprocess.run([str(cellsynth), "zoo", "list", "--verify"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    for name in read_registry(str(MODELS)):
+    for name in read_registry(str(SHIPPED_REGISTRY)):
         assert f"zoo:{name}" in done.stdout
     assert "sha256 ok" in done.stdout
     bad = subprocess.run([str(cellsynth), "info", "zoo:no-such-bundle"], capture_output=True, text=True, timeout=300)
@@ -120,3 +138,54 @@ def test_zoo_classifiers_rescore_to_their_cards_as_a_command(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         result = json.loads(out.read_text())
         assert result["test_crops"] > 1300 and abs(result["macro_f1"] - result["card_macro_f1"]) <= 0.01
+
+
+def _cellsynth(*args, env):
+    cellsynth = Path(sys.executable).with_name("cellsynth")
+    return subprocess.run([str(cellsynth), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_zoo_pull_from_a_loopback_server_fills_the_cache(tmp_path):
+    """`cellsynth zoo pull` over HTTP fills the cache and `zoo list` says so; a registry URL that does not answer
+    gives one line naming the fix.  (An installed wheel's offline use of the cache: test_install.)"""
+    import os
+
+    from zoo_server import closed_port_url, serve_zoo
+
+    env = {**os.environ, "CELLSYNTH_CACHE": str(tmp_path / "cache")}
+    with serve_zoo() as (url, handler):
+        env["CELLSYNTH_ZOO"] = url
+        done = _cellsynth("zoo", "pull", "zoo:classifier-jurkat4", "--quiet", env=env)
+        assert done.returncode == 0, done.stderr
+        listed = _cellsynth("zoo", "list", env=env)
+        assert "/classifier-jurkat4/model.onnx" in handler.requests
+    folder = tmp_path / "cache" / "zoo" / "classifier-jurkat4"
+    assert {p.name for p in folder.iterdir()} == {"card.json", "model.onnx", "arrays.npz"}
+    assert (folder / "model.onnx").read_bytes() == (MODELS / "classifier-jurkat4" / "model.onnx").read_bytes()
+    assert "[cached]" in next(x for x in listed.stdout.splitlines() if "zoo:classifier-jurkat4 " in x)
+    assert "[not downloaded" in next(x for x in listed.stdout.splitlines() if "zoo:classifier-jurkat7 " in x)
+    dead = _cellsynth("zoo", "list", env={**env, "CELLSYNTH_ZOO": closed_port_url()})
+    assert dead.returncode == 2 and "Traceback" not in dead.stderr and len(dead.stderr.strip().splitlines()) == 1
+    assert "no model zoo registry" in dead.stderr and "CELLSYNTH_ZOO" in dead.stderr
+
+
+def test_truncated_or_broken_off_downloads_are_refused_and_leave_nothing(tmp_path, monkeypatch):
+    from zoo_server import closed_port_url, serve_zoo
+
+    monkeypatch.setenv("CELLSYNTH_CACHE", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "zoo"
+    path = "/classifier-jurkat4/model.onnx"
+    for how in ("short", "broken"):
+        with serve_zoo(**{how: [path]}) as (url, _):
+            with pytest.raises(BundleError, match="truncated|broke off") as err:
+                resolve("zoo:classifier-jurkat4", url)
+        assert "\n" not in str(err.value) and "zoo pull classifier-jurkat4" in str(err.value)
+        assert not cache.exists() or not list(cache.iterdir()), list(cache.iterdir())
+    dead = closed_port_url()
+    monkeypatch.setenv("CELLSYNTH_ZOO_URL", dead)
+    zoo = open_zoo(str(SHIPPED_REGISTRY))
+    assert zoo.url == dead
+    with pytest.raises(BundleError, match="cannot reach .*zoo pull classifier-jurkat4.*CELLSYNTH_ZOO"):
+        from napari_cellsynth.core.jobs import run_to_end
+
+        run_to_end(zoo.pull("classifier-jurkat4"))

@@ -8,6 +8,7 @@
     cellsynth translate --model BBDM_OR_CYCLEGAN_BUNDLE --dapi D.tif [...] --labels L.tif [...] --out FOLDER
     cellsynth info BUNDLE
     cellsynth zoo list            (then --model zoo:NAME wherever a bundle is asked for)
+    cellsynth zoo pull NAME|--all (download into the cache ahead of time, for a machine without internet)
     cellsynth train classifier|pretrain|ddpm|gan|bbdm|cyclegan|cellpose [OPTIONS]   (needs the [train] extra)
     cellsynth export classifier|ddpm|gan|bbdm|cyclegan RUN --out BUNDLE
 
@@ -28,28 +29,19 @@ import numpy as np
 from .core.atomic import write_csv_atomic
 from .core.bundle import BundleError, read_card, verify_files
 from .core.classify import classify_crops
-from .core.datasets import read_crops
+from .core.datasets import crop_groups, read_crops
+from .core.decisions import parse_thresholds
 from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS
 from .core.images import ImageInputError
+from .core.jobs import run_with_bar
 from .core.label_maps import apply_label_map
-from .core.metrics import classification_metrics, format_table
+from .core.metrics import format_table
 from .core.runtime import OnnxModel
 from .core.samplers import SAMPLERS, SPACINGS
 
 
 def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and a.resolve() == b.resolve()
-
-
-def run_with_bar(job, bar):
-    """Drive a progress generator (``yield (done, total)``), moving a tqdm bar; return its result."""
-    while True:
-        try:
-            done, total = next(job)
-        except StopIteration as stop:
-            return stop.value
-        bar.total = total
-        bar.update(done - bar.n)
 
 
 def cmd_classify(args) -> int:
@@ -59,27 +51,41 @@ def cmd_classify(args) -> int:
     if _same_file(out, Path(args.input)) or (args.objects and _same_file(out, Path(args.objects))):
         raise ImageInputError(f"--out {out} is an input file; choose another output path")
     model = OnnxModel(args.model, kind="classifier")
+    decision = parse_thresholds(args.threshold, model.card.classes) if args.threshold else None
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap {args.bootstrap}: give a number of resamples (e.g. 1000), or leave it out")
     if args.objects:
-        return classify_objects_command(args, model, out)
+        if args.group_by or args.bootstrap:
+            raise ValueError("--group-by and --bootstrap score labelled crops; --objects input has no labels")
+        return classify_objects_command(args, model, out, decision)
     fit = model.card.size_fit  # crops of other sizes are fitted as the bundle's training crops were
     crops = read_crops(args.input, args.labels_csv, fit.size if fit else None, fit.fit if fit else None)
     for note in crops.notes:
         print(note, file=sys.stderr)
-    job = classify_crops(model, crops.images, args.batch_size)
+    if (args.group_by or args.bootstrap) and crops.labels is None:
+        raise ImageInputError(f"{args.input} has no labels: --group-by and --bootstrap score labelled crops (give "
+                              "an .npz with labels, a folder per class, or --labels-csv)")
+    groups = crop_groups(crops, args.group_by, args.labels_csv) if args.group_by else None
+    job = classify_crops(model, crops.images, args.batch_size, decision)
     with tqdm(total=len(crops), unit="crop", disable=args.quiet, desc="classify") as bar:
         result = run_with_bar(job, bar)
     columns = {"source": crops.names}
     if crops.labels is not None:
         columns["true_label"] = crops.labels.tolist()
+    if groups is not None:
+        columns["group"] = groups.tolist()
     columns.update(result.table())
     write_csv_atomic(out, columns)
     print(f"wrote {out} ({len(crops)} crops)", file=sys.stderr)
+    if result.decision is not None:
+        print(f"calls by the thresholds {result.decision.thresholds} ({result.decision.chosen_on}); "
+              "--threshold none for the most probable class", file=sys.stderr)
     if crops.labels is not None:
-        _score(crops.labels, result, model.card.label_map, out)
+        _score(crops.labels, result, model.card.label_map, out, groups, args.bootstrap)
     return 0
 
 
-def classify_objects_command(args, model: OnnxModel, out: Path) -> int:
+def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int:
     """``--objects LABELS.tif``: INPUT is an image (C×H×W or H×W[×C]); one row per object, cut as the bundle's
     training crops were (its card) unless ``--object-crop`` says otherwise."""
     import tifffile
@@ -89,7 +95,7 @@ def classify_objects_command(args, model: OnnxModel, out: Path) -> int:
 
     image, labels = tifffile.imread(args.input), tifffile.imread(args.objects)
     crop = args.object_crop or model.card.object_crop
-    job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop)
+    job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop, decision=decision)
     with tqdm(unit="object", disable=args.quiet, desc="classify") as bar:
         objects, result = run_with_bar(job, bar)
     boxes = objects.boxes
@@ -99,8 +105,10 @@ def classify_objects_command(args, model: OnnxModel, out: Path) -> int:
     return 0
 
 
-def _score(labels, result, label_map, out: Path) -> None:
-    """Metrics against the input's labels when the bundle's label map covers them."""
+def _score(labels, result, label_map, out: Path, groups=None, bootstrap: int = 0) -> None:
+    """Metrics against the input's labels when the bundle's label map covers them: per-class PPV, recall and F1
+    of the calls, PR-AUC and ROC-AUC of the probabilities, and per-group counts and bootstrap intervals when
+    asked for; all in OUT.metrics.json."""
     if not label_map:
         return
     try:
@@ -110,11 +118,14 @@ def _score(labels, result, label_map, out: Path) -> None:
         return
     if classes != result.classes:
         return
-    metrics = classification_metrics(truth, result.predicted, classes)
-    print(format_table(metrics))
     from .core.atomic import write_json_atomic
+    from .core.scoring import format_scores, score_labelled
 
-    write_json_atomic(out.with_suffix(".metrics.json"), metrics)
+    scores = score_labelled(truth, result.probabilities, result.predicted, classes, groups, bootstrap)
+    scores["decision"] = result.decision.to_dict() if result.decision else None
+    print(format_table(scores))
+    print(format_scores(scores))
+    write_json_atomic(out.with_suffix(".metrics.json"), scores)
 
 
 def cmd_generate(args) -> int:
@@ -300,19 +311,37 @@ def cmd_info(args) -> int:
 
 
 def cmd_zoo(args) -> int:
-    """The registry's bundles, each checked against its sha256 (local registries)."""
-    from .core.zoo import default_location, read_registry, resolve
+    """``list``: the registry's bundles and where each is (local, cached, not downloaded), ``--verify`` checking
+    every sha256; ``pull NAME … | --all``: download bundles into the cache ahead of time."""
+    from tqdm import tqdm
 
-    location = args.registry or default_location()
-    registry = read_registry(location)
-    print(f"model zoo at {location}: {len(registry)} bundle(s)")
-    for name, entry in sorted(registry.items()):
+    from .core.zoo import open_zoo, resolve
+
+    zoo = open_zoo(args.registry)
+    if args.action == "pull":
+        names = sorted(zoo.entries) if args.all else [n.removeprefix("zoo:") for n in args.names]
+        if not names:
+            raise ValueError("name the bundles to pull (cellsynth zoo list), or give --all")
+        for name in names:
+            if zoo.where(name) == "local":
+                print(f"zoo:{name}: in {zoo.local_folder(name)}, nothing to download", file=sys.stderr)
+                continue
+            with tqdm(unit="B", unit_scale=True, desc=f"zoo:{name}", disable=args.quiet) as bar:
+                folder = run_with_bar(zoo.pull(name), bar)
+            print(f"zoo:{name}: {folder}", file=sys.stderr)
+        return 0
+    if args.names or args.all:
+        raise ValueError("zoo list takes no bundle names; use 'cellsynth zoo pull NAME' to download one")
+    print(f"model zoo at {zoo.location}: {len(zoo.entries)} bundle(s)")
+    for name, entry in sorted(zoo.entries.items()):
         metrics = ", ".join(f"{k} {v}" for k, v in (entry.metrics or {}).items())
-        print(f"  zoo:{name:<28} {entry.kind:<10} {entry.description}")
+        where = zoo.where(name)
+        size = f", {entry.size / 2**20:.1f} MB" if entry.size and where == "not downloaded" else ""
+        print(f"  zoo:{name:<28} {entry.kind:<10} [{where}{size}] {entry.description}")
         if metrics or entry.results:
             print(f"  {'':<32} {metrics}{' (' + entry.results + ')' if entry.results else ''}")
         if args.verify:
-            resolve(f"zoo:{name}", location)
+            resolve(f"zoo:{name}", args.registry)
             print(f"  {'':<32} sha256 ok")
     return 0
 
@@ -356,6 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how objects are cut (default: as the bundle's training crops were, from its card)")
     p.add_argument("--margin", type=float, default=0.15, help="box margin for --object-crop resize")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threshold", nargs="+", metavar="CLASS=T",
+                   help="call CLASS when its probability reaches T (overrides the thresholds that the bundle's card "
+                        "chose on validation); 'none': the most probable class for every crop")
+    p.add_argument("--group-by", metavar="COLUMN|path:K|path:REGEX",
+                   help="labelled input: counts per group (e.g. slide): a labels-CSV column, an .npz array, the K-th "
+                        "part of each crop's path (a folder level), or a regular expression's first group")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="labelled input: 95%% intervals of F1 and PR-AUC from N resamples (of groups with --group-by)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_classify)
     p = sub.add_parser("generate", help="generate images of a class with a DDPM or GAN bundle (TIFFs with provenance)")
@@ -453,10 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder; one subfolder per DAPI file")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_translate)
-    p = sub.add_parser("zoo", help="list the model zoo's bundles (use them as --model zoo:NAME)")
-    p.add_argument("action", choices=["list"])
-    p.add_argument("--registry", help="a folder or URL holding registry.json (default: CELLSYNTH_ZOO or models/)")
-    p.add_argument("--verify", action="store_true", help="check every bundle's sha256 (downloads remote ones)")
+    p = sub.add_parser("zoo", help="list the model zoo's bundles (use them as --model zoo:NAME), or download them "
+                                   "ahead of time for a machine without internet")
+    p.add_argument("action", choices=["list", "pull"])
+    p.add_argument("names", nargs="*", metavar="NAME", help="pull: the bundles to download (zoo:NAME or NAME)")
+    p.add_argument("--all", action="store_true", help="pull: every bundle of the registry")
+    p.add_argument("--registry", help="a folder or URL holding registry.json (default: CELLSYNTH_ZOO, else the "
+                                      "registry shipped with the package)")
+    p.add_argument("--verify", action="store_true", help="list: check every bundle's sha256 (downloads missing ones)")
+    p.add_argument("--quiet", action="store_true", help="pull: no progress bar")
     p.set_defaults(func=cmd_zoo)
     for command, modules, what in (("train", TRAINERS, "train a model on your labelled crops (needs the [train] extra)"),
                                    ("export", EXPORTERS, "export a finished training run to a bundle (ONNX + card)")):

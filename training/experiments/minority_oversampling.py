@@ -12,6 +12,8 @@ Every run is ``cellsynth train classifier`` with the project's default recipe, o
 the seeds change the initialisation, the batch order and the synthetic draws.  Arms (:func:`arms`; 001's ablation):
 
 - ``base``: the real crops alone;
+- ``balanced``: the real crops alone, drawn with class-balanced sampling (``--sampling balanced``: the cheap
+  alternative that repeats the rare crops instead of making new ones);
 - ``standard-<first generator>``: 001's "standard sampling": the same synthetic mix as the full method (2
   generated : 1 mixup : 1 nonlinear mixup per unit of n), drawn once per seed and merged into the training crops
   (``--extra-train``), as many as give the training set the synthetic share of a focused batch;
@@ -73,7 +75,7 @@ def arms(kinds: list[str]) -> dict[str, dict]:
     """The ablation's arms for the given generator kinds; the first kind is the full method's, and every arm that
     uses a generator names it."""
     full = kinds[0]
-    table = {"base": {}, f"standard-{full}": {"standard": full}}
+    table = {"base": {}, "balanced": {"sampling": "balanced"}, f"standard-{full}": {"standard": full}}
     table |= {f"focused-{kind}": {"generator": kind, "parts": ALL_PARTS} for kind in kinds}
     table |= {f"focused-{full}-{name}": {"generator": full, "parts": parts} for name, parts in ABLATIONS.items()}
     table["focused-no-generator"] = {"generator": None, "parts": ("mixup", "nonlinear")}
@@ -294,6 +296,8 @@ class Experiment:
                 "--out", str(run)]
         if self.args.label_map:
             line += ["--label-map", self.args.label_map]
+        if spec.get("sampling"):
+            line += ["--sampling", spec["sampling"]]
         if spec.get("standard"):
             line += ["--extra-train", str(self.standard_set(spec["standard"], seed))]
         if spec.get("parts"):

@@ -50,6 +50,7 @@ from torch import nn
 from tqdm import tqdm
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.decisions import choose_thresholds
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import classification_metrics, format_table
@@ -155,6 +156,32 @@ def evaluate(model: nn.Module, batches: CropBatches) -> tuple[float, np.ndarray,
             predicted.append(logits.argmax(1).cpu().numpy())
     truth_all = np.concatenate(truth)
     return sum(losses) / len(truth_all), truth_all, np.concatenate(predicted)
+
+
+def predict_probabilities(model: nn.Module, batches: CropBatches) -> tuple[np.ndarray, np.ndarray]:
+    """True class indices and softmax probabilities (N×K)."""
+    model.eval()
+    truth, probabilities = [], []
+    with torch.inference_mode():
+        for x, y in batches:
+            logits, _ = model(x)
+            truth.append(y.cpu().numpy())
+            probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
+    return np.concatenate(truth), np.concatenate(probabilities)
+
+
+def decide_on_validation(model: nn.Module, val: CropBatches, test: CropBatches, classes: list[str],
+                         out: Path) -> dict | None:
+    """Thresholds for the rare classes chosen on the validation crops (``decision.json``, which the exporter puts
+    in the card), and the test metrics under them; None when no threshold raised validation macro-F1."""
+    truth, probabilities = predict_probabilities(model, val)
+    rule = choose_thresholds(probabilities, truth, classes)
+    write_json_atomic(out / "decision.json", rule.to_dict())
+    if not rule.thresholds:
+        return None
+    truth, probabilities = predict_probabilities(model, test)
+    return {**classification_metrics(truth, rule.predict(probabilities, classes), classes),
+            "thresholds": rule.thresholds}
 
 
 OPTIMIZER_DEFAULTS = {"adamw": (1e-3, 0.05), "sgd": (0.05, 5e-4), "adam": (1e-3, 0.0)}
@@ -460,9 +487,13 @@ def train(args) -> dict:
     metrics["best_step"] = best.get("step")
     metrics["steps_run"] = history[-1]["step"] if history else 0
     metrics["train_only_classes"] = config["train_only_classes"]
+    metrics["with_thresholds"] = decide_on_validation(model, val, test, data.classes, out)
     write_json_atomic(out / "metrics_test.json", metrics)
     plot_confusion(metrics, out / "confusion_test.png", title=f"test split, seed {args.seed}")
     print(format_table(metrics))
+    if metrics["with_thresholds"]:
+        print(f"with the thresholds chosen on validation ({metrics['with_thresholds']['thresholds']}):")
+        print(format_table(metrics["with_thresholds"]))
     return metrics
 
 

@@ -26,35 +26,73 @@ def chosen_path(field, what: str) -> Path:
 ZOO_NONE = "(or choose a folder below)"
 
 
-def zoo_names(kinds: tuple[str, ...]) -> list[str]:
-    """``zoo:NAME`` of every bundle of ``kinds`` in the model zoo's registry (none when there is no registry)."""
+def zoo_choices(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(label, zoo:NAME)`` for every bundle of ``kinds`` in the model zoo's registry (none when there is no
+    registry); the label says when a bundle is not downloaded yet, and its size."""
     from ..core.bundle import BundleError
-    from ..core.zoo import read_registry
+    from ..core.zoo import open_zoo
 
     try:
-        registry = read_registry()
+        zoo = open_zoo()
     except BundleError:
         return []
-    return sorted(f"zoo:{name}" for name, entry in registry.items() if entry.kind in kinds)
+    choices = []
+    for name, entry in sorted(zoo.entries.items()):
+        if entry.kind in kinds:
+            missing = zoo.where(name) == "not downloaded"
+            size = f" {entry.size / 2**20:.1f} MB" if entry.size else ""
+            choices.append((f"zoo:{name}" + (f" (downloads{size})" if missing else ""), f"zoo:{name}"))
+    return choices
 
 
 def zoo_picker(field, kinds: tuple[str, ...]) -> ComboBox:
     """A drop-down of the zoo's bundles of ``kinds``: picking one puts its folder (checked by sha256) in
-    ``field``, the widget's bundle folder field, so that everything downstream reads one field."""
+    ``field``, the widget's bundle folder field, so that everything downstream reads one field.  A bundle not
+    downloaded yet is fetched in a thread worker, with a progress bar in napari's activity dock."""
     from ..core.bundle import BundleError
-    from ..core.zoo import resolve
+    from ..core.zoo import open_zoo, resolve
 
-    picker = ComboBox(choices=[ZOO_NONE, *zoo_names(kinds)], value=ZOO_NONE, label="model zoo")
+    picker = ComboBox(choices=lambda _: [(ZOO_NONE, ZOO_NONE), *zoo_choices(kinds)], value=ZOO_NONE,
+                      label="model zoo")
+
+    def failed(err):
+        from napari.utils.notifications import show_error
+
+        show_error(str(err))
 
     def picked(value):
         if value == ZOO_NONE:
             return
         try:
-            field.value = str(resolve(value))
+            zoo = open_zoo()
+            name = value.removeprefix("zoo:")
+            if zoo.where(name) != "not downloaded":
+                field.value = str(resolve(value))
+                return
         except BundleError as err:
-            from napari.utils.notifications import show_error
+            failed(err)
+            return
+        picker.download = download(zoo, name)
 
-            show_error(str(err))
+    def download(zoo, name):
+        from napari.utils import progress
+
+        bar = progress(total=zoo.entry(name).size or 0, desc=f"downloading zoo:{name}")
+
+        def moved(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        def finished():
+            bar.close()
+            picker.download = None
+
+        def done(folder):
+            field.value = str(folder)
+            picker.reset_choices()  # the label loses "(downloads …)"
+        return start_job(lambda: zoo.pull(name), moved, done, failed, finished)
+
+    picker.download = None  # the running download's worker, if any
     picker.changed.connect(picked)
     return picker
 

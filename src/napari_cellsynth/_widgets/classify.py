@@ -180,6 +180,8 @@ class ClassifyWidget(JobWidget):
         self._set_legend([])  # crops are not coloured: the overlay and the table name their class
         counts = {c: result.predicted_names.count(c) for c in result.classes}
         self.status.value = f"{len(result.confidence)} crops: " + ", ".join(f"{c} {n}" for c, n in counts.items())
+        if result.decision is not None:
+            self.status.value += f" (thresholds from the bundle's card: {result.decision.thresholds})"
         self._viewer.text_overlay.visible = True
         self._show_current_crop()
 

@@ -6,7 +6,7 @@ from napari.viewer import Viewer
 
 from ..core.jobs import in_thread
 from ..core.segment import BUILT_IN, SegmentSettings, estimate_diameter, load_model, segment
-from .base import JobWidget, chosen_path, zoo_names
+from .base import JobWidget, chosen_path, zoo_choices
 
 CUSTOM = "custom model file…"
 
@@ -18,8 +18,9 @@ class SegmentWidget(JobWidget):
         import napari
 
         self.image_layer = create_widget(annotation=napari.layers.Image, label="image")
-        zoo = zoo_names(("cellpose",))  # the zoo's Cellpose models first: they need no download
-        self.model_name = ComboBox(choices=[CUSTOM, *zoo, *BUILT_IN], value=zoo[0] if zoo else CUSTOM, label="model")
+        zoo = zoo_choices(("cellpose",))  # the zoo's Cellpose models first: they need no Cellpose download
+        self.model_name = ComboBox(choices=[(CUSTOM, CUSTOM), *zoo, *((m, m) for m in BUILT_IN)],
+                                   value=zoo[0][1] if zoo else CUSTOM, label="model")
         self.model_file = FileEdit(mode="r", label="model file")
         self.diameter = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=1.0, label="diameter (0 = model's)")
         self.estimate_button = PushButton(text="Estimate diameter")

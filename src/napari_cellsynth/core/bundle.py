@@ -9,7 +9,6 @@ a bundle is ever unpickled: the card is JSON, arrays are ``.npz`` loaded with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from .atomic import write_json_atomic
+from .downloads import sha256_of
+from .errors import BundleError
+from .zoo import resolve
 
 CARD_NAME = "card.json"
 CARD_SCHEMA_VERSION = 1
@@ -32,18 +34,6 @@ _REQUIRED = {
     "normalization": dict,
     "files": dict,
 }
-
-
-class BundleError(ValueError):
-    """A bundle is missing, corrupt, or does not fit the data it is given."""
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_section(card: "Card", kinds: tuple[str, ...], what: str, build):
@@ -164,6 +154,22 @@ class Card:
     def label_map(self) -> dict[str, list[str]] | None:
         """The map from the training data's original labels to ``classes`` (None: the labels are the classes)."""
         return self.training.get("data", {}).get("label_map") or None
+
+    @property
+    def decision(self) -> "DecisionRule | None":
+        """A classifier's decision thresholds for its rare classes, chosen on validation (the card's ``decision``
+        section); None: every crop gets its most probable class."""
+        from .decisions import DecisionRule
+
+        data = self.extra.get("decision")
+        if not data or not data.get("thresholds"):
+            return None
+        try:
+            rule = DecisionRule.from_dict(data)
+            rule.check(self.classes)
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"bundle '{self.name}': its decision section is invalid ({err}); re-export it") from err
+        return rule
 
     @property
     def model_sha256(self) -> str:
@@ -288,8 +294,6 @@ def save_bundle(folder: str | os.PathLike, card: Card, arrays: dict[str, np.ndar
 
 
 def read_card(folder: str | os.PathLike) -> Card:
-    from .zoo import resolve
-
     folder = resolve(folder)  # a path, or zoo:NAME
     if not folder.exists():
         raise BundleError(f"bundle {folder} does not exist; pass the folder that holds card.json and model.onnx")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .crops import ObjectCrops, as_channels_first, extract_object_crops
+from .decisions import DecisionRule
 from .images import prepare
 from .runtime import OnnxModel
 
@@ -24,10 +25,13 @@ class ClassificationResult:
     classes: list[str]
     probabilities: np.ndarray  # (N, K)
     features: np.ndarray  # (N, D) penultimate-layer features
+    decision: DecisionRule | None = None  # per-class thresholds (the card's, or given); None: argmax
 
     @property
     def predicted(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1)
+        if self.decision is None:
+            return self.probabilities.argmax(axis=1)
+        return self.decision.predict(self.probabilities, self.classes)
 
     @property
     def predicted_names(self) -> list[str]:
@@ -35,7 +39,8 @@ class ClassificationResult:
 
     @property
     def confidence(self) -> np.ndarray:
-        return self.probabilities.max(axis=1)
+        """The probability of each crop's call (the largest one, unless a threshold made the call)."""
+        return self.probabilities[np.arange(len(self.probabilities)), self.predicted]
 
     def table(self) -> dict[str, np.ndarray | list]:
         """Columns for a CSV or a napari ``features`` table."""
@@ -54,8 +59,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def classify_crops(model: OnnxModel, images: np.ndarray, batch_size: int = 64) -> Progress:
-    """Classify raw crops (N×C×H×W, or what :func:`images.as_stack` accepts)."""
+def classify_crops(model: OnnxModel, images: np.ndarray, batch_size: int = 64,
+                   decision: DecisionRule | None = None) -> Progress:
+    """Classify raw crops (N×C×H×W, or what :func:`images.as_stack` accepts).  Calls follow ``decision``, by
+    default the card's thresholds (``DecisionRule({})``: plain argmax)."""
     batch = prepare(images, model.card)
     total = len(batch)
     logits, features = [], []
@@ -64,15 +71,17 @@ def classify_crops(model: OnnxModel, images: np.ndarray, batch_size: int = 64) -
         logits.append(outputs["logits"])
         features.append(outputs["features"])
         yield done, total
-    return ClassificationResult(model.card.classes, softmax(np.concatenate(logits)),
-                                np.concatenate(features))
+    decision = model.card.decision if decision is None else decision
+    return ClassificationResult(model.card.classes, softmax(np.concatenate(logits)), np.concatenate(features),
+                                decision if decision and decision.thresholds else None)
 
 
 OBJECT_CROPS = ("window", "resize")
 
 
 def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, batch_size: int = 64,
-                     margin: float = 0.15, crop: str | None = None) -> Generator[tuple[int, int], None,
+                     margin: float = 0.15, crop: str | None = None,
+                     decision: DecisionRule | None = None) -> Generator[tuple[int, int], None,
                                                                               tuple[ObjectCrops, ClassificationResult]]:
     """One crop per object of ``labels`` from ``image`` (C×H×W or H×W), then classify them.
 
@@ -94,7 +103,7 @@ def classify_objects(model: OnnxModel, image: np.ndarray, labels: np.ndarray, ba
                                        only_object=only)
     else:
         objects = extract_object_crops(image, labels, model.card.image_size, margin=margin, only_object=only)
-    result = yield from classify_crops(model, objects.crops, batch_size)
+    result = yield from classify_crops(model, objects.crops, batch_size, decision)
     return objects, result
 
 

@@ -91,21 +91,64 @@ def read_npz(path: str | os.PathLike) -> CropSet:
     return CropSet(images, labels, channels or _default_channels(images), names, str(path))
 
 
-def read_labels_csv(path: str | os.PathLike, n: int) -> np.ndarray:
+def read_labels_csv(path: str | os.PathLike, n: int, column: str = "label") -> np.ndarray:
+    """One value per slice of an n-slice stack from a CSV's ``column`` (rows in order, or placed by an
+    ``index`` column)."""
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    if not rows or "label" not in rows[0]:
-        raise ImageInputError(f"{path} needs a 'label' column (and optionally 'index')")
+    if not rows or column not in rows[0]:
+        if column == "label":
+            raise ImageInputError(f"{path} needs a 'label' column (and optionally 'index')")
+        raise ImageInputError(f"{path} has no column '{column}'; its columns are {', '.join(rows[0]) if rows else 'none'}")
     labels = np.empty(n, dtype=object)
     for order, row in enumerate(rows):
         index = int(row["index"]) if row.get("index") not in (None, "") else order
         if not 0 <= index < n:
             raise ImageInputError(f"{path}: index {index} is outside the stack of {n} slices")
-        labels[index] = row["label"]
+        labels[index] = row[column]
     missing = [i for i in range(n) if labels[i] is None]
     if missing:
-        raise ImageInputError(f"{path}: no label for slice(s) {missing[:10]}")
+        raise ImageInputError(f"{path}: no {column} for slice(s) {missing[:10]}")
     return labels.astype(str)
+
+
+def crop_groups(crops: "CropSet", spec: str, labels_csv: str | os.PathLike | None = None) -> np.ndarray:
+    """The group of every crop (``cellsynth classify --group-by``): ``path:K``, the K-th part of each crop's
+    name (a folder level: 0 is the class folder of a folder per class); ``path:REGEX``, the regular expression's
+    first group in each name; else a column of the labels CSV, or an array of that name in the ``.npz``."""
+    import re
+
+    if spec.startswith("path:"):
+        rule = spec[len("path:"):]
+        if rule.lstrip("-").isdigit():
+            level = int(rule)
+            parts = [Path(name).parts for name in crops.names]
+            if any(not -len(p) <= level < len(p) for p in parts):
+                raise ImageInputError(f"--group-by {spec}: some crop names have fewer than {abs(level) + 1} parts "
+                                      f"(e.g. {crops.names[0]!r})")
+            return np.array([p[level] for p in parts])
+        try:
+            pattern = re.compile(rule)
+        except re.error as err:
+            raise ImageInputError(f"--group-by {spec}: not a regular expression ({err})") from err
+        found = [pattern.search(name) for name in crops.names]
+        missing = [name for name, m in zip(crops.names, found) if m is None]
+        if missing:
+            raise ImageInputError(f"--group-by {spec} matches no part of {missing[0]!r} ({len(missing)} crops)")
+        return np.array([m.group(1) if m.groups() else m.group(0) for m in found])
+    if labels_csv:
+        return read_labels_csv(labels_csv, len(crops), spec)
+    if crops.source.endswith(".npz"):
+        with np.load(crops.source, allow_pickle=False) as data:
+            if spec not in data.files:
+                raise ImageInputError(f"{crops.source} has no array '{spec}' to group by; it has "
+                                      f"{', '.join(data.files)} (or use path:K for a folder level)")
+            groups = np.asarray(data[spec]).astype(str)
+        if len(groups) != len(crops):
+            raise ImageInputError(f"{crops.source}: '{spec}' has {len(groups)} values for {len(crops)} crops")
+        return groups
+    raise ImageInputError(f"--group-by {spec}: a column needs a labels CSV or an .npz array of that name; for a "
+                          "folder give path:K (a folder level) or path:REGEX")
 
 
 def read_tiff_stack(path: str | os.PathLike, labels_csv: str | os.PathLike | None = None) -> CropSet:

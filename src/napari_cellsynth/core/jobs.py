@@ -52,6 +52,17 @@ def run_to_end(job: Generator):
             return stop.value
 
 
+def run_with_bar(job: Generator, bar):
+    """Drive a progress generator (``yield (done, total[, message])``), moving a tqdm bar; return its result."""
+    while True:
+        try:
+            done, total, *_ = next(job)
+        except StopIteration as stop:
+            return stop.value
+        bar.total = total
+        bar.update(done - bar.n)
+
+
 def shifted(job: Generator, offset: int, total: int):
     """Re-yield a sub-job's progress as ``(offset + done, total)``; return the sub-job's result.
 
