@@ -135,3 +135,39 @@ def test_classify_reports_pr_auc_roc_auc_groups_and_bootstrap_as_a_command(tmp_p
                          cwd=tmp_path)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert not (tmp_path / "bad.csv").exists()
+
+
+def test_the_trainer_records_its_validation_choice_and_the_card_thresholds_drive_classify(trained_run, tmp_path):
+    """The trainer writes decision.json (what was measured, whether thresholds were kept); the exporter puts a rule
+    into the card; `cellsynth classify` then calls crops by it, says so, and `--threshold none` gives the argmax."""
+    import csv
+    import shutil
+
+    from napari_cellsynth._sample_data import JURKAT_SAMPLE
+    from napari_cellsynth.core.bundle import read_card
+
+    record = json.loads((trained_run / "decision.json").read_text())
+    assert {"thresholds", "chosen_on", "record"} <= set(record) and "validation_macro_f1_argmax" in record["record"]
+    assert "with_thresholds" in json.loads((trained_run / "metrics_test.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "decision.json").write_text(json.dumps(DecisionRule({"M": 0.05}, record={"kept": True}).to_dict()))
+    assert _cellsynth("export", "classifier", run, "--out", tmp_path / "bundle", cwd=tmp_path).returncode == 0
+    assert read_card(tmp_path / "bundle").decision.thresholds == {"M": 0.05}
+
+    def calls(*extra):
+        done = _cellsynth("classify", JURKAT_SAMPLE, "--model", tmp_path / "bundle", "--out", "out.csv", "--quiet",
+                          *extra, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        with open(tmp_path / "out.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        p = np.array([[float(r[f"p_{c}"]) for c in ("G1", "S", "G2", "M")] for r in rows])
+        return [r["class"] for r in rows], p, done.stderr
+
+    by_card, p, said = calls()
+    assert "thresholds {'M': 0.05}" in said
+    names = np.array(["G1", "S", "G2", "M"])
+    assert by_card == names[DecisionRule({"M": 0.05}).predict(p, list(names))].tolist()
+    argmax, _, _ = calls("--threshold", "none")
+    assert argmax == names[p.argmax(1)].tolist()
+    assert by_card.count("M") > argmax.count("M")  # a low threshold calls more cells M
