@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import CELLSYNTH, NUCLEI, REPO, require
+from conftest import CELLSYNTH, NUCLEI, NUCLEI_DIAMETER, REPO, require
 
 from napari_cellsynth.core.batch import BatchSettings, run_batch
 from napari_cellsynth.core.batch.compare import match_labels
@@ -50,7 +50,7 @@ def stack(nuclei, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def settings(chromosome_cellpose_model, classifier_bundle) -> BatchSettings:
-    return BatchSettings(SegmentSettings(str(chromosome_cellpose_model)), str(classifier_bundle),
+    return BatchSettings(SegmentSettings(str(chromosome_cellpose_model), NUCLEI_DIAMETER), str(classifier_bundle),
                          classify_channels=(0, 0, 0))
 
 
@@ -111,14 +111,16 @@ def test_a_run_writes_ome_zarr_labels_a_table_and_a_record(reference, stack, set
     # frame 0 is exactly what Cellpose itself makes of that frame
     model = load_model(str(chromosome_cellpose_model))
     frame0 = tifffile.imread(stack, key=0)
-    own, _, _ = model.eval(frame0, channels=[0, 0], min_size=settings.segment.min_size)
+    own, _, _ = model.eval(frame0, channels=[0, 0], diameter=settings.segment.diameter, min_size=settings.segment.min_size)
     same = match_labels(own, labels[0, 0])
     assert same.matched == same.reference == same.other and same.mean_iou > 0.99
     assert ((own > 0) != (labels[0, 0] > 0)).mean() < 1e-3  # at most the stray pixels Cellpose leaves apart
     record = json.loads(result.record.read_text())
     assert record["status"] == "finished" and record["stacks"][0]["status"] == "done"
     assert record["models"]["classifier"]["sha256"]["model.onnx"] == card.files["model.onnx"]["sha256"]
-    assert len(record["models"]["cellpose"]["sha256"]) == 64 and record["versions"]["cellpose"].startswith("3.")
+    digests = record["models"]["cellpose"]["sha256"]  # a bundle's: one per file
+    assert set(digests) == {"arrays.npz"} and all(len(d) == 64 for d in digests.values())
+    assert record["versions"]["cellpose"].startswith("3.")
     root = json.loads((result.run_dir / "nuclei.ome.zarr" / "labels" / "cells" / "zarr.json").read_text())
     assert [a["name"] for a in root["attributes"]["ome"]["multiscales"][0]["axes"]] == ["t", "z", "y", "x"]
     assert "image-label" in root["attributes"]["ome"]
@@ -138,8 +140,8 @@ def test_a_killed_run_resumes_without_losing_or_repeating_objects(reference, sta
     from napari_cellsynth.cli import main
 
     out = tmp_path / "run"
-    args = [str(stack), "--segment-model", settings.segment.model, "--classifier", settings.classifier,
-            "--classify-channels", "0,0,0", "--out", str(out), "--workers", "1", "--quiet"]
+    args = [str(stack), "--segment-model", settings.segment.model, "--diameter", str(NUCLEI_DIAMETER),
+            "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out), "--workers", "1", "--quiet"]
     process = subprocess.Popen(cli(*args), env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done = lambda: list(out.glob("markers/*/done/*.json"))  # noqa: E731
     deadline = time.monotonic() + 120
@@ -228,8 +230,8 @@ def test_a_corrupt_frame_and_an_unreadable_file_are_recorded_and_skipped(nuclei,
     corrupt_frame(write_stack(folder / "series.tif", frames_of(nuclei, 5)), 2)
     (folder / "broken.tif").write_bytes(b"not a TIFF at all")
     out = tmp_path / "run"
-    assert main(["batch", str(folder), "--segment-model", settings.segment.model, "--classifier",
-                 settings.classifier, "--classify-channels", "0,0,0", "--out", str(out), "--workers", "1",
+    assert main(["batch", str(folder), "--segment-model", settings.segment.model, "--diameter", str(NUCLEI_DIAMETER),
+                 "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out), "--workers", "1",
                  "--quiet"]) == 1
     said = capsys.readouterr().err
     assert "broken: unreadable" in said and "series: partial: 1 frame(s) failed, e.g. t=2" in said
@@ -267,7 +269,7 @@ def test_ome_zarr_input_with_z_reads_its_axes_from_the_metadata(nuclei, chromoso
     frames = frames_of(nuclei, 2)
     group = zarr.open_group(str(tmp_path / "zstack.ome.zarr"), mode="w")
     write_image(frames[None, None], group, axes="tczyx", scale_factors=[])  # 1 time point, 1 channel, 2 planes in z
-    settings = BatchSettings(SegmentSettings(str(chromosome_cellpose_model)))
+    settings = BatchSettings(SegmentSettings(str(chromosome_cellpose_model), NUCLEI_DIAMETER))
     result = run_to_end(run_batch(tmp_path / "zstack.ome.zarr", tmp_path / "run", settings, workers=1))
     rows = read_table(result.table)
     labels = read_labels(tmp_path / "run" / "zstack.ome.zarr")
@@ -279,7 +281,7 @@ def test_ome_zarr_input_with_z_reads_its_axes_from_the_metadata(nuclei, chromoso
 def test_bad_input_is_one_line_error(stack, settings, tmp_path, capsys):
     from napari_cellsynth.cli import main
 
-    base = ["--segment-model", settings.segment.model, "--out", str(tmp_path / "run")]
+    base = ["--segment-model", settings.segment.model, "--diameter", str(NUCLEI_DIAMETER), "--out", str(tmp_path / "run")]
     assert main(["batch", str(tmp_path / "missing.tif"), *base]) == 2
     assert main(["batch", str(stack), *base, "--axes", "TZYX"]) == 2
     assert main(["batch", str(stack), *base, "--classifier", settings.classifier]) == 2  # 1 channel, bundle takes 3
@@ -310,6 +312,7 @@ def open_batch_widget(viewer, stack: Path, settings: BatchSettings):
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Batch")
     widget.input.value = str(stack)
     widget.segment_model.value = settings.segment.model
+    widget.diameter.value = settings.segment.diameter or 0.0
     widget.classifier.value = settings.classifier
     widget.classify_channels.value = "0,0,0"
     widget.workers.value = 1
@@ -353,6 +356,16 @@ def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, s
     viewer.open(str(tmp_path / "run"), plugin="napari-cellsynth")
     assert [layer.name for layer in viewer.layers] == ["nuclei objects", "nuclei classes"]
     check_layers()
+    from napari.plugins import _npe2
+
+    record = tmp_path / "run" / "run.json"  # File → Open on the run's record: one reader, so no choice to make
+    assert list(_npe2.get_readers(str(record))) == ["napari-cellsynth"]
+    viewer.layers.clear()
+    viewer.open(str(record), plugin="napari-cellsynth")
+    assert [layer.name for layer in viewer.layers] == ["nuclei objects", "nuclei classes"]
+    tiff = tmp_path / "some.tif"
+    tiff.write_bytes(b"")
+    assert "napari-cellsynth" not in _npe2.get_readers(str(tiff))  # a TIFF is never offered to the run reader
 
 
 @pytest.mark.napari
@@ -398,7 +411,7 @@ def test_a_cluster_started_with_the_dask_commands_runs_the_batch_command(referen
         env = {**cli_env(), "DASK_SCHEDULER_ADDRESS": json.loads(scheduler_file.read_text())["address"]}
         out = tmp_path / "run"
         done = subprocess.run([CELLSYNTH, "batch", str(stack), "--segment-model", settings.segment.model,
-                               "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out),
+                               "--diameter", str(NUCLEI_DIAMETER), "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out),
                                "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     finally:
         for process in (worker, scheduler):

@@ -16,7 +16,7 @@ import tracemalloc
 
 import numpy as np
 import tifffile
-from conftest import NUCLEI, require
+from conftest import NUCLEI, NUCLEI_DIAMETER, require
 
 from napari_cellsynth.core.batch import BatchSettings, run_batch
 from napari_cellsynth.core.jobs import run_to_end
@@ -32,7 +32,7 @@ def test_a_long_stack_runs_in_memory_that_does_not_grow_with_it(chromosome_cellp
     stack = tmp_path / "long.tif"
     tifffile.imwrite(stack, np.stack([image[r:r + 64, c:c + 64] for r, c in corners]), photometric="minisblack",
                      metadata={"axes": "TYX"})
-    settings = BatchSettings(SegmentSettings(str(chromosome_cellpose_model)))
+    settings = BatchSettings(SegmentSettings(str(chromosome_cellpose_model), NUCLEI_DIAMETER))
     run_to_end(run_batch(stack, tmp_path / "warm-up", settings, workers=2))  # models loaded, code paths imported
 
     snapshots = {}

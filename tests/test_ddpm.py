@@ -159,11 +159,18 @@ def test_cli_generate_resumes_and_refuses_other_bundles(ddpm_bundle, classifier_
 def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_viewer, qtbot, ddpm_bundle, tmp_path):
     from napari_cellsynth._widgets.generate import PROVENANCE_KEY, GenerateWidget
 
+    from napari_cellsynth._sample_data import load_jurkat_sample
+    from napari_cellsynth.core.bundle import read_card
+
     viewer = make_napari_viewer()
+    viewer.add_image(load_jurkat_sample()["images"], name="sample cells")  # 226 crops, the slider moved to 112
+    viewer.dims.set_current_step(0, 112)
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Generate")  # the Plugins menu's way
     assert isinstance(widget, GenerateWidget)
     widget.bundle.value = str(ddpm_bundle)
     assert list(widget.class_name.choices) == ["G1", "S", "G2", "M"]
+    counts = read_card(ddpm_bundle).training_counts
+    assert widget.class_name.value == min(counts, key=counts.get)  # the rarest class by default
     assert widget.sampler.value == "dpm_solver_pp_2m" and set(widget.sampler.choices) == set(SAMPLERS)
     widget.class_name.value, widget.count.value, widget.steps.value = "M", 3, 5
     widget.threshold.value = "static"
@@ -173,6 +180,9 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     layer = viewer.layers[-1]
     assert layer.data.shape == (3, 3, 40, 40) and layer.data.dtype == np.uint16
     assert viewer.dims.axis_labels == ("image", "channel", "y", "x")  # the sliders are named
+    assert viewer.dims.current_step[0] == 0 and viewer.layers.selection.active is layer  # the new cells in view
+    low, high = layer.contrast_limits
+    assert layer.data.min() <= low < high <= layer.data.max()  # contrast from the generated cells
     record = layer.metadata[PROVENANCE_KEY]
     assert record["steps"] == 5 and record["sampler"] == "dpm_solver_pp_2m" and record["threshold"]["type"] == "static"
     widget.save_folder.value = str(tmp_path / "saved")

@@ -293,3 +293,35 @@ def test_filter_widget_asks_for_blank_fields(make_napari_viewer, qtbot, classifi
     assert not widget.busy and "choose the file of real labelled crops" in str(widget.last_error)
     assert widget.status.value.startswith("error: choose the file of real labelled crops")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stray.tif"]
+
+
+@pytest.mark.napari
+def test_a_second_fit_on_another_layer_redraws_everything(make_napari_viewer, qtbot, classifier_bundle,
+                                                          jurkat_slice, mixed_synthetic):
+    """Issue 35: a second fit, on another layer, with the slider already at the new fit's level, must redraw the
+    plot, the status and the new layer's decisions (the slider rounds, so it may send no signal); a 2-D layer is
+    refused at once, before any fit."""
+    from napari_cellsynth._widgets.umap_filter import FILTER_KEY
+
+    viewer, first, widget = filter_in_viewer(make_napari_viewer(show=True), mixed_synthetic, classifier_bundle,
+                                             jurkat_slice)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+    assert widget.last_error is None, widget.last_error
+    images, _ = mixed_synthetic
+    second = viewer.add_image(images[:16], name="synthetic-16")
+    widget.synthetic_layer.value = second
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)
+    assert widget.last_error is None, widget.last_error
+    table = second.metadata[FILTER_KEY]
+    assert len(table) == 16 and widget.result.points.shape[0] == 16
+    assert widget.status.value.startswith(f"kept {int(table['keep'].sum())} of 16 at level")
+    synthetic = [c for c in widget.axes.collections if str(c.get_label()).startswith("synthetic:")]
+    assert len(synthetic) == 1 and len(synthetic[0].get_offsets()) == 16  # the first fit's 60 points are gone
+    assert synthetic[0].get_label() == f"synthetic: {int(table['keep'].sum())} kept, {16 - int(table['keep'].sum())} dropped"
+    assert len(first.metadata[FILTER_KEY]) == 60  # the first layer keeps its own decisions
+    flat = viewer.add_image(images[0, 0], name="one crop")
+    widget.synthetic_layer.value = flat
+    widget.start()
+    assert not widget.busy and "single image" in str(widget.last_error)

@@ -189,3 +189,38 @@ def test_truncated_or_broken_off_downloads_are_refused_and_leave_nothing(tmp_pat
         from napari_cellsynth.core.jobs import run_to_end
 
         run_to_end(zoo.pull("classifier-jurkat4"))
+
+
+@pytest.mark.napari
+def test_typed_zoo_names_and_zoo_pickers_work_in_the_widgets(make_napari_viewer, qtbot):
+    """Issue 35: a typed zoo:NAME works in Classify (it was refused as a missing folder), Generate and the UMAP
+    filter; Batch offers the zoo's Cellpose models, classifiers and generators, and a pick fills its field."""
+    from napari_cellsynth._sample_data import load_jurkat_sample
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(load_jurkat_sample()["images"][:8], name="cells")
+
+    def dock(name):
+        return viewer.window.add_plugin_dock_widget("napari-cellsynth", name)[1]
+
+    classify = dock("Classify")
+    classify.image_layer.value = layer
+    classify.bundle.value = "zoo:classifier-jurkat4"
+    classify.start()
+    qtbot.waitUntil(lambda: not classify.busy, timeout=60_000)
+    assert classify.last_error is None, classify.last_error
+    assert classify.status.value.startswith("8 crops")
+    generate = dock("Generate")
+    generate.bundle.value = "zoo:ddpm-jurkat4-cut10-v"
+    assert generate.class_name.value == "M"  # the rarest class of its card (34 training cells)
+    umap = dock("UMAP filter")
+    umap.classifier.value = "zoo:classifier-jurkat4"
+    assert list(umap.minority.choices) == ["G1", "S", "G2", "M"]
+    batch = dock("Batch")
+    pickers = {w.label: w for w in batch if w.label.endswith("from the zoo")}
+    assert "zoo:cellpose-chromosomes" in pickers["Cellpose from the zoo"].choices
+    assert "zoo:ddpm-jurkat4-cut10-v" in pickers["generator from the zoo"].choices
+    pickers["Cellpose from the zoo"].value = "zoo:cellpose-chromosomes"
+    assert Path(str(batch.segment_model.value)) == MODELS / "cellpose-chromosomes"
+    pickers["classifier from the zoo"].value = "zoo:classifier-translocations"
+    assert Path(str(batch.classifier.value)) == MODELS / "classifier-translocations"

@@ -43,9 +43,16 @@ def run_layers(run_dir: str | Path) -> list[tuple]:
 
 
 def get_reader(path):
-    """napari's reader hook: a reader for a batch run folder, None for anything else."""
+    """napari's reader hook: a reader for a batch run folder or its ``run.json``, None for anything else.
+
+    The manifest offers it for folders and for files named ``run.json`` only, so opening a TIFF never asks which
+    reader to use.  A folder is offered to napari's own reader too (it reads OME-Zarr folders), so File → Open on
+    ``RUN/run.json`` opens the run without a choice."""
     if isinstance(path, list):
         path = path[0] if len(path) == 1 else None
-    if path is None or not Path(path).is_dir() or not is_run(path):
+    if path is None:
         return None
-    return lambda p: run_layers(p[0] if isinstance(p, list) else p)
+    folder = Path(path).parent if Path(path).name == "run.json" else Path(path)
+    if not folder.is_dir() or not is_run(folder):
+        return None
+    return lambda p: run_layers(folder)

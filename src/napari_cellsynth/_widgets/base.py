@@ -15,12 +15,22 @@ def chosen_path(field, what: str) -> Path:
     """The path in a FileEdit, or a ValueError asking for ``what`` when the field is blank.
 
     magicgui reads an empty field as ``Path('')``, which is '.', the directory napari was launched from: a
-    blank (or '.') field is unset, never the working directory.
+    blank (or '.') field is unset, never the working directory.  A ``zoo:NAME`` is returned as that name.
     """
     text = str(field.line_edit.value).strip()
     if text in ("", "."):
         raise ValueError(f"choose {what}")
-    return Path(text).expanduser()
+    path = Path(text).expanduser()
+    # a typed zoo:NAME comes back from a FileEdit made absolute (``/launch/folder/zoo:NAME``): the name is the zoo's
+    return Path(path.name) if path.name.startswith("zoo:") else path
+
+
+def chosen_bundle(field, what: str) -> Path:
+    """A bundle in a folder field: a typed ``zoo:NAME`` (looked up when the job opens it) or an existing path."""
+    path = chosen_path(field, what)
+    if not str(path).startswith("zoo:") and not path.exists():
+        raise ValueError(f"choose {what} ({path} does not exist), or pick one from the model zoo")
+    return path
 
 
 ZOO_NONE = "(or choose a folder below)"
@@ -45,15 +55,14 @@ def zoo_choices(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
     return choices
 
 
-def zoo_picker(field, kinds: tuple[str, ...]) -> ComboBox:
+def zoo_picker(field, kinds: tuple[str, ...], label: str = "model zoo") -> ComboBox:
     """A drop-down of the zoo's bundles of ``kinds``: picking one puts its folder (checked by sha256) in
     ``field``, the widget's bundle folder field, so that everything downstream reads one field.  A bundle not
     downloaded yet is fetched in a thread worker, with a progress bar in napari's activity dock."""
     from ..core.bundle import BundleError
     from ..core.zoo import open_zoo, resolve
 
-    picker = ComboBox(choices=lambda _: [(ZOO_NONE, ZOO_NONE), *zoo_choices(kinds)], value=ZOO_NONE,
-                      label="model zoo")
+    picker = ComboBox(choices=lambda _: [(ZOO_NONE, ZOO_NONE), *zoo_choices(kinds)], value=ZOO_NONE, label=label)
 
     def failed(err):
         from napari.utils.notifications import show_error

@@ -6,12 +6,13 @@ settings to resume; Cancel stops after the frames in flight.  The optional gener
 ``cellsynth batch --generate … --filter-minority …`` (:mod:`napari_cellsynth.core.batch.augment`).
 """
 
-from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
 from napari.viewer import Viewer
 
 from ..core.batch import AugmentSettings, BatchSettings, run_batch
 from ..core.segment import SegmentSettings
-from .base import JobWidget, chosen_path
+from ..core.generate import GENERATOR_KINDS
+from .base import JobWidget, chosen_path, zoo_picker
 from .table import FrameTable
 
 REPORT_COLUMNS = ["name", "status", "frames", "done", "failed", "objects", "error"]
@@ -47,7 +48,8 @@ class BatchWidget(JobWidget):
         self.input = FileEdit(mode="r", label="input (stack or folder)", filter="*.tif *.tiff *.zarr")
         self.axes = LineEdit(value="", label="axes (blank: the file's)")
         self.channel = SpinBox(value=0, min=0, max=64, label="segment channel")
-        self.segment_model = FileEdit(mode="r", label="Cellpose model file")
+        self.segment_model = FileEdit(mode="r", label="Cellpose model (file, bundle or zoo:NAME)")
+        self.diameter = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=1.0, label="diameter (0: the model's)")
         self.classifier = FileEdit(mode="d", label="classifier bundle (optional)")
         self.classify_channels = LineEdit(value="", label="classify channels (blank: all)")
         self.tile = SpinBox(value=1024, min=0, max=65536, step=256, label="tile (0: never)")
@@ -63,8 +65,13 @@ class BatchWidget(JobWidget):
         self.workers = SpinBox(value=2, min=1, max=256, label="local workers")
         self.preview_button = PushButton(text="Open results")
         self.report = FrameTable()
-        super().__init__(viewer, [self.input, self.axes, self.channel, self.segment_model, self.classifier,
-                                  self.classify_channels, self.tile, self.halo, self.generator, self.generate_class,
+        zoo_segment = zoo_picker(self.segment_model, ("cellpose",), "Cellpose from the zoo")
+        zoo_classifier = zoo_picker(self.classifier, ("classifier",), "classifier from the zoo")
+        zoo_generator = zoo_picker(self.generator, (*GENERATOR_KINDS, "bbdm", "cyclegan"), "generator from the zoo")
+        super().__init__(viewer, [self.input, self.axes, self.channel, zoo_segment, self.segment_model, self.diameter,
+                                  zoo_classifier,
+                                  self.classifier, self.classify_channels, self.tile, self.halo, zoo_generator,
+                                  self.generator, self.generate_class,
                                   self.generate_count, self.generate_steps, self.minority, self.out, self.scheduler,
                                   self.address, self.workers])
         self.extend([self.preview_button])
@@ -77,7 +84,8 @@ class BatchWidget(JobWidget):
         return None if text in ("", ".") else text
 
     def settings(self) -> BatchSettings:
-        segment = SegmentSettings(str(chosen_path(self.segment_model, "a Cellpose model file")))
+        segment = SegmentSettings(str(chosen_path(self.segment_model, "a Cellpose model file")),
+                                  float(self.diameter.value) or None)
         augment = AugmentSettings(self._optional_path(self.generator), self.generate_class.value.strip() or None,
                                   int(self.generate_count.value), int(self.generate_steps.value) or None,
                                   minority=self.minority.value.strip() or None)

@@ -8,7 +8,7 @@ from ..core.atomic import write_csv_atomic
 from ..core.bundle import BundleError, read_card
 from ..core.classify import classify_crops, classify_objects
 from ..core.runtime import OnnxModel
-from .base import JobWidget, chosen_path, zoo_picker
+from .base import JobWidget, chosen_bundle, chosen_path, zoo_picker
 from .table import FrameTable
 
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -76,9 +76,7 @@ class ClassifyWidget(JobWidget):
         image, labels = self.image_layer.value, self.labels_layer.value
         if image is None:
             raise ValueError("choose an image layer to classify")
-        bundle = chosen_path(self.bundle, "a classifier bundle folder")
-        if not bundle.exists():
-            raise ValueError(f"choose a classifier bundle folder ({bundle} does not exist)")
+        bundle = chosen_bundle(self.bundle, "a classifier bundle folder")
         data = image.data  # read in the worker: a lazy (dask, zarr) layer must not block the viewer
         batch, margin = int(self.batch_size.value), float(self.margin.value)
         crop = OBJECT_CROPS[self.object_crop.value]

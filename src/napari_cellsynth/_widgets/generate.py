@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox
 from napari.viewer import Viewer
 
@@ -10,7 +11,7 @@ from ..core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THR
 from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.samplers import SAMPLERS, SPACINGS
-from .base import JobWidget, chosen_path, zoo_picker
+from .base import JobWidget, chosen_bundle, chosen_path, zoo_picker
 
 PROVENANCE_KEY = "cellsynth_provenance"
 
@@ -68,6 +69,8 @@ class GenerateWidget(JobWidget):
             return
         self._classes = list(card.classes)
         self.class_name.reset_choices()
+        if card.rarest_class is not None:  # the rare class is what a user comes to generate
+            self.class_name.value = card.rarest_class
         self.status.value = f"{card.kind} bundle '{card.name}', {card.n_channels} channel(s), " \
                             f"{card.image_size[0]}×{card.image_size[1]}" + \
                             (" (one pass per image: sampler settings do not apply)" if card.kind == "gan" else "")
@@ -80,9 +83,10 @@ class GenerateWidget(JobWidget):
                                   None if self.threshold.value == "none" else self.threshold.value)
 
     def make_job(self):
-        bundle = chosen_path(self.bundle, "a DDPM or GAN bundle folder")
+        bundle = chosen_bundle(self.bundle, "a DDPM or GAN bundle folder")
         if self.class_name.value is None:
-            raise ValueError("choose a DDPM bundle folder, then a class")
+            check_kind(read_card(bundle), GENERATOR_KINDS, str(bundle))  # the bundle's own problem, said exactly
+            raise ValueError("choose a class of the bundle")
         settings = self.settings()
 
         def job():
@@ -93,9 +97,16 @@ class GenerateWidget(JobWidget):
     def show_result(self, result) -> None:
         record = result.provenance
         name = f"generated {record['class']} ({record['sampler']} {record['steps']}, seed {record['seed']})"
-        self._viewer.add_image(result.images, name=name, metadata={PROVENANCE_KEY: record},
-                               axis_labels=("image", "channel", "y", "x"))  # the sliders are named, not -4 / -3
-        self.status.value = f"{len(result.images)} images of {record['class']}"
+        images = result.images
+        low, high = (float(v) for v in np.percentile(images, [0.5, 99.5]))  # the generated cells' own contrast
+        layer = self._viewer.add_image(images, name=name, metadata={PROVENANCE_KEY: record},
+                                       axis_labels=("image", "channel", "y", "x"),  # the sliders are named
+                                       contrast_limits=(low, high if high > low else low + 1))
+        # the viewer moves to the new layer's first image: another layer's slider position (image 112 of the
+        # sample cells) would show an empty plane of a 16-image layer, and the canvas only the layer below
+        self._viewer.layers.selection.active = layer
+        self._viewer.dims.set_current_step(self._viewer.dims.ndim - layer.ndim, 0)
+        self.status.value = f"{len(images)} images of {record['class']}"
 
     def save_selected(self, value=None) -> list[Path]:
         layer = self._viewer.layers.selection.active

@@ -88,6 +88,9 @@ class UmapFilterWidget(JobWidget):
         layer = self.synthetic_layer.value
         if layer is None:
             raise ValueError("choose the image layer of synthetic crops")
+        if layer.ndim - (1 if layer.rgb else 0) < 3:  # refused now, not after the fit
+            raise ValueError(f"layer {layer.name!r} is a single {'RGB ' if layer.rgb else ''}image; the filter needs "
+                             "a stack of synthetic crops (N×H×W or N×C×H×W), such as Generate's layer")
         if not self.minority.value:
             raise ValueError("choose a classifier bundle, then the minority class")
         minority, synthetic, cancel = self.minority.value, layer.data, self.cancel_token
@@ -118,12 +121,14 @@ class UmapFilterWidget(JobWidget):
         return job
 
     def show_result(self, value) -> None:
+        """A new fit: the slider moves to its level without a signal, and the plot, the status and the layer's
+        decisions are redrawn whatever the slider held (the slider rounds, so a new level can leave it
+        unchanged and send no signal)."""
         self._layer, self.result = value
         self.level.enabled = True
-        if abs(self.level.value - self.result.fitted.level_) > 1e-9:
+        with self.level.changed.blocked():
             self.level.value = min(max(self.result.fitted.level_, self.level.min), self.level.max)
-        else:
-            self.refilter()
+        self.refilter()
 
     def refilter(self, value=None) -> None:
         """Re-decide keep/drop at the slider's level without refitting; update the plot and the layer."""

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,11 @@ from .atomic import write_json_atomic
 from .downloads import sha256_of
 from .errors import BundleError
 from .zoo import resolve
+
+if TYPE_CHECKING:  # read lazily: these modules import heavier libraries or this one
+    from .decisions import DecisionRule
+    from .schedules import BridgeSchedule, NoiseSchedule
+    from .sizing import SizeFit
 
 CARD_NAME = "card.json"
 CARD_SCHEMA_VERSION = 1
@@ -154,6 +159,21 @@ class Card:
     def label_map(self) -> dict[str, list[str]] | None:
         """The map from the training data's original labels to ``classes`` (None: the labels are the classes)."""
         return self.training.get("data", {}).get("label_map") or None
+
+    @property
+    def training_counts(self) -> dict[str, int] | None:
+        """Training crops per class, as the card records them (generators: ``train_counts``; classifiers: the
+        split's ``counts.train``); None when the card does not say."""
+        data = self.training.get("data") or {}
+        counts = data.get("train_counts") or (data.get("counts") or {}).get("train")
+        return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
+
+    @property
+    def rarest_class(self) -> str | None:
+        """The class with the fewest training crops among ``classes`` (None when the card has no counts)."""
+        counts = self.training_counts
+        known = [c for c in self.classes if counts and c in counts]
+        return min(known, key=counts.get) if known else None
 
     @property
     def decision(self) -> "DecisionRule | None":

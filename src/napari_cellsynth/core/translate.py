@@ -22,7 +22,6 @@ from .outputs import bundle_provenance
 from .pipeline import batch_sizes, seeded_batches
 from .runtime import OnnxModel
 from .samplers import bridge
-from .schedules import BridgeSchedule
 
 MARGIN = 0.1  # the data set builder's margin
 KINDS = ("bbdm", "cyclegan")
