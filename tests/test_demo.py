@@ -35,7 +35,8 @@ def test_demo_runs_the_whole_product_from_the_zoo_and_reports_it(demo_report):
     assert chromosomes["ap50"] > 0.3 and chromosomes["objects"] > 20  # 46 chromosomes in the karyotype
     assert chromosomes["identity_accuracy"] > 3 / 24  # far above chance among 24 classes
     page = (out / "report.html").read_text()
-    assert "real + DDPM kept by the filter" in page and "napari_cellsynth.training.experiments.umap_filter" in page
+    assert "real + copies of its 34 real M (control)" in page and "napari_cellsynth.training.experiments.ddpm" in page
+    assert "kept by the filter" not in page  # §7's older table (an ε generator) is no longer pasted
     for picture in ("confusion.png", "gallery.png", "real_vs_generated.png", "umap_filter/umap_filter.png",
                     "segmentation.png"):
         assert f'src="{picture}"' in page, picture

@@ -71,3 +71,21 @@ def test_builder_counts_shapes_and_label_rule(tmp_path):
     with np.load(tmp_path / "first-rule" / "chromosomes.npz", allow_pickle=False) as data:
         first = data["translocation"]
     assert np.array_equal(first == 1, positive) and (first[aberrant & ~positive] == -1).all()
+
+
+def test_held_out_slides_learn_codes_elsewhere_and_unlisted_karyotypes_are_named(tmp_path, capsys):
+    """A folder of new slides: its codes come from --codes-from; a metaphase whose karyotype code its README.TXT
+    does not list is warned about in one line, and its chromosomes are labelled unknown (-1)."""
+    import shutil
+
+    from napari_cellsynth.training.data import mfish_dataset
+
+    root = tmp_path / "new"
+    shutil.copytree(require(MFISH / "V26__54"), root / "V26__54",
+                    ignore=lambda folder, names: [n for n in names if n.endswith(".tif") and "V260754" not in n])
+    (root / "README.TXT").write_text("no karyotype tables here\n")
+    mfish_dataset.main(["--root", str(root), "--codes-from", str(MFISH), "--size", "64", "--out", str(tmp_path / "o")])
+    warning = [line for line in capsys.readouterr().err.splitlines() if "missing from" in line]
+    assert len(warning) == 1 and "54" in warning[0] and "unknown (-1)" in warning[0]
+    with np.load(tmp_path / "o" / "chromosomes.npz", allow_pickle=False) as data:
+        assert len(data["translocation"]) > 30 and (data["translocation"] == -1).all()

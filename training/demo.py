@@ -12,7 +12,8 @@
    against the metaphase's karyotype, which neither model saw (its slide was held out).
 
 Nothing is trained: every model comes from ``models/`` (``cellsynth zoo list``), checked by sha256.
-The report ends with the before/after classification table of ``docs/results.md`` and its command.
+The report ends with the before/after classification table of ``docs/results.md`` (§6c: the zoo's generators beside
+copies of the real rare cells) and its command.
 """
 
 from __future__ import annotations

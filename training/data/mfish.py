@@ -68,9 +68,12 @@ def parse_karyotype_codes(readme: str | Path) -> dict[str, dict]:
     """``{code: {"iscn": text, "translocations": [(a, b), ...]}}`` from README.TXT's code tables.
 
     Translocations ``t(a;b)`` and insertions ``ins(a;b)`` are both read as an exchange between the
-    classes a and b (X = 23, Y = 24); a bare ``(a;b)`` inside a list of translocations counts too.
+    classes a and b (X = 23, Y = 24); a bare ``(a;b)`` inside a list of translocations counts too.  A README
+    without the code tables, or none, lists no code.
     """
-    text = Path(readme).read_text(errors="replace")
+    text = Path(readme).read_text(errors="replace") if Path(readme).is_file() else ""
+    if "Karyotype codes:" not in text:  # no table (or no README): no code is listed
+        return {}
     table = text[text.index("Karyotype codes:"):]
     entries: dict[str, list[str]] = {}
     current = None

@@ -5,6 +5,10 @@
 Per metaphase: each fluorophore plane is thresholded (Otsu over the chromosome pixels) into a
 per-pixel 5-bit code.  Each class's code (1–22, X = 23, Y = 24) is learnt per probe set from the
 normal (46,XX / 46,XY) metaphases: a plane is "on" for a class when more than 40 % of its pixels are.
+A folder without normal metaphases of a probe set (new, held-out slides of aberrant cells) learns the codes
+from another folder's normal metaphases of the same probe set: ``--codes-from ../shared/data/mfish``.
+A metaphase's karyotype code is its folder name's ending (``54`` in ``V26__54``); a code that README.TXT does
+not list gets no karyotype, so its chromosomes are labelled unknown (-1), and the builder warns in one line.
 Chromosome instances are the connected components of each class in the karyotype image, overlap
 pixels (255) left out, components under ``--min-area`` pixels dropped.
 
@@ -140,6 +144,10 @@ def build(args) -> dict:
     found = [m for m in list_metaphases(args.root) if not args.only or m[1] in args.only]
     metaphases = [read_metaphase(folder, name) for folder, name in found]
     metaphases = [m for m in metaphases if m.karyotype is not None]
+    unlisted = sorted({m.code for m in metaphases if m.code not in karyotypes and m.code not in NORMAL_CODES})
+    if unlisted:
+        print(f"warning: karyotype code(s) {', '.join(unlisted)} are missing from {Path(args.root) / 'README.TXT'}: "
+              "their chromosomes are labelled unknown (-1); add the karyotypes there to label them", file=sys.stderr)
     codes = learn_class_codes(metaphases if not args.codes_from else
                               [read_metaphase(f, n) for f, n in list_metaphases(args.codes_from)])
     choice = {ps: rgb_planes(table) for ps, table in codes.items()}
@@ -202,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="the mfish folder (with README.TXT)")
     parser.add_argument("--only", nargs="+", help="metaphase names to use (e.g. V260554 V1401XX)")
-    parser.add_argument("--codes-from", help="learn the class codes from this folder's normal metaphases")
+    parser.add_argument("--codes-from", help="learn the class codes from this folder's normal metaphases (for a folder "
+                                             "of held-out slides without normal metaphases of its probe set)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--min-area", type=int, default=40)
     parser.add_argument("--min-segment", type=int, default=20)
