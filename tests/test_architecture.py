@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORE = REPO / "src" / "napari_cellsynth" / "core"
-TRAINING, EXPORT = REPO / "training", REPO / "export"
+PACKAGE = REPO / "src" / "napari_cellsynth"  # one source tree: everything installed lives here
+CORE = PACKAGE / "core"
+TRAINING, EXPORT = PACKAGE / "training", PACKAGE / "export"
 # what export may use of training: the networks (with their builders) and the data readers, never trainers
 LEAVES = {"nets", "data"}
 LAYERS = ("data", "nets", "reports", "trainers", "experiments")  # training's subpackages, bottom up
@@ -17,11 +18,7 @@ LAYERS = ("data", "nets", "reports", "trainers", "experiments")  # training's su
 
 def imports(path: Path, package: tuple[str, ...] | None = None) -> set[str]:
     """Absolute names of every module ``path`` imports (relative imports resolved against its package)."""
-    package = package or path.relative_to(REPO).with_suffix("").parts
-    if package[0] == "src":
-        package = package[1:]
-    elif package[0] in ("training", "export"):
-        package = ("napari_cellsynth", *package)
+    package = package or path.relative_to(REPO / "src").with_suffix("").parts
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -82,6 +79,15 @@ def test_training_is_split_into_its_layers():
     loose = {p.stem for p in TRAINING.glob("*.py")} - {"__init__", "demo"}
     assert not loose, loose
     assert {p.name for p in TRAINING.iterdir() if (p / "__init__.py").is_file()} == set(LAYERS)
+
+
+def test_one_source_tree_and_packages_found_not_listed():
+    """Issue 34: no package sits beside src/, and pyproject finds the packages instead of listing them."""
+    import tomllib
+
+    assert not any((REPO / name / "__init__.py").is_file() for name in ("training", "export"))
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["packages"] == {"find": {"where": ["src"]}} and "package-dir" not in setuptools
 
 
 def test_the_checker_sees_a_violation(tmp_path):

@@ -411,8 +411,9 @@ def test_a_cluster_started_with_the_dask_commands_runs_the_batch_command(referen
         env = {**cli_env(), "DASK_SCHEDULER_ADDRESS": json.loads(scheduler_file.read_text())["address"]}
         out = tmp_path / "run"
         done = subprocess.run([CELLSYNTH, "batch", str(stack), "--segment-model", settings.segment.model,
-                               "--diameter", str(NUCLEI_DIAMETER), "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out),
-                               "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+                               "--diameter", str(NUCLEI_DIAMETER), "--classifier", settings.classifier,
+                               "--classify-channels", "0,0,0", "--out", str(out), "--quiet"],
+                              env=env, capture_output=True, text=True, timeout=600)
     finally:
         for process in (worker, scheduler):
             if process is not None:

@@ -209,7 +209,8 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
             assert (record["class"], record["sampler"], record["eta"], record["clip_x0"]) == ("M", "ddim", 1.0, 3.0)
         quality = summary["generator_quality"][setting]
         assert quality["DDPM"]["n"] == 360 - real["counts"]["train"]["M"] and np.isfinite(quality["DDPM"]["fid_resnet"])
-    assert summary["generator_quality"]["cut10"]["ssim_reference_count"] < summary["generator_quality"]["full"]["ssim_reference_count"]
+    quality = summary["generator_quality"]
+    assert quality["cut10"]["ssim_reference_count"] < quality["full"]["ssim_reference_count"]
     assert (out / "real_vs_generated.png").is_file() and (out / "summary.md").is_file()
     paired = summary["paired"]["cut10: real + DDPM against real only"]["f1"]  # the seeds paired
     assert paired["before"] == [summary["cut10: real only"]["per_class"]["M"]["f1"]["mean"]]

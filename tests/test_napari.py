@@ -28,7 +28,8 @@ def test_manifest_is_valid_and_lists_the_contributions():
     pm.discover()
     widgets = [w.display_name for w in pm.get_manifest("napari-cellsynth").contributions.widgets]
     samples = [s.key for s in pm.get_manifest("napari-cellsynth").contributions.sample_data]
-    assert widgets == ["Segment", "Classify", "Generate", "Generate from DAPI", "UMAP filter", "Batch"] and samples == ["jurkat_cells", "mfish_metaphase"]
+    assert widgets == ["Segment", "Classify", "Generate", "Generate from DAPI", "UMAP filter", "Batch"]
+    assert samples == ["jurkat_cells", "mfish_metaphase"]
 
 
 def test_sample_data_layers():

@@ -12,12 +12,12 @@ import pytest
 pytest.importorskip("diffusers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-import bench_generate  # noqa: E402
+import bench_generate
 
-from napari_cellsynth.core import generate as generate_module  # noqa: E402
-from napari_cellsynth.core.generate import GenerationSettings, generate  # noqa: E402
-from napari_cellsynth.core.jobs import run_to_end  # noqa: E402
-from napari_cellsynth.core.runtime import OnnxModel  # noqa: E402
+from napari_cellsynth.core import generate as generate_module
+from napari_cellsynth.core.generate import GenerationSettings, generate
+from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.runtime import OnnxModel
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m"])

@@ -68,7 +68,8 @@ def test_identity_pretraining_then_fine_tuning_on_real_metaphases(mfish_five_met
         v26 = np.flatnonzero((data["slide"] == "V26") & (data["translocation"] == 1))
     (tmp_path / "check.json").write_text(json.dumps({"confirmed": {"V26": v26[:1].tolist()}}))
     summary = experiment.main(["--data", str(mfish_five_metaphases), "--test-slides", "V14", "V26",
-                               "--routes", "six-identity", "rgb", "six-identity-spliced", "six-spliced-focused", "--seeds", "0", "1",
+                               "--routes", "six-identity", "rgb", "six-identity-spliced", "six-spliced-focused",
+                               "--seeds", "0", "1",
                                "--width", "8",
                                "--steps", "12", "--spliced", "30", "--confirmed", str(tmp_path / "check.json"),
                                "--out", str(out)])

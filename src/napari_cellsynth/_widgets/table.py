@@ -18,10 +18,10 @@ class FrameModel(QAbstractTableModel):
         self.frame = frame
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
+    def rowCount(self, parent=QModelIndex()) -> int:  # Qt's names, not PEP 8's
         return 0 if self.frame is None or parent.isValid() else len(self.frame)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent=QModelIndex()) -> int:
         return 0 if self.frame is None or parent.isValid() else len(self.frame.columns)
 
     def data(self, index, role=Qt.DisplayRole):
@@ -38,7 +38,7 @@ class FrameModel(QAbstractTableModel):
             return int((Qt.AlignRight if numeric else Qt.AlignLeft) | Qt.AlignVCenter)
         return None
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
         if role != Qt.DisplayRole or self.frame is None:
             return None
         if orientation == Qt.Horizontal:

@@ -80,7 +80,7 @@ def make_session(model_path: str | os.PathLike, providers: Sequence[str], sessio
     while remaining:
         try:
             session = factory(str(model_path), sess_options=options, providers=remaining)
-        except Exception as err:  # noqa: BLE001 - ORT raises plain exceptions for provider failures
+        except Exception as err:  # ORT raises plain exceptions for provider failures
             if remaining == ["CPUExecutionProvider"]:
                 raise BundleError(f"ONNX Runtime cannot load {model_path}: {err}") from err
             failures.append(f"{_SHORT[remaining[0]]} ({str(err).splitlines()[0][:120]})")

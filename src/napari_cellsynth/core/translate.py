@@ -3,7 +3,8 @@
 Each labelled chromosome is cut from the DAPI plane exactly as the M-FISH data set builder cut the
 training pairs (square window, 10 % margin, kept at scale when it fits, pixels of other objects
 set to 0), bridged from DAPI to the bundle's FISH channels with the shared numpy bridge sampler
-(BBDM, paper 004) or mapped by one generator pass (CycleGAN, the paper's baseline), and masked to the chromosome's own pixels.  Batch ``b`` draws its noise from
+(BBDM, paper 004) or mapped by one generator pass (CycleGAN, the paper's baseline), and masked to the
+chromosome's own pixels.  Batch ``b`` draws its noise from
 ``numpy.random.default_rng([seed, b])``, so a run is reproducible.  :func:`composite` pastes the
 synthetic chromosomes back in place.
 """

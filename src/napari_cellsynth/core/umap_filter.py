@@ -20,8 +20,8 @@ training points (in our tests, real minority samples sent through ``transform`` 
 Mahalanobis distance they had in the fitted embedding).
 So by default (``mixture_on="transform"``) the mixture is fitted to the minority's points as
 ``transform`` places them, the same map that places the synthetic samples, so that a real sample
-of the main component is kept at about the stated level.  ``mixture_on="embedding"`` is the paper's variant.  Any level in (0, 1) may be
-given instead, and :meth:`keep` re-decides for another level without refitting.
+of the main component is kept at about the stated level.  ``mixture_on="embedding"`` is the paper's variant.
+Any level in (0, 1) may be given instead, and :meth:`keep` re-decides for another level without refitting.
 
 ``fit`` takes two optional hooks: ``progress(done, total, message)`` is told how far the fit is (per
 mille, through UMAP's stages and each of its epochs) and ``cancel`` (a

@@ -97,7 +97,7 @@ def run_tasks(client, function: Callable, tasks: Iterable, window: int, cancel: 
                 task = pending.pop(future)
                 try:
                     result = future.result()
-                except Exception as err:  # noqa: BLE001 - a lost worker: the frame is recorded as failed
+                except Exception as err:  # a lost worker: the frame is recorded as failed
                     if on_lost is None:
                         raise
                     result = on_lost(task, f"{type(err).__name__}: {err}")

@@ -134,7 +134,7 @@ def zarr_source(path: Path, axes: str | None) -> StackSource:
 
     try:
         node = zarr.open(str(path), mode="r")
-    except Exception as err:  # noqa: BLE001 - zarr raises several kinds for a folder that is not a store
+    except Exception as err:  # zarr raises several kinds for a folder that is not a store
         raise ImageInputError(f"{path} is not a readable Zarr store: {err}") from err
     array_path, stored = "", ""
     if isinstance(node, zarr.Group):

@@ -28,8 +28,10 @@ def load_chromosomes(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         missing = {"dapi", "rgb", "slide", "translocation", "metaphase"} - set(data.files)
         if missing:
-            raise ValueError(f"{path} lacks {sorted(missing)}; build it with python -m napari_cellsynth.training.data.mfish_dataset")
-        keys = ("dapi", "rgb", "slide", "translocation", "metaphase") + (("fluorophores",) if "fluorophores" in data.files else ())
+            raise ValueError(f"{path} lacks {sorted(missing)}; build it with "
+                             "python -m napari_cellsynth.training.data.mfish_dataset")
+        keys = ("dapi", "rgb", "slide", "translocation", "metaphase")
+        keys += ("fluorophores",) if "fluorophores" in data.files else ()
         return {k: data[k] for k in keys}
 
 

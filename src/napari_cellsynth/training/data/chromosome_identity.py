@@ -7,8 +7,8 @@ The five fluorophore planes mean different dyes in each probe set (ASI, PSI, Vys
 of identity is trained within one probe set; its channels are named after that set's dyes, in the
 order of the slide's planes.  Crops are those of :mod:`mfish_dataset` (centred, native scale, only the
 chromosome's own pixels, the rest 0), so the classifier is trained with ``--object-crop window
---object-mask object`` and objects in napari and batch runs are cut alike.  Whole slides can be held out (``--exclude-slides``), e.g. the slide of the shipped sample
-metaphase.
+--object-mask object`` and objects in napari and batch runs are cut alike.  Whole slides can be held out
+(``--exclude-slides``), e.g. the slide of the shipped sample metaphase.
 """
 
 from __future__ import annotations

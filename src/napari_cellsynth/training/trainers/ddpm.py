@@ -178,7 +178,8 @@ def train(args) -> Path:
               "image_size": list(images.shape[-2:]),
               "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
               "normalization": normalization, "schedule": schedule.to_card(),
-              "train_counts": data.counts(index), "split": split_record(data, args), "init_from": start.record() if start else None,
+              "train_counts": data.counts(index), "split": split_record(data, args),
+              "init_from": start.record() if start else None,
               "net": {"base": args.base, "channel_mult": args.channel_mult, "attention_gates": args.attention_gates,
                       "dropout": args.dropout, "num_classes": len(data.classes)},
               "args": vars(args)}

@@ -202,10 +202,10 @@ class CropBatches:
     ``shuffle`` (default: the same as ``augment``) draws a new order every epoch; training always
     shuffles, also without augmentation, or a fixed order (real crops, then all extra crops) would end
     every epoch on a run of one class.  Augmentation (training only): random horizontal/vertical
-    flips, 90° rotations and (unless ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw intensities before
-    normalisation; ``max_shift`` > 0 then moves each crop by a whole number of pixels in [-max_shift, max_shift]
-    in y and in x, the uncovered border filled by repeating the edge (:meth:`shift`).  ``normalization`` is a
-    card's normalisation entry.
+    flips, 90° rotations and (unless ``brightness`` is off) a brightness factor in [0.5, 1.5] applied to the raw
+    intensities before normalisation; ``max_shift`` > 0 then moves each crop by a whole number of pixels in
+    [-max_shift, max_shift] in y and in x, the uncovered border filled by repeating the edge (:meth:`shift`).
+    ``normalization`` is a card's normalisation entry.
 
     ``device`` holds the crops (and does the augmentation) there, e.g. on a GPU; the random draws stay
     on the CPU generator, so a run's batches are the same on every device.

@@ -37,7 +37,7 @@ from napari_cellsynth.core.metrics import classification_metrics, format_table
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.zoo import resolve
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]  # the checkout
 SHARED = REPO.parent / "shared" / "data"
 
 
@@ -110,7 +110,8 @@ def rescore_ddpm(bundle: Path, data: str | None, classifier: str, class_name: st
     feats = {name: run_to_end(bundle_features(features_model, images)) for name, images in real.items()}
     fake_feats = run_to_end(bundle_features(features_model, fake))
     half = len(feats[class_name]) // 2
-    rows = {f"generated {class_name} ({count}, DPM-Solver++(2M)-{steps})": kernel_inception_distance(feats[class_name], fake_feats),
+    generated = f"generated {class_name} ({count}, DPM-Solver++(2M)-{steps})"
+    rows = {generated: kernel_inception_distance(feats[class_name], fake_feats),
             f"real {class_name}, one half vs the other (floor)": kernel_inception_distance(feats[class_name][:half],
                                                                                     feats[class_name][half:]),
             f"real {other} (another class)": kernel_inception_distance(feats[class_name], feats[other])}

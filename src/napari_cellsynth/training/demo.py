@@ -42,7 +42,7 @@ from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.segment import SegmentSettings, segment
 from napari_cellsynth.training.reports.plots import plot_confusion
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]  # the checkout (src/napari_cellsynth/training/demo.py)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "jurkat" / "jurkat_cells.npz"
 RESULTS = REPO / "docs" / "results.md"
 ZOO = {"classifier": "zoo:classifier-jurkat4", "generator": "zoo:ddpm-jurkat4-cut10-v",

@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
                 if (run / "metrics_test.json").is_file():
                     continue
                 run.mkdir(parents=True, exist_ok=True)
-                jobs.append(([sys.executable, "-m", "napari_cellsynth.training.trainers.classifier", *known[name], *RECIPES[recipe],
-                              "--seed", str(seed), "--threads", str(args.threads), "--device", args.device,
+                jobs.append(([sys.executable, "-m", "napari_cellsynth.training.trainers.classifier", *known[name],
+                              *RECIPES[recipe], "--seed", str(seed), "--threads", str(args.threads), "--device", args.device,
                               "--out", str(run), "--resume", "--quiet", *extra], run / "log.txt"))
     env_threads = {"OMP_NUM_THREADS": str(args.threads)}
     os.environ.update(env_threads)
