@@ -111,3 +111,23 @@ def test_classify_objects_of_a_labels_image_as_the_card_says_they_were_cut(class
                               "--model", str(classifier_bundle), "--object-crop", "resize", "--out",
                               str(tmp_path / "resized.csv"), "--quiet"], capture_output=True, text=True)
     assert resized.returncode == 0 and "crops cut by resize" in resized.stderr
+
+
+def test_classify_skips_an_unreadable_crop_of_a_folder_and_lists_it(classifier_bundle, tmp_path, capsys):
+    """Issue 36: one broken file among a folder's crops does not stop classification; it is left out, listed in
+    OUT.skipped.csv and counted; a folder where nothing can be read is refused in one line."""
+    sample = load_jurkat_sample()
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    for i in range(10):
+        tifffile.imwrite(folder / f"cell{i:02d}.tif", sample["images"][i])
+    (folder / "cell05.tif").write_bytes(b"II*\x00 truncated")
+    out = tmp_path / "calls.csv"
+    assert main(["classify", str(folder), "--model", str(classifier_bundle), "--out", str(out), "--quiet"]) == 0
+    assert [r["source"] for r in read_csv(out)] == [f"cell{i:02d}.tif" for i in range(10) if i != 5]
+    assert [r["source"] for r in read_csv(tmp_path / "calls.skipped.csv")] == ["cell05.tif"]
+    assert "1 unreadable skipped" in capsys.readouterr().err
+    for f in folder.iterdir():
+        f.write_bytes(b"not an image")
+    assert main(["classify", str(folder), "--model", str(classifier_bundle), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "none of its 10 images could be read" in capsys.readouterr().err

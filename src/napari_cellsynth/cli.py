@@ -59,9 +59,15 @@ def cmd_classify(args) -> int:
             raise ValueError("--group-by and --bootstrap score labelled crops; --objects input has no labels")
         return classify_objects_command(args, model, out, decision)
     fit = model.card.size_fit  # crops of other sizes are fitted as the bundle's training crops were
-    crops = read_crops(args.input, args.labels_csv, fit.size if fit else None, fit.fit if fit else None)
+    crops = read_crops(args.input, args.labels_csv, fit.size if fit else None, fit.fit if fit else None,
+                       skip_unreadable=True)
     for note in crops.notes:
         print(note, file=sys.stderr)
+    skipped_csv = out.with_suffix(".skipped.csv")
+    if crops.skipped:  # one unreadable crop in a large folder does not stop the others
+        write_csv_atomic(skipped_csv, {"source": [n for n, _ in crops.skipped], "error": [e for _, e in crops.skipped]})
+    else:
+        skipped_csv.unlink(missing_ok=True)  # a rerun leaves no stale list
     if (args.group_by or args.bootstrap) and crops.labels is None:
         raise ImageInputError(f"{args.input} has no labels: --group-by and --bootstrap score labelled crops (give "
                               "an .npz with labels, a folder per class, or --labels-csv)")
@@ -76,7 +82,8 @@ def cmd_classify(args) -> int:
         columns["group"] = groups.tolist()
     columns.update(result.table())
     write_csv_atomic(out, columns)
-    print(f"wrote {out} ({len(crops)} crops)", file=sys.stderr)
+    skipped = f"; {len(crops.skipped)} unreadable skipped, listed in {skipped_csv}" if crops.skipped else ""
+    print(f"wrote {out} ({len(crops)} crops{skipped})", file=sys.stderr)
     if result.decision is not None:
         print(f"calls by the thresholds {result.decision.thresholds} ({result.decision.chosen_on}); "
               "--threshold none for the most probable class", file=sys.stderr)
@@ -106,16 +113,23 @@ def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int
 
 
 def _score(labels, result, label_map, out: Path, groups=None, bootstrap: int = 0) -> None:
-    """Metrics against the input's labels when the bundle's label map covers them: per-class PPV, recall and F1
-    of the calls, PR-AUC and ROC-AUC of the probabilities, and per-group counts and bootstrap intervals when
-    asked for; all in OUT.metrics.json."""
-    if not label_map:
+    """Metrics against the input's labels: the original labels the bundle's label map covers, or the bundle's own
+    class names (a folder per class named G1, S, G2, M): per-class PPV, recall and F1 of the calls, PR-AUC and
+    ROC-AUC of the probabilities, and per-group counts and bootstrap intervals when asked for; all in
+    OUT.metrics.json."""
+    names = np.asarray(labels).astype(str)
+    if set(names) <= set(result.classes):
+        truth, classes = np.array([result.classes.index(x) for x in names]), list(result.classes)
+    elif not label_map:
+        print(f"not scored: labels {sorted(set(names) - set(result.classes))[:5]} are not the bundle's classes "
+              f"{result.classes}", file=sys.stderr)
         return
-    try:
-        truth, classes = apply_label_map(labels, label_map)
-    except ValueError as err:
-        print(f"not scored: {err}", file=sys.stderr)
-        return
+    else:
+        try:
+            truth, classes = apply_label_map(labels, label_map)
+        except ValueError as err:
+            print(f"not scored: {err}; or name the labels as the bundle's classes {result.classes}", file=sys.stderr)
+            return
     if classes != result.classes:
         return
     from .core.atomic import write_json_atomic

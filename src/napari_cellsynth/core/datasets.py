@@ -42,6 +42,7 @@ class CropSet:
     source: str = ""
     fit: SizeFit | None = None  # set when crops were brought to one size
     notes: list[str] = field(default_factory=list)  # one-line notices for the user (sizes fitted, …)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) of unreadable files left out
 
     def __len__(self) -> int:
         return len(self.images)
@@ -177,8 +178,9 @@ def read_folder(root: str | os.PathLike, size: tuple[int, int] | int | None = No
     return _fitted(crops, pieces, size, fit)
 
 
-def _folder_pieces(root: Path) -> tuple[CropSet, list[np.ndarray]]:
-    """The folder's crops as they are (C×H×W each, sizes may differ) and a CropSet still without images."""
+def _folder_pieces(root: Path, skip_unreadable: bool = False) -> tuple[CropSet, list[np.ndarray]]:
+    """The folder's crops as they are (C×H×W each, sizes may differ) and a CropSet still without images.
+    ``skip_unreadable``: a file that cannot be read is left out and listed in ``skipped``, instead of stopping."""
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if class_dirs:
         files = [(f, d.name) for d in class_dirs for f in sorted(d.iterdir())
@@ -188,12 +190,23 @@ def _folder_pieces(root: Path) -> tuple[CropSet, list[np.ndarray]]:
     if not files:
         raise ImageInputError(f"{root} holds no {'/'.join(IMAGE_SUFFIXES)} images (directly or one "
                               "folder per class)")
-    crops = [_channels_first(_read_one(f), str(f)) for f, _ in files]
-    crops = _same_channels(crops, [f for f, _ in files], root)
-    labels = np.array([c for _, c in files]) if class_dirs else None
-    names = [str(f.relative_to(root)) for f, _ in files]
+    crops, kept, skipped = [], [], []
+    for f, label in files:
+        try:
+            crops.append(_channels_first(_read_one(f), str(f)))
+            kept.append((f, label))
+        except ImageInputError as err:
+            if not skip_unreadable:
+                raise
+            skipped.append((str(f.relative_to(root)), str(err)))
+    if not crops:
+        raise ImageInputError(f"{root}: none of its {len(files)} images could be read (first: {skipped[0][1]})")
+    crops = _same_channels(crops, [f for f, _ in kept], root)
+    labels = np.array([c for _, c in kept]) if class_dirs else None
+    names = [str(f.relative_to(root)) for f, _ in kept]
+    notes = [f"skipped {len(skipped)} unreadable file(s) of {len(files)}, e.g. {skipped[0][0]}"] if skipped else []
     return CropSet(np.empty((0, crops[0].shape[0], 1, 1)), labels, _default_channels(crops[0][None]), names,
-                   str(root)), crops
+                   str(root), notes=notes, skipped=skipped), crops
 
 
 def _read_one(path: Path) -> np.ndarray:
@@ -242,17 +255,20 @@ def _fitted(crops: CropSet, pieces, size: tuple[int, int] | int | None, fit: str
 
 
 def read_crops(path: str | os.PathLike, labels_csv: str | os.PathLike | None = None,
-               size: tuple[int, int] | int | None = None, fit: str | None = None) -> CropSet:
+               size: tuple[int, int] | int | None = None, fit: str | None = None,
+               skip_unreadable: bool = False) -> CropSet:
     """Read any supported crop collection; the format follows from the path.
 
     ``size``/``fit``: bring every crop to this size by this policy (see :mod:`.sizing`); without them,
     crops of one size stay as they are and crops of mixed sizes get an automatic size by ``resize``.
+    ``skip_unreadable``: in a folder, an unreadable image is left out and listed in ``skipped`` (classifying a
+    large folder goes on); by default it stops the read with one line naming the file.
     """
     path = Path(path)
     if not path.exists():
         raise ImageInputError(f"{path} does not exist")
     if path.is_dir():
-        crops, pieces = _folder_pieces(path)
+        crops, pieces = _folder_pieces(path, skip_unreadable)
     else:
         suffix = path.suffix.lower()
         if suffix == ".npz":
