@@ -340,13 +340,15 @@ def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, s
     def check_layers():
         objects, classes = viewer.layers["nuclei objects"], viewer.layers["nuclei classes"]
         assert isinstance(objects.data, da.Array)  # read from the Zarr output when shown, never loaded whole
+        # the input is T×Y×X, and so are its labels (issue 35: a z of 1 put the frames on the wrong slider)
+        assert objects.data.shape == (FRAMES, 128, 128) and objects.axis_labels == ("t", "y", "x")
         expected = read_labels(reference[0].run_dir / "nuclei.ome.zarr")
-        assert np.array_equal(np.asarray(objects.data[5, 0]), expected[5, 0])
+        assert np.array_equal(np.asarray(objects.data[5]), expected[5, 0])
         names = list(classes.features["class"])
         for row in reference[1][:20]:
             t, label = int(row["t"]), int(row["label"])
-            inside = np.asarray(objects.data[t, 0]) == label
-            painted = np.unique(np.asarray(classes.data[t, 0])[inside])
+            inside = np.asarray(objects.data[t]) == label
+            painted = np.unique(np.asarray(classes.data[t])[inside])
             assert painted.tolist() == [names.index(row["class"]) + 1]
             assert np.allclose(classes.colormap.map(painted[0])[:3],
                                np.array([int(class_color(painted[0] - 1)[i:i + 2], 16) for i in (1, 3, 5)]) / 255)
@@ -363,6 +365,12 @@ def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, s
     viewer.layers.clear()
     viewer.open(str(record), plugin="napari-cellsynth")
     assert [layer.name for layer in viewer.layers] == ["nuclei objects", "nuclei classes"]
+    [image] = viewer.open(str(stack), plugin="napari")  # the input itself: the labels overlay it frame by frame
+    assert viewer.dims.ndim == 3 and image.data.shape == viewer.layers["nuclei objects"].data.shape
+    for t in (3, 9):  # two time points: the labels shown are that frame's
+        viewer.dims.set_current_step(0, t)
+        shown = viewer.layers["nuclei objects"]._slice.image.raw
+        assert np.array_equal(np.asarray(shown), read_labels(reference[0].run_dir / "nuclei.ome.zarr")[t, 0])
     tiff = tmp_path / "some.tif"
     tiff.write_bytes(b"")
     assert "napari-cellsynth" not in _npe2.get_readers(str(tiff))  # a TIFF is never offered to the run reader
@@ -425,3 +433,16 @@ def test_a_cluster_started_with_the_dask_commands_runs_the_batch_command(referen
     on_cluster, on_threads = objects(read_table(out / "objects.csv")), objects(reference[1])
     assert on_cluster.keys() == on_threads.keys()
     assert all(on_cluster[key]["class"] == row["class"] for key, row in on_threads.items())
+
+
+def test_labels_come_back_in_the_input_axes():
+    """The store's (t, z, y, x) labels seen in each input's own axes, channels left out (issue 35)."""
+    from napari_cellsynth.core.batch.results import in_input_axes
+
+    labels = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    view, axes = in_input_axes(labels, "TYX")
+    assert axes == "TYX" and np.array_equal(view, labels[:, 0])
+    view, axes = in_input_axes(labels, "ZTCYX")
+    assert axes == "ZTYX" and np.array_equal(view, labels.transpose(1, 0, 2, 3))
+    view, axes = in_input_axes(labels, "CYX")
+    assert axes == "YX" and np.array_equal(view, labels[0, 0])

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core.batch.results import class_image, is_run, read_run
-from .core.batch.store import AXES
+from .core.batch.results import class_image, in_input_axes, is_run, read_run
 
 
 
@@ -22,7 +21,8 @@ def class_colors(classes: list[str]) -> dict:
 
 
 def run_layers(run_dir: str | Path) -> list[tuple]:
-    """Layer-data tuples for every stack of the run: ``<stack> objects`` and, with a classifier, ``<stack> classes``."""
+    """Layer-data tuples for every stack of the run: ``<stack> objects`` and, with a classifier, ``<stack> classes``,
+    in the input's own axes (a T×Y×X stack's labels are T×Y×X), so that they overlay the input frame by frame."""
     import dask.array as da
 
     record, stacks = read_run(run_dir)
@@ -31,12 +31,12 @@ def run_layers(run_dir: str | Path) -> list[tuple]:
     for stack in stacks:
         meta = {"cellsynth_batch": {"run": str(run_dir), "stack": stack.name, "status": stack.status,
                                     "objects": stack.rows}}
-        axes = {"axis_labels": tuple(axis["name"] for axis in AXES)}  # the sliders read t and z, not -4 / -3
-        layers.append((da.from_zarr(stack.labels), {"name": f"{stack.name} objects", "metadata": meta, **axes},
-                       "labels"))
+        objects, names = in_input_axes(da.from_zarr(stack.labels), stack.axes)
+        axes = {"axis_labels": tuple(a.lower() for a in names)}  # the sliders read t and z, not -3 / -2
+        layers.append((objects, {"name": f"{stack.name} objects", "metadata": meta, **axes}, "labels"))
         if classes:
             features = {"index": list(range(1, len(classes) + 1)), "class": classes}
-            layers.append((class_image(stack.labels, stack.rows, classes),
+            layers.append((in_input_axes(class_image(stack.labels, stack.rows, classes), stack.axes)[0],
                            {"name": f"{stack.name} classes", "colormap": class_colors(classes),
                             "features": features, "opacity": 0.6, "metadata": meta, **axes}, "labels"))
     return layers

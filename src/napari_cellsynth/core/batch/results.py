@@ -14,12 +14,29 @@ from .job import RECORD, RUN_KIND, TABLE
 from .store import read_labels, store_path
 
 
+STORED = "TZYX"  # the labels' axes in the store
+
+
 @dataclass
 class StackResult:
     name: str
     status: str
     labels: object  # the labels array (t, z, y, x), lazy
     rows: dict[str, list]  # this stack's columns of the objects table (strings, as in the CSV)
+    axes: str = "TZYX"  # the input's axes as stored (C included), e.g. TYX
+
+
+def in_input_axes(array, input_axes: str) -> tuple[object, str]:
+    """A (t, z, y, x) array viewed in the input's own axes, channels left out: a T×Y×X stack's labels come back
+    T×Y×X (the z of 1 dropped), a Z×T×Y×X stack's Z×T×Y×X, so that they overlay the input frame by frame."""
+    wanted = [a for a in input_axes.upper() if a in STORED]
+    index = tuple(slice(None) if a in wanted else 0 for a in STORED)
+    kept = [a for a in STORED if a in wanted]
+    view = array[index]
+    order = [kept.index(a) for a in wanted]
+    if order != sorted(order):
+        view = view.transpose(order)
+    return view, "".join(wanted)
 
 
 def is_run(path: str | Path) -> bool:
@@ -43,7 +60,8 @@ def read_run(run_dir: str | Path) -> tuple[dict, list[StackResult]]:
                 columns = rows.setdefault(row["stack"], {name: [] for name in row})
                 for name, value in row.items():
                     columns[name].append(value)
-    stacks = [StackResult(s["name"], s["status"], read_labels(store_path(run_dir, s["name"])), rows.get(s["name"], {}))
+    stacks = [StackResult(s["name"], s["status"], read_labels(store_path(run_dir, s["name"])), rows.get(s["name"], {}),
+                          s.get("axes", STORED))
               for s in record["stacks"] if s["status"] != "unreadable"]
     return record, stacks
 
