@@ -196,3 +196,35 @@ def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, hel
         fh.write(b"x" * 10)
     with pytest.raises(BundleError, match="sha256"):
         load_model(str(bundle))
+
+
+def test_an_offline_builtin_model_fails_at_once_in_one_line_and_is_not_offered(make_napari_viewer, monkeypatch,
+                                                                                 tmp_path, held_out):
+    """Issue 35: with Cellpose's weights not cached and its server unreachable, `cellsynth segment --model cyto3`
+    stops at once with one line naming the offline fixes, and the Segment widget does not offer the built-ins."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cellpose import models
+
+    from napari_cellsynth.core import segment as segment_module
+
+    monkeypatch.setattr(models, "MODEL_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(segment_module, "CELLPOSE_HOST", ("127.0.0.1", 9))  # the discard port: nothing answers
+    assert segment_module.available_builtins() == []
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Segment")
+    assert "cyto3" not in widget.model_name.choices and "zoo:cellpose-chromosomes" in widget.model_name.choices
+    with pytest.raises(ImageInputError, match="'nuclei' is not downloaded .* cannot be reached"):
+        load_model("nuclei")
+    if segment_module.cellpose_reachable(timeout=2):
+        pytest.skip("this machine reaches cellpose.org: the command would download the weights")
+    tifffile.imwrite(tmp_path / "dapi.tif", held_out.dapi)
+    done = subprocess.run([str(Path(sys.executable).with_name("cellsynth")), "segment", str(tmp_path / "dapi.tif"),
+                           "--model", "cyto3", "--out", str(tmp_path / "labels.tif")], capture_output=True, text=True,
+                          env={**__import__("os").environ, "CELLPOSE_LOCAL_MODELS_PATH": str(tmp_path / "none")},
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "zoo:cellpose-chromosomes" in done.stderr and "CELLPOSE_LOCAL_MODELS_PATH" in done.stderr
+    assert not (tmp_path / "labels.tif").exists()

@@ -5,7 +5,7 @@ from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinB
 from napari.viewer import Viewer
 
 from ..core.jobs import in_thread
-from ..core.segment import BUILT_IN, SegmentSettings, estimate_diameter, load_model, segment
+from ..core.segment import SegmentSettings, available_builtins, estimate_diameter, load_model, segment
 from .base import JobWidget, chosen_path, zoo_choices
 
 CUSTOM = "custom model file…"
@@ -19,7 +19,10 @@ class SegmentWidget(JobWidget):
 
         self.image_layer = create_widget(annotation=napari.layers.Image, label="image")
         zoo = zoo_choices(("cellpose",))  # the zoo's Cellpose models first: they need no Cellpose download
-        self.model_name = ComboBox(choices=[(CUSTOM, CUSTOM), *zoo, *((m, m) for m in BUILT_IN)],
+        # Cellpose's own models only when they can be used now: cached, or the server answers (else Cellpose fails
+        # after a long download timeout); the zoo's need no download from Cellpose
+        builtins = available_builtins()
+        self.model_name = ComboBox(choices=[(CUSTOM, CUSTOM), *zoo, *((m, m) for m in builtins)],
                                    value=zoo[0][1] if zoo else CUSTOM, label="model")
         self.model_file = FileEdit(mode="r", label="model file")
         self.diameter = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=1.0, label="diameter (0 = model's)")

@@ -99,6 +99,45 @@ def is_bundle(model: str) -> bool:
     return str(model).startswith("zoo:") or (Path(model) / "card.json").is_file()
 
 
+CELLPOSE_HOST = ("www.cellpose.org", 443)  # where Cellpose downloads its built-in models from
+
+
+def builtin_weights(name: str) -> Path:
+    """Where Cellpose keeps a built-in model's weights (its ``model_path``, without downloading them)."""
+    from cellpose import models
+
+    basename = f"{name}torch_0" if name in ("cyto", "cyto2", "nuclei") else name
+    return Path(models.MODEL_DIR) / basename
+
+
+def cellpose_reachable(timeout: float = 1.0) -> bool:
+    """Whether Cellpose's model server answers (a TCP connection within ``timeout`` seconds)."""
+    import socket
+
+    try:
+        with socket.create_connection(CELLPOSE_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def available_builtins(timeout: float = 1.0) -> list[str]:
+    """The built-in models that can be used now: those whose weights are cached, or all when the server answers."""
+    cached = [name for name in BUILT_IN if builtin_weights(name).is_file()]
+    return list(BUILT_IN) if len(cached) < len(BUILT_IN) and cellpose_reachable(timeout) else cached
+
+
+def check_builtin(name: str) -> None:
+    """A one-line error, at once, for a built-in model that is not cached while the server does not answer
+    (Cellpose itself fails only after its download times out, with a raw urlopen error)."""
+    weights = builtin_weights(name)
+    if not weights.is_file() and not cellpose_reachable():
+        raise ImageInputError(
+            f"Cellpose's built-in model '{name}' is not downloaded ({weights}) and {CELLPOSE_HOST[0]} cannot be "
+            f"reached: use zoo:cellpose-chromosomes or a model file, or download it where there is internet and copy "
+            f"{weights.parent} here (or point CELLPOSE_LOCAL_MODELS_PATH at a copy)")
+
+
 def load_model(model: str):
     """A CellposeModel on the CPU for a built-in name, an existing model file or a ``cellpose`` bundle."""
     from cellpose import models
@@ -107,6 +146,7 @@ def load_model(model: str):
     # here (16.5-17.8 s against 20.3-22.4 s for the sample metaphase on one core) and fails when two threads
     # of a batch worker run the same model at once ("Can't redefine method ... MkldnnBatchNorm")
     if model in BUILT_IN:
+        check_builtin(model)
         return models.CellposeModel(gpu=False, model_type=model, mkldnn=False)
     if is_bundle(model):
         return load_bundle_model(model)

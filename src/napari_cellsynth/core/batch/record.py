@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..bundle import check_kind, read_card, sha256_of, verify_files
 from ..images import ImageInputError
-from ..segment import BUILT_IN, is_bundle
+from ..segment import BUILT_IN, check_builtin, is_bundle
 from ..zoo import resolve
 
 PACKAGES = ("napari-cellsynth", "numpy", "cellpose", "torch", "onnxruntime", "dask", "distributed", "zarr",
@@ -28,6 +28,7 @@ def versions() -> dict[str, str | None]:
 def cellpose_identity(model: str) -> dict:
     """A built-in model by name, a cellpose bundle (or zoo:NAME) by its files' sha256s, a model file by its sha256."""
     if model in BUILT_IN:
+        check_builtin(model)  # offline and not cached: one line now, not a failure in every frame
         return {"model": model, "built_in": True}
     if is_bundle(model):
         identity = bundle_identity(model)
