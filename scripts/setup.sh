@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything napari-cellsynth needs on a fresh Debian machine (Python 3.11, no GPU):
 # Xvfb and the xcb libraries for headless napari, a virtual environment in .venv with the
-# CPU torch wheel, onnxruntime (CPU), Cellpose 3, napari with PyQt5 and the test tools.
+# CPU torch wheel, onnxruntime (CPU), Cellpose 3, bioimage.io's libraries, napari with PyQt5 and the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +29,5 @@ PY=${PYTHON:-python3}
 pip_install --upgrade pip
 # The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
 pip_install torch==2.13.0
-pip_install -e ".[cpu,train,seg,batch,dev]"
+pip_install -e ".[cpu,train,seg,batch,bioimageio,dev]"
 .venv/bin/python -c "import torch, onnxruntime, napari, cellpose, umap, napari_cellsynth; print('setup: ok, torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| napari', napari.__version__)"

@@ -362,7 +362,7 @@ def cmd_zoo(args) -> int:
 
 # cellsynth train NAME / cellsynth export NAME: napari_cellsynth.training.trainers.NAME / .export.export_NAME
 TRAINERS = ("classifier", "pretrain", "ddpm", "gan", "bbdm", "cyclegan", "cellpose")
-EXPORTERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan", "cellpose")
+EXPORTERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan", "cellpose", "bioimageio")
 TRAIN_EXTRA = ("training needs torch: pip install torch, then pip install 'napari-cellsynth[train]' "
                "(add [seg] for cellpose)")
 
