@@ -26,8 +26,9 @@ def anaphase_gan(jurkat_slice, tmp_path_factory):
 
 def test_arms_follow_paper_001_ablation():
     table = experiment.arms(["wgan-div", "wgan-gp"])
-    assert list(table) == ["base", "standard-wgan-div", "focused-wgan-div", "focused-wgan-gp",
+    assert list(table) == ["base", "balanced", "standard-wgan-div", "focused-wgan-div", "focused-wgan-gp",
                            "focused-wgan-div-no-mixup", "focused-wgan-div-no-nonlinear", "focused-no-generator"]
+    assert table["balanced"] == {"sampling": "balanced"}  # the cheap alternative: rare crops drawn more often
     assert table["standard-wgan-div"] == {"standard": "wgan-div"}
     assert table["focused-wgan-div-no-mixup"] == {"generator": "wgan-div", "parts": ("generated", "nonlinear")}
     assert table["focused-wgan-gp"]["parts"] == ("generated", "mixup", "nonlinear")
