@@ -224,3 +224,11 @@ def test_typed_zoo_names_and_zoo_pickers_work_in_the_widgets(make_napari_viewer,
     assert Path(str(batch.segment_model.value)) == MODELS / "cellpose-chromosomes"
     pickers["classifier from the zoo"].value = "zoo:classifier-translocations"
     assert Path(str(batch.classifier.value)) == MODELS / "classifier-translocations"
+
+
+def test_a_registry_that_names_paths_out_of_the_cache_is_refused(zoo):
+    registry = json.loads((zoo / "registry.json").read_text())
+    registry["bundles"]["clf"]["sha256"]["../../escape.onnx"] = "0" * 64
+    (zoo / "registry.json").write_text(json.dumps(registry))
+    with pytest.raises(BundleError, match="not a plain name"):
+        read_registry(str(zoo))

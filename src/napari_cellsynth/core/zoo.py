@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Generator
@@ -80,10 +81,18 @@ class ZooEntry:
                 for file, digest in sorted(self.sha256.items())]
 
 
+PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # a bundle, folder or file name: never a path
+
+
 def _entries(data: dict) -> dict[str, ZooEntry]:
-    return {name: ZooEntry(name, e["kind"], e.get("path", name), e["sha256"], e.get("description", ""),
-                           e.get("metrics"), e.get("results", ""), e.get("sizes"))
-            for name, e in data.get("bundles", {}).items()}
+    entries = {name: ZooEntry(name, e["kind"], e.get("path", name), e["sha256"], e.get("description", ""),
+                              e.get("metrics"), e.get("results", ""), e.get("sizes"))
+               for name, e in data.get("bundles", {}).items()}
+    for entry in entries.values():  # a registry names files inside the cache, never a path out of it
+        bad = [n for n in (entry.name, entry.path, *entry.sha256) if not PLAIN.fullmatch(str(n)) or ".." in str(n)]
+        if bad:
+            raise ValueError(f"the registry's entry '{entry.name}' names {bad[0]!r}, not a plain name")
+    return entries
 
 
 @dataclass(frozen=True)
