@@ -232,3 +232,24 @@ def test_a_registry_that_names_paths_out_of_the_cache_is_refused(zoo):
     (zoo / "registry.json").write_text(json.dumps(registry))
     with pytest.raises(BundleError, match="not a plain name"):
         read_registry(str(zoo))
+
+
+@pytest.mark.napari
+def test_picking_a_bundle_not_downloaded_fetches_it_in_the_background(make_napari_viewer, qtbot, tmp_path,
+                                                                      monkeypatch):
+    """A zoo served on 127.0.0.1 with nothing cached: Classify's drop-down marks the bundle for download; picking
+    it downloads it in a worker into the cache and then fills the folder field."""
+    from zoo_server import serve_zoo
+
+    monkeypatch.setenv("CELLSYNTH_CACHE", str(tmp_path / "cache"))
+    with serve_zoo() as (url, handler):
+        monkeypatch.setenv("CELLSYNTH_ZOO", url)
+        viewer = make_napari_viewer()
+        _, classify = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Classify")
+        labels = [classify.zoo.native.itemText(i) for i in range(classify.zoo.native.count())]
+        assert any(x.startswith("zoo:classifier-jurkat4 (downloads") for x in labels), labels
+        classify.zoo.value = "zoo:classifier-jurkat4"
+        folder = tmp_path / "cache" / "zoo" / "classifier-jurkat4"
+        qtbot.waitUntil(lambda: str(classify.bundle.value) == str(folder), timeout=60_000)
+        assert "/classifier-jurkat4/model.onnx" in handler.requests
+    assert (folder / "model.onnx").read_bytes() == (MODELS / "classifier-jurkat4" / "model.onnx").read_bytes()

@@ -99,7 +99,9 @@ def zoo_picker(field, kinds: tuple[str, ...], label: str = "model zoo") -> Combo
         def done(folder):
             field.value = str(folder)
             picker.reset_choices()  # the label loses "(downloads …)"
-        return start_job(lambda: zoo.pull(name), moved, done, failed, finished)
+        def job():  # a generator function, so that napari runs it as a GeneratorWorker with progress
+            return (yield from zoo.pull(name))
+        return start_job(job, moved, done, failed, finished)
 
     picker.download = None  # the running download's worker, if any
     picker.changed.connect(picked)
