@@ -62,7 +62,14 @@ def zoo_picker(field, kinds: tuple[str, ...], label: str = "model zoo") -> Combo
     from ..core.bundle import BundleError
     from ..core.zoo import open_zoo, resolve
 
-    picker = ComboBox(choices=lambda _: [(ZOO_NONE, ZOO_NONE), *zoo_choices(kinds)], value=ZOO_NONE, label=label)
+    listed: list = []  # the registry read once: napari resets choices on every layer change
+
+    def choices(_):
+        if not listed:
+            listed.extend([(ZOO_NONE, ZOO_NONE), *zoo_choices(kinds)])
+        return listed
+
+    picker = ComboBox(choices=choices, value=ZOO_NONE, label=label)
 
     def failed(err):
         from napari.utils.notifications import show_error
@@ -98,7 +105,8 @@ def zoo_picker(field, kinds: tuple[str, ...], label: str = "model zoo") -> Combo
 
         def done(folder):
             field.value = str(folder)
-            picker.reset_choices()  # the label loses "(downloads …)"
+            listed.clear()
+            picker.reset_choices()  # read again: the label loses "(downloads …)"
         def job():  # a generator function, so that napari runs it as a GeneratorWorker with progress
             return (yield from zoo.pull(name))
         return start_job(job, moved, done, failed, finished)

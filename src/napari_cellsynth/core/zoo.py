@@ -212,9 +212,10 @@ def resolve(spec: str | os.PathLike, location: str | None = None) -> Path:
     zoo = open_zoo(location)
     entry = zoo.entry(name)
     folder = zoo.local_folder(name)
-    if folder is None:
-        folder = zoo.cached_folder(name)
-        if not all(matches(folder / e.name, e) for e in entry.expected(zoo.url or "")):
-            folder = _pull_with_bar(zoo, name)
-    _check(folder, entry)
-    return folder
+    if folder is not None:
+        _check(folder, entry)
+        return folder
+    folder = zoo.cached_folder(name)
+    if all(matches(folder / e.name, e) for e in entry.expected(zoo.url or "")):  # size and sha256 of each file
+        return folder
+    return _pull_with_bar(zoo, name)  # checked by size and sha256 as it arrives
