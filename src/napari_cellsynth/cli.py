@@ -384,6 +384,20 @@ def run_training_command(args) -> int:
     return run_entry(module.main, prog, args.rest + (["-v"] if args.verbose else []))
 
 
+def run_study_command(args) -> int:
+    """``cellsynth study``: the study's own parser, errors and ``-v``."""
+    from .core.entry import run_entry
+
+    try:
+        module = importlib.import_module("napari_cellsynth.training.study.command")
+    except ImportError as err:
+        if err.name not in ("torch",) or args.verbose:
+            raise
+        print(f"cellsynth study: error: {TRAIN_EXTRA}", file=sys.stderr)
+        return 2
+    return run_entry(module.main, "cellsynth study", args.rest + (["-v"] if args.verbose else []))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellsynth", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -520,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name", choices=list(modules), metavar="NAME", help=" | ".join(modules))
         p.add_argument("rest", nargs=argparse.REMAINDER, help="the options of that command")
         p.set_defaults(func=run_training_command)
+    p = sub.add_parser("study", help="does synthetic data help on my data? every augmentation arm against the cheap "
+                                     "alternatives, paired by seed (needs the [train] extra); --help lists its options",
+                       add_help=False)
+    p.set_defaults(func=run_study_command)  # its options go to the study's own parser (main)
     p = sub.add_parser("info", help="verify a bundle (sha256) and print its card")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_info)
@@ -527,12 +545,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "study":
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
     except (BundleError, ImageInputError, ValueError, FileNotFoundError) as err:
-        if args.verbose or args.command in ("train", "export"):  # asked for, or a trainer's -v (run_entry)
+        if args.verbose or args.command in ("train", "export", "study"):  # asked for, or a trainer's -v (run_entry)
             raise
         print(f"cellsynth {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -101,14 +101,22 @@ def read_split(path: str, n: int) -> dict[str, np.ndarray]:
 
 
 def thin_classes(index: np.ndarray, y: np.ndarray, classes: list[str], specs: list[str], seed: int) -> np.ndarray:
-    """Keep only a seeded fraction of some classes' crops, e.g. ``["M=0.1"]`` (the hard setting of paper 000)."""
+    """Keep only a seeded share of some classes' crops: a fraction, ``["M=0.1"]`` (the hard setting of paper 000), or
+    a count, ``["M=34"]`` (a count equal to a fraction's rounded share draws the same crops)."""
     rng = np.random.default_rng(seed)
     for spec in specs:
-        name, _, fraction = spec.partition("=")
-        if name not in classes or not fraction:
-            raise ValueError(f"--keep-fraction {spec!r}: use CLASS=FRACTION with a class of {classes}")
-        members = index[y[index] == classes.index(name)]
-        keep = rng.choice(members, max(1, int(round(float(fraction) * len(members)))), replace=False)
+        name, _, value = spec.partition("=")
+        members = index[y[index] == classes.index(name)] if name in classes else index[:0]
+        try:
+            count = int(value) if value.isdigit() else int(round(float(value) * len(members)))
+        except ValueError:
+            count = -1
+        if name not in classes or not value or count < 0 or ("." in value and not 0 < float(value) <= 1):
+            raise ValueError(f"keep {spec!r}: use CLASS=FRACTION (0–1) or CLASS=COUNT with a class of {classes}")
+        if count > len(members):
+            raise ValueError(f"keep {spec!r}: the training part holds only {len(members)} crops of {name}; "
+                             f"keep at most {len(members)}")
+        keep = rng.choice(members, max(1, count), replace=False)
         index = np.sort(np.concatenate([index[y[index] != classes.index(name)], keep]))
     return index
 

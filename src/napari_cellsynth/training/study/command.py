@@ -1,0 +1,153 @@
+"""cellsynth study: does synthetic data help on my data?
+
+    cellsynth study --data ../shared/data/jurkat/jurkat_cells.npz --label-map jurkat4 --rare M --keep M=34 \
+        --generator zoo:ddpm-jurkat4-cut10-v --filters umap confidence knn --seeds 0 1 2 3 4 --out runs/study-m34
+
+Every arm trains the same classifier (``cellsynth train classifier`` with --width, --steps and --batch-size) on one
+split (``--split-seed``; the rare classes thinned in its training part by ``--keep CLASS=N`` to simulate scarcity)
+and is scored on the same real test cells, once per seed; the seeds pair the arms.  Arms (``--arms``; default all):
+``real``, ``balanced`` (class-balanced sampling), ``copies`` (copies of the real rare cells, as many as the generated
+arms add), ``mixup`` (minority-focused mixup and nonlinear mixup), and per generator G: ``generated-G``,
+``generated-G-FILTER`` for each ``--filters`` (umap, confidence, knn) and ``generated-G-mixup``.
+
+Each rare class gets ``--count`` synthetic cells (default: up to the median training count of the other classes).
+A generator bundle must have learnt from this study's training cells (its card's split seed and its count of the
+class's training cells are checked): give the ``--keep`` it was trained with.
+
+Writes ``OUT/report.html`` (per-class PPV, recall and F1, paired differences against real and against copies with
+Wilcoxon p and bootstrap CIs, a per-seed plot, the cells each arm adds, the generators' fidelity and a verdict),
+``summary.json`` and ``summary.md``.  Everything on disk is skipped, so a killed study resumes with the same command;
+``--seeds`` and ``--arms`` may grow between runs.  ``--workers N`` runs N trainings at once on local processes and
+``--scheduler ADDRESS`` on a dask cluster.  ``--report-only`` writes the report from the runs on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.samplers import SAMPLERS
+
+from .arms import all_arms
+from .realism_filters import FILTERS
+from .settings import StudySettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cellsynth study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help=".npz, TIFF stack (with --labels-csv) or folder per class")
+    p.add_argument("--labels-csv", help="labels for a TIFF stack: a 'label' column, one row per slice")
+    p.add_argument("--label-map", default="identity", help="label map name or JSON (as cellsynth train classifier)")
+    p.add_argument("--size", type=int, help="bring every crop to SIZE×SIZE (mixed sizes)")
+    p.add_argument("--rare", nargs="+", required=True, metavar="CLASS", help="the rare class(es) to help")
+    p.add_argument("--keep", nargs="+", default=[], metavar="CLASS=N",
+                   help="keep only N (or a fraction, 0.1) of a class's training cells: simulate scarcity")
+    p.add_argument("--generator", nargs="+", action="append", default=[], metavar="[NAME=]BUNDLE",
+                   help="generator bundles (DDPM or GAN; zoo:NAME or a folder); one-class bundles of one generator "
+                        "share a NAME")
+    p.add_argument("--filters", nargs="*", default=[], choices=list(FILTERS),
+                   help="realism filters, each an arm per generator")
+    p.add_argument("--count", type=int, help="synthetic cells per rare class (default: up to the median training "
+                                             "count of the other classes)")
+    p.add_argument("--pool-factor", type=float, default=2.0,
+                   help="generated cells per needed one when filters choose among them")
+    p.add_argument("--sampler", default="dpm_solver_pp_2m", choices=list(SAMPLERS))
+    p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--arms", nargs="+", default=[], help="arms to run (default: all; real always runs)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps per classifier (the same for every arm)")
+    p.add_argument("--width", type=int, default=16, help="classifier width")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--focused-n", type=int, default=2, help="mixup arms: N of each rare class's slots per batch")
+    p.add_argument("--workers", type=int, default=1, help="trainings at once on local processes")
+    p.add_argument("--scheduler", help="a dask scheduler address (tcp://host:8786), as cellsynth batch")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per training (0: cores / workers)")
+    p.add_argument("--report-only", action="store_true", help="write the report from the runs on disk")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True)
+    return p
+
+
+def generator_names(groups: list[list[str]]) -> dict[str, tuple[str, ...]]:
+    """``[["zoo:ddpm-a"], ["gan=B", "gan=C"]]`` → ``{"ddpm-a": ("zoo:ddpm-a",), "gan": ("B", "C")}``."""
+    named: dict[str, list[str]] = {}
+    for item in (item for group in groups for item in group):
+        name, sep, bundle = item.partition("=")
+        if not sep:
+            name, bundle = Path(item.removeprefix("zoo:")).name, item
+        if not name or not bundle or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"--generator {item!r}: write BUNDLE or NAME=BUNDLE, NAME of letters, digits, - and _")
+        if not bundle.startswith("zoo:"):
+            if not Path(bundle).is_dir():
+                raise ValueError(f"--generator {item!r}: {bundle} is not a bundle folder; give a folder or zoo:NAME")
+            bundle = str(Path(bundle).resolve())
+        named.setdefault(name, []).append(bundle)
+    return {name: tuple(bundles) for name, bundles in named.items()}
+
+
+def settings_from(args) -> StudySettings:
+    if not Path(args.data).exists():
+        raise ValueError(f"--data {args.data}: no such file or folder")
+    for flag, value in (("--steps", args.steps), ("--width", args.width), ("--batch-size", args.batch_size),
+                        ("--workers", args.workers), ("--focused-n", args.focused_n)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if args.count is not None and args.count < 1:
+        raise ValueError(f"--count must be at least 1, got {args.count}")
+    if args.pool_factor < 1:
+        raise ValueError(f"--pool-factor must be at least 1, got {args.pool_factor}")
+    generators = generator_names(args.generator)
+    if args.arms:
+        known = all_arms(list(generators), list(args.filters))
+        unknown = [a for a in args.arms if a not in known]
+        if unknown:
+            raise ValueError(f"--arms {unknown}: choose from {list(known)}")
+    return StudySettings(
+        data=str(Path(args.data).resolve()), rare=tuple(args.rare), label_map=args.label_map,
+        labels_csv=str(Path(args.labels_csv).resolve()) if args.labels_csv else None, size=args.size,
+        keep=tuple(args.keep), generators=generators, filters=tuple(args.filters), count=args.count,
+        pool_factor=args.pool_factor, sampler=args.sampler, sample_steps=args.sample_steps, split_seed=args.split_seed,
+        steps=args.steps, width=args.width, batch_size=args.batch_size, focused_n=args.focused_n,
+        seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers, scheduler=args.scheduler,
+        threads=args.threads)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from tqdm import tqdm
+
+    from .plan import StudyPlan
+    from .report import write_report
+    from .runner import run_study, study_arms
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    settings, out = settings_from(args), Path(args.out)
+    if args.report_only:
+        if not (out / "settings.json").is_file():
+            raise ValueError(f"{out} holds no study (no settings.json); run it first without --report-only")
+        settings.record(out)
+        plan = StudyPlan(settings, out)
+    else:
+        job = run_study(settings, out)
+        with tqdm(desc="study", unit="task", disable=args.quiet) as bar:
+            while True:
+                try:
+                    done, total, message = next(job)
+                except StopIteration as stop:
+                    plan = stop.value
+                    break
+                bar.total = total
+                bar.update(done - bar.n)
+                bar.set_postfix_str(message)
+    report = write_report(plan, study_arms(settings), "cellsynth study " + " ".join(argv))
+    print((out / "summary.md").read_text())
+    print(f"report: {report}")
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry(main, "cellsynth study"))

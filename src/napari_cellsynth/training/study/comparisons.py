@@ -1,0 +1,126 @@
+"""The study's numbers, read from the runs' ``metrics_test.json``: per-arm mean ± std, paired differences against
+``real`` and against ``copies`` (the Wilcoxon signed-rank test over seeds and a bootstrap CI of the mean difference,
+both from scipy.stats), and a one-sentence verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellsynth.training.reports.summaries import summarize_runs
+
+from .arms import BASELINE, CHEAP, Arm
+
+MEASURES = ("rare_f1", "macro_f1")  # rare_f1: the mean F1 of the rare classes
+
+
+def seed_metrics(out: Path, arm: str, seeds: list[int]) -> dict[int, dict]:
+    from .runner import run_folder
+
+    found = {}
+    for seed in seeds:
+        path = run_folder(out, arm, seed) / "metrics_test.json"
+        if path.is_file():
+            found[seed] = json.loads(path.read_text())
+    return found
+
+
+def measure(metrics: dict, name: str, rare: list[str]) -> float:
+    if name == "rare_f1":
+        return float(np.mean([metrics["per_class"][c]["f1"] for c in rare]))
+    return float(metrics[name])
+
+
+def paired_test(seeds: list, diff: np.ndarray) -> dict:
+    """Paired differences over seeds: their mean, how many are above 0, the two-sided Wilcoxon signed-rank p and a
+    95 % percentile bootstrap CI of the mean (both None below two seeds)."""
+    from scipy.stats import bootstrap, wilcoxon
+
+    result = {"seeds": [int(s) for s in seeds], "differences": diff.round(6).tolist(), "mean": float(diff.mean()),
+              "higher_in": int((diff > 0).sum()), "p_wilcoxon": None, "ci95": None}
+    if len(seeds) >= 2:
+        result["p_wilcoxon"] = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+        if np.ptp(diff) > 0:
+            ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                           random_state=0).confidence_interval
+            result["ci95"] = [float(ci.low), float(ci.high)]
+        else:
+            result["ci95"] = [float(diff[0])] * 2
+    return result
+
+
+def paired(ours: dict[int, dict], theirs: dict[int, dict], name: str, rare: list[str]) -> dict | None:
+    """``ours − theirs`` of a measure on the seeds both arms have (:func:`paired_test`); None without one."""
+    seeds = sorted(set(ours) & set(theirs))
+    if not seeds:
+        return None
+    return paired_test(seeds, np.array([measure(ours[s], name, rare) - measure(theirs[s], name, rare) for s in seeds]))
+
+
+def collect(out: Path, arms: list[Arm], seeds: list[int], rare: list[str]) -> dict:
+    runs = {arm.name: seed_metrics(out, arm.name, seeds) for arm in arms}
+    rows = {}
+    for arm in arms:
+        found = runs[arm.name]
+        if not found:
+            continue
+        row = {"seeds": sorted(found), **summarize_runs([found[s] for s in sorted(found)]),
+               "per_seed": {name: {str(s): measure(found[s], name, rare) for s in sorted(found)} for name in MEASURES}}
+        row["rare_f1"] = {"mean": float(np.mean(list(row["per_seed"]["rare_f1"].values()))),
+                          "std": float(np.std(list(row["per_seed"]["rare_f1"].values())))}
+        for reference in (BASELINE, "copies"):
+            if reference != arm.name and runs.get(reference):
+                row[f"vs_{reference}"] = {name: paired(found, runs[reference], name, rare) for name in MEASURES}
+        rows[arm.name] = row
+    return rows
+
+
+def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
+    """One sentence a microscopist can act on: the best generated arm against the best cheap alternative, on the mean
+    F1 of the rare classes; 'beats' needs every paired test to agree (p < alpha and the CI above 0)."""
+    what = " and ".join(rare) + " F1"
+    if BASELINE not in rows:
+        return "No run has finished yet."
+
+    def best(names) -> str | None:
+        present = [n for n in names if n in rows]
+        return max(present, key=lambda n: rows[n]["rare_f1"]["mean"]) if present else None
+
+    def beats(a: str, b: str) -> dict | None:
+        test = paired_from_rows(rows, a, b)
+        if test and test["p_wilcoxon"] is not None and test["p_wilcoxon"] < alpha and test["ci95"][0] > 0:
+            return test
+        return None
+
+    def show(name: str) -> str:
+        return f"{name} ({what} {rows[name]['rare_f1']['mean']:.3f} ± {rows[name]['rare_f1']['std']:.3f})"
+
+    cheap = best([BASELINE, *CHEAP])
+    generated = best([n for n in rows if n.startswith("generated-")])
+    if cheap == BASELINE:
+        advice = "keep the real cells alone: no cheap alternative scored higher"
+    elif beats(cheap, BASELINE):
+        advice = f"use {cheap}, which needs no generator and beats the real cells alone"
+    else:
+        advice = (f"{cheap} scored highest of the cheap arms but did not beat the real cells alone "
+                  f"({rows[BASELINE]['rare_f1']['mean']:.3f}) on the paired seeds")
+    if generated is None:
+        return f"No generated arm ran. Of the cheap ones, {show(cheap)}: {advice}."
+    win = beats(generated, cheap)
+    if win:
+        return (f"Use {show(generated)}: it beats the best cheap alternative, {show(cheap)}, by "
+                f"{win['mean']:+.3f} (95 % CI {win['ci95'][0]:+.3f} to {win['ci95'][1]:+.3f}, Wilcoxon p "
+                f"{win['p_wilcoxon']:.3g}, {len(win['seeds'])} paired seeds).")
+    return (f"Generated cells did not beat the cheap alternatives here: the best generated arm, {show(generated)}, is "
+            f"not better than {show(cheap)} on {len(rows[generated]['seeds'])} paired seeds; {advice}.")
+
+
+def paired_from_rows(rows: dict, a: str, b: str) -> dict | None:
+    """The paired rare-F1 difference ``a − b`` from two arms' per-seed values (:func:`paired_test`)."""
+    ours, theirs = rows[a]["per_seed"]["rare_f1"], rows[b]["per_seed"]["rare_f1"]
+    seeds = sorted(set(ours) & set(theirs), key=int)
+    if not seeds:
+        return None
+    return paired_test(seeds, np.array([ours[s] - theirs[s] for s in seeds]))

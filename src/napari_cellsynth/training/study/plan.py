@@ -1,0 +1,210 @@
+"""A study's fixed parts, under its output folder: the data, one split (the rare classes thinned in its training part
+by ``--keep``), how many synthetic cells each rare class gets, and the per-seed synthetic sets (copies, generated,
+filtered).  Every file is written atomically and skipped when it is there, so a killed study resumes."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings
+from napari_cellsynth.core.jobs import run_to_end
+from napari_cellsynth.core.outputs import generate_into, read_generated
+from napari_cellsynth.core.runtime import OnnxModel
+from napari_cellsynth.training.data.labelled_crops import (LabelledData, load_labelled, read_split, stratified_split,
+                                                           thin_classes)
+
+from .realism_filters import FILTERS, FilterInputs
+from .settings import StudySettings
+
+
+def save_npz(path: Path, **arrays) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+class StudyPlan:
+    def __init__(self, settings: StudySettings, out: Path):
+        self.settings, self.out = settings, Path(out)
+
+    @cached_property
+    def data(self) -> LabelledData:
+        s = self.settings
+        data = load_labelled(s.data, s.label_map, s.labels_csv, size=s.size)
+        missing = [c for c in s.rare if c not in data.classes]
+        if missing:
+            raise ValueError(f"--rare {missing}: not a class of {s.data} (its classes: {data.classes}); pass "
+                             "--label-map if the classes are named through one")
+        if len(set(s.rare)) == len(data.classes):
+            raise ValueError("--rare names every class: leave at least one common class out of it")
+        return data
+
+    @cached_property
+    def split(self) -> dict[str, np.ndarray]:
+        """The study's split (``split.npz``): stratified by ``--split-seed``, the rare classes thinned by ``--keep``."""
+        path = self.out / "split.npz"
+        if path.is_file():
+            return read_split(str(path), len(self.data.y))
+        split = stratified_split(self.data.y, self.settings.split_seed)
+        split["train"] = thin_classes(split["train"], self.data.y, self.data.classes, list(self.settings.keep),
+                                      self.settings.split_seed)
+        save_npz(path, **split)
+        return split
+
+    @property
+    def classes(self) -> list[str]:
+        return self.data.classes
+
+    def train_counts(self) -> dict[str, int]:
+        y = self.data.y[self.split["train"]]
+        return {name: int((y == k).sum()) for k, name in enumerate(self.classes)}
+
+    def needed(self) -> dict[str, int]:
+        """Synthetic cells per rare class: ``--count``, else as many as bring it to the median training count of the
+        other classes."""
+        counts = self.train_counts()
+        if self.settings.count is not None:
+            return {name: self.settings.count for name in self.settings.rare}
+        others = [n for name, n in counts.items() if name not in self.settings.rare]
+        target = int(np.median(others))
+        needed = {name: target - counts[name] for name in self.settings.rare}
+        full = [name for name, n in needed.items() if n < 1]
+        if full:
+            raise ValueError(f"{full} already hold as many training cells as the other classes' median ({target}); "
+                             "they are not rare here: pass --count N or thin them with --keep CLASS=N")
+        return needed
+
+    def rare_real(self, name: str) -> np.ndarray:
+        """The real training cells of a rare class (after ``--keep``)."""
+        train = self.split["train"]
+        return self.data.crops.images[train[self.data.y[train] == self.classes.index(name)]]
+
+    def describe(self) -> dict:
+        """What the report states about the data: classes, training and test counts, synthetic cells per class."""
+        test = self.data.y[self.split["test"]]
+        record = {"classes": self.classes, "rare": list(self.settings.rare), "train_counts": self.train_counts(),
+                  "test_counts": {name: int((test == k).sum()) for k, name in enumerate(self.classes)},
+                  "needed": self.needed()}
+        write_json_atomic(self.out / "data.json", record)
+        return record
+
+    # -- the synthetic sets ------------------------------------------------------------------------------------------
+
+    def copies(self, seed: int) -> Path:
+        """Copies of the real rare training cells, drawn with replacement: as many as the generated arms add."""
+        path = self.out / "synthetic" / "copies" / f"seed{seed}.npz"
+        if path.is_file():
+            return path
+        rng, images, labels = np.random.default_rng(seed), [], []
+        for name, n in self.needed().items():
+            real = self.rare_real(name)
+            images.append(real[rng.choice(len(real), n, replace=True)])
+            labels += [name] * n
+        return save_npz(path, images=np.concatenate(images), labels=np.array(labels))
+
+    def generator_models(self, generator: str) -> dict[str, OnnxModel]:
+        """The rare class → the bundle of ``generator`` that makes it (one class-conditional bundle, or one
+        single-class bundle per rare class), each checked to have learnt from this study's training cells."""
+        by_class: dict[str, OnnxModel] = {}
+        for bundle in self.settings.generators[generator]:
+            model = OnnxModel(bundle, kind=GENERATOR_KINDS)
+            for name in (c for c in model.card.classes if c in self.settings.rare):
+                self.check_generator(model, name)
+                by_class.setdefault(name, model)
+        missing = [c for c in self.settings.rare if c not in by_class]
+        if missing:
+            raise ValueError(f"--generator {generator}: no bundle makes {missing}; give a class-conditional bundle "
+                             "with every rare class, or one bundle per rare class")
+        return by_class
+
+    def check_generator(self, model: OnnxModel, name: str) -> None:
+        """A generator must have learnt from this study's training cells of the class, never from test cells: its
+        card's split seed (when recorded) and its count of the class's training cells must be this study's."""
+        card, data = model.card, (model.card.training or {}).get("data", {})
+        split = data.get("split") or {}
+        if split.get("seed") is not None and split["seed"] != self.settings.split_seed:
+            raise ValueError(f"generator '{card.name}' learnt from split seed {split['seed']}, this study's is "
+                             f"{self.settings.split_seed}: it may have seen test cells; pass --split-seed "
+                             f"{split['seed']}")
+        recorded, here = (data.get("train_counts") or {}).get(name), self.train_counts()[name]
+        if recorded is not None and recorded != here:
+            raise ValueError(f"generator '{card.name}' learnt from {recorded} training cells of {name}, this study "
+                             f"trains on {here}: it learnt from another split or cut (and may have seen test cells); "
+                             f"pass the --keep {name}=N it was trained with, or train it on this study's cells")
+        size, channels = card.input.get("size"), len(card.channels or [])
+        ours = tuple(self.data.crops.images.shape[1:])
+        if size and (tuple(size) != ours[-2:] or (channels and channels != ours[0])):
+            raise ValueError(f"generator '{card.name}' makes {channels}×{size[0]}×{size[1]} crops, the data's are "
+                             f"{'×'.join(map(str, ours))}: train the generator on this data (or pass --size)")
+
+    def pool_size(self, name: str) -> int:
+        factor = self.settings.pool_factor if self.settings.filters else 1.0
+        return int(np.ceil(self.needed()[name] * factor))
+
+    def generated_pool(self, generator: str, seed: int) -> Path:
+        """The generator's cells of every rare class for this seed (``pool.npz``; TIFFs with provenance beside it, so
+        an interrupted generation resumes batch by batch)."""
+        root = self.out / "synthetic" / generator / f"seed{seed}"
+        path = root / "pool.npz"
+        if path.is_file():
+            return path
+        images, labels, provenance = [], [], {}
+        for name, model in self.generator_models(generator).items():
+            settings = GenerationSettings(name, self.pool_size(name), self.settings.sampler, self.settings.sample_steps,
+                                          seed=seed, batch_size=32)
+            record = run_to_end(generate_into(root / "tiff" / name, model, settings))
+            images.append(read_generated(root / "tiff" / name, record, settings.count).astype(self.data.crops.images.dtype,
+                                                                                           copy=False))
+            labels += [name] * settings.count
+            provenance[name] = record
+        write_json_atomic(root / "provenance.json", provenance)
+        return save_npz(path, images=np.concatenate(images), labels=np.array(labels))
+
+    def generated_set(self, generator: str, seed: int, filter_name: str | None, classifier: OnnxModel | None) -> Path:
+        """The generated cells an arm adds: per rare class, the first ``needed`` of the pool, or of the pool's cells
+        that ``filter_name`` keeps (fewer when it keeps fewer; ``kept.json`` records how many it kept)."""
+        root = self.out / "synthetic" / generator / f"seed{seed}"
+        path = root / f"{filter_name or 'all'}.npz"
+        if path.is_file():
+            return path
+        with np.load(self.generated_pool(generator, seed), allow_pickle=False) as pool:
+            images, labels = pool["images"], pool["labels"]
+        keep = np.ones(len(labels), bool)
+        if filter_name is not None:
+            keep = self.filter_keep(filter_name, images, labels, classifier, seed)
+            write_json_atomic(root / f"kept-{filter_name}.json",
+                              {name: {"generated": int((labels == name).sum()),
+                                      "kept": int(keep[labels == name].sum())} for name in self.settings.rare})
+        chosen = np.concatenate([np.flatnonzero(keep & (labels == name))[:n] for name, n in self.needed().items()])
+        return save_npz(path, images=images[chosen], labels=labels[chosen])
+
+    def filter_keep(self, filter_name: str, images: np.ndarray, labels: np.ndarray, classifier: OnnxModel,
+                    seed: int) -> np.ndarray:
+        from napari_cellsynth.core.classify import classify_crops
+
+        real = self.data.crops.images[self.split["train"]]
+        real_names = np.array(self.classes)[self.data.y[self.split["train"]]]
+        real_features = run_to_end(classify_crops(classifier, real)).features.astype(np.float64)
+        made = run_to_end(classify_crops(classifier, images))
+        keep = np.zeros(len(labels), bool)
+        for name in self.settings.rare:
+            rows = labels == name
+            inputs = FilterInputs(real_features, real_names, made.features[rows].astype(np.float64),
+                                  made.probabilities[rows], self.classes, name, seed)
+            keep[rows] = FILTERS[filter_name](inputs)
+        return keep
+
+    def extra_count(self, path: Path) -> dict[str, int]:
+        with np.load(path, allow_pickle=False) as saved:
+            labels = saved["labels"]
+        return {name: int((labels == name).sum()) for name in self.settings.rare}
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,181 @@
+"""A study's ``summary.json`` and ``report.html``: every number in the page comes from the summary, and the summary
+from the runs' files (``arms/ARM/seedS/metrics_test.json``, ``fidelity/``, ``synthetic/``)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+
+from .arms import BASELINE, Arm
+from .comparisons import collect, verdict
+from .fidelity import generator_fidelity, summarize_fidelity
+from .plan import StudyPlan
+
+
+def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
+    s = plan.settings
+    seeds, rare = list(s.seeds), list(s.rare)
+    rows = collect(plan.out, arms, seeds, rare)
+    summary = {"command": command, "data": plan.describe(), "settings": s.to_dict(), "arms": rows,
+               "verdict": verdict(rows, rare), "fidelity": {}, "kept": {}}
+    for generator in sorted({a.generator for a in arms if a.generator}):
+        done = [seed for seed in seeds if (plan.out / "synthetic" / generator / f"seed{seed}" / "pool.npz").is_file()
+                and (plan.out / "classifiers" / f"real-seed{seed}" / "card.json").is_file()]
+        ready = [seed for seed in done if all((plan.out / "classifiers" / f"real-seed{x}" / "card.json").is_file()
+                                              for x in seeds)]
+        if ready:
+            records = [generator_fidelity(plan, generator, seed, seeds) for seed in ready]
+            summary["fidelity"][generator] = summarize_fidelity(records, rare)
+        for f in s.filters:
+            kept = [json.loads(p.read_text()) for p in sorted((plan.out / "synthetic" / generator).glob(
+                f"seed*/kept-{f}.json"))]
+            if kept:
+                summary["kept"][f"{generator}-{f}"] = {
+                    name: {"kept": int(sum(k[name]["kept"] for k in kept)),
+                           "generated": int(sum(k[name]["generated"] for k in kept))} for name in rare}
+    write_json_atomic(plan.out / "summary.json", summary)
+    return summary
+
+
+def per_seed_plot(summary: dict, path: Path) -> None:
+    """Each arm's rare-class F1 per seed, one line per seed across the arms (paired by seed)."""
+    from matplotlib.figure import Figure
+
+    rows = summary["arms"]
+    names = list(rows)
+    fig = Figure(figsize=(max(5.0, 0.9 * len(names) + 1.5), 3.6))
+    ax = fig.subplots()
+    seeds = sorted({seed for row in rows.values() for seed in row["per_seed"]["rare_f1"]}, key=int)
+    for seed in seeds:
+        values = [rows[n]["per_seed"]["rare_f1"].get(seed, np.nan) for n in names]
+        ax.plot(range(len(names)), values, marker="o", alpha=0.7, label=f"seed {seed}")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(" and ".join(summary["data"]["rare"]) + " F1")
+    ax.legend(fontsize=7, ncols=min(5, len(seeds)))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def sample_grid(plan: StudyPlan, arms: list[Arm], path: Path) -> bool:
+    """Per rare class and synthetic arm (copies too): real training cells beside the cells the arm adds (first seed)."""
+    from napari_cellsynth.training.reports.generator_report import real_vs_generated_grid
+
+    seed, rows = plan.settings.seeds[0], {}
+    for arm in arms:
+        if arm.extra == "copies":
+            source = plan.out / "synthetic" / "copies" / f"seed{seed}.npz"
+        elif arm.extra == "generated":
+            source = plan.out / "synthetic" / arm.generator / f"seed{seed}" / f"{arm.filter or 'all'}.npz"
+        else:
+            continue
+        if not source.is_file():
+            continue
+        with np.load(source, allow_pickle=False) as saved:
+            images, labels = saved["images"], saved["labels"]
+        for name in plan.settings.rare:
+            if (labels == name).any():
+                rows[f"{name}: {arm.name}"] = (plan.rare_real(name), images[labels == name])
+    if not rows:
+        return False
+    real_vs_generated_grid(rows, path)
+    return True
+
+
+def fmt(stat: dict | None) -> str:
+    return "–" if not stat else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def fmt_test(test: dict | None) -> str:
+    if not test:
+        return "–"
+    text = f"{test['mean']:+.3f}"
+    if test["ci95"] is not None:
+        text += f" [{test['ci95'][0]:+.3f}, {test['ci95'][1]:+.3f}], p {test['p_wilcoxon']:.2g}"
+    return text + f" ({test['higher_in']}/{len(test['seeds'])} higher)"
+
+
+def table(header: list[str], body: list[list[str]]) -> str:
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+            + "</table>")
+
+
+def markdown(summary: dict) -> str:
+    rare = summary["data"]["rare"]
+    lines = ["| arm | seeds | " + " and ".join(rare) + " F1 | macro-F1 | vs real (rare F1) | vs copies (rare F1) |",
+             "|---|---|---|---|---|---|"]
+    for arm, row in summary["arms"].items():
+        lines.append(f"| {arm} | {len(row['seeds'])} | {fmt(row['rare_f1'])} | {fmt(row['macro_f1'])} | "
+                     f"{fmt_test((row.get('vs_real') or {}).get('rare_f1'))} | "
+                     f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} |")
+    return "\n".join(lines) + f"\n\n{summary['verdict']}\n"
+
+
+def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
+    out = plan.out
+    summary = summarize(plan, arms, command)
+    rare, classes, data = summary["data"]["rare"], summary["data"]["classes"], summary["data"]
+    (out / "summary.md").write_text(markdown(summary))
+    if summary["arms"]:
+        per_seed_plot(summary, out / "per_seed.png")
+    grid = sample_grid(plan, arms, out / "samples.png")
+    arm_rows = []
+    for name, row in summary["arms"].items():
+        cells = [name, str(len(row["seeds"])), fmt(row["rare_f1"]), fmt(row["macro_f1"])]
+        for c in rare:
+            cells += [fmt(row["per_class"][c][k]) for k in ("ppv", "recall", "f1")]
+        arm_rows.append(cells)
+    header = ["arm", "seeds", " and ".join(rare) + " F1", "macro-F1"] + [f"{c} {k}" for c in rare
+                                                                          for k in ("PPV", "recall", "F1")]
+    all_f1 = table(["arm", *classes], [[n, *(fmt(r["per_class"][c]["f1"]) for c in classes)]
+                                       for n, r in summary["arms"].items()])
+    tests = []
+    for name, row in summary["arms"].items():
+        for reference in (BASELINE, "copies"):
+            test = row.get(f"vs_{reference}")
+            if test:
+                tests.append([name, reference, fmt_test(test["rare_f1"]), fmt_test(test["macro_f1"])])
+    fidelity_rows = []
+    for generator, record in summary["fidelity"].items():
+        for c in rare:
+            f = record[c]
+            fidelity_rows.append([generator, c, fmt(f["class_fidelity"]), fmt(f["real_test_recall"]),
+                                  fmt(f["precision"]), fmt(f["recall"]), fmt(f["density"]), fmt(f["coverage"]),
+                                  "yes" if record["independent"] else "no (one seed)"])
+    kept_rows = [[arm, c, f"{k[c]['kept']} of {k[c]['generated']}"] for arm, k in summary["kept"].items() for c in rare]
+    counts = ", ".join(f"{c} {data['train_counts'][c]}/{data['test_counts'][c]}" for c in classes)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>cellsynth study</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}td,th{{padding:.2em .7em;text-align:right}}
+pre{{background:#f4f4f4;padding:.4em;white-space:pre-wrap}}img{{max-width:100%}}.verdict{{font-size:1.15em;
+background:#eef6ee;padding:.6em}}</style></head><body>
+<h1>Does synthetic data help on this data?</h1>
+<p class="verdict">{html.escape(summary['verdict'])}</p>
+<p>Rare classes: {html.escape(', '.join(rare))}. Training / test cells: {html.escape(counts)}. Synthetic cells per rare
+class and seed: {html.escape(', '.join(f'{c} {n}' for c, n in data['needed'].items()))}. Every arm trains the same
+classifier recipe on the same split and is scored on the same real test cells; arms are paired by seed.</p>
+<pre>{html.escape(summary['command'])}</pre>
+<h2>Arms (mean ± std over seeds)</h2>{table(header, arm_rows)}
+<h3>F1 of every class</h3>{all_f1}
+<h2>Paired differences</h2>
+<p>Arm minus reference, per seed: mean [95 % bootstrap CI], two-sided Wilcoxon signed-rank p, and in how many seeds
+the arm was higher.</p>{table(["arm", "against", " and ".join(rare) + " F1", "macro-F1"], tests)}
+{'<img src="per_seed.png">' if summary['arms'] else ''}
+<h2>Generator fidelity</h2>
+<p>Class fidelity: the share of generated cells that a classifier trained on real cells only (another seed than the
+filters' one) calls their class, beside that classifier's recall on real test cells of the class. Precision, recall,
+density and coverage: generated against real training cells of the class on that classifier's features (k = 3).</p>
+{table(["generator", "class", "class fidelity", "real test recall", "precision", "recall", "density", "coverage",
+        "independent scorer"], fidelity_rows) if fidelity_rows else '<p>No generator in this study.</p>'}
+{('<h3>Kept by the filters (all seeds)</h3>' + table(["arm", "class", "kept"], kept_rows)) if kept_rows else ''}
+<h2>Cells each arm adds (first seed): real on the left, added on the right</h2>
+{'<img src="samples.png">' if grid else '<p>No arm adds cells.</p>'}
+</body></html>"""
+    with atomic_open(out / "report.html") as fh:
+        fh.write(page)
+    return out / "report.html"

@@ -1,0 +1,154 @@
+"""Arms × seeds, as tasks in three waves: (1) every seed's ``real`` classifier and every generator's cells, (2) the
+``real`` classifiers exported to bundles (the filters and the fidelity scores read cells through them), (3) every
+other arm.  A task skips what is on disk, so a killed study resumes where it stopped; tasks run in this process, on
+local processes (``--workers N``) or on a dask cluster (``--scheduler ADDRESS``, as ``cellsynth batch``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Generator
+from functools import partial
+from pathlib import Path
+
+from napari_cellsynth.core.atomic import write_json_atomic
+
+from .arms import BASELINE, Arm, all_arms, chosen_arms
+from .plan import StudyPlan, read_json
+from .settings import StudySettings
+
+Task = tuple[str, str, int]  # ("train", arm, seed) | ("generate", generator, seed) | ("export", "real", seed)
+
+
+def study_arms(settings: StudySettings) -> list[Arm]:
+    return chosen_arms(all_arms(list(settings.generators), list(settings.filters)), list(settings.arms))
+
+
+def run_folder(out: Path, arm: str, seed: int) -> Path:
+    return Path(out) / "arms" / arm / f"seed{seed}"
+
+
+def real_bundle(out: Path, seed: int) -> Path:
+    return Path(out) / "classifiers" / f"real-seed{seed}"
+
+
+def waves(settings: StudySettings) -> list[list[Task]]:
+    arms = study_arms(settings)
+    generators = sorted({arm.generator for arm in arms if arm.generator})
+    first = [("train", BASELINE, s) for s in settings.seeds] + [("generate", g, s) for g in generators
+                                                                for s in settings.seeds]
+    second = [("export", BASELINE, s) for s in settings.seeds] if generators else []
+    third = [("train", arm.name, s) for s in settings.seeds for arm in arms if arm.name != BASELINE]
+    return [first, second, third]
+
+
+def task_done(out: Path, task: Task) -> bool:
+    what, name, seed = task
+    if what == "train":
+        return (run_folder(out, name, seed) / "metrics_test.json").is_file()
+    if what == "export":
+        return (real_bundle(out, seed) / "card.json").is_file()
+    return (Path(out) / "synthetic" / name / f"seed{seed}" / "pool.npz").is_file()
+
+
+def trainer_line(plan: StudyPlan, arm: Arm, seed: int, threads: int) -> list[str]:
+    s, run = plan.settings, run_folder(plan.out, arm.name, seed)
+    line = ["--data", s.data, "--label-map", s.label_map, "--split", str(plan.out / "split.npz"), "--width",
+            str(s.width), "--steps", str(s.steps), "--batch-size", str(s.batch_size), "--seed", str(seed),
+            "--threads", str(threads), "--quiet", "--resume", "--out", str(run)]
+    if s.labels_csv:
+        line += ["--labels-csv", s.labels_csv]
+    if s.size:
+        line += ["--size", str(s.size)]
+    if arm.sampling != "shuffle":
+        line += ["--sampling", arm.sampling]
+    if arm.extra == "copies":
+        line += ["--extra-train", str(plan.copies(seed))]
+    elif arm.extra == "generated":
+        classifier = None
+        if arm.filter:
+            from napari_cellsynth.core.runtime import OnnxModel
+
+            classifier = OnnxModel(real_bundle(plan.out, seed), kind="classifier")
+        line += ["--extra-train", str(plan.generated_set(arm.generator, seed, arm.filter, classifier))]
+    if arm.focused_parts:
+        line += ["--focused", *[f"{name}={s.focused_n}" for name in s.rare], "--focused-parts", *arm.focused_parts]
+        if "generated" in arm.focused_parts:
+            line += ["--focused-generated", str(plan.generated_set(arm.generator, seed, None, None))]
+    return line
+
+
+def run_task(out: str, threads: int, task: Task) -> Task:
+    """One task, in whichever process runs it; its output (the trainer's lines) goes to the run's ``log.txt``."""
+    what, name, seed = task
+    out = Path(out)
+    if task_done(out, task):
+        return task
+    plan = StudyPlan(StudySettings.from_dict(read_json(out / "settings.json")), out)
+    if what == "generate":
+        plan.generated_pool(name, seed)
+    elif what == "export":
+        from napari_cellsynth.export.export_classifier import export_classifier
+
+        export_classifier(run_folder(out, BASELINE, seed), real_bundle(out, seed), name=f"study-real-seed{seed}")
+    else:
+        from napari_cellsynth.training.trainers import classifier as train_classifier
+
+        arm = all_arms(list(plan.settings.generators), list(plan.settings.filters))[name]
+        line = trainer_line(plan, arm, seed, threads)
+        folder = run_folder(out, name, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            train_classifier.main(line)
+    return task
+
+
+def threads_per_task(settings: StudySettings) -> int:
+    if settings.threads:
+        return settings.threads
+    return max(1, (os.cpu_count() or 1) // max(1, settings.workers))
+
+
+def execute(out: Path, tasks: list[Task], settings: StudySettings) -> Generator[Task | None, None, None]:
+    """Run ``tasks``; yield each as it finishes (``None`` now and then while none does)."""
+    function = partial(run_task, str(out), threads_per_task(settings))
+    if settings.scheduler is None and settings.workers <= 1:
+        for task in tasks:
+            yield function(task)
+        return
+    from napari_cellsynth.core.batch.scheduler import dask_client, run_tasks
+
+    with dask_client(settings.scheduler or "processes", settings.workers) as client:
+        yield from run_tasks(client, function, tasks, window=max(1, settings.workers) * 2)
+
+
+def format_eta(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def run_study(settings: StudySettings, out: Path) -> Generator[tuple[int, int, str], None, StudyPlan]:
+    """Yields ``(tasks done, tasks, message with ETA)``; returns the plan (the report reads the runs from disk)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings.record(out)
+    plan = StudyPlan(settings, out)
+    plan.describe()  # checks the rare classes, --keep and the synthetic counts before anything runs
+    for generator in settings.generators:
+        plan.generator_models(generator)  # checks each bundle before hours of training
+    every = [task for wave in waves(settings) for task in wave]
+    done = sum(task_done(out, t) for t in every)
+    total, started, ran = len(every), time.monotonic(), 0
+    yield done, total, f"{done} of {total} tasks on disk"
+    for wave in waves(settings):
+        todo = [t for t in wave if not task_done(out, t)]
+        for finished in execute(out, todo, settings):
+            if finished is None:
+                continue
+            done, ran = done + 1, ran + 1
+            eta = (time.monotonic() - started) / ran * (total - done)
+            yield done, total, f"{finished[0]} {finished[1]} seed {finished[2]} done; about {format_eta(eta)} left"
+    write_json_atomic(out / "tasks.json", {"tasks": [list(t) for t in every]})
+    return plan

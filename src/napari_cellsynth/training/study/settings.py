@@ -1,0 +1,69 @@
+"""What a study is: typed, written to ``OUT/settings.json`` on the first run and compared on every later one, so that
+a resumed study never mixes runs made under other settings.  Seeds, arms, workers, the scheduler and threads may
+change between runs; nothing else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from napari_cellsynth.core.atomic import write_json_atomic
+
+# what may change between two runs of one study (they change which runs are made, not what a run holds)
+RUN_ONLY = ("seeds", "arms", "workers", "scheduler", "threads")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    data: str
+    rare: tuple[str, ...]
+    label_map: str = "identity"
+    labels_csv: str | None = None
+    size: int | None = None
+    keep: tuple[str, ...] = ()  # CLASS=N or CLASS=FRACTION: the rare classes thinned in the training part
+    generators: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → bundles
+    filters: tuple[str, ...] = ()
+    count: int | None = None  # synthetic cells per rare class (None: up to the median of the other classes)
+    pool_factor: float = 2.0  # generated cells per kept one, for the filtered arms
+    sampler: str = "dpm_solver_pp_2m"
+    sample_steps: int = 20
+    split_seed: int = 0
+    steps: int = 1000
+    width: int = 16
+    batch_size: int = 32
+    focused_n: int = 2
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    arms: tuple[str, ...] = ()
+    workers: int = 1
+    scheduler: str | None = None
+    threads: int = 0
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "StudySettings":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        for key in ("rare", "keep", "filters", "seeds", "arms"):
+            if key in values:
+                values[key] = tuple(values[key])
+        if "generators" in values:
+            values["generators"] = {k: tuple(v) for k, v in values["generators"].items()}
+        return cls(**values)
+
+    def fixed(self) -> dict:
+        """The settings every run of the study depends on."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY}
+
+    def record(self, out: Path) -> None:
+        """Write ``settings.json``, or check it against the one there."""
+        path = out / "settings.json"
+        if path.is_file():
+            earlier = StudySettings.from_dict(json.loads(path.read_text())).fixed()
+            changed = sorted(k for k, v in self.fixed().items() if earlier.get(k) != v)
+            if changed:
+                raise ValueError(f"{out} holds a study with other {', '.join(changed)}; choose another --out (only "
+                                 f"{', '.join('--' + k for k in RUN_ONLY)} may change when a study is resumed)")
+        write_json_atomic(path, self.to_dict())
