@@ -142,3 +142,24 @@ def metaphase_with_chromosomes():
     instances = label((mp.karyotype > 0) & (mp.karyotype < 255))
     instances[instances > 6] = 0
     return mp.dapi, instances.astype(np.int32)
+
+
+TINY_DDPM = ["--base", "8", "--channel-mult", "1", "2", "--batch-size", "16", "--sample-every", "1000", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def ddpm_run(jurkat_slice, tmp_path_factory):
+    """A tiny ε-prediction DDPM (40 steps) on the Jurkat slice's split-seed-0 training part, 4 classes."""
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
+
+    run = tmp_path_factory.mktemp("ddpm") / "base"
+    train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
+                     "--prediction", "epsilon", "--out", str(run), *TINY_DDPM])  # paper 000's ε; the default is v
+    return run
+
+
+@pytest.fixture(scope="session")
+def ddpm_bundle(ddpm_run, tmp_path_factory):
+    from napari_cellsynth.export.export_ddpm import export_ddpm
+
+    return export_ddpm(ddpm_run, tmp_path_factory.mktemp("ddpm-bundles") / "ddpm")

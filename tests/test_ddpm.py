@@ -15,25 +15,7 @@ from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS, timesteps
 from napari_cellsynth.training.nets.unet import UNet
 
-TINY = ["--base", "8", "--channel-mult", "1", "2", "--batch-size", "16", "--sample-every", "1000", "--quiet"]
-
-
-@pytest.fixture(scope="session")
-def ddpm_run(jurkat_slice, tmp_path_factory):
-    from napari_cellsynth.training.trainers import ddpm as train_ddpm
-
-    run = tmp_path_factory.mktemp("ddpm") / "base"
-    train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
-                     "--prediction", "epsilon", "--out", str(run), *TINY])  # paper 000's ε; the default is v
-    return run
-
-
-@pytest.fixture(scope="session")
-def ddpm_bundle(ddpm_run, tmp_path_factory):
-    from napari_cellsynth.export.export_ddpm import export_ddpm
-
-    return export_ddpm(ddpm_run, tmp_path_factory.mktemp("ddpm-bundles") / "ddpm")
-
+from conftest import TINY_DDPM as TINY
 
 @pytest.mark.parametrize("gates", [False, True])
 def test_unet_shapes_any_channels(gates):

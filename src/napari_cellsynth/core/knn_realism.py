@@ -5,6 +5,10 @@ Each real sample's neighbourhood is the ball reaching its k-th nearest real neig
 realistic when it falls inside at least one real ball; its realism score is ``max_r radius_k(r) / ‖g − r‖`` (≥ 1
 inside some ball).  Precision is the share of synthetic samples inside the real balls, recall the share of real
 samples inside the synthetic samples' balls.
+
+As a filter (:class:`KnnRealism`), the score uses only the real samples whose k-NN radius is at most the median (the
+paper's realism score drops the half with the largest balls: a few outliers' wide balls would otherwise take in
+almost anything).
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ def kth_neighbour_radius(X: np.ndarray, k: int) -> np.ndarray:
 class KnnRealism(OutlierMixin, BaseEstimator):
     """Keep (+1) the synthetic samples that fall inside the real samples' k-NN balls, drop (−1) the others."""
 
-    def __init__(self, k: int = 3):
+    def __init__(self, k: int = 3, radius_quantile: float | None = 0.5):
         self.k = k
+        self.radius_quantile = radius_quantile
 
     def fit(self, X: np.ndarray, y=None) -> "KnnRealism":
         X = np.asarray(X, np.float64)
-        self.real_ = X
-        self.radius_ = kth_neighbour_radius(X, self.k)
+        radius = kth_neighbour_radius(X, self.k)
+        kept = radius <= np.quantile(radius, self.radius_quantile) if self.radius_quantile is not None else ...
+        self.real_, self.radius_ = X[kept], radius[kept]
         return self
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
@@ -55,8 +61,8 @@ def precision_recall(real: np.ndarray, synthetic: np.ndarray, k: int = 3) -> dic
     """Kynkäänniemi's precision (synthetic inside real balls) and recall (real inside synthetic balls), with Naeem et
     al. 2020's density and coverage beside them."""
     real, synthetic = np.asarray(real, np.float64), np.asarray(synthetic, np.float64)
-    precision = float((KnnRealism(k).fit(real).predict(synthetic) == 1).mean())
-    recall = float((KnnRealism(k).fit(synthetic).predict(real) == 1).mean())
+    precision = float((KnnRealism(k, None).fit(real).predict(synthetic) == 1).mean())
+    recall = float((KnnRealism(k, None).fit(synthetic).predict(real) == 1).mean())
     radius = kth_neighbour_radius(real, k)
     distance = np.sqrt(((synthetic ** 2).sum(1)[:, None] + (real ** 2).sum(1)[None]
                         - 2 * synthetic @ real.T).clip(0))  # synthetic × real

@@ -1,0 +1,174 @@
+"""cellsynth study along the user's path: run as a command on a real Jurkat slice, killed and resumed, its report's
+numbers read back from the runs' files, its filters and statistics checked on real cells and known numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CELLSYNTH
+from napari_cellsynth.core.knn_realism import KnnRealism, precision_recall
+from napari_cellsynth.training.study.comparisons import paired_test
+
+FAST = ["--label-map", "jurkat4", "--rare", "M", "--count", "16", "--steps", "20", "--width", "8", "--seeds", "0", "1",
+        "--quiet"]
+
+
+def study(*args, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([CELLSYNTH, "study", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished_study(jurkat_slice, ddpm_bundle, tmp_path_factory) -> Path:
+    """Two seeds of every arm of one tiny generator with the confidence and k-NN filters, run as a user types it."""
+    out = tmp_path_factory.mktemp("study") / "m"
+    done = study("--data", jurkat_slice, *FAST, "--generator", f"tiny={ddpm_bundle}", "--filters", "confidence", "knn",
+                 "--sample-steps", "5", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "report:" in done.stdout
+    return out
+
+
+def test_the_report_holds_the_runs_numbers(finished_study):
+    summary = json.loads((finished_study / "summary.json").read_text())
+    arms = ["real", "balanced", "copies", "mixup", "generated-tiny", "generated-tiny-confidence", "generated-tiny-knn",
+            "generated-tiny-mixup"]
+    assert list(summary["arms"]) == arms
+    page = (finished_study / "report.html").read_text()
+    for arm, row in summary["arms"].items():
+        assert row["seeds"] == [0, 1]
+        f1 = [json.loads((finished_study / "arms" / arm / f"seed{s}" / "metrics_test.json").read_text())
+              ["per_class"]["M"]["f1"] for s in (0, 1)]
+        assert [row["per_seed"]["rare_f1"][str(s)] for s in (0, 1)] == pytest.approx(f1)
+        assert row["rare_f1"]["mean"] == pytest.approx(np.mean(f1))
+        assert f"{row['rare_f1']['mean']:.3f} ± {row['rare_f1']['std']:.3f}" in page
+        if arm != "real":
+            against = row["vs_real"]["rare_f1"]
+            real = summary["arms"]["real"]["per_seed"]["rare_f1"]
+            assert against["differences"] == pytest.approx([f1[s] - real[str(s)] for s in (0, 1)], abs=1e-6)
+    assert summary["verdict"] in page
+    assert (finished_study / "per_seed.png").stat().st_size > 0
+    assert (finished_study / "samples.png").stat().st_size > 0
+
+
+def test_every_arm_adds_what_it_names(finished_study):
+    """Copies and generated arms add the same number of M cells; a filtered arm adds only cells its filter kept, and
+    the classifier's config records what each run trained on."""
+    config = {arm: json.loads((finished_study / "arms" / arm / "seed0" / "config.json").read_text())
+              for arm in ("real", "copies", "generated-tiny", "generated-tiny-confidence", "balanced", "mixup")}
+    assert config["real"]["counts"]["train"] == config["copies"]["counts"]["train"]
+    assert config["copies"]["extra_train"][0]["counts"] == {"G1": 0, "S": 0, "G2": 0, "M": 16}
+    assert config["generated-tiny"]["extra_train"][0]["counts"]["M"] == 16
+    kept = json.loads((finished_study / "synthetic" / "tiny" / "seed0" / "kept-confidence.json").read_text())["M"]
+    assert kept["generated"] == 32  # the pool: --pool-factor 2 × --count
+    assert config["generated-tiny-confidence"]["extra_train"][0]["counts"]["M"] == min(16, kept["kept"])
+    assert config["balanced"]["args"]["sampling"] == "balanced"
+    assert config["mixup"]["args"]["focused"] == ["M=2"] and "generated" not in config["mixup"]["args"]["focused_parts"]
+    with np.load(finished_study / "synthetic" / "copies" / "seed0.npz") as copies, \
+            np.load(finished_study / "synthetic" / "tiny" / "seed0" / "all.npz") as generated:
+        assert copies["images"].shape == generated["images"].shape == (16, 3, 40, 40)
+    fidelity = json.loads((finished_study / "summary.json").read_text())["fidelity"]["tiny"]
+    assert fidelity["independent"] and 0 <= fidelity["M"]["class_fidelity"]["mean"] <= 1
+
+
+def test_a_killed_study_resumes_without_redoing_finished_runs(jurkat_slice, tmp_path):
+    out = tmp_path / "killed"
+    command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--arms", "copies", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "arms" / "real" / "seed0" / "metrics_test.json"
+    deadline = time.monotonic() + 600
+    while not first.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert first.is_file()
+    written = first.stat().st_mtime_ns
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert first.stat().st_mtime_ns == written  # not trained again
+    summary = json.loads((out / "summary.json").read_text())
+    assert {arm: row["seeds"] for arm, row in summary["arms"].items()} == {"real": [0, 1], "copies": [0, 1]}
+
+
+def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, ddpm_bundle, tmp_path):
+    out = tmp_path / "s"
+    (out).mkdir()
+    (out / "settings.json").write_text(json.dumps({"data": str(Path(jurkat_slice).resolve()), "rare": ["M"],
+                                                   "label_map": "jurkat4", "steps": 999}))
+    cases = [
+        (["--data", jurkat_slice, *FAST, "--out", out], "holds a study with other"),
+        (["--data", jurkat_slice, *FAST, "--rare", "Mitosis", "--out", tmp_path / "a"], "not a class of"),
+        (["--data", jurkat_slice, *FAST, "--keep", "M=100000", "--out", tmp_path / "b"], "keep at most"),
+        (["--data", jurkat_slice, *FAST, "--generator", tmp_path / "nowhere", "--out", tmp_path / "c"],
+         "is not a bundle folder"),
+        # the tiny DDPM learnt from all of the slice's M cells: a study that keeps 40 must refuse it (test leakage)
+        (["--data", jurkat_slice, *FAST, "--keep", "M=40", "--generator", ddpm_bundle, "--out", tmp_path / "d"],
+         "learnt from"),
+    ]
+    for args, message in cases:
+        done = study(*args)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_realism_filters_keep_real_cells_and_drop_noise(finished_study, classifier_bundle, jurkat_slice):
+    """On real cells through real classifiers: about half of real M cells (the realism score keeps the half of the real
+    balls with the smallest radii) fall inside the real M cells' k-NN balls in the study's real classifier's features,
+    images of noise do not; the confidence filter keeps what a classifier calls M (the fixture's, with M recall 0.9)."""
+    from napari_cellsynth.core.classify import classify_crops
+    from napari_cellsynth.core.jobs import run_to_end
+    from napari_cellsynth.core.runtime import OnnxModel
+    from napari_cellsynth.training.data.labelled_crops import load_labelled
+    from napari_cellsynth.training.study.realism_filters import FILTERS, FilterInputs
+
+    data = load_labelled(str(jurkat_slice), "jurkat4")
+    k = data.classes.index("M")
+    m = data.crops.images[data.y == k]
+    noise = np.random.default_rng(0).uniform(0, m.max(), size=(40, *m.shape[1:])).astype(m.dtype)
+    reference, held_out, others = m[:300], m[300:340], data.crops.images[data.y != k][:300]
+    names = np.array(["M"] * len(reference) + list(np.array(data.classes)[data.y[data.y != k][:300]]))
+
+    def inputs(bundle) -> FilterInputs:
+        model = OnnxModel(bundle, kind="classifier")
+        real = run_to_end(classify_crops(model, np.concatenate([reference, others])))
+        made = run_to_end(classify_crops(model, np.concatenate([held_out, noise])))
+        return FilterInputs(real.features.astype(float), names, made.features.astype(float), made.probabilities,
+                            data.classes, "M")
+
+    knn = FILTERS["knn"](inputs(finished_study / "classifiers" / "real-seed0"))
+    assert knn[:40].mean() >= 0.3 and knn[40:].mean() <= 0.05
+    judged = inputs(classifier_bundle)
+    confidence = FILTERS["confidence"](judged)
+    assert (confidence == (judged.probabilities.argmax(1) == k)).all()
+    assert confidence[:40].mean() >= 0.7
+    # confidence is no realism test: this classifier calls bright uniform noise M as well (what the k-NN filter drops)
+    assert knn[40:].mean() < confidence[40:].mean()
+
+
+def test_knn_realism_and_precision_recall_on_known_points():
+    real = np.array([[0.0, 0], [1, 0], [0, 1], [1, 1]])
+    radius_check = KnnRealism(k=1, radius_quantile=None).fit(real)
+    assert (radius_check.predict(np.array([[0.5, 0], [5, 5]])) == [1, -1]).all()
+    # each corner lies in its own ball and its two neighbours' (radius 1): density 3 × 4 / (k × 4)
+    assert precision_recall(real, real, k=1) == {"precision": 1.0, "recall": 1.0, "density": 3.0, "coverage": 1.0}
+    far = precision_recall(real, real + 10, k=1)
+    assert far["precision"] == far["recall"] == far["coverage"] == 0.0
+
+
+def test_paired_differences_match_scipy():
+    from scipy.stats import wilcoxon
+
+    diff = np.array([0.05, 0.02, 0.04, -0.01, 0.03])
+    result = paired_test([0, 1, 2, 3, 4], diff)
+    assert result["mean"] == pytest.approx(0.026)
+    assert result["p_wilcoxon"] == pytest.approx(wilcoxon(diff).pvalue)
+    assert result["ci95"][0] < 0.026 < result["ci95"][1] and result["higher_in"] == 4
+    assert paired_test([0], np.array([0.1]))["p_wilcoxon"] is None
