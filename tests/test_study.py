@@ -3,6 +3,7 @@ numbers read back from the runs' files, its filters and statistics checked on re
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -27,11 +28,25 @@ def study(*args, timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def finished_study(jurkat_slice, ddpm_bundle, tmp_path_factory) -> Path:
-    """Two seeds of every arm of one tiny generator with the confidence and k-NN filters, run as a user types it."""
+def half_m_generator(jurkat_slice, tmp_path_factory) -> Path:
+    """A tiny DDPM that learnt from the slice's training part with M thinned to half (``--keep-fraction M=0.5``)."""
+    from conftest import TINY_DDPM
+    from napari_cellsynth.export.export_ddpm import export_ddpm
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
+
+    run = tmp_path_factory.mktemp("ddpm") / "half-m"
+    train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--keep-fraction", "M=0.5", "--steps",
+                     "20", "--timesteps", "100", "--prediction", "epsilon", "--out", str(run), *TINY_DDPM])
+    return export_ddpm(run, tmp_path_factory.mktemp("ddpm-bundles") / "half-m")
+
+
+@pytest.fixture(scope="module")
+def finished_study(jurkat_slice, half_m_generator, tmp_path_factory) -> Path:
+    """Two seeds of every arm of one tiny generator with the confidence and k-NN filters, M thinned to the half the
+    generator learnt from, run as a user types it."""
     out = tmp_path_factory.mktemp("study") / "m"
-    done = study("--data", jurkat_slice, *FAST, "--generator", f"tiny={ddpm_bundle}", "--filters", "confidence", "knn",
-                 "--sample-steps", "5", "--out", out)
+    done = study("--data", jurkat_slice, *FAST, "--keep", "M=0.5", "--generator", f"tiny={half_m_generator}",
+                 "--filters", "confidence", "knn", "--sample-steps", "5", "--out", out)
     assert done.returncode == 0, done.stderr
     assert "report:" in done.stdout
     return out
@@ -54,7 +69,7 @@ def test_the_report_holds_the_runs_numbers(finished_study):
             against = row["vs_real"]["rare_f1"]
             real = summary["arms"]["real"]["per_seed"]["rare_f1"]
             assert against["differences"] == pytest.approx([f1[s] - real[str(s)] for s in (0, 1)], abs=1e-6)
-    assert summary["verdict"] in page
+    assert html.escape(summary["verdict"]) in page
     assert (finished_study / "per_seed.png").stat().st_size > 0
     assert (finished_study / "samples.png").stat().st_size > 0
 
@@ -77,6 +92,13 @@ def test_every_arm_adds_what_it_names(finished_study):
         assert copies["images"].shape == generated["images"].shape == (16, 3, 40, 40)
     fidelity = json.loads((finished_study / "summary.json").read_text())["fidelity"]["tiny"]
     assert fidelity["independent"] and 0 <= fidelity["M"]["class_fidelity"]["mean"] <= 1
+    # the fidelity scorer learnt from every M training cell, the arms from half of them
+    scorer = json.loads((finished_study / "arms" / "scorer" / "seed0" / "config.json").read_text())["counts"]["train"]
+    assert scorer["M"] == 2 * config["real"]["counts"]["train"]["M"] or abs(scorer["M"] - 2 * config["real"]["counts"][
+        "train"]["M"]) <= 1
+    finer = fidelity["M"]["finer"]  # jurkat4's M holds the four mitotic phases: each is scored on its own
+    assert {"Prophase", "Metaphase"} <= set(finer) and finer["Prophase"]["test_cells"] > finer["Metaphase"]["test_cells"]
+    assert all(0 <= f[key]["mean"] <= 1 for f in finer.values() for key in ("recall_generated", "recall_real"))
 
 
 def test_a_killed_study_resumes_without_redoing_finished_runs(jurkat_slice, tmp_path):

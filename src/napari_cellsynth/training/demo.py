@@ -12,8 +12,9 @@
    against the metaphase's karyotype, which neither model saw (its slide was held out).
 
 Nothing is trained: every model comes from ``models/`` (``cellsynth zoo list``), checked by sha256.
-The report ends with the before/after classification table of ``docs/results.md`` (§6c: the zoo's generators beside
-copies of the real rare cells) and its command.
+The report ends with the verdict and table of the ``cellsynth study`` in ``docs/results.md`` (§13: the zoo's
+generator beside copies of the real rare cells, class-balanced sampling and mixup) and the command that regenerates
+it.
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def chromosome_overlay(dapi: np.ndarray, labels: np.ndarray, rows: dict, path: P
 
 def results_table(marker: str = "demo-table") -> str:
     """The table of docs/results.md between ``<!-- demo-table -->`` and ``<!-- /demo-table -->`` as HTML, with
-    its section's title and the command before it that produced it."""
+    its section's title, the command before it that produced it and the verdict between ``<!-- demo-verdict -->``
+    and ``<!-- /demo-verdict -->``."""
     if not RESULTS.is_file():
         return "<p>docs/results.md is not in this installation.</p>"
     text = RESULTS.read_text()
@@ -225,9 +227,11 @@ def results_table(marker: str = "demo-table") -> str:
     rows = [[html.escape(c.strip().replace("**", "")) for c in line.strip().strip("|").split("|")]
             for line in found.group(1).strip().splitlines() if line.startswith("|")]
     body = [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
+    verdict = re.search(r"<!-- demo-verdict -->(.*?)<!-- /demo-verdict -->", text, re.S)
     return (f"<p>From docs/results.md, section <em>{html.escape(title[-1] if title else '')}</em>; the command:</p>"
             f"<pre>{html.escape(command[-1].strip() if command else '')}</pre>"
-            "<table><tr>" + "".join(f"<th>{c}</th>" for c in rows[0]) + "</tr>"
+            + (f"<p><strong>{html.escape(verdict.group(1).strip().replace('**', ''))}</strong></p>" if verdict else "")
+            + "<table><tr>" + "".join(f"<th>{c}</th>" for c in rows[0]) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body) + "</table>")
 
 
@@ -261,7 +265,7 @@ found {chromosomes['objects']} objects ({chromosomes['karyotype_chromosomes']} c
 {chromosomes['identity_accuracy']:.0%} of the {chromosomes['scored']} objects that lie on a karyotyped chromosome
 correctly (<a href="chromosomes.csv">chromosomes.csv</a>).</p>
 <img src="segmentation.png">
-<h2>Before and after augmentation (docs/results.md)</h2>
+<h2>Does synthetic data help? (cellsynth study, docs/results.md)</h2>
 {results_table()}
 </body></html>"""
     with atomic_open(out / "report.html") as fh:

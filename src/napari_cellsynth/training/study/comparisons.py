@@ -97,6 +97,9 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
     def show(name: str) -> str:
         return f"{name} ({what} {rows[name]['rare_f1']['mean']:.3f} ± {rows[name]['rare_f1']['std']:.3f})"
 
+    seeds = len(rows[BASELINE]["seeds"])
+    few = (f" With {seeds} paired seeds no Wilcoxon test can reach p < {alpha:g} (its smallest two-sided p is "
+           f"{2 / 2 ** seeds:.3g}); run at least 6." if 2 / 2 ** seeds >= alpha else "")
     cheap = best([BASELINE, *CHEAP])
     generated = best([n for n in rows if n.startswith("generated-")])
     if cheap == BASELINE:
@@ -107,14 +110,14 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
         advice = (f"{cheap} scored highest of the cheap arms but did not beat the real cells alone "
                   f"({rows[BASELINE]['rare_f1']['mean']:.3f}) on the paired seeds")
     if generated is None:
-        return f"No generated arm ran. Of the cheap ones, {show(cheap)}: {advice}."
+        return f"No generated arm ran. Of the cheap ones, {show(cheap)}: {advice}.{few}"
     win = beats(generated, cheap)
     if win:
         return (f"Use {show(generated)}: it beats the best cheap alternative, {show(cheap)}, by "
                 f"{win['mean']:+.3f} (95 % CI {win['ci95'][0]:+.3f} to {win['ci95'][1]:+.3f}, Wilcoxon p "
-                f"{win['p_wilcoxon']:.3g}, {len(win['seeds'])} paired seeds).")
+                f"{win['p_wilcoxon']:.3g}, {len(win['seeds'])} paired seeds).")  # a win needs p < alpha: never few
     return (f"Generated cells did not beat the cheap alternatives here: the best generated arm, {show(generated)}, is "
-            f"not better than {show(cheap)} on {len(rows[generated]['seeds'])} paired seeds; {advice}.")
+            f"not better than {show(cheap)} on {len(rows[generated]['seeds'])} paired seeds; {advice}.{few}")
 
 
 def paired_from_rows(rows: dict, a: str, b: str) -> dict | None:

@@ -1,11 +1,16 @@
 """How well a generator's cells carry their class, measured by a classifier that had no part in making or choosing
-them: the ``real`` classifier of another seed than the one whose classifier filtered them (with one seed there is no
-other, and the report says so).
+them.  With ``--keep``, the scorer is a real-only classifier trained on the unthinned training part (it knows the rare
+class as well as the data allows, and no filter uses it); otherwise the ``real`` classifier of another seed than the
+one whose classifier filtered the cells (with one seed there is no other, and the report says so).
 
 - class fidelity: the share of generated class-c cells that the scoring classifier calls c, beside that classifier's
   recall on the real test cells of c;
 - precision, recall, density and coverage of the generated cells against the real training cells of c, on the
-  scoring classifier's features (:func:`~napari_cellsynth.core.knn_realism.precision_recall`).
+  scoring classifier's features (:func:`~napari_cellsynth.core.knn_realism.precision_recall`);
+- where the data's own labels are finer than the class (Jurkat's Prophase, Metaphase, Anaphase and Telophase inside
+  M), the recall of each finer label's real test cells: the share inside the k-NN balls of as many generated cells
+  as the class has real training cells, beside the same share for the real training cells themselves (what copies
+  of them cover).  A generator that learnt only the common shape covers the rare shapes no better than the copies.
 """
 
 from __future__ import annotations
@@ -22,29 +27,34 @@ from .arms import BASELINE
 from .plan import StudyPlan
 
 
-def scoring_seed(seeds: list[int], seed: int) -> int:
-    """The next seed's ``real`` classifier scores this seed's cells (itself when the study has one seed)."""
+def scorer_of(plan: StudyPlan, seed: int, seeds: list[int]) -> tuple[str, int]:
+    """The arm and seed whose classifier scores this seed's cells: the unthinned scorer with ``--keep``, else the next
+    seed's ``real`` classifier (itself when the study has one seed)."""
+    from .runner import SCORER
+
+    if plan.settings.keep:
+        return SCORER, min(plan.settings.seeds)
     ordered = sorted(seeds)
-    return ordered[(ordered.index(seed) + 1) % len(ordered)]
+    return BASELINE, ordered[(ordered.index(seed) + 1) % len(ordered)]
 
 
 def generator_fidelity(plan: StudyPlan, generator: str, seed: int, seeds: list[int]) -> dict:
     from napari_cellsynth.core.classify import classify_crops
     from napari_cellsynth.core.runtime import OnnxModel
 
-    from .runner import real_bundle, run_folder
+    from .runner import bundle_of, run_folder
 
-    path = plan.out / "fidelity" / f"{generator}-seed{seed}.json"
+    arm, scorer = scorer_of(plan, seed, seeds)
+    path = plan.out / "fidelity" / f"{generator}-seed{seed}-by-{arm}{scorer}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    scorer = scoring_seed(seeds, seed)
-    model = OnnxModel(real_bundle(plan.out, scorer), kind="classifier")
-    real_metrics = json.loads((run_folder(plan.out, BASELINE, scorer) / "metrics_test.json").read_text())
+    model = OnnxModel(bundle_of(plan.out, arm, scorer), kind="classifier")
+    real_metrics = json.loads((run_folder(plan.out, arm, scorer) / "metrics_test.json").read_text())
     with np.load(plan.generated_pool(generator, seed), allow_pickle=False) as pool:
         images, labels = pool["images"], pool["labels"]
     made = run_to_end(classify_crops(model, images))
-    record = {"generator": generator, "seed": seed, "scored_by": f"real-seed{scorer}",
-              "independent": scorer != seed, "classes": {}}
+    record = {"generator": generator, "seed": seed, "scored_by": f"{arm}-seed{scorer}",
+              "independent": arm != BASELINE or scorer != seed, "classes": {}}
     for name in plan.settings.rare:
         rows = labels == name
         real = run_to_end(classify_crops(model, plan.rare_real(name)))
@@ -52,9 +62,31 @@ def generator_fidelity(plan: StudyPlan, generator: str, seed: int, seeds: list[i
         record["classes"][name] = {
             "generated": int(rows.sum()), "class_fidelity": float(called.mean()),
             "real_test_recall": float(real_metrics["per_class"][name]["recall"]),
-            **precision_recall(real.features, made.features[rows])}
+            **precision_recall(real.features, made.features[rows]),
+            "finer": finer_recall(plan, model, name, made.features[rows], real.features, seed)}
     write_json_atomic(path, record)
     return record
+
+
+def finer_recall(plan: StudyPlan, model, name: str, generated: np.ndarray, real_train: np.ndarray,
+                 seed: int, k: int = 3) -> dict:
+    """Per finer label of class ``name`` with at least two real test cells: how many there are, and the share of them
+    inside the k-NN balls of ``len(real_train)`` generated cells and of the real training cells."""
+    from napari_cellsynth.core.classify import classify_crops
+    from napari_cellsynth.core.knn_realism import KnnRealism
+
+    test = plan.split["test"]
+    test = test[plan.data.y[test] == plan.classes.index(name)]
+    labels = np.asarray(plan.data.crops.labels)[test].astype(str)
+    finer = [label for label in np.unique(labels) if (labels == label).sum() >= 2]
+    if len(finer) < 2 or len(real_train) <= k:
+        return {}
+    features = run_to_end(classify_crops(model, plan.data.crops.images[test])).features
+    pick = np.random.default_rng(seed).choice(len(generated), min(len(generated), len(real_train)), replace=False)
+    balls = {"generated": KnnRealism(k, None).fit(generated[pick]), "real": KnnRealism(k, None).fit(real_train)}
+    return {label: {"test_cells": int((labels == label).sum()),
+                    **{f"recall_{who}": float((fitted.predict(features[labels == label]) == 1).mean())
+                       for who, fitted in balls.items()}} for label in finer}
 
 
 def summarize_fidelity(records: list[dict], rare: list[str]) -> dict:
@@ -64,5 +96,12 @@ def summarize_fidelity(records: list[dict], rare: list[str]) -> dict:
     for name in rare:
         summary[name] = {key: {"mean": float(np.mean([r["classes"][name][key] for r in records])),
                                "std": float(np.std([r["classes"][name][key] for r in records]))} for key in keys}
+        labels = sorted({label for r in records for label in r["classes"][name].get("finer", {})})
+        summary[name]["finer"] = {
+            label: {"test_cells": records[0]["classes"][name]["finer"][label]["test_cells"],
+                    **{key: {"mean": float(np.mean([r["classes"][name]["finer"][label][key] for r in records])),
+                             "std": float(np.std([r["classes"][name]["finer"][label][key] for r in records]))}
+                       for key in ("recall_generated", "recall_real")}}
+            for label in labels if all(label in r["classes"][name].get("finer", {}) for r in records)}
     return summary
 

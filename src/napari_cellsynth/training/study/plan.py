@@ -57,6 +57,13 @@ class StudyPlan:
         save_npz(path, **split)
         return split
 
+    def unthinned_split(self) -> Path:
+        """``split-unthinned.npz``: the study's split before ``--keep`` (the fidelity scorer's, never an arm's)."""
+        path = self.out / "split-unthinned.npz"
+        if not path.is_file():
+            save_npz(path, **stratified_split(self.data.y, self.settings.split_seed))
+        return path
+
     @property
     def classes(self) -> list[str]:
         return self.data.classes

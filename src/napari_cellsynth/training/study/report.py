@@ -13,8 +13,9 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 
 from .arms import BASELINE, Arm
 from .comparisons import collect, verdict
-from .fidelity import generator_fidelity, summarize_fidelity
+from .fidelity import generator_fidelity, scorer_of, summarize_fidelity
 from .plan import StudyPlan
+from .runner import bundle_of
 
 
 def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
@@ -24,10 +25,8 @@ def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
     summary = {"command": command, "data": plan.describe(), "settings": s.to_dict(), "arms": rows,
                "verdict": verdict(rows, rare), "fidelity": {}, "kept": {}}
     for generator in sorted({a.generator for a in arms if a.generator}):
-        done = [seed for seed in seeds if (plan.out / "synthetic" / generator / f"seed{seed}" / "pool.npz").is_file()
-                and (plan.out / "classifiers" / f"real-seed{seed}" / "card.json").is_file()]
-        ready = [seed for seed in done if all((plan.out / "classifiers" / f"real-seed{x}" / "card.json").is_file()
-                                              for x in seeds)]
+        ready = [seed for seed in seeds if (plan.out / "synthetic" / generator / f"seed{seed}" / "pool.npz").is_file()
+                 and (bundle_of(plan.out, *scorer_of(plan, seed, seeds)) / "card.json").is_file()]
         if ready:
             records = [generator_fidelity(plan, generator, seed, seeds) for seed in ready]
             summary["fidelity"][generator] = summarize_fidelity(records, rare)
@@ -148,6 +147,14 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
             fidelity_rows.append([generator, c, fmt(f["class_fidelity"]), fmt(f["real_test_recall"]),
                                   fmt(f["precision"]), fmt(f["recall"]), fmt(f["density"]), fmt(f["coverage"]),
                                   "yes" if record["independent"] else "no (one seed)"])
+    finer_rows = [[generator, c, label, str(f["test_cells"]), fmt(f["recall_generated"]), fmt(f["recall_real"])]
+                  for generator, record in summary["fidelity"].items() for c in rare
+                  for label, f in record[c].get("finer", {}).items()]
+    finer_html = ("<h3>Coverage of the finer labels inside a rare class</h3><p>The share of each finer label's real "
+                  "test cells inside the k-NN balls (k = 3) of as many generated cells as the class has real training "
+                  "cells, and inside the real training cells' own balls (what copies of them cover).</p>"
+                  + table(["generator", "class", "label", "test cells", "generated cover", "real training cells cover"],
+                          finer_rows)) if finer_rows else ""
     kept_rows = [[arm, c, f"{k[c]['kept']} of {k[c]['generated']}"] for arm, k in summary["kept"].items() for c in rare]
     counts = ", ".join(f"{c} {data['train_counts'][c]}/{data['test_counts'][c]}" for c in classes)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>cellsynth study</title>
@@ -167,11 +174,14 @@ classifier recipe on the same split and is scored on the same real test cells; a
 the arm was higher.</p>{table(["arm", "against", " and ".join(rare) + " F1", "macro-F1"], tests)}
 {'<img src="per_seed.png">' if summary['arms'] else ''}
 <h2>Generator fidelity</h2>
-<p>Class fidelity: the share of generated cells that a classifier trained on real cells only (another seed than the
-filters' one) calls their class, beside that classifier's recall on real test cells of the class. Precision, recall,
-density and coverage: generated against real training cells of the class on that classifier's features (k = 3).</p>
+<p>Class fidelity: the share of generated cells that a classifier trained on real cells only calls their class, beside
+that classifier's recall on real test cells of the class. The classifier had no part in making or choosing the cells:
+with --keep it learnt from the unthinned training part, otherwise it is another seed's real-only classifier.
+Precision, recall, density and coverage: generated against real training cells of the class on that classifier's
+features (k = 3).</p>
 {table(["generator", "class", "class fidelity", "real test recall", "precision", "recall", "density", "coverage",
         "independent scorer"], fidelity_rows) if fidelity_rows else '<p>No generator in this study.</p>'}
+{finer_html}
 {('<h3>Kept by the filters (all seeds)</h3>' + table(["arm", "class", "kept"], kept_rows)) if kept_rows else ''}
 <h2>Cells each arm adds (first seed): real on the left, added on the right</h2>
 {'<img src="samples.png">' if grid else '<p>No arm adds cells.</p>'}

@@ -33,12 +33,24 @@ def real_bundle(out: Path, seed: int) -> Path:
     return Path(out) / "classifiers" / f"real-seed{seed}"
 
 
+SCORER = "scorer"  # with --keep: a real-only classifier on the unthinned training part, for the fidelity scores only
+
+
+def scorer_bundle(out: Path) -> Path:
+    return Path(out) / "classifiers" / SCORER
+
+
+def bundle_of(out: Path, name: str, seed: int) -> Path:
+    return scorer_bundle(out) if name == SCORER else real_bundle(out, seed)
+
+
 def waves(settings: StudySettings) -> list[list[Task]]:
     arms = study_arms(settings)
     generators = sorted({arm.generator for arm in arms if arm.generator})
-    first = [("train", BASELINE, s) for s in settings.seeds] + [("generate", g, s) for g in generators
-                                                                for s in settings.seeds]
-    second = [("export", BASELINE, s) for s in settings.seeds] if generators else []
+    scorer = [(SCORER, min(settings.seeds))] if generators and settings.keep else []
+    first = ([("train", BASELINE, s) for s in settings.seeds] + [("train", *x) for x in scorer]
+             + [("generate", g, s) for g in generators for s in settings.seeds])
+    second = [("export", BASELINE, s) for s in settings.seeds] + [("export", *x) for x in scorer] if generators else []
     third = [("train", arm.name, s) for s in settings.seeds for arm in arms if arm.name != BASELINE]
     return [first, second, third]
 
@@ -48,13 +60,14 @@ def task_done(out: Path, task: Task) -> bool:
     if what == "train":
         return (run_folder(out, name, seed) / "metrics_test.json").is_file()
     if what == "export":
-        return (real_bundle(out, seed) / "card.json").is_file()
+        return (bundle_of(out, name, seed) / "card.json").is_file()
     return (Path(out) / "synthetic" / name / f"seed{seed}" / "pool.npz").is_file()
 
 
 def trainer_line(plan: StudyPlan, arm: Arm, seed: int, threads: int) -> list[str]:
     s, run = plan.settings, run_folder(plan.out, arm.name, seed)
-    line = ["--data", s.data, "--label-map", s.label_map, "--split", str(plan.out / "split.npz"), "--width",
+    split = plan.unthinned_split() if arm.name == SCORER else plan.out / "split.npz"
+    line = ["--data", s.data, "--label-map", s.label_map, "--split", str(split), "--width",
             str(s.width), "--steps", str(s.steps), "--batch-size", str(s.batch_size), "--seed", str(seed),
             "--threads", str(threads), "--quiet", "--resume", "--out", str(run)]
     if s.labels_csv:
@@ -91,11 +104,11 @@ def run_task(out: str, threads: int, task: Task) -> Task:
     elif what == "export":
         from napari_cellsynth.export.export_classifier import export_classifier
 
-        export_classifier(run_folder(out, BASELINE, seed), real_bundle(out, seed), name=f"study-real-seed{seed}")
+        export_classifier(run_folder(out, name, seed), bundle_of(out, name, seed), name=f"study-{name}-seed{seed}")
     else:
         from napari_cellsynth.training.trainers import classifier as train_classifier
 
-        arm = all_arms(list(plan.settings.generators), list(plan.settings.filters))[name]
+        arm = Arm(SCORER) if name == SCORER else all_arms(list(plan.settings.generators), list(plan.settings.filters))[name]
         line = trainer_line(plan, arm, seed, threads)
         folder = run_folder(out, name, seed)
         folder.mkdir(parents=True, exist_ok=True)
