@@ -393,3 +393,20 @@ def test_blank_fields_are_asked_for_never_the_working_directory(make_napari_view
     finally:
         notification_manager.notification_ready.disconnect(seen.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json"]  # nothing written where napari started
+
+
+def test_two_tall_widgets_docked_together_scroll_instead_of_growing_the_window(make_napari_viewer, qtbot):
+    """Issue 35: Generate and UMAP filter docked together grew the window to 1,327 px on a 1,000 px screen."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1200, 700)
+    qtbot.wait(50)
+    docks = [viewer.window.add_plugin_dock_widget(PLUGIN, name) for name in ("Generate", "UMAP filter")]
+    qtbot.wait(200)
+    assert window.height() <= 700 + 5
+    for dock_widget, widget in docks:
+        assert isinstance(widget.native, QScrollArea) and dock_widget.height() <= 700
+        # everything stays reachable: the scroll area holds the whole widget
+        assert widget.native.widget().sizeHint().height() > 0

@@ -152,13 +152,27 @@ class JobWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = StatusLabel(value="")
-        super().__init__(widgets=[*inputs, self.run_button, self.cancel_button, self.progress, self.status])
+        # scrollable: napari docks ``.native``, a scroll area here, so two tall widgets docked together scroll
+        # instead of growing the window past the screen (issue 35)
+        super().__init__(widgets=[*inputs, self.run_button, self.cancel_button, self.progress, self.status],
+                         scrollable=True)
         self.worker = None
         self.last_error: Exception | None = None
         # set by Cancel; jobs that run long between two yields check it (see core.jobs)
         self.cancel_token = CancelToken()
         self.run_button.changed.connect(lambda: self.start())
         self.cancel_button.changed.connect(self.cancel)
+
+    @property
+    def native(self):
+        """The scroll area around the widget: napari docks ``.native``, and magicgui's ``native`` of a scrollable
+        container is the inner widget, which would be docked without its scroll area."""
+        return self.root_native_widget
+
+    @property
+    def body(self):
+        """The inner Qt widget, whose layout holds the fields (add plots and tables here)."""
+        return self._widget._mgui_get_native_widget()
 
     # subclasses provide these two
     def make_job(self) -> Callable[[], Generator]:

@@ -75,7 +75,7 @@ class BatchWidget(JobWidget):
                                   self.generate_count, self.generate_steps, self.minority, self.out, self.scheduler,
                                   self.address, self.workers])
         self.extend([self.preview_button])
-        self.native.layout().addWidget(self.report)
+        self.body.layout().addWidget(self.report)
         self.preview_button.changed.connect(lambda: self.open_results())
         self.result = None
 

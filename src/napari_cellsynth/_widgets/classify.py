@@ -59,7 +59,7 @@ class ClassifyWidget(JobWidget):
         self.legend_entries: list[tuple[str, str, int]] = []  # (class, colour, count)
         self.extend([self.legend])
         self.table = FrameTable(self._row_chosen)
-        self.native.layout().addWidget(self.table)
+        self.body.layout().addWidget(self.table)
         self.csv_file = FileEdit(mode="w", label="table CSV", filter="*.csv")
         self.csv_file.line_edit.native.setPlaceholderText("CSV file for the table")
         self.export_button = PushButton(text="Export table")

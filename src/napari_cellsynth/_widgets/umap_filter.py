@@ -50,7 +50,7 @@ class UmapFilterWidget(JobWidget):
         self.axes = self.figure.add_subplot()
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(320)
-        self.native.layout().addWidget(self.canvas)
+        self.body.layout().addWidget(self.canvas)
         self.canvas.mpl_connect("pick_event", self._picked)
         self._draw_placeholder()
         self.result, self._layer = None, None
