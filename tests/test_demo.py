@@ -35,7 +35,9 @@ def test_demo_runs_the_whole_product_from_the_zoo_and_reports_it(demo_report):
     assert chromosomes["ap50"] > 0.3 and chromosomes["objects"] > 20  # 46 chromosomes in the karyotype
     assert chromosomes["identity_accuracy"] > 3 / 24  # far above chance among 24 classes
     page = (out / "report.html").read_text()
-    assert "real + copies of its 34 real M (control)" in page and "napari_cellsynth.training.experiments.ddpm" in page
+    # the cellsynth study's verdict and table (docs/results.md §13), with the command that regenerates them
+    assert "cellsynth study --data" in page and "<td>copies</td>" in page and "<td>balanced</td>" in page
+    assert "Generated cells" in page or "Use generated" in page
     assert "kept by the filter" not in page  # §7's older table (an ε generator) is no longer pasted
     for picture in ("confusion.png", "gallery.png", "real_vs_generated.png", "umap_filter/umap_filter.png",
                     "segmentation.png"):

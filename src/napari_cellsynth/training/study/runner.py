@@ -1,7 +1,8 @@
-"""Arms × seeds, as tasks in three waves: (1) every seed's ``real`` classifier and every generator's cells, (2) the
-``real`` classifiers exported to bundles (the filters and the fidelity scores read cells through them), (3) every
-other arm.  A task skips what is on disk, so a killed study resumes where it stopped; tasks run in this process, on
-local processes (``--workers N``) or on a dask cluster (``--scheduler ADDRESS``, as ``cellsynth batch``)."""
+"""Arms × seeds, as tasks in three waves: (1) every seed's ``real`` classifier, the fidelity scorer (with ``--keep``)
+and every generator's cells, (2) those classifiers exported to bundles (the filters and the fidelity scores read cells
+through them), (3) every other arm.  A task skips what is on disk, so a killed study resumes where it stopped; tasks
+run in this process, on local processes (``--workers N``) or on a dask cluster (``--scheduler ADDRESS``, as
+``cellsynth batch``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .arms import BASELINE, Arm, all_arms, chosen_arms
 from .plan import StudyPlan, read_json
 from .settings import StudySettings
 
-Task = tuple[str, str, int]  # ("train", arm, seed) | ("generate", generator, seed) | ("export", "real", seed)
+Task = tuple[str, str, int]  # ("train", arm, seed) | ("generate", generator, seed) | ("export", "real"/"scorer", seed)
 
 
 def study_arms(settings: StudySettings) -> list[Arm]:
@@ -29,19 +30,16 @@ def run_folder(out: Path, arm: str, seed: int) -> Path:
     return Path(out) / "arms" / arm / f"seed{seed}"
 
 
-def real_bundle(out: Path, seed: int) -> Path:
-    return Path(out) / "classifiers" / f"real-seed{seed}"
-
-
 SCORER = "scorer"  # with --keep: a real-only classifier on the unthinned training part, for the fidelity scores only
 
 
-def scorer_bundle(out: Path) -> Path:
-    return Path(out) / "classifiers" / SCORER
-
-
 def bundle_of(out: Path, name: str, seed: int) -> Path:
-    return scorer_bundle(out) if name == SCORER else real_bundle(out, seed)
+    """The exported bundle of a ``real`` or ``scorer`` run."""
+    return Path(out) / "classifiers" / f"{name}-seed{seed}"
+
+
+def real_bundle(out: Path, seed: int) -> Path:
+    return bundle_of(out, BASELINE, seed)
 
 
 def waves(settings: StudySettings) -> list[list[Task]]:
