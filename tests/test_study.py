@@ -102,6 +102,7 @@ def test_every_arm_adds_what_it_names(finished_study):
 
 
 def test_a_killed_study_resumes_without_redoing_finished_runs(jurkat_slice, tmp_path):
+    """Killed (SIGKILL) after its first run, then resumed with two workers on local processes."""
     out = tmp_path / "killed"
     command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--arms", "copies", "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -113,7 +114,7 @@ def test_a_killed_study_resumes_without_redoing_finished_runs(jurkat_slice, tmp_
     process.wait()
     assert first.is_file()
     written = first.stat().st_mtime_ns
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([*command, "--workers", "2"], capture_output=True, text=True, timeout=900)  # on dask
     assert done.returncode == 0, done.stderr
     assert first.stat().st_mtime_ns == written  # not trained again
     summary = json.loads((out / "summary.json").read_text())
