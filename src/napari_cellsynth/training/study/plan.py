@@ -175,7 +175,7 @@ class StudyPlan:
 
     def generated_set(self, generator: str, seed: int, filter_name: str | None, classifier: OnnxModel | None) -> Path:
         """The generated cells an arm adds: per rare class, the first ``needed`` of the pool, or of the pool's cells
-        that ``filter_name`` keeps (fewer when it keeps fewer; ``kept.json`` records how many it kept)."""
+        that ``filter_name`` keeps (fewer when it keeps fewer; ``kept-FILTER.json`` records how many it kept)."""
         root = self.out / "synthetic" / generator / f"seed{seed}"
         path = root / f"{filter_name or 'all'}.npz"
         if path.is_file():
