@@ -132,6 +132,7 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, 
         (["--data", jurkat_slice, *FAST, "--keep", "M=100000", "--out", tmp_path / "b"], "keep at most"),
         (["--data", jurkat_slice, *FAST, "--generator", tmp_path / "nowhere", "--out", tmp_path / "c"],
          "is not a bundle folder"),
+        (["--data", jurkat_slice, *FAST, "--scheduler", "threads", "--out", tmp_path / "e"], "trainings run in processes"),
         # the tiny DDPM learnt from all of the slice's M cells: a study that keeps 40 must refuse it (test leakage)
         (["--data", jurkat_slice, *FAST, "--keep", "M=40", "--generator", ddpm_bundle, "--out", tmp_path / "d"],
          "learnt from"),

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--focused-n", type=int, default=2, help="mixup arms: N of each rare class's slots per batch")
     p.add_argument("--workers", type=int, default=1, help="trainings at once on local processes")
-    p.add_argument("--scheduler", help="a dask scheduler address (tcp://host:8786), as cellsynth batch")
+    p.add_argument("--scheduler", help="processes (local, --workers of them) or a dask scheduler address "
+                                       "(tcp://host:8786), as cellsynth batch")
     p.add_argument("--threads", type=int, default=0, help="torch threads per training (0: cores / workers)")
     p.add_argument("--report-only", action="store_true", help="write the report from the runs on disk")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -100,6 +101,9 @@ def settings_from(args) -> StudySettings:
         raise ValueError(f"--count must be at least 1, got {args.count}")
     if args.pool_factor < 1:
         raise ValueError(f"--pool-factor must be at least 1, got {args.pool_factor}")
+    if args.scheduler == "threads":
+        raise ValueError("--scheduler threads: trainings run in processes; use --workers N (local processes) or a dask "
+                         "scheduler address")
     generators = generator_names(args.generator)
     if args.arms:
         known = all_arms(list(generators), list(args.filters))
