@@ -97,11 +97,14 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
     def show(name: str) -> str:
         return f"{name} ({what} {rows[name]['rare_f1']['mean']:.3f} ± {rows[name]['rare_f1']['std']:.3f})"
 
-    seeds = len(rows[BASELINE]["seeds"])
-    few = (f" With {seeds} paired seeds no Wilcoxon test can reach p < {alpha:g} (its smallest two-sided p is "
-           f"{2 / 2 ** seeds:.3g}); run at least 6." if 2 / 2 ** seeds >= alpha else "")
+    def too_few(a: str, b: str) -> str:
+        n = len(set(rows[a]["per_seed"]["rare_f1"]) & set(rows[b]["per_seed"]["rare_f1"]))
+        return (f" With {n} paired seeds no Wilcoxon test can reach p < {alpha:g} (its smallest two-sided p is "
+                f"{2 / 2 ** n:.3g}); run at least 6." if 2 / 2 ** n >= alpha else "")
+
     cheap = best([BASELINE, *CHEAP])
     generated = best([n for n in rows if n.startswith("generated-")])
+    few = too_few(generated or cheap, cheap if generated else BASELINE)
     if cheap == BASELINE:
         advice = "keep the real cells alone: no cheap alternative scored higher"
     elif beats(cheap, BASELINE):
