@@ -53,14 +53,17 @@ def run_to_end(job: Generator):
 
 
 def run_with_bar(job: Generator, bar):
-    """Drive a progress generator (``yield (done, total[, message])``), moving a tqdm bar; return its result."""
+    """Drive a progress generator (``yield (done, total[, message])``), moving a tqdm bar (a message becomes its
+    postfix); return its result."""
     while True:
         try:
-            done, total, *_ = next(job)
+            done, total, *message = next(job)
         except StopIteration as stop:
             return stop.value
         bar.total = total
         bar.update(done - bar.n)
+        if message:
+            bar.set_postfix_str(str(message[0]))
 
 
 def shifted(job: Generator, offset: int, total: int):

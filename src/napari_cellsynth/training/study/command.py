@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.jobs import run_with_bar
 from napari_cellsynth.core.samplers import SAMPLERS
 
 from .arms import all_arms
@@ -136,17 +137,8 @@ def main(argv: list[str] | None = None) -> Path:
         settings.record(out)
         plan = StudyPlan(settings, out)
     else:
-        job = run_study(settings, out)
         with tqdm(desc="study", unit="task", disable=args.quiet) as bar:
-            while True:
-                try:
-                    done, total, message = next(job)
-                except StopIteration as stop:
-                    plan = stop.value
-                    break
-                bar.total = total
-                bar.update(done - bar.n)
-                bar.set_postfix_str(message)
+            plan = run_with_bar(run_study(settings, out), bar)
     report = write_report(plan, study_arms(settings), "cellsynth study " + " ".join(argv))
     print((out / "summary.md").read_text())
     print(f"report: {report}")
