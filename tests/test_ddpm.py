@@ -156,6 +156,8 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     assert widget.sampler.value == "dpm_solver_pp_2m" and set(widget.sampler.choices) == set(SAMPLERS)
     widget.class_name.value, widget.count.value, widget.steps.value = "M", 3, 5
     widget.threshold.value = "static"
+    # interval guidance with a guide bundle (here the generator itself: same data and schedule)
+    widget.guidance.value, widget.guidance_from.value, widget.guide.value = 2.0, 0.1, str(ddpm_bundle)
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
     assert widget.last_error is None, widget.last_error
@@ -167,6 +169,8 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     assert layer.data.min() <= low < high <= layer.data.max()  # contrast from the generated cells
     record = layer.metadata[PROVENANCE_KEY]
     assert record["steps"] == 5 and record["sampler"] == "dpm_solver_pp_2m" and record["threshold"]["type"] == "static"
+    assert record["guidance"] == 2.0 and record["guidance_interval"] == [0.1, float("inf")]
+    assert record["guide"]["bundle"] == read_card(ddpm_bundle).name
     widget.save_folder.value = str(tmp_path / "saved")
     paths = widget.save_selected()
     assert len(paths) == 3 and read_provenance(paths[0])["class"] == "M"
@@ -396,3 +400,39 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--size 40" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_interval_guidance_and_autoguidance_from_the_command(ddpm_bundle, tmp_path, capsys):
+    """`cellsynth generate --guidance-interval` guides only the steps inside the noise-level interval, and `--guide`
+    takes a second bundle's conditional prediction as the reference; the record states both and the true count of
+    network calls.  A guide of other data, or an interval at guidance 1, is refused in one line."""
+    model = OnnxModel(ddpm_bundle, kind="ddpm")
+    sigmas = model.card.ddpm.schedule.sigmas
+    settings = GenerationSettings("M", 3, "dpm_solver_pp_2m", 8, guidance=2.0, seed=1,
+                                  guidance_interval=(float(sigmas[30]), float(sigmas[70])))
+    ts = settings.timesteps(model)
+    inside = [int(t) for t in ts if 30 < t <= 70]
+    assert 0 < len(inside) < len(ts)
+    batches, run = [], model.run
+    model.run = lambda feeds: (batches.append(len(feeds["x"])), run(feeds))[1]
+    images = run_to_end(generate(model, settings))
+    assert batches == [6 if 30 < t <= 70 else 3 for t in ts]  # a guided step runs a doubled batch
+    assert images.provenance["network_calls"] == len(ts) + len(inside)
+    plain = run_to_end(generate(OnnxModel(ddpm_bundle, kind="ddpm"), GenerationSettings("M", 3, steps=8, seed=1)))
+    assert not np.array_equal(images.images, plain.images)
+
+    out = tmp_path / "auto"
+    args = ["generate", "--model", str(ddpm_bundle), "--class", "M", "--count", "2", "--steps", "4", "--guidance",
+            "1.5", "--guidance-interval", "0.1", "inf", "--guide", str(ddpm_bundle), "--out", str(out), "--quiet"]
+    assert cli(args) == 0
+    record = read_provenance(sorted(out.glob("M_seed0_*.tif"))[0])
+    assert record["guidance_interval"] == [0.1, float("inf")] and record["guidance"] == 1.5
+    assert record["guide"]["bundle"] == model.card.name and record["guide"]["bundle_sha256"] == model.card.model_sha256
+    capsys.readouterr()
+    for extra, message in ((["--guide", "zoo:ddpm-jurkat4-cut10-v", "--guidance", "2"], "has another"),
+                           (["--guidance-interval", "0.3", "5"], "needs a guidance scale other than 1"),
+                           (["--guidance", "2", "--guidance-interval", "5", "0.3"], "0 ≤ low < high")):
+        code = cli(["generate", "--model", str(ddpm_bundle), "--class", "M", "--count", "2", "--steps", "4",
+                    "--out", str(tmp_path / "refused"), "--quiet", *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err

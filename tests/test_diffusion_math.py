@@ -8,7 +8,7 @@ N(0, 1) noise into N(μ, s²) samples.
 import numpy as np
 import pytest
 
-from napari_cellsynth.core.denoisers import Denoiser, DynamicThreshold, StaticThreshold, guided
+from napari_cellsynth.core.denoisers import Denoiser, DynamicThreshold, Guidance, StaticThreshold, guided
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import (SAMPLERS, ddim, ddpm, dpm_solver_pp_2m, dpm_solver_pp_3m, run_sampler,
                                             sampler_timesteps, timesteps)
@@ -272,3 +272,41 @@ def test_thresholds_static_per_channel_and_dynamic():
         DynamicThreshold(20)
     with pytest.raises(ValueError, match="positive"):
         StaticThreshold.symmetric(0, 3)
+
+
+def test_guidance_acts_only_inside_its_interval_and_counts_its_calls():
+    """Kynkäänniemi et al. 2024: outside (lo, hi] the plain conditional prediction, one network call; inside it the
+    guided mix, two calls.  σ_t = √((1-ᾱ)/ᾱ) comes from the schedule alone."""
+    schedule = NoiseSchedule("sigmoid", 100, prediction="v", zero_terminal_snr=True)
+    sigmas = schedule.sigmas
+    assert np.isinf(sigmas[-1]) and np.all(np.diff(sigmas) > 0)
+    assert sigmas[50] == pytest.approx(np.sqrt((1 - schedule.alpha_bar[50]) / schedule.alpha_bar[50]))
+
+    def net(x, t, c):
+        return np.broadcast_to(c.reshape(-1, 1).astype(np.float32), x.shape).copy()
+
+    lo, hi = float(sigmas[30]), float(sigmas[70])
+    mix = guided(net, [2, 2], null_class=0, scale=Guidance(3.0, (lo, hi)), sigmas=sigmas)
+    x = np.zeros((2, 2))
+    for t, inside in ((10, False), (30, False), (31, True), (70, True), (71, False), (99, False)):
+        assert np.allclose(mix(x, np.full(2, t)), 6 if inside else 2), t
+        assert mix.calls(t) == (2 if inside else 1)
+    # autoguidance: the reference is a weaker net with the class, not the null class
+    auto = guided(net, [2, 2], null_class=0, scale=Guidance(3.0), sigmas=sigmas,
+                  reference=lambda x, t, c: np.full(x.shape, 1.5, np.float32))
+    assert np.allclose(auto(x, np.full(2, 5)), 1.5 + 3 * (2 - 1.5))
+    with pytest.raises(ValueError, match="0 ≤ low < high"):
+        Guidance(2.0, (5.0, 1.0))
+    with pytest.raises(ValueError, match="noise levels"):
+        guided(net, [2], 0, Guidance(2.0, (0.1, 1.0)))
+
+
+def test_denoiser_counts_the_calls_each_guided_step_costs():
+    schedule = NoiseSchedule("linear", 100)
+    sigmas = schedule.sigmas
+    net = guided(lambda x, t, c: np.zeros_like(x), [1], 0, Guidance(2.0, (float(sigmas[40]), float(sigmas[80]))),
+                 sigmas=sigmas)
+    denoise = Denoiser(net, schedule)
+    ts = steps(schedule, 10)
+    run_to_end(dpm_solver_pp_2m(denoise, np.zeros((1, 1, 2, 2), np.float32), schedule, ts, None))
+    assert denoise.calls == sum(2 if 40 < t <= 80 else 1 for t in ts)

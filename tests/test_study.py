@@ -196,3 +196,44 @@ def test_paired_differences_match_scipy():
     assert result["p_wilcoxon"] == pytest.approx(wilcoxon(diff).pvalue)
     assert result["ci95"][0] < 0.026 < result["ci95"][1] and result["higher_in"] == 4
     assert paired_test([0], np.array([0.1]))["p_wilcoxon"] is None
+
+
+def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_study, half_m_generator, tmp_path):
+    """A generator with sampling options (interval guidance, autoguidance by a guide bundle) added to a finished
+    study: only its arm runs; the pool records the options; the report names them.  Changing a generator that is
+    there, or an unknown option, is refused in one line."""
+    import shutil
+
+    out = tmp_path / "grown"
+    shutil.copytree(finished_study, out)
+    real = out / "arms" / "real" / "seed0" / "metrics_test.json"
+    written = real.stat().st_mtime_ns
+    guided = f"guided={half_m_generator},guidance=2,interval=0.1:inf,guide={half_m_generator}"
+    settings = json.loads((out / "settings.json").read_text())
+    base = ["--data", settings["data"], *FAST, "--keep", "M=0.5", "--filters", "confidence", "knn", "--sample-steps",
+            "5", "--out", out]
+    done = study(*base, "--generator", f"tiny={half_m_generator}", guided, "--arms", "real", "generated-guided")
+    assert done.returncode == 0, done.stderr
+    assert real.stat().st_mtime_ns == written
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["arms"]) == {"real", "generated-guided"} and "guided" in summary["fidelity"]
+    assert summary["settings"]["sampling"]["guided"]["guidance_interval"] == [0.1, float("inf")]
+    provenance = json.loads((out / "synthetic" / "guided" / "seed0" / "provenance.json").read_text())["M"]
+    assert provenance["guidance"] == 2 and provenance["guidance_interval"] == [0.1, float("inf")]
+    assert provenance["guide"]["bundle"] == "half-m"
+    assert "guidance 2 at 0.1 &lt; σ ≤ inf, autoguidance" in (out / "report.html").read_text()
+    # no filtered arm of it ran, so its pool holds only the cells an arm adds; a filtered arm later grows the pool
+    # and leaves the unfiltered arm's cells as they were
+    pool, added = out / "synthetic" / "guided" / "seed0" / "pool.npz", out / "synthetic" / "guided" / "seed0" / "all.npz"
+    assert len(np.load(pool)["labels"]) == 16
+    done = study(*base, "--generator", f"tiny={half_m_generator}", guided, "--arms", "generated-guided-knn")
+    assert done.returncode == 0, done.stderr
+    with np.load(pool) as grown, np.load(added) as first:
+        assert len(grown["labels"]) == 32 and np.array_equal(grown["images"][:16], first["images"])
+    for generators, message in (([f"tiny={half_m_generator},guidance=3"], "other generator tiny"),
+                                ([f"tiny={half_m_generator}", f"x={half_m_generator},guidanse=2"], "unknown option"),
+                                ([f"tiny={half_m_generator}", f"x={half_m_generator},interval=1:2"],
+                                 "needs guidance other than 1")):
+        done = study(*base, "--generator", *generators)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

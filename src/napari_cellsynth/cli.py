@@ -152,7 +152,8 @@ def cmd_generate(args) -> int:
     model = OnnxModel(args.model, kind=GENERATOR_KINDS)
     settings = GenerationSettings(args.class_name, args.count, args.sampler, args.steps, args.guidance, args.seed,
                                   args.eta, args.spacing, args.batch_size, args.clip_x0, args.threshold,
-                                  args.dynamic_percentile)
+                                  args.dynamic_percentile, tuple(args.guidance_interval) if args.guidance_interval else None,
+                                  args.guide)
     settings.check(model)
     out = Path(args.out)
     with tqdm(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:
@@ -432,7 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "need ddim or --clip-x0")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"sampler steps (default {DEFAULT_STEPS}; DDPM always runs all of them)")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=float, default=1.0,
+                   help="guidance scale w: out = ref + w (cond - ref), ref the unconditional prediction (classifier-free) "
+                        "or --guide's; 1 is plain conditioning")
+    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="guide only at noise levels LOW < σ ≤ HIGH (σ = √((1-ᾱ)/ᾱ); HIGH may be inf), plain "
+                        "conditioning elsewhere (Kynkäänniemi et al. 2024)")
+    p.add_argument("--guide", metavar="BUNDLE",
+                   help="autoguidance (Karras et al. 2024): a weaker DDPM bundle of the same data and schedule (a "
+                        "smaller or shorter-trained net) as the reference, instead of the unconditional prediction")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM η (0 deterministic)")
     p.add_argument("--spacing", choices=list(SPACINGS),
                    help="timestep spacing (default: trailing for v-prediction bundles, leading for ε ones)")

@@ -30,7 +30,16 @@ class GenerateWidget(JobWidget):
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=10_000, label="steps")
         self.spacing = ComboBox(choices=["auto", *SPACINGS], value="auto", label="spacing",
                                 tooltip="auto: trailing for v-prediction bundles, leading for ε ones")
-        self.guidance = FloatSpinBox(value=1.0, min=0.0, max=20.0, step=0.5, label="guidance")
+        self.guidance = FloatSpinBox(value=1.0, min=0.0, max=20.0, step=0.5, label="guidance",
+                                     tooltip="1: plain conditioning; above 1 the class is pushed harder")
+        self.guidance_from = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=0.05, label="guide above σ",
+                                          tooltip="guidance acts only at noise levels σ in (this, the next field]; "
+                                                  "0 and 0: every step (Kynkäänniemi et al. 2024)")
+        self.guidance_to = FloatSpinBox(value=0.0, min=0.0, max=1e6, step=0.5, label="guide up to σ",
+                                        tooltip="upper noise level of guidance (0: no upper limit)")
+        self.guide = FileEdit(mode="d", label="guide bundle",
+                              tooltip="autoguidance (Karras et al. 2024): a weaker DDPM bundle of the same data as "
+                                      "guidance's reference; blank: the generator's own unconditional prediction")
         self.eta = FloatSpinBox(value=0.0, min=0.0, max=1.0, step=0.1, label="DDIM η")
         self.clip_x0 = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.5, label="clip x₀ (0 = off)",
                                     tooltip="clip each x₀ estimate to ± this value (normalised scale)")
@@ -41,7 +50,8 @@ class GenerateWidget(JobWidget):
         self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
         self.zoo = zoo_picker(self.bundle, GENERATOR_KINDS)
         super().__init__(viewer, [self.zoo, self.bundle, self.class_name, self.count, self.sampler, self.steps, self.spacing,
-                                  self.guidance, self.eta, self.clip_x0, self.threshold, self.seed, self.batch_size])
+                                  self.guidance, self.guidance_from, self.guidance_to, self.guide, self.eta,
+                                  self.clip_x0, self.threshold, self.seed, self.batch_size])
         self.save_folder = FileEdit(mode="d", label="save to")
         self.save_button = PushButton(text="Save layer's images")
         self.extend([Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False)])
@@ -80,14 +90,26 @@ class GenerateWidget(JobWidget):
                                   int(self.steps.value), float(self.guidance.value), int(self.seed.value),
                                   float(self.eta.value), None if self.spacing.value == "auto" else self.spacing.value,
                                   int(self.batch_size.value), float(self.clip_x0.value) or None,
-                                  None if self.threshold.value == "none" else self.threshold.value)
+                                  None if self.threshold.value == "none" else self.threshold.value,
+                                  guidance_interval=self.guidance_interval(), guide=self.guide_bundle())
+
+    def guidance_interval(self) -> tuple[float, float] | None:
+        low, high = float(self.guidance_from.value), float(self.guidance_to.value)
+        if low == 0 and high == 0:
+            return None
+        return low, high if high > 0 else float("inf")
+
+    def guide_bundle(self) -> str | None:
+        if str(self.guide.line_edit.value).strip() in ("", "."):  # left blank: no autoguidance
+            return None
+        return str(chosen_bundle(self.guide, "a guide bundle"))
 
     def make_job(self):
         bundle = chosen_bundle(self.bundle, "a DDPM or GAN bundle folder")
         if self.class_name.value is None:
             check_kind(read_card(bundle), GENERATOR_KINDS, str(bundle))  # the bundle's own problem, said exactly
             raise ValueError("choose a class of the bundle")
-        settings = self.settings()
+        settings = self.settings()  # checked against the bundle (and the guide's card) first thing in the job
 
         def job():
             model = OnnxModel(bundle, kind=GENERATOR_KINDS)

@@ -16,30 +16,90 @@ import numpy as np
 from .schedules import NoiseSchedule
 
 RawNet = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x_t, t) → the network's prediction
+ClassNet = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (x_t, t, class) → prediction
 
 
-def guided(net: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], classes: np.ndarray,
-           null_class: int, scale: float) -> RawNet:
-    """out = out(x, ∅) + w (out(x, c) - out(x, ∅)); w = 1 is plain conditioning, w = 0 unconditional.
-    Any w other than 0 or 1 evaluates the network on a doubled batch (two calls' worth of work)."""
-    classes = np.asarray(classes, dtype=np.int64)
+@dataclass(frozen=True)
+class Guidance:
+    """How far the class pushes each prediction: out = ref + w (out(x, c) - ref).
 
-    def model_fn(x, t):
-        if scale == 1.0:
-            return net(x, t, classes)
+    ``ref`` is the same network without the class, out(x, ∅) (classifier-free guidance, Ho & Salimans 2022), or a
+    weaker network of the same data with the class (autoguidance, Karras et al. 2024: :func:`guided`'s
+    ``reference``).  With an ``interval`` (lo, hi], guidance acts only at noise levels σ_t inside it and the plain
+    conditional prediction is used elsewhere (Kynkäänniemi et al. 2024: guidance at high noise pulls every sample
+    to the class's commonest shape; at low noise it does little).  w = 1 is plain conditioning; w = 0 with no
+    reference is the unconditional network."""
+
+    scale: float = 1.0
+    interval: tuple[float, float] | None = None  # σ range (lo, hi]; hi may be inf
+
+    def __post_init__(self):
+        if not self.scale >= 0:
+            raise ValueError(f"guidance scale must be ≥ 0, got {self.scale}")
+        if self.interval is not None:
+            lo, hi = (float(v) for v in self.interval)
+            if not 0 <= lo < hi:
+                raise ValueError(f"guidance interval needs 0 ≤ low < high noise level σ, got {lo}, {hi}")
+            object.__setattr__(self, "interval", (lo, hi))
+
+    def active(self, sigma: float) -> bool:
+        """Whether guidance acts at noise level ``sigma``."""
+        if self.scale == 1.0:
+            return False
+        return self.interval is None or self.interval[0] < sigma <= self.interval[1]
+
+    def calls(self, sigma: float) -> int:
+        """Network evaluations a step at ``sigma`` costs: two where guidance mixes two predictions, else one."""
+        return 2 if self.active(sigma) and self.scale != 0.0 else 1
+
+    def record(self) -> dict:
+        return {"scale": self.scale, "interval": list(self.interval) if self.interval else None}
+
+
+class GuidedNet:
+    """``(x_t, t) → prediction`` of one class under a :class:`Guidance`; ``calls(t)`` is what a step costs in network
+    evaluations (two where guidance acts: the conditional and the reference)."""
+
+    def __init__(self, net: ClassNet, classes: np.ndarray, null_class: int, guidance: Guidance,
+                 sigmas: np.ndarray | None = None, reference: ClassNet | None = None):
+        if guidance.interval is not None and sigmas is None:
+            raise ValueError("a guidance interval needs the schedule's noise levels")
+        self.net, self.reference, self.guidance, self.sigmas = net, reference, guidance, sigmas
+        self.classes = np.asarray(classes, dtype=np.int64)
+        self.null_class = null_class
+
+    def _sigma(self, t: int) -> float:
+        return float(self.sigmas[t]) if self.sigmas is not None else 0.0
+
+    def calls(self, t: int) -> int:
+        return self.guidance.calls(self._sigma(t))
+
+    def _reference(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if self.reference is not None:
+            return self.reference(x, t, self.classes)
+        return self.net(x, t, np.full_like(self.classes, self.null_class))
+
+    def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        scale, classes = self.guidance.scale, self.classes
+        if not self.guidance.active(self._sigma(int(t[0]))):
+            return self.net(x, t, classes)
         if scale == 0.0:
-            return net(x, t, np.full_like(classes, null_class))
-        both = net(np.concatenate([x, x]), np.concatenate([t, t]),
-                   np.concatenate([classes, np.full_like(classes, null_class)]))
-        cond, uncond = np.split(both, 2)
-        return uncond + scale * (cond - uncond)
+            return self._reference(x, t)
+        if self.reference is not None:
+            cond, ref = self.net(x, t, classes), self.reference(x, t, classes)
+        else:
+            both = self.net(np.concatenate([x, x]), np.concatenate([t, t]),
+                            np.concatenate([classes, np.full_like(classes, self.null_class)]))
+            cond, ref = np.split(both, 2)
+        return ref + scale * (cond - ref)
 
-    return model_fn
 
-
-def calls_per_evaluation(guidance: float) -> int:
-    """Network evaluations one denoising step costs: 2 with guidance (conditional + unconditional)."""
-    return 1 if guidance in (0.0, 1.0) else 2
+def guided(net: ClassNet, classes: np.ndarray, null_class: int, scale: float | Guidance,
+           sigmas: np.ndarray | None = None, reference: ClassNet | None = None) -> GuidedNet:
+    """out = ref + w (out(x, c) - ref), ref = out(x, ∅) or ``reference(x, c)``; see :class:`Guidance`.
+    Where guidance acts without a reference, the network runs on a doubled batch (two calls' worth of work)."""
+    guidance = scale if isinstance(scale, Guidance) else Guidance(float(scale))
+    return GuidedNet(net, classes, null_class, guidance, sigmas, reference)
 
 
 @dataclass(frozen=True)
@@ -94,16 +154,19 @@ class Denoiser:
     ``calls`` counts network evaluations (a guided step counts two)."""
 
     def __init__(self, net: RawNet, schedule: NoiseSchedule, threshold: Threshold | None = None,
-                 calls_per_step: int = 1):
+                 calls_per_step: int | None = None):
         self.net, self.schedule, self.threshold = net, schedule, threshold
-        self.calls_per_step = calls_per_step
+        self.calls_per_step = calls_per_step  # None: the net's own calls(t) if it has one, else 1
         self.calls = 0
 
     def __call__(self, x: np.ndarray, t: int) -> np.ndarray:
         out = self.net(x.astype(np.float32), np.full(len(x), t, dtype=np.int64))
         if out.shape != x.shape:
             raise ValueError(f"model returned shape {out.shape} for input {x.shape}")
-        self.calls += self.calls_per_step
+        if self.calls_per_step is not None:
+            self.calls += self.calls_per_step
+        else:
+            self.calls += self.net.calls(t) if hasattr(self.net, "calls") else 1
         out = out.astype(np.float64)
         ab = self.schedule.alpha_bar[t]
         if self.schedule.prediction == "v":

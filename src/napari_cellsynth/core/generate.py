@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
-from .denoisers import Denoiser, DynamicThreshold, StaticThreshold, Threshold, calls_per_evaluation, guided
+from .denoisers import Denoiser, DynamicThreshold, Guidance, StaticThreshold, Threshold, guided
 from .images import denormalize
 from .outputs import bundle_provenance
 from .pipeline import batch_sizes, seeded_batches
@@ -41,6 +42,11 @@ class GenerationSettings:
     clip_x0: float | None = None  # clip every x̂₀ to ±clip_x0 (normalised scale); None: off
     threshold: str | None = None  # "static": the card's per-channel x0_bounds; "dynamic": Imagen's
     dynamic_percentile: float = 99.5
+    guidance_interval: tuple[float, float] | None = None  # noise levels σ (lo, hi] where guidance acts; None: all
+    guide: str | None = None  # autoguidance: a weaker DDPM bundle of the same data (folder or zoo:NAME) as reference
+
+    def make_guidance(self) -> Guidance:
+        return Guidance(self.guidance, tuple(self.guidance_interval) if self.guidance_interval else None)
 
     def spacing_for(self, model: OnnxModel) -> str | None:
         if model.card.kind == "gan":
@@ -60,7 +66,8 @@ class GenerationSettings:
         """Network evaluations per image: steps, twice over with guidance; one for a GAN."""
         if model.card.kind == "gan":
             return 1
-        return len(self.timesteps(model)) * calls_per_evaluation(self.guidance)
+        guidance, sigmas = self.make_guidance(), model.card.ddpm.schedule.sigmas
+        return int(sum(guidance.calls(float(sigmas[t])) for t in self.timesteps(model)))
 
     def make_threshold(self, model: OnnxModel) -> Threshold | None:
         if model.card.kind == "gan":
@@ -108,6 +115,33 @@ class GenerationSettings:
         if self.threshold is not None and self.clip_x0 is not None:
             raise ValueError("give either a clip_x0 bound or a threshold, not both")
         self.make_threshold(model)
+        self.make_guidance()
+        if self.guidance_interval is not None and self.guidance == 1.0:
+            raise ValueError("a guidance interval needs a guidance scale other than 1 (1 is plain conditioning)")
+        if self.guide is not None:
+            if self.guidance == 1.0:
+                raise ValueError("a guide bundle needs a guidance scale other than 1, e.g. 1.5 (1 ignores the guide)")
+            check_guide(model, guide_model(self.guide))
+
+
+@lru_cache(maxsize=4)
+def guide_model(location: str) -> OnnxModel:
+    """The autoguidance reference bundle, loaded once per process."""
+    return OnnxModel(location, kind="ddpm")
+
+
+def check_guide(model: OnnxModel, guide: OnnxModel) -> None:
+    """Autoguidance compares two predictions of the same quantity for the same x_t: the guide must share the
+    generator's classes, crop shape, normalisation and noise schedule."""
+    ours, theirs = model.card, guide.card
+    same = {"classes": (ours.classes, theirs.classes),
+            "crop shape": ((ours.n_channels, *ours.image_size), (theirs.n_channels, *theirs.image_size)),
+            "normalisation": (ours.normalization, theirs.normalization),
+            "noise schedule": (ours.ddpm.schedule.to_card(), theirs.ddpm.schedule.to_card())}
+    for what, (a, b) in same.items():
+        if a != b:
+            raise ValueError(f"guide '{theirs.name}' has another {what} than generator '{ours.name}' ({b} vs {a}); "
+                             "autoguidance needs a weaker model trained on the same data with the same schedule")
 
 
 @dataclass
@@ -129,7 +163,9 @@ def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
             "eta": settings.eta if not gan and "eta" in SAMPLERS[settings.sampler].options else None,
             "guidance": None if gan else settings.guidance, "seed": settings.seed, "batch_size": settings.batch_size,
             "clip_x0": None if gan else settings.clip_x0, "threshold": threshold.record() if threshold else None,
-            "prediction": "image" if gan else model.card.ddpm.schedule.prediction}
+            "prediction": "image" if gan else model.card.ddpm.schedule.prediction,
+            "guidance_interval": None if gan or not settings.guidance_interval else list(settings.guidance_interval),
+            "guide": bundle_provenance(guide_model(settings.guide).card) if settings.guide and not gan else None}
 
 
 def _gan_pass(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.random.Generator):
@@ -153,8 +189,16 @@ def _sampling(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.ra
     def net(x, t, cls):
         return model.run({"x": x, "t": t, "class": cls})[output]
 
-    raw = guided(net, np.full(n, card.classes.index(settings.class_name)), card.ddpm.null_class, settings.guidance)
-    denoise = Denoiser(raw, schedule, settings.make_threshold(model), calls_per_evaluation(settings.guidance))
+    reference = None
+    if settings.guide:
+        guide = guide_model(settings.guide)
+
+        def reference(x, t, cls):
+            return guide.run({"x": x, "t": t, "class": cls})[guide.card.outputs["names"][0]]
+
+    raw = guided(net, np.full(n, card.classes.index(settings.class_name)), card.ddpm.null_class,
+                 settings.make_guidance(), schedule.sigmas, reference)
+    denoise = Denoiser(raw, schedule, settings.make_threshold(model))
     noise = rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32)
     options = {"eta": settings.eta} if "eta" in SAMPLERS[settings.sampler].options else {}
     return run_sampler(settings.sampler, denoise, noise, schedule, settings.timesteps(model), rng, **options)

@@ -100,6 +100,13 @@ class NoiseSchedule:
     def alphas(self) -> np.ndarray:
         return 1.0 - self.betas
 
+    @property
+    def sigmas(self) -> np.ndarray:
+        """The noise level of each step as EDM counts it (Karras et al. 2022): σ_t = √((1-ᾱ_t)/ᾱ_t), x_t/√ᾱ_t =
+        x_0 + σ_t ε; infinite where ᾱ_t = 0 (the last step of a zero-terminal-SNR schedule)."""
+        with np.errstate(divide="ignore"):
+            return np.sqrt((1 - self.alpha_bar) / self.alpha_bar)
+
     def alpha_bar_prev(self) -> np.ndarray:
         return np.concatenate([[1.0], self.alpha_bar[:-1]])
 

@@ -27,13 +27,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_cellsynth.core.denoisers import Guidance
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_with_bar
 from napari_cellsynth.core.samplers import SAMPLERS
 
 from .arms import all_arms
 from .realism_filters import FILTERS
-from .settings import StudySettings
+from .settings import SamplingOptions, StudySettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only N (or a fraction, 0.1) of a class's training cells: simulate scarcity")
     p.add_argument("--generator", nargs="+", action="append", default=[], metavar="[NAME=]BUNDLE",
                    help="generator bundles (DDPM or GAN; zoo:NAME or a folder); one-class bundles of one generator "
-                        "share a NAME")
+                        "share a NAME.  Options after commas: guidance=W, interval=LOW:HIGH (the noise levels σ where "
+                        "guidance acts), guide=BUNDLE (autoguidance), e.g. g2=zoo:ddpm-a,guidance=2,interval=0.28:5.42")
     p.add_argument("--filters", nargs="*", default=[], choices=list(FILTERS),
                    help="realism filters, each an arm per generator")
     p.add_argument("--count", type=int, help="synthetic cells per rare class (default: up to the median training "
@@ -74,21 +76,67 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def generator_names(groups: list[list[str]]) -> dict[str, tuple[str, ...]]:
-    """``[["zoo:ddpm-a"], ["gan=B", "gan=C"]]`` → ``{"ddpm-a": ("zoo:ddpm-a",), "gan": ("B", "C")}``."""
+SAMPLING_KEYS = ("guidance", "interval", "guide")
+
+
+def bundle_location(item: str, bundle: str) -> str:
+    if bundle.startswith("zoo:"):
+        return bundle
+    if not Path(bundle).is_dir():
+        raise ValueError(f"--generator {item!r}: {bundle} is not a bundle folder; give a folder or zoo:NAME")
+    return str(Path(bundle).resolve())
+
+
+def sampling_options(item: str, options: list[str]) -> SamplingOptions:
+    """``["guidance=1.5", "interval=0.28:5.42", "guide=BUNDLE"]`` → :class:`SamplingOptions`."""
+    values: dict = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in SAMPLING_KEYS:
+            raise ValueError(f"--generator {item!r}: unknown option {option!r}; write NAME=BUNDLE,KEY=VALUE with KEY "
+                             f"one of {', '.join(SAMPLING_KEYS)} (e.g. guidance=1.5,interval=0.28:5.42)")
+        try:
+            if key == "guidance":
+                values["guidance"] = float(value)
+            elif key == "interval":
+                low, high = value.split(":")
+                values["guidance_interval"] = (float(low), float(high))
+            else:
+                values["guide"] = bundle_location(item, value)
+        except ValueError as error:
+            if "bundle folder" in str(error):
+                raise
+            raise ValueError(f"--generator {item!r}: {key}={value!r} is not a number{' pair LOW:HIGH' * (key == 'interval')}"
+                             ) from None
+    options = SamplingOptions(**values)
+    Guidance(options.guidance, options.guidance_interval)  # the scale and interval are checked here, in one line
+    if (options.guide or options.guidance_interval) and options.guidance == 1.0:
+        raise ValueError(f"--generator {item!r}: an interval or a guide needs guidance other than 1 (e.g. guidance=1.5)")
+    return options
+
+
+def generator_names(groups: list[list[str]]) -> tuple[dict[str, tuple[str, ...]], dict[str, SamplingOptions]]:
+    """``[["zoo:ddpm-a"], ["gan=B", "gan=C"], ["g15=zoo:ddpm-a,guidance=1.5"]]`` → bundles by name
+    ``{"ddpm-a": ("zoo:ddpm-a",), "gan": ("B", "C"), "g15": ("zoo:ddpm-a",)}`` and sampling options by name (only
+    where given: ``{"g15": SamplingOptions(guidance=1.5)}``)."""
     named: dict[str, list[str]] = {}
+    sampling: dict[str, SamplingOptions] = {}
     for item in (item for group in groups for item in group):
-        name, sep, bundle = item.partition("=")
+        head, *options = item.split(",")
+        name, sep, bundle = head.partition("=")
         if not sep:
-            name, bundle = Path(item.removeprefix("zoo:")).name, item
+            name, bundle = Path(head.removeprefix("zoo:")).name, head
         if not name or not bundle or not name.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"--generator {item!r}: write BUNDLE or NAME=BUNDLE, NAME of letters, digits, - and _")
-        if not bundle.startswith("zoo:"):
-            if not Path(bundle).is_dir():
-                raise ValueError(f"--generator {item!r}: {bundle} is not a bundle folder; give a folder or zoo:NAME")
-            bundle = str(Path(bundle).resolve())
-        named.setdefault(name, []).append(bundle)
-    return {name: tuple(bundles) for name, bundles in named.items()}
+            raise ValueError(f"--generator {item!r}: write BUNDLE or NAME=BUNDLE[,KEY=VALUE...], NAME of letters, "
+                             "digits, - and _")
+        named.setdefault(name, []).append(bundle_location(item, bundle))
+        if options:
+            chosen = sampling_options(item, options)
+            if name in sampling and sampling[name] != chosen:
+                raise ValueError(f"--generator {item!r}: the bundles of {name} must share their options")
+            if chosen != SamplingOptions():
+                sampling[name] = chosen
+    return {name: tuple(bundles) for name, bundles in named.items()}, sampling
 
 
 def settings_from(args) -> StudySettings:
@@ -105,7 +153,7 @@ def settings_from(args) -> StudySettings:
     if args.scheduler == "threads":
         raise ValueError("--scheduler threads: trainings run in processes; use --workers N (local processes) or a dask "
                          "scheduler address")
-    generators = generator_names(args.generator)
+    generators, sampling = generator_names(args.generator)
     if args.arms:
         known = all_arms(list(generators), list(args.filters))
         unknown = [a for a in args.arms if a not in known]
@@ -114,7 +162,7 @@ def settings_from(args) -> StudySettings:
     return StudySettings(
         data=str(Path(args.data).resolve()), rare=tuple(args.rare), label_map=args.label_map,
         labels_csv=str(Path(args.labels_csv).resolve()) if args.labels_csv else None, size=args.size,
-        keep=tuple(args.keep), generators=generators, filters=tuple(args.filters), count=args.count,
+        keep=tuple(args.keep), generators=generators, sampling=sampling, filters=tuple(args.filters), count=args.count,
         pool_factor=args.pool_factor, sampler=args.sampler, sample_steps=args.sample_steps, split_seed=args.split_seed,
         steps=args.steps, width=args.width, batch_size=args.batch_size, focused_n=args.focused_n,
         seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers, scheduler=args.scheduler,

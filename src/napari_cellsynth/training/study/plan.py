@@ -128,6 +128,11 @@ class StudyPlan:
         if missing:
             raise ValueError(f"--generator {generator}: no bundle makes {missing}; give a class-conditional bundle "
                              "with every rare class, or one bundle per rare class")
+        guide = self.settings.sampling_of(generator).guide
+        if guide:  # the autoguidance reference shapes the cells too: it must not have seen test cells either
+            guide_model = OnnxModel(guide, kind="ddpm")
+            for name in by_class:
+                self.check_generator(guide_model, name)
         return by_class
 
     def check_generator(self, model: OnnxModel, name: str) -> None:
@@ -150,8 +155,16 @@ class StudyPlan:
             raise ValueError(f"generator '{card.name}' makes {channels}×{size[0]}×{size[1]} crops, the data's are "
                              f"{'×'.join(map(str, ours))}: train the generator on this data (or pass --size)")
 
-    def pool_size(self, name: str) -> int:
-        factor = self.settings.pool_factor if self.settings.filters else 1.0
+    def filters_choose_from(self, generator: str) -> bool:
+        """Whether a filtered arm of ``generator`` runs: only then does its pool hold more cells than an arm adds."""
+        from .arms import all_arms, chosen_arms
+
+        arms = chosen_arms(all_arms(list(self.settings.generators), list(self.settings.filters)),
+                           list(self.settings.arms))
+        return any(arm.generator == generator and arm.filter for arm in arms)
+
+    def pool_size(self, name: str, generator: str) -> int:
+        factor = self.settings.pool_factor if self.filters_choose_from(generator) else 1.0
         return int(np.ceil(self.needed()[name] * factor))
 
     def generated_pool(self, generator: str, seed: int) -> Path:
@@ -160,11 +173,17 @@ class StudyPlan:
         root = self.out / "synthetic" / generator / f"seed{seed}"
         path = root / "pool.npz"
         if path.is_file():
-            return path
+            with np.load(path, allow_pickle=False) as pool:
+                labels = pool["labels"]
+            if all((labels == name).sum() >= self.pool_size(name, generator) for name in self.settings.rare):
+                return path
+            # a filtered arm came later: the pool grows, its first cells (the unfiltered arm's) stay the same
         images, labels, provenance = [], [], {}
         for name, model in self.generator_models(generator).items():
-            settings = GenerationSettings(name, self.pool_size(name), self.settings.sampler, self.settings.sample_steps,
-                                          seed=seed, batch_size=32)
+            options = self.settings.sampling_of(generator)
+            settings = GenerationSettings(name, self.pool_size(name, generator), self.settings.sampler,
+                                          self.settings.sample_steps, options.guidance, seed=seed, batch_size=32,
+                                          guidance_interval=options.guidance_interval, guide=options.guide)
             record = run_to_end(generate_into(root / "tiff" / name, model, settings))
             images.append(read_generated(root / "tiff" / name, record, settings.count).astype(self.data.crops.images.dtype,
                                                                                            copy=False))

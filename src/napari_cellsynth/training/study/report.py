@@ -41,6 +41,17 @@ def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
     return summary
 
 
+def sampling_text(options, settings) -> str:
+    """``DPM-Solver++(2M), 20 steps, guidance 2 at 0.28 < σ ≤ 5.42, reference: the guide bundle``."""
+    text = f"{settings.sampler}, {settings.sample_steps} steps"
+    if options.guidance == 1.0:
+        return text + ", plain conditioning"
+    text += f", guidance {options.guidance:g}"
+    if options.guidance_interval:
+        text += f" at {options.guidance_interval[0]:g} < σ ≤ {options.guidance_interval[1]:g}"
+    return text + (f", autoguidance by {options.guide}" if options.guide else ", classifier-free")
+
+
 def per_seed_plot(summary: dict, path: Path) -> None:
     """Each arm's rare-class F1 per seed, one line per seed across the arms (paired by seed)."""
     from matplotlib.figure import Figure
@@ -113,7 +124,19 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {arm} | {len(row['seeds'])} | {fmt(row['rare_f1'])} | {fmt(row['macro_f1'])} | "
                      f"{fmt_test((row.get('vs_real') or {}).get('rare_f1'))} | "
                      f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} |")
-    return "\n".join(lines) + f"\n\n{summary['verdict']}\n"
+    text = "\n".join(lines) + f"\n\n{summary['verdict']}\n"
+    if summary["fidelity"]:
+        rows = ["| generator | class | class fidelity | scorer's real test recall | precision | recall | coverage | "
+                "finer labels: generated cover / real cover |", "|---|---|---|---|---|---|---|---|"]
+        for generator, record in summary["fidelity"].items():
+            for c in rare:
+                f = record[c]
+                finer = "; ".join(f"{label} {fmt(x['recall_generated'])} / {fmt(x['recall_real'])}"
+                                  for label, x in f.get("finer", {}).items())
+                rows.append(f"| {generator} | {c} | {fmt(f['class_fidelity'])} | {fmt(f['real_test_recall'])} | "
+                            f"{fmt(f['precision'])} | {fmt(f['recall'])} | {fmt(f['coverage'])} | {finer} |")
+        text += "\n" + "\n".join(rows) + "\n"
+    return text
 
 
 def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
@@ -156,6 +179,9 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
                   + table(["generator", "class", "label", "test cells", "generated cover", "real training cells cover"],
                           finer_rows)) if finer_rows else ""
     kept_rows = [[arm, c, f"{k[c]['kept']} of {k[c]['generated']}"] for arm, k in summary["kept"].items() for c in rare]
+    settings = plan.settings
+    generator_rows = [[name, ", ".join(bundles), sampling_text(settings.sampling_of(name), settings)]
+                      for name, bundles in settings.generators.items()]
     counts = ", ".join(f"{c} {data['train_counts'][c]}/{data['test_counts'][c]}" for c in classes)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>cellsynth study</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}td,th{{padding:.2em .7em;text-align:right}}
@@ -173,6 +199,7 @@ classifier recipe on the same split and is scored on the same real test cells; a
 <p>Arm minus reference, per seed: mean [95 % bootstrap CI], two-sided Wilcoxon signed-rank p, and in how many seeds
 the arm was higher.</p>{table(["arm", "against", " and ".join(rare) + " F1", "macro-F1"], tests)}
 {'<img src="per_seed.png">' if summary['arms'] else ''}
+<h2>Generators</h2>{table(["generator", "bundles", "sampling"], generator_rows) if generator_rows else '<p>None.</p>'}
 <h2>Generator fidelity</h2>
 <p>Class fidelity: the share of generated cells that a classifier trained on real cells only calls their class, beside
 that classifier's recall on real test cells of the class. The classifier had no part in making or choosing the cells:

@@ -1,6 +1,6 @@
 """What a study is: typed, written to ``OUT/settings.json`` on the first run and compared on every later one, so that
 a resumed study never mixes runs made under other settings.  Seeds, arms, workers, the scheduler and threads may
-change between runs; nothing else."""
+change between runs, and generators may be added; nothing else."""
 
 from __future__ import annotations
 
@@ -15,6 +15,21 @@ RUN_ONLY = ("seeds", "arms", "workers", "scheduler", "threads")
 
 
 @dataclass(frozen=True)
+class SamplingOptions:
+    """How one generator's cells are sampled beyond the study's sampler and steps: the guidance scale, the noise levels
+    it acts at, and an autoguidance reference bundle (:class:`napari_cellsynth.core.denoisers.Guidance`)."""
+
+    guidance: float = 1.0
+    guidance_interval: tuple[float, float] | None = None
+    guide: str | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SamplingOptions":
+        interval = values.get("guidance_interval")
+        return cls(float(values.get("guidance", 1.0)), tuple(interval) if interval else None, values.get("guide"))
+
+
+@dataclass(frozen=True)
 class StudySettings:
     data: str
     rare: tuple[str, ...]
@@ -23,6 +38,7 @@ class StudySettings:
     size: int | None = None
     keep: tuple[str, ...] = ()  # CLASS=N or CLASS=FRACTION: the rare classes thinned in the training part
     generators: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → bundles
+    sampling: dict[str, SamplingOptions] = field(default_factory=dict)  # name → options (absent: plain conditioning)
     filters: tuple[str, ...] = ()
     count: int | None = None  # synthetic cells per rare class (None: up to the median of the other classes)
     pool_factor: float = 2.0  # generated cells per kept one, for the filtered arms
@@ -51,19 +67,30 @@ class StudySettings:
                 values[key] = tuple(values[key])
         if "generators" in values:
             values["generators"] = {k: tuple(v) for k, v in values["generators"].items()}
+        if "sampling" in values:
+            values["sampling"] = {k: SamplingOptions.from_dict(v) for k, v in values["sampling"].items()}
         return cls(**values)
 
+    def sampling_of(self, generator: str) -> SamplingOptions:
+        return self.sampling.get(generator, SamplingOptions())
+
     def fixed(self) -> dict:
-        """The settings every run of the study depends on."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY}
+        """The settings every run of the study depends on (a generator by its bundles and sampling options)."""
+        values = {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY + ("generators", "sampling")}
+        return values | {"generator " + name: [list(bundles), self.to_dict()["sampling"].get(name)]
+                         for name, bundles in self.generators.items()}
 
     def record(self, out: Path) -> None:
         """Write ``settings.json``, or check it against the one there."""
         path = out / "settings.json"
         if path.is_file():
             earlier = StudySettings.from_dict(json.loads(path.read_text())).fixed()
-            changed = sorted(k for k, v in self.fixed().items() if earlier.get(k) != v)
+            # a generator may be added (its arms are new runs); one that is there keeps its bundles and options
+            changed = sorted(k for k, v in self.fixed().items() if earlier.get(k) != v
+                             and not (k.startswith("generator ") and k not in earlier))
+            changed += sorted(k for k in earlier if k.startswith("generator ") and k not in self.fixed())
             if changed:
                 raise ValueError(f"{out} holds a study with other {', '.join(changed)}; choose another --out (only "
-                                 f"{', '.join('--' + k for k in RUN_ONLY)} may change when a study is resumed)")
+                                 f"{', '.join('--' + k for k in RUN_ONLY)} may change, and generators be added, when "
+                                 "a study is resumed)")
         write_json_atomic(path, self.to_dict())
