@@ -99,6 +99,22 @@ def test_every_arm_adds_what_it_names(finished_study):
     finer = fidelity["M"]["finer"]  # jurkat4's M holds the four mitotic phases: each is scored on its own
     assert {"Prophase", "Metaphase"} <= set(finer) and finer["Prophase"]["test_cells"] > finer["Metaphase"]["test_cells"]
     assert all(0 <= f[key]["mean"] <= 1 for f in finer.values() for key in ("recall_generated", "recall_real"))
+    # a 20-step tiny DDPM makes blurs: far from every training cell, never a copy of one
+    assert -1 <= fidelity["M"]["ssim_max"]["mean"] < 0.9 and fidelity["M"]["ssim_max_above_real"]["mean"] < 0.5
+
+
+def test_ssim_max_finds_copies_of_training_cells(jurkat_slice):
+    """Memorisation check: a training cell's own copy has SSIM-max 1, a real test cell less, noise near 0."""
+    from napari_cellsynth.training.study.fidelity import nearest_ssim
+
+    with np.load(jurkat_slice) as data:
+        cells = data["images"][:40].astype(np.float64)
+    train, test = cells[:30], cells[30:]
+    span = float(train.max() - train.min())
+    assert np.allclose(nearest_ssim(train[:5], train, span), 1.0)
+    real = nearest_ssim(test, train, span)
+    noise = nearest_ssim(np.random.default_rng(0).uniform(train.min(), train.max(), test.shape), train, span)
+    assert np.all(real < 0.999) and real.mean() > noise.mean() + 0.2 and abs(noise.mean()) < 0.1
 
 
 def test_a_killed_study_resumes_without_redoing_finished_runs(jurkat_slice, tmp_path):
@@ -230,6 +246,23 @@ def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_stud
     assert done.returncode == 0, done.stderr
     with np.load(pool) as grown, np.load(added) as first:
         assert len(grown["labels"]) == 32 and np.array_equal(grown["images"][:16], first["images"])
+    # each generator's bundle copied with its measured fidelity in the card, which cellsynth info prints
+    source_card = (half_m_generator / "card.json").read_bytes()
+    done = study(*base, "--generator", f"tiny={half_m_generator}", guided, "--report-only", "--bundles-out",
+                 tmp_path / "measured")
+    assert done.returncode == 0, done.stderr
+    assert (half_m_generator / "card.json").read_bytes() == source_card  # the input bundle is left as it was
+    summary = json.loads((out / "summary.json").read_text())
+    for name, sampling in (("tiny", "plain conditioning"), ("guided", "guidance 2 at 0.1 < σ ≤ inf")):
+        card = json.loads((tmp_path / "measured" / name / "card.json").read_text())
+        assert sampling in card["fidelity"]["sampling"] and card["fidelity"]["seeds"] == [0, 1]
+        assert card["fidelity"]["classes"]["M"]["class_fidelity"] == summary["fidelity"][name]["M"]["class_fidelity"]
+        info = subprocess.run([CELLSYNTH, "info", str(tmp_path / "measured" / name)], capture_output=True, text=True)
+        assert info.returncode == 0 and json.loads(info.stdout)["fidelity"] == card["fidelity"]
+        mean = summary["fidelity"][name]["M"]["class_fidelity"]["mean"]
+        assert f"fidelity: M: {mean:.3f} of generated cells called M" in info.stderr
+    info = subprocess.run([CELLSYNTH, "info", str(half_m_generator)], capture_output=True, text=True)
+    assert "fidelity: not measured" in info.stderr
     for generators, message in (([f"tiny={half_m_generator},guidance=3"], "other generator tiny"),
                                 ([f"tiny={half_m_generator}", f"x={half_m_generator},guidanse=2"], "unknown option"),
                                 ([f"tiny={half_m_generator}", f"x={half_m_generator},interval=1:2"],

@@ -111,6 +111,46 @@ class GanSection:
                                                                  bool(card.extra["gan"]["conditional"])))
 
 
+@dataclass(frozen=True)
+class FidelitySection:
+    """A generator's measured fidelity (``cellsynth study --bundles-out``): per class, the share of its cells that a
+    real-data classifier with no part in making them calls the class, beside that classifier's recall on real test
+    cells; precision, recall, density and coverage on its features; SSIM-max to the training cells (memorisation);
+    coverage of finer labels.  Each number a ``{"mean", "std"}`` over the study's seeds.  ``sampling`` says how the
+    cells were made (fidelity depends on it); ``measured_by`` is the study's command."""
+
+    classes: dict[str, dict]
+    sampling: str
+    seeds: list[int]
+    independent: bool
+    measured_by: str
+
+    @classmethod
+    def from_card(cls, card: "Card") -> "FidelitySection | None":
+        data = card.extra.get("fidelity")
+        if not data:
+            return None
+        return _read_section(card, ("ddpm", "gan"), "fidelity", lambda: cls(
+            dict(data["classes"]), str(data["sampling"]), list(data["seeds"]), bool(data["independent"]),
+            str(data["measured_by"])))
+
+    def to_dict(self) -> dict:
+        return {"classes": self.classes, "sampling": self.sampling, "seeds": self.seeds,
+                "independent": self.independent, "measured_by": self.measured_by}
+
+    def lines(self) -> list[str]:
+        """One readable line per class."""
+        out = []
+        for name, f in self.classes.items():
+            def m(key: str) -> str:
+                return f"{f[key]['mean']:.3f}" if key in f else "?"
+            out.append(f"{name}: {m('class_fidelity')} of generated cells called {name} by an independent real-data "
+                       f"classifier (its recall on real {name}: {m('real_test_recall')}); precision {m('precision')}, "
+                       f"recall {m('recall')}, coverage {m('coverage')}; SSIM-max {m('ssim_max')} (real test cells "
+                       f"{m('ssim_max_real_test')}); {len(self.seeds)} seeds; {self.sampling}")
+        return out
+
+
 class _SectionView:
     """``card.ddpm`` and the like: the typed view of a kind-specific section, read when asked for."""
 
@@ -142,6 +182,7 @@ class Card:
     bridge = _SectionView(BridgeSection)
     condition = _SectionView(ConditionSection)
     gan = _SectionView(GanSection)
+    fidelity = _SectionView(FidelitySection)  # None until measured
 
     @property
     def object_crop(self) -> str:

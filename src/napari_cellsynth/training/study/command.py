@@ -24,6 +24,7 @@ Wilcoxon p and bootstrap CIs, a per-seed plot, the cells each arm adds, the gene
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(tcp://host:8786), as cellsynth batch")
     p.add_argument("--threads", type=int, default=0, help="torch threads per training (0: cores / workers)")
     p.add_argument("--report-only", action="store_true", help="write the report from the runs on disk")
+    p.add_argument("--bundles-out", metavar="DIR",
+                   help="write a copy of each generator bundle with its measured fidelity in the card to DIR/NAME "
+                        "(cellsynth info shows it; the bundles given are not changed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True)
     return p
@@ -187,7 +191,14 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         with tqdm(desc="study", unit="task", disable=args.quiet) as bar:
             plan = run_with_bar(run_study(settings, out), bar)
-    report = write_report(plan, study_arms(settings), "cellsynth study " + " ".join(argv))
+    command = "cellsynth study " + " ".join(argv)
+    report = write_report(plan, study_arms(settings), command)
+    if args.bundles_out:
+        from .fidelity import write_bundles_with_fidelity
+
+        summary = json.loads((out / "summary.json").read_text())
+        for folder in write_bundles_with_fidelity(plan, summary, Path(args.bundles_out), command):
+            print(f"bundle with its fidelity in the card: {folder}")
     print((out / "summary.md").read_text())
     print(f"report: {report}")
     return report

@@ -7,6 +7,8 @@ one whose classifier filtered the cells (with one seed there is no other, and th
   recall on the real test cells of c;
 - precision, recall, density and coverage of the generated cells against the real training cells of c, on the
   scoring classifier's features (:func:`~napari_cellsynth.core.knn_realism.precision_recall`);
+- SSIM-max: each generated cell's SSIM to its nearest real training cell of c, beside the same for the real test cells
+  of c, and the share of generated cells closer than 95 % of the real test cells come (memorisation);
 - where the data's own labels are finer than the class (Jurkat's Prophase, Metaphase, Anaphase and Telophase inside
   M), the recall of each finer label's real test cells: the share inside the k-NN balls of as many generated cells
   as the class has real training cells, beside the same share for the real training cells themselves (what copies
@@ -16,6 +18,9 @@ one whose classifier filtered the cells (with one seed there is no other, and th
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -47,7 +52,15 @@ def generator_fidelity(plan: StudyPlan, generator: str, seed: int, seeds: list[i
     arm, scorer = scorer_of(plan, seed, seeds)
     path = plan.out / "fidelity" / f"{generator}-seed{seed}-by-{arm}{scorer}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
+        missing = [name for name in plan.settings.rare if "ssim_max" not in record["classes"][name]]
+        if missing:  # written before SSIM-max was measured: add it
+            with np.load(plan.generated_pool(generator, seed), allow_pickle=False) as pool:
+                images, labels = pool["images"], pool["labels"]
+            for name in missing:
+                record["classes"][name].update(ssim_max(plan, name, images[labels == name]))
+            write_json_atomic(path, record)
+        return record
     model = OnnxModel(bundle_of(plan.out, arm, scorer), kind="classifier")
     real_metrics = json.loads((run_folder(plan.out, arm, scorer) / "metrics_test.json").read_text())
     with np.load(plan.generated_pool(generator, seed), allow_pickle=False) as pool:
@@ -63,9 +76,33 @@ def generator_fidelity(plan: StudyPlan, generator: str, seed: int, seeds: list[i
             "generated": int(rows.sum()), "class_fidelity": float(called.mean()),
             "real_test_recall": float(real_metrics["per_class"][name]["recall"]),
             **precision_recall(real.features, made.features[rows]),
+            **ssim_max(plan, name, images[rows]),
             "finer": finer_recall(plan, model, name, made.features[rows], real.features, seed)}
     write_json_atomic(path, record)
     return record
+
+
+def nearest_ssim(cells: np.ndarray, references: np.ndarray, data_range: float) -> np.ndarray:
+    """For each cell, the largest SSIM (all channels) to any of ``references``."""
+    from skimage.metrics import structural_similarity
+
+    cells, references = cells.astype(np.float64), references.astype(np.float64)
+    return np.array([max(structural_similarity(cell, ref, channel_axis=0, data_range=data_range) for ref in references)
+                     for cell in cells])
+
+
+def ssim_max(plan: StudyPlan, name: str, generated: np.ndarray, most: int = 256) -> dict:
+    """Memorisation: each generated cell's SSIM to its nearest real training cell of the class, beside the same for
+    the real test cells (how close a new real cell comes to the training cells).  A generator that copies its training
+    cells scores near 1 where real test cells do not.  At most ``most`` cells of each are compared."""
+    real = plan.rare_real(name)
+    test = plan.split["test"]
+    test_cells = plan.data.crops.images[test[plan.data.y[test] == plan.classes.index(name)]]
+    data_range = float(real.max()) - float(real.min()) or 1.0
+    generated_max = nearest_ssim(generated[:most], real, data_range)
+    test_max = nearest_ssim(test_cells[:most], real, data_range)
+    return {"ssim_max": float(np.mean(generated_max)), "ssim_max_real_test": float(np.mean(test_max)),
+            "ssim_max_above_real": float(np.mean(generated_max > np.quantile(test_max, 0.95)))}
 
 
 def finer_recall(plan: StudyPlan, model, name: str, generated: np.ndarray, real_train: np.ndarray,
@@ -91,7 +128,8 @@ def finer_recall(plan: StudyPlan, model, name: str, generated: np.ndarray, real_
 
 def summarize_fidelity(records: list[dict], rare: list[str]) -> dict:
     """Mean ± std over seeds of every fidelity number, per rare class."""
-    keys = ("class_fidelity", "real_test_recall", "precision", "recall", "density", "coverage")
+    keys = ("class_fidelity", "real_test_recall", "precision", "recall", "density", "coverage", "ssim_max",
+            "ssim_max_real_test", "ssim_max_above_real")
     summary = {"seeds": [r["seed"] for r in records], "independent": all(r["independent"] for r in records)}
     for name in rare:
         summary[name] = {key: {"mean": float(np.mean([r["classes"][name][key] for r in records])),
@@ -105,3 +143,34 @@ def summarize_fidelity(records: list[dict], rare: list[str]) -> dict:
             for label in labels if all(label in r["classes"][name].get("finer", {}) for r in records)}
     return summary
 
+
+
+def write_bundles_with_fidelity(plan: StudyPlan, summary: dict, folder: Path, command: str) -> list[Path]:
+    """A copy of each generator bundle whose fidelity this study measured, in ``folder/NAME``, with the fidelity in its
+    card (``card.fidelity``; ``cellsynth info`` prints it).  The bundles themselves are never changed."""
+    from napari_cellsynth.core.bundle import CARD_NAME, FidelitySection, read_card
+    from napari_cellsynth.core.zoo import resolve
+
+    from .report import sampling_text
+
+    written = []
+    for generator, record in summary["fidelity"].items():
+        bundles = plan.settings.generators[generator]
+        for location in bundles:
+            source = resolve(location)
+            card = read_card(source)
+            classes = {name: record[name] for name in plan.settings.rare if name in card.classes}
+            if not classes:
+                continue
+            name = generator if len(bundles) == 1 else f"{generator}-{card.name}"
+            card.extra["fidelity"] = FidelitySection(
+                classes, sampling_text(plan.settings.sampling_of(generator), plan.settings), list(record["seeds"]),
+                bool(record["independent"]), command).to_dict()
+            target, staging = folder / name, folder / f".{name}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(source, staging)
+            write_json_atomic(staging / CARD_NAME, card.to_dict())
+            shutil.rmtree(target, ignore_errors=True)  # an earlier copy of this study's output
+            os.replace(staging, target)
+            written.append(target)
+    return written

@@ -127,14 +127,16 @@ def markdown(summary: dict) -> str:
     text = "\n".join(lines) + f"\n\n{summary['verdict']}\n"
     if summary["fidelity"]:
         rows = ["| generator | class | class fidelity | scorer's real test recall | precision | recall | coverage | "
-                "finer labels: generated cover / real cover |", "|---|---|---|---|---|---|---|---|"]
+                "SSIM-max generated / real test | finer labels: generated cover / real cover |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for generator, record in summary["fidelity"].items():
             for c in rare:
                 f = record[c]
                 finer = "; ".join(f"{label} {fmt(x['recall_generated'])} / {fmt(x['recall_real'])}"
                                   for label, x in f.get("finer", {}).items())
                 rows.append(f"| {generator} | {c} | {fmt(f['class_fidelity'])} | {fmt(f['real_test_recall'])} | "
-                            f"{fmt(f['precision'])} | {fmt(f['recall'])} | {fmt(f['coverage'])} | {finer} |")
+                            f"{fmt(f['precision'])} | {fmt(f['recall'])} | {fmt(f['coverage'])} | "
+                            f"{fmt(f['ssim_max'])} / {fmt(f['ssim_max_real_test'])} | {finer} |")
         text += "\n" + "\n".join(rows) + "\n"
     return text
 
@@ -169,6 +171,7 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
             f = record[c]
             fidelity_rows.append([generator, c, fmt(f["class_fidelity"]), fmt(f["real_test_recall"]),
                                   fmt(f["precision"]), fmt(f["recall"]), fmt(f["density"]), fmt(f["coverage"]),
+                                  fmt(f["ssim_max"]), fmt(f["ssim_max_real_test"]), fmt(f["ssim_max_above_real"]),
                                   "yes" if record["independent"] else "no (one seed)"])
     finer_rows = [[generator, c, label, str(f["test_cells"]), fmt(f["recall_generated"]), fmt(f["recall_real"])]
                   for generator, record in summary["fidelity"].items() for c in rare
@@ -205,9 +208,12 @@ the arm was higher.</p>{table(["arm", "against", " and ".join(rare) + " F1", "ma
 that classifier's recall on real test cells of the class. The classifier had no part in making or choosing the cells:
 with --keep it learnt from the unthinned training part, otherwise it is another seed's real-only classifier.
 Precision, recall, density and coverage: generated against real training cells of the class on that classifier's
-features (k = 3).</p>
+features (k = 3). SSIM-max: each cell's SSIM to its nearest real training cell of the class, for the generated cells
+and for the real test cells, and the share of generated cells closer to a training cell than 95 % of the real test
+cells come (memorisation shows as SSIM-max near 1 and a large share).</p>
 {table(["generator", "class", "class fidelity", "real test recall", "precision", "recall", "density", "coverage",
-        "independent scorer"], fidelity_rows) if fidelity_rows else '<p>No generator in this study.</p>'}
+        "SSIM-max", "SSIM-max of real test cells", "closer than 95 % of real", "independent scorer"], fidelity_rows)
+ if fidelity_rows else '<p>No generator in this study.</p>'}
 {finer_html}
 {('<h3>Kept by the filters (all seeds)</h3>' + table(["arm", "class", "kept"], kept_rows)) if kept_rows else ''}
 <h2>Cells each arm adds (first seed): real on the left, added on the right</h2>
