@@ -98,3 +98,38 @@ def test_the_checker_sees_a_violation(tmp_path):
     bad.write_text("def f():\n    from ..training.trainers.bbdm import train\n")
     names = imports(bad, ("napari_cellsynth", "export", "export_probe"))
     assert subpackages(names) - LEAVES == {"trainers"}
+
+
+def test_core_modules_import_each_other_without_cycles():
+    """No two core modules need each other, not even through a function-local import (which would hide the cycle
+    from Python's import machinery but not from a reader)."""
+    paths = {".".join(p.relative_to(REPO / "src").with_suffix("").parts).removesuffix(".__init__"): p
+             for p in modules(CORE)}
+    graph = {}
+    for name, path in paths.items():
+        package = path.relative_to(REPO / "src").with_suffix("").parts
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level] if node.level else ()
+                module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                # `from . import models` needs the module models, not the package's __init__
+                deps |= {f"{module}.{a.name}" if f"{module}.{a.name}" in paths else module for a in node.names}
+        graph[name] = {d for d in deps if d in paths} - {name}
+    cycles, state = [], {}
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                cycles.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, " ; ".join(" → ".join(c.removeprefix("napari_cellsynth.core.") for c in cycle) for cycle in cycles)

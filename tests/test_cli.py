@@ -131,3 +131,22 @@ def test_classify_skips_an_unreadable_crop_of_a_folder_and_lists_it(classifier_b
         f.write_bytes(b"not an image")
     assert main(["classify", str(folder), "--model", str(classifier_bundle), "--out", str(tmp_path / "x.csv")]) == 2
     assert "none of its 10 images could be read" in capsys.readouterr().err
+
+
+def test_cli_options_start_at_the_settings_defaults():
+    """Defaults are written once, in the settings dataclasses; the CLI's options (and the widgets' fields, tested with
+    the widgets) start there."""
+    import dataclasses
+
+    from napari_cellsynth.cli import build_parser
+    from napari_cellsynth.core.generate import GenerationSettings
+    from napari_cellsynth.core.translate import TranslationSettings
+
+    parser = build_parser()
+    generate = vars(parser.parse_args(["generate", "--model", "m", "--class", "M", "--count", "1", "--out", "o"]))
+    translate = vars(parser.parse_args(["translate", "--dapi", "d.tif", "--labels", "l.tif", "--model", "m", "--out", "o"]))
+    for args, settings, names in ((generate, GenerationSettings, ("guidance", "eta", "seed", "batch_size",
+                                                                  "dynamic_percentile", "sampler", "steps")),
+                                  (translate, TranslationSettings, ("steps", "eta", "seed", "batch_size"))):
+        fields = {f.name: f.default for f in dataclasses.fields(settings)}
+        assert {n: args[n] for n in names} == {n: fields[n] for n in names}

@@ -154,6 +154,8 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     counts = read_card(ddpm_bundle).training_counts
     assert widget.class_name.value == min(counts, key=counts.get)  # the rarest class by default
     assert widget.sampler.value == "dpm_solver_pp_2m" and set(widget.sampler.choices) == set(SAMPLERS)
+    fields = widget.settings()  # the fields start at the settings' own defaults
+    assert fields == GenerationSettings(fields.class_name, fields.count)
     widget.class_name.value, widget.count.value, widget.steps.value = "M", 3, 5
     widget.threshold.value = "static"
     # interval guidance with a guide bundle (here the generator itself: same data and schedule)

@@ -31,13 +31,14 @@ from .core.bundle import BundleError, read_card, verify_files
 from .core.classify import classify_crops
 from .core.datasets import crop_groups, read_crops
 from .core.decisions import parse_thresholds
-from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS
+from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings
 from .core.images import ImageInputError
-from .core.jobs import run_with_bar
+from .core.jobs import default_of, run_with_bar
 from .core.label_maps import apply_label_map
 from .core.metrics import format_table
 from .core.runtime import OnnxModel
 from .core.samplers import SAMPLERS, SPACINGS
+from .core.translate import TranslationSettings
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -146,7 +147,6 @@ def cmd_generate(args) -> int:
     """One TIFF per image with its provenance; batches already on disk are skipped (resume)."""
     from tqdm import tqdm
 
-    from .core.generate import GenerationSettings
     from .core.outputs import generate_into
 
     model = OnnxModel(args.model, kind=GENERATOR_KINDS)
@@ -289,7 +289,7 @@ def cmd_translate(args) -> int:
     from tqdm import tqdm
 
     from .core.outputs import write_translation
-    from .core.translate import TranslationSettings, translate
+    from .core.translate import translate
 
     if len(args.dapi) != len(args.labels):
         raise ValueError(f"{len(args.dapi)} --dapi file(s) but {len(args.labels)} --labels file(s); give one "
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "need ddim or --clip-x0")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"sampler steps (default {DEFAULT_STEPS}; DDPM always runs all of them)")
-    p.add_argument("--guidance", type=float, default=1.0,
+    p.add_argument("--guidance", type=float, default=default_of(GenerationSettings, "guidance"),
                    help="guidance scale w: out = ref + w (cond - ref), ref the unconditional prediction (classifier-free) "
                         "or --guide's; 1 is plain conditioning")
     p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LOW", "HIGH"),
@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guide", metavar="BUNDLE",
                    help="autoguidance (Karras et al. 2024): a weaker DDPM bundle of the same data and schedule (a "
                         "smaller or shorter-trained net) as the reference, instead of the unconditional prediction")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM η (0 deterministic)")
+    p.add_argument("--eta", type=float, default=default_of(GenerationSettings, "eta"), help="DDIM η (0 deterministic)")
     p.add_argument("--spacing", choices=list(SPACINGS),
                    help="timestep spacing (default: trailing for v-prediction bundles, leading for ε ones)")
     p.add_argument("--clip-x0", type=float, help="clip every x0 estimate to ±this in the normalised scale "
@@ -455,9 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", choices=list(THRESHOLDS),
                    help="x0 thresholding: static (the per-channel range of the training crops, from the card) "
                         "or dynamic (Imagen's percentile form)")
-    p.add_argument("--dynamic-percentile", type=float, default=99.5, help="percentile of --threshold dynamic")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dynamic-percentile", type=float, default=default_of(GenerationSettings, "dynamic_percentile"),
+                   help="percentile of --threshold dynamic")
+    p.add_argument("--seed", type=int, default=default_of(GenerationSettings, "seed"))
+    p.add_argument("--batch-size", type=int, default=default_of(GenerationSettings, "batch_size"))
     p.add_argument("--out", required=True, help="folder for the TIFFs (a rerun resumes)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_generate)
@@ -525,10 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="BBDM or CycleGAN bundle folder, or zoo:NAME")
     p.add_argument("--dapi", required=True, nargs="+", help="8-bit DAPI plane(s), one TIFF each")
     p.add_argument("--labels", required=True, nargs="+", help="chromosome labels TIFF(s), one per DAPI plane")
-    p.add_argument("--steps", type=int, default=200, help="bridge sampling steps (skip steps of the 1000)")
-    p.add_argument("--eta", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=default_of(TranslationSettings, "steps"),
+                   help="bridge sampling steps (skip steps of the 1000)")
+    p.add_argument("--eta", type=float, default=default_of(TranslationSettings, "eta"))
+    p.add_argument("--seed", type=int, default=default_of(TranslationSettings, "seed"))
+    p.add_argument("--batch-size", type=int, default=default_of(TranslationSettings, "batch_size"))
     p.add_argument("--out", required=True, help="folder; one subfolder per DAPI file")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_translate)

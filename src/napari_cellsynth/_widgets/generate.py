@@ -8,6 +8,7 @@ from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, check_kind, read_card
 from ..core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate
+from ..core.jobs import default_of
 from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.samplers import SAMPLERS, SPACINGS
@@ -30,8 +31,8 @@ class GenerateWidget(JobWidget):
         self.steps = SpinBox(value=DEFAULT_STEPS, min=1, max=10_000, label="steps")
         self.spacing = ComboBox(choices=["auto", *SPACINGS], value="auto", label="spacing",
                                 tooltip="auto: trailing for v-prediction bundles, leading for ε ones")
-        self.guidance = FloatSpinBox(value=1.0, min=0.0, max=20.0, step=0.5, label="guidance",
-                                     tooltip="1: plain conditioning; above 1 the class is pushed harder")
+        self.guidance = FloatSpinBox(value=default_of(GenerationSettings, "guidance"), min=0.0, max=20.0, step=0.5,
+                                     label="guidance", tooltip="1: plain conditioning; above 1 the class is pushed harder")
         self.guidance_from = FloatSpinBox(value=0.0, min=0.0, max=1000.0, step=0.05, label="guide above σ",
                                           tooltip="guidance acts only at noise levels σ in (this, the next field]; "
                                                   "0 and 0: every step (Kynkäänniemi et al. 2024)")
@@ -40,14 +41,14 @@ class GenerateWidget(JobWidget):
         self.guide = FileEdit(mode="d", label="guide bundle",
                               tooltip="autoguidance (Karras et al. 2024): a weaker DDPM bundle of the same data as "
                                       "guidance's reference; blank: the generator's own unconditional prediction")
-        self.eta = FloatSpinBox(value=0.0, min=0.0, max=1.0, step=0.1, label="DDIM η")
+        self.eta = FloatSpinBox(value=default_of(GenerationSettings, "eta"), min=0.0, max=1.0, step=0.1, label="DDIM η")
         self.clip_x0 = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.5, label="clip x₀ (0 = off)",
                                     tooltip="clip each x₀ estimate to ± this value (normalised scale)")
         self.threshold = ComboBox(choices=["none", *THRESHOLDS], value="none", label="x₀ threshold",
                                   tooltip="static: the training crops' per-channel range (from the card); "
                                           "dynamic: Imagen's percentile thresholding")
-        self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
-        self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
+        self.seed = SpinBox(value=default_of(GenerationSettings, "seed"), min=0, max=2**31 - 1, label="seed")
+        self.batch_size = SpinBox(value=default_of(GenerationSettings, "batch_size"), min=1, max=1024, label="batch size")
         self.zoo = zoo_picker(self.bundle, GENERATOR_KINDS)
         super().__init__(viewer, [self.zoo, self.bundle, self.class_name, self.count, self.sampler, self.steps, self.spacing,
                                   self.guidance, self.guidance_from, self.guidance_to, self.guide, self.eta,

@@ -6,6 +6,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
 from napari.viewer import Viewer
 
+from ..core.jobs import default_of
 from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
 from ..core.translate import TranslationSettings, composite, translate
@@ -23,10 +24,10 @@ class TranslateWidget(JobWidget):
         self.dapi_layer = create_widget(annotation=napari.layers.Image, label="DAPI")
         self.labels_layer = create_widget(annotation=napari.layers.Labels, label="chromosomes")
         self.bundle = FileEdit(mode="d", label="BBDM or CycleGAN bundle")
-        self.steps = SpinBox(value=200, min=2, max=10_000, label="steps")
-        self.eta = FloatSpinBox(value=1.0, min=0.0, max=2.0, step=0.1, label="η")
-        self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
-        self.batch_size = SpinBox(value=16, min=1, max=1024, label="batch size")
+        self.steps = SpinBox(value=default_of(TranslationSettings, "steps"), min=2, max=10_000, label="steps")
+        self.eta = FloatSpinBox(value=default_of(TranslationSettings, "eta"), min=0.0, max=2.0, step=0.1, label="η")
+        self.seed = SpinBox(value=default_of(TranslationSettings, "seed"), min=0, max=2**31 - 1, label="seed")
+        self.batch_size = SpinBox(value=default_of(TranslationSettings, "batch_size"), min=1, max=1024, label="batch size")
         self.paste = CheckBox(value=True, text="composite: paste in place")
         self.zoo = zoo_picker(self.bundle, ("bbdm", "cyclegan"))
         super().__init__(viewer, [self.dapi_layer, self.labels_layer, self.zoo, self.bundle, self.steps, self.eta,

@@ -8,20 +8,14 @@ from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, read_card
 from ..core.datasets import read_crops
-from ..core.classify import bundle_features
-from ..core.filtering import FilterResult, real_class_names
+from ..core.filtering import run_filter
 from ..core.images import ImageInputError
-from ..core.jobs import scaled
 from ..core.outputs import write_filter_outputs
 from ..core.runtime import OnnxModel
-from ..core.umap_filter import UmapGmmFilter
 from ..core.umap_plot import draw_filter
 from .base import JobWidget, chosen_path, zoo_picker
 
 FILTER_KEY = "cellsynth_filter"
-# the job's progress, per mille: features of the real crops, the fit (UMAP and mixture), features of the
-# synthetic crops, and placing them in the fitted map
-STAGES = {"real": (0, 300), "fit": (300, 850), "synthetic": (850, 950), "place": (950, 1000)}
 
 
 class UmapFilterWidget(JobWidget):
@@ -96,28 +90,15 @@ class UmapFilterWidget(JobWidget):
         minority, synthetic, cancel = self.minority.value, layer.data, self.cancel_token
 
         def job():
-            # the same steps as core.filtering.run_filter, each one showing its progress; UMAP runs in a child
-            # process, killed on Cancel whatever it is doing (numba compiling included)
-            total = STAGES["place"][1]
+            # core.filtering.run_filter, with UMAP in a child process that Cancel kills whatever it is doing (numba
+            # compiling included)
             model = OnnxModel(bundle, kind="classifier")
             real = read_crops(real_path)
             if real.labels is None:
                 raise ImageInputError(f"{real_path} has no labels; the filter needs labelled real crops")
-            if minority not in model.card.classes:
-                raise ValueError(f"minority {minority!r} is not a class of bundle '{model.card.name}' "
-                                 f"{model.card.classes}")
-            names = real_class_names(model, real.labels)
-            features = yield from scaled(bundle_features(model, real.images), *STAGES["real"], total,
-                                         f"features of the {len(real.images)} real crops")
-            fitted = yield from scaled(UmapGmmFilter(minority=minority).fit_in_process(features, names, cancel),
-                                       *STAGES["fit"], total, "starting the UMAP process")
-            images = np.asarray(synthetic)
-            features = yield from scaled(bundle_features(model, images), *STAGES["synthetic"], total,
-                                         f"features of the {len(images)} synthetic crops")
-            points = yield from scaled(fitted.transform_in_process(features, cancel), *STAGES["place"], total,
-                                       f"placing the {len(images)} synthetic crops in the map")
-            distance = fitted.mahalanobis(points)
-            return layer, FilterResult(fitted, points, distance, fitted.keep(distance))
+            result = yield from run_filter(model, real.images, real.labels, np.asarray(synthetic), minority,
+                                           cancel=cancel, in_process=True)
+            return layer, result
         return job
 
     def show_result(self, value) -> None:

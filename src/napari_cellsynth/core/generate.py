@@ -15,8 +15,8 @@ import numpy as np
 
 from .denoisers import Denoiser, DynamicThreshold, Guidance, StaticThreshold, Threshold, guided
 from .images import denormalize
-from .outputs import bundle_provenance
 from .pipeline import batch_sizes, seeded_batches
+from .provenance import bundle_provenance
 from .runtime import OnnxModel
 from .samplers import SAMPLERS, SPACINGS, run_sampler, sampler_timesteps
 
@@ -25,11 +25,10 @@ THRESHOLDS = ("static", "dynamic")
 # DPM-Solver++(2M) at 20 network calls gives 6.6–8.4 img/s on 2 CPU cores (two machines) with KID at DDPM-1000's
 # (docs/results.md §6b), faster and closer to real cells than DDIM at 50.
 DEFAULT_SAMPLER, DEFAULT_STEPS = "dpm_solver_pp_2m", 20
-GENERATOR_KINDS = ("ddpm", "gan")
-
-
 @dataclass
 class GenerationSettings:
+    """What to generate and how.  The sampler fields (sampler … guide) apply to diffusion bundles; a GAN ignores them."""
+
     class_name: str
     count: int
     sampler: str = DEFAULT_SAMPLER
@@ -48,9 +47,9 @@ class GenerationSettings:
     def make_guidance(self) -> Guidance:
         return Guidance(self.guidance, tuple(self.guidance_interval) if self.guidance_interval else None)
 
-    def spacing_for(self, model: OnnxModel) -> str | None:
-        if model.card.kind == "gan":
-            return None
+    # -- a diffusion bundle's sampling (DiffusionGenerator below) -------------------------------------------------
+
+    def spacing_for(self, model: OnnxModel) -> str:
         if SAMPLERS[self.sampler].all_steps:
             return "leading"
         if self.spacing is not None:
@@ -58,20 +57,14 @@ class GenerationSettings:
         return "trailing" if model.card.ddpm.schedule.prediction == "v" else "leading"
 
     def timesteps(self, model: OnnxModel) -> np.ndarray:
-        if model.card.kind == "gan":  # one generator pass per image
-            return np.zeros(1, np.int64)
         return sampler_timesteps(self.sampler, model.card.ddpm.schedule, self.steps, self.spacing_for(model))
 
     def network_calls(self, model: OnnxModel) -> int:
-        """Network evaluations per image: steps, twice over with guidance; one for a GAN."""
-        if model.card.kind == "gan":
-            return 1
+        """Network evaluations per image: one per step, two where guidance acts."""
         guidance, sigmas = self.make_guidance(), model.card.ddpm.schedule.sigmas
         return int(sum(guidance.calls(float(sigmas[t])) for t in self.timesteps(model)))
 
     def make_threshold(self, model: OnnxModel) -> Threshold | None:
-        if model.card.kind == "gan":
-            return None
         if self.clip_x0 is not None:
             return StaticThreshold.symmetric(self.clip_x0, model.card.n_channels)
         if self.threshold == "static":
@@ -86,42 +79,16 @@ class GenerationSettings:
 
     def check(self, model: OnnxModel) -> None:
         card = model.card
-        if card.kind not in GENERATOR_KINDS:
+        if card.kind not in GENERATORS:
             raise ValueError(f"bundle '{card.name}' is a {card.kind} bundle; generation needs a "
-                             f"{' or '.join(GENERATOR_KINDS)} bundle")
+                             f"{' or '.join(GENERATORS)} bundle")
         if self.class_name not in card.classes:
             raise ValueError(f"class {self.class_name!r} is not in bundle '{card.name}'; choose one of {card.classes}")
         if self.count < 1:
             raise ValueError(f"count must be at least 1, got {self.count}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if card.kind == "gan":
-            return
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
-        total = card.ddpm.schedule.num_timesteps
-        if not SAMPLERS[self.sampler].all_steps and not 1 <= self.steps <= total:
-            raise ValueError(f"steps must be between 1 and the schedule's {total}, got {self.steps}")
-        if self.spacing is not None and self.spacing not in SPACINGS:
-            raise ValueError(f"unknown spacing {self.spacing!r}; choose one of {SPACINGS}")
-        if self.eta and "eta" not in SAMPLERS[self.sampler].options:
-            raise ValueError(f"sampler {self.sampler!r} takes no eta (only ddim does); leave it at 0")
-        if self.eta < 0:
-            raise ValueError(f"eta must be ≥ 0, got {self.eta}")
-        if self.clip_x0 is not None and not self.clip_x0 > 0:
-            raise ValueError(f"clip_x0 must be positive (or None to switch clipping off), got {self.clip_x0}")
-        if self.threshold is not None and self.threshold not in THRESHOLDS:
-            raise ValueError(f"unknown threshold {self.threshold!r}; choose one of {THRESHOLDS}")
-        if self.threshold is not None and self.clip_x0 is not None:
-            raise ValueError("give either a clip_x0 bound or a threshold, not both")
-        self.make_threshold(model)
-        self.make_guidance()
-        if self.guidance_interval is not None and self.guidance == 1.0:
-            raise ValueError("a guidance interval needs a guidance scale other than 1 (1 is plain conditioning)")
-        if self.guide is not None:
-            if self.guidance == 1.0:
-                raise ValueError("a guide bundle needs a guidance scale other than 1, e.g. 1.5 (1 ignores the guide)")
-            check_guide(model, guide_model(self.guide))
+        GENERATORS[card.kind].check(self, model)
 
 
 @lru_cache(maxsize=4)
@@ -144,6 +111,104 @@ def check_guide(model: OnnxModel, guide: OnnxModel) -> None:
                              "autoguidance needs a weaker model trained on the same data with the same schedule")
 
 
+class DiffusionGenerator:
+    """A DDPM bundle (``f(x_t, t, class)``): a numpy sampler of :mod:`.samplers` around ONNX Runtime."""
+
+    def check(self, settings: GenerationSettings, model: OnnxModel) -> None:
+        s, total = settings, model.card.ddpm.schedule.num_timesteps
+        if s.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {s.sampler!r}; choose one of {sorted(SAMPLERS)}")
+        if not SAMPLERS[s.sampler].all_steps and not 1 <= s.steps <= total:
+            raise ValueError(f"steps must be between 1 and the schedule's {total}, got {s.steps}")
+        if s.spacing is not None and s.spacing not in SPACINGS:
+            raise ValueError(f"unknown spacing {s.spacing!r}; choose one of {SPACINGS}")
+        if s.eta and "eta" not in SAMPLERS[s.sampler].options:
+            raise ValueError(f"sampler {s.sampler!r} takes no eta (only ddim does); leave it at 0")
+        if s.eta < 0:
+            raise ValueError(f"eta must be ≥ 0, got {s.eta}")
+        if s.clip_x0 is not None and not s.clip_x0 > 0:
+            raise ValueError(f"clip_x0 must be positive (or None to switch clipping off), got {s.clip_x0}")
+        if s.threshold is not None and s.threshold not in THRESHOLDS:
+            raise ValueError(f"unknown threshold {s.threshold!r}; choose one of {THRESHOLDS}")
+        if s.threshold is not None and s.clip_x0 is not None:
+            raise ValueError("give either a clip_x0 bound or a threshold, not both")
+        s.make_threshold(model)
+        s.make_guidance()
+        if s.guidance_interval is not None and s.guidance == 1.0:
+            raise ValueError("a guidance interval needs a guidance scale other than 1 (1 is plain conditioning)")
+        if s.guide is not None:
+            if s.guidance == 1.0:
+                raise ValueError("a guide bundle needs a guidance scale other than 1, e.g. 1.5 (1 ignores the guide)")
+            check_guide(model, guide_model(s.guide))
+
+    def steps(self, settings: GenerationSettings, model: OnnxModel) -> int:
+        return len(settings.timesteps(model))
+
+    def record(self, settings: GenerationSettings, model: OnnxModel) -> dict:
+        threshold, ts = settings.make_threshold(model), settings.timesteps(model)
+        return {"sampler": settings.sampler, "steps": len(ts), "spacing": settings.spacing_for(model),
+                "first_timestep": int(ts[0]), "last_timestep": int(ts[-1]),
+                "network_calls": settings.network_calls(model),
+                "eta": settings.eta if "eta" in SAMPLERS[settings.sampler].options else None,
+                "guidance": settings.guidance, "clip_x0": settings.clip_x0,
+                "threshold": threshold.record() if threshold else None,
+                "prediction": model.card.ddpm.schedule.prediction,
+                "guidance_interval": list(settings.guidance_interval) if settings.guidance_interval else None,
+                "guide": bundle_provenance(guide_model(settings.guide).card) if settings.guide else None}
+
+    def sample(self, settings: GenerationSettings, model: OnnxModel, n: int, rng: np.random.Generator):
+        card = model.card
+        schedule = card.ddpm.schedule
+        output = card.outputs["names"][0]
+
+        def net(x, t, cls):
+            return model.run({"x": x, "t": t, "class": cls})[output]
+
+        reference = None
+        if settings.guide:
+            guide = guide_model(settings.guide)
+
+            def reference(x, t, cls):
+                return guide.run({"x": x, "t": t, "class": cls})[guide.card.outputs["names"][0]]
+
+        raw = guided(net, np.full(n, card.classes.index(settings.class_name)), card.ddpm.null_class,
+                     settings.make_guidance(), schedule.sigmas, reference)
+        denoise = Denoiser(raw, schedule, settings.make_threshold(model))
+        noise = rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32)
+        options = {"eta": settings.eta} if "eta" in SAMPLERS[settings.sampler].options else {}
+        return run_sampler(settings.sampler, denoise, noise, schedule, settings.timesteps(model), rng, **options)
+
+
+class GanGenerator:
+    """A GAN bundle: one generator pass per image, z ~ N(0, I) (and the class, if conditional); the sampler
+    settings do not apply."""
+
+    def check(self, settings: GenerationSettings, model: OnnxModel) -> None:
+        return None
+
+    def steps(self, settings: GenerationSettings, model: OnnxModel) -> int:
+        return 1
+
+    def record(self, settings: GenerationSettings, model: OnnxModel) -> dict:
+        return {"sampler": "gan", "steps": 1, "spacing": None, "first_timestep": 0, "last_timestep": 0,
+                "network_calls": 1, "eta": None, "guidance": None, "clip_x0": None, "threshold": None,
+                "prediction": "image", "guidance_interval": None, "guide": None}
+
+    def sample(self, settings: GenerationSettings, model: OnnxModel, n: int, rng: np.random.Generator):
+        gan = model.card.gan
+        feeds = {"z": rng.standard_normal((n, gan.latent)).astype(np.float32)}
+        if gan.conditional:
+            feeds["class"] = np.full(n, model.card.classes.index(settings.class_name), dtype=np.int64)
+        images = model.run(feeds)[model.card.outputs["names"][0]]
+        yield 1, 1
+        return images
+
+
+# bundle kind → how it generates; callers never branch on the kind
+GENERATORS = {"ddpm": DiffusionGenerator(), "gan": GanGenerator()}
+GENERATOR_KINDS = tuple(GENERATORS)
+
+
 @dataclass
 class Generated:
     images: np.ndarray  # N×C×H×W in the training data's dtype and intensity range
@@ -153,55 +218,9 @@ class Generated:
 def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
     """What ran, exactly: the bundle, the sampler with the spacing and step count it used, the
     network evaluations per image, guidance, the threshold, and the seed."""
-    threshold = settings.make_threshold(model)
-    ts = settings.timesteps(model)
-    gan = model.card.kind == "gan"
-    return bundle_provenance(model.card) | {
-            "class": settings.class_name, "sampler": "gan" if gan else settings.sampler,
-            "steps": len(ts), "spacing": settings.spacing_for(model), "first_timestep": int(ts[0]),
-            "last_timestep": int(ts[-1]), "network_calls": settings.network_calls(model),
-            "eta": settings.eta if not gan and "eta" in SAMPLERS[settings.sampler].options else None,
-            "guidance": None if gan else settings.guidance, "seed": settings.seed, "batch_size": settings.batch_size,
-            "clip_x0": None if gan else settings.clip_x0, "threshold": threshold.record() if threshold else None,
-            "prediction": "image" if gan else model.card.ddpm.schedule.prediction,
-            "guidance_interval": None if gan or not settings.guidance_interval else list(settings.guidance_interval),
-            "guide": bundle_provenance(guide_model(settings.guide).card) if settings.guide and not gan else None}
-
-
-def _gan_pass(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.random.Generator):
-    """A GAN makes its images in one network pass: z ~ N(0, I) (and the class, if conditional)."""
-    gan = model.card.gan
-    feeds = {"z": rng.standard_normal((n, gan.latent)).astype(np.float32)}
-    if gan.conditional:
-        feeds["class"] = np.full(n, model.card.classes.index(settings.class_name), dtype=np.int64)
-    images = model.run(feeds)[model.card.outputs["names"][0]]
-    yield 1, 1
-    return images
-
-
-def _sampling(model: OnnxModel, settings: GenerationSettings, n: int, rng: np.random.Generator):
-    card = model.card
-    if card.kind == "gan":
-        return _gan_pass(model, settings, n, rng)
-    schedule = card.ddpm.schedule
-    output = card.outputs["names"][0]
-
-    def net(x, t, cls):
-        return model.run({"x": x, "t": t, "class": cls})[output]
-
-    reference = None
-    if settings.guide:
-        guide = guide_model(settings.guide)
-
-        def reference(x, t, cls):
-            return guide.run({"x": x, "t": t, "class": cls})[guide.card.outputs["names"][0]]
-
-    raw = guided(net, np.full(n, card.classes.index(settings.class_name)), card.ddpm.null_class,
-                 settings.make_guidance(), schedule.sigmas, reference)
-    denoise = Denoiser(raw, schedule, settings.make_threshold(model))
-    noise = rng.standard_normal((n, card.n_channels, *card.image_size)).astype(np.float32)
-    options = {"eta": settings.eta} if "eta" in SAMPLERS[settings.sampler].options else {}
-    return run_sampler(settings.sampler, denoise, noise, schedule, settings.timesteps(model), rng, **options)
+    return bundle_provenance(model.card) | {"class": settings.class_name, "seed": settings.seed,
+                                            "batch_size": settings.batch_size} | \
+        GENERATORS[model.card.kind].record(settings, model)
 
 
 def generate(model: OnnxModel, settings: GenerationSettings,
@@ -210,8 +229,10 @@ def generate(model: OnnxModel, settings: GenerationSettings,
     """Yield ``(network calls done, total)``; return the images of the batches not skipped."""
     settings.check(model)
 
+    kind = GENERATORS[model.card.kind]
+
     def run_batch(b: int, n: int, rng: np.random.Generator):
-        x = yield from _sampling(model, settings, n, rng)
+        x = yield from kind.sample(settings, model, n, rng)
         raw = denormalize(x, model.card.normalization, model.card.input.get("dtype", "float32"),
                           model.card.input.get("value_range"))
         if on_batch is not None:
@@ -219,7 +240,7 @@ def generate(model: OnnxModel, settings: GenerationSettings,
         return raw
 
     images = yield from seeded_batches(batch_sizes(settings.count, settings.batch_size),
-                                       len(settings.timesteps(model)), settings.seed, run_batch, skip_batch)
+                                       kind.steps(settings, model), settings.seed, run_batch, skip_batch)
     stacked = np.concatenate(images) if images else np.empty((0, model.card.n_channels, *model.card.image_size))
     return Generated(stacked, provenance(model, settings))
 

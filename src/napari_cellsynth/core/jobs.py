@@ -145,3 +145,14 @@ def in_thread(call, cancel: CancelToken | None = None, total: int = 1, poll: flo
         raise outcome["error"]
     check_cancelled(cancel)
     return outcome.get("value")
+
+
+def default_of(settings_type: type, name: str):
+    """The default of one field of a settings dataclass: what a CLI option and a widget field start at, written once
+    (in the dataclass)."""
+    import dataclasses
+
+    field = {f.name: f for f in dataclasses.fields(settings_type)}[name]
+    if field.default is dataclasses.MISSING:
+        raise ValueError(f"{settings_type.__name__}.{name} has no default")
+    return field.default

@@ -13,21 +13,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Generator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_open, write_csv_atomic, write_json_atomic
-
-
-def bundle_provenance(card) -> dict:
-    """The part of every provenance record that names the model and the software: the bundle's name,
-    kind, sha256 and channels, when, and which napari-cellsynth.  Each job adds what it ran."""
-    from .. import __version__
-
-    return {"bundle": card.name, "bundle_sha256": card.model_sha256, "kind": card.kind, "channels": card.channels,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "napari_cellsynth": __version__}
+from .generate import generate, provenance
+from .translate import composite
 
 
 def write_tiff(path: str | Path, image: np.ndarray, record: dict) -> Path:
@@ -62,8 +54,6 @@ def generate_into(folder: str | Path, model, settings) -> Generator[tuple[int, i
     provenance, batch by batch; batches already there are skipped, so a killed run resumes and ends with the same
     images as an uninterrupted one (each batch draws from its own seed).  Yields ``(network calls done, total)``;
     returns the provenance record."""
-    from .generate import generate, provenance
-
     folder = Path(folder)
     record = provenance(model, settings)
 
@@ -99,8 +89,6 @@ def write_translation(folder: str | Path, result, labels: np.ndarray, record: di
     over the labels) and ``translate.json``, written last so that its presence means the folder is complete.
     ``result`` is a :class:`~napari_cellsynth.core.translate.Translated`; ``record`` adds where the inputs
     came from."""
-    from .translate import composite
-
     folder = Path(folder)
     record = {**result.provenance, **record, "labels": result.labels.tolist()}
     save_images(folder / "crops", result.images, record)

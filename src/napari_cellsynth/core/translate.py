@@ -19,39 +19,83 @@ from skimage.transform import resize
 
 from .crops import extract_object_crops
 from .images import ImageInputError, denormalize, normalize
-from .outputs import bundle_provenance
 from .pipeline import batch_sizes, seeded_batches
+from .provenance import bundle_provenance
 from .runtime import OnnxModel
 from .samplers import bridge
 
 MARGIN = 0.1  # the data set builder's margin
-KINDS = ("bbdm", "cyclegan")
 
 
 @dataclass
 class TranslationSettings:
-    steps: int = 200
+    steps: int = 200  # a bridge's steps (a CycleGAN makes its crops in one pass)
     eta: float = 1.0
     seed: int = 0
     batch_size: int = 16
 
     def network_calls(self, model: OnnxModel) -> int:
         """Network passes per batch: the bridge's steps, or one generator pass."""
-        return self.steps if model.card.kind == "bbdm" else 1
+        return TRANSLATORS[model.card.kind].network_calls(self)
 
     def check(self, model: OnnxModel) -> None:
-        if model.card.kind not in KINDS:
+        if model.card.kind not in TRANSLATORS:
             raise ValueError(f"bundle '{model.card.name}' is a '{model.card.kind}' bundle; generating from DAPI "
                              f"needs one of {KINDS}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if model.card.kind != "bbdm":
-            return
+        TRANSLATORS[model.card.kind].check(self, model)
+
+
+def _output(model: OnnxModel) -> str:
+    return model.card.outputs["names"][0]  # the graph's output, as the card names it
+
+
+class BridgeTranslator:
+    """A BBDM bundle (paper 004): the shared numpy bridge sampler from DAPI to FISH around ``f(x_t, t)``."""
+
+    sampler = "bridge"
+
+    def network_calls(self, settings: TranslationSettings) -> int:
+        return settings.steps
+
+    def check(self, settings: TranslationSettings, model: OnnxModel) -> None:
         total = model.card.bridge.schedule.num_timesteps
-        if not 2 <= self.steps <= total:
-            raise ValueError(f"steps must be between 2 and the bridge's {total} timesteps, got {self.steps}")
-        if self.eta < 0:
-            raise ValueError(f"η must be 0 (deterministic) or more, got {self.eta}")
+        if not 2 <= settings.steps <= total:
+            raise ValueError(f"steps must be between 2 and the bridge's {total} timesteps, got {settings.steps}")
+        if settings.eta < 0:
+            raise ValueError(f"η must be 0 (deterministic) or more, got {settings.eta}")
+
+    def run(self, model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
+        output = _output(model)
+
+        def net(x, t):
+            return model.run({"x": x, "t": t})[output]
+
+        return (yield from bridge(net, y, model.card.bridge.schedule, settings.steps, rng, settings.eta))
+
+
+class CycleGanTranslator:
+    """A CycleGAN bundle (the paper's baseline): one generator pass per crop; steps and η do not apply."""
+
+    sampler = "generator"
+
+    def network_calls(self, settings: TranslationSettings) -> int:
+        return 1
+
+    def check(self, settings: TranslationSettings, model: OnnxModel) -> None:
+        return None
+
+    def run(self, model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
+        yield 0, 1
+        x = model.run({"x": y})[_output(model)]
+        yield 1, 1
+        return x
+
+
+# bundle kind → how it translates; callers never branch on the kind
+TRANSLATORS = {"bbdm": BridgeTranslator(), "cyclegan": CycleGanTranslator()}
+KINDS = tuple(TRANSLATORS)
 
 
 @dataclass
@@ -97,23 +141,9 @@ def chromosome_crops(dapi: np.ndarray, labels: np.ndarray, size: tuple[int, int]
 
 def provenance(model: OnnxModel, settings: TranslationSettings) -> dict:
     return bundle_provenance(model.card) | {
-        "class": model.card.classes[0], "sampler": "bridge" if model.card.kind == "bbdm" else "generator",
+        "class": model.card.classes[0], "sampler": TRANSLATORS[model.card.kind].sampler,
         "steps": settings.network_calls(model), "eta": settings.eta, "seed": settings.seed,
         "batch_size": settings.batch_size, "condition": model.card.condition.channels}
-
-
-def _batch(model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
-    if model.card.kind == "cyclegan":
-        yield 0, 1
-        x = model.run({"x": y})["fake"]
-        yield 1, 1
-        return x
-
-    def net(x, t):
-        return model.run({"x": x, "t": t})["prediction"]
-
-    schedule = model.card.bridge.schedule
-    return (yield from bridge(net, y, schedule, settings.steps, rng, settings.eta))
 
 
 def translate_crops(model: OnnxModel, crops: np.ndarray, masks: np.ndarray,
@@ -132,7 +162,7 @@ def translate_crops(model: OnnxModel, crops: np.ndarray, masks: np.ndarray,
 
     def run_batch(b: int, n: int, rng: np.random.Generator):
         part = slice(b * settings.batch_size, b * settings.batch_size + n)
-        x = yield from _batch(model, y[part], settings, rng)
+        x = yield from TRANSLATORS[card.kind].run(model, y[part], settings, rng)
         raw = denormalize(x, card.normalization, card.input.get("dtype", "uint8"), card.input.get("value_range"))
         return np.where(masks[part][:, None], raw, 0).astype(raw.dtype)
 

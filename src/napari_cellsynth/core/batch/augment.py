@@ -27,14 +27,13 @@ import numpy as np
 from ..atomic import atomic_open
 from ..bundle import read_card
 from ..classify import classify_crops
-from ..filtering import FilterResult
+from ..filtering import fit_and_place
 from ..generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, GenerationSettings
 from ..images import ImageInputError
 from ..jobs import CancelToken, check_cancelled, run_to_end
 from ..outputs import generate_into, image_name, read_generated, write_filter_outputs
 from ..runtime import OnnxModel
 from ..translate import KINDS as TRANSLATOR_KINDS
-from ..umap_filter import UmapGmmFilter
 from ..zoo import resolve
 from .frame import AugmentSettings
 from .markers import fingerprint
@@ -173,19 +172,15 @@ def filter_objects(run_dir: Path, plans, augment: AugmentSettings, classifier: O
     if not len(synthetic.images):
         raise ImageInputError("the generator made no synthetic objects (no frame had any), so nothing was filtered")
     X, names, seen = real_features(plans, list(classifier.card.classes), augment.minority, augment.seed)
-    fitted = UmapGmmFilter(minority=augment.minority, random_state=augment.seed)
-    job = fitted.fit_in_process(X, names, cancel)
+    job = fit_and_place(X, names, synthetic.features, augment.minority, cancel=cancel, random_state=augment.seed)
     while True:
         try:
-            step = next(job)
-        except StopIteration:
+            done, total, message = next(job)
+        except StopIteration as stop:
+            result = stop.value
             break
-        yield step[0], step[1], f"UMAP filter: {step[2] if len(step) > 2 else 'fitting'}"
-    yield 0, 1, f"UMAP filter: placing the {len(synthetic.images)} synthetic objects"
-    points = run_to_end(fitted.transform_in_process(synthetic.features, cancel))
+        yield done, total, f"UMAP filter: {message}"
     check_cancelled(cancel)
-    distance = fitted.mahalanobis(points)
-    result = FilterResult(fitted, points, distance, fitted.keep(distance))
     record = {"classifier": classifier.card.name, "classifier_sha256": classifier.card.model_sha256,
               "real": f"{seen} segmented objects of this run, named by the classifier ({len(X)} used)",
               "synthetic_source": str(run_dir), "fingerprint": key}
