@@ -41,9 +41,23 @@ DEFAULT_SETTINGS = ["ddpm-1000", "ddim-50", "dpm-solver-20"]
 DIFFUSERS_SAMPLERS = ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m")
 
 
+def diffusers_generator(sampler: str):
+    """A generator kind for ``core.generate.GENERATORS["ddpm"]`` whose sampling a diffusers scheduler drives: the same
+    model, noise and batches as ours (no guidance, no thresholds: the schedulers' own defaults, x0 clipping off)."""
+    from napari_cellsynth.core.generate import DiffusionGenerator
+
+    sampling = diffusers_sampling(sampler)
+
+    class DiffusersGenerator(DiffusionGenerator):
+        def sample(self, settings, model, n, rng):
+            return sampling(model, settings, n, rng)
+
+    return DiffusersGenerator()
+
+
 def diffusers_sampling(sampler: str):
-    """A stand-in for ``core.generate._sampling`` that lets a diffusers scheduler drive the bundle's ONNX model
-    (no guidance, no thresholds: the schedulers' own defaults, x0 clipping off)."""
+    """``(model, settings, n, rng)`` → a progress generator of ``n`` images sampled by a diffusers scheduler around
+    the bundle's ONNX model."""
     import torch
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
@@ -185,7 +199,7 @@ def run_one(backend: str, setting: str, args) -> dict:
         if sampler not in DIFFUSERS_SAMPLERS or eta or args.guidance != 1 or args.clip_x0 or args.threshold:
             raise SystemExit(f"diffusers rows: DDIM (η 0) and DPM-Solver++ 2M/3M only, without guidance or "
                              f"thresholds; leave {setting} out or drop the diffusers backend")
-        generate_module._sampling = diffusers_sampling(sampler)  # same model, noise and batches
+        generate_module.GENERATORS["ddpm"] = diffusers_generator(sampler)  # same model, noise and batches
     class_name = args.class_name if args.class_name in model.card.classes else model.card.classes[0]
     settings = GenerationSettings(class_name, args.count, sampler, steps, args.guidance, seed=args.seed, eta=eta,
                                   spacing=args.spacing, batch_size=args.batch_size, clip_x0=args.clip_x0,

@@ -25,7 +25,7 @@ def test_sampler_matches_diffusers_scheduler(sampler, monkeypatch):
     model = OnnxModel("zoo:ddpm-jurkat4-cut10-v", providers=["CPUExecutionProvider"])
     settings = GenerationSettings("M", 4, sampler, 20, seed=5, batch_size=4)
     ours = run_to_end(generate(model, settings)).images.astype(np.int64)
-    monkeypatch.setattr(generate_module, "_sampling", bench_generate.diffusers_sampling(sampler))
+    monkeypatch.setitem(generate_module.GENERATORS, "ddpm", bench_generate.diffusers_generator(sampler))
     theirs = run_to_end(generate(model, settings)).images.astype(np.int64)
     assert np.abs(ours - theirs).max() <= 1
     # and the comparison can tell samplers apart: the other spacing gives other cells
