@@ -270,3 +270,21 @@ def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_stud
         done = study(*base, "--generator", *generators)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_verdict_never_calls_the_real_cells_a_cheap_alternative():
+    """A study run without balanced, copies or mixup cannot say whether a generator is worth it; one with copies
+    compares the generator with them."""
+    from napari_cellsynth.training.study.comparisons import verdict
+
+    def row(values):
+        values = {str(s): v for s, v in enumerate(values)}
+        return {"rare_f1": {"mean": float(np.mean(list(values.values()))), "std": 0.01},
+                "per_seed": {"rare_f1": values}, "seeds": list(values)}
+
+    real, generated = row([0.4 + 0.01 * s for s in range(10)]), row([0.7 + 0.01 * s for s in range(10)])
+    said = verdict({"real": real, "generated-g": generated}, ["M"])
+    assert said.startswith("No cheap alternative (balanced, copies, mixup) ran") and "+0.300" in said
+    said = verdict({"real": real, "copies": row([0.71 + 0.01 * s for s in range(10)]), "generated-g": generated},
+                   ["M"])
+    assert said.startswith("Generated cells did not beat the cheap alternatives") and "copies" in said

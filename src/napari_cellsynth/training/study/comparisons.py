@@ -114,6 +114,13 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
                   f"({rows[BASELINE]['rare_f1']['mean']:.3f}) on the paired seeds")
     if generated is None:
         return f"No generated arm ran. Of the cheap ones, {show(cheap)}: {advice}.{few}"
+    if not any(name in rows for name in CHEAP):  # the real cells alone are no alternative to a generator
+        test = paired_from_rows(rows, generated, BASELINE)
+        against = (f"{test['mean']:+.3f} (95 % CI {test['ci95'][0]:+.3f} to {test['ci95'][1]:+.3f}, Wilcoxon p "
+                   f"{test['p_wilcoxon']:.3g}, {len(test['seeds'])} paired seeds)"
+                   if test and test["p_wilcoxon"] is not None else "not yet paired")
+        return (f"No cheap alternative ({', '.join(CHEAP)}) ran, so this study cannot say whether a generator is worth "
+                f"it; add them to --arms. Against the real cells alone, {show(generated)}: {against}.{few}")
     win = beats(generated, cheap)
     if win:
         return (f"Use {show(generated)}: it beats the best cheap alternative, {show(cheap)}, by "
