@@ -25,6 +25,8 @@ THRESHOLDS = ("static", "dynamic")
 # DPM-Solver++(2M) at 20 network calls gives 6.6–8.4 img/s on 2 CPU cores (two machines) with KID at DDPM-1000's
 # (docs/results.md §6b), faster and closer to real cells than DDIM at 50.
 DEFAULT_SAMPLER, DEFAULT_STEPS = "dpm_solver_pp_2m", 20
+
+
 @dataclass
 class GenerationSettings:
     """What to generate and how.  The sampler fields (sampler … guide) apply to diffusion bundles; a GAN ignores them."""
