@@ -6,7 +6,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import CELLSYNTH, JURKAT, require
+from conftest import CELLSYNTH
+
+from napari_cellsynth._sample_data import load_jurkat_sample
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -17,9 +19,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     (root / "unlabelled").mkdir()
-    with np.load(require(JURKAT), allow_pickle=False) as data:
-        np.savez(root / "unlabelled.npz", images=data["images"][:20])
-        np.savez(root / "one_class.npz", images=data["images"][:20], labels=np.array(["G1"] * 20))
+    images = load_jurkat_sample()["images"][:20]  # real cells shipped with the package: no ../shared/data needed
+    np.savez(root / "unlabelled.npz", images=images)
+    np.savez(root / "one_class.npz", images=images, labels=np.array(["G1"] * 20))
     (root / "broken").mkdir()
     (root / "broken" / "G1").mkdir()
     (root / "broken" / "G1" / "cell.jpg").write_bytes(b"not a jpeg")
@@ -37,8 +39,8 @@ CASES = [
      "--steps must be at least 1"),
     (["train", "classifier", "--data", "{root}/one_class.npz", "--fit", "stretch", "--out", "{root}/o"],
      "invalid choice: 'stretch'"),
-    (["train", "ddpm", "--data", "{root}/one_class.npz", "--sample-every", "0", "--out", "{root}/o"],
-     "--sample-every must be at least 1"),
+    (["train", "ddpm", "--data", "{root}/one_class.npz", "--sample-every", "-1", "--out", "{root}/o"],
+     "--sample-every must be 0 or more"),
     (["train", "ddpm", "--data", "{root}/one_class.npz", "--init-from", "{root}/unlabelled", "--out", "{root}/o"],
      "neither a cellsynth train ddpm run"),
     (["train", "gan", "--data", "{root}/one_class.npz", "--lr", "0", "--out", "{root}/o"], "--lr must be above 0"),
@@ -65,3 +67,19 @@ def test_one_line_error_without_traceback(inputs, args, message):
 def test_verbose_shows_the_traceback(inputs):
     done = run("train", "classifier", "--data", f"{inputs}/missing.npz", "--out", f"{inputs}/o", "-v")
     assert done.returncode != 0 and "Traceback" in done.stderr and "does not exist" in done.stderr
+
+
+def test_a_damaged_tiff_gives_one_line_without_the_readers_log(tmp_path):
+    """tifffile logs every damaged tag and page before it raises; a command shows only its own line (``-v`` shows
+    the rest), and writes nothing."""
+    from napari_cellsynth._sample_data import MFISH_SAMPLE
+
+    (tmp_path / "cut.tif").write_bytes(MFISH_SAMPLE.read_bytes()[:300])  # a deflate-compressed TIFF cut short
+    out = tmp_path / "labels.tif"
+    for command in (["segment", str(tmp_path / "cut.tif"), "--model", "zoo:cellpose-chromosomes"],
+                    ["classify", str(tmp_path / "cut.tif"), "--model", "zoo:classifier-jurkat4"]):
+        done = run(*command, "--out", str(out))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert lines[0].startswith(f"cellsynth {command[0]}: error: ") and "cut.tif" in lines[0], lines
+        assert not out.exists()

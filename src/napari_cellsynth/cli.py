@@ -29,8 +29,9 @@ import numpy as np
 from .core.atomic import write_csv_atomic
 from .core.bundle import BundleError, read_card, verify_files
 from .core.classify import classify_crops
-from .core.datasets import crop_groups, read_crops
+from .core.datasets import crop_groups, read_crops, read_tiff
 from .core.decisions import parse_thresholds
+from .core.entry import quiet_readers
 from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings
 from .core.images import ImageInputError
 from .core.jobs import default_of, run_with_bar
@@ -96,12 +97,11 @@ def cmd_classify(args) -> int:
 def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int:
     """``--objects LABELS.tif``: INPUT is an image (C×H×W or H×W[×C]); one row per object, cut as the bundle's
     training crops were (its card) unless ``--object-crop`` says otherwise."""
-    import tifffile
     from tqdm import tqdm
 
     from .core.classify import classify_objects
 
-    image, labels = tifffile.imread(args.input), tifffile.imread(args.objects)
+    image, labels = read_tiff(args.input, "an image"), read_tiff(args.objects, "a labels TIFF")
     crop = args.object_crop or model.card.object_crop
     job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop, decision=decision)
     with tqdm(unit="object", disable=args.quiet, desc="classify") as bar:
@@ -173,7 +173,6 @@ def cmd_filter(args) -> int:
     from .core.umap_filter import UmapGmmFilter
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model = OnnxModel(args.classifier, kind="classifier")
     real = read_crops(args.real, args.real_labels_csv)
     if real.labels is None:
@@ -186,7 +185,8 @@ def cmd_filter(args) -> int:
     result = run_to_end(run_filter(model, real.images, real.labels, synthetic.images, args.minority, fitted, **params))
     record = {"classifier": model.card.name, "classifier_sha256": model.card.model_sha256,
               "real": str(args.real), "synthetic_source": str(args.synthetic)}
-    summary, _ = write_filter_outputs(out, synthetic.images, synthetic.names, result, None, record)
+    summary, _ = write_filter_outputs(  # makes the folder only now: a refused input leaves none behind
+        out, synthetic.images, synthetic.names, result, None, record)
     print(f"kept {summary['kept']} of {summary['synthetic']} synthetic samples (level {summary['level']:.3f}); "
           f"wrote {out}", file=sys.stderr)
     return 0
@@ -205,7 +205,7 @@ def cmd_segment(args) -> int:
     out = Path(args.out)
     if _same_file(out, Path(args.image)):
         raise ImageInputError(f"--out {out} is the input image; choose another output path")
-    image = tifffile.imread(args.image)
+    image = read_tiff(args.image, "an image")
     settings = SegmentSettings(args.model, args.diameter, tuple(args.channels), args.flow_threshold,
                                args.cellprob_threshold)
     model = load_model(args.model)
@@ -285,7 +285,6 @@ def cmd_translate(args) -> int:
 
     Each pair writes ``OUT/<DAPI file stem>/``; a pair whose ``translate.json`` is already there is skipped.
     """
-    import tifffile
     from tqdm import tqdm
 
     from .core.outputs import write_translation
@@ -307,7 +306,7 @@ def cmd_translate(args) -> int:
         if any(_same_file(p, w) or _same_file(p.parent, w) for p in (dapi_path, labels_path) for w in written):
             raise ImageInputError(f"--out {out} would overwrite the input {dapi_path} or {labels_path}; "
                                   "choose another folder")
-        dapi, labels = tifffile.imread(dapi_path), tifffile.imread(labels_path)
+        dapi, labels = read_tiff(dapi_path, "a DAPI plane"), read_tiff(labels_path, "a labels TIFF")
         with tqdm(unit="step", disable=args.quiet, desc=dapi_path.name) as bar:
             result = run_with_bar(translate(model, dapi, labels, settings), bar)
         write_translation(folder, result, labels, {"dapi": str(dapi_path), "labels_file": str(labels_path)})
@@ -568,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    quiet_readers(args.verbose)
     try:
         return args.func(args)
     except (BundleError, ImageInputError, ValueError, FileNotFoundError) as err:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,27 +66,63 @@ def _opaque(alpha: np.ndarray) -> bool:
     return bool(np.all(alpha == full))
 
 
-def _stack(images: np.ndarray, source: str) -> np.ndarray:
+@contextmanager
+def _read_as(path: str | os.PathLike, what: str, fix: str):
+    """Whatever a damaged or foreign file makes a library raise becomes one line naming the file and the fix."""
+    try:
+        yield
+    except ImageInputError:
+        raise
+    except Exception as err:  # numpy, zipfile, tifffile and csv raise many kinds for a bad file
+        first_line = (str(err).splitlines() or [""])[0][:200]
+        raise ImageInputError(f"{path} could not be read as {what} ({type(err).__name__}: {first_line}); {fix}") \
+            from err
+
+
+def _check_pixels(images: np.ndarray, source: str, allow_empty: bool = False) -> np.ndarray:
+    if images.size == 0 and not (allow_empty and len(images) == 0 and min(images.shape[1:]) >= 1):
+        raise ImageInputError(f"{source}: the crops are empty (shape {images.shape}); save at least one crop of "
+                              "at least 1×1 pixel")
+    if images.dtype.kind not in "uif":
+        raise ImageInputError(f"{source}: crops of type {images.dtype} are not images; save them as integers "
+                              "(uint8, uint16) or floats")
+    return images
+
+
+def _stack(images: np.ndarray, source: str, allow_empty: bool = False) -> np.ndarray:
     if images.ndim == 3:
-        return images[:, None]
+        return _check_pixels(images[:, None], source, allow_empty)
     if images.ndim == 4:
-        return images
+        return _check_pixels(images, source, allow_empty)
     raise ImageInputError(f"{source}: a stack must be N×H×W or N×C×H×W, got shape {images.shape}")
 
 
-def read_npz(path: str | os.PathLike) -> CropSet:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "images" not in data.files:
-                raise ImageInputError(f"{path} has no 'images' array (it has {data.files}); "
-                                      "save crops as images=N×C×H×W")
-            images = _stack(data["images"], str(path))
-            labels = data["labels"].astype(str) if "labels" in data.files else None
-            channels = [str(c) for c in data["channels"]] if "channels" in data.files else []
-    except ValueError as err:
-        if "pickle" in str(err):
-            raise ImageInputError(f"{path} holds pickled objects, which are refused; save plain arrays") from err
-        raise
+def _names(array: np.ndarray, key: str, path: str | os.PathLike) -> np.ndarray:
+    """``labels`` or ``channels`` of an .npz: one text per crop or channel."""
+    if array.ndim != 1:
+        raise ImageInputError(f"{path}: '{key}' must be a list (1-D), got shape {array.shape}; save {key}=[...]")
+    return array.astype(str)
+
+
+def read_npz(path: str | os.PathLike, allow_empty: bool = False) -> CropSet:
+    """``allow_empty``: a stack of no crops (N = 0) is read, not refused (extra crops that a filter all dropped)."""
+    with open(path, "rb") as fh:
+        zipped = fh.read(4) == b"PK\x03\x04"
+    if not zipped:  # numpy would try to unpickle it
+        raise ImageInputError(f"{path} is not an .npz archive; save crops with numpy.savez(path, images=N×C×H×W)")
+    with _read_as(path, "an .npz archive", "save crops with numpy.savez(path, images=N×C×H×W)"):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "images" not in data.files:
+                    raise ImageInputError(f"{path} has no 'images' array (it has {data.files}); "
+                                          "save crops as images=N×C×H×W")
+                images = _stack(data["images"], str(path), allow_empty)
+                labels = _names(data["labels"], "labels", path) if "labels" in data.files else None
+                channels = list(_names(data["channels"], "channels", path)) if "channels" in data.files else []
+        except ValueError as err:
+            if "pickle" in str(err):
+                raise ImageInputError(f"{path} holds pickled objects, which are refused; save plain arrays") from err
+            raise
     if labels is not None and len(labels) != len(images):
         raise ImageInputError(f"{path}: {len(labels)} labels for {len(images)} images")
     names = [f"{Path(path).name}[{i}]" for i in range(len(images))]
@@ -95,7 +132,7 @@ def read_npz(path: str | os.PathLike) -> CropSet:
 def read_labels_csv(path: str | os.PathLike, n: int, column: str = "label") -> np.ndarray:
     """One value per slice of an n-slice stack from a CSV's ``column`` (rows in order, or placed by an
     ``index`` column)."""
-    with open(path, newline="") as fh:
+    with _read_as(path, "a CSV table", "save it as text with a header row"), open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or column not in rows[0]:
         if column == "label":
@@ -103,7 +140,11 @@ def read_labels_csv(path: str | os.PathLike, n: int, column: str = "label") -> n
         raise ImageInputError(f"{path} has no column '{column}'; its columns are {', '.join(rows[0]) if rows else 'none'}")
     labels = np.empty(n, dtype=object)
     for order, row in enumerate(rows):
-        index = int(row["index"]) if row.get("index") not in (None, "") else order
+        try:
+            index = int(row["index"]) if row.get("index") not in (None, "") else order
+        except ValueError:
+            raise ImageInputError(f"{path}: index {row['index']!r} is not a slice number; give whole numbers from 0 "
+                                  "in the 'index' column, or leave it out") from None
         if not 0 <= index < n:
             raise ImageInputError(f"{path}: index {index} is outside the stack of {n} slices")
         labels[index] = row[column]
@@ -155,10 +196,21 @@ def crop_groups(crops: "CropSet", spec: str, labels_csv: str | os.PathLike | Non
 def read_tiff_stack(path: str | os.PathLike, labels_csv: str | os.PathLike | None = None) -> CropSet:
     import tifffile
 
-    images = _stack(tifffile.imread(path), str(path))
+    with _read_as(path, "a TIFF", "save the crops as one TIFF stack (N×H×W or N×C×H×W)"):
+        images = _stack(tifffile.imread(path), str(path))
     labels = read_labels_csv(labels_csv, len(images)) if labels_csv else None
     names = [f"{Path(path).name}[{i}]" for i in range(len(images))]
     return CropSet(images, labels, _default_channels(images), names, str(path))
+
+
+def read_tiff(path: str | os.PathLike, what: str = "a TIFF image") -> np.ndarray:
+    """One TIFF file's pixels, or one line naming the file when it is damaged or not a TIFF."""
+    import tifffile
+
+    if not Path(path).is_file():
+        raise ImageInputError(f"{path} does not exist")
+    with _read_as(path, what, "check the file (a copy cut short, or not a TIFF?) and save it again"):
+        return tifffile.imread(path)
 
 
 def read_image_file(path: Path) -> np.ndarray:
@@ -256,13 +308,14 @@ def _fitted(crops: CropSet, pieces, size: tuple[int, int] | int | None, fit: str
 
 def read_crops(path: str | os.PathLike, labels_csv: str | os.PathLike | None = None,
                size: tuple[int, int] | int | None = None, fit: str | None = None,
-               skip_unreadable: bool = False) -> CropSet:
+               skip_unreadable: bool = False, allow_empty: bool = False) -> CropSet:
     """Read any supported crop collection; the format follows from the path.
 
     ``size``/``fit``: bring every crop to this size by this policy (see :mod:`.sizing`); without them,
     crops of one size stay as they are and crops of mixed sizes get an automatic size by ``resize``.
     ``skip_unreadable``: in a folder, an unreadable image is left out and listed in ``skipped`` (classifying a
     large folder goes on); by default it stops the read with one line naming the file.
+    ``allow_empty``: an .npz of no crops is read (extra crops that a filter all dropped); else it is refused.
     """
     path = Path(path)
     if not path.exists():
@@ -272,7 +325,7 @@ def read_crops(path: str | os.PathLike, labels_csv: str | os.PathLike | None = N
     else:
         suffix = path.suffix.lower()
         if suffix == ".npz":
-            crops = read_npz(path)
+            crops = read_npz(path, allow_empty)
         elif suffix in (".tif", ".tiff"):
             crops = read_tiff_stack(path, labels_csv)
         else:

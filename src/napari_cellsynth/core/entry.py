@@ -11,8 +11,10 @@ resume.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from .bundle import BundleError
 from .images import ImageInputError
@@ -21,13 +23,25 @@ USER_ERRORS = (BundleError, ImageInputError, ValueError, FileNotFoundError, NotA
                IsADirectoryError, PermissionError)
 
 
+def quiet_readers(verbose: bool) -> None:
+    """tifffile logs each damaged tag or page before it raises; the raised error is the one line a user sees, so
+    its log is shown only with ``-v``."""
+    if not verbose:
+        logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+
+
 def run_entry(main: Callable[[list[str]], object], prog: str, argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = bool({"-v", "--verbose"} & set(argv))
+    quiet_readers(verbose)
     argv = [a for a in argv if a not in ("-v", "--verbose")]
+    out = _out_folder(argv)
+    new_out = out is not None and not out.exists()
     try:
         main(argv)
     except USER_ERRORS as err:
+        if new_out:  # a refused run leaves no empty --out folder behind (one with files in it stays)
+            _remove_if_empty(out)
         if verbose:
             raise
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -37,3 +51,19 @@ def run_entry(main: Callable[[list[str]], object], prog: str, argv: list[str] | 
               file=sys.stderr)
         return 130
     return 0
+
+
+def _out_folder(argv: list[str]) -> Path | None:
+    for i, arg in enumerate(argv):
+        if arg == "--out" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--out="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only an empty folder; anything written stays
+    except OSError:
+        pass

@@ -186,7 +186,7 @@ def load_extra(path: str, label_map: dict[str, list[str]], classes: list[str]) -
     """Extra training crops (e.g. generated ones): an .npz/TIFF folder with labels, mapped to the classes."""
     from napari_cellsynth.core.label_maps import apply_label_map
 
-    crops = read_crops(path)
+    crops = read_crops(path, allow_empty=True)  # a filter may keep none of a generator's cells
     if crops.labels is None:
         raise ValueError(f"{path}: extra training crops need labels (npz 'labels' or one folder per class)")
     # a crop may carry the class name itself (M) or one of its original labels (Prophase …)

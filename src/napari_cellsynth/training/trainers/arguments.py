@@ -1,7 +1,8 @@
 """Command-line arguments of the trainers, checked before anything runs.
 
 Every trainer parses with :func:`parse_checked`: a count (an ``int`` option) must be at least 1 —
-``--sample-every 0`` would divide by zero hours later — unless 0 means "off" for it (``ZERO_OK``); a
+``--steps 0`` would train nothing and fail at export — unless 0 means "off" for it (``ZERO_OK``: ``--sample-every 0``
+makes no sample grids); a
 rate or scale (a ``float`` option) must be 0 or more, a learning rate above 0 and a probability-like
 fraction below 1.  A bad value stops the run at once with one line naming the option and the fix.
 
@@ -17,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 ZERO_OK = {"seed", "split_seed", "threads", "min_steps", "patience", "pool", "limit", "max_minutes",
-           "lambda_identity", "weight_decay", "warmup", "dropout", "p_uncond", "ema", "snapshot_every"}
+           "lambda_identity", "weight_decay", "warmup", "dropout", "p_uncond", "ema", "snapshot_every",
+           "sample_every"}
 POSITIVE = {"lr", "learning_rate", "temperature"}
 FRACTIONS = {"dropout", "p_uncond", "ema", "warmup", "shift"}
 

@@ -16,7 +16,8 @@ def add_run_arguments(p: argparse.ArgumentParser, fine_tuning: bool = True) -> N
     """(Fine-tuning start,) sample/checkpoint cadence, seed, output folder, resume and quiet."""
     if fine_tuning:
         p.add_argument("--init-from", help="run folder whose EMA weights start this run (fine-tuning)")
-    p.add_argument("--sample-every", type=int, default=2000)
+    p.add_argument("--sample-every", type=int, default=2000,
+                   help="steps between sample grids (and one at the end); 0: none")
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)

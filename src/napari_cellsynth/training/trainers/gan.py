@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20000, help="generator updates")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--snapshot-every", type=int, default=2000)
-    p.add_argument("--sample-every", type=int, default=2000)
+    p.add_argument("--sample-every", type=int, default=2000,
+                   help="steps between sample grids (and one at the end); 0: none")
     p.add_argument("--ckpt-every", type=int, default=1000)
     p.add_argument("--device", default="auto")
     p.add_argument("--max-minutes", type=float, default=None)
