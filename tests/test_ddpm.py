@@ -438,3 +438,19 @@ def test_interval_guidance_and_autoguidance_from_the_command(ddpm_bundle, tmp_pa
                     "--out", str(tmp_path / "refused"), "--quiet", *extra])
         err = capsys.readouterr().err.strip()
         assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_reexported_guide_is_loaded_again(ddpm_run, tmp_path):
+    """The guide is cached per process, but not past a re-export into the same folder (its card and sha change)."""
+    import shutil
+
+    from napari_cellsynth.core.generate import guide_model
+    from napari_cellsynth.export.export_ddpm import export_ddpm
+
+    folder = export_ddpm(ddpm_run, tmp_path / "guide")
+    first = guide_model(str(folder))
+    assert guide_model(str(folder)) is first
+    shutil.rmtree(folder)
+    export_ddpm(ddpm_run, tmp_path / "guide", name="renamed-guide")
+    again = guide_model(str(folder))
+    assert again is not first and again.card.name == "renamed-guide"

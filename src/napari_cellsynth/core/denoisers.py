@@ -52,9 +52,6 @@ class Guidance:
         """Network evaluations a step at ``sigma`` costs: two where guidance mixes two predictions, else one."""
         return 2 if self.active(sigma) and self.scale != 0.0 else 1
 
-    def record(self) -> dict:
-        return {"scale": self.scale, "interval": list(self.interval) if self.interval else None}
-
 
 class GuidedNet:
     """``(x_t, t) → prediction`` of one class under a :class:`Guidance`; ``calls(t)`` is what a step costs in network

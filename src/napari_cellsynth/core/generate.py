@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -93,9 +94,17 @@ class GenerationSettings:
         GENERATORS[card.kind].check(self, model)
 
 
-@lru_cache(maxsize=4)
 def guide_model(location: str) -> OnnxModel:
-    """The autoguidance reference bundle, loaded once per process."""
+    """The autoguidance reference bundle, loaded once per process and again when its folder's files change (a
+    re-exported guide is not served from the cache)."""
+    folder = Path(location)
+    stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(folder.iterdir()) if f.is_file()) \
+        if folder.is_dir() else None  # zoo: names are fixed by their sha256
+    return _loaded_guide(location, stamp)
+
+
+@lru_cache(maxsize=4)
+def _loaded_guide(location: str, stamp: tuple | None) -> OnnxModel:
     return OnnxModel(location, kind="ddpm")
 
 
