@@ -61,6 +61,7 @@ from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.data.focused_sampling import (PARTS, MinorityPool, channel_ranges, supplementary_batch,
                                                              supplementary_size)
 from napari_cellsynth.training.data.labelled_crops import load_labelled, stratification, stratified_split
+from napari_cellsynth.training.data.split_provenance import TrainingSplit, check_learnt_from_split
 from napari_cellsynth.training.reports.summaries import write_summary
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers.arguments import add_experiment_shift
@@ -197,49 +198,15 @@ class Experiment:
         return path
 
     def check_trained_on_split(self, card, name: str) -> None:
-        """Which crops the generator, and each start it was fine-tuned from, learnt from must be this split's training
-        part.  A link that records its split (seed, and the classes it was stratified by) must match this one's.
-        One that does not (bundles exported before it was recorded, like the zoo's) must have learnt this split's
-        stratification classes from as many crops of each as this split's training part holds.  That is a necessary
-        condition, not a sufficient one: counts do not tell two seeds' splits apart, and the Jurkat 4-class split's
-        training part holds 71 of the 7-class split's 1,447 test crops (all mitotic) with the same counts of M."""
-        training = card.training or {}
-        recorded = training.get("data", {}).get("train_counts", {}).get(name)
-        here = int((self.train_y == self.classes.index(name)).sum())
-        if recorded is not None and recorded != here:
-            raise ValueError(f"generator '{card.name}' learnt from {recorded} crops of {name}, but this split's "
-                             f"training part holds {here}: it was trained on another split and may have seen test "
-                             "crops; train it with the same --split-seed and data, or pass its --split-seed")
-        links = [(f"generator '{card.name}'", training.get("data", {}).get("split"), None)]
-        start = training.get("init_from")
-        while isinstance(start, dict):  # every link of a fine-tuning chain
-            links.append((f"generator '{card.name}' was fine-tuned from {start['from']}, which", start.get("split"),
-                          start))
-            start = start.get("init_from")
-        for who, split, link in links:
-            if split:
-                if split.get("seed") != self.args.split_seed or split.get("classes") != self.split_classes:
-                    raise ValueError(f"{who} learnt from split seed {split.get('seed')} stratified by "
-                                     f"{', '.join(split.get('classes') or [])}, this experiment's is seed "
-                                     f"{self.args.split_seed} stratified by {', '.join(self.split_classes)}: it may "
-                                     "have seen test crops; pass its --split-seed and --stratify-by")
-            elif link is not None:
-                self.check_unrecorded_start(who, link)
-
-    def check_unrecorded_start(self, who: str, start: dict) -> None:
-        """A start without its split recorded: its classes and training counts must be this split's stratification's."""
-        if start.get("classes") != self.split_classes:
-            raise ValueError(f"{who} learnt other classes ({', '.join(start['classes'])}) than this split is "
-                             f"stratified by ({', '.join(self.split_classes)}): that split holds other crops, some of "
-                             f"them in this one's test part; pass --stratify-by with its label map")
+        """The generator, and each start it was fine-tuned from, learnt from this split's training part
+        (:mod:`training.data.split_provenance`)."""
         train = self.split_y[self.split["train"]]
-        for other, count in (start.get("train_counts") or {}).items():
-            here = int((train == self.split_classes.index(other)).sum())
-            if count and count != here:
-                raise ValueError(f"{who} learnt from {count} crops of {other}, but this split's training part holds "
-                                 f"{here}: it was trained on another split (it may have seen test crops) or on a part "
-                                 "of this one thinned by --keep-fraction; start from a generator trained on all of "
-                                 "this split's training part")
+        split = TrainingSplit(self.args.split_seed, self.split_classes,
+                              {c: int((train == k).sum()) for k, c in enumerate(self.split_classes)},
+                              what="this experiment", stratify_option="--stratify-by")
+        here = int((self.train_y == self.classes.index(name)).sum())
+        check_learnt_from_split(card, name, here, split, "train it with the same --split-seed and data, or pass its "
+                                                         "--split-seed")
 
     def pools(self, kind: str | None) -> list[MinorityPool]:
         """One pool per minority class: its real training crops and the ``kind`` generator's crops (none without)."""

@@ -17,6 +17,7 @@ from napari_cellsynth.core.outputs import generate_into, read_generated
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.data.labelled_crops import (LabelledData, load_labelled, read_split, stratified_split,
                                                            thin_classes)
+from napari_cellsynth.training.data.split_provenance import TrainingSplit, check_learnt_from_split
 
 from .realism_filters import FILTERS, FilterInputs
 from .settings import StudySettings
@@ -136,19 +137,14 @@ class StudyPlan:
         return by_class
 
     def check_generator(self, model: OnnxModel, name: str) -> None:
-        """A generator must have learnt from this study's training cells of the class, never from test cells: its
-        card's split seed (when recorded) and its count of the class's training cells must be this study's."""
-        card, data = model.card, (model.card.training or {}).get("data", {})
-        split = data.get("split") or {}
-        if split.get("seed") is not None and split["seed"] != self.settings.split_seed:
-            raise ValueError(f"generator '{card.name}' learnt from split seed {split['seed']}, this study's is "
-                             f"{self.settings.split_seed}: it may have seen test cells; pass --split-seed "
-                             f"{split['seed']}")
-        recorded, here = (data.get("train_counts") or {}).get(name), self.train_counts()[name]
-        if recorded is not None and recorded != here:
-            raise ValueError(f"generator '{card.name}' learnt from {recorded} training cells of {name}, this study "
-                             f"trains on {here}: it learnt from another split or cut (and may have seen test cells); "
-                             f"pass the --keep {name}=N it was trained with, or train it on this study's cells")
+        """A generator (and every start it was fine-tuned from) must have learnt from this study's training cells of
+        the class, never from test cells (:mod:`training.data.split_provenance`), and make crops of the data's shape."""
+        card, seed = model.card, self.settings.split_seed
+        unthinned = self.data.y[stratified_split(self.data.y, seed)["train"]]
+        split = TrainingSplit(seed, self.classes, {c: int((unthinned == k).sum()) for k, c in enumerate(self.classes)},
+                              what="this study")
+        check_learnt_from_split(card, name, self.train_counts()[name], split,
+                                f"pass the --keep {name}=N it was trained with, or train it on this study's cells")
         size, channels = card.input.get("size"), len(card.channels or [])
         ours = tuple(self.data.crops.images.shape[1:])
         if size and (tuple(size) != ours[-2:] or (channels and channels != ours[0])):
