@@ -91,16 +91,22 @@ def nearest_ssim(cells: np.ndarray, references: np.ndarray, data_range: float) -
     return best
 
 
+_REAL_TEST_SSIM: dict[tuple[str, str, int], np.ndarray] = {}
+
+
 def ssim_max(plan: StudyPlan, name: str, generated: np.ndarray, most: int = 256) -> dict:
     """Memorisation: each generated cell's SSIM to its nearest real training cell of the class, beside the same for
     the real test cells (how close a new real cell comes to the training cells).  A generator that copies its training
     cells scores near 1 where real test cells do not.  At most ``most`` cells of each are compared."""
     real = plan.rare_real(name)
-    test = plan.split["test"]
-    test_cells = plan.data.crops.images[test[plan.data.y[test] == plan.classes.index(name)]]
     data_range = float(real.max()) - float(real.min()) or 1.0
     generated_max = nearest_ssim(generated[:most], real, data_range)
-    test_max = nearest_ssim(test_cells[:most], real, data_range)
+    key = (str(plan.out), name, most)  # a study's split never changes: its real test cells' values are computed once
+    if key not in _REAL_TEST_SSIM:
+        test = plan.split["test"]
+        test_cells = plan.data.crops.images[test[plan.data.y[test] == plan.classes.index(name)]]
+        _REAL_TEST_SSIM[key] = nearest_ssim(test_cells[:most], real, data_range)
+    test_max = _REAL_TEST_SSIM[key]
     return {"ssim_max": float(np.mean(generated_max)), "ssim_max_real_test": float(np.mean(test_max)),
             "ssim_max_above_real": float(np.mean(generated_max > np.quantile(test_max, 0.95)))}
 
