@@ -410,3 +410,36 @@ def test_two_tall_widgets_docked_together_scroll_instead_of_growing_the_window(m
         assert isinstance(widget.native, QScrollArea) and dock_widget.height() <= 700
         # everything stays reachable: the scroll area holds the whole widget
         assert widget.native.widget().sizeHint().height() > 0
+
+
+@pytest.mark.parametrize("name", ["Classify", "Batch", "Segment"])
+def test_opening_a_widget_that_draws_labels_compiles_their_colour_mapping_off_the_main_thread(make_napari_viewer,
+                                                                                              monkeypatch, name):
+    """The first labels drawn with per-class colours stalled the viewer while napari compiled its colour mapping
+    (issue 35: 2.4 s on the first Classify).  Opening the widget maps labels of every common integer type through
+    both label colormaps in a background thread, once per process."""
+    import threading
+
+    from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
+
+    from napari_cellsynth._widgets import colour_warmup
+
+    seen = []
+    for colormap in (DirectLabelColormap, CyclicLabelColormap):
+        original = colormap._data_to_texture
+
+        def recorded(self, values, original=original, kind=colormap.__name__):
+            seen.append((kind, np.asarray(values).dtype.name, threading.current_thread().name))
+            return original(self, values)
+
+        monkeypatch.setattr(colormap, "_data_to_texture", recorded)
+    monkeypatch.setattr(colour_warmup, "_thread", None)  # as in a new napari session
+    viewer = make_napari_viewer()
+    dock(viewer, name)
+    thread = colour_warmup.warm_colour_mapping()  # the one that opening the widget started
+    thread.join(timeout=300)
+    assert not thread.is_alive() and thread is not threading.main_thread()
+    wanted = {(kind, np.dtype(t).name) for kind in ("DirectLabelColormap", "CyclicLabelColormap")
+              for t in colour_warmup.LABEL_DTYPES}
+    assert {(kind, dtype) for kind, dtype, _ in seen} == wanted
+    assert {who for *_, who in seen} == {"cellsynth-colour-warmup"}

@@ -13,6 +13,7 @@ from ..core.batch import AugmentSettings, BatchSettings, run_batch
 from ..core.segment import SegmentSettings
 from ..core.generate import GENERATOR_KINDS
 from .base import JobWidget, chosen_path, zoo_picker
+from .colour_warmup import warm_colour_mapping
 from .table import FrameTable
 
 REPORT_COLUMNS = ["name", "status", "frames", "done", "failed", "objects", "error"]
@@ -68,6 +69,7 @@ class BatchWidget(JobWidget):
         zoo_segment = zoo_picker(self.segment_model, ("cellpose",), "Cellpose from the zoo")
         zoo_classifier = zoo_picker(self.classifier, ("classifier",), "classifier from the zoo")
         zoo_generator = zoo_picker(self.generator, (*GENERATOR_KINDS, "bbdm", "cyclegan"), "generator from the zoo")
+        warm_colour_mapping()  # the first labels drawn do not stall the viewer (colour_warmup)
         super().__init__(viewer, [self.input, self.axes, self.channel, zoo_segment, self.segment_model, self.diameter,
                                   zoo_classifier,
                                   self.classifier, self.classify_channels, self.tile, self.halo, zoo_generator,

@@ -9,6 +9,7 @@ from ..core.bundle import BundleError, read_card
 from ..core.classify import classify_crops, classify_objects
 from ..core.runtime import OnnxModel
 from .base import JobWidget, chosen_bundle, chosen_path, zoo_picker
+from .colour_warmup import warm_colour_mapping
 from .table import FrameTable
 
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -46,6 +47,7 @@ class ClassifyWidget(JobWidget):
         self.margin = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="crop margin", enabled=False,
                                    tooltip="only for 'bounding box resized'")
         self.zoo = zoo_picker(self.bundle, ("classifier",))
+        warm_colour_mapping()  # the first labels drawn do not stall the viewer (colour_warmup)
         super().__init__(viewer, [self.image_layer, self.labels_layer, self.zoo, self.bundle, self.batch_size,
                                   self.object_crop, self.margin])
         self.object_crop.changed.connect(

@@ -7,6 +7,7 @@ from napari.viewer import Viewer
 from ..core.jobs import in_thread
 from ..core.segment import SegmentSettings, available_builtins, estimate_diameter, load_model, segment
 from .base import JobWidget, chosen_path, zoo_choices
+from .colour_warmup import warm_colour_mapping
 
 CUSTOM = "custom model file…"
 
@@ -31,6 +32,7 @@ class SegmentWidget(JobWidget):
         self.nucleus_channel = SpinBox(value=0, min=0, max=3, label="nucleus channel")
         self.flow_threshold = FloatSpinBox(value=0.4, min=0.0, max=3.0, step=0.05, label="flow threshold")
         self.cellprob_threshold = FloatSpinBox(value=0.0, min=-6.0, max=6.0, step=0.25, label="cell probability")
+        warm_colour_mapping()  # the first labels drawn do not stall the viewer (colour_warmup)
         super().__init__(viewer, [self.image_layer, self.model_name, self.model_file, self.diameter,
                                   self.estimate_button, self.cyto_channel, self.nucleus_channel,
                                   self.flow_threshold, self.cellprob_threshold])
