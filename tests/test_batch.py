@@ -163,6 +163,33 @@ def test_a_killed_run_resumes_without_losing_or_repeating_objects(reference, sta
     assert json.loads((out / "run.json").read_text())["stacks"][0]["done"] == FRAMES
 
 
+@pytest.mark.slow
+def test_a_run_killed_at_random_moments_several_times_ends_identical_to_an_uninterrupted_one(reference, stack,
+                                                                                            settings, tmp_path):
+    """SIGKILL at seeded random moments (while starting, mid-frame, while writing the table), four times, then the
+    same command to the end: every object row and every label equal the uninterrupted run's (issue 36)."""
+    out = tmp_path / "run"
+    args = [str(stack), "--segment-model", settings.segment.model, "--diameter", str(NUCLEI_DIAMETER),
+            "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out), "--workers", "1",
+            "--quiet"]
+    kills = []
+    for delay in np.random.default_rng(36).uniform(2.0, 14.0, size=4):
+        process = subprocess.Popen(cli(*args), env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=delay)  # it may finish first: then the later starts resume a finished run
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills.append(len(list(out.glob("markers/*/done/*.json"))))
+    assert len(kills) >= 2 and min(kills) < FRAMES, kills  # killed mid-way more than once
+    done = subprocess.run(cli(*args), env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed, expected = objects(read_table(out / "objects.csv")), objects(reference[1])
+    assert resumed == expected
+    assert np.array_equal(read_labels(out / "nuclei.ome.zarr")[:], read_labels(reference[0].run_dir / "nuclei.ome.zarr")[:])
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
 def test_stopping_the_job_and_running_it_again_resumes(reference, stack, settings, tmp_path):
     job = run_batch(stack, tmp_path / "run", settings, workers=1, window=1)
     while next(job)[0] < 4:
