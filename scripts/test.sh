@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m ruff check . && echo "ruff: clean"   # the lint configuration in pyproject.toml
-.venv/bin/python -m pytest "$@"
+# pytest-xdist: one worker per CPU that nproc gives (CELLSYNTH_TEST_WORKERS=0: in this process), whole files per
+# worker so that a module's trained fixtures are made once; tests/conftest.py gives each worker one thread.
+.venv/bin/python -m pytest -n "${CELLSYNTH_TEST_WORKERS:-$(nproc)}" --dist loadfile "$@"

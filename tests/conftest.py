@@ -22,23 +22,62 @@ def pytest_configure(config):
     # Mesa writes a shader cache under XDG_CACHE_HOME; keep it out of the user's home.
     os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="cellsynth-xdg-"))
     os.environ.setdefault("CELLSYNTH_PROVIDERS", "cpu")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: one thread per worker (torch, ONNX Runtime, and the
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # commands the tests run), so that workers do not fight over
+        os.environ.setdefault("CELLSYNTH_THREADS", "1")  # the cores; set before torch is first imported
+
+
+NO_DATA = "real data"  # the start of every skip reason below, counted in the run's summary line
 
 
 def require(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"real data {path} not found (set CELLSYNTH_SHARED_DATA)")
+        pytest.skip(f"{NO_DATA} {path} not found (set CELLSYNTH_SHARED_DATA)")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules that hold ``slow`` tests run first, so that the workers of ``pytest -n`` (scripts/test.sh) are not
+    left waiting on one long module at the end.  Tests marked ``full_data`` need the whole of ../shared/data (they
+    score against cells that the package's sample data would have trained on, or use files only it has): skipped at
+    once in a clone without it."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)  # stable: file order otherwise
+    if JURKAT.exists():
+        return
+    skip = pytest.mark.skip(reason=f"{NO_DATA} {SHARED_DATA} not found: this test needs the full data "
+                                   "(set CELLSYNTH_SHARED_DATA)")
+    for item in items:
+        if item.get_closest_marker("full_data"):
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line that says how much of the suite a clone without ../shared/data did not run."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if NO_DATA in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} tests skipped: they need the real data in {SHARED_DATA} "
+                                    "(set CELLSYNTH_SHARED_DATA to run them)", yellow=True)
 
 
 @pytest.fixture(scope="session")
 def jurkat_slice(tmp_path_factory) -> Path:
     """A seeded slice of the real Jurkat cells: every mitotic cell plus 300 of each interphase class.
 
-    The cells shipped as the plugin's sample data are left out, so tests can score on them.
+    The cells shipped as the plugin's sample data are left out, so tests can score on them.  Without ../shared/data
+    it is those 226 sample cells, and the tests that score on them are marked ``full_data``.
     """
     from napari_cellsynth.training.experiments.shift import jurkat_slice as write_slice
 
-    return write_slice(require(JURKAT), tmp_path_factory.mktemp("data") / "jurkat_slice.npz")
+    out = tmp_path_factory.mktemp("data") / "jurkat_slice.npz"
+    if not JURKAT.exists():  # a clone without the data: the 226 sample cells (tests that score on them are full_data)
+        from napari_cellsynth._sample_data import load_jurkat_sample
+
+        sample = load_jurkat_sample()
+        np.savez(out, images=sample["images"], labels=sample["labels"], channels=sample["channels"])
+        return out
+    return write_slice(JURKAT, out)
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,7 @@ def mtimes(paths) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in paths}
 
 
+@pytest.mark.slow
 def test_a_stack_of_metaphases_is_segmented_classified_translated_and_filtered(metaphase_stack, bbdm_five_planes,
                                                                                tmp_path):
     out = tmp_path / "run"

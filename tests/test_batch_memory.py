@@ -15,6 +15,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import pytest
 import tifffile
 from conftest import NUCLEI, NUCLEI_DIAMETER, require
 
@@ -26,6 +27,7 @@ FRAMES, EARLY, LATE = 470, 150, 450
 TRANSIENT = ("*/numpy/*", "*/cellpose/*", "*/tracemalloc.py", "*/skimage/*", "*/scipy/*")
 
 
+@pytest.mark.slow
 def test_a_long_stack_runs_in_memory_that_does_not_grow_with_it(chromosome_cellpose_model, tmp_path):
     image = tifffile.imread(require(NUCLEI / "img2d.tif"))
     corners = np.random.default_rng(0).integers(0, image.shape[0] - 64, (FRAMES, 2))

@@ -2,6 +2,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import tifffile
 
 from napari_cellsynth._sample_data import JURKAT_SAMPLE, load_jurkat_sample
@@ -22,6 +23,7 @@ def test_help_lists_the_commands(capsys):
     assert "classify" in out and "info" in out
 
 
+@pytest.mark.full_data
 def test_classify_npz_scores_unseen_sample_cells(classifier_bundle, tmp_path, capsys):
     out = tmp_path / "results.csv"
     assert main(["classify", str(JURKAT_SAMPLE), "--model", str(classifier_bundle), "--out", str(out),

@@ -178,6 +178,8 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     assert len(paths) == 3 and read_provenance(paths[0])["class"] == "M"
 
 
+@pytest.mark.slow
+@pytest.mark.full_data
 def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     """Paper 000's experiment at toy scale on real cells: generators, balancing, classifiers, quality, grid."""
     from napari_cellsynth.training.experiments import ddpm as experiment_ddpm
@@ -324,6 +326,7 @@ def test_snapshots_give_a_kid_curve_over_training_that_resumes(jurkat_slice, cla
     assert "learnt from" in other.stderr and "same recipe" in other.stderr
 
 
+@pytest.mark.slow
 def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     """A user fine-tunes the shipped 4-class generator on Jurkat's 7 classes, as a command, without its training
     run: the U-Net rebuilt from the bundle's ONNX graph gives the bundle's outputs on real noised cells, each
@@ -366,7 +369,7 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
 
     out = tmp_path / "jurkat7-from-zoo"
     train = [CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7", "--batch-size", "8",
-             "--sample-every", "1000", "--ckpt-every", "1", "--quiet", "--out", str(out)]
+             "--sample-every", "0", "--ckpt-every", "1", "--quiet", "--out", str(out)]  # 0: no sample grid
     done = subprocess.run([*train, "--init-from", zoo, "--stratify-by", "jurkat4", "--steps", "2"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -381,6 +384,7 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = torch.load(out / "last.pt", weights_only=True)
     assert after["step"] == 3  # went on from step 2: one step of AdamW from there, not from the start's weights
+    assert not list(out.glob("samples_*.png"))  # --sample-every 0: no sample grid, not even at the end
     changed = after["model"]["class_emb.weight"] - before["model"]["class_emb.weight"]
     assert 0 < changed.abs().max() < 1e-2
     for extra, message in ((["--resume", "--steps", "4"], f"resume it with --init-from {zoo}"),

@@ -137,6 +137,7 @@ def test_classify_reports_pr_auc_roc_auc_groups_and_bootstrap_as_a_command(tmp_p
         assert not (tmp_path / "bad.csv").exists()
 
 
+@pytest.mark.full_data
 def test_the_trainer_records_its_validation_choice_and_the_card_thresholds_drive_classify(trained_run, tmp_path):
     """The trainer writes decision.json (what was measured, whether thresholds were kept); the exporter puts a rule
     into the card; `cellsynth classify` then calls crops by it, says so, and `--threshold none` gives the argmax."""

@@ -21,6 +21,7 @@ def demo_report(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_product_from_the_zoo_and_reports_it(demo_report):
     out = demo_report
     for name in ("report.html", "results.csv", "metrics.json", "confusion.png", "gallery.png", "real_vs_generated.png",

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import JURKAT, REPO, require
+from conftest import REPO
+
+from napari_cellsynth._sample_data import load_jurkat_sample
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +49,10 @@ def test_an_installed_wheel_trains_and_exports(wheel, tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, text=True)
-    with np.load(require(JURKAT), allow_pickle=False) as data:
-        labels = data["labels"]
-        pick = np.concatenate([np.flatnonzero(labels == c)[:40] for c in ("G1", "G2", "S_phase")])
-        np.savez(tmp_path / "cells.npz", images=data["images"][pick], labels=labels[pick])
+    data = load_jurkat_sample()  # real cells shipped with the package
+    labels = data["labels"]
+    pick = np.concatenate([np.flatnonzero(labels == c)[:40] for c in ("G1", "G2", "S_phase")])
+    np.savez(tmp_path / "cells.npz", images=data["images"][pick], labels=labels[pick])
     # the installed copy comes first on the path; the interpreter's site-packages gives the dependencies
     env = {**os.environ, "PYTHONPATH": str(site)}
 

@@ -38,6 +38,7 @@ def test_arms_follow_paper_001_ablation():
         experiment.parse_generators([["runs/gan"]])
 
 
+@pytest.mark.full_data
 def test_experiment_on_real_cells_resumes_and_tests_against_the_full_method(jurkat_slice, anaphase_gan, tmp_path):
     _, bundle = anaphase_gan
     out = tmp_path / "exp"
@@ -166,6 +167,7 @@ def test_rank_sum_tests_ask_whether_the_full_method_beats_an_arm_on_shared_seeds
     assert "| base | 4 |" in experiment.markdown(summary)
 
 
+@pytest.mark.full_data
 def test_a_generator_trained_on_another_split_is_refused(jurkat_slice, anaphase_gan, tmp_path):
     """The card's recorded training crops of a class must be this split's: the real GAN's are; a card claiming one
     more is refused (it may have seen test crops), and so is one fine-tuned from a start that learnt other classes."""

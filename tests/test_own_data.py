@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_cellsynth._sample_data import load_jurkat_sample
 from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.label_maps import NAMED_MAPS
 from napari_cellsynth.core.metrics import majority_macro_f1
@@ -61,10 +62,11 @@ def jpeg_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_jpeg_folder_of_mixed_sizes_trains_beats_majority_and_classifies(jpeg_folder, tmp_path):
     run, bundle, table = tmp_path / "run", tmp_path / "bundle", tmp_path / "predictions.csv"
     done = command("train", "classifier", "--data", str(jpeg_folder), "--width", "16",
-                   "--steps", "300", "--seed", "0", "--threads", "2", "--out", str(run), "--quiet")
+                   "--steps", "300", "--seed", "0", "--out", str(run), "--quiet")
     assert "brought to 56×56 by resize" in done.stderr  # the median longer side (about 50 px), up to a multiple of 8
     assert "['Anaphase'] have fewer than 5 crops" in done.stderr
 
@@ -110,8 +112,7 @@ def test_mixed_sizes_get_the_median_size_and_the_policy_is_recorded(jpeg_folder)
 
 
 def test_pad_keeps_native_scale_and_resize_keeps_the_aspect_ratio():
-    with np.load(require(JURKAT), allow_pickle=False) as data:
-        crop = data["images"][0]  # 3×40×40 uint16
+    crop = load_jurkat_sample()["images"][0]  # 3×40×40 uint16, shipped with the package
     padded = fit_crop(crop, SizeFit((56, 56), "pad"))
     assert padded.dtype == crop.dtype and np.array_equal(padded[:, 8:48, 8:48], crop)
     cropped = fit_crop(crop, SizeFit((32, 32), "pad"))
@@ -124,8 +125,8 @@ def test_pad_keeps_native_scale_and_resize_keeps_the_aspect_ratio():
 
 
 def test_16_bit_multichannel_tiff_stack_with_a_labels_table(tmp_path):
-    with np.load(require(JURKAT), allow_pickle=False) as data:
-        images, labels = data["images"][:24], data["labels"][:24]
+    sample = load_jurkat_sample()
+    images, labels = sample["images"][:24], sample["labels"][:24]
     tifffile.imwrite(tmp_path / "stack.tif", images)
     with open(tmp_path / "labels.csv", "w", newline="") as fh:
         writer = csv.writer(fh)

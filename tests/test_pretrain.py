@@ -40,10 +40,13 @@ def test_nt_xent_is_simclr_loss_and_prefers_matching_views():
 
 @pytest.fixture(scope="module")
 def unlabelled(jurkat_slice, tmp_path_factory):
-    """300 real Jurkat crops saved as images only (no labels), and the first 100 of them to exclude."""
+    """300 real Jurkat crops saved as images only (no labels), and the first 100 of them to exclude (without
+    ../shared/data: the 226 sample cells, 300 drawn with repeats)."""
     folder = tmp_path_factory.mktemp("unlabelled")
     with np.load(jurkat_slice) as data:
-        np.savez(folder / "crops.npz", images=data["images"][::4][:300])
+        images = data["images"]
+    pick = np.arange(0, len(images), 4)[:300] if len(images) >= 1200 else np.arange(300) % len(images)
+    np.savez(folder / "crops.npz", images=images[pick])
     np.savez(folder / "exclude.npz", source_index=np.arange(100))
     return folder
 

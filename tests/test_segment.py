@@ -11,13 +11,20 @@ from conftest import SHARED_DATA
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.segment import SegmentSettings, estimate_diameter, load_model, segment
-from napari_cellsynth.training.data.mfish import read_metaphase
+from napari_cellsynth.training.data.mfish import Metaphase
 
 
 @pytest.fixture(scope="module")
 def held_out():
-    """A metaphase from slide V26, which the test model never saw."""
-    return read_metaphase(SHARED_DATA / "mfish" / "V26__54", "V260254")
+    """The metaphase shipped as the plugin's sample data (V260554, slide V26, which the zoo model never saw), so that
+    a clone without ../shared/data tests segmentation too."""
+    import tifffile
+
+    from napari_cellsynth._sample_data import MFISH_SAMPLE
+
+    planes = tifffile.imread(MFISH_SAMPLE)
+    karyotype = tifffile.imread(MFISH_SAMPLE.with_name(MFISH_SAMPLE.stem + "_K.tif"))
+    return Metaphase("V260554", "V26__54", "V", "54", planes[0], planes[1:], karyotype)
 
 
 def test_a_cellpose_run_is_scored_on_held_out_slides(cellpose_training_run):
@@ -167,6 +174,7 @@ def test_segment_widget_cancel_stops_within_a_frame(make_napari_viewer, qtbot, c
     assert [lay.name for lay in viewer.layers] == ["DAPI"]
 
 
+@pytest.mark.slow
 def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, held_out, tmp_path):
     """``cellsynth export cellpose`` (fp16 weights in arrays.npz, no pickle) → a bundle that segments the unseen
     metaphase as the trained model file does; a changed weight file is refused by its sha256."""

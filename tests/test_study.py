@@ -52,6 +52,7 @@ def finished_study(jurkat_slice, half_m_generator, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_report_holds_the_runs_numbers(finished_study):
     summary = json.loads((finished_study / "summary.json").read_text())
     arms = ["real", "balanced", "copies", "mixup", "generated-tiny", "generated-tiny-confidence", "generated-tiny-knn",
@@ -137,6 +138,7 @@ def test_a_killed_study_resumes_without_redoing_finished_runs(jurkat_slice, tmp_
     assert {arm: row["seeds"] for arm, row in summary["arms"].items()} == {"real": [0, 1], "copies": [0, 1]}
 
 
+@pytest.mark.full_data
 def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, ddpm_bundle, tmp_path):
     out = tmp_path / "s"
     (out).mkdir()
@@ -159,6 +161,7 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, 
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.full_data
 def test_the_realism_filters_keep_real_cells_and_drop_noise(finished_study, classifier_bundle, jurkat_slice):
     """On real cells through real classifiers: about half of real M cells (the realism score keeps the half of the real
     balls with the smallest radii) fall inside the real M cells' k-NN balls in the study's real classifier's features,
@@ -214,6 +217,7 @@ def test_paired_differences_match_scipy():
     assert paired_test([0], np.array([0.1]))["p_wilcoxon"] is None
 
 
+@pytest.mark.slow
 def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_study, half_m_generator, tmp_path):
     """A generator with sampling options (interval guidance, autoguidance by a guide bundle) added to a finished
     study: only its arm runs; the pool records the options; the report names them.  Changing a generator that is

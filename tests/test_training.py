@@ -186,6 +186,7 @@ def test_training_batches_shuffle_also_without_augmentation():
     assert np.concatenate([y.numpy() for _, y in evaluation]).tolist() == list(range(40))
 
 
+@pytest.mark.full_data
 def test_training_run_writes_everything_and_learns(trained_run):
     for name in ("config.json", "split.npz", "samples.npz", "best.pt", "last.pt", "history.json",
                  "curves.png", "metrics_test.json", "confusion_test.png"):

@@ -192,6 +192,7 @@ def filter_in_viewer(viewer, mixed_synthetic, classifier_bundle, jurkat_slice):
 
 
 @pytest.mark.napari
+@pytest.mark.full_data  # its numbers are those of the full slice
 def test_filter_widget_plots_refilters_and_exports(make_napari_viewer, qtbot, classifier_bundle, jurkat_slice,
                                                    mixed_synthetic, tmp_path, monkeypatch):
     from napari_cellsynth._widgets.umap_filter import FILTER_KEY
