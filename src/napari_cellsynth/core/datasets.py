@@ -262,12 +262,8 @@ def _folder_pieces(root: Path, skip_unreadable: bool = False) -> tuple[CropSet, 
 
 
 def _read_one(path: Path) -> np.ndarray:
-    try:
+    with _read_as(path, "an image", "remove or replace the file"):  # a corrupt or truncated file: name it
         return read_image_file(path)
-    except Exception as err:  # a corrupt or truncated file: name it
-        first_line = (str(err).splitlines() or [""])[0]
-        raise ImageInputError(f"{path} could not be read ({type(err).__name__}: {first_line}); "
-                              "remove or replace the file") from err
 
 
 def _same_channels(crops: list[np.ndarray], files: list[Path], root: Path) -> list[np.ndarray]:
