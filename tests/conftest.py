@@ -22,6 +22,9 @@ def pytest_configure(config):
     # Mesa writes a shader cache under XDG_CACHE_HOME; keep it out of the user's home.
     os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="cellsynth-xdg-"))
     os.environ.setdefault("CELLSYNTH_PROVIDERS", "cpu")
+    # fp32 weights everywhere, so that a zoo bundle's numbers are the same on CPUs with and without int8 dot-product
+    # instructions; tests/test_int8_variant.py runs the automatic choice (auto) as a user's program makes it
+    os.environ.setdefault("CELLSYNTH_PRECISION", "fp32")
     if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: one thread per worker (torch, ONNX Runtime, and the
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # commands the tests run), so that workers do not fight over
         os.environ.setdefault("CELLSYNTH_THREADS", "1")  # the cores; set before torch is first imported

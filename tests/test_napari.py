@@ -148,6 +148,27 @@ def test_classify_a_crop_stack_in_the_viewer(make_napari_viewer, qtbot, classifi
     assert viewer.text_overlay.text == ""
 
 
+def test_classify_runs_the_zoo_int8_variant_where_the_cpu_makes_it_pay(make_napari_viewer, qtbot, monkeypatch):
+    """As a user's viewer runs it (precision auto): the zoo classifier's int8 weights on a CPU with int8 dot-product
+    instructions, said in the status line; fp32 elsewhere, with no note."""
+    from napari_cellsynth.core.precision import cpu_int8_dot
+
+    monkeypatch.setenv("CELLSYNTH_PRECISION", "auto")
+    viewer = make_napari_viewer()
+    for data, kwargs, _ in jurkat_cells():
+        layer = viewer.add_image(data, **kwargs)
+    widget = dock(viewer, "Classify")
+    widget.image_layer.value = layer
+    widget.bundle.value = "zoo:classifier-jurkat4"
+    widget.start()
+    wait_for(widget, qtbot)
+    assert widget.last_error is None, widget.last_error
+    model = OnnxModel("zoo:classifier-jurkat4", kind="classifier")
+    assert model.runs_as.weights == ("int8" if cpu_int8_dot() else "fp32")
+    assert layer.metadata[RESULT_KEY]["class"] == run_to_end(classify_crops(model, layer.data)).predicted_names
+    assert ("int8 weights: CPU with" in widget.status.value) == (model.runs_as.weights == "int8"), widget.status.value
+
+
 def cells_on_a_slide(count=16):
     """Real Jurkat cells tiled into one 3-channel image, each cell's object from its DNA channel (the slide
     the shift experiment classifies, results §1b)."""

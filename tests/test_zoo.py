@@ -160,7 +160,8 @@ def test_zoo_pull_from_a_loopback_server_fills_the_cache(tmp_path):
         listed = _cellsynth("zoo", "list", env=env)
         assert "/classifier-jurkat4/model.onnx" in handler.requests
     folder = tmp_path / "cache" / "zoo" / "classifier-jurkat4"
-    assert {p.name for p in folder.iterdir()} == {"card.json", "model.onnx", "arrays.npz"}
+    assert {p.name for p in folder.iterdir()} == {p.name for p in (MODELS / "classifier-jurkat4").iterdir()}
+    assert "/classifier-jurkat4/model.int8.onnx" in handler.requests  # its int8 variant comes along
     assert (folder / "model.onnx").read_bytes() == (MODELS / "classifier-jurkat4" / "model.onnx").read_bytes()
     assert "[cached]" in next(x for x in listed.stdout.splitlines() if "zoo:classifier-jurkat4 " in x)
     assert "[not downloaded" in next(x for x in listed.stdout.splitlines() if "zoo:classifier-jurkat7 " in x)

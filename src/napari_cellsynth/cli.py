@@ -11,6 +11,7 @@
     cellsynth zoo pull NAME|--all (download into the cache ahead of time, for a machine without internet)
     cellsynth train classifier|pretrain|ddpm|gan|bbdm|cyclegan|cellpose [OPTIONS]   (needs the [train] extra)
     cellsynth export classifier|ddpm|gan|bbdm|cyclegan RUN --out BUNDLE
+    cellsynth export int8 BUNDLE --out BUNDLE_INT8          (an int8 variant, used where the CPU makes it pay)
 
 ``cellsynth train NAME --help`` and ``cellsynth export NAME --help`` list each one's options.
 """
@@ -52,7 +53,7 @@ def cmd_classify(args) -> int:
     out = Path(args.out)
     if _same_file(out, Path(args.input)) or (args.objects and _same_file(out, Path(args.objects))):
         raise ImageInputError(f"--out {out} is an input file; choose another output path")
-    model = OnnxModel(args.model, kind="classifier")
+    model = OnnxModel(args.model, kind="classifier", precision=args.precision)
     decision = parse_thresholds(args.threshold, model.card.classes) if args.threshold else None
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: give a number of resamples (e.g. 1000), or leave it out")
@@ -84,14 +85,28 @@ def cmd_classify(args) -> int:
         columns["group"] = groups.tolist()
     columns.update(result.table())
     write_csv_atomic(out, columns)
+    write_classify_provenance(out, model, args.input, len(crops))
     skipped = f"; {len(crops.skipped)} unreadable skipped, listed in {skipped_csv}" if crops.skipped else ""
-    print(f"wrote {out} ({len(crops)} crops{skipped})", file=sys.stderr)
+    print(f"wrote {out} ({len(crops)} crops{skipped}{runs_as_note(model)})", file=sys.stderr)
     if result.decision is not None:
         print(f"calls by the thresholds {result.decision.thresholds} ({result.decision.chosen_on}); "
               "--threshold none for the most probable class", file=sys.stderr)
     if crops.labels is not None:
         _score(crops.labels, result, model.card.label_map, out, groups, args.bootstrap)
     return 0
+
+
+def write_classify_provenance(out: Path, model: OnnxModel, source: str, n: int, **extra) -> None:
+    """``OUT.provenance.json``: the bundle, the weights that ran (fp32 or int8) and why, the input."""
+    from .core.atomic import write_json_atomic
+    from .core.provenance import model_provenance
+
+    write_json_atomic(out.with_suffix(".provenance.json"),
+                      model_provenance(model) | {"input": str(source), "crops": n, **extra})
+
+
+def runs_as_note(model: OnnxModel) -> str:
+    return f"; int8 weights: {model.runs_as.why}" if model.runs_as.weights == "int8" else ""
 
 
 def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int:
@@ -109,7 +124,8 @@ def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int
     boxes = objects.boxes
     write_csv_atomic(out, {"label": objects.labels.tolist(), "y0": boxes[:, 0].tolist(), "x0": boxes[:, 1].tolist(),
                            "y1": boxes[:, 2].tolist(), "x1": boxes[:, 3].tolist(), **result.table()})
-    print(f"wrote {out} ({len(objects.labels)} objects, crops cut by {crop})", file=sys.stderr)
+    write_classify_provenance(out, model, args.input, len(objects.labels), objects=args.objects, object_crop=crop)
+    print(f"wrote {out} ({len(objects.labels)} objects, crops cut by {crop}{runs_as_note(model)})", file=sys.stderr)
     return 0
 
 
@@ -367,7 +383,7 @@ def cmd_zoo(args) -> int:
 
 # cellsynth train NAME / cellsynth export NAME: napari_cellsynth.training.trainers.NAME / .export.export_NAME
 TRAINERS = ("classifier", "pretrain", "ddpm", "gan", "bbdm", "cyclegan", "cellpose")
-EXPORTERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan", "cellpose", "bioimageio")
+EXPORTERS = ("classifier", "ddpm", "gan", "bbdm", "cyclegan", "cellpose", "bioimageio", "int8")
 TRAIN_EXTRA = ("training needs torch: pip install torch, then pip install 'napari-cellsynth[train]' "
                "(add [seg] for cellpose)")
 
@@ -427,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="labelled input: 95%% intervals of F1 and PR-AUC from N resamples (of groups with --group-by)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--precision", choices=["auto", "fp32", "int8"],
+                   help="weights to run: auto (default; CELLSYNTH_PRECISION) runs a bundle's int8 variant on CPUs with "
+                        "int8 dot-product instructions, fp32 elsewhere; recorded in OUT.provenance.json")
     p.set_defaults(func=cmd_classify)
     p = sub.add_parser("generate", help="generate images of a class with a DDPM or GAN bundle (TIFFs with provenance)")
     p.add_argument("--model", required=True, help="ddpm or gan bundle folder, or zoo:NAME")

@@ -87,7 +87,7 @@ class ClassifyWidget(JobWidget):
             def job():
                 model = OnnxModel(bundle, kind="classifier")
                 result = yield from classify_crops(model, np.asarray(data), batch)
-                return ("stack", image, result)
+                return ("stack", image, result, model.runs_as)
         else:
             label_data = labels.data
 
@@ -95,15 +95,17 @@ class ClassifyWidget(JobWidget):
                 model = OnnxModel(bundle, kind="classifier")
                 objects, result = yield from classify_objects(model, np.asarray(data), np.asarray(label_data),
                                                               batch, margin, crop)
-                return ("objects", labels, (objects, result, crop))
+                return ("objects", labels, (objects, result, crop), model.runs_as)
         return job
 
     def show_result(self, result) -> None:
-        mode, layer, payload = result
+        mode, layer, payload, runs_as = result
         if mode == "stack":
             self._show_stack(layer, payload)
         else:
             self._show_objects(layer, *payload)
+        if runs_as.weights != "fp32":  # the bundle's int8 variant ran (core.precision): say so, and why
+            self.status.value += f"; {runs_as.weights} weights: {runs_as.why}"
 
     def _show_table(self, layer, table) -> None:
         self.result_table, self._result_layer = table, layer

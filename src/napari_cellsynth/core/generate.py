@@ -17,7 +17,7 @@ import numpy as np
 from .denoisers import Denoiser, DynamicThreshold, Guidance, StaticThreshold, Threshold, guided
 from .images import denormalize
 from .pipeline import batch_sizes, seeded_batches
-from .provenance import bundle_provenance
+from .provenance import bundle_provenance, model_provenance
 from .runtime import OnnxModel
 from .samplers import SAMPLERS, SPACINGS, run_sampler, sampler_timesteps
 
@@ -229,7 +229,7 @@ class Generated:
 def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
     """What ran, exactly: the bundle, the sampler with the spacing and step count it used, the
     network evaluations per image, guidance, the threshold, and the seed."""
-    return bundle_provenance(model.card) | {"class": settings.class_name, "seed": settings.seed,
+    return model_provenance(model) | {"class": settings.class_name, "seed": settings.seed,
                                             "batch_size": settings.batch_size} | \
         GENERATORS[model.card.kind].record(settings, model)
 

@@ -95,14 +95,28 @@ def make_session(model_path: str | os.PathLike, providers: Sequence[str], sessio
     raise BundleError(f"no ONNX Runtime execution provider could run {model_path}")
 
 
+def planned_weights(card: Card, precision: str | None = None, providers: Sequence[str] | None = None):
+    """The weights (:class:`precision.RunsAs`) a session for ``card`` runs on these providers (default: the ones
+    installed, as ``CELLSYNTH_PROVIDERS`` restricts them), known before any session is made."""
+    from .precision import choose_weights
+
+    if providers is None:
+        import onnxruntime as ort
+
+        providers = choose_providers(ort.get_available_providers(), requested_from_env())
+    return choose_weights(card, providers[0] == "CPUExecutionProvider", precision)
+
+
 class OnnxModel:
     """A verified bundle with an ONNX Runtime session.
 
-    ``outputs`` maps output names to arrays; batches are run ``batch_size`` at a time.
+    ``outputs`` maps output names to arrays; batches are run ``batch_size`` at a time.  ``precision`` (auto, fp32,
+    int8; default ``CELLSYNTH_PRECISION``, else auto) picks the weights (:mod:`.precision`); ``runs_as`` says which
+    ran and why, for provenance.
     """
 
     def __init__(self, folder: str | os.PathLike, kind: str | None = None,
-                 providers: Sequence[str] | None = None, verify: bool = True):
+                 providers: Sequence[str] | None = None, verify: bool = True, precision: str | None = None):
         import onnxruntime as ort
 
         from .zoo import resolve
@@ -113,11 +127,16 @@ class OnnxModel:
             check_kind(self.card, kind, str(self.folder))
         if verify:
             verify_files(self.folder, self.card)
-        model_path = self.folder / "model.onnx"
         if "model.onnx" not in self.card.files:
             raise BundleError(f"bundle {self.folder}: card does not list model.onnx")
         wanted = choose_providers(ort.get_available_providers(), providers or requested_from_env())
-        self.session, self.providers = make_session(model_path, wanted)
+        self.runs_as = planned_weights(self.card, precision, wanted)
+        if self.runs_as.file not in self.card.files:
+            raise BundleError(f"bundle {self.folder}: card does not list {self.runs_as.file}; re-export it")
+        self.session, self.providers = make_session(self.folder / self.runs_as.file, wanted)
+        if self.runs_as.weights != "fp32":
+            log.info("napari-cellsynth: %s runs its %s weights (%s)", self.card.name, self.runs_as.weights,
+                     self.runs_as.why)
         self._check_graph()
 
     def _check_graph(self) -> None:

@@ -20,7 +20,7 @@ from skimage.transform import resize
 from .crops import extract_object_crops
 from .images import ImageInputError, denormalize, normalize
 from .pipeline import batch_sizes, seeded_batches
-from .provenance import bundle_provenance
+from .provenance import model_provenance
 from .runtime import OnnxModel
 from .samplers import bridge
 
@@ -140,7 +140,7 @@ def chromosome_crops(dapi: np.ndarray, labels: np.ndarray, size: tuple[int, int]
 
 
 def provenance(model: OnnxModel, settings: TranslationSettings) -> dict:
-    return bundle_provenance(model.card) | {
+    return model_provenance(model) | {
         "class": model.card.classes[0], "sampler": TRANSLATORS[model.card.kind].sampler,
         "steps": settings.network_calls(model), "eta": settings.eta, "seed": settings.seed,
         "batch_size": settings.batch_size, "condition": model.card.condition.channels}

@@ -1,4 +1,6 @@
-"""What every exporter shares: ONNX export of a forward pass, library versions, parity numbers."""
+"""What every exporter shares: ONNX export of a forward pass, library versions, parity numbers.
+
+torch is imported where a function needs it, so that ``export int8`` (onnx and ONNX Runtime only) runs without it."""
 
 from __future__ import annotations
 
@@ -6,14 +8,18 @@ import platform
 import shutil
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def library_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
+    import torch
 
     import napari_cellsynth
 
@@ -25,6 +31,8 @@ def library_versions() -> dict[str, str]:
 def export_onnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
                 input_names: list[str], output_names: list[str], opset: int = 17) -> None:
     """One forward pass to one ``.onnx`` file, batch dimension dynamic on every input and output."""
+    import torch
+
     module.eval()
     dynamic = {name: {0: "batch"} for name in input_names + output_names}
     tmp = path.with_name(f".{path.name}.tmp")
@@ -103,6 +111,8 @@ def publish_checked(staging: Path, out: Path, card, module: torch.nn.Module, fee
     """Run the torch module and the staged ONNX graph on the same real inputs (``feeds``, in the order of
     the module's arguments), record how closely they agree in the card, and publish the bundle."""
     from napari_cellsynth.core.bundle import save_bundle
+    import torch
+
     from napari_cellsynth.core.runtime import OnnxModel
 
     with torch.inference_mode():
@@ -135,6 +145,8 @@ def load_snapshot(run: Path, step: int, model: torch.nn.Module) -> torch.nn.Modu
     path = Path(run) / "snapshots" / f"ema_{step:06d}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; snapshots of this run: steps {snapshot_steps(run) or 'none'}")
+    import torch
+
     weights = torch.load(path, weights_only=True, map_location="cpu")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     return model.eval()

@@ -52,9 +52,13 @@ def bundle_identity(bundle: str) -> dict:
 
 
 def classifier_identity(bundle: str) -> tuple[dict, object]:
-    """:func:`bundle_identity` of a classifier bundle (another kind is refused), and its card."""
+    """:func:`bundle_identity` of a classifier bundle (another kind is refused), and its card; ``runs_as`` says which
+    weights its sessions run here (fp32 or int8), so that a rerun elsewhere that would run other weights redoes the
+    frames rather than mixing the two."""
+    from ..runtime import planned_weights
+
     card = read_card(resolve(bundle))
     check_kind(card, "classifier", str(bundle))
     identity = bundle_identity(bundle)
     identity.pop("kind")
-    return identity, card
+    return identity | {"runs_as": planned_weights(card).record}, card
