@@ -11,8 +11,9 @@ against the card's recorded training counts.
 
 The same EMA weights run through ONNX Runtime (the plugin's runtime) and torch eager, each
 backend in its own process; both drive the same numpy samplers (``torch-bf16``: the network under bf16
-autocast, scored for quality too, since it changes the numbers).  ``--backends diffusers`` adds what a
-user would otherwise pick: diffusers' ``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (order 2 or 3,
+autocast, scored for quality too, since it changes the numbers).  ``onnxruntime-int8``: the bundle's network
+quantised to int8 (:func:`build_int8_graph`), scored for quality too.  ``--backends diffusers`` adds what a user
+would otherwise pick: diffusers' ``DDIMScheduler`` and ``DPMSolverMultistepScheduler`` (order 2 or 3,
 DPM-Solver++) driving the same ONNX model, with the bundle's schedule given to them as ``trained_betas``
 (and their own zero-terminal-SNR rescaling), the same noise draws and the same batching.  Reports
 images/s per sampler and backend, and FID/KID on the classifier bundle's ResNet features between the
@@ -172,6 +173,27 @@ def compute_ceiling(args) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def int8_graph_path(args, setting: str) -> Path:
+    return Path(args.scratch) / f"int8-generator-{setting}.onnx"
+
+
+def build_int8_graph(args, setting: str) -> dict:
+    """The bundle's network quantised to int8 (convolutions only, the first and last kept fp32), calibrated on the
+    inputs the network gets while it makes 16 images of each class in fp32 with the setting's sampler, at a seed
+    (``--seed`` + 1000) that the timed and scored images do not use.  Run in its own process, before the timed
+    ones: the calibration's ONNX Runtime threads would slow a timed run in the same process."""
+    from napari_cellsynth.core.runtime import OnnxModel
+    from napari_cellsynth.export.export_int8 import (generator_kept_fp32, quantize_int8, sampling_feeds,
+                                                     weights_as_fp32)
+
+    model = OnnxModel(args.bundle, kind="ddpm", providers=["CPUExecutionProvider"])
+    sampler, steps, _ = SETTINGS[setting]
+    graph = weights_as_fp32(model.folder / "model.onnx")
+    feeds = sampling_feeds(model, 16, sampler, steps, args.seed + 1000)
+    kept = quantize_int8(graph, feeds, int8_graph_path(args, setting), generator_kept_fp32(graph), op_types=["Conv"])
+    return {"int8_graph": str(int8_graph_path(args, setting)), "calibration_batches": len(feeds), "kept_fp32": kept}
+
+
 def run_one(backend: str, setting: str, args) -> dict:
     from napari_cellsynth.core import generate as generate_module
     from napari_cellsynth.core.jobs import run_to_end
@@ -195,6 +217,10 @@ def run_one(backend: str, setting: str, args) -> dict:
             return {model.card.outputs["names"][0]: out.float().numpy()}
         model.run = run  # same sampler code, torch network
     sampler, steps, eta = SETTINGS["ddim-20"] if gan else SETTINGS[setting]  # a GAN ignores the sampler
+    if backend == "onnxruntime-int8":  # the graph build_int8_graph wrote, in this process's own session
+        from napari_cellsynth.core.runtime import make_session
+
+        model.session = make_session(int8_graph_path(args, setting), ["CPUExecutionProvider"])[0]
     if backend == "diffusers":
         if sampler not in DIFFUSERS_SAMPLERS or eta or args.guidance != 1 or args.clip_x0 or args.threshold:
             raise SystemExit(f"diffusers rows: DDIM (η 0) and DPM-Solver++ 2M/3M only, without guidance or "
@@ -273,7 +299,7 @@ def main() -> None:
     parser.add_argument("--floor", metavar="OTHER_CLASS", help="also score the class's real test-split cells (the "
                         "floor) and OTHER_CLASS's (a wrong class, for scale)")
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"],
-                        choices=["onnxruntime", "torch", "torch-bf16", "diffusers"])
+                        choices=["onnxruntime", "onnxruntime-int8", "torch", "torch-bf16", "diffusers"])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--gan-bundles", nargs="+", default=[], help="GAN bundles of the same class: one row each "
                                                                       "(one network pass per image)")
@@ -284,10 +310,14 @@ def main() -> None:
     args = parser.parse_args()
     Path(args.scratch).mkdir(parents=True, exist_ok=True)
     if args.one:
-        print(json.dumps(compute_ceiling(args) if args.one[0] == "ceiling" else run_one(args.one[0], args.one[1], args)))
+        task = {"ceiling": lambda: compute_ceiling(args), "quantize": lambda: build_int8_graph(args, args.one[1])}
+        print(json.dumps(task.get(args.one[0], lambda: run_one(args.one[0], args.one[1], args))()))
         return
     rows = []
     for setting in [*args.settings, *(f"gan:{b}" for b in args.gan_bundles)]:
+        if "onnxruntime-int8" in args.backends and not setting.startswith("gan:"):
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", "quantize", setting], check=True,
+                           capture_output=True, text=True)
         for backend in (["onnxruntime"] if setting.startswith("gan:") else args.backends):
             cmd = [sys.executable, __file__, *sys.argv[1:], "--one", backend, setting]
             done = subprocess.run(cmd, check=True, capture_output=True, text=True)

@@ -177,3 +177,20 @@ def test_zoo_classifier_int8_on_its_own_test_split(tmp_path):
     assert variant["agreement_on"] == "1402 test crops" and variant["top1_agreement"] >= 0.995
     assert abs(variant["macro_f1"]["int8"] - variant["macro_f1"]["fp32"]) <= 0.01
     assert len(load_arrays(tmp_path / "j4", read_card(tmp_path / "j4"))["test_source_index"]) == 1402
+
+
+def test_a_generators_calibration_is_the_inputs_its_sampler_gives_it():
+    """For the int8 generator measured in results §2d: calibration feeds are the network's inputs at every step of the
+    sampler, for every class; the convolutions that read x_t and write the prediction stay fp32."""
+    from napari_cellsynth.export.export_int8 import generator_kept_fp32, sampling_feeds, weights_as_fp32
+
+    model = OnnxModel("zoo:ddpm-jurkat4-cut10-v", kind="ddpm")
+    feeds = sampling_feeds(model, 2, "dpm_solver_pp_2m", 3, seed=0)
+    assert len(feeds) == 3 * len(model.card.classes)  # one batch per step per class
+    assert {tuple(np.unique(f["class"])) for f in feeds} == {(k,) for k in range(len(model.card.classes))}
+    assert all(f["x"].shape == (2, 3, 40, 40) for f in feeds)
+    assert len({float(f["t"][0]) for f in feeds}) == 3  # three noise levels
+    graph = weights_as_fp32(model.folder / "model.onnx")
+    kept = generator_kept_fp32(graph)
+    nodes = {n.name: n for n in graph.graph.node}
+    assert len(kept) == 2 and nodes[kept[0]].input[0] == "x" and nodes[kept[1]].output[0] == "v"

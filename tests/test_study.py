@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -118,23 +117,40 @@ def test_ssim_max_finds_copies_of_training_cells(jurkat_slice):
     assert np.all(real < 0.999) and real.mean() > noise.mean() + 0.2 and abs(noise.mean()) < 0.1
 
 
-def test_a_killed_study_resumes_without_redoing_finished_runs(jurkat_slice, tmp_path):
-    """Killed (SIGKILL) after its first run, then resumed with two workers on local processes."""
+def _per_run_scores(out: Path) -> dict:
+    """Every arm's and seed's test scores, as its run wrote them (``metrics_test.json``)."""
+    return {str(path.relative_to(out)): json.loads(path.read_text())["per_class"]
+            for path in sorted((out / "arms").glob("*/seed*/metrics_test.json"))}
+
+
+def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one(jurkat_slice, tmp_path):
+    """SIGKILL at seeded random moments, three times, then resumed with two workers on local processes: the runs that
+    had finished are not trained again, and every run's test scores and the summary equal an uninterrupted study's
+    (issue 36)."""
+    command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--arms", "copies"]
+    reference = subprocess.run([*command, "--out", str(tmp_path / "reference")], capture_output=True, text=True,
+                               timeout=900)
+    assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
-    command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--arms", "copies", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    first = out / "arms" / "real" / "seed0" / "metrics_test.json"
-    deadline = time.monotonic() + 600
-    while not first.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert first.is_file()
-    written = first.stat().st_mtime_ns
-    done = subprocess.run([*command, "--workers", "2"], capture_output=True, text=True, timeout=900)  # on dask
+    kills, finished = [], {}
+    for delay in np.random.default_rng(36).uniform(3.0, 12.0, size=3):
+        process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            process.wait(timeout=delay)  # it may finish first: then the later starts resume a finished study
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            kills.append(len(list(out.glob("arms/*/seed*/metrics_test.json"))))
+        finished |= {p: p.stat().st_mtime_ns for p in out.glob("arms/*/seed*/metrics_test.json") if p not in finished}
+    assert len(kills) >= 2 and min(kills) < 4, kills  # killed mid-way more than once, before its 4 runs were done
+    done = subprocess.run([*command, "--out", str(out), "--workers", "2"], capture_output=True, text=True,
+                          timeout=900)
     assert done.returncode == 0, done.stderr
-    assert first.stat().st_mtime_ns == written  # not trained again
-    summary = json.loads((out / "summary.json").read_text())
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in finished.items())  # not trained again
+    assert _per_run_scores(out) == _per_run_scores(tmp_path / "reference") and len(_per_run_scores(out)) == 4
+    summary, expected = (json.loads((o / "summary.json").read_text()) for o in (out, tmp_path / "reference"))
+    assert summary["arms"] == expected["arms"]
     assert {arm: row["seeds"] for arm, row in summary["arms"].items()} == {"real": [0, 1], "copies": [0, 1]}
 
 

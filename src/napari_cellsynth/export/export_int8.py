@@ -75,9 +75,11 @@ def kept_fp32(model) -> list[str]:
             if (n.op_type == "Conv" and n.input[0] in inputs) or n.op_type in ("Gemm", "MatMul")]
 
 
-def quantize_int8(model, calibration: np.ndarray, input_name: str, out: Path, batch_size: int = 64) -> list[str]:
-    """Write ``model`` quantised to int8 (QDQ, per-channel weights, unsigned activations) at ``out``, calibrated on
-    the normalised crops ``calibration``; returns the nodes kept in float32."""
+def quantize_int8(model, batches: list[dict[str, np.ndarray]], out: Path, keep: list[str],
+                  op_types: list[str] | None = None) -> list[str]:
+    """Write ``model`` quantised to int8 (QDQ, per-channel weights, unsigned activations) at ``out``, with ranges from
+    the feeds ``batches`` (real inputs, normalised); ``keep`` names the nodes left in float32, ``op_types`` the
+    operators quantised (default: all ONNX Runtime can).  Returns ``keep``."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -85,13 +87,11 @@ def quantize_int8(model, calibration: np.ndarray, input_name: str, out: Path, ba
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{input_name: calibration[i:i + batch_size]}
-                                 for i in range(0, len(calibration), batch_size)])
+            self.batches = iter(batches)
 
         def get_next(self):
             return next(self.batches, None)
 
-    keep = kept_fp32(model)
     with tempfile.TemporaryDirectory() as tmp:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         onnx.save(model, str(fp32))
@@ -99,10 +99,43 @@ def quantize_int8(model, calibration: np.ndarray, input_name: str, out: Path, ba
         staged = Path(tmp) / "int8.onnx"
         quantize_static(str(pre), str(staged), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep)
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep,
+                        op_types_to_quantize=op_types)
         onnx.checker.check_model(str(staged))
         shutil.move(str(staged), out)
     return keep
+
+
+def in_batches(crops: np.ndarray, input_name: str, batch_size: int = 64) -> list[dict[str, np.ndarray]]:
+    return [{input_name: crops[i:i + batch_size]} for i in range(0, len(crops), batch_size)]
+
+
+def sampling_feeds(model: OnnxModel, count: int, sampler: str, steps: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """The inputs a diffusion bundle's network gets while it makes ``count`` images of each class in fp32 (``x_t``,
+    ``t``, ``class`` at every step of ``sampler``): a generator's calibration set, the distribution it runs on."""
+    from napari_cellsynth.core.generate import GenerationSettings, generate
+    from napari_cellsynth.core.jobs import run_to_end
+
+    feeds, run = [], model.run
+
+    def recording(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds.append({k: np.array(v) for k, v in batch.items()})
+        return run(batch)
+
+    model.run = recording
+    try:
+        for name in model.card.classes:
+            run_to_end(generate(model, GenerationSettings(name, count, sampler, steps, seed=seed, batch_size=count)))
+    finally:
+        model.run = run
+    return feeds
+
+
+def generator_kept_fp32(model) -> list[str]:
+    """A denoiser's nodes left in float32: the convolutions that read its noisy input and that write its prediction."""
+    inputs, outputs = {i.name for i in model.graph.input}, {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node
+            if n.op_type == "Conv" and (n.input[0] in inputs or set(n.output) & outputs)]
 
 
 def split_crops(card, arrays: dict, data: Path, calibration: int, seed: int) -> tuple[np.ndarray, np.ndarray, object,
@@ -213,8 +246,9 @@ def export_int8(bundle: str, out: str | Path, data: str | None = None, tolerance
     try:
         for file in card.files:
             shutil.copy2(Path(source) / file, staging / file)
-        kept = quantize_int8(weights_as_fp32(Path(source) / "model.onnx"), prepare(calib, card),
-                             fp32.input_names[0], staging / INT8_FILE)
+        graph = weights_as_fp32(Path(source) / "model.onnx")
+        kept = quantize_int8(graph, in_batches(prepare(calib, card), fp32.input_names[0]), staging / INT8_FILE,
+                             kept_fp32(graph))
         int8, _ = make_session(staging / INT8_FILE, ["CPUExecutionProvider"])
         input_name, batch = fp32.input_names[0], prepare(check, card)
         want, got = calls(fp32.session, input_name, batch, card), calls(int8, input_name, batch, card)
