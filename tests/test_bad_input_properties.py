@@ -239,6 +239,68 @@ def test_batch_exits_2_in_one_line_on_a_damaged_stack(kind, content, metadata, c
         shutil.rmtree(folder)
 
 
+AXIS_NAMES = st.lists(st.one_of(st.sampled_from(list("tzcyxq")), st.just({"name": "y"}), st.just({"type": "space"})),
+                      max_size=6)
+MULTISCALES = st.one_of(
+    st.builds(lambda axes, path: [{"axes": axes, "datasets": [{"path": path}]}], AXIS_NAMES,
+              st.sampled_from(["0", "0", "missing", ""])),
+    st.sampled_from([[], [{}], [{"datasets": []}], [{"datasets": [{}]}], "0", [["0"]], {"datasets": "0"}]))
+
+
+@settings(PROPERTY, max_examples=20)
+@given(array=DTYPES.flatmap(lambda dtype: hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=5, min_side=0,
+                                                                                 max_side=5))),
+       multiscales=st.one_of(st.none(), MULTISCALES))
+def test_batch_exits_2_in_one_line_on_an_ome_zarr_of_any_array_and_metadata(array, multiscales, capsys):
+    """A valid Zarr v3 store: a plain array of any dtype and shape, or an OME-Zarr group whose ``multiscales`` names
+    its axes and datasets right, wrongly or not at all."""
+    import zarr
+
+    folder = fresh_dir()
+    try:
+        source = folder / "stack.ome.zarr"
+        if multiscales is None:
+            zarr.create_array(str(source), shape=array.shape, dtype=array.dtype)[...] = array
+        else:
+            group = zarr.open_group(str(source), mode="w")
+            group.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
+            group.create_array("0", shape=array.shape, dtype=array.dtype)[...] = array
+        out = folder / "run"
+        one_line_or_success(["batch", str(source), "--segment-model", "zoo:cellpose-chromosomes", "--out", str(out),
+                             "--quiet"], out, capsys)
+    finally:
+        shutil.rmtree(folder)
+
+
+FLOATS = ["nan", "inf", "-1", "0", "0.5", "1", "1.5", "150"]
+GENERATE_FIELDS = {  # each option's values: a valid baseline (M, 1 image, DDIM, 2 steps) with one of them changed
+    "--class": ["M", "G1", "m", "X", ""], "--count": ["-1", "0", "2"], "--steps": ["-1", "0", "1", "1001"],
+    "--sampler": ["ddim", "dpm_solver_pp_2m", "ddpm"], "--batch-size": ["-1", "0", "2"], "--seed": ["-1", "7"],
+    "--guidance": FLOATS, "--eta": FLOATS, "--clip-x0": FLOATS, "--dynamic-percentile": FLOATS,
+    "--guidance-interval": [f"{a} {b}" for a in ("nan", "-1", "0", "2") for b in ("inf", "0", "1", "5")]}
+BASELINE = {"--class": "M", "--count": "1", "--sampler": "ddim", "--steps": "2", "--batch-size": "1", "--seed": "0"}
+
+
+@settings(PROPERTY, max_examples=40)
+@given(change=st.sampled_from(sorted(GENERATE_FIELDS)).flatmap(
+    lambda option: st.tuples(st.just(option), st.sampled_from(GENERATE_FIELDS[option]))))
+def test_generate_exits_2_in_one_line_on_any_setting(change, capsys):
+    """The zoo's generator with one setting of a valid command changed to any value: images, or one line."""
+    option, value = change
+    extra = {"--dynamic-percentile": ["--threshold", "dynamic"], "--guidance-interval": ["--guidance", "2"]}
+    folder = fresh_dir()
+    try:
+        out = folder / "generated"
+        options = BASELINE | {option: value}
+        argv = ["generate", "--model", "zoo:ddpm-jurkat4-cut10-v", *extra.get(option, []),
+                *[part for key, v in options.items() for part in (key, *v.split(" "))], "--out", str(out), "--quiet"]
+        if one_line_or_success(argv, out, capsys) == 0:
+            images = [tifffile.imread(p) for p in sorted(out.glob("*.tif"))]
+            assert len(images) == int(options["--count"]) and all(np.isfinite(i).all() and i.any() for i in images)
+    finally:
+        shutil.rmtree(folder)
+
+
 @pytest.mark.parametrize("which", ["real", "synthetic"])
 @PROPERTY
 @given(content=damaged(real_npz_bytes()))
@@ -287,5 +349,38 @@ def test_translate_exits_2_in_one_line_on_a_damaged_plane_or_labels(bbdm_bundle,
         one_line_or_success(["translate", "--model", str(bbdm_bundle), "--dapi", str(folder / "dapi.tif"),
                              "--labels", str(folder / "labels.tif"), "--steps", "2", "--out", str(out), "--quiet"],
                             out, capsys)
+    finally:
+        shutil.rmtree(folder)
+
+
+STUDY_FIELDS = {  # a valid study (the sample cells, one seed, tiny runs) with one option changed to any value
+    "--data": ["damaged"], "--rare": ["M", "X", ""], "--keep": ["M=0", "M=-1", "M=1.5", "M=nan", "X=3", "M", "M=10000"],
+    "--seeds": ["-1", "0 0"], "--steps": ["-1", "0"], "--count": ["-1", "0"], "--width": ["0", "-8"],
+    "--arms": ["nothing", "copies"], "--label-map": ["nothing", "{}"]}
+
+
+@settings(PROPERTY, max_examples=20)
+@given(change=st.sampled_from(sorted(STUDY_FIELDS)).flatmap(
+    lambda option: st.tuples(st.just(option), st.sampled_from(STUDY_FIELDS[option]))),
+       content=damaged(real_npz_bytes()))
+def test_study_exits_2_in_one_line_on_any_setting_or_damaged_data(change, content, capsys):
+    """``cellsynth study`` on the 226 sample cells with one option changed (or its data damaged): a study, or one
+    line."""
+    option, value = change
+    folder = fresh_dir()
+    try:
+        data, out = folder / "cells.npz", folder / "study"
+        if option == "--data":
+            data.write_bytes(content)
+        else:  # the 226 sample cells with their labels, as the package ships them
+            sample = load_jurkat_sample()
+            np.savez(data, images=sample["images"], labels=sample["labels"], channels=sample["channels"])
+        options = {"--data": str(data), "--label-map": "jurkat4", "--rare": "M", "--seeds": "0", "--steps": "2",
+                   "--count": "4", "--width": "8", "--arms": "real"}
+        if option != "--data":
+            options[option] = value
+        argv = ["study", *[part for key, v in options.items() for part in (key, *v.split(" "))], "--out", str(out),
+                "--quiet"]
+        one_line_or_success(argv, out, capsys)
     finally:
         shutil.rmtree(folder)

@@ -34,8 +34,8 @@ class Guidance:
     interval: tuple[float, float] | None = None  # σ range (lo, hi]; hi may be inf
 
     def __post_init__(self):
-        if not self.scale >= 0:
-            raise ValueError(f"guidance scale must be ≥ 0, got {self.scale}")
+        if not 0 <= self.scale < float("inf"):  # NaN fails too
+            raise ValueError(f"guidance scale must be ≥ 0 and finite, got {self.scale}")
         if self.interval is not None:
             lo, hi = (float(v) for v in self.interval)
             if not 0 <= lo < hi:

@@ -91,6 +91,10 @@ class GenerationSettings:
             raise ValueError(f"count must be at least 1, got {self.count}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be 0 or more, got {self.seed}")
+        if not 0 <= self.eta <= 1:  # NaN too: DDIM's η runs from 0 (deterministic) to 1 (DDPM's noise)
+            raise ValueError(f"eta must be between 0 and 1, got {self.eta}")
         GENERATORS[card.kind].check(self, model)
 
 

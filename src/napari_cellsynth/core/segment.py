@@ -158,12 +158,19 @@ def load_model(model: str):
     return models.CellposeModel(gpu=False, pretrained_model=str(path), mkldnn=False)
 
 
+MIN_SIDE = 8  # smaller frames fail inside Cellpose (1 px wide) or in the object table that follows (under 8 px)
+
+
 def frames_of(image: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, bool]:
     """The image as a list of 2-D (or 2-D + channels) frames, and whether it was a stack."""
     image = np.asarray(image)
     if image.dtype.kind not in "uif":
         raise ImageInputError(f"image dtype {image.dtype} cannot be segmented; give integer or float pixels")
     spatial = image.ndim - (channel_axis is not None)
+    sides = np.delete(np.array(image.shape), channel_axis) if channel_axis is not None else np.array(image.shape)
+    if spatial in (2, 3) and sides[-2:].min() < MIN_SIDE:
+        raise ImageInputError(f"image of shape {image.shape} has frames under {MIN_SIDE}×{MIN_SIDE} pixels; "
+                              "Cellpose needs at least that")
     if spatial == 2:
         return image[None], False
     if spatial == 3:

@@ -44,6 +44,8 @@ class TranslationSettings:
                              f"needs one of {KINDS}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be 0 or more, got {self.seed}")
         TRANSLATORS[model.card.kind].check(self, model)
 
 
@@ -63,7 +65,7 @@ class BridgeTranslator:
         total = model.card.bridge.schedule.num_timesteps
         if not 2 <= settings.steps <= total:
             raise ValueError(f"steps must be between 2 and the bridge's {total} timesteps, got {settings.steps}")
-        if settings.eta < 0:
+        if not settings.eta >= 0 or settings.eta == float("inf"):  # NaN fails the first test
             raise ValueError(f"η must be 0 (deterministic) or more, got {settings.eta}")
 
     def run(self, model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):

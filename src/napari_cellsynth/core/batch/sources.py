@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..images import ImageInputError
+from ..segment import MIN_SIDE
 
 AXES = "TZCYX"
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -35,6 +36,18 @@ class StackSource:
     shape: tuple[int, ...]
     dtype: str
     array_path: str = ""  # inside a Zarr group: the full-resolution array ("0" for OME-Zarr)
+
+    def __post_init__(self):
+        """A stack with no pixels, or pixels that are not numbers, is refused before any frame runs."""
+        if 0 in self.shape:
+            raise ImageInputError(f"{self.path} is empty (shape {self.shape}, axes {self.axes}); give a stack with "
+                                  "at least one frame of pixels")
+        if min(self.size("Y"), self.size("X")) < MIN_SIDE:
+            raise ImageInputError(f"{self.path} has frames of {self.size('Y')}×{self.size('X')} pixels (axes "
+                                  f"{self.axes}); segmentation needs at least {MIN_SIDE}×{MIN_SIDE}: check --axes")
+        if np.dtype(self.dtype).kind not in "uif":
+            raise ImageInputError(f"{self.path} holds {self.dtype} pixels; give integer (uint8, uint16, …) or float "
+                                  "pixels")
 
     def size(self, axis: str) -> int:
         return self.shape[self.axes.index(axis)] if axis in self.axes else 1
@@ -128,6 +141,31 @@ def tiff_source(path: Path, axes: str | None) -> StackSource:
     return StackSource(path.stem, str(path), "tiff", axes, shape, dtype)
 
 
+def _first_dataset(group, path: Path) -> tuple[str, str]:
+    """The path of an OME-Zarr group's full-resolution dataset and its axis names (e.g. ``TCYX``, empty when not
+    named), checked: metadata of another shape is refused in one line."""
+    attrs = dict(group.attrs)
+    ome = attrs.get("ome", attrs)
+    multiscales = ome.get("multiscales") if isinstance(ome, dict) else None
+    if not multiscales:
+        raise ImageInputError(f"{path} is a Zarr group without OME-Zarr 'multiscales' metadata; give the path "
+                              "of an array or of an OME-Zarr image")
+    first = multiscales[0] if isinstance(multiscales, list) else None
+    datasets = first.get("datasets") if isinstance(first, dict) else None
+    dataset = datasets[0] if isinstance(datasets, list) and datasets else None
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("path"), str) or not dataset["path"]:
+        raise ImageInputError(f"{path}: its OME-Zarr 'multiscales' metadata names no dataset path (it needs "
+                              "multiscales[0].datasets[0].path); fix it, or give the path of the array")
+    names = []
+    for axis in first.get("axes") or []:
+        name = axis.get("name") if isinstance(axis, dict) else axis
+        if not isinstance(name, str) or not name:
+            raise ImageInputError(f"{path}: an axis of its OME-Zarr metadata has no name ({axis!r}); fix it, or "
+                                  "name the axes with --axes")
+        names.append(name)
+    return dataset["path"], "".join(names).upper()
+
+
 def zarr_source(path: Path, axes: str | None) -> StackSource:
     """An OME-Zarr image (its first, full-resolution dataset; axes from its metadata) or a plain Zarr array."""
     import zarr
@@ -138,14 +176,15 @@ def zarr_source(path: Path, axes: str | None) -> StackSource:
         raise ImageInputError(f"{path} is not a readable Zarr store: {err}") from err
     array_path, stored = "", ""
     if isinstance(node, zarr.Group):
-        attrs = dict(node.attrs)
-        multiscales = attrs.get("ome", attrs).get("multiscales")
-        if not multiscales:
-            raise ImageInputError(f"{path} is a Zarr group without OME-Zarr 'multiscales' metadata; give the path "
-                                  "of an array or of an OME-Zarr image")
-        array_path = multiscales[0]["datasets"][0]["path"]
-        stored = "".join(a["name"] if isinstance(a, dict) else a for a in multiscales[0].get("axes", [])).upper()
-        node = node[array_path]
+        array_path, stored = _first_dataset(node, path)
+        try:
+            node = node[array_path]
+        except (KeyError, FileNotFoundError, OSError, ValueError) as err:
+            raise ImageInputError(f"{path}: its multiscales metadata names dataset {array_path!r}, which the store "
+                                  "does not hold; fix the metadata or give the path of the array") from err
+        if not isinstance(node, zarr.Array):
+            raise ImageInputError(f"{path}: its dataset {array_path!r} is a group, not an array; give the path of "
+                                  "the image array")
     shape = tuple(node.shape)
     axes = check_axes(axes, len(shape), str(path)) if axes else guess_axes(stored, len(shape), str(path))
     return StackSource(path.stem.removesuffix(".ome"), str(path), "zarr", axes, shape, str(node.dtype), array_path)

@@ -144,11 +144,12 @@ def run_study(settings: StudySettings, out: Path) -> Generator[tuple[int, int, s
     """Yields ``(tasks done, tasks, message with ETA)``; returns the plan (the report reads the runs from disk)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings.record(out)
+    settings.check_resumes(out)
     plan = StudyPlan(settings, out)
-    plan.describe()  # checks the rare classes, --keep and the synthetic counts before anything runs
+    plan.describe()  # checks the data, the rare classes, --keep and the synthetic counts before anything runs
     for generator in settings.generators:
         plan.generator_models(generator)  # checks each bundle before hours of training
+    settings.record(out)  # a refused study leaves no settings behind
     every = [task for wave in waves(settings) for task in wave]
     done = sum(task_done(out, t) for t in every)
     total, started, ran = len(every), time.monotonic(), 0

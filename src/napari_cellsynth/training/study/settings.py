@@ -82,6 +82,11 @@ class StudySettings:
 
     def record(self, out: Path) -> None:
         """Write ``settings.json``, or check it against the one there."""
+        self.check_resumes(out)
+        write_json_atomic(out / "settings.json", self.to_dict())
+
+    def check_resumes(self, out: Path) -> None:
+        """Refuse, in one line, settings that differ from those of the study already in ``out`` (if any)."""
         path = out / "settings.json"
         if path.is_file():
             earlier = StudySettings.from_dict(json.loads(path.read_text())).fixed()
@@ -93,4 +98,3 @@ class StudySettings:
                 raise ValueError(f"{out} holds a study with other {', '.join(changed)}; choose another --out (only "
                                  f"{', '.join('--' + k for k in RUN_ONLY)} may change, and generators be added, when "
                                  "a study is resumed)")
-        write_json_atomic(path, self.to_dict())
