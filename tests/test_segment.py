@@ -193,8 +193,9 @@ def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, hel
     card = json.loads((bundle / "card.json").read_text())
     assert card["kind"] == "cellpose" and card["cellpose"]["weights"] in ("fp16", "fp32")
     assert abs(card["export"]["ap50_trained"] - card["export"]["ap50_stored"]) <= 0.02
-    from_file = run_to_end(segment(held_out.dapi, SegmentSettings(str(model_file))))
-    from_bundle = run_to_end(segment(held_out.dapi, SegmentSettings(str(bundle))))
+    corner = held_out.dapi[:256, :256]  # a quarter of the metaphase: the same comparison at a quarter of the cost
+    from_file = run_to_end(segment(corner, SegmentSettings(str(model_file))))
+    from_bundle = run_to_end(segment(corner, SegmentSettings(str(bundle))))
     assert abs(int(from_bundle.max()) - int(from_file.max())) <= 2
     if from_file.max():  # a 2-epoch model may find nothing; what it finds, the bundle finds too
         matched = [np.bincount(from_bundle[from_file == k]).argmax() > 0 for k in range(1, from_file.max() + 1)]

@@ -127,13 +127,13 @@ def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one
     """SIGKILL at seeded random moments, three times, then resumed with two workers on local processes: the runs that
     had finished are not trained again, and every run's test scores and the summary equal an uninterrupted study's
     (issue 36)."""
-    command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--arms", "copies"]
+    command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--seeds", "0", "--arms", "copies"]
     reference = subprocess.run([*command, "--out", str(tmp_path / "reference")], capture_output=True, text=True,
                                timeout=900)
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
     kills, finished = [], {}
-    for delay in np.random.default_rng(36).uniform(3.0, 12.0, size=3):
+    for delay in np.random.default_rng(36).uniform(2.0, 8.0, size=3):
         process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -143,15 +143,15 @@ def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one
             process.wait()
             kills.append(len(list(out.glob("arms/*/seed*/metrics_test.json"))))
         finished |= {p: p.stat().st_mtime_ns for p in out.glob("arms/*/seed*/metrics_test.json") if p not in finished}
-    assert len(kills) >= 2 and min(kills) < 4, kills  # killed mid-way more than once, before its 4 runs were done
+    assert len(kills) >= 2 and min(kills) < 2, kills  # killed mid-way more than once, before its 2 runs were done
     done = subprocess.run([*command, "--out", str(out), "--workers", "2"], capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr
     assert all(path.stat().st_mtime_ns == stamp for path, stamp in finished.items())  # not trained again
-    assert _per_run_scores(out) == _per_run_scores(tmp_path / "reference") and len(_per_run_scores(out)) == 4
+    assert _per_run_scores(out) == _per_run_scores(tmp_path / "reference") and len(_per_run_scores(out)) == 2
     summary, expected = (json.loads((o / "summary.json").read_text()) for o in (out, tmp_path / "reference"))
     assert summary["arms"] == expected["arms"]
-    assert {arm: row["seeds"] for arm, row in summary["arms"].items()} == {"real": [0, 1], "copies": [0, 1]}
+    assert {arm: row["seeds"] for arm, row in summary["arms"].items()} == {"real": [0], "copies": [0]}
 
 
 @pytest.mark.full_data
