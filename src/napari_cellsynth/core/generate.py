@@ -234,7 +234,7 @@ def provenance(model: OnnxModel, settings: GenerationSettings) -> dict:
     """What ran, exactly: the bundle, the sampler with the spacing and step count it used, the
     network evaluations per image, guidance, the threshold, and the seed."""
     return model_provenance(model) | {"class": settings.class_name, "seed": settings.seed,
-                                            "batch_size": settings.batch_size} | \
+                                      "batch_size": settings.batch_size} | \
         GENERATORS[model.card.kind].record(settings, model)
 
 

@@ -7,8 +7,9 @@ card's ``variants`` section records both.  The runtime then picks, for the machi
 * ``CELLSYNTH_PRECISION=fp32`` or ``int8`` (or ``OnnxModel(precision=…)``) when set; int8 asked of a bundle
   without it, or with a variant that failed its tolerance, is refused with one line;
 * otherwise (``auto``) int8 when ONNX Runtime runs on the CPU and the CPU has int8 dot-product instructions
-  (x86 VNNI or AMX, Arm dot-product), where it measured 2.6× float32's speed (``docs/results.md`` §2d); float32
-  on GPUs and on CPUs without them, where the speed-up was not measured.
+  (x86 VNNI or AMX, Arm dot-product): on 2 AVX-512 VNNI cores the network ran 2.7× float32's speed and
+  ``cellsynth classify`` 2.2× end to end (``docs/results.md`` §2d); float32 on GPUs and on CPUs without them, where
+  the speed-up was not measured.
 
 The choice depends only on the bundle, the providers and the CPU's features, never on a timing, so a rerun on the
 same machine runs the same weights; :attr:`RunsAs.record` goes into provenance.
@@ -116,7 +117,6 @@ def choose_weights(card, on_cpu: bool, precision: str | None = None, cpu_feature
     asked = requested_precision(precision)
     variant = Int8Variant.from_card(card)
     feature = cpu_int8_dot() if cpu_feature is False else cpu_feature
-    fp32 = RunsAs("fp32", FP32_FILE, "")
     if asked == "fp32":
         return RunsAs("fp32", FP32_FILE, "asked for")
     if asked == "int8":
@@ -131,8 +131,8 @@ def choose_weights(card, on_cpu: bool, precision: str | None = None, cpu_feature
     if not variant.allowed:
         return RunsAs("fp32", FP32_FILE, variant.shortfall)
     if not on_cpu:
-        return RunsAs(fp32.weights, fp32.file, "runs on a GPU")
+        return RunsAs("fp32", FP32_FILE, "runs on a GPU")
     if not feature:
-        return RunsAs(fp32.weights, fp32.file, "this CPU has no int8 dot-product instructions (VNNI, AMX, Arm dot)")
+        return RunsAs("fp32", FP32_FILE, "this CPU has no int8 dot-product instructions (VNNI, AMX, Arm dot)")
     return RunsAs("int8", variant.file, f"CPU with {feature}; top-1 agreement with fp32 {variant.top1_agreement:.1%} "
                                         f"on {variant.agreement_on}")
