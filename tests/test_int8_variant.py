@@ -99,6 +99,8 @@ def test_classify_runs_int8_where_the_cpu_makes_it_pay(int8_bundle, sample_npz, 
         assert ("int8 weights:" in done.stderr) == (ran == "int8")
         calls[precision] = np.loadtxt(out, delimiter=",", skiprows=1, usecols=[2], dtype=str)
     assert np.mean(calls["int8"] == calls["fp32"]) >= 0.95
+    info = cellsynth("info", int8_bundle, precision="auto")  # what a user asks before running
+    assert info.returncode == 0 and f"weights here: {expected.weights} ({expected.why})" in info.stderr
 
 
 def test_int8_refused_when_calibrated_on_the_wrong_crops(sample_npz, tmp_path):

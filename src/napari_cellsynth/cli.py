@@ -342,6 +342,10 @@ def cmd_info(args) -> int:
         lines = fidelity.lines() if fidelity else ["not measured: cellsynth study --bundles-out DIR writes a copy of "
                                                    "this bundle with its fidelity in the card"]
         print("\n".join(f"fidelity: {line}" for line in lines), file=sys.stderr)
+    from .core.runtime import planned_weights
+
+    runs_as = planned_weights(card)
+    print(f"weights here: {runs_as.weights} ({runs_as.why})", file=sys.stderr)
     return 0
 
 
