@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="trainings at once on local processes")
     p.add_argument("--scheduler", help="processes (local, --workers of them) or a dask scheduler address "
                                        "(tcp://host:8786), as cellsynth batch")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per training (0: cores / workers)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per training (0: torch's threads / workers)")
     p.add_argument("--report-only", action="store_true", help="write the report from the runs on disk")
     p.add_argument("--bundles-out", metavar="DIR",
                    help="write a copy of each generator bundle with its measured fidelity in the card to DIR/NAME "
