@@ -178,6 +178,9 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     assert len(paths) == 3 and read_provenance(paths[0])["class"] == "M"
 
 
+BALANCE_TO = 240  # M grows to 240 cells: 23 generated in the full setting, 218 in cut10
+
+
 @pytest.mark.slow
 @pytest.mark.full_data
 def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
@@ -186,19 +189,20 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
 
     out = tmp_path / "exp"
     args = ["--data", str(jurkat_slice), "--seeds", "0", "--ddpm-base", "8", "--ddpm-batch", "8", "--ddpm-steps", "3",
-            "--finetune-steps", "2", "--epochs", "1", "--width", "8", "--sample-steps", "2", "--balance-to", "360",
-            "--ddpm-prediction", "v", "--eta", "1", "--clip-x0", "3", "--out", str(out)]
+            "--finetune-steps", "2", "--epochs", "1", "--width", "8", "--sample-steps", "2",
+            "--balance-to", str(BALANCE_TO), "--ddpm-prediction", "v", "--eta", "1", "--clip-x0", "3", "--out", str(out)]
     summary = experiment_ddpm.main(args)
     assert json.loads((out / "full" / "ddpm-bundle" / "card.json").read_text())["outputs"]["prediction"] == "v"
     assert {"full: real only", "full: real + DDPM", "cut10: real only", "cut10: real + DDPM"} <= set(summary)
     for setting in ("full", "cut10"):
         real = json.loads((out / setting / "seed0" / "classifier-real" / "config.json").read_text())
         with np.load(out / setting / "seed0" / "generated.npz") as saved:
-            assert len(saved["images"]) == 360 - real["counts"]["train"]["M"]
+            assert len(saved["images"]) == BALANCE_TO - real["counts"]["train"]["M"]
             record = json.loads(str(saved["provenance"]))
             assert (record["class"], record["sampler"], record["eta"], record["clip_x0"]) == ("M", "ddim", 1.0, 3.0)
         quality = summary["generator_quality"][setting]
-        assert quality["DDPM"]["n"] == 360 - real["counts"]["train"]["M"] and np.isfinite(quality["DDPM"]["fid_resnet"])
+        assert quality["DDPM"]["n"] == BALANCE_TO - real["counts"]["train"]["M"]
+        assert np.isfinite(quality["DDPM"]["fid_resnet"])
     quality = summary["generator_quality"]
     assert quality["cut10"]["ssim_reference_count"] < quality["full"]["ssim_reference_count"]
     assert (out / "real_vs_generated.png").is_file() and (out / "summary.md").is_file()
