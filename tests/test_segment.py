@@ -29,7 +29,7 @@ def held_out():
 
 def test_a_cellpose_run_is_scored_on_held_out_slides(cellpose_training_run):
     report = json.loads((cellpose_training_run / "report.json").read_text())
-    assert set(report["held_out_slides"]) == {"V26", "A20"} and report["test_metaphases"] == 2
+    assert set(report["held_out_slides"]) == {"V26", "A20"} and report["test_metaphases"] == 1
     assert 0.0 <= report["test"]["ap50_mean"] <= 1.0  # 2 epochs: a number, not a quality (that is §5's)
     assert (cellpose_training_run / "models" / "chromosomes").is_file()
 
