@@ -65,7 +65,7 @@ def jpeg_folder(tmp_path_factory):
 @pytest.mark.slow
 def test_jpeg_folder_of_mixed_sizes_trains_beats_majority_and_classifies(jpeg_folder, tmp_path):
     run, bundle, table = tmp_path / "run", tmp_path / "bundle", tmp_path / "predictions.csv"
-    done = command("train", "classifier", "--data", str(jpeg_folder), "--width", "16",
+    done = command("train", "classifier", "--data", str(jpeg_folder), "--width", "8",
                    "--steps", "200", "--seed", "0", "--out", str(run), "--quiet")
     assert "brought to 56×56 by resize" in done.stderr  # the median longer side (about 50 px), up to a multiple of 8
     assert "['Anaphase'] have fewer than 5 crops" in done.stderr
