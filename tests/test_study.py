@@ -155,7 +155,11 @@ def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one
 
 
 @pytest.mark.full_data
-def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, ddpm_bundle, tmp_path):
+def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, ddpm_bundle, tmp_path, capsys):
+    """The first refusal as a command; the others through the command's own entry point in this process (the same
+    parsing and checks, without starting Python and torch five more times)."""
+    from napari_cellsynth import cli
+
     out = tmp_path / "s"
     (out).mkdir()
     (out / "settings.json").write_text(json.dumps({"data": str(Path(jurkat_slice).resolve()), "rare": ["M"],
@@ -171,10 +175,14 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, 
         (["--data", jurkat_slice, *FAST, "--keep", "M=40", "--generator", ddpm_bundle, "--out", tmp_path / "d"],
          "learnt from"),
     ]
-    for args, message in cases:
-        done = study(*args)
-        assert done.returncode == 2, done.stderr
-        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    done = study(*cases[0][0])
+    assert done.returncode == 2 and cases[0][1] in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for args, message in cases[1:]:
+        capsys.readouterr()
+        assert cli.main(["study", *map(str, args)]) == 2
+        stderr = capsys.readouterr().err
+        assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
 @pytest.mark.full_data
@@ -234,11 +242,14 @@ def test_paired_differences_match_scipy():
 
 
 @pytest.mark.slow
-def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_study, half_m_generator, tmp_path):
+def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_study, half_m_generator, tmp_path,
+                                                                  capsys):
     """A generator with sampling options (interval guidance, autoguidance by a guide bundle) added to a finished
     study: only its arm runs; the pool records the options; the report names them.  Changing a generator that is
     there, or an unknown option, is refused in one line."""
     import shutil
+
+    from napari_cellsynth import cli
 
     out = tmp_path / "grown"
     shutil.copytree(finished_study, out)
@@ -287,9 +298,10 @@ def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_stud
                                 ([f"tiny={half_m_generator}", f"x={half_m_generator},guidanse=2"], "unknown option"),
                                 ([f"tiny={half_m_generator}", f"x={half_m_generator},interval=1:2"],
                                  "needs guidance other than 1")):
-        done = study(*base, "--generator", *generators)
-        assert done.returncode == 2 and message in done.stderr, done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        capsys.readouterr()  # through the command's entry point in this process, as the refusals above
+        assert cli.main(["study", *map(str, base), "--generator", *generators]) == 2
+        stderr = capsys.readouterr().err
+        assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
 def test_the_verdict_never_calls_the_real_cells_a_cheap_alternative():
