@@ -157,12 +157,12 @@ def mfish_five_metaphases(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bbdm_run(mfish_pairs, tmp_path_factory) -> Path:
-    """A small BBDM (U-Net base 16) trained for 30 steps on those real DAPI → FISH pairs."""
+    """A small BBDM (U-Net base 16) trained for 12 steps on those real DAPI → FISH pairs."""
     from napari_cellsynth.training.trainers import bbdm as train_bbdm
 
     run = tmp_path_factory.mktemp("runs") / "bbdm"
-    train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "30", "--sample-every", "30",
-                     "--sample-steps", "10", "--ckpt-every", "10", "--out", str(run), "--quiet"])
+    train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "12", "--sample-every", "12",
+                     "--sample-steps", "10", "--ckpt-every", "4", "--out", str(run), "--quiet"])
     return run
 
 
