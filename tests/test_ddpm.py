@@ -211,7 +211,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     assert "one-sided Wilcoxon" in (out / "summary.md").read_text()
     metrics = out / "full" / "seed0" / "classifier-real+ddpm" / "metrics_test.json"
     before = metrics.stat().st_mtime_ns
-    experiment_ddpm.main(args)  # everything on disk: nothing retrains
+    experiment_ddpm.main([*args, "--skip-report"])  # everything on disk: nothing retrains
     assert metrics.stat().st_mtime_ns == before
     # the UMAP filter on the generated cells: Table 4 counts, kept cells, classifier on real + kept
     from napari_cellsynth.training.experiments import umap_filter as experiment_filter
