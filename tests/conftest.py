@@ -30,6 +30,23 @@ def pytest_configure(config):
         os.environ.setdefault("CELLSYNTH_THREADS", "1")  # the cores; set before torch is first imported
 
 
+def screenshot(viewer, name: str, folder: Path) -> np.ndarray:
+    """The whole napari window (canvas and docks) as ``napari-NAME.png`` in ``folder`` and, when
+    ``CELLSYNTH_SCREENSHOTS`` names a folder (``docs/figures``), there too, so that the figures the README and
+    docs/viewer.md show are refreshed by the tests that drive those views:
+
+        CELLSYNTH_SCREENSHOTS=docs/figures .venv/bin/python -m pytest -m napari
+    """
+    import imageio.v3 as iio
+
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    assert shot.shape[2] == 4 and shot[..., :3].std() > 5, name  # a drawn window, not a blank one
+    for target in filter(None, [folder, os.environ.get("CELLSYNTH_SCREENSHOTS")]):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        iio.imwrite(Path(target) / f"napari-{name}.png", shot[..., :3])
+    return shot
+
+
 NO_DATA = "real data"  # the start of every skip reason below, counted in the run's summary line
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import CELLSYNTH, NUCLEI, NUCLEI_DIAMETER, REPO, require
+from conftest import CELLSYNTH, NUCLEI, NUCLEI_DIAMETER, REPO, require, screenshot
 
 from napari_cellsynth.core.batch import BatchSettings, run_batch
 from napari_cellsynth.core.batch.compare import match_labels
@@ -394,8 +394,12 @@ def test_batch_widget_and_reader_in_a_viewer(make_napari_viewer, qtbot, stack, s
     assert [layer.name for layer in viewer.layers] == ["nuclei objects", "nuclei classes"]
     [image] = viewer.open(str(stack), plugin="napari")  # the input itself: the labels overlay it frame by frame
     assert viewer.dims.ndim == 3 and image.data.shape == viewer.layers["nuclei objects"].data.shape
+    viewer.layers.move(viewer.layers.index(image), 0)  # the input under its labels, as a user would stack them
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.reset_view()
     for t in (3, 9):  # two time points: the labels shown are that frame's
         viewer.dims.set_current_step(0, t)
+        screenshot(viewer, f"batch-overlay-t{t}", tmp_path / "shots")
         shown = viewer.layers["nuclei objects"]._slice.image.raw
         assert np.array_equal(np.asarray(shown), read_labels(reference[0].run_dir / "nuclei.ome.zarr")[t, 0])
     tiff = tmp_path / "some.tif"

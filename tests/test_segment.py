@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, screenshot
 
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
@@ -207,6 +207,7 @@ def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, hel
         load_model(str(bundle))
 
 
+@pytest.mark.napari
 def test_an_offline_builtin_model_fails_at_once_in_one_line_and_is_not_offered(make_napari_viewer, monkeypatch,
                                                                                  tmp_path, held_out):
     """Issue 35: with Cellpose's weights not cached and its server unreachable, `cellsynth segment --model cyto3`
@@ -225,6 +226,7 @@ def test_an_offline_builtin_model_fails_at_once_in_one_line_and_is_not_offered(m
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Segment")
     assert "cyto3" not in widget.model_name.choices and "zoo:cellpose-chromosomes" in widget.model_name.choices
+    screenshot(viewer, "segment-offline", tmp_path / "shots")  # the zoo's model offered, no built-in
     with pytest.raises(ImageInputError, match="'nuclei' is not downloaded .* cannot be reached"):
         load_model("nuclei")
     if segment_module.cellpose_reachable(timeout=2):

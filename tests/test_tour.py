@@ -8,28 +8,15 @@ of the model zoo picked from the widgets' drop-downs, and a screenshot of each s
     CELLSYNTH_SCREENSHOTS=docs/figures .venv/bin/python -m pytest tests/test_tour.py
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, screenshot
 
 PLUGIN = "napari-cellsynth"
 ZOO = REPO / "models"
-
-
-def shoot(viewer, name: str, folder: Path) -> np.ndarray:
-    """The whole window (canvas and docks) as PNG in ``folder`` and, when asked, in the README's figures."""
-    import imageio.v3 as iio
-
-    shot = viewer.screenshot(canvas_only=False, flash=False)
-    assert shot.shape[2] == 4 and shot[..., :3].std() > 5, name  # a drawn window, not a blank one
-    for target in filter(None, [folder, os.environ.get("CELLSYNTH_SCREENSHOTS")]):
-        Path(target).mkdir(parents=True, exist_ok=True)
-        iio.imwrite(Path(target) / f"napari-{name}.png", shot[..., :3])
-    return shot
 
 
 def only(viewer, *names: str) -> None:
@@ -77,7 +64,7 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, jurkat_slice, 
     assert chromosomes.data.max() > 20  # 46 chromosomes in this metaphase, some touching
     assert segment.status.value == f"{len(np.unique(chromosomes.data)) - 1} objects"
     only(viewer, "DAPI", "DAPI objects")
-    shoot(viewer, "1-segment", shots)
+    screenshot(viewer, "1-segment", shots)
     for name in [layer.name for layer in viewer.layers if layer.name != "Jurkat cells"]:
         viewer.layers.remove(name)  # the metaphase is done with
 
@@ -92,7 +79,7 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, jurkat_slice, 
     only(viewer, "Jurkat cells")
     viewer.dims.set_current_step(0, 17)
     assert viewer.dims.axis_labels[0] == "cell" and viewer.text_overlay.text.startswith("Jurkat cells crop 17:")
-    shoot(viewer, "2-classify", shots)
+    screenshot(viewer, "2-classify", shots)
 
     # 4. generate rare M cells with the zoo's DDPM (DPM-Solver++(2M), 20 steps)
     opened, generate = dock(viewer, "Generate", opened)
@@ -104,7 +91,7 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, jurkat_slice, 
     assert generated.data.shape == (24, 3, 40, 40) and generated.name.startswith("generated M")
     only(viewer, generated.name)
     assert not viewer.text_overlay.visible  # the crop overlay belongs to the hidden Jurkat cells
-    shoot(viewer, "3-generate", shots)
+    screenshot(viewer, "3-generate", shots)
 
     # 5. keep the realistic ones: the UMAP filter on the classifier's features, fitted on real labelled cells
     opened, umap = dock(viewer, "UMAP filter", opened)
@@ -114,7 +101,7 @@ def test_the_readme_tour_in_one_viewer(make_napari_viewer, qtbot, jurkat_slice, 
     umap.minority.value = "M"
     run(umap, qtbot)
     assert len(generated.metadata["cellsynth_filter"]) == 24
-    shoot(viewer, "4-umap-filter", shots)
+    screenshot(viewer, "4-umap-filter", shots)
 
     # 6. save what was kept: the files `cellsynth filter` writes
     umap.export_folder.value = str(tmp_path / "kept")

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import screenshot
 from napari_cellsynth.core.outputs import FILTER_FILES, read_provenance
 from napari_cellsynth.core.umap_filter import UmapGmmFilter
 
@@ -336,7 +337,7 @@ def test_filter_widget_asks_for_blank_fields(make_napari_viewer, qtbot, classifi
 
 @pytest.mark.napari
 def test_a_second_fit_on_another_layer_redraws_everything(make_napari_viewer, qtbot, classifier_bundle,
-                                                          jurkat_slice, mixed_synthetic):
+                                                          jurkat_slice, mixed_synthetic, tmp_path):
     """Issue 35: a second fit, on another layer, with the slider already at the new fit's level, must redraw the
     plot, the status and the new layer's decisions (the slider rounds, so it may send no signal); a 2-D layer is
     refused at once, before any fit."""
@@ -360,6 +361,9 @@ def test_a_second_fit_on_another_layer_redraws_everything(make_napari_viewer, qt
     assert len(synthetic) == 1 and len(synthetic[0].get_offsets()) == 16  # the first fit's 60 points are gone
     assert synthetic[0].get_label() == f"synthetic: {int(table['keep'].sum())} kept, {16 - int(table['keep'].sum())} dropped"
     assert len(first.metadata[FILTER_KEY]) == 60  # the first layer keeps its own decisions
+    viewer.window._qt_window.resize(1400, 1000)
+    viewer.dims.set_current_step(0, 0)  # the second layer's first cell, under its decisions in the plot
+    screenshot(viewer, "umap-second-fit", tmp_path / "shots")
     flat = viewer.add_image(images[0, 0], name="one crop")
     widget.synthetic_layer.value = flat
     widget.start()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import screenshot
 from napari_cellsynth.core.bundle import BundleError, read_card
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.zoo import SHIPPED_REGISTRY, default_location, open_zoo, read_registry, resolve
@@ -193,7 +194,7 @@ def test_truncated_or_broken_off_downloads_are_refused_and_leave_nothing(tmp_pat
 
 
 @pytest.mark.napari
-def test_typed_zoo_names_and_zoo_pickers_work_in_the_widgets(make_napari_viewer, qtbot):
+def test_typed_zoo_names_and_zoo_pickers_work_in_the_widgets(make_napari_viewer, qtbot, tmp_path):
     """Issue 35: a typed zoo:NAME works in Classify (it was refused as a missing folder), Generate and the UMAP
     filter; Batch offers the zoo's Cellpose models, classifiers and generators, and a pick fills its field."""
     from napari_cellsynth._sample_data import load_jurkat_sample
@@ -206,16 +207,16 @@ def test_typed_zoo_names_and_zoo_pickers_work_in_the_widgets(make_napari_viewer,
 
     classify = dock("Classify")
     classify.image_layer.value = layer
-    classify.bundle.value = "zoo:classifier-jurkat4"
+    classify.bundle.line_edit.value = "zoo:classifier-jurkat4"  # typed into the field, as a user types it
     classify.start()
     qtbot.waitUntil(lambda: not classify.busy, timeout=60_000)
     assert classify.last_error is None, classify.last_error
     assert classify.status.value.startswith("8 crops")
     generate = dock("Generate")
-    generate.bundle.value = "zoo:ddpm-jurkat4-cut10-v"
+    generate.bundle.line_edit.value = "zoo:ddpm-jurkat4-cut10-v"
     assert generate.class_name.value == "M"  # the rarest class of its card (34 training cells)
     umap = dock("UMAP filter")
-    umap.classifier.value = "zoo:classifier-jurkat4"
+    umap.classifier.line_edit.value = "zoo:classifier-jurkat4"
     assert list(umap.minority.choices) == ["G1", "S", "G2", "M"]
     batch = dock("Batch")
     pickers = {w.label: w for w in batch if w.label.endswith("from the zoo")}
@@ -225,6 +226,7 @@ def test_typed_zoo_names_and_zoo_pickers_work_in_the_widgets(make_napari_viewer,
     assert Path(str(batch.segment_model.value)) == MODELS / "cellpose-chromosomes"
     pickers["classifier from the zoo"].value = "zoo:classifier-translocations"
     assert Path(str(batch.classifier.value)) == MODELS / "classifier-translocations"
+    screenshot(viewer, "zoo-names-in-widgets", tmp_path / "shots")
 
 
 def test_a_registry_that_names_paths_out_of_the_cache_is_refused(zoo):
