@@ -135,44 +135,6 @@ def test_fit_in_a_child_process_gives_the_same_filter(fitted):
         run_to_end(UmapGmmFilter("rare").fit_in_process(features[:5], ["rare", "rare", "a", "a", "a"]))
 
 
-UMAP_CHILD = """
-import json, sys
-import numpy as np
-if sys.argv[1] == "plain":
-    import umap
-else:
-    from napari_cellsynth.core.umap_compiled import import_umap
-    umap = import_umap()
-from numba.core.dispatcher import Dispatcher
-features = np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32)
-fitted = umap.UMAP(n_epochs=50, random_state=0).fit(features)
-np.save(sys.argv[2], np.concatenate([fitted.embedding_, fitted.transform(features[:20])]))
-functions = [f for m in list(sys.modules.values()) if m.__name__.startswith("umap.") for f in vars(m).values()
-             if isinstance(f, Dispatcher)]
-print(json.dumps({"loaded": sum(sum(f.stats.cache_hits.values()) for f in functions),
-                  "compiled": sum(sum(f.stats.cache_misses.values()) for f in functions)}))
-"""
-
-
-def test_umap_loads_its_compiled_functions_from_disk_and_places_points_identically(tmp_path):
-    """A second process loads umap-learn's numba functions from the cache the first wrote, and the embedding and
-    the placed points are bit for bit those of umap-learn as it ships (which compiles them afresh)."""
-    import subprocess
-    import sys
-
-    def child(mode: str, name: str) -> dict:
-        done = subprocess.run([sys.executable, "-c", UMAP_CHILD, mode, str(tmp_path / name)], capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    plain, first, second = child("plain", "plain.npy"), child("cached", "first.npy"), child("cached", "second.npy")
-    assert second["loaded"] > plain["loaded"] and second["compiled"] < plain["compiled"], (plain, first, second)
-    reference = np.load(tmp_path / "plain.npy")
-    for name in ("first.npy", "second.npy"):
-        np.testing.assert_array_equal(np.load(tmp_path / name), reference)
-
-
 @pytest.fixture(scope="module")
 def mixed_synthetic():
     """Stand-ins for generator output with a known answer: real unseen M cells and real G1 cells."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from .images import ImageInputError
 from .jobs import CancelToken, check_cancelled, in_thread
+from .numba_cached import import_cellpose
 
 BUILT_IN = ("cyto3", "nuclei", "cyto2", "cyto", "tissuenet_cp3", "livecell_cp3", "bact_fluor_cp3",
             "bact_phase_cp3", "deepbacs_cp3", "yeast_BF_cp3", "yeast_PhC_cp3")
@@ -58,7 +59,7 @@ def _pad_style(net) -> None:
 def cellpose_from_weights(state: dict, nbase=CELLPOSE_NBASE, channels: int = 2):
     """A CellposeModel on the CPU whose network has the widths ``nbase`` and the weights ``state`` (arrays or
     tensors of any float dtype, e.g. fp16 from a bundle; they are loaded as float32)."""
-    from cellpose import models
+    models = import_cellpose().models
     from cellpose.resnet_torch import CPnet
 
     from .bundle import BundleError
@@ -104,7 +105,7 @@ CELLPOSE_HOST = ("www.cellpose.org", 443)  # where Cellpose downloads its built-
 
 def builtin_weights(name: str) -> Path:
     """Where Cellpose keeps a built-in model's weights (its ``model_path``, without downloading them)."""
-    from cellpose import models
+    models = import_cellpose().models
 
     basename = f"{name}torch_0" if name in ("cyto", "cyto2", "nuclei") else name
     return Path(models.MODEL_DIR) / basename
@@ -140,7 +141,7 @@ def check_builtin(name: str) -> None:
 
 def load_model(model: str):
     """A CellposeModel on the CPU for a built-in name, an existing model file or a ``cellpose`` bundle."""
-    from cellpose import models
+    models = import_cellpose().models
 
     # MKL-DNN off: with it Cellpose re-scripts the network with torch.jit on every forward pass, which is slower
     # here (16.5-17.8 s against 20.3-22.4 s for the sample metaphase on one core) and fails when two threads
@@ -240,7 +241,7 @@ def estimate_diameter(image: np.ndarray, settings: SegmentSettings, channel_axis
                       cancel: CancelToken | None = None) -> float:
     """Median object diameter (pixels) after a first pass at the model's own diameter (first frame);
     ``cancel`` is checked before each batch of tiles."""
-    from cellpose import utils
+    utils = import_cellpose().utils
 
     frames, _ = frames_of(image, channel_axis)
     model = model or load_model(settings.model)

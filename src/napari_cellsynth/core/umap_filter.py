@@ -31,7 +31,7 @@ Neither changes the result.
 A GUI cannot rely on that alone: the first fit in a process spends most of its time in numba compiling
 UMAP's and pynndescent's functions (measured on 7,232 real-sized samples: 30 s before the first epoch and
 40 s more before ``transform`` places a point, against 0.5 s and 7 s once compiled), and a compiling thread
-cannot be stopped (:mod:`.umap_compiled` keeps umap-learn's compiled functions on disk, so that only a machine's first
+cannot be stopped (:mod:`.numba_cached` keeps umap-learn's compiled functions on disk, so that only a machine's first
 process pays it in full).  :meth:`UmapGmmFilter.fit_in_process` therefore fits in a child process that stays up
 between fits (so later fits are warm) and is killed on Cancel, whatever stage it is in.
 
@@ -108,7 +108,7 @@ class UmapGmmFilter(OutlierMixin, BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------------
     def _umap(self, tqdm_kwds: dict | None = None):
-        from .umap_compiled import import_umap
+        from .numba_cached import import_umap
 
         return import_umap().UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, n_epochs=self.n_epochs,
                          random_state=self.random_state, n_components=2, tqdm_kwds=tqdm_kwds)

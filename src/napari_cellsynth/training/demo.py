@@ -161,7 +161,10 @@ def segment_and_classify_chromosomes(out: Path, segmenter: str, classifier: str)
     """The sample metaphase: Cellpose on DAPI, then the identity classifier on each object's fluorophore planes;
     AP@0.5 of the masks and accuracy of the identities, both against the karyotype."""
     import tifffile
-    from cellpose import metrics as cellpose_metrics
+
+    from napari_cellsynth.core.numba_cached import import_cellpose
+
+    cellpose_metrics = import_cellpose().metrics
 
     from napari_cellsynth.training.data.chromosome_masks import chromosome_instances
 

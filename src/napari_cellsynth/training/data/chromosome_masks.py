@@ -41,8 +41,9 @@ def load_split(root: str, test_slides: list[str] | None, limit: int | None):
 
 def average_precision(model, metaphases, diameter: float | None = None) -> dict:
     """AP@0.5 of a CellposeModel (or a model path or bundle :func:`load_model` reads) on ``metaphases``."""
-    from cellpose import metrics
+    from napari_cellsynth.core.numba_cached import import_cellpose
 
+    metrics = import_cellpose().metrics
     if isinstance(model, (str, Path)):
         model = load_model(str(model))
     truth = [chromosome_instances(m.karyotype) for m in metaphases]

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train(args) -> dict:
     """Train one Cellpose model from scratch into ``args.out``; returns its held-out scores."""
+    from napari_cellsynth.core.numba_cached import import_cellpose
+
+    import_cellpose()  # before Cellpose's training module: its compiled functions from the disk cache
     from cellpose import train
     from cellpose.models import CellposeModel
 
