@@ -298,7 +298,7 @@ def test_a_study_gains_a_guided_generator_without_redoing_its_runs(finished_stud
                                 ([f"tiny={half_m_generator}", f"x={half_m_generator},guidanse=2"], "unknown option"),
                                 ([f"tiny={half_m_generator}", f"x={half_m_generator},interval=1:2"],
                                  "needs guidance other than 1")):
-        capsys.readouterr()  # through the command's entry point in this process, as the refusals above
+        capsys.readouterr()  # through the command's entry point in this process (its runs above ran as commands)
         assert cli.main(["study", *map(str, base), "--generator", *generators]) == 2
         stderr = capsys.readouterr().err
         assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
