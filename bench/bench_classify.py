@@ -93,11 +93,12 @@ def main() -> None:
         print(f"{r['backend']:<12} {r['batch_size']:>5} {r['ms_per_batch']:9.2f} {r['crops_per_s']:9.0f} "
               f"{r['peak_rss_mib']:12.0f}")
     from napari_cellsynth.core.bundle import read_card
+    from napari_cellsynth.core.precision import cpu_name
 
     card = read_card(args.bundle)
     report = {"bundle": card.name, "arch": card.training.get("arch"), "width": card.training.get("width"),
               "input": card.input["size"], "channels": card.n_channels, "machine": {
-                  "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                  "cpus": os.cpu_count(), "processor": cpu_name(),
                   "python": platform.python_version()}, "versions": card.versions, "rows": rows}
     from napari_cellsynth.core.atomic import write_json_atomic
 

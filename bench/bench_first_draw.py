@@ -90,7 +90,9 @@ def main(argv=None) -> int:
     for mode in ("napari", "warm-up"):
         mine = [r for r in runs if r["mode"] == mode]
         summary[mode] = {key: [round(r[key], 3) for r in mine] for key in mine[0] if key != "mode"}
-    record = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+    from napari_cellsynth.core.precision import cpu_name
+
+    record = {"cpu": cpu_name(), "python": platform.python_version(),
               "runs": runs, "summary": summary}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))

@@ -83,8 +83,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.bundle, Path(args.one[1]), args.one[0], args.seconds)))
         return
-    from napari_cellsynth.core.precision import cpu_int8_dot
-    from napari_cellsynth.export.export_int8 import cpu_name
+    from napari_cellsynth.core.precision import cpu_int8_dot, cpu_name
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     rows = []

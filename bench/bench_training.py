@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -84,8 +83,9 @@ def main() -> None:
         print(f"{r['lever']:<36} {r['seconds_per_step']:7.3f} {r['steps']:6d} {r['minutes_for_schedule']:8.1f} "
               f"{base / r['minutes_for_schedule']:8.2f}× {r['first_two_steps_s']:18.1f}")
     from napari_cellsynth.core.atomic import write_json_atomic
+    from napari_cellsynth.core.precision import cpu_name
 
-    write_json_atomic(args.out, {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+    write_json_atomic(args.out, {"cpu": cpu_name(), "cpus": os.cpu_count(),
                                  "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows})
     print(f"wrote {args.out}")
 

@@ -86,19 +86,27 @@ class RunsAs:
 
 
 @lru_cache(maxsize=1)
+def _cpuinfo() -> list[tuple[str, str]]:
+    """Linux's /proc/cpuinfo as (key, value) lines; empty where it cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return []
+    return [(key.strip(), value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines())]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform says."""
+    name = next((value for key, value in _cpuinfo() if key.lower() == "model name"), "")
+    return name or platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
 def cpu_int8_dot() -> str | None:
     """The CPU's int8 dot-product feature (e.g. ``avx512_vnni``), or None when it has none or cannot be read."""
     if sys.platform == "darwin" and platform.machine() == "arm64":
         return "arm64 dot-product"  # every Apple silicon CPU has it
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return None
-    flags = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
+    flags = {flag for key, value in _cpuinfo() if key in ("flags", "Features") for flag in value.split()}
     return next((f for f in INT8_DOT_FLAGS if f in flags), None)
 
 

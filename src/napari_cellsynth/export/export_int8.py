@@ -26,7 +26,6 @@ It needs only onnx and ONNX Runtime (no torch).  ``--out`` must not be the input
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import tempfile
 import time
@@ -39,7 +38,7 @@ from napari_cellsynth.core.bundle import load_arrays, read_card, save_bundle
 from napari_cellsynth.core.datasets import read_crops
 
 from napari_cellsynth.core.images import ImageInputError, prepare
-from napari_cellsynth.core.precision import cpu_int8_dot
+from napari_cellsynth.core.precision import cpu_int8_dot, cpu_name
 from napari_cellsynth.core.runtime import OnnxModel, make_session
 from napari_cellsynth.core.zoo import resolve
 from napari_cellsynth.export.common import fresh_staging, publish
@@ -174,17 +173,6 @@ def crops_per_second(session, input_name: str, batch: np.ndarray, seconds: float
         session.run(None, feeds)
         times.append(time.perf_counter() - t0)
     return float(len(batch) / np.median(times))
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def macro_f1(card, labels, predicted: np.ndarray) -> float | None:
