@@ -23,6 +23,24 @@ import torch
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 
 
+def timed_steps(model, inputs: tuple, loss_fn, bf16: bool = False, repeats: int = 5) -> tuple[float, float]:
+    """Forward, backward and an AdamW step of ``model`` on ``inputs``, ``repeats`` + 2 times: (median seconds per
+    step after the first two, seconds the first two took, compilation included).  bench_training_step.py times its
+    models with it too."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for _ in range(repeats + 2):
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(*inputs)
+        loss = loss_fn(out)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times[2:])), float(sum(times[:2]))
+
+
 def step_seconds(size: int, width: int = 64, batch: int = 64, channels_last: bool = False, threads: int = 0,
                  compiled: bool = False, bf16: bool = False, repeats: int = 5) -> tuple[float, float]:
     """(median seconds per step, seconds the first two steps took: compilation included)."""
@@ -36,18 +54,8 @@ def step_seconds(size: int, width: int = 64, batch: int = 64, channels_last: boo
         if channels_last:
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         step_model = torch.compile(model) if compiled else model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        times = []
-        for _ in range(repeats + 2):
-            started = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = step_model(x)[0]
-            loss = torch.nn.functional.cross_entropy(logits.float(), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            times.append(time.perf_counter() - started)
-        return float(np.median(times[2:])), float(sum(times[:2]))
+        return timed_steps(step_model, (x,), lambda out: torch.nn.functional.cross_entropy(out[0].float(), y), bf16,
+                           repeats)
     finally:
         torch.set_num_threads(default_threads)
 

@@ -10,30 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from bench_training import timed_steps  # the same timed loop as the lever table (this folder, run as a script)
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 from napari_cellsynth.training.nets.unet import UNet
-
-
-def step_time(model, inputs, loss_fn, bf16: bool, repeats: int) -> float:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    times = []
-    for i in range(repeats + 2):
-        started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(*inputs)
-        loss = loss_fn(out)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i >= 2:
-            times.append(time.perf_counter() - started)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -56,7 +39,7 @@ def main() -> None:
     rows = []
     for name, (make, inputs, loss_fn) in cases.items():
         for bf16 in (False, True):
-            seconds = step_time(make(), inputs, loss_fn, bf16, args.repeats)
+            seconds, _ = timed_steps(make(), inputs, loss_fn, bf16, args.repeats)
             rows.append({"model": name, "precision": "bf16 autocast" if bf16 else "fp32", "batch": args.batch,
                          "seconds_per_step": seconds, "images_per_s": args.batch / seconds})
     print(f"{'model':<34} {'precision':<14} {'s/step':>7} {'img/s':>7}")
