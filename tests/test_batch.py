@@ -166,21 +166,34 @@ def test_a_killed_run_resumes_without_losing_or_repeating_objects(reference, sta
 @pytest.mark.slow
 def test_a_run_killed_at_random_moments_several_times_ends_identical_to_an_uninterrupted_one(reference, stack,
                                                                                             settings, tmp_path):
-    """SIGKILL at seeded random moments (while starting, mid-frame, while writing the table), four times, then the
-    same command to the end: every object row and every label equal the uninterrupted run's (issue 36)."""
+    """SIGKILL at seeded random moments, four times: once while starting, then each time a seeded number of frames
+    is done, a seeded fraction of a frame later (so the moments follow the run's progress, not the clock: a faster
+    machine reaches them too); then the same command to the end: every object row and every label equal the
+    uninterrupted run's (issue 36)."""
     out = tmp_path / "run"
     args = [str(stack), "--segment-model", settings.segment.model, "--diameter", str(NUCLEI_DIAMETER),
             "--classifier", settings.classifier, "--classify-channels", "0,0,0", "--out", str(out), "--workers", "1",
             "--quiet"]
+    rng = np.random.default_rng(36)
+    targets = [0, *sorted(rng.choice(np.arange(1, FRAMES), size=3, replace=False))]  # frames done before the kill
     kills = []
-    for delay in np.random.default_rng(36).uniform(2.0, 14.0, size=4):
+
+    def done_frames() -> int:
+        return len(list(out.glob("markers/*/done/*.json")))
+
+    for target in targets:
         process = subprocess.Popen(cli(*args), env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            process.wait(timeout=delay)  # it may finish first: then the later starts resume a finished run
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills.append(len(list(out.glob("markers/*/done/*.json"))))
+        started = time.monotonic()
+        wait = rng.uniform(0.5, 3.0) if target == 0 else None  # while starting: Python, torch, Cellpose loading
+        while process.poll() is None and time.monotonic() - started < 300:
+            if (wait is not None and time.monotonic() - started >= wait) or (target and done_frames() >= target):
+                time.sleep(rng.uniform(0.0, 0.3))  # somewhere in the next frame
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills.append(done_frames())
+                break
+            time.sleep(0.02)
+        process.wait()  # it may finish first: then the later starts resume a finished run
     assert len(kills) >= 2 and min(kills) < FRAMES, kills  # killed mid-way more than once
     done = subprocess.run(cli(*args), env=cli_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
