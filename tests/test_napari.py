@@ -467,7 +467,7 @@ def test_opening_a_widget_that_draws_labels_compiles_their_colour_mapping_off_th
 
 
 STALL_PROBE = """
-import json, sys, threading, time, traceback
+import json, os, sys, threading, time, traceback
 import numpy as np
 import napari
 from qtpy.QtCore import QTimer
@@ -489,14 +489,15 @@ samples, main = [], threading.main_thread().ident
 
 
 def watch():  # every 20 ms of a stall, where the main thread is: in OpenGL (the renderer) or elsewhere (Python)
-    while True:
+    while "measured" not in state:
         time.sleep(0.02)
         if "clicked" in state and ticks and time.perf_counter() - ticks[-1] > 0.05:
             stack = traceback.extract_stack(sys._current_frames()[main])
             samples.append((ticks[-1], any("/OpenGL/" in f.filename or "/vispy/gloo/" in f.filename for f in stack)))
 
 
-threading.Thread(target=watch, daemon=True).start()
+sampler = threading.Thread(target=watch, daemon=True)
+sampler.start()
 
 
 def click():
@@ -514,6 +515,8 @@ def check():
     if "done" not in state or now - state["done"] < 1.5:  # running, or less than 1.5 s of drawing after it
         QTimer.singleShot(20, check)
         return
+    state["measured"] = True  # the sampling thread stops before anything is torn down
+    sampler.join(timeout=5)
     after = [t for t in ticks if t >= state["clicked"]]
     stalls = []
     for start, end in zip(after[:-1], after[1:]):
@@ -523,8 +526,8 @@ def check():
     print(json.dumps({"max_gap": max(x["seconds"] for x in stalls), "ticks": len(stalls),
                       "max_python": max(x["python"] for x in stalls),
                       "worst": max(stalls, key=lambda x: x["seconds"]), "error": str(widget.last_error or ""),
-                      "classes_layer": "classes of cells" in viewer.layers}))
-    app.quit()
+                      "classes_layer": "classes of cells" in viewer.layers}), flush=True)
+    os._exit(0)  # measured and printed: no Qt, OpenGL or thread teardown after it (one such teardown crashed)
 
 
 QTimer.singleShot(2000, click)  # the window drawn and the widget's own start-up done
