@@ -5,8 +5,8 @@ pynndescent marks its numba functions ``cache=True``; umap-learn and Cellpose do
 session, each ``cellsynth`` command, the UMAP filter's child process, each local process of a batch) compiles them
 again.  Numba's own on-disk cache (what ``cache=True`` turns on) keeps the compiled code in the package's
 ``__pycache__``, or in numba's user-wide cache where site-packages is read-only, keyed on the source file and the
-CPU, and later processes load it.  The code is the same, and so are the results (tests/test_umap_filter.py and
-tests/test_segment.py compare them).
+CPU, and later processes load it.  The code is the same, and so are the results (tests/test_numba_cached.py
+compares them, bit for bit).
 
 - :func:`import_umap` turns the cache on for umap-learn's functions after import (they compile on first call).
   Measured on 2 cores (AMD EPYC), 1,500 × 64 features, one thread: a new process's first fit 12.2 s → 3.0 s and
