@@ -52,6 +52,11 @@ RECIPES = {
     # the default since the shift augmentation (results §1b, "Shift augmentation")
     "adamw-1000-shift": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps", "1000",
                          "--warmup", "0.05", "--patience", "0", "--shift", "0.1"],
+    # issue 36 item 1: the default's two fastest levers on a 2-core CPU (results §2c), each alone
+    "adamw-1000-shift-width32": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps",
+                                 "1000", "--warmup", "0.05", "--patience", "0", "--shift", "0.1", "--width", "32"],
+    "adamw-1000-shift-bf16": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps",
+                              "1000", "--warmup", "0.05", "--patience", "0", "--shift", "0.1", "--bf16"],
     "adamw-1000-shift-0.05": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--min-steps",
                               "1000", "--warmup", "0.05", "--patience", "0", "--shift", "0.05"],
     "adamw-1000-balanced-early-stop": ["--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.05",

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, help="seed of the train/val/test split (default: --seed)")
     p.add_argument("--split", help=".npz with 'train', 'val' and 'test' index arrays: a fixed split (e.g. test "
                                    "slides held out) instead of the seeded stratified one")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for the training steps' forward pass (validation and export stay fp32).  Pays on "
+                        "CPUs with bf16 units and costs on others: measure first (docs/results.md §2c)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when there is a GPU)")
     p.add_argument("--out", required=True, help="run folder")
@@ -220,11 +223,12 @@ class Schedule:
 
 def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, schedule: Schedule, start_step: int,
                 history: list, out: Path, class_weights: torch.Tensor | None = None, patience: int = 0,
-                quiet: bool = True) -> Generator[tuple[int, int], None, list]:
+                quiet: bool = True, bf16: bool = False) -> Generator[tuple[int, int], None, list]:
     """Train for ``schedule.total_steps`` optimizer steps in the trainers' loop (:mod:`.loop`), validating
     every ``schedule.eval_every``: each validation is a history entry and writes ``best.pt`` (by validation
     macro-F1), ``last.pt`` and ``history.json``; stops early after ``patience`` validations without a
-    better validation macro-F1.  Yields ``(step, total)``; returns the history."""
+    better validation macro-F1.  ``bf16``: the training steps' forward pass and loss under bf16 autocast.
+    Yields ``(step, total)``; returns the history."""
     best_index = max(range(len(history)), key=lambda i: history[i]["val_macro_f1"]) if history else None
     state = {"best": history[best_index]["val_macro_f1"] if history else -1.0,
              "since_best": len(history) - 1 - best_index if history else 0, "stop": False}
@@ -233,8 +237,9 @@ def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, s
     def one_step(step: int) -> dict:
         model.train()
         x, y = next(batches)
-        logits, _ = model(x)
-        loss = nn.functional.cross_entropy(logits, y, weight=class_weights)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model(x)
+            loss = nn.functional.cross_entropy(logits.float(), y, weight=class_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -474,7 +479,7 @@ def train(args) -> dict:
     write_json_atomic(out / "config.json", {**config, "schedule": vars(schedule)})
     weights = balanced_weights(train_y, len(data.classes)).to(device) if args.class_weights == "balanced" else None
     run_to_end(train_steps(model, optimizer, scheduler, train, val, data.classes, schedule, start, history, out,
-                           weights, args.patience, quiet=args.quiet))
+                           weights, args.patience, quiet=args.quiet, bf16=args.bf16))
     if not (out / "best.pt").is_file():
         raise ValueError(f"{out} has no best.pt: the run never validated; give more --steps")
     plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}")
