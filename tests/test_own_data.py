@@ -173,6 +173,7 @@ def test_recipe_pairs_are_scipy_tests_on_the_runs_files(tmp_path):
     from scipy.stats import ttest_rel, wilcoxon
 
     from napari_cellsynth.training.experiments.recipes import paired_recipes
+    from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
 
     before, after = [0.60, 0.62, 0.58, 0.65, 0.61], [0.66, 0.61, 0.64, 0.70, 0.68]
     for recipe, values in (("a", before), ("b", after)):
@@ -193,7 +194,10 @@ def test_recipe_pairs_are_scipy_tests_on_the_runs_files(tmp_path):
             run = tmp_path / "set" / recipe / f"seed{seed}"
             (run / "metrics_test.json").write_text(json.dumps({"macro_f1": value, "per_class": {
                 "big": {"f1": value + 0.1}, "large": {"f1": value}, "tiny": {"f1": 0.0}}}))
-            (run / "config.json").write_text(json.dumps({"counts": {"test": {"big": 200, "large": 20, "tiny": 3}}}))
+            (run / "config.json").write_text(json.dumps(ClassifierRun(
+                data="cells.npz", label_map={}, classes=["big", "large", "tiny"], channels=["dna"], image_size=[40, 40],
+                dtype="uint8", value_range=[0, 255], normalization={}, settings=ClassifierSettings("cells.npz", "run"),
+                counts={"test": {"big": 200, "large": 20, "tiny": 3}}).to_dict()))
     large = paired_recipes(tmp_path, "set", "a", "b", [0, 1, 2, 3])["large_classes"]
     assert large["classes"] == ["big", "large"]
     assert large["before"] == pytest.approx(np.add(before[:4], 0.05)) and large["after"] == pytest.approx(

@@ -31,41 +31,40 @@ from napari_cellsynth.export.common import (export_onnx, export_parser, fresh_st
                                             publish, store_weights_fp16)
 from napari_cellsynth.training.nets.classifier_ensemble import ClassifierEnsemble
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.records.classifier_run import ClassifierRun
 
 
-def load_run(run: Path) -> tuple[dict, ResNetClassifier]:
-    if not (run / "config.json").is_file() or not (run / "best.pt").is_file():
+def load_run(run: Path) -> tuple[ClassifierRun, ResNetClassifier]:
+    if not (run / "best.pt").is_file():
         raise ValueError(f"{run} is not a finished classifier run (it needs config.json and best.pt); pass the "
                          "--out folder of cellsynth train classifier")
-    config = json.loads((run / "config.json").read_text())
-    args = config["args"]
-    model = ResNetClassifier(args["arch"], len(config["channels"]), len(config["classes"]),
-                             int(config["image_size"][-1]), args["width"])
+    record = ClassifierRun.read(run)
+    model = ResNetClassifier(record.settings.arch, len(record.channels), len(record.classes),
+                             int(record.image_size[-1]), record.settings.width)
     model.load_state_dict(torch.load(run / "best.pt", weights_only=True, map_location="cpu")["model"])
-    return config, model.eval()
+    return record, model.eval()
 
 
-def make_card(run: Path, config: dict, model: ResNetClassifier, name: str) -> Card:
+def make_card(run: Path, record: ClassifierRun, model: ResNetClassifier, name: str) -> Card:
+    """The run's record mapped to a classifier card."""
     metrics_path = run / "metrics_test.json"
     history = json.loads((run / "history.json").read_text())
+    settings = record.settings
     return Card(
-        kind="classifier", name=name, classes=config["classes"], channels=config["channels"],
-        input={"size": [int(s) for s in config["image_size"]], "layout": "NCHW", "dtype": config["dtype"],
-               "value_range": config["value_range"], "name": "images",
-               **({"fit": config["fit"]} if config.get("fit") else {}),
-               **({"object_crop": config["object_crop"]} if config.get("object_crop") else {}),
-               **({"object_mask": config["object_mask"]} if config.get("object_mask", "none") != "none" else {}),
-               **({"pixel_size": config["pixel_size"]} if config.get("pixel_size") else {})},
-        normalization=config["normalization"],
+        kind="classifier", name=name, classes=record.classes, channels=record.channels,
+        input={"size": [int(s) for s in record.image_size], "layout": "NCHW", "dtype": record.dtype,
+               "value_range": record.value_range, "name": "images",
+               **({"fit": record.fit} if record.fit else {}),
+               **({"object_crop": record.object_crop} if record.object_crop else {}),
+               **({"object_mask": record.object_mask} if record.object_mask != "none" else {}),
+               **({"pixel_size": record.pixel_size} if record.pixel_size else {})},
+        normalization=record.normalization,
         outputs={"names": ["logits", "features"], "feature_dim": model.feature_dim},
-        training={"arch": config["args"]["arch"], "width": config["args"]["width"],
-                  "epochs": config["args"]["epochs"], "seed": config["args"]["seed"],
-                  "recipe": {k: config["args"].get(k) for k in ("optimizer", "lr", "weight_decay", "batch_size",
-                                                                "sampling", "patience", "shift")}
-                  | {"init_from": config.get("init_from")},
-                  "schedule": config.get("schedule"), "train_only_classes": config.get("train_only_classes", []),
-                  "data": {"source": config["data"], "label_map": config["label_map"],
-                           "counts": config["counts"], "excluded": config["excluded"]},
+        training={"arch": settings.arch, "width": settings.width, "epochs": settings.epochs, "seed": settings.seed,
+                  "recipe": settings.recipe | {"init_from": record.init_from},
+                  "schedule": record.schedule, "train_only_classes": record.train_only_classes,
+                  "data": {"source": record.data, "label_map": record.label_map,
+                           "counts": record.counts, "excluded": record.excluded},
                   "best_val_macro_f1": max(h["val_macro_f1"] for h in history),
                   "test_metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
@@ -73,20 +72,20 @@ def make_card(run: Path, config: dict, model: ResNetClassifier, name: str) -> Ca
     )
 
 
-def test_split_arrays(run: Path, config: dict) -> dict[str, np.ndarray] | None:
+def test_split_arrays(run: Path, record: ClassifierRun) -> dict[str, np.ndarray] | None:
     """The run's test crops as indices into its training data file (``test_source_index``), so that the
     bundle can be re-scored on exactly its test split (``experiments.rescore``); None when the data file
     is not at hand to count its crops."""
-    data = Path(config["data"])
+    data = Path(record.data)
     if not (run / "split.npz").is_file() or data.suffix != ".npz" or not data.is_file():
         return None
     with np.load(data, allow_pickle=False) as d:
         n = len(d["labels"])
     excluded = np.zeros(0, np.int64)
-    if config["args"].get("exclude"):
-        if not Path(config["args"]["exclude"]).is_file():
+    if record.settings.exclude:
+        if not Path(record.settings.exclude).is_file():
             return None
-        with np.load(config["args"]["exclude"], allow_pickle=False) as held_out:
+        with np.load(record.settings.exclude, allow_pickle=False) as held_out:
             excluded = held_out["source_index"]
     with np.load(run / "split.npz", allow_pickle=False) as split:
         return {"test_source_index": np.setdiff1d(np.arange(n), excluded)[split["test"]]}
@@ -95,15 +94,15 @@ def test_split_arrays(run: Path, config: dict) -> dict[str, np.ndarray] | None:
 SAME_TASK = ("classes", "channels", "image_size", "normalization", "object_crop", "object_mask", "fit", "dtype")
 
 
-def load_ensemble(runs: list[Path]) -> tuple[dict, ClassifierEnsemble, list[dict]]:
+def load_ensemble(runs: list[Path]) -> tuple[ClassifierRun, ClassifierEnsemble, list[dict]]:
     """The runs as one ensemble, checked to be one task with one test split; also each member's record."""
     loaded = [load_run(run) for run in runs]
-    config = loaded[0][0]
+    record = loaded[0][0]
     with np.load(runs[0] / "split.npz", allow_pickle=False) as split:
         test = split["test"]
     members = []
     for run, (other, _) in zip(runs, loaded):
-        differ = [key for key in SAME_TASK if other.get(key) != config.get(key)]
+        differ = [key for key in SAME_TASK if getattr(other, key) != getattr(record, key)]
         if differ:
             raise ValueError(f"{run} is not the same task as {runs[0]}: its {', '.join(differ)} differ; an ensemble "
                              "takes runs of one data set and recipe that differ in their seed")
@@ -113,13 +112,13 @@ def load_ensemble(runs: list[Path]) -> tuple[dict, ClassifierEnsemble, list[dict
                                  "--split-seed (or --split) so that the ensemble's test crops stay unseen")
         history = json.loads((run / "history.json").read_text())
         metrics = json.loads((run / "metrics_test.json").read_text()) if (run / "metrics_test.json").is_file() else {}
-        members.append({"run": str(run), "seed": other["args"]["seed"],
+        members.append({"run": str(run), "seed": other.settings.seed,
                         "best_val_macro_f1": max(h["val_macro_f1"] for h in history),
                         "test_macro_f1": metrics.get("macro_f1")})
-    return config, ClassifierEnsemble([model for _, model in loaded]).eval(), members
+    return record, ClassifierEnsemble([model for _, model in loaded]).eval(), members
 
 
-def ensemble_test_metrics(bundle: OnnxModel, config: dict, arrays: dict | None) -> dict | None:
+def ensemble_test_metrics(bundle: OnnxModel, record: ClassifierRun, arrays: dict | None) -> dict | None:
     """The exported ensemble's metrics (argmax of the mean probability) on the test crops of the members' data
     file, through ONNX Runtime as ``experiments.rescore`` scores a bundle; None when that file is not at hand."""
     from napari_cellsynth.core.classify import classify_crops
@@ -129,10 +128,10 @@ def ensemble_test_metrics(bundle: OnnxModel, config: dict, arrays: dict | None) 
 
     if arrays is None:
         return None
-    with np.load(config["data"], allow_pickle=False) as data:
+    with np.load(record.data, allow_pickle=False) as data:
         index = arrays["test_source_index"]
         images, labels = data["images"][index], data["labels"][index]
-    truth, classes = apply_bundle_label_map(labels, config["label_map"], config["classes"])
+    truth, classes = apply_bundle_label_map(labels, record.label_map, record.classes)
     result = run_to_end(classify_crops(bundle, images))
     return {**classification_metrics(truth, result.predicted, classes), "measured": "the ensemble, at export"}
 
@@ -151,23 +150,23 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
         raise ValueError(f"weights must be fp32 or fp16, got {weights!r}")
     run, out = Path(run), Path(out)
     if ensemble:
-        config, model, members = load_ensemble([run, *map(Path, ensemble)])
+        record, model, members = load_ensemble([run, *map(Path, ensemble)])
     else:
-        config, model = load_run(run)
+        record, model = load_run(run)
     staging = fresh_staging(out)
-    example = torch.zeros(2, len(config["channels"]), *config["image_size"])
+    example = torch.zeros(2, len(record.channels), *record.image_size)
     export_onnx(model, (example,), staging / "model.onnx", ["images"], ["logits", "features"])
     if weights == "fp16":
         store_weights_fp16(staging / "model.onnx")
         atol, rtol = max(atol, FP16_TOLERANCE), max(rtol, FP16_TOLERANCE)
-    card = make_card(run, config, model, name or out.name)
+    card = make_card(run, record, model, name or out.name)
     if not ensemble and (run / "decision.json").is_file():  # thresholds chosen on the run's validation crops
         card.extra["decision"] = json.loads((run / "decision.json").read_text())
-    arrays = test_split_arrays(run, config)
+    arrays = test_split_arrays(run, record)
     if ensemble:
         card.training["ensemble"], card.training["test_metrics"] = members, None  # measured on the bundle below
     with np.load(run / "samples.npz", allow_pickle=False) as samples:
-        batch = normalize(samples["images"], config["normalization"])
+        batch = normalize(samples["images"], record.normalization)
     with torch.inference_mode():
         logits, features = model(torch.from_numpy(batch))
     save_bundle(staging, card, arrays)
@@ -182,7 +181,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
                                              got, atol, rtol),
                             "prediction_agreement": agreement}
     if ensemble:  # a member's metrics are not the ensemble's: score the bundle on the members' shared test split
-        card.training["test_metrics"] = ensemble_test_metrics(onnx_model, config, arrays)
+        card.training["test_metrics"] = ensemble_test_metrics(onnx_model, record, arrays)
     save_bundle(staging, card, arrays)
     return publish(staging, out)
 

@@ -45,6 +45,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.samplers import SAMPLERS
 from napari_cellsynth.training.experiments.baseline import markdown_table
+from napari_cellsynth.training.records.classifier_run import ClassifierRun
 from napari_cellsynth.training.reports.summaries import paired_markdown, paired_seeds, summarize_runs
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
@@ -106,7 +107,7 @@ def check_bundle_counts(bundle: str, real_run: Path) -> None:
     it learnt; a fine-tuned generator records 0 for the classes it left out)."""
     card = OnnxModel(bundle, kind="ddpm").card
     recorded = (card.training or {}).get("data", {}).get("train_counts")
-    counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
+    counts = ClassifierRun.read(real_run).counts["train"]
     if recorded is not None and any(counts.get(name) != n for name, n in recorded.items() if n):
         raise ValueError(f"generator '{card.name}' learnt from {recorded} training crops, but this setting's "
                          f"classifier trains on {counts}: it was trained on another split or cut; give the bundle of "
@@ -135,7 +136,7 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     path = root / "generated.npz"
     if path.is_file():
         return path
-    counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
+    counts = ClassifierRun.read(real_run).counts["train"]
     target = target_count(counts, args.rare, args.balance_to)
     needed = target - counts[args.rare]
     if needed < 1:
@@ -174,7 +175,7 @@ def duplicated(root: Path, generated_cells: Path, real_run: Path, pool: tuple[np
     with np.load(generated_cells, allow_pickle=False) as saved:
         needed = len(saved["images"])
     own, images = pool
-    counts = json.loads((real_run / "config.json").read_text())["counts"]["train"]
+    counts = ClassifierRun.read(real_run).counts["train"]
     if len(own) != counts[rare]:
         raise ValueError(f"the duplicates' pool has {len(own)} {rare} crops, but the classifier trained on "
                          f"{counts[rare]}: the split does not match")

@@ -286,9 +286,9 @@ class Experiment:
         from napari_cellsynth.export.export_classifier import load_run
         from napari_cellsynth.training.data.labelled_crops import CropBatches
 
-        config, model = load_run(run)
+        record, model = load_run(run)
         test = self.split["test"]
-        batches = CropBatches(self.images[test], self.y[test], config["normalization"], 256, False, 0)
+        batches = CropBatches(self.images[test], self.y[test], record.normalization, 256, False, 0)
         with torch.inference_mode():
             probabilities = np.concatenate([model(x)[0].softmax(1).numpy() for x, _ in batches])
         with atomic_open(path, "wb") as fh:

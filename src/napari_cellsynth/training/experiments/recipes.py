@@ -29,6 +29,7 @@ import numpy as np
 
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.metrics import majority_macro_f1
+from napari_cellsynth.training.records.classifier_run import ClassifierRun
 from napari_cellsynth.training.reports.summaries import write_summary
 
 # each recipe spells out every setting it depends on, so that it stays the same when defaults change
@@ -77,7 +78,7 @@ def dataset_arguments(sets: Path, jurkat: str | None) -> dict[str, list[str]]:
 
 def run_majority_macro_f1(run: Path) -> float:
     """The majority-vote floor of one run's split (:func:`core.metrics.majority_macro_f1`)."""
-    counts = json.loads((run / "config.json").read_text())["counts"]
+    counts = ClassifierRun.read(run).counts
     return majority_macro_f1(counts["train"], counts["test"])
 
 
@@ -102,10 +103,10 @@ def summarise(out: Path, datasets: list[str], recipes: list[str], seeds: list[in
             f1 = np.array([m["macro_f1"] for m in metrics])
             accuracy = np.array([m["accuracy"] for m in metrics])
             seconds = [sum(h["seconds"] for h in json.loads((r / "history.json").read_text())) for r in done]
-            config = json.loads((done[0] / "config.json").read_text())
+            record = ClassifierRun.read(done[0])
             rows.append({
                 "dataset": name, "recipe": recipe, "seeds": len(done),
-                "train_crops": sum(config["counts"]["train"].values()), "classes": len(config["classes"]),
+                "train_crops": record.train_crops, "classes": len(record.classes),
                 "macro_f1": [float(f1.mean()), float(f1.std())],
                 "accuracy": [float(accuracy.mean()), float(accuracy.std())],
                 "majority_macro_f1": float(np.mean([run_majority_macro_f1(r) for r in done])),
@@ -139,8 +140,8 @@ def paired_recipes(out: Path, dataset: str, before: str, after: str, seeds: list
         run = out / dataset / recipe / f"seed{seed}"
         if not (run / "metrics_test.json").is_file():
             return None
-        return (json.loads((run / "metrics_test.json").read_text()),
-                json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {})
+        counts = ClassifierRun.read(run).counts if (run / "config.json").is_file() else {}
+        return json.loads((run / "metrics_test.json").read_text()), counts
 
     pairs = [(s, metrics(before, s), metrics(after, s)) for s in seeds]
     pairs = [(s, a, b) for s, a, b in pairs if a is not None and b is not None]
@@ -150,7 +151,7 @@ def paired_recipes(out: Path, dataset: str, before: str, after: str, seeds: list
                           np.array([b[0]["macro_f1"] for _, _, b in pairs]))
     result = {"dataset": dataset, "before": before, "after": after, "seeds": [s for s, _, _ in pairs],
               "macro_f1_before": macro.pop("before"), "macro_f1_after": macro.pop("after"), **macro}
-    counts = pairs[0][1][1].get("counts", {}).get("test")
+    counts = pairs[0][1][1].get("test")
     if counts and all("per_class" in m for _, a, b in pairs for m, _ in (a, b)):
         large = [name for name, n in counts.items() if n >= LARGE_CLASS]
         def large_f1(m): return float(np.mean([m["per_class"][name]["f1"] for name in large]))

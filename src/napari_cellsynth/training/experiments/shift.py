@@ -26,6 +26,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.training.records.classifier_run import ClassifierRun
 
 
 def jurkat_slice(jurkat: Path, out: Path, per_class: int | None = 300) -> Path:
@@ -108,8 +109,7 @@ def one_run(data: Path, out: Path, shift: float, seed: int, steps: int | None, t
     seconds = sum(h["seconds"] for h in json.loads((run / "history.json").read_text()))  # also for a done run
     bundle = export_classifier(run, out / "bundles" / run.name)
     metrics = json.loads((run / "metrics_test.json").read_text())
-    config = json.loads((run / "config.json").read_text())
-    row = {"shift": shift, "seed": seed, "max_shift_px": config["augmentation"]["max_shift_px"],
+    row = {"shift": shift, "seed": seed, "max_shift_px": ClassifierRun.read(run).augmentation["max_shift_px"],
            "steps": metrics["steps_run"], "best_step": metrics["best_step"], "train_seconds": round(seconds, 1),
            "test_macro_f1": metrics["macro_f1"], "test_accuracy": metrics["accuracy"], **modes_compared(bundle)}
     write_json_atomic(run / "modes.json", row)

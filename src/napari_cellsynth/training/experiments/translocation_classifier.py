@@ -294,13 +294,13 @@ def run_scores(run: Path, split: dict) -> dict[str, np.ndarray]:
     from napari_cellsynth.export.export_classifier import load_run
     from napari_cellsynth.training.data.labelled_crops import CropBatches
 
-    config, model = load_run(run)
-    with np.load(config["data"], allow_pickle=False) as data:
+    record, model = load_run(run)
+    with np.load(record.data, allow_pickle=False) as data:
         images = data["images"]
-    rare = config["classes"].index(RARE)
+    rare = record.classes.index(RARE)
     scores = {}
     for part in ("val", "test"):
-        batches = CropBatches(images[split[part]], split["y"][split[part]], config["normalization"], 256, False, 0)
+        batches = CropBatches(images[split[part]], split["y"][split[part]], record.normalization, 256, False, 0)
         with torch.inference_mode():
             scores[part] = np.concatenate([model(x)[0].softmax(1)[:, rare].numpy() for x, _ in batches])
     with atomic_open(run / "scores.npz", "wb") as fh:

@@ -41,7 +41,7 @@ import argparse
 import math
 import sys
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,7 @@ from napari_cellsynth.training.data.labelled_crops import (CropBatches, Labelled
                                                            load_labelled, read_split, stratified_split, thin_classes,
                                                            tiny_classes)
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
 from napari_cellsynth.training.reports.plots import plot_confusion, plot_training_curves
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.devices import start_run
@@ -280,7 +281,9 @@ def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, s
                                      stop=lambda: state["stop"], quiet=quiet))
 
 
-def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
+def prepare_run(args, out: Path) -> tuple[LabelledData, dict, ClassifierRun]:
+    """Read the data, split it and write the run's record (``config.json``), its split and its test samples.
+    The options are mapped once onto :class:`ClassifierSettings`, with the shift resolved from the data's size."""
     exclude = None
     if args.exclude:
         with np.load(args.exclude, allow_pickle=False) as held_out:
@@ -296,31 +299,28 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, dict]:
     split["train"] = thin_classes(split["train"], data.y, data.classes, args.keep_fraction, split_seed)
     mean, std = channel_stats(data.crops.images[split["train"]])
     images = data.crops.images
-    shift_given = args.shift is not None
     passes = planned_passes(args, len(split["train"]))
-    args.shift = resolved_shift(args.shift, passes)
-    init_from = (read_pretrained(args.init_from, args.arch, args.width, images.shape[1], images.shape[-2:])
-                 if args.init_from else None)
-    config = {
-        "task": "classifier", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
-        "classes": data.classes, "channels": data.crops.channels, "image_size": list(images.shape[-2:]),
-        "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
-        "normalization": {"type": "standardize", "mean": mean, "std": std},
-        "fit": size_fit_record(data, args), "train_only_classes": tiny,
-        "object_crop": object_crop_record(data, args), "object_mask": args.object_mask, "pixel_size": args.pixel_size,
-        "counts": {part: data.counts(index) for part, index in split.items()},
-        "extra_train": extra_summary(args.extra_train, data),
-        "excluded": int(0 if exclude is None else len(exclude)), "init_from": init_from,
-        "augmentation": {"on": not args.no_augment, "shift": args.shift, "shift_given": shift_given,
-                         "passes": round(passes, 1), "max_shift_px": max_shift(args, images)},
-        "args": {k: v for k, v in vars(args).items() if k not in ("quiet",)},
-    }
+    settings = replace(ClassifierSettings.from_namespace(args), shift=resolved_shift(args.shift, passes))
+    init_from = (read_pretrained(settings.init_from, settings.arch, settings.width, images.shape[1],
+                                 images.shape[-2:]) if settings.init_from else None)
+    record = ClassifierRun(
+        data=str(Path(settings.data).resolve()), label_map=data.label_map, classes=data.classes,
+        channels=data.crops.channels, image_size=list(images.shape[-2:]), dtype=str(images.dtype),
+        value_range=[float(images.min()), float(images.max())],
+        normalization={"type": "standardize", "mean": mean, "std": std},
+        counts={part: data.counts(index) for part, index in split.items()}, settings=settings,
+        fit=size_fit_record(data, settings), train_only_classes=tiny, object_crop=object_crop_record(data, settings),
+        object_mask=settings.object_mask, pixel_size=settings.pixel_size,
+        extra_train=extra_summary(settings.extra_train, data), excluded=int(0 if exclude is None else len(exclude)),
+        init_from=init_from,
+        augmentation={"on": not settings.no_augment, "shift": settings.shift, "shift_given": args.shift is not None,
+                      "passes": round(passes, 1), "max_shift_px": max_shift(settings, images)})
     np.savez(out / "split.npz", **split)
     test = split["test"]
     pick = np.random.default_rng(0).permutation(len(test))[:64]
     np.savez(out / "samples.npz", images=images[test[pick]], labels=data.y[test[pick]])
-    write_json_atomic(out / "config.json", config)
-    return data, split, config
+    write_json_atomic(out / "config.json", record.to_dict())
+    return data, split, record
 
 
 AUTO_SHIFT, AUTO_SHIFT_PASSES = 0.1, 50
@@ -439,8 +439,9 @@ def train(args) -> dict:
     out, device = start_run(args)
     if args.focused and device.type != "cpu":
         raise ValueError("--focused runs on the CPU only; leave out --device")
-    data, split, config = prepare_run(args, out)
-    norm = config["normalization"]
+    data, split, record = prepare_run(args, out)
+    args = record.settings  # the options, typed, with the shift this run resolved
+    norm = record.normalization
     images = data.crops.images
     train_images, train_y = training_arrays(data, split, args.extra_train)
     if args.focused:
@@ -476,7 +477,7 @@ def train(args) -> dict:
         if state.get("stopped_early"):
             start = schedule.total_steps
         print(f"resuming {out} at step {start} of {schedule.total_steps}", file=sys.stderr)
-    write_json_atomic(out / "config.json", {**config, "schedule": vars(schedule)})
+    write_json_atomic(out / "config.json", record.with_schedule(vars(schedule)).to_dict())
     weights = balanced_weights(train_y, len(data.classes)).to(device) if args.class_weights == "balanced" else None
     run_to_end(train_steps(model, optimizer, scheduler, train, val, data.classes, schedule, start, history, out,
                            weights, args.patience, quiet=args.quiet, bf16=args.bf16))
@@ -491,7 +492,7 @@ def train(args) -> dict:
     metrics["best_epoch"] = best["epoch"]
     metrics["best_step"] = best.get("step")
     metrics["steps_run"] = history[-1]["step"] if history else 0
-    metrics["train_only_classes"] = config["train_only_classes"]
+    metrics["train_only_classes"] = record.train_only_classes
     metrics["with_thresholds"] = decide_on_validation(model, val, test, data.classes, out)
     write_json_atomic(out / "metrics_test.json", metrics)
     plot_confusion(metrics, out / "confusion_test.png", title=f"test split, seed {args.seed}")
