@@ -114,6 +114,10 @@ def test_typed_card_views_read_each_kind_and_name_what_is_missing():
         gan.condition
     labelled = make_card(training={"data": {"label_map": {"M": ["Prophase", "Metaphase"]}}})
     assert labelled.label_map == {"M": ["Prophase", "Metaphase"]} and make_card().label_map is None
+    assert make_card(outputs={"names": ["logits", "features"]}).output_names == ["logits", "features"]
+    assert make_card(kind="ddpm", outputs={"names": ["v"]}).output_name == "v"
+    with pytest.raises(BundleError, match="its card names no output; re-export it"):
+        make_card(kind="gan").output_name
 
 
 def test_the_card_says_how_objects_are_cut_like_the_training_crops():

@@ -233,6 +233,19 @@ class Card:
         return rule
 
     @property
+    def output_names(self) -> list[str]:
+        """The graph's outputs, as the card names them (a classifier's ``logits`` and ``features``)."""
+        return [str(name) for name in self.outputs.get("names", [])]
+
+    @property
+    def output_name(self) -> str:
+        """The one output of a generator or translator (``eps`` or ``v``, ``images``, ``prediction``, ``fake``)."""
+        names = self.output_names
+        if not names:
+            raise BundleError(f"bundle '{self.name}': its card names no output; re-export it")
+        return names[0]
+
+    @property
     def model_sha256(self) -> str:
         return self.files["model.onnx"]["sha256"]
 

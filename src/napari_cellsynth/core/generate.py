@@ -174,7 +174,7 @@ class DiffusionGenerator:
     def sample(self, settings: GenerationSettings, model: OnnxModel, n: int, rng: np.random.Generator):
         card = model.card
         schedule = card.ddpm.schedule
-        output = card.outputs["names"][0]
+        output = card.output_name
 
         def net(x, t, cls):
             return model.run({"x": x, "t": t, "class": cls})[output]
@@ -184,7 +184,7 @@ class DiffusionGenerator:
             guide = guide_model(settings.guide)
 
             def reference(x, t, cls):
-                return guide.run({"x": x, "t": t, "class": cls})[guide.card.outputs["names"][0]]
+                return guide.run({"x": x, "t": t, "class": cls})[guide.card.output_name]
 
         raw = guided(net, np.full(n, card.classes.index(settings.class_name)), card.ddpm.null_class,
                      settings.make_guidance(), schedule.sigmas, reference)
@@ -214,7 +214,7 @@ class GanGenerator:
         feeds = {"z": rng.standard_normal((n, gan.latent)).astype(np.float32)}
         if gan.conditional:
             feeds["class"] = np.full(n, model.card.classes.index(settings.class_name), dtype=np.int64)
-        images = model.run(feeds)[model.card.outputs["names"][0]]
+        images = model.run(feeds)[model.card.output_name]
         yield 1, 1
         return images
 

@@ -155,7 +155,7 @@ class OnnxModel:
                 f"(N×{expected[0]}×{expected[1]}×{expected[2]}); the bundle is inconsistent, re-export it")
         self.input_names = [i.name for i in inputs]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        for name in self.card.outputs.get("names", []):
+        for name in self.card.output_names:
             if name not in self.output_names:
                 raise BundleError(f"bundle {self.folder}: card names output '{name}' that the graph lacks")
 

@@ -49,10 +49,6 @@ class TranslationSettings:
         TRANSLATORS[model.card.kind].check(self, model)
 
 
-def _output(model: OnnxModel) -> str:
-    return model.card.outputs["names"][0]  # the graph's output, as the card names it
-
-
 class BridgeTranslator:
     """A BBDM bundle (paper 004): the shared numpy bridge sampler from DAPI to FISH around ``f(x_t, t)``."""
 
@@ -69,7 +65,7 @@ class BridgeTranslator:
             raise ValueError(f"η must be 0 (deterministic) or more, got {settings.eta}")
 
     def run(self, model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
-        output = _output(model)
+        output = model.card.output_name
 
         def net(x, t):
             return model.run({"x": x, "t": t})[output]
@@ -90,7 +86,7 @@ class CycleGanTranslator:
 
     def run(self, model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
         yield 0, 1
-        x = model.run({"x": y})[_output(model)]
+        x = model.run({"x": y})[model.card.output_name]
         yield 1, 1
         return x
 
