@@ -1,20 +1,27 @@
 """Typed run records (issue 34, item 3): a trainer's options mapped once onto a frozen record, written into the run
 folder and read back by the exporters and experiments through its fields."""
 
+import dataclasses
 import json
 
 import pytest
 
 from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
+from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
 from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
 
-def test_the_settings_have_a_field_for_every_option_of_the_parser():
-    options = {a.dest for a in train_classifier.build_parser()._actions if a.dest != "help"}
-    assert options == {f for f in ClassifierSettings.__dataclass_fields__}
+@pytest.mark.parametrize("trainer, settings", [(train_classifier, ClassifierSettings), (train_ddpm, DdpmSettings)])
+def test_the_settings_have_a_field_for_every_option_of_the_parser(trainer, settings):
+    options = {a.dest for a in trainer.build_parser()._actions if a.dest != "help"}
+    assert options == {f for f in settings.__dataclass_fields__}
+
+
+def test_the_classifier_settings_are_the_parsed_options_and_frozen():
     settings = ClassifierSettings.from_namespace(train_classifier.config(data="cells.npz", out="run", width=8))
     assert (settings.width, settings.optimizer, settings.min_steps, settings.bf16) == (8, "adamw", 1000, False)
-    with pytest.raises(Exception):  # frozen: a setting is not changed after it is mapped
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a setting is not changed after it is mapped
         settings.width = 16
 
 
@@ -51,3 +58,14 @@ def test_records_of_older_runs_load_and_others_are_refused_in_one_line(tmp_path)
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a run record"):
         ClassifierRun.read(tmp_path)
+
+
+def test_a_ddpm_run_records_its_resolved_net_and_schedule(ddpm_run):
+    """The DDPM fixture's run: the options it left unset are recorded as resolved (the U-Net's shape, the schedule),
+    and the record round-trips."""
+    record = DdpmRun.read(ddpm_run)
+    assert DdpmRun.from_dict(record.to_dict()) == record
+    assert record.settings.base == record.net["base"] and record.settings.prediction == record.prediction
+    assert record.settings.timesteps == record.schedule["num_timesteps"]
+    with pytest.raises(ValueError, match="is a ddpm run, not a classifier run"):
+        ClassifierRun.read(ddpm_run)

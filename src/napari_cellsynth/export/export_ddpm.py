@@ -10,8 +10,8 @@ Parity: torch and ONNX Runtime on real training crops noised at several timestep
 
 from __future__ import annotations
 
-import json
 import sys
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,29 +26,36 @@ from napari_cellsynth.core.schedules import NoiseSchedule
 from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions, load_snapshot,
                                             publish_checked)
 from napari_cellsynth.training.nets.unet import UNet, unet_from_net
+from napari_cellsynth.training.records.ddpm_run import DdpmRun
 
 
-def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[dict, UNet]:
-    """The run's config and EMA network: the last one, or the fp16 snapshot of step ``snapshot``."""
-    config = json.loads((run / "config.json").read_text())
-    net = config["net"]
-    model = unet_from_net(net, len(config["channels"]), int(config["image_size"][-1]))
+@dataclass(frozen=True)
+class TrainedWeights:
+    """Which of the run's EMA weights are exported: the step they were kept at, and the run's last loss (None for a
+    snapshot)."""
+
+    step: int
+    final_loss: float | None
+
+
+def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[DdpmRun, UNet, TrainedWeights]:
+    """The run's record and EMA network: the last one, or the fp16 snapshot of step ``snapshot``."""
+    record = DdpmRun.read(run)
+    model = unet_from_net(record.net, len(record.channels), int(record.image_size[-1]))
     if snapshot is not None:
-        config["trained_steps"], config["final_loss"] = snapshot, None
-        return config, load_snapshot(run, snapshot, model)
+        return record, load_snapshot(run, snapshot, model), TrainedWeights(snapshot, None)
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     model.load_state_dict(state["ema"])
-    config["trained_steps"] = int(state["step"])
-    config["final_loss"] = state["history"][-1]["loss"] if state["history"] else None
-    return config, model.eval()
+    weights = TrainedWeights(int(state["step"]), state["history"][-1]["loss"] if state["history"] else None)
+    return record, model.eval(), weights
 
 
-def training_crops(config: dict, run: Path) -> np.ndarray:
+def training_crops(record: DdpmRun, run: Path) -> np.ndarray:
     """The run's training crops, normalised as the network saw them."""
-    crops = read_crops(config["data"], size=config.get("size"), fit=config.get("fit"))
+    crops = read_crops(record.data, size=record.size, fit=record.fit)
     with np.load(run / "train_index.npz", allow_pickle=False) as saved:
         index = saved["index"]
-    return normalize(crops.images[index], config["normalization"])
+    return normalize(crops.images[index], record.normalization)
 
 
 def x0_bounds(train: np.ndarray) -> dict:
@@ -59,14 +66,33 @@ def x0_bounds(train: np.ndarray) -> dict:
             "measured_on": f"{len(train)} training crops"}
 
 
-def real_noised_inputs(config: dict, train: np.ndarray, n: int = 16) -> dict[str, np.ndarray]:
+def real_noised_inputs(record: DdpmRun, train: np.ndarray, n: int = 16) -> dict[str, np.ndarray]:
     x0 = train[:n]
-    schedule = NoiseSchedule.from_card(config["schedule"])
+    schedule = NoiseSchedule.from_card(record.schedule)
     rng = np.random.default_rng(0)
     t = np.linspace(0, schedule.num_timesteps - 1, len(x0)).astype(np.int64)
     xt = schedule.add_noise(x0, rng.standard_normal(x0.shape).astype(np.float32), t)
-    classes = np.arange(len(x0), dtype=np.int64) % (len(config["classes"]) + 1)
+    classes = np.arange(len(x0), dtype=np.int64) % (len(record.classes) + 1)
     return {"x": xt, "t": t, "class": classes}
+
+
+def make_card(record: DdpmRun, weights: TrainedWeights, train: np.ndarray, output: str, name: str) -> Card:
+    """The run's record mapped to a DDPM card."""
+    h, w = record.image_size
+    return Card(
+        kind="ddpm", name=name, classes=record.classes, channels=record.channels,
+        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": record.dtype,
+               **({"fit": record.fit} if record.fit else {}),
+               "value_range": record.value_range, "name": "x"},
+        normalization=record.normalization,
+        outputs={"names": [output], "prediction": record.prediction},
+        training={"data": {"source": record.data, "label_map": record.label_map,
+                           "train_counts": record.train_counts, "split": record.split},
+                  "init_from": record.init_from, "steps": weights.step,
+                  "final_loss": weights.final_loss, "net": record.net,
+                  "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        versions=library_versions(), files={"model.onnx": {}},
+        extra={"schedule": record.schedule, "null_class": len(record.classes), "x0_bounds": x0_bounds(train)})
 
 
 def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
@@ -74,31 +100,18 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
     """``data`` replaces the training data path recorded in the run (a run trained on another machine);
     ``snapshot`` exports the EMA snapshot of that step instead of the last weights."""
     run, out = Path(run), Path(out)
-    config, model = load_ddpm_run(run, snapshot)
+    record, model, weights = load_ddpm_run(run, snapshot)
     if data is not None:
-        config["data"] = str(Path(data).resolve())
-    train = training_crops(config, run)
+        record = replace(record, data=str(Path(data).resolve()))
+    train = training_crops(record, run)
     staging = fresh_staging(out)
-    c, (h, w) = len(config["channels"]), config["image_size"]
-    example = (torch.zeros(2, c, h, w), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    output = "eps" if config["schedule"].get("prediction", "epsilon") == "epsilon" else "v"
+    example = (torch.zeros(2, len(record.channels), *record.image_size), torch.zeros(2, dtype=torch.long),
+               torch.zeros(2, dtype=torch.long))
+    output = "eps" if record.prediction == "epsilon" else "v"
     export_onnx(model, example, staging / "model.onnx", ["x", "t", "class"], [output])
-    card = Card(
-        kind="ddpm", name=name or out.name, classes=config["classes"], channels=config["channels"],
-        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
-               **({"fit": config["fit"]} if config.get("fit") else {}),
-               "value_range": config["value_range"], "name": "x"},
-        normalization=config["normalization"],
-        outputs={"names": [output], "prediction": config["schedule"].get("prediction", "epsilon")},
-        training={"data": {"source": config["data"], "label_map": config["label_map"],
-                           "train_counts": config["train_counts"], "split": config.get("split")},
-                  "init_from": config["init_from"], "steps": config["trained_steps"],
-                  "final_loss": config["final_loss"], "net": config["net"],
-                  "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-        versions=library_versions(), files={"model.onnx": {}},
-        extra={"schedule": config["schedule"], "null_class": len(config["classes"]), "x0_bounds": x0_bounds(train)})
+    card = make_card(record, weights, train, output, name or out.name)
     save_bundle(staging, card)
-    feeds = real_noised_inputs(config, train)
+    feeds = real_noised_inputs(record, train)
     return publish_checked(staging, out, card, model, feeds, output, f"{len(feeds['x'])} real training crops, noised",
                            atol, rtol)
 

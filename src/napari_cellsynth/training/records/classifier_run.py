@@ -1,29 +1,21 @@
 """The record of one ``cellsynth train classifier`` run: its settings and what it found in the data.
 
-The trainer's parser (``trainers.classifier.build_parser``) is the one source of the options' defaults, choices and
-help.  :class:`ClassifierSettings` is their typed view, mapped once from the parsed namespace; the run's shift, which
-the trainer resolves from the data's size, is written into it then, not changed later.  :class:`ClassifierRun` is
-what the run folder's ``config.json`` holds, built once by the trainer and read back with :meth:`ClassifierRun.read`.
-
-Runs written before a field existed still load: a setting they did not record reads as ``None`` (``False`` for a
-switch), which :meth:`ClassifierRun.from_dict` fills in; a record of another task, or one missing what every run has
-written (the data, classes, channels, crop size, normalisation, counts and settings), is refused in one line.
+:class:`ClassifierSettings` is the typed view of the trainer's options (``trainers.classifier.build_parser``),
+mapped once from the parsed namespace; the run's shift, which the trainer resolves from the data's size, is written
+into it then, not changed later.  :class:`ClassifierRun` is what the run folder's ``config.json`` holds, built once by
+the trainer and read back with ``ClassifierRun.read(run)`` (:mod:`.run_record`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-TASK = "classifier"
-CONFIG_NAME = "config.json"
+from .run_record import RunRecord, Settings, TrainingData
 
 
 @dataclass(frozen=True)
-class ClassifierSettings:
+class ClassifierSettings(Settings):
     """``cellsynth train classifier``'s options, as one run parsed them (see its ``--help`` for each one)."""
 
     data: str
@@ -67,25 +59,6 @@ class ClassifierSettings:
     resume: bool = False
     quiet: bool = False
 
-    @classmethod
-    def from_namespace(cls, args: argparse.Namespace) -> "ClassifierSettings":
-        """The parsed options, typed; a name the record does not know is a programming error (a new option needs
-        its field here: ``tests/test_run_records.py`` checks that the two stay the same)."""
-        given = vars(args)
-        unknown = sorted(set(given) - {f.name for f in fields(cls)})
-        if unknown:
-            raise TypeError(f"ClassifierSettings has no field for the option(s) {', '.join(unknown)}")
-        return cls(**given)
-
-    @classmethod
-    def from_dict(cls, recorded: dict[str, Any]) -> "ClassifierSettings":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in recorded.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        """What the run folder records: every option but ``quiet``, which changes nothing the run computes."""
-        return {k: v for k, v in asdict(self).items() if k != "quiet"}
-
     @property
     def recipe(self) -> dict[str, Any]:
         """The settings a bundle's card lists as the training recipe."""
@@ -95,17 +68,13 @@ class ClassifierSettings:
 
 
 @dataclass(frozen=True)
-class ClassifierRun:
+class ClassifierRun(TrainingData, RunRecord):
     """What one classifier run was: its settings, the data it read and what it found there."""
 
-    data: str
-    label_map: dict[str, list[str]]
-    classes: list[str]
-    channels: list[str]
-    image_size: list[int]
-    dtype: str
-    value_range: list[float]
-    normalization: dict[str, Any]
+    TASK = "classifier"
+    TRAINER = "cellsynth train classifier"
+    SETTINGS = ClassifierSettings
+
     counts: dict[str, dict[str, int]]
     settings: ClassifierSettings
     fit: str | None = None
@@ -125,39 +94,3 @@ class ClassifierRun:
     @property
     def train_crops(self) -> int:
         return sum(self.counts["train"].values())
-
-    def to_dict(self) -> dict[str, Any]:
-        record = {"task": TASK}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            record["args" if f.name == "settings" else f.name] = value.to_dict() if f.name == "settings" else value
-        return record
-
-    @classmethod
-    def from_dict(cls, record: dict[str, Any], where: str = "the record") -> "ClassifierRun":
-        if record.get("task", TASK) != TASK:
-            raise ValueError(f"{where} is a {record.get('task')} run, not a classifier run; pass the --out folder of "
-                             "cellsynth train classifier")
-        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if ("args" if name == "settings" else name) not in record]
-        if missing:
-            raise ValueError(f"{where} is incomplete (no {', '.join(missing)}): it was not written by cellsynth train "
-                             "classifier; train the run again")
-        known = {f.name for f in fields(cls)} - {"settings"}
-        return cls(settings=ClassifierSettings.from_dict(record["args"]),
-                   **{k: v for k, v in record.items() if k in known})
-
-    @classmethod
-    def read(cls, run: str | Path) -> "ClassifierRun":
-        """The record in ``run/config.json``, with a one-line error naming the fix when it is missing or not a
-        classifier run's."""
-        path = Path(run) / CONFIG_NAME
-        if not path.is_file():
-            raise ValueError(f"{run} has no {CONFIG_NAME}: pass the --out folder of cellsynth train classifier")
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} cannot be read ({err}); train the run again") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"{path} is not a run record (a JSON object); train the run again")
-        return cls.from_dict(record, str(path))

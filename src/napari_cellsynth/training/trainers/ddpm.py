@@ -39,6 +39,7 @@ from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_gene
                                                            load_labelled, robust_range, split_record, stratification,
                                                            training_indices)
 from napari_cellsynth.training.nets.unet import UNet
+from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
 from napari_cellsynth.training.reports.plots import plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
@@ -160,7 +161,7 @@ def train(args) -> Path:
     torch.manual_seed(args.seed)
     saved = out / "config.json"
     if args.resume and saved.is_file():
-        resumed_settings(args, json.loads(saved.read_text()))
+        resumed_settings(args, DdpmRun.read(out))
     start = read_start(args.init_from) if args.init_from else None
     data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
     index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes,
@@ -173,17 +174,17 @@ def train(args) -> Path:
     normalization = start.normalization if start else robust_range(images[index])
     schedule = run_schedule(args, start.schedule if start else None)
     device = torch_device(args.device)
-    config = {"task": "ddpm", "data": str(Path(args.data).resolve()), "label_map": data.label_map,
-              "classes": data.classes, "channels": data.crops.channels, **fit_record(data, args),
-              "image_size": list(images.shape[-2:]),
-              "dtype": str(images.dtype), "value_range": [float(images.min()), float(images.max())],
-              "normalization": normalization, "schedule": schedule.to_card(),
-              "train_counts": data.counts(index), "split": split_record(data, args),
-              "init_from": start.record() if start else None,
-              "net": {"base": args.base, "channel_mult": args.channel_mult, "attention_gates": args.attention_gates,
-                      "dropout": args.dropout, "num_classes": len(data.classes)},
-              "args": vars(args)}
-    write_json_atomic(out / "config.json", config)
+    args = DdpmSettings.from_namespace(args)  # the options, typed, once the net and schedule left unset are resolved
+    record = DdpmRun(
+        data=str(Path(args.data).resolve()), label_map=data.label_map, classes=data.classes,
+        channels=data.crops.channels, image_size=list(images.shape[-2:]), dtype=str(images.dtype),
+        value_range=[float(images.min()), float(images.max())], normalization=normalization,
+        schedule=schedule.to_card(), train_counts=data.counts(index),
+        net={"base": args.base, "channel_mult": args.channel_mult, "attention_gates": args.attention_gates,
+             "dropout": args.dropout, "num_classes": len(data.classes)},
+        settings=args, **fit_record(data, args), split=split_record(data, args),
+        init_from=start.record() if start else None)
+    write_json_atomic(out / "config.json", record.to_dict())
     np.savez(out / "train_index.npz", index=index)
     model = UNet(images.shape[1], len(data.classes), args.base, tuple(args.channel_mult),
                  attention_gates=args.attention_gates, dropout=args.dropout, image_size=int(images.shape[-1]))

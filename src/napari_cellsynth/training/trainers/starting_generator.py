@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.training.nets.unet import UNet, unet_from_net
+from napari_cellsynth.training.records.ddpm_run import DdpmRun
 
 
 @dataclass
@@ -64,14 +65,14 @@ def read_start(spec: str) -> GeneratorStart:
     if not ((run / "config.json").is_file() and (run / "last.pt").is_file()):
         raise ValueError(f"--init-from {spec}: neither a cellsynth train ddpm run (config.json, last.pt) nor a DDPM "
                          "bundle (card.json, or zoo:NAME); pass the --out folder of a DDPM run or a bundle")
-    config = json.loads((run / "config.json").read_text())
-    if "net" not in config:
-        raise ValueError(f"--init-from {spec}: its config.json does not record the U-Net's shape (a run from before "
-                         "it was recorded); export it and start from the bundle, or train a new base run")
+    try:
+        record = DdpmRun.read(run)
+    except ValueError as err:
+        raise ValueError(f"--init-from {spec}: {err}") from err
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")["ema"]
-    return GeneratorStart(spec, str(run.resolve()), "run", config["classes"], config.get("label_map"), config["channels"],
-                          config["image_size"], config["normalization"], config["schedule"], config["net"], state,
-                          config.get("train_counts"), config.get("init_from"), config.get("split"))
+    return GeneratorStart(spec, str(run.resolve()), "run", record.classes, record.label_map, record.channels,
+                          record.image_size, record.normalization, record.schedule, record.net, state,
+                          record.train_counts, record.init_from, record.split)
 
 
 def start_from_bundle(spec: str) -> GeneratorStart:
@@ -130,19 +131,19 @@ def check_start(start: GeneratorStart, channels: list[str], size: list[int], rep
                "and scaled by the start's normalisation")
 
 
-def resumed_settings(args, saved: dict) -> None:
-    """``--resume`` of a run: the options left unset are the ones it ran with (its ``config.json``), so the network
+def resumed_settings(args, saved: DdpmRun) -> None:
+    """``--resume`` of a run: the options left unset are the ones it ran with (its record), so the network
     and schedule rebuilt match its checkpoint; a fine-tuned run must be resumed with its ``--init-from``."""
-    started = saved.get("init_from")
+    started = saved.init_from
     if started and not args.init_from:
         spec = started.get("spec", started.get("from")) if isinstance(started, dict) else started
         raise ValueError(f"{args.out} was fine-tuned from {spec}; resume it with --init-from {spec}")
     for key in NET_DEFAULTS:
         if getattr(args, key) is None:
-            setattr(args, key, saved["net"][key])
+            setattr(args, key, saved.net[key])
     if args.stratify_by is None:
-        args.stratify_by = (saved.get("split") or {}).get("stratify_by")
-    for key, value in schedule_options(saved["schedule"]).items():
+        args.stratify_by = (saved.split or {}).get("stratify_by")
+    for key, value in schedule_options(saved.schedule).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
 
