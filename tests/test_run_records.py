@@ -8,11 +8,15 @@ import pytest
 
 from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
 from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
+from napari_cellsynth.training.records.gan_run import GanSettings
+from napari_cellsynth.training.records.registry import read_run
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
+from napari_cellsynth.training.trainers import gan as train_gan
 
 
-@pytest.mark.parametrize("trainer, settings", [(train_classifier, ClassifierSettings), (train_ddpm, DdpmSettings)])
+@pytest.mark.parametrize("trainer, settings", [(train_classifier, ClassifierSettings), (train_ddpm, DdpmSettings),
+                                               (train_gan, GanSettings)])
 def test_the_settings_have_a_field_for_every_option_of_the_parser(trainer, settings):
     options = {a.dest for a in trainer.build_parser()._actions if a.dest != "help"}
     assert options == {f for f in settings.__dataclass_fields__}
@@ -69,3 +73,11 @@ def test_a_ddpm_run_records_its_resolved_net_and_schedule(ddpm_run):
     assert record.settings.timesteps == record.schedule["num_timesteps"]
     with pytest.raises(ValueError, match="is a ddpm run, not a classifier run"):
         ClassifierRun.read(ddpm_run)
+
+
+def test_the_registry_reads_a_run_by_its_task_and_names_the_runs_it_wants(ddpm_run, tmp_path):
+    assert read_run(ddpm_run) == DdpmRun.read(ddpm_run)
+    with pytest.raises(ValueError, match="is a ddpm run; pass the --out folder of cellsynth train classifier"):
+        read_run(ddpm_run, ("classifier",))
+    with pytest.raises(ValueError, match="no config.json.*cellsynth train ddpm or cellsynth train gan"):
+        read_run(tmp_path, ("ddpm", "gan"))

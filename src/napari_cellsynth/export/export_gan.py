@@ -10,7 +10,6 @@ weights, e.g. the one chosen by KID.  Parity: torch and ONNX Runtime on seeded l
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,12 +21,13 @@ from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
 from napari_cellsynth.training.nets.wgan import Generator
+from napari_cellsynth.training.records.gan_run import GanRun
 
 
-def load_generator(run: Path, snapshot: int | None = None) -> tuple[dict, Generator, int]:
-    """The run's config, its EMA generator (the last one, or snapshot ``snapshot``) and its step."""
-    config = json.loads((run / "config.json").read_text())
-    net = config["net"]
+def load_generator(run: Path, snapshot: int | None = None) -> tuple[GanRun, Generator, int]:
+    """The run's record, its EMA generator (the last one, or snapshot ``snapshot``) and its step."""
+    record = GanRun.read(run)
+    net = record.net
     generator = Generator(net["channels"], net["size"], net["latent"], net["base"], net["num_classes"])
     if snapshot is None:
         snapshots = sorted((run / "snapshots").glob("G_*.pt"))
@@ -46,30 +46,31 @@ def load_generator(run: Path, snapshot: int | None = None) -> tuple[dict, Genera
                                     f"{sorted(p.name for p in (run / 'snapshots').glob('G_*.pt'))}")
         weights, step = torch.load(path, weights_only=True, map_location="cpu"), snapshot
     generator.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
-    return config, generator.eval(), step
+    return record, generator.eval(), step
 
 
 def export_gan(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3, rtol: float = 1e-3,
                snapshot: int | None = None) -> Path:
     run, out = Path(run), Path(out)
-    config, generator, step = load_generator(run, snapshot)
-    net = config["net"]
-    conditional = net["num_classes"] > 0
+    record, generator, step = load_generator(run, snapshot)
+    net, conditional = record.net, record.conditional
     staging = fresh_staging(out)
     example = (torch.zeros(2, net["latent"]),) + ((torch.zeros(2, dtype=torch.long),) if conditional else ())
     export_onnx(generator, example, staging / "model.onnx", ["z", "class"] if conditional else ["z"], ["images"])
-    h, w = config["image_size"]
+    h, w = record.image_size
+    settings = record.settings
     card = Card(
-        kind="gan", name=name or out.name, classes=config["classes"], channels=config["channels"],
-        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
-               **({"fit": config["fit"]} if config.get("fit") else {}),
-               "value_range": config["value_range"], "name": "z"},
-        normalization=config["normalization"], outputs={"names": ["images"], "prediction": "image"},
-        training={"data": {"source": config["data"], "label_map": config["label_map"],
-                           "train_counts": config["train_counts"], "split": config.get("split")},
-                  "loss": config["loss"], "div_points": config.get("div_points"), "steps": step,
-                  "snapshot": snapshot, "net": net, "settings": {k: config["args"][k] for k in
-                                                                 ("n_critic", "lr", "batch_size", "ema")},
+        kind="gan", name=name or out.name, classes=record.classes, channels=record.channels,
+        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": record.dtype,
+               **({"fit": record.fit} if record.fit else {}),
+               "value_range": record.value_range, "name": "z"},
+        normalization=record.normalization, outputs={"names": ["images"], "prediction": "image"},
+        training={"data": {"source": record.data, "label_map": record.label_map,
+                           "train_counts": record.train_counts, "split": record.split},
+                  "loss": record.loss, "div_points": record.div_points, "steps": step,
+                  "snapshot": snapshot, "net": net, "settings": {"n_critic": settings.n_critic, "lr": settings.lr,
+                                                                 "batch_size": settings.batch_size,
+                                                                 "ema": settings.ema},
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         versions=library_versions(), files={"model.onnx": {}},
         extra={"gan": {"latent": net["latent"], "conditional": conditional}})

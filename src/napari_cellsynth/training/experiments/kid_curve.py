@@ -26,7 +26,6 @@ draws both as levels.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -46,20 +45,23 @@ from napari_cellsynth.export.export_gan import export_gan
 from napari_cellsynth.training.data.labelled_crops import stratified_split
 from napari_cellsynth.training.experiments.snapshot_curve import (earlier_rows, plot_curves, run_snapshots,
                                                                   score_snapshots)
+from napari_cellsynth.training.records.registry import read_run
 from napari_cellsynth.training.reports.generator_metrics import frechet_distance, kernel_inception_distance
+
+GENERATORS = ("ddpm", "gan")  # the runs whose snapshots the curve scores
 
 
 def held_out_real(run: Path, class_name: str, data: str | None, part: str = "val") -> np.ndarray:
     """The real cells of ``class_name`` in one part (``val``, ``train`` or ``test``) of the run's split (the split
     the run recorded: its seed, stratified by its own classes or by ``--stratify-by``'s)."""
-    config = json.loads((run / "config.json").read_text())
-    crops = read_crops(data or config["data"], size=config.get("size"), fit=config.get("fit"))
-    y, classes = apply_label_map(crops.labels, config["label_map"])
+    record = read_run(run, GENERATORS)
+    crops = read_crops(data or record.data, size=record.size, fit=record.fit)
+    y, classes = apply_label_map(crops.labels, record.label_map)
     if class_name not in classes:
         raise ValueError(f"class {class_name!r} is not one of the run's classes {classes}")
-    stratify_by = config["args"].get("stratify_by")
+    stratify_by = record.settings.stratify_by
     strata = apply_label_map(crops.labels, resolve_label_map(stratify_by, crops.labels))[0] if stratify_by else y
-    index = stratified_split(strata, config["args"]["split_seed"])[part]
+    index = stratified_split(strata, record.settings.split_seed)[part]
     return crops.images[index[y[index] == classes.index(class_name)]]
 
 
@@ -68,14 +70,14 @@ def same_recipe_bundle(run: Path, name: str) -> tuple[Path, int]:
     and the training step its card records."""
     from napari_cellsynth.core.zoo import resolve
 
-    config = json.loads((run / "config.json").read_text())
+    record = read_run(run, GENERATORS)
     card = read_card(name)
     data = (card.training or {}).get("data") or {}
-    if card.kind != ("gan" if config.get("task") == "gan" else "ddpm"):
-        raise ValueError(f"--bundle {name} is a {card.kind} bundle, but {run} trains a {config.get('task')}")
-    if data.get("label_map") != config["label_map"] or data.get("train_counts") != config["train_counts"]:
+    if card.kind != record.TASK:
+        raise ValueError(f"--bundle {name} is a {card.kind} bundle, but {run} trains a {record.TASK}")
+    if data.get("label_map") != record.label_map or data.get("train_counts") != record.train_counts:
         raise ValueError(f"--bundle {name} learnt from {data.get('train_counts')} with another label map or split "
-                         f"than {run} ({config['train_counts']}); pass a bundle of the same recipe and data")
+                         f"than {run} ({record.train_counts}); pass a bundle of the same recipe and data")
     steps = (card.training or {}).get("steps")
     if not isinstance(steps, int):
         raise ValueError(f"--bundle {name}'s card does not record its training steps; it cannot stand on the curve")
@@ -126,14 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", required=True, help="JSON to write (kid_curve.png beside it)")
     args = p.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
-    if not (run / "config.json").is_file():
-        raise ValueError(f"{run} is not a training run (no config.json); pass the --out folder of cellsynth train")
-    config = json.loads((run / "config.json").read_text())
-    kind = "gan" if config.get("task") == "gan" else "ddpm"
+    record = read_run(run, GENERATORS)
+    kind = record.TASK
     if args.class_name is None:
-        if len(config["classes"]) != 1:
-            raise ValueError(f"{run} makes the classes {config['classes']}; choose one with --class")
-        args.class_name = config["classes"][0]
+        if len(record.classes) != 1:
+            raise ValueError(f"{run} makes the classes {record.classes}; choose one with --class")
+        args.class_name = record.classes[0]
     steps = run_snapshots(run, kind)
     bundles = {name: same_recipe_bundle(run, name) for name in args.bundle}
     settings = {"count": args.count, "steps": args.steps, "reference": args.reference, "classifier": args.classifier}

@@ -35,6 +35,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record,
                                                            load_labelled, robust_range, split_record, stratification,
                                                            training_indices)
+from napari_cellsynth.training.records.gan_run import GanRun, GanSettings
 from napari_cellsynth.training.nets.wgan import Critic, Generator
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.checkpoints import ema_update, save_snapshot
@@ -129,14 +130,14 @@ def train(args) -> Path:
     normalization = robust_range(images[index])
     channels, size = images.shape[1], int(images.shape[-1])
     net = {"latent": args.latent, "base": args.base, "num_classes": num_classes, "channels": channels, "size": size}
-    config = {"task": "gan", "loss": args.loss, "div_points": args.div_points if args.loss == "wgan-div" else None,
-              "data": str(Path(args.data).resolve()), "label_map": data.label_map, "classes": classes,
-              "channels": data.crops.channels, **fit_record(data, args), "image_size": [size, size],
-              "dtype": str(images.dtype),
-              "value_range": [float(images.min()), float(images.max())], "normalization": normalization,
-              "train_counts": {c: int((y == k).sum()) for k, c in enumerate(classes)}, "split": split_record(data, args),
-              "net": net, "args": vars(args)}
-    write_json_atomic(out / "config.json", config)
+    record = GanRun(
+        data=str(Path(args.data).resolve()), label_map=data.label_map, classes=classes, channels=data.crops.channels,
+        image_size=[size, size], dtype=str(images.dtype), value_range=[float(images.min()), float(images.max())],
+        normalization=normalization, loss=args.loss,
+        train_counts={c: int((y == k).sum()) for k, c in enumerate(classes)}, net=net,
+        settings=GanSettings.from_namespace(args), div_points=args.div_points if args.loss == "wgan-div" else None,
+        **fit_record(data, args), split=split_record(data, args))
+    write_json_atomic(out / "config.json", record.to_dict())
     generator = Generator(channels, size, args.latent, args.base, num_classes).to(device)
     critic = Critic(channels, size, args.base, num_classes).to(device)
     g_ema = copy.deepcopy(generator).eval().requires_grad_(False)

@@ -1,0 +1,29 @@
+"""Which record a run folder holds, by the task its ``config.json`` names: callers read a run without branching on
+what trained it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .classifier_run import ClassifierRun
+from .ddpm_run import DdpmRun
+from .gan_run import GanRun
+from .run_record import CONFIG_NAME, RunRecord
+
+RECORDS: dict[str, type[RunRecord]] = {record.TASK: record for record in (ClassifierRun, DdpmRun, GanRun)}
+
+
+def read_run(run: str | Path, tasks: tuple[str, ...] = tuple(RECORDS)) -> RunRecord:
+    """The typed record of the run in ``run``, which must be one of ``tasks``; one line naming the fix otherwise."""
+    path = Path(run) / CONFIG_NAME
+    wanted = " or ".join(f"cellsynth train {task}" for task in tasks)
+    if not path.is_file():
+        raise ValueError(f"{run} is not a training run (no {CONFIG_NAME}); pass the --out folder of {wanted}")
+    try:
+        task = json.loads(path.read_text()).get("task")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{path} is not a run record ({err}); train the run again") from err
+    if task not in tasks:
+        raise ValueError(f"{run} is a {task} run; pass the --out folder of {wanted}")
+    return RECORDS[task].read(run)
