@@ -9,25 +9,17 @@ defaults).  :class:`DdpmRun` is what the run folder's ``config.json`` holds, rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .run_record import RunRecord, Settings, TrainingData
+from .generator_settings import GeneratorDataSettings
+from .run_record import RunRecord, TrainingData
 
 
 @dataclass(frozen=True)
-class DdpmSettings(Settings):
+class DdpmSettings(GeneratorDataSettings):
     """``cellsynth train ddpm``'s options, as one run resolved them (see its ``--help`` for each one)."""
 
-    data: str
-    out: str
-    labels_csv: str | None = None
-    label_map: str | None = None
-    split_seed: int | None = None
-    stratify_by: str | None = None
-    keep_fraction: list[str] = field(default_factory=list)
-    size: int | None = None
-    fit: str | None = None
     only_classes: list[str] | None = None
     schedule: str | None = None
     schedule_params: str | None = None

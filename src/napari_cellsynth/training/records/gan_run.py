@@ -8,25 +8,17 @@ from, its loss and its generator's shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .run_record import RunRecord, Settings, TrainingData
+from .generator_settings import GeneratorDataSettings
+from .run_record import RunRecord, TrainingData
 
 
 @dataclass(frozen=True)
-class GanSettings(Settings):
+class GanSettings(GeneratorDataSettings):
     """``cellsynth train gan``'s options, as one run parsed them (see its ``--help`` for each one)."""
 
-    data: str
-    out: str
-    labels_csv: str | None = None
-    label_map: str | None = None
-    split_seed: int | None = None
-    stratify_by: str | None = None
-    keep_fraction: list[str] = field(default_factory=list)
-    size: int | None = None
-    fit: str | None = None
     only_class: str | None = None
     loss: str | None = None
     div_points: str | None = None
