@@ -76,3 +76,13 @@ def test_a_cyclegan_that_paints_all_five_fluorophore_planes(mfish_pairs, metapha
     dapi, labels = metaphase_with_chromosomes
     result = run_to_end(translate(model, dapi, labels, TranslationSettings(batch_size=6)))
     assert result.images.shape == (6, 5, 64, 64)
+
+
+def test_the_run_record_reads_back_as_the_exporter_reads_it(cyclegan_run):
+    from napari_cellsynth.training.records.cyclegan_run import CycleGanRun
+    from napari_cellsynth.training.records.registry import read_run
+
+    record = read_run(cyclegan_run)
+    assert isinstance(record, CycleGanRun) and CycleGanRun.from_dict(record.to_dict()) == record
+    assert record.condition["channels"] == ["DAPI"] and record.counts["A (DAPI)"] > 0
+    assert record.made_class == ("translocation" if record.settings.target == "translocations" else "any")

@@ -6,17 +6,22 @@ import json
 
 import pytest
 
+from napari_cellsynth.training.records.bbdm_run import BbdmSettings
 from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
+from napari_cellsynth.training.records.cyclegan_run import CycleGanSettings
 from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
 from napari_cellsynth.training.records.gan_run import GanSettings
 from napari_cellsynth.training.records.registry import read_run
+from napari_cellsynth.training.trainers import bbdm as train_bbdm
 from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.trainers import cyclegan as train_cyclegan
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
 from napari_cellsynth.training.trainers import gan as train_gan
 
 
 @pytest.mark.parametrize("trainer, settings", [(train_classifier, ClassifierSettings), (train_ddpm, DdpmSettings),
-                                               (train_gan, GanSettings)])
+                                               (train_gan, GanSettings), (train_bbdm, BbdmSettings),
+                                               (train_cyclegan, CycleGanSettings)])
 def test_the_settings_have_a_field_for_every_option_of_the_parser(trainer, settings):
     options = {a.dest for a in trainer.build_parser()._actions if a.dest != "help"}
     assert options == {f for f in settings.__dataclass_fields__}
@@ -81,3 +86,11 @@ def test_the_registry_reads_a_run_by_its_task_and_names_the_runs_it_wants(ddpm_r
         read_run(ddpm_run, ("classifier",))
     with pytest.raises(ValueError, match="no config.json.*cellsynth train ddpm or cellsynth train gan"):
         read_run(tmp_path, ("ddpm", "gan"))
+
+
+def test_a_bbdm_run_records_its_bridge_and_condition(bbdm_run):
+    from napari_cellsynth.training.records.bbdm_run import BbdmRun
+
+    record = read_run(bbdm_run)
+    assert isinstance(record, BbdmRun) and BbdmRun.from_dict(record.to_dict()) == record
+    assert record.condition["channels"] == ["DAPI"] and record.schedule["num_timesteps"] == record.settings.timesteps

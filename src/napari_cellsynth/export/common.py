@@ -7,6 +7,7 @@ from __future__ import annotations
 import platform
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,6 +151,25 @@ def load_snapshot(run: Path, step: int, model: torch.nn.Module) -> torch.nn.Modu
     weights = torch.load(path, weights_only=True, map_location="cpu")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     return model.eval()
+
+
+@dataclass(frozen=True)
+class TrainedWeights:
+    """Which of a run's EMA weights are exported: the step they were kept at, and the run's last loss (None for a
+    snapshot)."""
+
+    step: int
+    final_loss: float | None
+
+
+def load_last_ema(run: Path, model: torch.nn.Module) -> tuple[torch.nn.Module, TrainedWeights]:
+    """``model`` with the EMA weights of the run's ``last.pt`` loaded, and which they are."""
+    import torch
+
+    state = torch.load(Path(run) / "last.pt", weights_only=True, map_location="cpu")
+    model.load_state_dict(state["ema"])
+    weights = TrainedWeights(int(state["step"]), state["history"][-1]["loss"] if state["history"] else None)
+    return model.eval(), weights
 
 
 def export_main(prog: str, doc: str, export_fn, argv: list[str] | None) -> None:

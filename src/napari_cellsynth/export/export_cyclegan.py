@@ -8,7 +8,6 @@ BBDM's condition); output ``fake`` (the FISH crop in [-1, 1]).  Parity on real D
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,38 +21,35 @@ from napari_cellsynth.core.images import normalize
 from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
 from napari_cellsynth.training.data.translocations import load_pairs
 from napari_cellsynth.training.nets.cyclegan import build_cyclegan
+from napari_cellsynth.training.records.cyclegan_run import CycleGanRun
 
 
 def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, atol: float = 1e-3,
                     rtol: float = 1e-3) -> Path:
     run, out = Path(run), Path(out)
-    config = json.loads((run / "config.json").read_text())
-    channels, (h, w) = len(config["channels"]), config["image_size"]
-    generator = build_cyclegan(config["net"], channels)["g_ab"]
+    record = CycleGanRun.read(run)
+    channels, (h, w) = len(record.channels), record.image_size
+    generator = build_cyclegan(record.net, channels)["g_ab"]
     state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
     generator.load_state_dict(state["g_ab"])
     generator.eval()
     staging = fresh_staging(out)
     export_onnx(generator, (torch.zeros(2, channels, h, w),), staging / "model.onnx", ["x"], ["fake"])
     card = Card(
-        kind="cyclegan", name=name or out.name,
-        classes=["translocation" if config["target"] == "translocations" else "any"], channels=config["channels"],
-        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": config["dtype"],
-               "value_range": config["value_range"], "name": "x"},
-        normalization=config["normalization"], outputs={"names": ["fake"], "prediction": "image"},
-        training={"data": {"source": config["data"], "counts": config["counts"],
-                           "exclude_slides": config["exclude_slides"], "target": config["target"],
-                           "planes": config.get("planes", "rgb")},
-                  "steps": int(state["step"]), "net": config["net"],
+        kind="cyclegan", name=name or out.name, classes=[record.made_class], channels=record.channels,
+        input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": record.dtype,
+               "value_range": record.value_range, "name": "x"},
+        normalization=record.normalization, outputs={"names": ["fake"], "prediction": "image"},
+        training={"data": {"source": record.data, "counts": record.counts,
+                           "exclude_slides": record.exclude_slides, "target": record.target,
+                           "planes": record.planes},
+                  "steps": int(state["step"]), "net": record.net,
                   "final_losses": state["history"][-1] if state["history"] else None,
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-        versions=library_versions(), files={"model.onnx": {}},
-        extra={"condition": {"channels": config["condition_channels"], "dtype": "uint8",
-                             "normalization": config["condition_normalization"],
-                             "to_target": "repeated on every target channel"}})
+        versions=library_versions(), files={"model.onnx": {}}, extra={"condition": record.condition})
     save_bundle(staging, card)
-    pairs = load_pairs(config["data"], config["exclude_slides"], only_translocations=False)
-    x = np.repeat(normalize(pairs["dapi"][:12], config["condition_normalization"]), channels, axis=1)
+    pairs = load_pairs(record.data, record.exclude_slides, only_translocations=False)
+    x = np.repeat(normalize(pairs["dapi"][:12], record.condition_normalization), channels, axis=1)
     return publish_checked(staging, out, card, generator, {"x": x}, "fake", f"{len(x)} real DAPI crops", atol, rtol)
 
 

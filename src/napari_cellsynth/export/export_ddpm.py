@@ -11,7 +11,7 @@ Parity: torch and ONNX Runtime on real training crops noised at several timestep
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,19 +23,10 @@ from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.schedules import NoiseSchedule
-from napari_cellsynth.export.common import (export_main, export_onnx, fresh_staging, library_versions, load_snapshot,
-                                            publish_checked)
+from napari_cellsynth.export.common import (TrainedWeights, export_main, export_onnx, fresh_staging, library_versions,
+                                            load_last_ema, load_snapshot, publish_checked)
 from napari_cellsynth.training.nets.unet import UNet, unet_from_net
 from napari_cellsynth.training.records.ddpm_run import DdpmRun
-
-
-@dataclass(frozen=True)
-class TrainedWeights:
-    """Which of the run's EMA weights are exported: the step they were kept at, and the run's last loss (None for a
-    snapshot)."""
-
-    step: int
-    final_loss: float | None
 
 
 def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[DdpmRun, UNet, TrainedWeights]:
@@ -44,10 +35,7 @@ def load_ddpm_run(run: Path, snapshot: int | None = None) -> tuple[DdpmRun, UNet
     model = unet_from_net(record.net, len(record.channels), int(record.image_size[-1]))
     if snapshot is not None:
         return record, load_snapshot(run, snapshot, model), TrainedWeights(snapshot, None)
-    state = torch.load(run / "last.pt", weights_only=True, map_location="cpu")
-    model.load_state_dict(state["ema"])
-    weights = TrainedWeights(int(state["step"]), state["history"][-1]["loss"] if state["history"] else None)
-    return record, model.eval(), weights
+    return record, *load_last_ema(run, model)
 
 
 def training_crops(record: DdpmRun, run: Path) -> np.ndarray:

@@ -23,7 +23,6 @@ is read from the curve: the last snapshots within each other's spread.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,24 +35,25 @@ from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.translate import TranslationSettings, classifier_crops, translate_crops
 from napari_cellsynth.export.export_bbdm import export_bbdm
 from napari_cellsynth.training.data.translocations import chromosome_masks, load_chromosomes
+from napari_cellsynth.training.records.bbdm_run import BbdmRun
 from napari_cellsynth.training.experiments.snapshot_curve import (earlier_rows, plot_curves, run_snapshots,
                                                                   score_snapshots)
 from napari_cellsynth.training.reports.generator_metrics import kernel_inception_distance
 
 
-def held_out_pairs(config: dict, slides: list[str], count: int, seed: int) -> dict[str, np.ndarray]:
+def held_out_pairs(record: BbdmRun, slides: list[str], count: int, seed: int) -> dict[str, np.ndarray]:
     """DAPI crops and their real target planes of ``count`` chromosomes of ``slides`` (seeded sample, in order)."""
-    excluded = set(config["exclude_slides"] or [])
+    excluded = set(record.exclude_slides or [])
     if not set(slides) <= excluded:
         raise ValueError(f"slides {sorted(set(slides) - excluded)} were in the run's training data; give slides it "
                          f"excluded ({' '.join(sorted(excluded))})")
-    chromosomes = load_chromosomes(config["data"])
-    target = config.get("target", "rgb")
+    chromosomes = load_chromosomes(record.data)
+    target = record.planes
     if target not in chromosomes:
-        raise ValueError(f"{config['data']} has no {target!r} planes; rebuild it with the M-FISH data set builder")
+        raise ValueError(f"{record.data} has no {target!r} planes; rebuild it with the M-FISH data set builder")
     rows = np.flatnonzero(np.isin(chromosomes["slide"], slides))
     if not len(rows):
-        raise ValueError(f"no chromosomes of slides {' '.join(slides)} in {config['data']}")
+        raise ValueError(f"no chromosomes of slides {' '.join(slides)} in {record.data}")
     rows = np.sort(np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False))
     return {"dapi": chromosomes["dapi"][rows], "target": chromosomes[target][rows]}
 
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = {"slides": sorted(args.slides), "count": args.count, "steps": args.steps, "seed": args.seed,
                 "classifier": args.classifier}
     rows = earlier_rows(out, settings)
-    config = json.loads((run / "config.json").read_text())
-    pairs = held_out_pairs(config, args.slides, args.count, args.seed)
+    pairs = held_out_pairs(BbdmRun.read(run), args.slides, args.count, args.seed)
     classifier = OnnxModel(args.classifier, kind="classifier")
     real_features = run_to_end(bundle_features(classifier, classifier_crops(pairs["dapi"], pairs["target"],
                                                                             classifier.card.n_channels)))

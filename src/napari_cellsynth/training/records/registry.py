@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .bbdm_run import BbdmRun
 from .classifier_run import ClassifierRun
+from .cyclegan_run import CycleGanRun
 from .ddpm_run import DdpmRun
 from .gan_run import GanRun
 from .run_record import CONFIG_NAME, RunRecord
 
-RECORDS: dict[str, type[RunRecord]] = {record.TASK: record for record in (ClassifierRun, DdpmRun, GanRun)}
+RECORDS: dict[str, type[RunRecord]] = {record.TASK: record for record in (ClassifierRun, DdpmRun, GanRun, BbdmRun,
+                                                                               CycleGanRun)}
 
 
 def read_run(run: str | Path, tasks: tuple[str, ...] = tuple(RECORDS)) -> RunRecord:

@@ -36,6 +36,7 @@ from napari_cellsynth.core.samplers import bridge
 from napari_cellsynth.core.schedules import BridgeSchedule
 from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.data.translocations import load_pairs
+from napari_cellsynth.training.records.bbdm_run import BbdmRun, BbdmSettings
 from napari_cellsynth.training.nets.unet import bridge_unet
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
@@ -126,14 +127,13 @@ def train(args) -> Path:
     normalization = {"type": "minmax_range", "low": [EIGHT_BIT["low"]] * channels,
                      "high": [EIGHT_BIT["high"]] * channels}
     net = {"base": args.base, "channel_mult": args.channel_mult, "dropout": args.dropout}
-    config = {"task": "bbdm", "data": str(Path(args.data).resolve()), "channels": TARGETS[args.target][:channels],
-              "condition_channels": ["DAPI"], "image_size": [size, size], "dtype": "uint8", "value_range": [0, 255],
-              "normalization": normalization,
-              "condition_normalization": {"type": "minmax_range", "low": [0.0], "high": [255.0]},
-              "schedule": schedule.to_card(), "loss": args.loss, "net": net, "init_from": args.init_from,
-              "train_count": int(len(target)), "target": args.target, "exclude_slides": args.exclude_slides,
-              "only_translocations": args.only_translocations, "args": vars(args)}
-    write_json_atomic(out / "config.json", config)
+    record = BbdmRun(
+        data=str(Path(args.data).resolve()), channels=TARGETS[args.target][:channels], image_size=[size, size],
+        normalization=normalization, condition_normalization={"type": "minmax_range", "low": [0.0], "high": [255.0]},
+        net=net, exclude_slides=args.exclude_slides, target=args.target, schedule=schedule.to_card(), loss=args.loss,
+        train_count=int(len(target)), settings=BbdmSettings.from_namespace(args),
+        only_translocations=args.only_translocations, init_from=args.init_from)
+    write_json_atomic(out / "config.json", record.to_dict())
     model = bridge_unet(net, channels, size)
     if args.init_from:
         model.load_state_dict(torch.load(Path(args.init_from) / "last.pt", weights_only=True, map_location="cpu")["ema"])

@@ -28,6 +28,7 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.training.data.labelled_crops import CropBatches
 from napari_cellsynth.training.data.translocations import load_pairs
+from napari_cellsynth.training.records.cyclegan_run import CycleGanRun, CycleGanSettings
 from napari_cellsynth.training.nets.cyclegan import build_cyclegan
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
@@ -126,12 +127,12 @@ def train(args) -> Path:
     channels, size = domain_b[args.planes].shape[1], domain_b[args.planes].shape[-1]
     eight_bit = {"type": "minmax_range", "low": [0.0] * channels, "high": [255.0] * channels}
     net = {"base": args.base, "blocks": args.blocks}
-    write_json_atomic(out / "config.json", {
-        "task": "cyclegan", "data": str(Path(args.data).resolve()), "channels": TARGETS[args.planes][:channels],
-        "condition_channels": ["DAPI"], "image_size": [size, size], "dtype": "uint8", "value_range": [0, 255],
-        "normalization": eight_bit, "condition_normalization": {"type": "minmax_range", "low": [0.0], "high": [255.0]},
-        "net": net, "counts": {"A (DAPI)": int(len(domain_a["dapi"])), "B (FISH)": int(len(domain_b[args.planes]))},
-        "exclude_slides": args.exclude_slides, "target": args.target, "planes": args.planes, "args": vars(args)})
+    write_json_atomic(out / "config.json", CycleGanRun(
+        data=str(Path(args.data).resolve()), channels=TARGETS[args.planes][:channels], image_size=[size, size],
+        normalization=eight_bit, condition_normalization={"type": "minmax_range", "low": [0.0], "high": [255.0]},
+        net=net, exclude_slides=args.exclude_slides, target=args.target,
+        counts={"A (DAPI)": int(len(domain_a["dapi"])), "B (FISH)": int(len(domain_b[args.planes]))},
+        settings=CycleGanSettings.from_namespace(args), planes=args.planes).to_dict())
     nets = build_cyclegan(net, channels)
     opt_g = torch.optim.Adam([*nets["g_ab"].parameters(), *nets["g_ba"].parameters()], args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam([*nets["d_a"].parameters(), *nets["d_b"].parameters()], args.lr, betas=(0.5, 0.999))
