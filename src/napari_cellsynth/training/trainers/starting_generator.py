@@ -108,12 +108,11 @@ def start_from_bundle(spec: str) -> GeneratorStart:
         raise ValueError(f"--init-from {spec}: {len(missing)} weights could not be recovered from its ONNX graph "
                          f"(first: {missing[0]}); fine-tune from its training run instead")
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in recovered.items()})
-    check_parity(model, bundle, card.extra["null_class"], spec)
-    data = card.training.get("data", {})
+    check_parity(model, bundle, card.ddpm.null_class, spec)
     return GeneratorStart(spec, f"{spec} (sha256 {card.model_sha256[:12]})", "bundle", list(card.classes),
-                          data.get("label_map"), list(card.channels), list(card.image_size), card.normalization,
-                          card.extra["schedule"], net, model.state_dict(), data.get("train_counts"),
-                          card.training.get("init_from"), data.get("split"))
+                          card.label_map, list(card.channels), list(card.image_size), card.normalization,
+                          card.ddpm.schedule.to_card(), net, model.state_dict(), card.training_counts,
+                          card.training.get("init_from"), (card.training.get("data") or {}).get("split"))
 
 
 def check_start(start: GeneratorStart, channels: list[str], size: list[int], report=print) -> None:
