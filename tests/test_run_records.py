@@ -11,17 +11,19 @@ from napari_cellsynth.training.records.classifier_run import ClassifierRun, Clas
 from napari_cellsynth.training.records.cyclegan_run import CycleGanSettings
 from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
 from napari_cellsynth.training.records.gan_run import GanSettings
+from napari_cellsynth.training.records.pretrain_run import PretrainSettings
 from napari_cellsynth.training.records.registry import read_run
 from napari_cellsynth.training.trainers import bbdm as train_bbdm
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers import cyclegan as train_cyclegan
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
 from napari_cellsynth.training.trainers import gan as train_gan
+from napari_cellsynth.training.trainers import pretrain as train_pretrain
 
 
 @pytest.mark.parametrize("trainer, settings", [(train_classifier, ClassifierSettings), (train_ddpm, DdpmSettings),
                                                (train_gan, GanSettings), (train_bbdm, BbdmSettings),
-                                               (train_cyclegan, CycleGanSettings)])
+                                               (train_cyclegan, CycleGanSettings), (train_pretrain, PretrainSettings)])
 def test_the_settings_have_a_field_for_every_option_of_the_parser(trainer, settings):
     options = {a.dest for a in trainer.build_parser()._actions if a.dest != "help"}
     assert options == {f for f in settings.__dataclass_fields__}

@@ -31,6 +31,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.training.records.pretrain_run import PretrainRun
 
 
 def mfish_unlabelled(chromosomes: Path, labelled: Path, out: Path) -> Path:
@@ -75,13 +76,13 @@ def pretrained(name: str, spec: dict, out: Path, width: int, steps: int, batch_s
 
     run = out / f"pretrain-{name}"
     done = run / "config.json"
-    if not (done.is_file() and json.loads(done.read_text()).get("steps_run", 0) >= steps):
+    if not (done.is_file() and (PretrainRun.read(run).steps_run or 0) >= steps):
         pretrain.train(pretrain.config(width=width, steps=steps, batch_size=batch_size, threads=threads, seed=0,
                                        out=str(run), quiet=True, resume=True, **spec["pretrain"]))
-    config = json.loads(done.read_text())
+    record = PretrainRun.read(run)
     history = json.loads((run / "history.json").read_text())
-    return {"run": str(run), "crops": config["crops"], "steps": config["steps_run"],
-            "seconds": round(config["seconds"], 1), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"]}
+    return {"run": str(run), "crops": record.crops, "steps": record.steps_run,
+            "seconds": round(record.seconds, 1), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"]}
 
 
 def one_run(name: str, spec: dict, out: Path, start: str | None, seed: int, width: int, threads: int) -> dict:

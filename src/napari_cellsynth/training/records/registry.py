@@ -11,10 +11,11 @@ from .classifier_run import ClassifierRun
 from .cyclegan_run import CycleGanRun
 from .ddpm_run import DdpmRun
 from .gan_run import GanRun
+from .pretrain_run import PretrainRun
 from .run_record import CONFIG_NAME, RunRecord
 
 RECORDS: dict[str, type[RunRecord]] = {record.TASK: record for record in (ClassifierRun, DdpmRun, GanRun, BbdmRun,
-                                                                               CycleGanRun)}
+                                                                               CycleGanRun, PretrainRun)}
 
 
 def read_run(run: str | Path, tasks: tuple[str, ...] = tuple(RECORDS)) -> RunRecord:

@@ -36,6 +36,7 @@ from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.sizing import FIT_POLICIES
 from napari_cellsynth.training.data.contrastive import ViewPairs
 from napari_cellsynth.training.data.labelled_crops import channel_stats
+from napari_cellsynth.training.records.pretrain_run import PretrainRun, PretrainSettings
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 from napari_cellsynth.training.reports.plots import plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
@@ -156,14 +157,13 @@ def train(args) -> Path:
         batches.generator.set_state(state["batch_rng"].cpu())
         history, start = state["history"], state["step"]
         print(f"resuming {out} at step {start} of {args.steps}", file=sys.stderr)
-    record = {"task": "pretrain", "method": f"SimCLR (NT-Xent, temperature {args.temperature})",
-              "data": str(Path(args.data).resolve()), "exclude": args.exclude, "crops": len(images),
-              "arch": args.arch, "width": args.width, "channels": crops.channels,
-              "image_size": [int(s) for s in images.shape[-2:]], "dtype": str(images.dtype),
-              "fit": crops.fit.fit if crops.fit is not None else args.fit,
-              "normalization": normalization, "steps": args.steps,
-              "args": {k: v for k, v in vars(args).items() if k != "quiet"}}
-    write_json_atomic(out / "config.json", record)
+    record = PretrainRun(
+        method=f"SimCLR (NT-Xent, temperature {args.temperature})", data=str(Path(args.data).resolve()),
+        crops=len(images), channels=crops.channels, image_size=[int(s) for s in images.shape[-2:]],
+        normalization=normalization, steps=args.steps, settings=PretrainSettings.from_namespace(args),
+        exclude=args.exclude, dtype=str(images.dtype), fit=crops.fit.fit if crops.fit is not None else args.fit,
+        arch=args.arch, width=args.width)
+    write_json_atomic(out / "config.json", record.to_dict())
     stream = endless(batches)
 
     def one_step(step: int) -> dict:
@@ -182,8 +182,7 @@ def train(args) -> Path:
                              log_every=min(50, args.ckpt_every), describe=lambda e: f"NT-Xent {e['loss']:.4f}",
                              quiet=args.quiet))
     if history:
-        write_json_atomic(out / "config.json", {**record, "steps_run": history[-1]["step"],
-                                                "seconds": history[-1]["seconds"]})
+        write_json_atomic(out / "config.json", record.finished(history[-1]["step"], history[-1]["seconds"]).to_dict())
         plot_loss(history, out / "loss.png", "NT-Xent")
     return out
 

@@ -14,12 +14,13 @@ the fix.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.records.pretrain_run import PretrainRun
+from napari_cellsynth.training.records.registry import read_run
 
 
 def backbone_state(model: ResNetClassifier) -> dict:
@@ -42,23 +43,22 @@ def read_pretrained(run: str | Path, arch: str, width: int, channels: int, image
     config records.  Raises a one-line ``ValueError`` naming the fix on a mismatch."""
     run = Path(run)
     kind = _kind(run)
-    config = json.loads((run / "config.json").read_text())
-    settings = config.get("args", {}) if kind == "classifier" else config
+    record = read_run(run, (kind,))
     size = [int(s) for s in image_size]
-    wanted = {"arch": (settings.get("arch"), arch, "--arch"), "width": (settings.get("width"), width, "--width"),
-              "channel count": (len(config.get("channels", [])), channels, None),
-              "image size": (config.get("image_size"), size, "--size")}
+    wanted = {"arch": (record.settings.arch, arch, "--arch"), "width": (record.settings.width, width, "--width"),
+              "channel count": (len(record.channels), channels, None),
+              "image size": (list(record.image_size), size, "--size")}
     for what, (theirs, ours, option) in wanted.items():
         if theirs != ours:
             fix = (f"pass {option} {theirs if what != 'image size' else theirs[-1]}" if option else
                    "pretrain on crops with the classifier's channels")
             raise ValueError(f"--init-from {run}: its {what} is {theirs}, this classifier's {ours}; {fix}, "
                              "or pretrain again to match")
-    if kind == "pretrain":
-        return {"run": str(run.resolve()), "kind": kind, "data": config.get("data"), "crops": config.get("crops"),
-                "steps": config.get("steps_run", config.get("steps")), "method": config.get("method")}
-    return {"run": str(run.resolve()), "kind": kind, "data": config.get("data"), "classes": config.get("classes"),
-            "counts": config.get("counts"), "method": "supervised classifier (its best.pt, head dropped)"}
+    if isinstance(record, PretrainRun):
+        return {"run": str(run.resolve()), "kind": kind, "data": record.data, "crops": record.crops,
+                "steps": record.steps_run or record.steps, "method": record.method}
+    return {"run": str(run.resolve()), "kind": kind, "data": record.data, "classes": record.classes,
+            "counts": record.counts, "method": "supervised classifier (its best.pt, head dropped)"}
 
 
 def load_backbone(model: ResNetClassifier, run: str | Path) -> None:
