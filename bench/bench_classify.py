@@ -15,12 +15,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from isolated import run_isolated  # this folder (run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,15 +78,9 @@ def main() -> None:
         result = time_backend(args.one[0], Path(args.run), Path(args.bundle), int(args.one[1]), args.seconds)
         print(json.dumps(result))
         return
-    rows = []
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for batch_size in args.batch_sizes:
-        for backend in ("onnxruntime", "torch"):
-            out = subprocess.run([sys.executable, __file__, "--run", args.run, "--bundle", args.bundle,
-                                  "--seconds", str(args.seconds), "--one", backend, str(batch_size)],
-                                 check=True, capture_output=True, text=True, env=env)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            time.sleep(1)
+    rows = [run_isolated(__file__, ["--run", args.run, "--bundle", args.bundle, "--seconds", str(args.seconds),
+                                    "--one", backend, str(batch_size)])
+            for batch_size in args.batch_sizes for backend in ("onnxruntime", "torch")]
     print(f"{'backend':<12} {'batch':>5} {'ms/batch':>9} {'crops/s':>9} {'peak RSS MiB':>12}")
     for r in rows:
         print(f"{r['backend']:<12} {r['batch_size']:>5} {r['ms_per_batch']:9.2f} {r['crops_per_s']:9.0f} "

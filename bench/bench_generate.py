@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from isolated import run_isolated  # this folder (run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"ddpm-1000": ("ddpm", 1000, 0.0), "ddim-50": ("ddim", 50, 0.0), "dpm-solver-20": ("dpm_solver_pp_2m", 20, 0.0),
@@ -316,17 +316,11 @@ def main() -> None:
     rows = []
     for setting in [*args.settings, *(f"gan:{b}" for b in args.gan_bundles)]:
         if "onnxruntime-int8" in args.backends and not setting.startswith("gan:"):
-            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", "quantize", setting], check=True,
-                           capture_output=True, text=True)
+            run_isolated(__file__, [*sys.argv[1:], "--one", "quantize", setting], pause=0)
         for backend in (["onnxruntime"] if setting.startswith("gan:") else args.backends):
-            cmd = [sys.executable, __file__, *sys.argv[1:], "--one", backend, setting]
-            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            time.sleep(1)
+            rows.append(run_isolated(__file__, [*sys.argv[1:], "--one", backend, setting]))
     quality(rows, args)
-    done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", "ceiling", "-"], check=True,
-                          capture_output=True, text=True)
-    ceiling = json.loads(done.stdout.strip().splitlines()[-1])
+    ceiling = run_isolated(__file__, [*sys.argv[1:], "--one", "ceiling", "-"], pause=0)
     per_call = ceiling["network_gflop_per_image_call"]
     print(f"network: {per_call:.3f} GFLOP per image per call; convolution ceiling "
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceiling["conv_ceiling_gflops"].items()))

@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from isolated import run_isolated  # this folder (run as a script)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,16 +84,10 @@ def main() -> None:
         return
     from napari_cellsynth.core.precision import cpu_int8_dot, cpu_name
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         crops = tiled(args.data, args.crops, Path(tmp) / "crops.npz")
-        for precision in ("fp32", "int8"):
-            out = subprocess.run([sys.executable, __file__, "--bundle", args.bundle, "--data", args.data,
-                                  "--seconds", str(args.seconds), "--one", precision, str(crops)],
-                                 check=True, capture_output=True, text=True, env=env)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            time.sleep(1)
+        rows = [run_isolated(__file__, ["--bundle", args.bundle, "--data", args.data, "--seconds", str(args.seconds),
+                                        "--one", precision, str(crops)]) for precision in ("fp32", "int8")]
     agreement = float(np.mean(np.array(rows[0].pop("predicted")) == np.array(rows[1].pop("predicted"))))
     machine = {"cpu": cpu_name(), "int8_feature": cpu_int8_dot(), "cores": os.cpu_count(),
                "CELLSYNTH_THREADS": os.environ.get("CELLSYNTH_THREADS", "")}
