@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -48,6 +49,17 @@ def screenshot(viewer, name: str, folder: Path) -> np.ndarray:
 
 
 NO_DATA = "real data"  # the start of every skip reason below, counted in the run's summary line
+
+
+def child_json(script: str, *args, timeout: float = 300) -> dict:
+    """Run ``python -c script *args`` in a new process (its own imports, caches and Qt) and return the JSON line it
+    prints last; its stderr's end when it fails."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def require(path: Path) -> Path:

@@ -1,13 +1,9 @@
 """umap-learn's and Cellpose's numba functions kept compiled on disk (core/numba_cached.py): a later process loads
 them instead of compiling, and what they compute is bit for bit what the libraries as shipped compute."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 
-from conftest import REPO
+from conftest import REPO, child_json
 
 CHILD = """
 import json, sys
@@ -44,10 +40,7 @@ def test_a_later_process_loads_the_compiled_functions_and_computes_identically(t
     model = str(REPO / "models" / "cellpose-chromosomes")
 
     def child(mode: str) -> dict:
-        done = subprocess.run([sys.executable, "-c", CHILD, mode, str(tmp_path / f"{mode}.npz"), model],
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return child_json(CHILD, mode, tmp_path / f"{mode}.npz", model)
 
     shipped, _, cached = child("shipped"), child("first"), child("cached")
     for library in ("umap", "cellpose"):
