@@ -118,6 +118,9 @@ def test_typed_card_views_read_each_kind_and_name_what_is_missing():
     assert make_card(kind="ddpm", outputs={"names": ["v"]}).output_name == "v"
     with pytest.raises(BundleError, match="its card names no output; re-export it"):
         make_card(kind="gan").output_name
+    recorded = make_card(training={"data": {"source": "/d/cells.npz"}, "test_metrics": {"macro_f1": 0.8}})
+    assert (recorded.training_source, recorded.test_metrics) == ("/d/cells.npz", {"macro_f1": 0.8})
+    assert (make_card().training_source, make_card().test_metrics) == (None, None)
 
 
 def test_the_card_says_how_objects_are_cut_like_the_training_crops():

@@ -210,6 +210,17 @@ class Card:
         return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
 
     @property
+    def training_source(self) -> str | None:
+        """The training data's path as the exporting machine knew it (None when the card does not say)."""
+        source = (self.training.get("data") or {}).get("source")
+        return str(source) if source else None
+
+    @property
+    def test_metrics(self) -> dict[str, Any] | None:
+        """A classifier's metrics on its test split, measured when it was exported (None when not recorded)."""
+        return self.training.get("test_metrics") or None
+
+    @property
     def rarest_class(self) -> str | None:
         """The class with the fewest training crops among ``classes`` (None when the card has no counts)."""
         counts = self.training_counts

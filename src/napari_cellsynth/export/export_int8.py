@@ -220,7 +220,7 @@ def export_int8(bundle: str, out: str | Path, data: str | None = None, tolerance
             raise ValueError(f"{flag} {value}: give the least agreement accepted, in (0, 1], e.g. 0.995")
     if calibration < 16:
         raise ValueError(f"--calibration {calibration}: give at least 16 crops (512 by default)")
-    recorded = (card.training.get("data") or {}).get("source")
+    recorded = card.training_source
     if data and not Path(data).exists():
         raise FileNotFoundError(f"--data {data} does not exist; pass the crops the bundle was trained on")
     data_path = Path(data or recorded or "")

@@ -41,12 +41,14 @@ REPO = Path(__file__).resolve().parents[4]  # the checkout
 SHARED = REPO.parent / "shared" / "data"
 
 
-def data_path(recorded: str, given: str | None, fallback: Path) -> Path:
+def data_path(recorded: str | None, given: str | None, fallback: Path) -> Path:
     """The data file: ``given``, else the recorded path, else the same file name under ``fallback``."""
-    for candidate in ([Path(given)] if given else []) + [Path(recorded), fallback / Path(recorded).name]:
+    known = [Path(recorded), fallback / Path(recorded).name] if recorded else []
+    for candidate in ([Path(given)] if given else []) + known:
         if candidate.exists():
             return candidate
-    raise FileNotFoundError(f"the bundle's data {recorded} is not here; pass --data (or --root) with its location")
+    raise FileNotFoundError(f"the bundle's data {recorded or '(not recorded in its card)'} is not here; pass --data "
+                            "(or --root) with its location")
 
 
 def rescore_classifier(bundle: Path, data: str | None) -> dict:
@@ -55,14 +57,14 @@ def rescore_classifier(bundle: Path, data: str | None) -> dict:
     if "test_source_index" not in arrays:
         raise ValueError(f"bundle {bundle} does not record its test split (exported before rescoring existed); "
                          "re-export it from its run")
-    source = data_path(model.card.training["data"]["source"], data, SHARED / "jurkat")
+    source = data_path(model.card.training_source, data, SHARED / "jurkat")
     with np.load(source, allow_pickle=False) as d:
         index = arrays["test_source_index"]
         images, labels = d["images"][index], d["labels"][index]
     result = run_to_end(classify_crops(model, images))
     truth, classes = apply_bundle_label_map(labels, model.card.label_map, model.card.classes)
     metrics = classification_metrics(truth, result.predicted, classes)
-    shipped = model.card.training.get("test_metrics") or {}
+    shipped = model.card.test_metrics or {}
     return {"kind": "classifier", "data": str(source), "test_crops": len(index), "metrics": metrics,
             "macro_f1": metrics["macro_f1"], "card_macro_f1": shipped.get("macro_f1"),
             "table": format_table(metrics)}
@@ -97,7 +99,7 @@ def rescore_ddpm(bundle: Path, data: str | None, classifier: str, class_name: st
     tested = load_arrays(features_model.folder, features_model.card).get("test_source_index")
     if tested is None:
         raise ValueError(f"classifier {classifier} does not record its test split; choose a zoo classifier")
-    source = data_path(generator.card.training["data"]["source"], data, SHARED / "jurkat")
+    source = data_path(generator.card.training_source, data, SHARED / "jurkat")
     with np.load(source, allow_pickle=False) as d:
         labels = d["labels"]
         y, classes = apply_label_map(labels, generator.card.label_map)
