@@ -167,6 +167,10 @@ def test_choose_weights_rules():
         choose_weights(_card(None), True, "int8", None)
     with pytest.raises(ValueError, match="precision 'fp8' is unknown"):
         choose_weights(_card(GOOD), True, "fp8", None)
+    cellpose = Card(kind="cellpose", name="c", channels=["a"], input={}, normalization={},
+                    extra={"cellpose": {"weights": "fp16"}})
+    runs_as = choose_weights(cellpose, True, "auto", "avx512_vnni")  # `cellsynth info`: no ONNX session, no int8
+    assert runs_as.weights == "fp32" and "Cellpose's network in torch, its weights stored in fp16" in runs_as.why
 
 
 @pytest.mark.full_data

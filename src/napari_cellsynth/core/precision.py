@@ -122,6 +122,10 @@ def requested_precision(precision: str | None = None) -> str:
 def choose_weights(card, on_cpu: bool, precision: str | None = None, cpu_feature: str | None | bool = False) -> RunsAs:
     """The weights to run for ``card``: see the module's doc.  ``cpu_feature`` stands in for the CPU's int8
     feature in tests (False: read this machine's)."""
+    if card.kind == "cellpose":  # its weights run in Cellpose's own torch network, not in an ONNX Runtime session
+        stored = (card.extra.get("cellpose") or {}).get("weights", "fp32")
+        return RunsAs("fp32", "arrays.npz", f"Cellpose's network in torch, its weights stored in {stored} and "
+                                            "computed in fp32; ONNX Runtime and int8 variants do not apply")
     asked = requested_precision(precision)
     variant = Int8Variant.from_card(card)
     feature = cpu_int8_dot() if cpu_feature is False else cpu_feature
