@@ -7,6 +7,7 @@ import json
 import pytest
 
 from napari_cellsynth.training.records.bbdm_run import BbdmSettings
+from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
 from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
 from napari_cellsynth.training.records.cyclegan_run import CycleGanSettings
 from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
@@ -14,6 +15,7 @@ from napari_cellsynth.training.records.gan_run import GanSettings
 from napari_cellsynth.training.records.pretrain_run import PretrainSettings
 from napari_cellsynth.training.records.registry import read_run
 from napari_cellsynth.training.trainers import bbdm as train_bbdm
+from napari_cellsynth.training.trainers import cellpose as train_cellpose
 from napari_cellsynth.training.trainers import classifier as train_classifier
 from napari_cellsynth.training.trainers import cyclegan as train_cyclegan
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
@@ -23,7 +25,8 @@ from napari_cellsynth.training.trainers import pretrain as train_pretrain
 
 @pytest.mark.parametrize("trainer, settings", [(train_classifier, ClassifierSettings), (train_ddpm, DdpmSettings),
                                                (train_gan, GanSettings), (train_bbdm, BbdmSettings),
-                                               (train_cyclegan, CycleGanSettings), (train_pretrain, PretrainSettings)])
+                                               (train_cyclegan, CycleGanSettings), (train_pretrain, PretrainSettings),
+                                               (train_cellpose, CellposeSettings)])
 def test_the_settings_have_a_field_for_every_option_of_the_parser(trainer, settings):
     options = {a.dest for a in trainer.build_parser()._actions if a.dest != "help"}
     assert options == {f for f in settings.__dataclass_fields__}
@@ -96,3 +99,11 @@ def test_a_bbdm_run_records_its_bridge_and_condition(bbdm_run):
     record = read_run(bbdm_run)
     assert isinstance(record, BbdmRun) and BbdmRun.from_dict(record.to_dict()) == record
     assert record.condition["channels"] == ["DAPI"] and record.schedule["num_timesteps"] == record.settings.timesteps
+
+
+def test_a_cellpose_run_is_read_from_its_report(cellpose_training_run):
+    record = read_run(cellpose_training_run)
+    assert isinstance(record, CellposeRun) and CellposeRun.from_dict(record.to_dict()) == record
+    assert record.settings.epochs == record.epochs and set(record.held_out_slides) == {"V26", "A20"}
+    older = {k: v for k, v in record.to_dict().items() if k not in ("task", "args")}  # before the record was typed
+    assert CellposeRun.from_dict(older).settings is None

@@ -22,6 +22,7 @@ import torch
 from napari_cellsynth.core.bundle import Card, save_bundle
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.segment import CELLPOSE_NBASE, cellpose_from_weights
+from napari_cellsynth.training.records.cellpose_run import CellposeRun
 from napari_cellsynth.export.common import export_parser, fresh_staging, library_versions, publish
 
 # the diameters are kept in fp32: Cellpose rescales images by their ratio
@@ -44,18 +45,15 @@ def export_cellpose(run: str | Path, out: str | Path, name: str | None = None, w
     from napari_cellsynth.training.data.chromosome_masks import average_precision, load_split
 
     run, out = Path(run), Path(out)
-    if not (run / "report.json").is_file():
-        raise ValueError(f"{run} is not a finished Cellpose run (no report.json); pass the --out folder of "
-                         "cellsynth train cellpose")
-    report = json.loads((run / "report.json").read_text())
-    nbase = tuple(report.get("nbase", CELLPOSE_NBASE))
-    state = torch.load(Path(report["model"]) if Path(report["model"]).is_file() else run / "models" / "chromosomes",
+    record = CellposeRun.read(run)
+    nbase = tuple(record.nbase or CELLPOSE_NBASE)
+    state = torch.load(Path(record.model) if Path(record.model).is_file() else run / "models" / "chromosomes",
                        weights_only=True, map_location="cpu")
     arrays = stored_weights(state, weights)
-    root = root or report.get("root")
+    root = root or record.root
     if not root:
         raise ValueError("the run does not record its data folder; pass --root path/to/mfish for the parity check")
-    _, held_out, _ = load_split(root, report["held_out_slides"], None)
+    _, held_out, _ = load_split(root, record.held_out_slides, None)
     held_out = held_out[:parity_images]
     trained = average_precision(cellpose_from_weights(state, nbase), held_out)
     stored = average_precision(cellpose_from_weights(arrays, nbase), held_out)
@@ -66,14 +64,14 @@ def export_cellpose(run: str | Path, out: str | Path, name: str | None = None, w
     staging = fresh_staging(out)
     card = Card(
         kind="cellpose", name=name or out.name, channels=["DAPI"],
-        input={"size": [int(report.get("bsize", 128))] * 2, "diameter": float(state["diam_labels"].item()),
+        input={"size": [int(record.bsize or 128)] * 2, "diameter": float(state["diam_labels"].item()),
                "cellpose_channels": [0, 0]},
         normalization={"type": "none"},  # Cellpose normalises each image by its own percentiles
-        training={"epochs": report["epochs"], "images_per_epoch": report["images_per_epoch"],
-                  "learning_rate": report["learning_rate"], "train_metaphases": report["train_metaphases"],
-                  "held_out_slides": report["held_out_slides"], "train_seconds": report["train_seconds"],
-                  "test_ap50": [report["test"]["ap50_mean"], report["test"]["ap50_std"]],
-                  "test_metaphases": report["test"]["n_images"],
+        training={"epochs": record.epochs, "images_per_epoch": record.images_per_epoch,
+                  "learning_rate": record.learning_rate, "train_metaphases": record.train_metaphases,
+                  "held_out_slides": record.held_out_slides, "train_seconds": record.train_seconds,
+                  "test_ap50": [record.test["ap50_mean"], record.test["ap50_std"]],
+                  "test_metaphases": record.test["n_images"],
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         versions=library_versions(),
         extra={"cellpose": {"nbase": list(nbase), "nchan": 2, "weights": weights},

@@ -63,12 +63,16 @@ class RunRecord:
     TASK: ClassVar[str]
     TRAINER: ClassVar[str]
     SETTINGS: ClassVar[type]
+    FILE: ClassVar[str] = CONFIG_NAME  # the run folder's file that holds the record
 
     def to_dict(self) -> dict[str, Any]:
         record = {"task": self.TASK}
         for f in fields(self):
             value = getattr(self, f.name)
-            record["args" if f.name == "settings" else f.name] = value.to_dict() if f.name == "settings" else value
+            if f.name == "settings":
+                record["args"] = None if value is None else value.to_dict()
+            else:
+                record[f.name] = value
         return record
 
     @classmethod
@@ -82,15 +86,16 @@ class RunRecord:
             raise ValueError(f"{where} is incomplete (no {', '.join(missing)}): it was not written by {cls.TRAINER}; "
                              "train the run again")
         known = {f.name for f in fields(cls)} - {"settings"}
-        return cls(settings=cls.SETTINGS.from_dict(record["args"]), **{k: v for k, v in record.items() if k in known})
+        settings = cls.SETTINGS.from_dict(record["args"]) if record.get("args") is not None else None
+        return cls(settings=settings, **{k: v for k, v in record.items() if k in known})
 
     @classmethod
     def read(cls, run: str | Path):
-        """The record in ``run/config.json``, with a one-line error naming the fix when it is missing or another
-        task's."""
-        path = Path(run) / CONFIG_NAME
+        """The record in the run folder (``config.json``; ``FILE``), with a one-line error naming the fix when it is
+        missing or another task's."""
+        path = Path(run) / cls.FILE
         if not path.is_file():
-            raise ValueError(f"{run} has no {CONFIG_NAME}: pass the --out folder of {cls.TRAINER}")
+            raise ValueError(f"{run} has no {cls.FILE}: pass the --out folder of {cls.TRAINER}")
         try:
             record = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

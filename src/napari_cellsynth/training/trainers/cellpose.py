@@ -23,6 +23,7 @@ from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.segment import CELLPOSE_NBASE, cellpose_from_weights
 from napari_cellsynth.training.data.chromosome_masks import average_precision, chromosome_instances, load_split
+from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
 from napari_cellsynth.training.trainers.arguments import entry_points
 
 
@@ -74,14 +75,15 @@ def train(args) -> dict:
         n_epochs=args.epochs, bsize=args.bsize, batch_size=8, learning_rate=args.learning_rate,
         save_path=str(out), model_name="chromosomes", min_train_masks=1, nimg_per_epoch=args.images_per_epoch)
     seconds = time.time() - started
-    report = {"model": str(model_path), "root": str(Path(args.root).resolve()), "nbase": list(args.nbase),
-              "bsize": args.bsize, "epochs": args.epochs, "images_per_epoch": args.images_per_epoch,
-              "learning_rate": args.learning_rate, "train_metaphases": len(train_set),
-              "test_metaphases": len(test_set), "held_out_slides": held_out_slides,
-              "train_seconds": seconds, "final_train_loss": float(np.asarray(train_losses)[-1]),
-              "test": average_precision(load_trained(Path(model_path), args.nbase), test_set)}
-    write_json_atomic(out / "report.json", report)
-    print(json.dumps({k: v for k, v in report.items() if k != "test"} | {"ap50": report["test"]["ap50_mean"]}))
+    record = CellposeRun(
+        model=str(model_path), root=str(Path(args.root).resolve()), nbase=list(args.nbase), bsize=args.bsize,
+        epochs=args.epochs, images_per_epoch=args.images_per_epoch, learning_rate=args.learning_rate,
+        train_metaphases=len(train_set), test_metaphases=len(test_set), held_out_slides=held_out_slides,
+        train_seconds=seconds, test=average_precision(load_trained(Path(model_path), args.nbase), test_set),
+        final_train_loss=float(np.asarray(train_losses)[-1]), settings=CellposeSettings.from_namespace(args))
+    report = record.to_dict()
+    write_json_atomic(out / CellposeRun.FILE, report)
+    print(json.dumps({k: v for k, v in report.items() if k not in ("test", "args")} | {"ap50": record.test["ap50_mean"]}))
     return report
 
 

@@ -1,0 +1,51 @@
+"""The record of one ``cellsynth train cellpose`` run (Cellpose 3 from scratch on M-FISH DAPI planes): its settings,
+where its model file is, the metaphases and slides it learnt from and held out, and its held-out AP.  It is the run
+folder's ``report.json`` (written when the run ends), read by ``export cellpose`` with ``CellposeRun.read(run)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .run_record import RunRecord, Settings
+
+
+@dataclass(frozen=True)
+class CellposeSettings(Settings):
+    """``cellsynth train cellpose``'s options, as one run parsed them (see its ``--help`` for each one)."""
+
+    root: str
+    out: str
+    epochs: int | None = None
+    limit: int | None = None
+    test_slides: list[str] | None = None
+    bsize: int | None = None
+    images_per_epoch: int | None = None
+    learning_rate: float | None = None
+    nbase: list[int] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellposeRun(RunRecord):
+    """What one Cellpose run was; ``test`` is :func:`data.chromosome_masks.average_precision` on the held-out
+    metaphases.  Runs from before the record was typed have no ``settings`` (None)."""
+
+    TASK = "cellpose"
+    TRAINER = "cellsynth train cellpose"
+    SETTINGS = CellposeSettings
+    FILE = "report.json"
+
+    model: str
+    root: str
+    nbase: list[int]
+    bsize: int
+    epochs: int
+    images_per_epoch: int
+    learning_rate: float
+    train_metaphases: int
+    test_metaphases: int
+    held_out_slides: list[str]
+    train_seconds: float
+    test: dict[str, Any]
+    final_train_loss: float | None = None
+    settings: CellposeSettings | None = None
