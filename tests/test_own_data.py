@@ -202,3 +202,8 @@ def test_recipe_pairs_are_scipy_tests_on_the_runs_files(tmp_path):
     assert large["classes"] == ["big", "large"]
     assert large["before"] == pytest.approx(np.add(before[:4], 0.05)) and large["after"] == pytest.approx(
         np.add(after[:4], 0.05))
+    for run in (tmp_path / "set").glob("*/seed*"):  # no class with 20 test crops: no such pairing, not a NaN row
+        record = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else None
+        if record:
+            (run / "config.json").write_text(json.dumps(record | {"counts": {"test": {"big": 5, "large": 5, "tiny": 3}}}))
+    assert "large_classes" not in paired_recipes(tmp_path, "set", "a", "b", [0, 1, 2, 3])
