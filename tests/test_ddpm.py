@@ -412,6 +412,36 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     assert "--size 40" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
+def test_class_lr_moves_the_class_embedding_at_its_own_rate_and_nothing_else(jurkat_slice, tmp_path):
+    """Issue 33 item 3: `--class-lr` fine-tunes the class conditioning at its own learning rate.  Two one-step
+    fine-tunes of the zoo's generator on Jurkat's 7 classes from the same seed, one with `--class-lr 0.01`: the first
+    AdamW step moves each weight by about its rate, so the class embedding moves ~50x further with it, and every other
+    weight takes the same step in both runs.  The record keeps the rate."""
+    import subprocess
+
+    from conftest import CELLSYNTH
+    from napari_cellsynth.core.label_maps import NAMED_MAPS
+    from napari_cellsynth.training.trainers.starting_generator import class_rows, read_start
+
+    jurkat7, runs = NAMED_MAPS["jurkat7"], {}
+    for name, extra in (("plain", []), ("class-lr", ["--class-lr", "0.01"])):
+        out = tmp_path / name
+        done = subprocess.run([CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7",
+                               "--init-from", "zoo:ddpm-jurkat4-full-v", "--stratify-by", "jurkat4", "--steps", "1",
+                               "--batch-size", "8", "--sample-every", "0", "--ckpt-every", "1", "--quiet",
+                               "--out", str(out), *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = (torch.load(out / "last.pt", weights_only=True)["model"], json.loads((out / "config.json").read_text()))
+    begin = read_start("zoo:ddpm-jurkat4-full-v")
+    initial = begin.state["class_emb.weight"][class_rows(begin, list(jurkat7), jurkat7, report=lambda line: None)]
+    plain, fast = ((state["class_emb.weight"] - initial).abs().max().item() for state, _ in runs.values())
+    assert 0 < plain < 1e-3 and 5e-3 < fast < 2e-2, (plain, fast)
+    for key, value in runs["plain"][0].items():
+        if key != "class_emb.weight":
+            assert torch.allclose(value, runs["class-lr"][0][key], atol=1e-6), key
+    assert runs["class-lr"][1]["args"]["class_lr"] == 0.01 and runs["plain"][1]["args"]["class_lr"] is None
+
+
 def test_interval_guidance_and_autoguidance_from_the_command(ddpm_bundle, tmp_path, capsys):
     """`cellsynth generate --guidance-interval` guides only the steps inside the noise-level interval, and `--guide`
     takes a second bundle's conditional prediction as the reference; the record states both and the true count of

@@ -32,6 +32,7 @@ class DdpmSettings(GeneratorDataSettings):
     steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    class_lr: float | None = None
     ema: float | None = None
     snapshot_every: int | None = None
     p_uncond: float | None = None

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--class-lr", type=float, default=None,
+                   help="learning rate of the class embedding alone (no weight decay), e.g. 50x --lr when fine-tuning "
+                        "on new or finer classes, whose rows start from the start's class and move slowly at --lr "
+                        "(default: --lr)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--snapshot-every", type=int, default=2000,
                    help="keep the EMA weights (fp16, snapshots/ema_<step>.pt) every N steps, for a quality curve over "
@@ -154,6 +158,16 @@ def run_schedule(args, start_schedule: dict | None) -> NoiseSchedule:
     return schedule
 
 
+def parameter_groups(model: UNet, class_lr: float | None) -> list[dict]:
+    """The optimizer's parameter groups: one, or, with ``class_lr``, the class embedding in a group of its own at
+    that rate and without weight decay (the rest keep the optimizer's rate and decay)."""
+    if class_lr is None or model.class_emb is None:
+        return [{"params": list(model.parameters())}]
+    own = list(model.class_emb.parameters())
+    rest = [q for q in model.parameters() if all(q is not e for e in own)]
+    return [{"params": rest}, {"params": own, "lr": class_lr, "weight_decay": 0.0}]
+
+
 def train(args) -> Path:
     """Train (or fine-tune) one DDPM run into ``args.out``; returns the run folder."""
     out = Path(args.out)
@@ -193,7 +207,7 @@ def train(args) -> Path:
                                             report=lambda line: None if args.quiet else print(line)))
     model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.class_lr), lr=args.lr, weight_decay=1e-4)
     batches = CropBatches(images[index], data.y[index], normalization, args.batch_size, augment=True,
                           seed=args.seed, brightness=False, device=device)
     history, step = [], 0
