@@ -129,3 +129,30 @@ def test_the_card_says_how_objects_are_cut_like_the_training_crops():
     assert make_card(input={"size": [32, 32], "fit": "resize"}).object_crop == "resize"
     assert make_card(input={"size": [32, 32], "fit": "pad"}).object_crop == "window"
     assert make_card().object_crop == "window"
+
+def test_a_damaged_section_is_refused_when_the_bundle_is_read_and_the_rest_read_typed(tmp_path):
+    """Issue 34 item 3: each kind's typed sections are read when the bundle is read, so a damaged card is refused
+    then, in one line; Cellpose's network, what training recorded, a classifier's feature width and int8 variant
+    are typed views (older cards without them read as None or Cellpose's defaults)."""
+    from napari_cellsynth.core.bundle import CELLPOSE_NBASE
+    from napari_cellsynth.core.schedules import NoiseSchedule
+
+    ddpm = make_card(kind="ddpm", extra={"schedule": NoiseSchedule("cosine", 100, {}, "v").to_card(), "null_class": 4},
+                     training={"net": {"base": 32}, "data": {"split": {"seed": 0}}})
+    folder = write_bundle(tmp_path / "ddpm", ddpm)
+    assert read_card(folder).trained.net == {"base": 32} and read_card(folder).trained.split == {"seed": 0}
+    data = json.loads((folder / "card.json").read_text())
+    del data["null_class"]
+    (folder / "card.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="its ddpm section is incomplete.*re-export it"):
+        read_card(folder)
+    broken = make_card(extra={"variants": {"int8": {"file": "model.int8.onnx"}}})
+    with pytest.raises(BundleError, match="its int8 variant section is incomplete"):
+        read_card(write_bundle(tmp_path / "int8", broken))
+    old = make_card(kind="cellpose", training={"held_out_slides": ["A04"], "test_ap50": [0.67, 0.1]})
+    assert old.cellpose.nbase == CELLPOSE_NBASE and old.cellpose.nchan == 2 and old.cellpose.weights == "fp32"
+    assert old.trained.held_out_slides == ("A04",) and old.trained.test_ap50 == 0.67
+    new = make_card(kind="cellpose", extra={"cellpose": {"nbase": [16, 32, 64, 128], "nchan": 1, "weights": "fp16"}})
+    assert (new.cellpose.nbase, new.cellpose.nchan, new.cellpose.weights) == ((16, 32, 64, 128), 1, "fp16")
+    assert make_card(outputs={"feature_dim": 256}).feature_dim == 256 and make_card().feature_dim is None
+    assert make_card().int8 is None and make_card(training={"arch": "resnet18", "width": 32}).trained.width == 32

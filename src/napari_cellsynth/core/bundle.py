@@ -20,6 +20,7 @@ import numpy as np
 from .atomic import write_json_atomic
 from .downloads import sha256_of
 from .errors import BundleError
+from .precision import Int8Variant
 from .zoo import resolve
 
 if TYPE_CHECKING:  # read lazily: these modules import heavier libraries or this one
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # read lazily: these modules import heavier libraries or this
 CARD_NAME = "card.json"
 CARD_SCHEMA_VERSION = 1
 KNOWN_KINDS = ("classifier", "ddpm", "bbdm", "gan", "cyclegan", "cellpose")
+CELLPOSE_NBASE = (32, 64, 128, 256)  # Cellpose 3's own widths: a Cellpose card that records none has these
 _REQUIRED = {
     "schema_version": int,
     "kind": str,
@@ -151,6 +153,54 @@ class FidelitySection:
         return out
 
 
+@dataclass(frozen=True)
+class CellposeSection:
+    """A Cellpose card's typed view: its network's shape (channels per level, input channels) and how its weights
+    are stored (``fp16`` or ``fp32``; Cellpose computes in fp32 either way)."""
+
+    nbase: tuple[int, ...]
+    nchan: int
+    weights: str
+
+    @classmethod
+    def from_card(cls, card: "Card") -> "CellposeSection":
+        def build():
+            net = card.extra.get("cellpose") or {}
+            return cls(tuple(int(n) for n in net.get("nbase", CELLPOSE_NBASE)), int(net.get("nchan", 2)),
+                       str(net.get("weights", "fp32")))
+
+        return _read_section(card, ("cellpose",), "cellpose", build)
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    """What every card may say of its training, typed; each field None (or empty) when the card does not record it:
+    a classifier's architecture and width; a generator's U-Net shape (``net``), the run it was fine-tuned from
+    (``init_from``) and its split (seed and stratifying classes); the slides a translator left out of its training
+    data (``exclude_slides``); a Cellpose model's held-out slides and its AP@0.5 on them."""
+
+    arch: str | None = None
+    width: int | None = None
+    net: dict | None = None
+    init_from: dict | None = None
+    split: dict | None = None
+    exclude_slides: tuple[str, ...] = ()
+    held_out_slides: tuple[str, ...] = ()
+    test_ap50: float | None = None
+
+    @classmethod
+    def from_card(cls, card: "Card") -> "TrainingSection":
+        def build():
+            t, data = card.training, card.training.get("data") or {}
+            ap50 = t.get("test_ap50")
+            return cls(t.get("arch"), None if t.get("width") is None else int(t["width"]),
+                       dict(t["net"]) if t.get("net") else None, t.get("init_from"), data.get("split"),
+                       tuple(data.get("exclude_slides") or ()), tuple(t.get("held_out_slides") or ()),
+                       None if ap50 is None else float(ap50[0] if isinstance(ap50, list) else ap50))
+
+        return _read_section(card, KNOWN_KINDS, "training", build)
+
+
 class _SectionView:
     """``card.ddpm`` and the like: the typed view of a kind-specific section, read when asked for."""
 
@@ -183,6 +233,31 @@ class Card:
     condition = _SectionView(ConditionSection)
     gan = _SectionView(GanSection)
     fidelity = _SectionView(FidelitySection)  # None until measured
+    cellpose = _SectionView(CellposeSection)
+    trained = _SectionView(TrainingSection)
+    # the typed sections each kind's card must read: checked when a bundle is read (read_card), so that a damaged
+    # card is refused then, in one line, and not at its first use
+    SECTIONS = {"classifier": ("trained", "decision", "int8"), "ddpm": ("trained", "ddpm", "fidelity"),
+                "bbdm": ("trained", "bridge", "condition"), "gan": ("trained", "gan", "fidelity"),
+                "cyclegan": ("trained", "condition"), "cellpose": ("trained", "cellpose")}
+
+    def check_sections(self) -> "Card":
+        """Read every typed section of this card's kind (:attr:`SECTIONS`); a :class:`BundleError` names the first
+        incomplete one."""
+        for section in self.SECTIONS.get(self.kind, ()):
+            getattr(self, section)
+        return self
+
+    @property
+    def int8(self) -> Int8Variant | None:
+        """A classifier's int8 variant, None when it has none."""
+        return Int8Variant.from_card(self)
+
+    @property
+    def feature_dim(self) -> int | None:
+        """A classifier's feature width (its ``features`` output), None when the card does not record it."""
+        dim = self.outputs.get("feature_dim")
+        return int(dim) if dim else None
 
     @property
     def object_crop(self) -> str:
@@ -394,7 +469,7 @@ def read_card(folder: str | os.PathLike) -> Card:
         data = json.loads(card_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{card_path} is not valid JSON ({err}); the bundle is corrupt, re-export it") from err
-    return Card.from_dict(data, source=str(card_path))
+    return Card.from_dict(data, source=str(card_path)).check_sections()
 
 
 def verify_files(folder: str | os.PathLike, card: Card) -> None:

@@ -42,6 +42,8 @@ class Int8Variant:
     agreement_on: str
     worst_class_kept: float = 1.0  # the least share of a class's fp32 calls that int8 called alike
     class_tolerance: float = 0.0
+    speed: dict | None = None  # crops/s of fp32 and int8 on the exporting CPU, and the batch
+    macro_f1: dict | None = None  # fp32's and int8's on the held-out crops (None each without labels)
 
     @classmethod
     def from_card(cls, card) -> "Int8Variant | None":
@@ -51,7 +53,8 @@ class Int8Variant:
         try:
             kept = [float(c["kept"]) for c in (data.get("kept_calls") or {}).values()]
             return cls(str(data["file"]), float(data["top1_agreement"]), float(data["tolerance"]),
-                       str(data["agreement_on"]), min(kept, default=1.0), float(data.get("class_tolerance", 0.0)))
+                       str(data["agreement_on"]), min(kept, default=1.0), float(data.get("class_tolerance", 0.0)),
+                       data.get("speed"), data.get("macro_f1"))
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(f"bundle '{card.name}': its int8 variant section is incomplete ({err}); re-export it "
                               "with cellsynth export int8") from err
@@ -123,11 +126,11 @@ def choose_weights(card, on_cpu: bool, precision: str | None = None, cpu_feature
     """The weights to run for ``card``: see the module's doc.  ``cpu_feature`` stands in for the CPU's int8
     feature in tests (False: read this machine's)."""
     if card.kind == "cellpose":  # its weights run in Cellpose's own torch network, not in an ONNX Runtime session
-        stored = (card.extra.get("cellpose") or {}).get("weights", "fp32")
+        stored = card.cellpose.weights
         return RunsAs("fp32", "arrays.npz", f"Cellpose's network in torch, its weights stored in {stored} and "
                                             "computed in fp32; ONNX Runtime and int8 variants do not apply")
     asked = requested_precision(precision)
-    variant = Int8Variant.from_card(card)
+    variant = card.int8
     feature = cpu_int8_dot() if cpu_feature is False else cpu_feature
     if asked == "fp32":
         return RunsAs("fp32", FP32_FILE, "asked for")

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle import CELLPOSE_NBASE, check_kind, load_arrays, read_card, verify_files
 from .images import ImageInputError
 from .jobs import CancelToken, check_cancelled, in_thread
 from .numba_cached import import_cellpose
+from .zoo import resolve
 
 BUILT_IN = ("cyto3", "nuclei", "cyto2", "cyto", "tissuenet_cp3", "livecell_cp3", "bact_fluor_cp3",
             "bact_phase_cp3", "deepbacs_cp3", "yeast_BF_cp3", "yeast_PhC_cp3")
@@ -37,7 +39,6 @@ class SegmentSettings:
     min_size: int = 15
 
 
-CELLPOSE_NBASE = (32, 64, 128, 256)  # Cellpose 3's own widths
 
 
 CELLPOSE_STYLE = 256  # Cellpose's inference keeps a style vector this wide per image (its own last width)
@@ -84,16 +85,11 @@ def cellpose_from_weights(state: dict, nbase=CELLPOSE_NBASE, channels: int = 2):
 
 def load_bundle_model(folder):
     """The Cellpose model of a ``cellpose`` bundle (a folder or ``zoo:NAME``), its files checked by sha256."""
-    from .bundle import check_kind, load_arrays, read_card, verify_files
-    from .zoo import resolve
-
     folder = resolve(folder)
     card = read_card(folder)
     check_kind(card, "cellpose", str(folder))
     verify_files(folder, card)
-    net = card.extra.get("cellpose", {})
-    return cellpose_from_weights(load_arrays(folder, card), tuple(net.get("nbase", CELLPOSE_NBASE)),
-                                 int(net.get("nchan", 2)))
+    return cellpose_from_weights(load_arrays(folder, card), card.cellpose.nbase, card.cellpose.nchan)
 
 
 def is_bundle(model: str) -> bool:

@@ -120,7 +120,7 @@ def describe(model: OnnxModel, folder: Path, crops: np.ndarray, authors: list[st
         id=TensorId("logits"), description="one logit per class; softmax gives the probabilities",
         axes=[BatchAxis(), ChannelAxis(channel_names=[Identifier(identifier(c)) for c in card.classes])],
         test_tensor=FileDescr(source=folder / "test_logits.npy"))
-    width = int(card.outputs.get("feature_dim") or np.load(folder / "test_features.npy").shape[1])
+    width = card.feature_dim or int(np.load(folder / "test_features.npy").shape[1])
     features = OutputTensorDescr(
         id=TensorId("features"), description="penultimate-layer features (the UMAP filter's input)",
         axes=[BatchAxis(), ChannelAxis(channel_names=[Identifier(f"feature{i}") for i in range(width)])],

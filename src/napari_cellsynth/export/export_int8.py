@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     path = export_int8(args.bundle, args.out, args.data, args.tolerance, args.calibration, args.seed, args.name,
                        args.class_tolerance)
-    variant = read_card(path).extra["variants"]["int8"]
-    speed, f1 = variant["speed"], variant["macro_f1"]
-    print(f"wrote {path}: int8 calls agree with fp32 on {variant['top1_agreement']:.2%} of {variant['agreement_on']}"
+    variant = read_card(path).int8
+    speed, f1 = variant.speed, variant.macro_f1
+    print(f"wrote {path}: int8 calls agree with fp32 on {variant.top1_agreement:.2%} of {variant.agreement_on}"
           + (f"; macro-F1 fp32 {f1['fp32']:.3f}, int8 {f1['int8']:.3f}" if f1["fp32"] is not None else "")
           + f"; {speed['fp32_crops_per_s']} → {speed['int8_crops_per_s']} crops/s on this CPU (batch {speed['batch']})")

@@ -248,7 +248,7 @@ pre{{background:#f4f4f4;padding:.4em;white-space:pre-wrap}}img{{max-width:100%}}
 <h1>napari-cellsynth on the sample data</h1>
 <p>Every model comes from the model zoo (<code>cellsynth zoo list</code>), checked by sha256; nothing was trained.</p>
 <h2>1. Cell-cycle classification of the sample cells</h2>
-<p><code>{card.name}</code> ({card.training.get('arch')}, width {card.training.get('width')}, classes
+<p><code>{card.name}</code> ({card.trained.arch}, width {card.trained.width}, classes
 {', '.join(card.classes)}), trained on real Jurkat cells with the {metrics['n']} sample cells left out, run through
 ONNX Runtime.</p>
 <table><tr><th>class</th><th>PPV</th><th>recall</th><th>F1</th><th>n</th></tr>{rows}

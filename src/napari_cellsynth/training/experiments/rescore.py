@@ -78,11 +78,14 @@ def rescore_cellpose(bundle: Path, root: str | None) -> dict:
     folder = Path(root) if root else SHARED / "mfish"
     if not folder.is_dir():
         raise FileNotFoundError(f"M-FISH folder {folder} not found; pass --root path/to/mfish")
-    _, held_out, slides = load_split(str(folder), card.training["held_out_slides"], None)
+    if not card.trained.held_out_slides or card.trained.test_ap50 is None:
+        raise ValueError(f"{bundle}: its card records no held-out slides and AP@0.5 to rescore against; re-export it "
+                         "with cellsynth export cellpose")
+    _, held_out, slides = load_split(str(folder), list(card.trained.held_out_slides), None)
     scores = average_precision(load_bundle_model(bundle), held_out)
     return {"kind": "cellpose", "data": str(folder), "held_out_slides": slides, "metaphases": len(held_out),
             "ap50": scores["ap50_mean"], "ap50_std": scores["ap50_std"], "per_image": scores["per_image"],
-            "card_ap50": card.training["test_ap50"][0],
+            "card_ap50": card.trained.test_ap50,
             "table": f"AP@0.5 {scores['ap50_mean']:.3f} ± {scores['ap50_std']:.3f} over {len(held_out)} metaphases "
                      f"of {', '.join(slides)}"}
 

@@ -195,7 +195,7 @@ def generated_crops(kind: str, args, out: Path, split: dict) -> Path:
                          f"{images.shape[1] - 1} after DAPI; train it with --target fluorophores")
     train = split["train"]
     # donors from the slides the generator trained on: a plane is another fluorophore in another probe set
-    excluded = (model.card.training.get("data") or {}).get("exclude_slides") or []
+    excluded = list(model.card.trained.exclude_slides)
     pool = train[(split["y"][train] == 0) & ~np.isin(split["slide"][train], excluded)]
     if not len(pool):
         raise ValueError(f"no training negatives on the slides the {kind.upper()} trained on (it excluded "

@@ -83,7 +83,7 @@ def start_from_bundle(spec: str) -> GeneratorStart:
 
     bundle = OnnxModel(spec, kind="ddpm", providers=["CPUExecutionProvider"])  # sha256-checked; fp32 for the parity
     card = bundle.card
-    net = dict(card.training.get("net") or {})
+    net = card.trained.net or {}
     if not {"base", "channel_mult", "attention_gates", "dropout", "num_classes"} <= set(net):
         raise ValueError(f"--init-from {spec}: its card does not record the U-Net's shape (training.net); "
                          "fine-tune from its training run instead")
@@ -112,7 +112,7 @@ def start_from_bundle(spec: str) -> GeneratorStart:
     return GeneratorStart(spec, f"{spec} (sha256 {card.model_sha256[:12]})", "bundle", list(card.classes),
                           card.label_map, list(card.channels), list(card.image_size), card.normalization,
                           card.ddpm.schedule.to_card(), net, model.state_dict(), card.training_counts,
-                          card.training.get("init_from"), (card.training.get("data") or {}).get("split"))
+                          card.trained.init_from, card.trained.split)
 
 
 def check_start(start: GeneratorStart, channels: list[str], size: list[int], report=print) -> None:
