@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,12 +129,14 @@ def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one
     had finished are not trained again, and every run's test scores and the summary equal an uninterrupted study's
     (issue 36)."""
     command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--seeds", "0", "--arms", "copies"]
+    started = time.monotonic()
     reference = subprocess.run([*command, "--out", str(tmp_path / "reference")], capture_output=True, text=True,
                                timeout=900)
     assert reference.returncode == 0, reference.stderr
+    took = time.monotonic() - started  # the moments are shares of it: mid-way on a fast CPU or a slow one
     out = tmp_path / "killed"
     kills, finished = [], {}
-    for delay in np.random.default_rng(36).uniform(2.0, 8.0, size=3):
+    for delay in took * np.random.default_rng(36).uniform(0.2, 0.8, size=3):
         process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
         try:
