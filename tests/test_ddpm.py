@@ -440,6 +440,14 @@ def test_class_lr_moves_the_class_embedding_at_its_own_rate_and_nothing_else(jur
         if key != "class_emb.weight":
             assert torch.allclose(value, runs["class-lr"][0][key], atol=1e-6), key
     assert runs["class-lr"][1]["args"]["class_lr"] == 0.01 and runs["plain"][1]["args"]["class_lr"] is None
+    # resumed without the option, the run keeps its rate (and its optimizer's two parameter groups)
+    resumed = subprocess.run([CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7",
+                              "--init-from", "zoo:ddpm-jurkat4-full-v", "--steps", "2", "--batch-size", "8",
+                              "--sample-every", "0", "--quiet", "--resume", "--out", str(tmp_path / "class-lr")],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((tmp_path / "class-lr" / "config.json").read_text())["args"]["class_lr"] == 0.01
+    assert torch.load(tmp_path / "class-lr" / "last.pt", weights_only=True)["step"] == 2
 
 
 def test_interval_guidance_and_autoguidance_from_the_command(ddpm_bundle, tmp_path, capsys):

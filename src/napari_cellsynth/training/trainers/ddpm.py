@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -136,26 +137,24 @@ def sample_grid(model, schedule, classes, image_shape, path: Path, per_class: in
 SCHEDULE_DEFAULTS = {"schedule": "sigmoid", "schedule_params": "{}", "timesteps": 1000}
 
 
-def run_schedule(args, start_schedule: dict | None) -> NoiseSchedule:
-    """The run's noise schedule.  Options left unset are the start's when fine-tuning (which the network learnt),
-    else a sigmoid schedule of 1,000 steps with v-prediction and zero terminal SNR: at equal training ε-prediction
-    gave pixel noise with every fast sampler (KID × 10³ about 1,000 against 6.5–6.7, docs/results.md §6b).  A
-    fine-tuning run given another schedule is refused."""
+def run_schedule(settings: DdpmSettings, start_schedule: dict | None) -> tuple[NoiseSchedule, DdpmSettings]:
+    """The run's noise schedule, and the settings with the schedule options it resolved.  Options left unset are the
+    start's when fine-tuning (which the network learnt), else a sigmoid schedule of 1,000 steps with v-prediction
+    and zero terminal SNR: at equal training ε-prediction gave pixel noise with every fast sampler (KID × 10³ about
+    1,000 against 6.5–6.7, docs/results.md §6b).  A fine-tuning run given another schedule is refused."""
     base = NoiseSchedule.from_card(start_schedule) if start_schedule else None
-    for key, value in (schedule_options(start_schedule) if start_schedule else SCHEDULE_DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.prediction is None:
-        args.prediction = "v"
-    if args.zero_terminal_snr is None:
-        args.zero_terminal_snr = args.prediction == "v"
-    schedule = NoiseSchedule(args.schedule, args.timesteps, json.loads(args.schedule_params), args.prediction,
-                             args.zero_terminal_snr)
+    defaults = schedule_options(start_schedule) if start_schedule else SCHEDULE_DEFAULTS
+    settings = replace(settings, **{k: v for k, v in defaults.items() if getattr(settings, k) is None})
+    prediction = "v" if settings.prediction is None else settings.prediction
+    settings = replace(settings, prediction=prediction, zero_terminal_snr=prediction == "v"
+                       if settings.zero_terminal_snr is None else settings.zero_terminal_snr)
+    schedule = NoiseSchedule(settings.schedule, settings.timesteps, json.loads(settings.schedule_params),
+                             settings.prediction, settings.zero_terminal_snr)
     if base and schedule.to_card() != base.to_card():
-        raise ValueError(f"--init-from {args.init_from} learnt the schedule {base.to_card()}, this run asks for "
+        raise ValueError(f"--init-from {settings.init_from} learnt the schedule {base.to_card()}, this run asks for "
                          f"{schedule.to_card()}: fine-tuning must keep it; leave --schedule, --schedule-params, "
                          "--timesteps, --prediction and --zero-terminal-snr unset to take the start's")
-    return schedule
+    return schedule, settings
 
 
 def parameter_groups(model: UNet, class_lr: float | None) -> list[dict]:
@@ -168,50 +167,50 @@ def parameter_groups(model: UNet, class_lr: float | None) -> list[dict]:
     return [{"params": rest}, {"params": own, "lr": class_lr, "weight_decay": 0.0}]
 
 
-def train(args) -> Path:
+def train(args: argparse.Namespace) -> Path:
     """Train (or fine-tune) one DDPM run into ``args.out``; returns the run folder."""
-    out = Path(args.out)
+    settings = DdpmSettings.from_namespace(args)  # the options, typed; those left unset are resolved below
+    out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(settings.seed)
     saved = out / "config.json"
-    if args.resume and saved.is_file():
-        resumed_settings(args, DdpmRun.read(out))
-    start = read_start(args.init_from) if args.init_from else None
-    data = load_labelled(args.data, args.label_map, args.labels_csv, size=args.size, fit=args.fit)
-    index = training_indices(data.y, data.classes, args.split_seed, args.keep_fraction, args.only_classes,
-                             stratification(data, args.stratify_by)[0])
+    if settings.resume and saved.is_file():
+        settings = resumed_settings(settings, DdpmRun.read(out))
+    start = read_start(settings.init_from) if settings.init_from else None
+    data = load_labelled(settings.data, settings.label_map, settings.labels_csv, size=settings.size, fit=settings.fit)
+    index = training_indices(data.y, data.classes, settings.split_seed, settings.keep_fraction, settings.only_classes,
+                             stratification(data, settings.stratify_by)[0])
     images = data.crops.images
     if start:
         check_start(start, data.crops.channels, list(images.shape[-2:]),
-                    report=lambda line: None if args.quiet else print(line))
-    resolve_net(args, start)
+                    report=lambda line: None if settings.quiet else print(line))
+    settings = resolve_net(settings, start)
     normalization = start.normalization if start else robust_range(images[index])
-    schedule = run_schedule(args, start.schedule if start else None)
-    device = torch_device(args.device)
-    args = DdpmSettings.from_namespace(args)  # the options, typed, once the net and schedule left unset are resolved
+    schedule, settings = run_schedule(settings, start.schedule if start else None)
+    device = torch_device(settings.device)
     record = DdpmRun(
-        data=str(Path(args.data).resolve()), label_map=data.label_map, classes=data.classes,
+        data=str(Path(settings.data).resolve()), label_map=data.label_map, classes=data.classes,
         channels=data.crops.channels, image_size=list(images.shape[-2:]), dtype=str(images.dtype),
         value_range=[float(images.min()), float(images.max())], normalization=normalization,
         schedule=schedule.to_card(), train_counts=data.counts(index),
-        net={"base": args.base, "channel_mult": args.channel_mult, "attention_gates": args.attention_gates,
-             "dropout": args.dropout, "num_classes": len(data.classes)},
-        settings=args, **fit_record(data, args), split=split_record(data, args),
+        net={"base": settings.base, "channel_mult": settings.channel_mult, "attention_gates": settings.attention_gates,
+             "dropout": settings.dropout, "num_classes": len(data.classes)},
+        settings=settings, **fit_record(data, settings), split=split_record(data, settings),
         init_from=start.record() if start else None)
     write_json_atomic(out / "config.json", record.to_dict())
     np.savez(out / "train_index.npz", index=index)
-    model = UNet(images.shape[1], len(data.classes), args.base, tuple(args.channel_mult),
-                 attention_gates=args.attention_gates, dropout=args.dropout, image_size=int(images.shape[-1]))
-    if start and not (args.resume and (out / "last.pt").is_file()):
+    model = UNet(images.shape[1], len(data.classes), settings.base, tuple(settings.channel_mult),
+                 attention_gates=settings.attention_gates, dropout=settings.dropout, image_size=int(images.shape[-1]))
+    if start and not (settings.resume and (out / "last.pt").is_file()):
         load_start(model, start, class_rows(start, data.classes, data.label_map,
-                                            report=lambda line: None if args.quiet else print(line)))
+                                            report=lambda line: None if settings.quiet else print(line)))
     model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(parameter_groups(model, args.class_lr), lr=args.lr, weight_decay=1e-4)
-    batches = CropBatches(images[index], data.y[index], normalization, args.batch_size, augment=True,
-                          seed=args.seed, brightness=False, device=device)
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings.class_lr), lr=settings.lr, weight_decay=1e-4)
+    batches = CropBatches(images[index], data.y[index], normalization, settings.batch_size, augment=True,
+                          seed=settings.seed, brightness=False, device=device)
     history, step = [], 0
-    if args.resume and (out / "last.pt").is_file():
+    if settings.resume and (out / "last.pt").is_file():
         step, history, _ = restore_checkpoint(out, model, ema, optimizer, batches)
     noising = TorchNoising(schedule, device)  # the forward process of the schedule the samplers use
     stream = endless(batches)
@@ -222,27 +221,27 @@ def train(args) -> Path:
         t = torch.randint(0, schedule.num_timesteps, (len(x0),), device=device)
         noise = torch.randn_like(x0)
         xt = noising.add_noise(x0, noise, t)
-        y = torch.where(torch.rand(len(y), device=device) < args.p_uncond, torch.full_like(y, len(data.classes)), y)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        y = torch.where(torch.rand(len(y), device=device) < settings.p_uncond, torch.full_like(y, len(data.classes)), y)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
             prediction = model(xt, t, y)
         loss = nn.functional.mse_loss(prediction.float(), noising.target(x0, noise, t))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        ema_update(ema, model, step + 1, args.ema)
+        ema_update(ema, model, step + 1, settings.ema)
         return {"loss": loss.detach()}
 
-    every = {"checkpoint": Every(args.ckpt_every, lambda s: save_checkpoint(out, model, ema, optimizer, s, history,
+    every = {"checkpoint": Every(settings.ckpt_every, lambda s: save_checkpoint(out, model, ema, optimizer, s, history,
                                                                            batches)),
-             "snapshot": Every(args.snapshot_every,
+             "snapshot": Every(settings.snapshot_every,
                                lambda s: save_snapshot(out / "snapshots" / f"ema_{s:06d}.pt", ema)),
-             "samples": Every(args.sample_every, lambda s: sample_grid(ema, schedule, data.classes, images.shape[1:],
+             "samples": Every(settings.sample_every, lambda s: sample_grid(ema, schedule, data.classes, images.shape[1:],
                                                                        out / f"samples_{s:06d}.png"))}
-    run_to_end(training_loop(one_step, step, args.steps, history, every, args.max_minutes,
-                             describe=lambda e: f"loss {e['loss']:.4f}", quiet=args.quiet))
+    run_to_end(training_loop(one_step, step, settings.steps, history, every, settings.max_minutes,
+                             describe=lambda e: f"loss {e['loss']:.4f}", quiet=settings.quiet))
     if history:
-        plot_loss(history, out / "loss.png", f"{'ε' if args.prediction == 'epsilon' else 'v'} MSE")
+        plot_loss(history, out / "loss.png", f"{'ε' if settings.prediction == 'epsilon' else 'v'} MSE")
     return out
 
 

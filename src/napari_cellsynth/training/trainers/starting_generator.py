@@ -17,14 +17,14 @@ else the unconditional (null) embedding; the null class keeps the start's.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from napari_cellsynth.training.nets.unet import UNet, unet_from_net
-from napari_cellsynth.training.records.ddpm_run import DdpmRun
+from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
 
 
 @dataclass
@@ -130,21 +130,17 @@ def check_start(start: GeneratorStart, channels: list[str], size: list[int], rep
                "and scaled by the start's normalisation")
 
 
-def resumed_settings(args, saved: DdpmRun) -> None:
-    """``--resume`` of a run: the options left unset are the ones it ran with (its record), so the network
-    and schedule rebuilt match its checkpoint; a fine-tuned run must be resumed with its ``--init-from``."""
+def resumed_settings(settings: DdpmSettings, saved: DdpmRun) -> DdpmSettings:
+    """``--resume`` of a run: the options left unset are the ones it ran with (its record), so the network,
+    schedule and optimizer rebuilt match its checkpoint; a fine-tuned run must be resumed with its ``--init-from``."""
     started = saved.init_from
-    if started and not args.init_from:
+    if started and not settings.init_from:
         spec = started.get("spec", started.get("from")) if isinstance(started, dict) else started
-        raise ValueError(f"{args.out} was fine-tuned from {spec}; resume it with --init-from {spec}")
-    for key in NET_DEFAULTS:
-        if getattr(args, key) is None:
-            setattr(args, key, saved.net[key])
-    if args.stratify_by is None:
-        args.stratify_by = (saved.split or {}).get("stratify_by")
-    for key, value in schedule_options(saved.schedule).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+        raise ValueError(f"{settings.out} was fine-tuned from {spec}; resume it with --init-from {spec}")
+    ran = {**{key: saved.net[key] for key in NET_DEFAULTS}, "stratify_by": (saved.split or {}).get("stratify_by"),
+           **schedule_options(saved.schedule),
+           "class_lr": saved.settings.class_lr if saved.settings else None}  # the optimizer's parameter groups
+    return replace(settings, **{key: value for key, value in ran.items() if getattr(settings, key) is None})
 
 
 def schedule_options(card: dict) -> dict:
@@ -157,21 +153,23 @@ def schedule_options(card: dict) -> dict:
 NET_DEFAULTS = {"base": 64, "channel_mult": [1, 2, 2], "attention_gates": False, "dropout": 0.1}
 
 
-def resolve_net(args, start: GeneratorStart | None) -> None:
+def resolve_net(settings: DdpmSettings, start: GeneratorStart | None) -> DdpmSettings:
     """The U-Net options: those left unset are the start's when fine-tuning, else :data:`NET_DEFAULTS`.  A shape
     option that differs from the start's is refused (its weights fit only their shape); dropout may change."""
+    resolved = {}
     for key, default in NET_DEFAULTS.items():
-        given = getattr(args, key)
+        given = getattr(settings, key)
         if start is None:
-            setattr(args, key, default if given is None else given)
+            resolved[key] = default if given is None else given
             continue
         theirs = list(start.net[key]) if key == "channel_mult" else start.net[key]
         if given is None:
-            setattr(args, key, theirs)
+            resolved[key] = theirs
         elif key != "dropout" and given != theirs:
             option = "--" + key.replace("_", "-")
             raise ValueError(f"--init-from {start.source} has a U-Net with {option} {theirs}, this run asks for "
                              f"{given}: its weights fit only their shape; leave {option} unset to take the start's")
+    return replace(settings, **resolved)
 
 
 def forward_order_group_norms(model: UNet, channels: int, image_size) -> list[str]:
