@@ -1,5 +1,6 @@
 """DDPM: a short real training run on Jurkat cells → export → generation (core, CLI, napari)."""
 
+import itertools
 import json
 
 import numpy as np
@@ -448,6 +449,35 @@ def test_class_lr_moves_the_class_embedding_at_its_own_rate_and_nothing_else(jur
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((tmp_path / "class-lr" / "config.json").read_text())["args"]["class_lr"] == 0.01
     assert torch.load(tmp_path / "class-lr" / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_balanced_sampling_draws_every_finer_class_equally_often(jurkat_slice, tmp_path):
+    """`cellsynth train ddpm --sampling balanced`: a fine-tune on Jurkat's mitotic phases (a few Anaphase and
+    Telophase cells among many Prophase ones) draws each phase about equally often; the record keeps it, and a
+    resume without the option keeps it too."""
+    import subprocess
+
+    from conftest import CELLSYNTH
+    from napari_cellsynth.training.data.labelled_crops import CropBatches, load_labelled, sampling_weights
+
+    data = load_labelled(str(jurkat_slice), "jurkat7", report=lambda line: None)
+    phases = np.flatnonzero(data.y >= 3)
+    y = data.y[phases]
+    assert np.bincount(y)[3:].max() > 3 * np.bincount(y)[3:].min()  # Prophase outnumbers the rarest phase
+    batches = CropBatches(data.crops.images[phases], y, {"type": "none"}, 64, augment=False, seed=0,
+                          weights=sampling_weights(y, "balanced"))
+    drawn = np.concatenate([b.numpy() for _, b in itertools.islice(iter(batches), 40)])
+    shares = np.bincount(drawn, minlength=7)[3:] / len(drawn)
+    assert np.all(np.abs(shares - 0.25) < 0.05), shares
+    assert sampling_weights(y, "shuffle") is None
+    out = tmp_path / "balanced"
+    command = [CELLSYNTH, "train", "ddpm", "--data", str(jurkat_slice), "--label-map", "jurkat7", "--init-from",
+               "zoo:ddpm-jurkat4-full-v", "--only-classes", "Prophase", "Metaphase", "Anaphase", "Telophase",
+               "--batch-size", "8", "--sample-every", "0", "--quiet", "--out", str(out)]
+    for extra in (["--steps", "1", "--sampling", "balanced"], ["--steps", "2", "--resume"]):
+        done = subprocess.run([*command, *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads((out / "config.json").read_text())["args"]["sampling"] == "balanced"
 
 
 def test_interval_guidance_and_autoguidance_from_the_command(ddpm_bundle, tmp_path, capsys):

@@ -204,6 +204,18 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return mean.tolist(), std.tolist()
 
 
+SAMPLINGS = ("shuffle", "balanced")
+
+
+def sampling_weights(y: np.ndarray, how: str) -> np.ndarray | None:
+    """How a trainer draws its crops (``--sampling``): ``shuffle`` (None: each crop once a pass) or ``balanced``
+    (each crop drawn with probability 1 / (classes × its class's count), so every class equally often)."""
+    if how != "balanced":
+        return None
+    counts = np.bincount(y)
+    return 1.0 / counts[y]
+
+
 class CropBatches:
     """Raw crops held as one float32 tensor; batches come out augmented and normalised.
 

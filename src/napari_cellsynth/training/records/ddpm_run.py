@@ -33,6 +33,7 @@ class DdpmSettings(GeneratorDataSettings):
     batch_size: int | None = None
     lr: float | None = None
     class_lr: float | None = None
+    sampling: str | None = None
     ema: float | None = None
     snapshot_every: int | None = None
     p_uncond: float | None = None

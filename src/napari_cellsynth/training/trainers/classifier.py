@@ -57,9 +57,9 @@ from napari_cellsynth.core.metrics import classification_metrics, format_table
 from napari_cellsynth.core.sizing import FIT_POLICIES
 from napari_cellsynth.training.data.focused_sampling import PARTS as FOCUSED_PARTS
 from napari_cellsynth.training.data.focused_sampling import FocusedBatches, MinorityPool
-from napari_cellsynth.training.data.labelled_crops import (CropBatches, LabelledData, channel_stats, load_extra,
-                                                           load_labelled, read_split, stratified_split, thin_classes,
-                                                           tiny_classes)
+from napari_cellsynth.training.data.labelled_crops import (SAMPLINGS, CropBatches, LabelledData, channel_stats,
+                                                           load_extra, load_labelled, read_split, sampling_weights,
+                                                           stratified_split, thin_classes, tiny_classes)
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
 from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
 from napari_cellsynth.training.reports.plots import plot_confusion, plot_training_curves
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validations over the run (at most one per epoch; with --epochs alone: one per epoch)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many validations without a better macro-F1 (default 0: never stop early)")
-    p.add_argument("--sampling", default="shuffle", choices=["shuffle", "balanced"],
+    p.add_argument("--sampling", default="shuffle", choices=SAMPLINGS,
                    help="balanced: draw crops so that every class is seen equally often (with replacement)")
     p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations, brightness and shifts")
     p.add_argument("--shift", type=float,
@@ -424,14 +424,6 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     weights = np.zeros(n_classes)
     weights[present] = compute_class_weight("balanced", classes=present, y=y) * len(present) / n_classes
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def sampling_weights(y: np.ndarray, how: str) -> np.ndarray | None:
-    """``balanced``: each crop drawn with probability 1 / (classes × its class's count)."""
-    if how != "balanced":
-        return None
-    counts = np.bincount(y)
-    return 1.0 / counts[y]
 
 
 def train(args) -> dict:

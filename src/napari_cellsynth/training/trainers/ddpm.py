@@ -36,9 +36,9 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.samplers import ddim, timesteps
 from napari_cellsynth.core.schedules import NoiseSchedule
-from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_generator_data_arguments, fit_record,
-                                                           load_labelled, robust_range, split_record, stratification,
-                                                           training_indices)
+from napari_cellsynth.training.data.labelled_crops import (SAMPLINGS, CropBatches, add_generator_data_arguments,
+                                                           fit_record, load_labelled, robust_range, sampling_weights,
+                                                           split_record, stratification, training_indices)
 from napari_cellsynth.training.nets.unet import UNet
 from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
 from napari_cellsynth.training.reports.plots import plot_loss
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--sampling", choices=SAMPLINGS,
+                   help="shuffle (default): each crop once a pass; balanced: every class drawn equally often (with "
+                        "replacement), e.g. when fine-tuning on finer classes of a few cells each")
     p.add_argument("--class-lr", type=float, default=None,
                    help="learning rate of the class embedding alone (no weight decay), e.g. 50x --lr when fine-tuning "
                         "on new or finer classes, whose rows start from the start's class and move slowly at --lr "
@@ -176,6 +179,7 @@ def train(args: argparse.Namespace) -> Path:
     saved = out / "config.json"
     if settings.resume and saved.is_file():
         settings = resumed_settings(settings, DdpmRun.read(out))
+    settings = replace(settings, sampling=settings.sampling or "shuffle")
     start = read_start(settings.init_from) if settings.init_from else None
     data = load_labelled(settings.data, settings.label_map, settings.labels_csv, size=settings.size, fit=settings.fit)
     index = training_indices(data.y, data.classes, settings.split_seed, settings.keep_fraction, settings.only_classes,
@@ -208,7 +212,8 @@ def train(args: argparse.Namespace) -> Path:
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(parameter_groups(model, settings.class_lr), lr=settings.lr, weight_decay=1e-4)
     batches = CropBatches(images[index], data.y[index], normalization, settings.batch_size, augment=True,
-                          seed=settings.seed, brightness=False, device=device)
+                          seed=settings.seed, brightness=False, device=device,
+                          weights=sampling_weights(data.y[index], settings.sampling))
     history, step = [], 0
     if settings.resume and (out / "last.pt").is_file():
         step, history, _ = restore_checkpoint(out, model, ema, optimizer, batches)

@@ -139,7 +139,8 @@ def resumed_settings(settings: DdpmSettings, saved: DdpmRun) -> DdpmSettings:
         raise ValueError(f"{settings.out} was fine-tuned from {spec}; resume it with --init-from {spec}")
     ran = {**{key: saved.net[key] for key in NET_DEFAULTS}, "stratify_by": (saved.split or {}).get("stratify_by"),
            **schedule_options(saved.schedule),
-           "class_lr": saved.settings.class_lr if saved.settings else None}  # the optimizer's parameter groups
+           "class_lr": saved.settings.class_lr if saved.settings else None,  # the optimizer's parameter groups
+           "sampling": saved.settings.sampling if saved.settings else None}
     return replace(settings, **{key: value for key, value in ran.items() if getattr(settings, key) is None})
 
 
