@@ -480,6 +480,29 @@ def test_balanced_sampling_draws_every_finer_class_equally_often(jurkat_slice, t
         assert json.loads((out / "config.json").read_text())["args"]["sampling"] == "balanced"
 
 
+def test_finer_class_fidelity_script_measures_what_the_class_changes(jurkat_slice, tmp_path):
+    """scripts/finer_class_fidelity.py as a command: cells of two classes from the same noise, judged by a classifier
+    that made none of them; the class effect is the share of the noise's effect that the class has (G1 and M of the
+    zoo's generator differ: above 0); memorisation is each cell's SSIM-max to the training cells of its class."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    np.savez(tmp_path / "train_index.npz", index=np.arange(0, 400, 2))
+    done = subprocess.run([sys.executable, "scripts/finer_class_fidelity.py", "--bundle", "zoo=zoo:ddpm-jurkat4-full-v",
+                           "--classes", "G1", "M", "--count", "4", "--judge", "zoo:classifier-jurkat4",
+                           "--data", str(jurkat_slice), "--label-map", "jurkat4",
+                           "--train-index", str(tmp_path / "train_index.npz"), "--out", str(tmp_path / "f.json")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "f.json").read_text())["bundles"]["zoo"]
+    assert 0.05 < result["class_effect"] < 2
+    assert set(result["calls"]) == {"G1", "M"} and abs(sum(result["calls"]["M"].values()) - 1) < 1e-9
+    assert all(0 < m["ssim_max"] <= 1 and 0 < m["ssim_max_unseen_real"] <= 1 for m in result["memorisation"].values())
+    assert "| zoo | M |" in done.stdout
+
+
 def test_interval_guidance_and_autoguidance_from_the_command(ddpm_bundle, tmp_path, capsys):
     """`cellsynth generate --guidance-interval` guides only the steps inside the noise-level interval, and `--guide`
     takes a second bundle's conditional prediction as the reference; the record states both and the true count of
