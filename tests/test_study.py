@@ -188,6 +188,34 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, 
         assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
+def test_a_7_class_study_stratified_by_4_classes_takes_a_generator_fine_tuned_on_that_split(ddpm_run, jurkat_slice,
+                                                                                            tmp_path):
+    """`cellsynth study --stratify-by jurkat4`: a study of Jurkat's 7 classes on the split that 4-class models learnt
+    from accepts a generator fine-tuned from one of them onto the mitotic phases (`train ddpm --stratify-by jurkat4`),
+    whose start learnt that split's training part; without the option its split is another one (stratified by the 7
+    classes, some of the start's training cells in its test part), and the generator is refused in one line."""
+    from napari_cellsynth.core.runtime import OnnxModel
+    from napari_cellsynth.export.export_ddpm import export_ddpm
+    from napari_cellsynth.training.study.plan import StudyPlan
+    from napari_cellsynth.training.study.settings import StudySettings
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
+
+    run = tmp_path / "phases"
+    train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat7", "--stratify-by", "jurkat4", "--init-from",
+                     str(ddpm_run), "--only-classes", "Prophase", "Metaphase", "Anaphase", "Telophase", "--steps", "1",
+                     "--batch-size", "4", "--sample-every", "0", "--quiet", "--out", str(run)])
+    phases = OnnxModel(export_ddpm(run, tmp_path / "bundle"), kind="ddpm")
+    for stratify_by in ("jurkat4", None):
+        plan = StudyPlan(StudySettings(str(jurkat_slice), ("Metaphase",), "jurkat7", stratify_by=stratify_by),
+                         tmp_path / f"study-{stratify_by}")
+        if stratify_by:
+            plan.check_generator(phases, "Metaphase")
+            assert plan.stratify[1] == ["G1", "S", "G2", "M"]
+        else:
+            with pytest.raises(ValueError, match="another split.*may have seen test crops"):
+                plan.check_generator(phases, "Metaphase")
+
+
 @pytest.mark.full_data
 def test_the_realism_filters_keep_real_cells_and_drop_noise(finished_study, classifier_bundle, jurkat_slice):
     """On real cells through real classifiers: about half of real M cells (the realism score keeps the half of the real

@@ -4,7 +4,8 @@
         --generator zoo:ddpm-jurkat4-cut10-v --filters umap confidence knn --seeds 0 1 2 3 4 --out runs/study-m34
 
 Every arm trains the same classifier (``cellsynth train classifier`` with --width, --steps and --batch-size) on one
-split (``--split-seed``; the rare classes thinned in its training part by ``--keep CLASS=N`` to simulate scarcity)
+split (``--split-seed``, stratified by the classes or by ``--stratify-by``'s; the rare classes thinned in its training
+part by ``--keep CLASS=N`` to simulate scarcity)
 and is scored on the same real test cells, once per seed; the seeds pair the arms.  Arms (``--arms``; default all):
 ``real``, ``balanced`` (class-balanced sampling), ``copies`` (copies of the real rare cells, as many as the generated
 arms add), ``mixup`` (minority-focused mixup and nonlinear mixup), and per generator G: ``generated-G``,
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", nargs="+", default=[], help="arms to run (default: all; real always runs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--stratify-by", metavar="LABEL_MAP",
+                   help="stratify the split by another label map's classes, e.g. jurkat4 for a 7-class study whose "
+                        "generator was fine-tuned from one that learnt the 4-class split (as its trainer's option)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per classifier (the same for every arm)")
     p.add_argument("--width", type=int, default=16, help="classifier width")
     p.add_argument("--batch-size", type=int, default=32)
@@ -168,9 +172,9 @@ def settings_from(args) -> StudySettings:
         labels_csv=str(Path(args.labels_csv).resolve()) if args.labels_csv else None, size=args.size,
         keep=tuple(args.keep), generators=generators, sampling=sampling, filters=tuple(args.filters), count=args.count,
         pool_factor=args.pool_factor, sampler=args.sampler, sample_steps=args.sample_steps, split_seed=args.split_seed,
-        steps=args.steps, width=args.width, batch_size=args.batch_size, focused_n=args.focused_n,
-        seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers, scheduler=args.scheduler,
-        threads=args.threads)
+        stratify_by=args.stratify_by, steps=args.steps, width=args.width, batch_size=args.batch_size,
+        focused_n=args.focused_n, seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers,
+        scheduler=args.scheduler, threads=args.threads)
 
 
 def main(argv: list[str] | None = None) -> Path:

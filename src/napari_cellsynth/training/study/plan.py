@@ -15,8 +15,8 @@ from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.outputs import generate_into, read_generated
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.training.data.labelled_crops import (LabelledData, load_labelled, read_split, stratified_split,
-                                                           thin_classes)
+from napari_cellsynth.training.data.labelled_crops import (LabelledData, load_labelled, read_split, stratification,
+                                                           stratified_split, thin_classes)
 from napari_cellsynth.training.data.split_provenance import TrainingSplit, check_learnt_from_split
 
 from .realism_filters import FILTERS, FilterInputs
@@ -52,7 +52,7 @@ class StudyPlan:
         path = self.out / "split.npz"
         if path.is_file():
             return read_split(str(path), len(self.data.y))
-        split = stratified_split(self.data.y, self.settings.split_seed)
+        split = stratified_split(self.stratify[0], self.settings.split_seed)
         split["train"] = thin_classes(split["train"], self.data.y, self.data.classes, list(self.settings.keep),
                                       self.settings.split_seed)
         save_npz(path, **split)
@@ -62,8 +62,13 @@ class StudyPlan:
         """``split-unthinned.npz``: the study's split before ``--keep`` (the fidelity scorer's, never an arm's)."""
         path = self.out / "split-unthinned.npz"
         if not path.is_file():
-            save_npz(path, **stratified_split(self.data.y, self.settings.split_seed))
+            save_npz(path, **stratified_split(self.stratify[0], self.settings.split_seed))
         return path
+
+    @cached_property
+    def stratify(self) -> tuple[np.ndarray, list[str]]:
+        """The labels the split is stratified by, and their classes: the data's, or ``--stratify-by``'s."""
+        return stratification(self.data, self.settings.stratify_by)
 
     @property
     def classes(self) -> list[str]:
@@ -140,9 +145,10 @@ class StudyPlan:
         """A generator (and every start it was fine-tuned from) must have learnt from this study's training cells of
         the class, never from test cells (:mod:`training.data.split_provenance`), and make crops of the data's shape."""
         card, seed = model.card, self.settings.split_seed
-        unthinned = self.data.y[stratified_split(self.data.y, seed)["train"]]
-        split = TrainingSplit(seed, self.classes, {c: int((unthinned == k).sum()) for k, c in enumerate(self.classes)},
-                              what="this study")
+        labels, classes = self.stratify
+        unthinned = labels[stratified_split(labels, seed)["train"]]
+        split = TrainingSplit(seed, classes, {c: int((unthinned == k).sum()) for k, c in enumerate(classes)},
+                              what="this study", stratify_option="--stratify-by")
         check_learnt_from_split(card, name, self.train_counts()[name], split,
                                 f"pass the --keep {name}=N it was trained with, or train it on this study's cells")
         size, channels = card.input.get("size"), len(card.channels or [])

@@ -45,6 +45,7 @@ class StudySettings:
     sampler: str = "dpm_solver_pp_2m"
     sample_steps: int = 20
     split_seed: int = 0
+    stratify_by: str | None = None  # another label map whose classes the split is stratified by
     steps: int = 1000
     width: int = 16
     batch_size: int = 32
