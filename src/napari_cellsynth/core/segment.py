@@ -39,8 +39,6 @@ class SegmentSettings:
     min_size: int = 15
 
 
-
-
 CELLPOSE_STYLE = 256  # Cellpose's inference keeps a style vector this wide per image (its own last width)
 
 

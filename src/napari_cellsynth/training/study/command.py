@@ -4,11 +4,12 @@
         --generator zoo:ddpm-jurkat4-cut10-v --filters umap confidence knn --seeds 0 1 2 3 4 --out runs/study-m34
 
 Every arm trains the same classifier (``cellsynth train classifier`` with --width, --steps and --batch-size) on one
-split (``--split-seed``, stratified by the classes or by ``--stratify-by``'s; the rare classes thinned in its training
-part by ``--keep CLASS=N`` to simulate scarcity) and is scored on the same real test cells, once per seed; the seeds pair the arms.  Arms (``--arms``; default all):
-``real``, ``balanced`` (class-balanced sampling), ``copies`` (copies of the real rare cells, as many as the generated
-arms add), ``mixup`` (minority-focused mixup and nonlinear mixup), and per generator G: ``generated-G``,
-``generated-G-FILTER`` for each ``--filters`` (umap, confidence, knn) and ``generated-G-mixup``.
+split (``--split-seed``, stratified by the classes or by ``--stratify-by``'s; the rare classes thinned in its
+training part by ``--keep CLASS=N`` to simulate scarcity) and is scored on the same real test cells, once per seed;
+the seeds pair the arms. Arms (``--arms``; default all): ``real``, ``balanced`` (class-balanced sampling), ``copies``
+(copies of the real rare cells, as many as the generated arms add), ``mixup`` (minority-focused mixup and nonlinear
+mixup), and per generator G: ``generated-G``, ``generated-G-FILTER`` for each ``--filters`` (umap, confidence, knn)
+and ``generated-G-mixup``.
 
 Each rare class gets ``--count`` synthetic cells (default: up to the median training count of the other classes).
 A generator bundle must have learnt from this study's training cells (its card's split seed and its count of the
