@@ -5,7 +5,7 @@ Every widget is opened the way a user opens it: through the manifest, by
 """
 
 import importlib
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,11 +291,10 @@ def test_object_mode_cuts_crops_as_the_training_crops_were_cut(make_napari_viewe
     assert labels_layer.features["class"].tolist() == resized.predicted_names
 
 
-def card_only_bundle(classifier_bundle, folder, kind):
-    """A bundle folder holding only a card (enough for a widget's picker), of another kind."""
-    card = json.loads((classifier_bundle / "card.json").read_text())
+def card_only_bundle(bundle, folder):
+    """A bundle folder holding only a bundle's card (enough for a widget's picker)."""
     folder.mkdir()
-    (folder / "card.json").write_text(json.dumps({**card, "kind": kind}))
+    (folder / "card.json").write_text((bundle / "card.json").read_text())
     return folder
 
 
@@ -303,7 +302,9 @@ def test_bundle_choices_survive_layer_changes(make_napari_viewer, classifier_bun
     viewer = make_napari_viewer()
     generate = dock(viewer, "Generate")
     umap = dock(viewer, "UMAP filter")
-    generate.bundle.value = str(card_only_bundle(classifier_bundle, tmp_path / "ddpm", "ddpm"))
+    # the zoo's 4-class DDPM's card: the same classes as the classifier
+    generate.bundle.value = str(card_only_bundle(Path(__file__).parents[1] / "models" / "ddpm-jurkat4-full-v",
+                                                 tmp_path / "ddpm"))
     generate.class_name.value = "S"
     umap.classifier.value = str(classifier_bundle)
     assert umap.minority.value == "M"
