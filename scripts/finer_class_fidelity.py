@@ -28,15 +28,11 @@ import numpy as np
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.classify import classify_crops
 from napari_cellsynth.core.generate import GenerationSettings, generate
+from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.training.data.labelled_crops import load_labelled
 from napari_cellsynth.training.study.fidelity import nearest_ssim
-
-
-def normalised(images: np.ndarray, normalization: dict) -> np.ndarray:
-    low, high = (np.asarray(normalization[k], np.float32)[:, None, None] for k in ("low", "high"))
-    return 2 * (images.astype(np.float32) - low) / (high - low) - 1
 
 
 def class_effect(cells: dict[str, np.ndarray]) -> float:
@@ -86,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
         cells, calls, memorised = {}, {}, {}
         for cls in args.classes:
             made = run_to_end(generate(model, GenerationSettings(cls, args.count, seed=args.seed, batch_size=32)))
-            cells[cls] = normalised(made.images, model.card.normalization)
+            cells[cls] = normalize(made.images, model.card.normalization)
             names = np.array(run_to_end(classify_crops(judge, made.images)).predicted_names)
             calls[cls] = {c: float(np.mean(names == c)) for c in judge.card.classes}
             if real is not None:

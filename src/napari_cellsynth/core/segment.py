@@ -87,7 +87,8 @@ def load_bundle_model(folder):
     card = read_card(folder)
     check_kind(card, "cellpose", str(folder))
     verify_files(folder, card)
-    return cellpose_from_weights(load_arrays(folder, card), card.cellpose.nbase, card.cellpose.nchan)
+    net = card.cellpose
+    return cellpose_from_weights(load_arrays(folder, card), net.nbase, net.nchan)
 
 
 def is_bundle(model: str) -> bool:
