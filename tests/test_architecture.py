@@ -14,7 +14,7 @@ TRAINING, EXPORT = PACKAGE / "training", PACKAGE / "export"
 # what export may use of training: the networks (with their builders), the data readers and the runs' typed records,
 # never trainers
 LEAVES = {"nets", "data", "records"}
-LAYERS = ("records", "data", "nets", "reports", "trainers", "experiments", "study")  # training's subpackages, bottom up
+LAYERS = ("records", "data", "nets", "reports", "trainers", "runner", "experiments", "study")  # training's subpackages, bottom up
 
 
 def imports(path: Path, package: tuple[str, ...] | None = None) -> set[str]:
@@ -63,9 +63,11 @@ def subpackages(names: set[str]) -> set[str]:
 ALLOWED = {"records": ({"records"}, False), "data": ({"data"}, False), "nets": ({"nets"}, False),
            "reports": ({"reports"}, False),
            "trainers": ({"records", "data", "nets", "reports", "trainers"}, False),
-           "experiments": ({"records", "data", "nets", "reports", "trainers", "experiments"}, True),
-           # cellsynth study: the one runner the experiments are moving into; it may not lean on their scripts
-           "study": ({"records", "data", "nets", "reports", "trainers", "study"}, True)}
+           # the experiments' one runner (arms × seeds, tasks here or on dask): the experiments and the study run on it
+           "runner": ({"records", "data", "nets", "reports", "trainers", "runner"}, False),
+           "experiments": ({"records", "data", "nets", "reports", "trainers", "runner", "experiments"}, True),
+           # cellsynth study: it may not lean on the experiments' scripts
+           "study": ({"records", "data", "nets", "reports", "trainers", "runner", "study"}, True)}
 
 
 @pytest.mark.parametrize("path", [p for p in modules(TRAINING) if p.parent != TRAINING],

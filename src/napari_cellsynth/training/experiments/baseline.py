@@ -3,21 +3,21 @@
     python -m napari_cellsynth.training.experiments.baseline --data ../shared/data/jurkat/jurkat_cells.npz \
         --label-map jurkat4 --seeds 0 1 2 --epochs 25 --width 32 --out runs/baseline-jurkat4
 
-Each seed changes the split, the initialisation and the augmentation draws.  Writes
+Each seed changes the split, the initialisation and the augmentation draws.  One arm (named by the label map) on
+the experiments' one runner: the runs go to ``OUT/LABEL_MAP/seedN`` and are skipped when done.  Writes
 ``summary.json`` and ``summary.md`` (a table for docs/results.md) into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, arm_metrics, run_arms
 from napari_cellsynth.training.reports.summaries import summarize_runs
-from napari_cellsynth.training.trainers import classifier as train_classifier
 
 
 def markdown_table(summary: dict, title: str) -> str:
@@ -41,15 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True)
     args, train_args = parser.parse_known_args(argv)
     out = Path(args.out)
-    runs = []
-    for seed in args.seeds:
-        run = out / f"seed{seed}"
-        if (run / "metrics_test.json").is_file():
-            print(f"seed {seed}: already done, reading {run}", file=sys.stderr)
-        else:
-            train_classifier.train(train_classifier.config(train_args, data=args.data, label_map=args.label_map,
-                                                           seed=seed, out=str(run), resume=True))
-        runs.append(json.loads((run / "metrics_test.json").read_text()))
+    arm = ClassifierArm(args.label_map, ("--data", args.data, "--label-map", args.label_map, *train_args))
+    for _, _, message in run_arms([arm], args.seeds, out):
+        print(f"  {message}", file=sys.stderr)
+    runs = [arm_metrics(out, arm.name, args.seeds)[seed] for seed in args.seeds]
     summary = summarize_runs(runs)
     summary["command"] = "python -m napari_cellsynth.training.experiments.baseline " + " ".join(argv or sys.argv[1:])
     write_json_atomic(out / "summary.json", summary)

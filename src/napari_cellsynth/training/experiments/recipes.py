@@ -4,14 +4,14 @@
         --jurkat ../shared/data/jurkat/jurkat_cells.npz --datasets jurkat4-300 mfish-rgb-jpeg \
         --recipes legacy-sgd default --seeds 0 1 2 3 4 --jobs 2 --out runs/recipes
 
-``--sets`` is the folder ``python -m napari_cellsynth.training.data.recipe_datasets`` writes.  Every (data set, recipe, seed)
-is one ``training.trainers.classifier`` run in its own process (``--jobs`` at a time, each with
-``--threads``), resumed or skipped when done.  ``summary.json``/``summary.md``: test macro-F1 and
-accuracy, mean ± std over seeds, against the macro-F1 of always answering the training split's
-majority class; the optimizer steps run and the seconds each run took.  With two recipes or more, every
-recipe is also paired with the first one seed by seed (a seed fixes the split and the initialisation):
-the change in test macro-F1, with two-sided Wilcoxon signed-rank and paired t-tests (scipy.stats), over all
-classes and over those with at least 20 test crops.
+``--sets`` is the folder ``python -m napari_cellsynth.training.data.recipe_datasets`` writes.  Every (data set,
+recipe) is an arm of the experiments' one runner (``training.runner``): each seed one ``cellsynth train
+classifier`` run (``--jobs`` at a time on local processes, each with ``--threads``), resumed or skipped when done.
+``summary.json``/``summary.md``: test macro-F1 and accuracy, mean ± std over seeds, against the macro-F1 of always
+answering the training split's majority class; the optimizer steps run and the seconds each run took.  With two
+recipes or more, every recipe is also paired with the first one seed by seed (a seed fixes the split and the
+initialisation): the change in test macro-F1, with two-sided Wilcoxon signed-rank and paired t-tests (scipy.stats),
+over all classes and over those with at least 20 test crops.
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.metrics import majority_macro_f1
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms
 from napari_cellsynth.training.records.classifier_run import ClassifierRun
 from napari_cellsynth.training.reports.summaries import write_summary
 
@@ -80,15 +78,6 @@ def run_majority_macro_f1(run: Path) -> float:
     """The majority-vote floor of one run's split (:func:`core.metrics.majority_macro_f1`)."""
     counts = ClassifierRun.read(run).counts
     return majority_macro_f1(counts["train"], counts["test"])
-
-
-def run_one(command: list[str], log: Path) -> float:
-    started = time.time()
-    with open(log, "a") as fh:
-        done = subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed; see {log}")
-    return time.time() - started
 
 
 def summarise(out: Path, datasets: list[str], recipes: list[str], seeds: list[int]) -> dict:
@@ -204,23 +193,12 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"unknown data set(s) {sorted(unknown)}; choose from {sorted(known)}")
     if any(d.endswith("-full") for d in args.datasets) and not args.jurkat:
         raise ValueError("the full Jurkat data sets need --jurkat PATH/jurkat_cells.npz")
-    jobs = []
-    for name in args.datasets:
-        for recipe in args.recipes:
-            for seed in args.seeds:
-                run = out / name / recipe / f"seed{seed}"
-                if (run / "metrics_test.json").is_file():
-                    continue
-                run.mkdir(parents=True, exist_ok=True)
-                jobs.append(([sys.executable, "-m", "napari_cellsynth.training.trainers.classifier", *known[name],
-                              *RECIPES[recipe], "--seed", str(seed), "--threads", str(args.threads), "--device", args.device,
-                              "--out", str(run), "--resume", "--quiet", *extra], run / "log.txt"))
-    env_threads = {"OMP_NUM_THREADS": str(args.threads)}
-    os.environ.update(env_threads)
-    print(f"{len(jobs)} runs to do, {args.jobs} at a time", file=sys.stderr)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for seconds in pool.map(lambda job: run_one(*job), jobs):
-            print(f"  a run finished in {seconds:.0f} s", file=sys.stderr)
+    # the experiment is its arms: a (data set, recipe) pair is an arm, trained by the experiments' one runner
+    arms = [ClassifierArm(f"{name}/{recipe}", (*known[name], *RECIPES[recipe], "--device", args.device, *extra))
+            for name in args.datasets for recipe in args.recipes]
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the runner's worker processes start with it
+    for _, _, message in run_arms(arms, args.seeds, out, workers=args.jobs, threads=args.threads):
+        print(f"  {message}", file=sys.stderr)
     summary = summarise(out, args.datasets, args.recipes, args.seeds)
     return write_summary(out, summary, markdown(summary), __spec__.name, argv)
 

@@ -12,7 +12,7 @@ default recipe (AdamW) and one ``--shift``, exports it, tiles the 226 sample cel
 their DNA channel's objects (as ``tests/test_napari.py: cells_on_a_slide``) and classifies them both
 ways.  Per run: agreement of the two modes, each mode's accuracy on the sample cells' labels, and the
 test macro-F1 of ``metrics_test.json``; ``summary.json``: mean ± population std over seeds per shift.
-A run folder already holding ``metrics_test.json`` is not trained again.
+A run folder already holding ``metrics_test.json`` is not trained again (the experiments' one runner).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms, run_folder
 from napari_cellsynth.training.records.classifier_run import ClassifierRun
 
 
@@ -96,18 +97,19 @@ def modes_compared(bundle: Path) -> dict:
             "accuracy_stack": float(np.mean(stack.predicted == truth))}
 
 
-def one_run(data: Path, out: Path, shift: float, seed: int, steps: int | None, threads: int,
-            recipe: list[str]) -> dict:
-    from napari_cellsynth.export.export_classifier import export_classifier
-    from napari_cellsynth.training.trainers import classifier as train_classifier
+def shift_arm(data: Path, shift: float, steps: int | None, recipe: list[str]) -> ClassifierArm:
+    """The test fixture's classifier (ResNet-18 width 16, 4 classes) trained with one ``--shift``."""
+    return ClassifierArm(f"shift{shift:g}", (*recipe, "--data", str(data), "--label-map", "jurkat4", "--width", "16",
+                                             "--shift", str(shift), *(("--steps", str(steps)) if steps else ())))
 
-    run = out / f"shift{shift:g}-s{seed}"
-    if not (run / "metrics_test.json").is_file():
-        train_classifier.train(train_classifier.config(
-            recipe, data=str(data), label_map="jurkat4", width=16, shift=shift, seed=seed, threads=threads,
-            out=str(run), quiet=True, **({"steps": steps} if steps else {})))
-    seconds = sum(h["seconds"] for h in json.loads((run / "history.json").read_text()))  # also for a done run
-    bundle = export_classifier(run, out / "bundles" / run.name)
+
+def modes_row(out: Path, shift: float, seed: int) -> dict:
+    """One trained run exported and its two modes compared (``modes.json`` in the run)."""
+    from napari_cellsynth.export.export_classifier import export_classifier
+
+    run = run_folder(out, f"shift{shift:g}", seed)
+    seconds = sum(h["seconds"] for h in json.loads((run / "history.json").read_text()))
+    bundle = export_classifier(run, out / "bundles" / f"shift{shift:g}-s{seed}")
     metrics = json.loads((run / "metrics_test.json").read_text())
     row = {"shift": shift, "seed": seed, "max_shift_px": ClassifierRun.read(run).augmentation["max_shift_px"],
            "steps": metrics["steps_run"], "best_step": metrics["best_step"], "train_seconds": round(seconds, 1),
@@ -131,22 +133,24 @@ def summarise(rows: list[dict], shifts: list[float]) -> list[dict]:
 
 def run_experiment(jurkat: str | Path, out: str | Path, shifts=(0.0, 0.1), seeds=(0, 1, 2), steps: int | None = None,
                    threads: int = 1, recipe: tuple[str, ...] = ("--optimizer", "adamw"), cells: str = "slice") -> dict:
-    """Train, export and compare every (shift, seed); the runs go seed by seed so that a cut-short
-    experiment still has both shifts of its first seeds.  ``cells``: ``slice`` (the tests' slice) or ``all`` (every
+    """Train every (shift, seed) on the experiments' one runner (``OUT/shiftS/seedN``, seed by seed, skipped when
+    done), then export and compare each.  ``cells``: ``slice`` (the tests' slice) or ``all`` (every
     Jurkat cell but the samples: a large set).  Returns (and writes) ``summary.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = out / f"jurkat_{cells}.npz"
     if not data.is_file():
         jurkat_slice(Path(jurkat), data, 300 if cells == "slice" else None)
+    arms = [shift_arm(data, shift, steps, list(recipe)) for shift in shifts]
+    for _, _, message in run_arms(arms, seeds, out, threads=threads):  # the experiments' one runner
+        print(f"  {message}", file=sys.stderr)
     rows = []
     for seed in seeds:
         for shift in shifts:
-            rows.append(one_run(data, out, shift, seed, steps, threads, list(recipe)))
+            rows.append(modes_row(out, shift, seed))
             print(json.dumps(rows[-1]), file=sys.stderr)
-            summary = {"recipe": list(recipe), "steps": steps, "cells": cells, "rows": rows,
-                       "table": summarise(rows, list(shifts))}
-            write_json_atomic(out / "summary.json", summary)
+    summary = {"recipe": list(recipe), "steps": steps, "cells": cells, "rows": rows, "table": summarise(rows, list(shifts))}
+    write_json_atomic(out / "summary.json", summary)
     return summary
 
 

@@ -68,3 +68,21 @@ def paired_markdown(name: str, paired: dict) -> str:
         lines.append(f"- {label}: {seeds}; higher in {row['seeds_higher']} of {paired['n_seeds']}, "
                      f"mean change {row['mean_change']:+.3f}, p = {row['p_wilcoxon']:.3g}")
     return "\n".join(lines) + "\n"
+
+
+def paired_test(seeds: list, diff: np.ndarray) -> dict:
+    """Paired differences over seeds: their mean, how many are above 0, the two-sided Wilcoxon signed-rank p and a
+    95 % percentile bootstrap CI of the mean (both None below two seeds)."""
+    from scipy.stats import bootstrap, wilcoxon
+
+    result = {"seeds": [int(s) for s in seeds], "differences": diff.round(6).tolist(), "mean": float(diff.mean()),
+              "higher_in": int((diff > 0).sum()), "p_wilcoxon": None, "ci95": None}
+    if len(seeds) >= 2:
+        result["p_wilcoxon"] = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+        if np.ptp(diff) > 0:
+            ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                           random_state=0).confidence_interval
+            result["ci95"] = [float(ci.low), float(ci.high)]
+        else:
+            result["ci95"] = [float(diff[0])] * 2
+    return result

@@ -5,11 +5,13 @@ both from scipy.stats), and a one-sentence verdict."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from napari_cellsynth.training.reports.summaries import summarize_runs
+from napari_cellsynth.training.reports.summaries import paired_test
+from napari_cellsynth.training.runner.classifier_arms import summary_rows
 
 from .arms import BASELINE, CHEAP, Arm
 
@@ -33,48 +35,11 @@ def measure(metrics: dict, name: str, rare: list[str]) -> float:
     return float(metrics[name])
 
 
-def paired_test(seeds: list, diff: np.ndarray) -> dict:
-    """Paired differences over seeds: their mean, how many are above 0, the two-sided Wilcoxon signed-rank p and a
-    95 % percentile bootstrap CI of the mean (both None below two seeds)."""
-    from scipy.stats import bootstrap, wilcoxon
-
-    result = {"seeds": [int(s) for s in seeds], "differences": diff.round(6).tolist(), "mean": float(diff.mean()),
-              "higher_in": int((diff > 0).sum()), "p_wilcoxon": None, "ci95": None}
-    if len(seeds) >= 2:
-        result["p_wilcoxon"] = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
-        if np.ptp(diff) > 0:
-            ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
-                           random_state=0).confidence_interval
-            result["ci95"] = [float(ci.low), float(ci.high)]
-        else:
-            result["ci95"] = [float(diff[0])] * 2
-    return result
-
-
-def paired(ours: dict[int, dict], theirs: dict[int, dict], name: str, rare: list[str]) -> dict | None:
-    """``ours − theirs`` of a measure on the seeds both arms have (:func:`paired_test`); None without one."""
-    seeds = sorted(set(ours) & set(theirs))
-    if not seeds:
-        return None
-    return paired_test(seeds, np.array([measure(ours[s], name, rare) - measure(theirs[s], name, rare) for s in seeds]))
-
-
 def collect(out: Path, arms: list[Arm], seeds: list[int], rare: list[str]) -> dict:
+    """Per arm: the runner's summary rows (:func:`~napari_cellsynth.training.runner.classifier_arms.summary_rows`)
+    of ``MEASURES``, paired with ``real`` and with ``copies``."""
     runs = {arm.name: seed_metrics(out, arm.name, seeds) for arm in arms}
-    rows = {}
-    for arm in arms:
-        found = runs[arm.name]
-        if not found:
-            continue
-        row = {"seeds": sorted(found), **summarize_runs([found[s] for s in sorted(found)]),
-               "per_seed": {name: {str(s): measure(found[s], name, rare) for s in sorted(found)} for name in MEASURES}}
-        row["rare_f1"] = {"mean": float(np.mean(list(row["per_seed"]["rare_f1"].values()))),
-                          "std": float(np.std(list(row["per_seed"]["rare_f1"].values())))}
-        for reference in (BASELINE, "copies"):
-            if reference != arm.name and runs.get(reference):
-                row[f"vs_{reference}"] = {name: paired(found, runs[reference], name, rare) for name in MEASURES}
-        rows[arm.name] = row
-    return rows
+    return summary_rows(runs, {name: partial(measure, name=name, rare=rare) for name in MEASURES}, (BASELINE, "copies"))
 
 
 def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:

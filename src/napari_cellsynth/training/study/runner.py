@@ -7,12 +7,13 @@ run in this process, on local processes (``--workers N``) or on a dask cluster (
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Generator
 from functools import partial
 from pathlib import Path
 
 from napari_cellsynth.core.atomic import write_json_atomic
+from napari_cellsynth.training.runner import tasks as shared_tasks
+from napari_cellsynth.training.runner.tasks import threads_per_task, with_eta
 
 from .arms import BASELINE, Arm, all_arms, chosen_arms
 from .plan import StudyPlan, read_json
@@ -114,34 +115,10 @@ def run_task(out: str, threads: int, task: Task) -> Task:
     return task
 
 
-def threads_per_task(settings: StudySettings) -> int:
-    """``--threads``, else the threads torch would use here (which honours ``OMP_NUM_THREADS``) shared among the
-    ``--workers``: a study under a cap, or beside other jobs, does not start more threads than it was given (two
-    threads fighting over one free core made its trainings 1.6× slower)."""
-    if settings.threads:
-        return settings.threads
-    import torch
-
-    return max(1, torch.get_num_threads() // max(1, settings.workers))
-
-
 def execute(out: Path, tasks: list[Task], settings: StudySettings) -> Generator[Task | None, None, None]:
-    """Run ``tasks``; yield each as it finishes (``None`` now and then while none does)."""
-    function = partial(run_task, str(out), threads_per_task(settings))
-    if settings.scheduler is None and settings.workers <= 1:
-        for task in tasks:
-            yield function(task)
-        return
-    from napari_cellsynth.core.batch.scheduler import dask_client, run_tasks
-
-    with dask_client(settings.scheduler or "processes", settings.workers) as client:
-        yield from run_tasks(client, function, tasks, window=max(1, settings.workers) * 2)
-
-
-def format_eta(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    """Run ``tasks`` on the experiments' runner (here, local processes or dask); yield each as it finishes."""
+    function = partial(run_task, str(out), threads_per_task(settings.threads, settings.workers))
+    yield from shared_tasks.execute(function, tasks, settings.workers, settings.scheduler)
 
 
 def run_study(settings: StudySettings, out: Path) -> Generator[tuple[int, int, str], None, StudyPlan]:
@@ -156,15 +133,10 @@ def run_study(settings: StudySettings, out: Path) -> Generator[tuple[int, int, s
     settings.record(out)  # a refused study leaves no settings behind
     every = [task for wave in waves(settings) for task in wave]
     done = sum(task_done(out, t) for t in every)
-    total, started, ran = len(every), time.monotonic(), 0
+    total = len(every)
     yield done, total, f"{done} of {total} tasks on disk"
     for wave in waves(settings):
         todo = [t for t in wave if not task_done(out, t)]
-        for finished in execute(out, todo, settings):
-            if finished is None:
-                continue
-            done, ran = done + 1, ran + 1
-            eta = (time.monotonic() - started) / ran * (total - done)
-            yield done, total, f"{finished[0]} {finished[1]} seed {finished[2]} done; about {format_eta(eta)} left"
+        done = yield from with_eta(execute(out, todo, settings), done, total, lambda t: f"{t[0]} {t[1]} seed {t[2]}")
     write_json_atomic(out / "tasks.json", {"tasks": [list(t) for t in every]})
     return plan
