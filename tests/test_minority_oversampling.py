@@ -62,6 +62,9 @@ def test_experiment_on_real_cells_resumes_and_tests_against_the_full_method(jurk
     assert json.loads((out / "focused-no-generator" / "seed0" / "config.json").read_text())["args"][
         "focused_generated"] in (None, [])
     # standard sampling: the same mix, merged, as many crops as give a focused batch's synthetic share (8 of 32)
+    for seed in (0, 1):  # each seed's run took its own draw
+        used = json.loads((out / "standard-wgan-div" / f"seed{seed}" / "config.json").read_text())["args"]["extra_train"]
+        assert used == [str(out / f"standard-wgan-div-seed{seed}.npz")]
     with np.load(out / "standard-wgan-div-seed0.npz") as standard:
         assert len(standard["labels"]) == round(len(split["train"]) * 8 / 24)
         assert set(standard["labels"].tolist()) == {"Anaphase"}

@@ -63,7 +63,7 @@ from napari_cellsynth.training.data.focused_sampling import (PARTS, MinorityPool
 from napari_cellsynth.training.data.labelled_crops import load_labelled, stratification, stratified_split
 from napari_cellsynth.training.data.split_provenance import TrainingSplit, check_learnt_from_split
 from napari_cellsynth.training.reports.summaries import write_summary
-from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms
 from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
 ALL_PARTS = tuple(PARTS)
@@ -253,28 +253,33 @@ class Experiment:
                      labels=np.array(self.classes)[np.concatenate(labels)[:target]])
         return path
 
-    def train(self, arm: str, seed: int) -> Path:
-        spec, run = self.arms[arm], self.out / arm / f"seed{seed}"
-        if (run / "metrics_test.json").is_file():
-            return run
+    def classifier_arm(self, arm: str, seeds: list[int]) -> ClassifierArm:
+        """The arm as the experiments' runner trains it: the trainer's options on the fixed split (the synthetic
+        sets it needs are made first; a standard set is drawn once per seed)."""
+        spec = self.arms[arm]
         line = ["--data", self.args.data, "--split", str(self.out / "split.npz"), "--width", str(self.args.width),
-                "--steps", str(self.args.steps), "--batch-size", str(self.args.batch_size), "--seed", str(seed),
-                "--threads", str(self.args.threads), "--shift", str(self.args.shift), "--quiet", "--resume",
-                "--out", str(run)]
+                "--steps", str(self.args.steps), "--batch-size", str(self.args.batch_size),
+                "--shift", str(self.args.shift)]
         if self.args.label_map:
             line += ["--label-map", self.args.label_map]
         if spec.get("sampling"):
             line += ["--sampling", spec["sampling"]]
         if spec.get("standard"):
-            line += ["--extra-train", str(self.standard_set(spec["standard"], seed))]
+            for seed in seeds:
+                self.standard_set(spec["standard"], seed)
+            line += ["--extra-train", str(self.out / f"standard-{spec['standard']}-seed{{seed}}.npz")]
         if spec.get("parts"):
             line += ["--focused", *[f"{name}={n}" for name, n in self.focused.items()],
                      "--focused-parts", *spec["parts"]]
             if spec.get("generator"):
                 line += ["--focused-generated", str(self.generated(spec["generator"]))]
-        print(f"{arm} seed {seed}: training", file=sys.stderr)
-        train_classifier.main(line)
-        return run
+        return ClassifierArm(arm, tuple(line))
+
+    def train(self, arms: list[str], seeds: list[int]) -> None:
+        """Every (arm, seed) not on disk, seed by seed, on the experiments' one runner."""
+        declared = [self.classifier_arm(arm, seeds) for arm in arms]
+        for _, _, message in run_arms(declared, seeds, self.out, threads=self.args.threads):
+            print(f"  {message}", file=sys.stderr)
 
     def probabilities(self, run: Path) -> np.ndarray:
         """Softmax of the run's best checkpoint on the test crops (``test_probabilities.npy``)."""
@@ -365,9 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
     experiment = Experiment(args, out)
     experiment.mixing_examples()
     if not args.collect_only:
-        for seed in args.seeds:
-            for arm in args.arms or experiment.arms:
-                experiment.train(arm, seed)
+        experiment.train(list(args.arms or experiment.arms), args.seeds)
     summary = collect(experiment, args.seeds)
     return write_summary(out, summary, markdown(summary), __spec__.name, argv)
 

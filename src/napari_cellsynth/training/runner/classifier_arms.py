@@ -31,7 +31,8 @@ DONE = "metrics_test.json"
 @dataclass(frozen=True)
 class ClassifierArm:
     """One arm: its name (a folder under the experiment's OUT; ``/`` nests, e.g. ``jurkat4-300/adamw-1000``) and
-    the trainer's options that define it, without ``--seed``, ``--threads``, ``--out``."""
+    the trainer's options that define it, without ``--seed``, ``--threads``, ``--out``.  ``{seed}`` in an option
+    becomes the run's seed (e.g. a synthetic set drawn once per seed: ``--extra-train OUT/standard-seed{seed}.npz``)."""
 
     name: str
     options: tuple[str, ...]
@@ -59,7 +60,8 @@ def train_arm(out: str, arms: dict[str, tuple[str, ...]], threads: int, task: tu
         return task
     folder = run_folder(Path(out), arm, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    line = [*arms[arm], "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume", "--out", str(folder)]
+    options = [option.replace("{seed}", str(seed)) for option in arms[arm]]
+    line = [*options, "--seed", str(seed), "--threads", str(threads), "--quiet", "--resume", "--out", str(folder)]
     with open(folder / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         train_classifier.main(line)
     return task
