@@ -53,7 +53,7 @@ from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
 from napari_cellsynth.training.data.spliced_translocations import save_spliced, spliced_set
 from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
 from napari_cellsynth.training.experiments.colour_baseline import colour_features, colour_scores
-from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms, run_folder
 from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
 ROUTES = {
@@ -243,26 +243,29 @@ def filtered_crops(kind: str, args, out: Path, split: dict) -> Path:
     return path
 
 
-def run_args(data: Path, out: Path, seed: int, args, extra: list[str]) -> list[str]:
+def base_options(data: Path, args) -> list[str]:
     line = ["--data", str(data), "--object-mask", "object", "--object-crop", "window", "--width", str(args.width),
-            "--seed", str(seed), "--threads", str(args.threads), "--shift", str(args.shift), "--quiet", "--out", str(out)]
-    if args.steps:
-        line += ["--steps", str(args.steps)]
-    return line + extra
+            "--shift", str(args.shift)]
+    return line + (["--steps", str(args.steps)] if args.steps else [])
+
+
+def train_arms(arms: list[ClassifierArm], seeds: list[int], args, out: Path) -> None:
+    """Every (arm, seed) not on disk, on the experiments' one runner (``OUT/ARM/seedN``)."""
+    for _, _, message in run_arms(arms, seeds, out, threads=args.threads):
+        print(f"  {message}", file=sys.stderr)
 
 
 def identity_run(args, out: Path) -> Path:
-    run = out / "identity" / f"seed{args.identity_seed}"
-    if not (run / "metrics_test.json").is_file():
-        train_classifier.main(run_args(out / "identity.npz", run, args.identity_seed, args, []))
-    return run
+    """The chromosome-identity classifier the ``…-identity`` routes start from (trained once)."""
+    train_arms([ClassifierArm("identity", tuple(base_options(out / "identity.npz", args)))], [args.identity_seed],
+               args, out)
+    return run_folder(out, "identity", args.identity_seed)
 
 
-def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
+def route_arm(route: str, seeds: list[int], args, out: Path, split: dict) -> ClassifierArm:
+    """The route as the runner trains it; what it needs first (the identity run, each seed's spliced set, a
+    generator's crops) is made here."""
     spec = ROUTES[route]
-    run = out / route / f"seed{seed}"
-    if (run / "metrics_test.json").is_file():
-        return run
     extra = ["--split", str(out / "split.npz")]
     if spec.get("sampling"):
         extra += ["--sampling", spec["sampling"]]
@@ -270,7 +273,8 @@ def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
         extra += ["--init-from", str(identity_run(args, out))]
     added = []
     if "spliced" in spec:
-        spliced = str(spliced_crops(seed, spec["spliced"], args, out, split))
+        paths = {seed: str(spliced_crops(seed, spec["spliced"], args, out, split)) for seed in seeds}
+        spliced = paths[seeds[0]].replace(f"seed{seeds[0]}.npz", "seed{seed}.npz")  # each seed's own draw
         if spec.get("focused"):
             extra += [f"--focused={RARE}={spec['focused']}", "--focused-generated", spliced]
         else:
@@ -280,8 +284,12 @@ def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
         added.append(str(made(spec["generator"], args, out, split)))
     if added:
         extra += ["--extra-train", *added]
-    train_classifier.main(run_args(out / f"{spec['input']}.npz", run, seed, args, extra))
-    return run
+    return ClassifierArm(route, (*base_options(out / f"{spec['input']}.npz", args), *extra))
+
+
+def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
+    train_arms([route_arm(route, [seed], args, out, split)], [seed], args, out)
+    return run_folder(out, route, seed)
 
 
 def run_scores(run: Path, split: dict) -> dict[str, np.ndarray]:
@@ -468,9 +476,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     split = prepare(args, out)
     if not args.collect_only:
-        for seed in args.seeds:
-            for route in args.routes:
-                train_route(route, seed, args, out, split)
+        train_arms([route_arm(route, args.seeds, args, out, split) for route in args.routes], args.seeds, args, out)
     summary = collect(args, out, split)
     print((out / "summary.md").read_text())
     return summary
