@@ -5,7 +5,9 @@ A generator that saw test crops would inflate every arm it feeds.  Its card reco
 class it learnt from, its split (seed, and the classes it was stratified by) where the trainer recorded it, and the
 chain of starts it was fine-tuned from.  Each must be this split's.  A start that did not record its split (bundles
 exported before it was, like the zoo's) must have learnt the stratification classes from as many crops of each as this
-split's training part holds: a necessary condition, not a sufficient one (counts do not tell two seeds' splits apart).
+split's training part holds (or, for the class being checked, as many as the caller kept of it: a start thinned as
+the caller thinned, e.g. the zoo's cut10 generator under a fine-tune of the same cut): a necessary condition, not a
+sufficient one (counts do not tell two seeds' splits apart).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def check_learnt_from_split(card, name: str, here: int, split: TrainingSplit, co
         if recorded_split:
             _check_recorded(who, recorded_split, split)
         elif link is not None:
-            _check_unrecorded_start(who, link, split)
+            _check_unrecorded_start(who, link, split, name, here)
 
 
 def _check_recorded(who: str, recorded: dict, split: TrainingSplit) -> None:
@@ -57,7 +59,7 @@ def _check_recorded(who: str, recorded: dict, split: TrainingSplit) -> None:
                      f"{', '.join(split.classes)}: it may have seen test crops; pass its --split-seed{option}")
 
 
-def _check_unrecorded_start(who: str, start: dict, split: TrainingSplit) -> None:
+def _check_unrecorded_start(who: str, start: dict, split: TrainingSplit, name: str, kept: int) -> None:
     if start.get("classes") != split.classes:
         option = f"; pass {split.stratify_option} with its label map" if split.stratify_option else \
             "; start from a generator of this data's classes"
@@ -66,7 +68,7 @@ def _check_unrecorded_start(who: str, start: dict, split: TrainingSplit) -> None
                          f"in this one's test part{option}")
     for other, count in (start.get("train_counts") or {}).items():
         here = split.train_counts.get(other)
-        if count and count != here:
+        if count and count != here and not (other == name and count == kept):
             raise ValueError(f"{who} learnt from {count} crops of {other}, but {split.what}'s training part holds "
                              f"{here}: it was trained on another split (it may have seen test crops) or on a thinned "
                              "part of this one; start from a generator trained on all of this split's training part")
