@@ -351,3 +351,81 @@ def test_the_verdict_never_calls_the_real_cells_a_cheap_alternative():
     said = verdict({"real": real, "copies": row([0.71 + 0.01 * s for s in range(10)]), "generated-g": generated},
                    ["M"])
     assert said.startswith("Generated cells did not beat the cheap alternatives") and "copies" in said
+
+
+@pytest.mark.full_data
+@pytest.mark.parametrize("name", ["paper000", "paper000-m34", "paper001"])
+def test_each_papers_configuration_passes_the_studys_checks_on_the_real_data(name, tmp_path):
+    """Papers 000 and 001 as configurations of the one study (issue 33): each shipped configuration, given the real
+    Jurkat data, passes every check a study makes before it trains (the classes, --keep, the counts, the zoo
+    generators' training split) and plans its arms; nothing is trained."""
+    from conftest import JURKAT
+    from napari_cellsynth.training.study.command import build_parser, settings_from
+    from napari_cellsynth.training.study.configuration import parse_with_config, read_config
+    from napari_cellsynth.training.study.runner import run_study, study_arms
+
+    options = read_config(name)
+    settings = settings_from(parse_with_config(build_parser(), ["--config", name, "--data", str(JURKAT),
+                                                                "--out", str(tmp_path)]))
+    assert list(settings.rare) == options["rare"] and settings.label_map == options["label-map"]
+    assert list(settings.seeds) == options["seeds"]
+    done, total, message = next(run_study(settings, tmp_path))
+    assert done == 0 and total > 0 and message == f"0 of {total} tasks on disk"
+    names = [arm.name for arm in study_arms(settings)]
+    assert names[:4] == ["real", "balanced", "copies", "mixup"]
+    assert all(f"generated-{Path(g.removeprefix('zoo:')).name}" in names for g in options.get("generator", []))
+    if name == "paper001":
+        from napari_cellsynth.training.study.plan import StudyPlan
+        from napari_cellsynth.training.study.runner import trainer_line
+
+        mixup = next(arm for arm in study_arms(settings) if arm.name == "mixup")
+        line = trainer_line(StudyPlan(settings, tmp_path), mixup, 0, 1)
+        focused = line[line.index("--focused") + 1:line.index("--focused-parts")]
+        assert focused == ["Prophase=1", "Metaphase=2", "Anaphase=2", "Telophase=1"]
+
+
+def test_options_on_the_command_line_override_a_configuration_and_bad_ones_are_refused(jurkat_slice, tmp_path, capsys):
+    from napari_cellsynth import cli
+    from napari_cellsynth.training.study.command import build_parser, settings_from
+    from napari_cellsynth.training.study.configuration import parse_with_config
+
+    args = parse_with_config(build_parser(), ["--config", "paper000-m34", "--data", str(jurkat_slice), "--seeds", "3",
+                                              "--filters", "knn", "--generator", "g=zoo:ddpm-jurkat4-full-v",
+                                              "--out", str(tmp_path)])
+    settings = settings_from(args)
+    assert settings.seeds == (3,) and settings.filters == ("knn",) and settings.keep == ("M=34",)
+    assert list(settings.generators) == ["ddpm-jurkat4-cut10-v", "g"]  # --generator adds to the configuration's
+    (tmp_path / "mine.json").write_text(json.dumps({"options": {"rare": ["M"], "label_map": "jurkat4"}}))
+    (tmp_path / "broken.json").write_text("{\"options\": ")
+    cases = [(["--config", "paper999"], "neither a shipped configuration"),
+             (["--config", tmp_path / "mine.json"], "'label_map' is not an option a configuration may set"),
+             (["--config", tmp_path / "broken.json"], "not a JSON file"),
+             (["--label-map", "jurkat4"], "give the rare class(es) with --rare"),
+             (["--rare", "M", "--focused-n", "M=2", "G1=1"], "for each rare class (M)"),
+             (["--config", "paper001", "--focused-n", "Prophase=1"], "no slots given for Metaphase, Anaphase, Telophase")]
+    for extra, message in cases:
+        capsys.readouterr()
+        assert cli.main(["study", "--data", str(jurkat_slice), *map(str, extra), "--out", str(tmp_path / "x")]) == 2
+        stderr = capsys.readouterr().err
+        assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.full_data
+def test_a_fine_tune_of_the_zoos_cut_generator_on_the_same_cut_is_accepted(tmp_path):
+    """`train ddpm --init-from zoo:ddpm-jurkat4-cut10-v --keep-fraction M=0.1` (results §13d): the start learnt from
+    the same 34 M cells the study keeps, so the chain is this split's; a study that keeps every M cell refuses it."""
+    from conftest import JURKAT
+    from napari_cellsynth.core.runtime import OnnxModel
+    from napari_cellsynth.export.export_ddpm import export_ddpm
+    from napari_cellsynth.training.study.plan import StudyPlan
+    from napari_cellsynth.training.study.settings import StudySettings
+    from napari_cellsynth.training.trainers import ddpm as train_ddpm
+
+    run = tmp_path / "tuned"
+    train_ddpm.main(["--data", str(JURKAT), "--label-map", "jurkat4", "--init-from", "zoo:ddpm-jurkat4-cut10-v",
+                     "--keep-fraction", "M=0.1", "--class-lr", "1e-2", "--sampling", "balanced", "--steps", "1",
+                     "--batch-size", "4", "--sample-every", "0", "--quiet", "--out", str(run)])
+    tuned = OnnxModel(export_ddpm(run, tmp_path / "bundle"), kind="ddpm")
+    StudyPlan(StudySettings(str(JURKAT), ("M",), "jurkat4", keep=("M=34",)), tmp_path / "cut").check_generator(tuned, "M")
+    with pytest.raises(ValueError, match="learnt from 34 crops of M, but this study's training part holds 344"):
+        StudyPlan(StudySettings(str(JURKAT), ("M",), "jurkat4"), tmp_path / "all").check_generator(tuned, "M")

@@ -35,6 +35,7 @@ from napari_cellsynth.core.jobs import run_with_bar
 from napari_cellsynth.core.samplers import SAMPLERS
 
 from .arms import all_arms
+from .configuration import CONFIGS, parse_with_config
 from .realism_filters import FILTERS
 from .settings import SamplingOptions, StudySettings
 
@@ -46,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-csv", help="labels for a TIFF stack: a 'label' column, one row per slice")
     p.add_argument("--label-map", default="identity", help="label map name or JSON (as cellsynth train classifier)")
     p.add_argument("--size", type=int, help="bring every crop to SIZE×SIZE (mixed sizes)")
-    p.add_argument("--rare", nargs="+", required=True, metavar="CLASS", help="the rare class(es) to help")
+    p.add_argument("--config", metavar="NAME|FILE",
+                   help="a study configuration: a paper's experiment shipped with the package (" + ", ".join(CONFIGS)
+                        + ") or a JSON file of options; options given here override it (--generator adds to its)")
+    p.add_argument("--rare", nargs="+", metavar="CLASS", help="the rare class(es) to help")
     p.add_argument("--keep", nargs="+", default=[], metavar="CLASS=N",
                    help="keep only N (or a fraction, 0.1) of a class's training cells: simulate scarcity")
     p.add_argument("--generator", nargs="+", action="append", default=[], metavar="[NAME=]BUNDLE",
@@ -70,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per classifier (the same for every arm)")
     p.add_argument("--width", type=int, default=16, help="classifier width")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--focused-n", type=int, default=2, help="mixup arms: N of each rare class's slots per batch")
+    p.add_argument("--focused-n", nargs="+", default=["2"], metavar="N|CLASS=N",
+                   help="mixup arms: N slots per batch for each rare class, or CLASS=N for each (paper 001: "
+                        "Prophase=1 Metaphase=2 Anaphase=2 Telophase=1)")
     p.add_argument("--workers", type=int, default=1, help="trainings at once on local processes")
     p.add_argument("--scheduler", help="processes (local, --workers of them) or a dask scheduler address "
                                        "(tcp://host:8786), as cellsynth batch")
@@ -147,13 +153,38 @@ def generator_names(groups: list[list[str]]) -> tuple[dict[str, tuple[str, ...]]
     return {name: tuple(bundles) for name, bundles in named.items()}, sampling
 
 
+def focused_slots(given: list[str], rare: list[str]) -> int | dict[str, int]:
+    """``["2"]`` → 2 (every rare class); ``["Prophase=1", "Metaphase=2"]`` → per class (every rare class named)."""
+    def count(text: str, item: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"--focused-n {item}: write N or CLASS=N with N ≥ 1")
+        return int(text)
+
+    given = [str(item) for item in given]  # a configuration may give a number
+    if len(given) == 1 and "=" not in given[0]:
+        return count(given[0], given[0])
+    slots = {}
+    for item in given:
+        name, sep, n = item.partition("=")
+        if not sep or name not in rare:
+            raise ValueError(f"--focused-n {item}: write N, or CLASS=N for each rare class ({', '.join(rare)})")
+        slots[name] = count(n, item)
+    missing = [name for name in rare if name not in slots]
+    if missing:
+        raise ValueError(f"--focused-n: no slots given for {', '.join(missing)}; give CLASS=N for every rare class")
+    return slots
+
+
 def settings_from(args) -> StudySettings:
     if not Path(args.data).exists():
         raise ValueError(f"--data {args.data}: no such file or folder")
     for flag, value in (("--steps", args.steps), ("--width", args.width), ("--batch-size", args.batch_size),
-                        ("--workers", args.workers), ("--focused-n", args.focused_n)):
+                        ("--workers", args.workers)):
         if value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
+    if not args.rare:
+        raise ValueError("give the rare class(es) with --rare CLASS (or a --config that names them)")
+    focused_n = focused_slots(args.focused_n, args.rare)
     if args.count is not None and args.count < 1:
         raise ValueError(f"--count must be at least 1, got {args.count}")
     if args.pool_factor < 1:
@@ -173,7 +204,7 @@ def settings_from(args) -> StudySettings:
         keep=tuple(args.keep), generators=generators, sampling=sampling, filters=tuple(args.filters), count=args.count,
         pool_factor=args.pool_factor, sampler=args.sampler, sample_steps=args.sample_steps, split_seed=args.split_seed,
         stratify_by=args.stratify_by, steps=args.steps, width=args.width, batch_size=args.batch_size,
-        focused_n=args.focused_n, seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers,
+        focused_n=focused_n, seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers,
         scheduler=args.scheduler, threads=args.threads)
 
 
@@ -185,7 +216,7 @@ def main(argv: list[str] | None = None) -> Path:
     from .runner import run_study, study_arms
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = parse_with_config(build_parser(), argv)
     settings, out = settings_from(args), Path(args.out)
     if args.report_only:
         if not (out / "settings.json").is_file():

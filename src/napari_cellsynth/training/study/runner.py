@@ -84,7 +84,7 @@ def trainer_line(plan: StudyPlan, arm: Arm, seed: int, threads: int) -> list[str
             classifier = OnnxModel(real_bundle(plan.out, seed), kind="classifier")
         line += ["--extra-train", str(plan.generated_set(arm.generator, seed, arm.filter, classifier))]
     if arm.focused_parts:
-        line += ["--focused", *[f"{name}={s.focused_n}" for name in s.rare], "--focused-parts", *arm.focused_parts]
+        line += ["--focused", *[f"{name}={n}" for name, n in s.focused().items()], "--focused-parts", *arm.focused_parts]
         if "generated" in arm.focused_parts:
             line += ["--focused-generated", str(plan.generated_set(arm.generator, seed, None, None))]
     return line

@@ -49,7 +49,7 @@ class StudySettings:
     steps: int = 1000
     width: int = 16
     batch_size: int = 32
-    focused_n: int = 2
+    focused_n: int | dict[str, int] = 2  # the mixup arms' slots per batch: for every rare class, or per class
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     arms: tuple[str, ...] = ()
     workers: int = 1
@@ -71,6 +71,12 @@ class StudySettings:
         if "sampling" in values:
             values["sampling"] = {k: SamplingOptions.from_dict(v) for k, v in values["sampling"].items()}
         return cls(**values)
+
+    def focused(self) -> dict[str, int]:
+        """Each rare class's slots in a minority-focused batch."""
+        if isinstance(self.focused_n, dict):
+            return {name: int(self.focused_n[name]) for name in self.rare}
+        return {name: int(self.focused_n) for name in self.rare}
 
     def sampling_of(self, generator: str) -> SamplingOptions:
         return self.sampling.get(generator, SamplingOptions())
