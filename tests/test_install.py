@@ -42,6 +42,9 @@ def test_the_wheel_holds_training_and_export_under_the_package(wheel):
     for init in (REPO / "src").rglob("__init__.py"):
         assert str(init.relative_to(REPO / "src")) in names, init
     assert "napari_cellsynth/zoo_registry.json" in names and "napari_cellsynth/napari.yaml" in names
+    # cellsynth study --config NAME reads the papers' configurations from the installed package
+    for config in (REPO / "src" / "napari_cellsynth" / "training" / "study" / "configs").glob("*.json"):
+        assert f"napari_cellsynth/training/study/configs/{config.name}" in names, config.name
 
 
 @pytest.mark.slow
