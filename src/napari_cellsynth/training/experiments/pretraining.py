@@ -5,8 +5,8 @@
         --seeds 0 1 2 3 4 --width 16 --threads 1 --out runs/pretraining
 
 Per data set: one ``cellsynth train pretrain`` run (SimCLR) on crops the classifier never sees, then the
-default classifier recipe (``classifier.config(data=…, width=…, seed=s)``) from scratch and with
-``init_from`` that run, on the same seeded split per seed.  Test macro-F1 and accuracy per run; in
+default classifier recipe from scratch and with ``--init-from`` that run (two arms of the experiments' one runner),
+on the same seeded split per seed.  Test macro-F1 and accuracy per run; in
 ``summary.json`` mean ± population std over seeds per (data set, start).  Run folders already holding
 their results are not trained again.
 
@@ -32,6 +32,7 @@ import numpy as np
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.records.pretrain_run import PretrainRun
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms, run_folder
 
 
 def mfish_unlabelled(chromosomes: Path, labelled: Path, out: Path) -> Path:
@@ -85,16 +86,18 @@ def pretrained(name: str, spec: dict, out: Path, width: int, steps: int, batch_s
             "seconds": round(record.seconds, 1), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"]}
 
 
-def one_run(name: str, spec: dict, out: Path, start: str | None, seed: int, width: int, threads: int) -> dict:
-    from napari_cellsynth.training.trainers import classifier
+def start_arms(name: str, spec: dict, start: str, width: int) -> list[ClassifierArm]:
+    """The set's two arms: the default classifier recipe from scratch, and from the pretraining run."""
+    common = ("--data", str(spec["data"]), "--label-map", spec["label_map"], "--width", str(width))
+    return [ClassifierArm(f"{name}/scratch", common), ClassifierArm(f"{name}/pretrained", (*common, "--init-from", start))]
 
-    run = out / f"{name}-{'pretrained' if start else 'scratch'}-s{seed}"
-    if not (run / "metrics_test.json").is_file():
-        classifier.train(classifier.config(data=str(spec["data"]), label_map=spec["label_map"], width=width, seed=seed,
-                                           threads=threads, out=str(run), quiet=True, init_from=start))
+
+def run_row(out: Path, arm: str, seed: int) -> dict:
+    run = run_folder(out, arm, seed)
     seconds = sum(h["seconds"] for h in json.loads((run / "history.json").read_text()))
     metrics = json.loads((run / "metrics_test.json").read_text())
-    return {"dataset": name, "start": "pretrained" if start else "scratch", "seed": seed,
+    name, start = arm.split("/")
+    return {"dataset": name, "start": start, "seed": seed,
             "steps": metrics["steps_run"], "best_step": metrics["best_step"], "train_seconds": round(seconds, 1),
             "test_macro_f1": metrics["macro_f1"], "test_accuracy": metrics["accuracy"]}
 
@@ -115,8 +118,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 def run_experiment(sets: str | Path, out: str | Path, jurkat: str | Path | None = None,
                    chromosomes: str | Path | None = None, datasets=("jurkat4-300",), seeds=(0, 1, 2, 3, 4),
                    width: int = 16, pretrain_steps: int = 1500, batch_size: int = 128, threads: int = 1) -> dict:
-    """Pretrain once per data set, then fine-tune and train from scratch seed by seed (a cut-short
-    experiment still has both starts of its first seeds).  Returns (and writes) ``summary.json``."""
+    """Pretrain once per data set, then train from scratch and from the pretraining on the experiments' one runner
+    (``OUT/SET/scratch|pretrained/seedN``, seed by seed, skipped when done).  Returns (and writes) ``summary.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = data_sets(Path(jurkat) if jurkat else None, Path(sets), Path(chromosomes) if chromosomes else None,
@@ -126,12 +129,12 @@ def run_experiment(sets: str | Path, out: str | Path, jurkat: str | Path | None 
     for name, spec in specs.items():
         summary["pretraining"][name] = pretrained(name, spec, out, width, pretrain_steps, batch_size, threads)
         write_json_atomic(out / "summary.json", summary)
-        for seed in seeds:
-            for start in (None, summary["pretraining"][name]["run"]):
-                summary["rows"].append(one_run(name, spec, out, start, seed, width, threads))
-                print(json.dumps(summary["rows"][-1]), file=sys.stderr)
-                summary["table"] = summarise(summary["rows"])
-                write_json_atomic(out / "summary.json", summary)
+        arms = start_arms(name, spec, summary["pretraining"][name]["run"], width)
+        for _, _, message in run_arms(arms, seeds, out, threads=threads):  # the experiments' one runner
+            print(f"  {message}", file=sys.stderr)
+        summary["rows"] += [run_row(out, arm.name, seed) for seed in seeds for arm in arms]
+        summary["table"] = summarise(summary["rows"])
+        write_json_atomic(out / "summary.json", summary)
     return summary
 
 
