@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         with np.load(args.train_index) as saved:
             train = saved["index"]
     judge = OnnxModel(args.judge, kind="classifier")
-    real_recall = {c: m["recall"] for c, m in (judge.card.test_metrics or {}).get("per_class", {}).items()}
+    real_recall = {c: m["recall"] for c, m in (judge.card.trained.test_metrics or {}).get("per_class", {}).items()}
     result = {"judge": args.judge, "judge_real_test_recall": real_recall, "count": args.count, "seed": args.seed,
               "bundles": {}}
     for name, location in (item.split("=", 1) for item in args.bundle):

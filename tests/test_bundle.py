@@ -113,14 +113,18 @@ def test_typed_card_views_read_each_kind_and_name_what_is_missing():
     with pytest.raises(BundleError, match="the condition section belongs to bbdm and cyclegan"):
         gan.condition
     labelled = make_card(training={"data": {"label_map": {"M": ["Prophase", "Metaphase"]}}})
-    assert labelled.label_map == {"M": ["Prophase", "Metaphase"]} and make_card().label_map is None
+    assert labelled.trained.label_map == {"M": ["Prophase", "Metaphase"]} and make_card().trained.label_map is None
     assert make_card(outputs={"names": ["logits", "features"]}).output_names == ["logits", "features"]
     assert make_card(kind="ddpm", outputs={"names": ["v"]}).output_name == "v"
     with pytest.raises(BundleError, match="its card names no output; re-export it"):
         make_card(kind="gan").output_name
     recorded = make_card(training={"data": {"source": "/d/cells.npz"}, "test_metrics": {"macro_f1": 0.8}})
-    assert (recorded.training_source, recorded.test_metrics) == ("/d/cells.npz", {"macro_f1": 0.8})
-    assert (make_card().training_source, make_card().test_metrics) == (None, None)
+    assert (recorded.trained.source, recorded.trained.test_metrics) == ("/d/cells.npz", {"macro_f1": 0.8})
+    assert (make_card().trained.source, make_card().trained.test_metrics) == (None, None)
+    # a generator's train_counts and a classifier's split counts read as one thing: crops per class
+    assert make_card(training={"data": {"train_counts": {"M": 34}}}).trained.counts == {"M": 34}
+    assert make_card(training={"data": {"counts": {"train": {"G1": 3, "M": 1}}}}).trained.counts == {"G1": 3, "M": 1}
+    assert make_card(training={"data": {"counts": {"train": {"G1": 3, "M": 1}}}}, classes=["G1", "M"]).rarest_class == "M"
 
 
 def test_the_card_says_how_objects_are_cut_like_the_training_crops():

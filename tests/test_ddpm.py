@@ -152,7 +152,7 @@ def test_generate_widget_adds_a_layer_and_saves_with_provenance(make_napari_view
     assert isinstance(widget, GenerateWidget)
     widget.bundle.value = str(ddpm_bundle)
     assert list(widget.class_name.choices) == ["G1", "S", "G2", "M"]
-    counts = read_card(ddpm_bundle).training_counts
+    counts = read_card(ddpm_bundle).trained.counts
     assert widget.class_name.value == min(counts, key=counts.get)  # the rarest class by default
     assert widget.sampler.value == "dpm_solver_pp_2m" and set(widget.sampler.choices) == set(SAMPLERS)
     fields = widget.settings()  # the fields start at the settings' own defaults

@@ -92,7 +92,7 @@ def cmd_classify(args) -> int:
         print(f"calls by the thresholds {result.decision.thresholds} ({result.decision.chosen_on}); "
               "--threshold none for the most probable class", file=sys.stderr)
     if crops.labels is not None:
-        _score(crops.labels, result, model.card.label_map, out, groups, args.bootstrap)
+        _score(crops.labels, result, model.card.trained.label_map, out, groups, args.bootstrap)
     return 0
 
 

@@ -175,10 +175,17 @@ class CellposeSection:
 @dataclass(frozen=True)
 class TrainingSection:
     """What every card may say of its training, typed; each field None (or empty) when the card does not record it:
-    a classifier's architecture and width; a generator's U-Net shape (``net``), the run it was fine-tuned from
+    the training data's path as the exporting machine knew it (``source``), the map from its original labels to the
+    classes (``label_map``; None: the labels are the classes), training crops per class (``counts``: generators'
+    ``train_counts``, classifiers' split ``counts.train``), a classifier's architecture, width and metrics on its
+    test split (``test_metrics``); a generator's U-Net shape (``net``), the run it was fine-tuned from
     (``init_from``) and its split (seed and stratifying classes); the slides a translator left out of its training
     data (``exclude_slides``); a Cellpose model's held-out slides and its AP@0.5 on them."""
 
+    source: str | None = None
+    label_map: dict[str, list[str]] | None = None
+    counts: dict[str, int] | None = None
+    test_metrics: dict[str, Any] | None = None
     arch: str | None = None
     width: int | None = None
     net: dict | None = None
@@ -193,7 +200,11 @@ class TrainingSection:
         def build():
             t, data = card.training, card.training.get("data") or {}
             ap50 = t.get("test_ap50")
-            return cls(t.get("arch"), None if t.get("width") is None else int(t["width"]),
+            counts = data.get("train_counts") or (data.get("counts") or {}).get("train")
+            return cls(str(data["source"]) if data.get("source") else None, data.get("label_map") or None,
+                       {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None,
+                       t.get("test_metrics") or None,
+                       t.get("arch"), None if t.get("width") is None else int(t["width"]),
                        dict(t["net"]) if t.get("net") else None, t.get("init_from"), data.get("split"),
                        tuple(data.get("exclude_slides") or ()), tuple(t.get("held_out_slides") or ()),
                        None if ap50 is None else float(ap50[0] if isinstance(ap50, list) else ap50))
@@ -272,33 +283,9 @@ class Card:
         return self.input.get("object_mask", "none")
 
     @property
-    def label_map(self) -> dict[str, list[str]] | None:
-        """The map from the training data's original labels to ``classes`` (None: the labels are the classes)."""
-        return self.training.get("data", {}).get("label_map") or None
-
-    @property
-    def training_counts(self) -> dict[str, int] | None:
-        """Training crops per class, as the card records them (generators: ``train_counts``; classifiers: the
-        split's ``counts.train``); None when the card does not say."""
-        data = self.training.get("data") or {}
-        counts = data.get("train_counts") or (data.get("counts") or {}).get("train")
-        return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
-
-    @property
-    def training_source(self) -> str | None:
-        """The training data's path as the exporting machine knew it (None when the card does not say)."""
-        source = (self.training.get("data") or {}).get("source")
-        return str(source) if source else None
-
-    @property
-    def test_metrics(self) -> dict[str, Any] | None:
-        """A classifier's metrics on its test split, measured when it was exported (None when not recorded)."""
-        return self.training.get("test_metrics") or None
-
-    @property
     def rarest_class(self) -> str | None:
         """The class with the fewest training crops among ``classes`` (None when the card has no counts)."""
-        counts = self.training_counts
+        counts = self.trained.counts
         known = [c for c in self.classes if counts and c in counts]
         return min(known, key=counts.get) if known else None
 

@@ -29,7 +29,7 @@ class FilterResult:
 
 def real_class_names(model: OnnxModel, labels) -> np.ndarray:
     """Real labels as the classifier's class names (through its label map when it has one)."""
-    label_map = model.card.label_map
+    label_map = model.card.trained.label_map
     if label_map:
         y, classes = apply_label_map(labels, label_map)
         return np.array(classes)[y]

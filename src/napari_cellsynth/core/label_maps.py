@@ -39,7 +39,7 @@ def resolve_label_map(spec: str | None, labels: Sequence[str]) -> dict[str, list
 
 def apply_bundle_label_map(labels: Sequence[str], label_map: dict[str, list[str]] | None,
                            classes: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """:func:`apply_label_map` with a bundle's map (``card.label_map``); a bundle trained without one has its
+    """:func:`apply_label_map` with a bundle's map (``card.trained.label_map``); a bundle trained without one has its
     classes as labels, so each class maps to itself."""
     return apply_label_map(labels, label_map or {c: [c] for c in classes})
 

@@ -182,7 +182,7 @@ def macro_f1(card, labels, predicted: np.ndarray) -> float | None:
     if labels is None:
         return None
     try:
-        truth, classes = apply_bundle_label_map(labels, card.label_map, card.classes)
+        truth, classes = apply_bundle_label_map(labels, card.trained.label_map, card.classes)
     except ValueError:
         return None
     return float(classification_metrics(truth, predicted, classes)["macro_f1"])
@@ -220,7 +220,7 @@ def export_int8(bundle: str, out: str | Path, data: str | None = None, tolerance
             raise ValueError(f"{flag} {value}: give the least agreement accepted, in (0, 1], e.g. 0.995")
     if calibration < 16:
         raise ValueError(f"--calibration {calibration}: give at least 16 crops (512 by default)")
-    recorded = card.training_source
+    recorded = card.trained.source
     if data and not Path(data).exists():
         raise FileNotFoundError(f"--data {data} does not exist; pass the crops the bundle was trained on")
     data_path = Path(data or recorded or "")

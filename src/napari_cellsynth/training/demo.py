@@ -105,7 +105,7 @@ def classify_sample(out: Path, classifier: str) -> dict:
     sample = load_jurkat_sample()
     model = OnnxModel(classifier, kind="classifier")
     result = run_to_end(classify_crops(model, sample["images"]))
-    truth, classes = apply_bundle_label_map(sample["labels"], model.card.label_map, model.card.classes)
+    truth, classes = apply_bundle_label_map(sample["labels"], model.card.trained.label_map, model.card.classes)
     metrics = classification_metrics(truth, result.predicted, classes)
     write_csv_atomic(out / "results.csv", {"true_phase": sample["labels"].tolist(),
                                            "true_class": [classes[t] for t in truth], **result.table()})

@@ -57,14 +57,14 @@ def rescore_classifier(bundle: Path, data: str | None) -> dict:
     if "test_source_index" not in arrays:
         raise ValueError(f"bundle {bundle} does not record its test split (exported before rescoring existed); "
                          "re-export it from its run")
-    source = data_path(model.card.training_source, data, SHARED / "jurkat")
+    source = data_path(model.card.trained.source, data, SHARED / "jurkat")
     with np.load(source, allow_pickle=False) as d:
         index = arrays["test_source_index"]
         images, labels = d["images"][index], d["labels"][index]
     result = run_to_end(classify_crops(model, images))
-    truth, classes = apply_bundle_label_map(labels, model.card.label_map, model.card.classes)
+    truth, classes = apply_bundle_label_map(labels, model.card.trained.label_map, model.card.classes)
     metrics = classification_metrics(truth, result.predicted, classes)
-    shipped = model.card.test_metrics or {}
+    shipped = model.card.trained.test_metrics or {}
     return {"kind": "classifier", "data": str(source), "test_crops": len(index), "metrics": metrics,
             "macro_f1": metrics["macro_f1"], "card_macro_f1": shipped.get("macro_f1"),
             "table": format_table(metrics)}
@@ -102,10 +102,10 @@ def rescore_ddpm(bundle: Path, data: str | None, classifier: str, class_name: st
     tested = load_arrays(features_model.folder, features_model.card).get("test_source_index")
     if tested is None:
         raise ValueError(f"classifier {classifier} does not record its test split; choose a zoo classifier")
-    source = data_path(generator.card.training_source, data, SHARED / "jurkat")
+    source = data_path(generator.card.trained.source, data, SHARED / "jurkat")
     with np.load(source, allow_pickle=False) as d:
         labels = d["labels"]
-        y, classes = apply_label_map(labels, generator.card.label_map)
+        y, classes = apply_label_map(labels, generator.card.trained.label_map)
         split = stratified_split(y, split_seed)
         unseen = np.intersect1d(np.concatenate([split["val"], split["test"]]), tested)
         pick = {name: unseen[y[unseen] == classes.index(name)] for name in (class_name, other)}

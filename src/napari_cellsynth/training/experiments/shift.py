@@ -88,7 +88,7 @@ def modes_compared(bundle: Path) -> dict:
     objects, by_object = run_to_end(classify_objects(model, image, labels))
     if objects.labels.tolist() != list(range(1, len(cells) + 1)):
         raise RuntimeError("every sample cell should be one object, labelled in order")
-    truth, classes = apply_label_map(names, model.card.label_map)
+    truth, classes = apply_label_map(names, model.card.trained.label_map)
     if classes != model.card.classes:
         raise RuntimeError(f"classes {classes} differ from the bundle's {model.card.classes}")
     return {"cells": len(cells),

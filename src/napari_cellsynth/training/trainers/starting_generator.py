@@ -110,8 +110,8 @@ def start_from_bundle(spec: str) -> GeneratorStart:
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in recovered.items()})
     check_parity(model, bundle, card.ddpm.null_class, spec)
     return GeneratorStart(spec, f"{spec} (sha256 {card.model_sha256[:12]})", "bundle", list(card.classes),
-                          card.label_map, list(card.channels), list(card.image_size), card.normalization,
-                          card.ddpm.schedule.to_card(), net, model.state_dict(), card.training_counts,
+                          card.trained.label_map, list(card.channels), list(card.image_size), card.normalization,
+                          card.ddpm.schedule.to_card(), net, model.state_dict(), card.trained.counts,
                           card.trained.init_from, card.trained.split)
 
 
