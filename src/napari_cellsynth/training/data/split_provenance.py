@@ -27,6 +27,13 @@ class TrainingSplit:
     what: str = "this split"
     stratify_option: str | None = None
 
+    @classmethod
+    def of(cls, seed: int, classes: list[str], train_labels, what: str,
+           stratify_option: str | None = "--stratify-by") -> "TrainingSplit":
+        """The split whose training part holds ``train_labels`` (indices into ``classes``, before any thinning)."""
+        return cls(seed, list(classes), {c: int((train_labels == k).sum()) for k, c in enumerate(classes)}, what,
+                   stratify_option)
+
 
 def check_learnt_from_split(card, name: str, here: int, split: TrainingSplit, count_fix: str) -> None:
     """Raise ``ValueError`` (one line) unless ``card``'s generator, and every start it was fine-tuned from, learnt

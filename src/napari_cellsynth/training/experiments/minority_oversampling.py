@@ -200,10 +200,8 @@ class Experiment:
     def check_trained_on_split(self, card, name: str) -> None:
         """The generator, and each start it was fine-tuned from, learnt from this split's training part
         (:mod:`training.data.split_provenance`)."""
-        train = self.split_y[self.split["train"]]
-        split = TrainingSplit(self.args.split_seed, self.split_classes,
-                              {c: int((train == k).sum()) for k, c in enumerate(self.split_classes)},
-                              what="this experiment", stratify_option="--stratify-by")
+        split = TrainingSplit.of(self.args.split_seed, self.split_classes, self.split_y[self.split["train"]],
+                                 "this experiment")
         here = int((self.train_y == self.classes.index(name)).sum())
         check_learnt_from_split(card, name, here, split, "train it with the same --split-seed and data, or pass its "
                                                          "--split-seed")

@@ -146,9 +146,7 @@ class StudyPlan:
         the class, never from test cells (:mod:`training.data.split_provenance`), and make crops of the data's shape."""
         card, seed = model.card, self.settings.split_seed
         labels, classes = self.stratify
-        unthinned = labels[stratified_split(labels, seed)["train"]]
-        split = TrainingSplit(seed, classes, {c: int((unthinned == k).sum()) for k, c in enumerate(classes)},
-                              what="this study", stratify_option="--stratify-by")
+        split = TrainingSplit.of(seed, classes, labels[stratified_split(labels, seed)["train"]], "this study")
         check_learnt_from_split(card, name, self.train_counts()[name], split,
                                 f"pass the --keep {name}=N it was trained with, or train it on this study's cells")
         size, channels = card.input.get("size"), len(card.channels or [])
