@@ -91,6 +91,11 @@ class ClassifierRun(TrainingData, RunRecord):
     def with_schedule(self, schedule: dict[str, int]) -> "ClassifierRun":
         return replace(self, schedule=dict(schedule))
 
+    def as_start(self) -> dict:
+        """What a classifier that starts from this run's backbone records of it (its config's ``init_from``)."""
+        return {"data": self.data, "classes": self.classes, "counts": self.counts,
+                "method": "supervised classifier (its best.pt, head dropped)"}
+
     @property
     def train_crops(self) -> int:
         return sum(self.counts["train"].values())

@@ -66,3 +66,7 @@ class PretrainRun(RunRecord):
 
     def finished(self, steps_run: int, seconds: float) -> "PretrainRun":
         return replace(self, steps_run=steps_run, seconds=seconds)
+
+    def as_start(self) -> dict:
+        """What a classifier that starts from this run records of it (its config's ``init_from``)."""
+        return {"data": self.data, "crops": self.crops, "steps": self.steps_run or self.steps, "method": self.method}

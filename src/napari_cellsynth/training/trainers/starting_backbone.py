@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
-from napari_cellsynth.training.records.pretrain_run import PretrainRun
 from napari_cellsynth.training.records.registry import read_run
 
 
@@ -54,11 +53,7 @@ def read_pretrained(run: str | Path, arch: str, width: int, channels: int, image
                    "pretrain on crops with the classifier's channels")
             raise ValueError(f"--init-from {run}: its {what} is {theirs}, this classifier's {ours}; {fix}, "
                              "or pretrain again to match")
-    if isinstance(record, PretrainRun):
-        return {"run": str(run.resolve()), "kind": kind, "data": record.data, "crops": record.crops,
-                "steps": record.steps_run or record.steps, "method": record.method}
-    return {"run": str(run.resolve()), "kind": kind, "data": record.data, "classes": record.classes,
-            "counts": record.counts, "method": "supervised classifier (its best.pt, head dropped)"}
+    return {"run": str(run.resolve()), "kind": kind, **record.as_start()}
 
 
 def load_backbone(model: ResNetClassifier, run: str | Path) -> None:
