@@ -50,5 +50,7 @@ def test_the_runner_trains_every_arm_and_seed_once_and_pairs_them_with_the_refer
 def test_an_arm_may_not_set_what_the_runner_sets_and_names_are_unique(tmp_path):
     with pytest.raises(ValueError, match="set by the runner"):
         ClassifierArm("a", ("--data", "x.npz", "--seed", "3"))
+    with pytest.raises(ValueError, match="set by the runner"):
+        ClassifierArm("a", ("--data", "x.npz", "--out=elsewhere"))
     with pytest.raises(ValueError, match="share a name"):
         next(run_arms([ClassifierArm("a", ()), ClassifierArm("a", ())], [0], tmp_path))

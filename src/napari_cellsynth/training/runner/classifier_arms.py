@@ -8,7 +8,7 @@ done-marker, so a killed experiment resumes with the same command), runs in this
 :func:`summarise_arms` then reads the runs back: per arm the mean ± std of per-class PPV, recall and F1, macro-F1
 and accuracy (:func:`~napari_cellsynth.training.reports.summaries.summarize_runs`), and each arm paired seed by
 seed with a reference arm (:func:`~napari_cellsynth.training.reports.summaries.paired_test`: Wilcoxon p and a
-bootstrap CI), written as ``summary.json`` and a markdown table."""
+bootstrap CI), for the experiment's ``summary.json``; :func:`markdown` makes its table."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class ClassifierArm:
     options: tuple[str, ...]
 
     def __post_init__(self):
-        owned = {"--seed", "--threads", "--out"} & set(self.options)
+        owned = {"--seed", "--threads", "--out"} & {option.split("=")[0] for option in self.options}
         if owned:
             raise ValueError(f"arm {self.name}: {sorted(owned)} are set by the runner, not by the arm")
 
