@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_cellsynth.training.runner.classifier_arms import (ClassifierArm, arm_metrics, markdown, run_arms, run_folder,
-                                                    summarise_arms)
+                                                    summarise_arms, train_arms)
 
 
 def arms_on(data) -> list[ClassifierArm]:
@@ -17,7 +17,7 @@ def arms_on(data) -> list[ClassifierArm]:
     return [ClassifierArm("shuffle", common), ClassifierArm("balanced", (*common, "--sampling", "balanced"))]
 
 
-def test_the_runner_trains_every_arm_and_seed_once_and_pairs_them_with_the_reference(jurkat_slice, tmp_path):
+def test_the_runner_trains_every_arm_and_seed_once_and_pairs_them_with_the_reference(jurkat_slice, tmp_path, capsys):
     from scipy.stats import wilcoxon
 
     arms, seeds, out = arms_on(jurkat_slice), [0, 1, 2], tmp_path / "experiment"
@@ -33,6 +33,8 @@ def test_the_runner_trains_every_arm_and_seed_once_and_pairs_them_with_the_refer
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("metrics_test.json")}
     assert list(run_arms(arms, seeds, out)) == [(6, 6, "6 of 6 runs on disk")]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("metrics_test.json")} == stamps
+    train_arms(arms, seeds, out)  # the experiments' command lines: the same progress, one line each on stderr
+    assert capsys.readouterr().err == "  6 of 6 runs on disk\n"
 
     summary = summarise_arms(arms, seeds, out, measures=("macro_f1", "f1:M"))
     assert summary["reference"] == "shuffle" and "vs_shuffle" not in summary["arms"]["shuffle"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
-from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, arm_metrics, run_arms
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, arm_metrics, train_arms
 from napari_cellsynth.training.reports.summaries import summarize_runs
 
 
@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     args, train_args = parser.parse_known_args(argv)
     out = Path(args.out)
     arm = ClassifierArm(args.label_map, ("--data", args.data, "--label-map", args.label_map, *train_args))
-    for _, _, message in run_arms([arm], args.seeds, out):
-        print(f"  {message}", file=sys.stderr)
+    train_arms([arm], args.seeds, out)
     runs = [arm_metrics(out, arm.name, args.seeds)[seed] for seed in args.seeds]
     summary = summarize_runs(runs)
     summary["command"] = "python -m napari_cellsynth.training.experiments.baseline " + " ".join(argv or sys.argv[1:])

@@ -63,7 +63,7 @@ from napari_cellsynth.training.data.focused_sampling import (PARTS, MinorityPool
 from napari_cellsynth.training.data.labelled_crops import load_labelled, stratification, stratified_split
 from napari_cellsynth.training.data.split_provenance import TrainingSplit, check_learnt_from_split
 from napari_cellsynth.training.reports.summaries import write_summary
-from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, train_arms
 from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
 ALL_PARTS = tuple(PARTS)
@@ -276,8 +276,7 @@ class Experiment:
     def train(self, arms: list[str], seeds: list[int]) -> None:
         """Every (arm, seed) not on disk, seed by seed, on the experiments' one runner."""
         declared = [self.classifier_arm(arm, seeds) for arm in arms]
-        for _, _, message in run_arms(declared, seeds, self.out, threads=self.args.threads):
-            print(f"  {message}", file=sys.stderr)
+        train_arms(declared, seeds, self.out, threads=self.args.threads)
 
     def probabilities(self, run: Path) -> np.ndarray:
         """Softmax of the run's best checkpoint on the test crops (``test_probabilities.npy``)."""

@@ -32,7 +32,7 @@ import numpy as np
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.records.pretrain_run import PretrainRun
-from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms, run_folder
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_folder, train_arms
 
 
 def mfish_unlabelled(chromosomes: Path, labelled: Path, out: Path) -> Path:
@@ -130,8 +130,7 @@ def run_experiment(sets: str | Path, out: str | Path, jurkat: str | Path | None 
         summary["pretraining"][name] = pretrained(name, spec, out, width, pretrain_steps, batch_size, threads)
         write_json_atomic(out / "summary.json", summary)
         arms = start_arms(name, spec, summary["pretraining"][name]["run"], width)
-        for _, _, message in run_arms(arms, seeds, out, threads=threads):  # the experiments' one runner
-            print(f"  {message}", file=sys.stderr)
+        train_arms(arms, seeds, out, threads=threads)  # the experiments' one runner
         summary["rows"] += [run_row(out, arm.name, seed) for seed in seeds for arm in arms]
         summary["table"] = summarise(summary["rows"])
         write_json_atomic(out / "summary.json", summary)

@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.metrics import majority_macro_f1
-from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, train_arms
 from napari_cellsynth.training.records.classifier_run import ClassifierRun
 from napari_cellsynth.training.reports.summaries import write_summary
 
@@ -197,8 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     arms = [ClassifierArm(f"{name}/{recipe}", (*known[name], *RECIPES[recipe], "--device", args.device, *extra))
             for name in args.datasets for recipe in args.recipes]
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the runner's worker processes start with it
-    for _, _, message in run_arms(arms, args.seeds, out, workers=args.jobs, threads=args.threads):
-        print(f"  {message}", file=sys.stderr)
+    train_arms(arms, args.seeds, out, workers=args.jobs, threads=args.threads)
     summary = summarise(out, args.datasets, args.recipes, args.seeds)
     return write_summary(out, summary, markdown(summary), __spec__.name, argv)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
-from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms, run_folder
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_folder, train_arms
 from napari_cellsynth.training.records.classifier_run import ClassifierRun
 
 
@@ -142,8 +142,7 @@ def run_experiment(jurkat: str | Path, out: str | Path, shifts=(0.0, 0.1), seeds
     if not data.is_file():
         jurkat_slice(Path(jurkat), data, 300 if cells == "slice" else None)
     arms = [shift_arm(data, shift, steps, list(recipe)) for shift in shifts]
-    for _, _, message in run_arms(arms, seeds, out, threads=threads):  # the experiments' one runner
-        print(f"  {message}", file=sys.stderr)
+    train_arms(arms, seeds, out, threads=threads)  # the experiments' one runner
     rows = []
     for seed in seeds:
         for shift in shifts:

@@ -53,7 +53,7 @@ from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
 from napari_cellsynth.training.data.spliced_translocations import save_spliced, spliced_set
 from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
 from napari_cellsynth.training.experiments.colour_baseline import colour_features, colour_scores
-from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_arms, run_folder
+from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_folder, train_arms
 from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
 ROUTES = {
@@ -249,16 +249,10 @@ def base_options(data: Path, args) -> list[str]:
     return line + (["--steps", str(args.steps)] if args.steps else [])
 
 
-def train_arms(arms: list[ClassifierArm], seeds: list[int], args, out: Path) -> None:
-    """Every (arm, seed) not on disk, on the experiments' one runner (``OUT/ARM/seedN``)."""
-    for _, _, message in run_arms(arms, seeds, out, threads=args.threads):
-        print(f"  {message}", file=sys.stderr)
-
-
 def identity_run(args, out: Path) -> Path:
     """The chromosome-identity classifier the ``…-identity`` routes start from (trained once)."""
     train_arms([ClassifierArm("identity", tuple(base_options(out / "identity.npz", args)))], [args.identity_seed],
-               args, out)
+               out, threads=args.threads)
     return run_folder(out, "identity", args.identity_seed)
 
 
@@ -288,7 +282,7 @@ def route_arm(route: str, seeds: list[int], args, out: Path, split: dict) -> Cla
 
 
 def train_route(route: str, seed: int, args, out: Path, split: dict) -> Path:
-    train_arms([route_arm(route, [seed], args, out, split)], [seed], args, out)
+    train_arms([route_arm(route, [seed], args, out, split)], [seed], out, threads=args.threads)
     return run_folder(out, route, seed)
 
 
@@ -476,7 +470,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     split = prepare(args, out)
     if not args.collect_only:
-        train_arms([route_arm(route, args.seeds, args, out, split) for route in args.routes], args.seeds, args, out)
+        train_arms([route_arm(route, args.seeds, args, out, split) for route in args.routes], args.seeds, out,
+                   threads=args.threads)
     summary = collect(args, out, split)
     print((out / "summary.md").read_text())
     return summary

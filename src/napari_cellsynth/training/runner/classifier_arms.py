@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -82,6 +83,13 @@ def run_arms(arms: Sequence[ClassifierArm], seeds: Sequence[int], out: Path, wor
     function = partial(train_arm, str(out), {arm.name: arm.options for arm in arms}, threads_per_task(threads, workers))
     yield from with_eta(execute(function, todo, workers, scheduler), done, len(tasks),
                         lambda task: f"{task[0]} seed {task[1]}")
+
+
+def train_arms(arms: Sequence[ClassifierArm], seeds: Sequence[int], out: Path, workers: int = 1, threads: int = 0,
+               scheduler: str | None = None) -> None:
+    """:func:`run_arms` for a command line: each progress message on stderr, one line each."""
+    for _, _, message in run_arms(arms, seeds, out, workers, threads, scheduler):
+        print(f"  {message}", file=sys.stderr)
 
 
 def arm_metrics(out: Path, arm: str, seeds: Sequence[int]) -> dict[int, dict]:
