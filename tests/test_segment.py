@@ -31,6 +31,11 @@ def test_a_cellpose_run_is_scored_on_held_out_slides(cellpose_training_run):
     report = json.loads((cellpose_training_run / "report.json").read_text())
     assert set(report["held_out_slides"]) == {"V26", "A20"} and report["test_metaphases"] == 1
     assert 0.0 <= report["test"]["ap50_mean"] <= 1.0  # 2 epochs: a number, not a quality (that is §5's)
+    # the thresholds are chosen on the training metaphase, and the held-out AP is reported at them and at Cellpose's
+    chosen = report["thresholds"]
+    assert chosen["chosen_on"] == "the 1 training metaphases" and {"flow": 0.4, "cellprob": 0.0} in [
+        {k: p[k] for k in ("flow", "cellprob")} for p in chosen["grid"]]
+    assert chosen["ap50"] >= chosen["ap50_at_defaults"] and 0.0 <= report["test_at_defaults"]["ap50_mean"] <= 1.0
     assert (cellpose_training_run / "models" / "chromosomes").is_file()
 
 
@@ -193,8 +198,12 @@ def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, hel
     card = json.loads((bundle / "card.json").read_text())
     assert card["kind"] == "cellpose" and card["cellpose"]["weights"] in ("fp16", "fp32")
     assert abs(card["export"]["ap50_trained"] - card["export"]["ap50_stored"]) <= 0.02
+    thresholds = card["cellpose"]["thresholds"]  # chosen on the training metaphase; the bundle segments with them
+    assert card["training"]["test_ap50_at_cellpose_thresholds"][0] == pytest.approx(
+        json.loads((cellpose_training_run / "report.json").read_text())["test_at_defaults"]["ap50_mean"])
     corner = held_out.dapi[:256, :256]  # a quarter of the metaphase: the same comparison at a quarter of the cost
-    from_file = run_to_end(segment(corner, SegmentSettings(str(model_file))))
+    from_file = run_to_end(segment(corner, SegmentSettings(str(model_file), None, (0, 0), thresholds["flow"],
+                                                           thresholds["cellprob"])))
     from_bundle = run_to_end(segment(corner, SegmentSettings(str(bundle))))
     assert abs(int(from_bundle.max()) - int(from_file.max())) <= 2
     if from_file.max():  # a 2-epoch model may find nothing; what it finds, the bundle finds too

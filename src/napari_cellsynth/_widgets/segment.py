@@ -1,11 +1,12 @@
 """The Segment dock widget: Cellpose on an image layer (stacks frame by frame) → a labels layer."""
 
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox, create_widget
 from napari.viewer import Viewer
 
 from ..core.jobs import in_thread
-from ..core.segment import SegmentSettings, available_builtins, estimate_diameter, load_model, segment
+from ..core.segment import (SegmentSettings, available_builtins, estimate_diameter, load_model, model_thresholds,
+                            segment)
 from .base import JobWidget, chosen_path, zoo_choices
 from .colour_warmup import warm_colour_mapping
 
@@ -30,22 +31,45 @@ class SegmentWidget(JobWidget):
         self.estimate_button = PushButton(text="Estimate diameter")
         self.cyto_channel = SpinBox(value=0, min=0, max=3, label="cytoplasm channel")
         self.nucleus_channel = SpinBox(value=0, min=0, max=3, label="nucleus channel")
+        # the model's own thresholds (a bundle's card holds those chosen on its training images) unless unticked
+        self.own_thresholds = CheckBox(value=True, text="the model's own thresholds")
         self.flow_threshold = FloatSpinBox(value=0.4, min=0.0, max=3.0, step=0.05, label="flow threshold")
         self.cellprob_threshold = FloatSpinBox(value=0.0, min=-6.0, max=6.0, step=0.25, label="cell probability")
         warm_colour_mapping()  # the first labels drawn do not stall the viewer (colour_warmup)
         super().__init__(viewer, [self.image_layer, self.model_name, self.model_file, self.diameter,
-                                  self.estimate_button, self.cyto_channel, self.nucleus_channel,
+                                  self.estimate_button, self.cyto_channel, self.nucleus_channel, self.own_thresholds,
                                   self.flow_threshold, self.cellprob_threshold])
         self.estimate_button.changed.connect(lambda: self.start(self.make_estimate_job, self.show_estimate))
+        for control in (self.own_thresholds, self.model_name, self.model_file):
+            control.changed.connect(self.show_model_thresholds)
+        self.show_model_thresholds()
+
+    def chosen_model(self) -> str | None:
+        if self.model_name.value != CUSTOM:
+            return self.model_name.value
+        path = self.model_file.value
+        return str(path) if path and str(path) not in ("", ".") else None
+
+    def show_model_thresholds(self, *_) -> None:
+        """With "the model's own thresholds" ticked, the two fields show the model's (read from a bundle's card,
+        nothing downloaded) and cannot be edited; unticked, they are the user's."""
+        own = bool(self.own_thresholds.value)
+        for field in (self.flow_threshold, self.cellprob_threshold):
+            field.enabled = not own
+        model = self.chosen_model()
+        values = model_thresholds(model) if own and model else None
+        if values is not None:
+            self.flow_threshold.value, self.cellprob_threshold.value = values
 
     def settings(self) -> SegmentSettings:
         if self.model_name.value == CUSTOM:
             model = str(chosen_path(self.model_file, "a Cellpose model file, or a built-in model"))
         else:
             model = self.model_name.value
+        thresholds = ((None, None) if self.own_thresholds.value
+                      else (float(self.flow_threshold.value), float(self.cellprob_threshold.value)))
         return SegmentSettings(model, float(self.diameter.value) or None,
-                               (int(self.cyto_channel.value), int(self.nucleus_channel.value)),
-                               float(self.flow_threshold.value), float(self.cellprob_threshold.value))
+                               (int(self.cyto_channel.value), int(self.nucleus_channel.value)), *thresholds)
 
     def _layer_data(self):
         layer = self.image_layer.value

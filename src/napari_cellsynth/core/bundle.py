@@ -32,6 +32,7 @@ CARD_NAME = "card.json"
 CARD_SCHEMA_VERSION = 1
 KNOWN_KINDS = ("classifier", "ddpm", "bbdm", "gan", "cyclegan", "cellpose")
 CELLPOSE_NBASE = (32, 64, 128, 256)  # Cellpose 3's own widths: a Cellpose card that records none has these
+CELLPOSE_THRESHOLDS = (0.4, 0.0)  # Cellpose's own flow and cell-probability thresholds
 _REQUIRED = {
     "schema_version": int,
     "kind": str,
@@ -155,19 +156,25 @@ class FidelitySection:
 
 @dataclass(frozen=True)
 class CellposeSection:
-    """A Cellpose card's typed view: its network's shape (channels per level, input channels) and how its weights
-    are stored (``fp16`` or ``fp32``; Cellpose computes in fp32 either way)."""
+    """A Cellpose card's typed view: its network's shape (channels per level, input channels), how its weights
+    are stored (``fp16`` or ``fp32``; Cellpose computes in fp32 either way) and the flow and cell-probability
+    thresholds it segments with by default (chosen on its training images, see ``thresholds``; Cellpose's own
+    0.4 and 0.0 for a card without them)."""
 
     nbase: tuple[int, ...]
     nchan: int
     weights: str
+    mask_thresholds: tuple[float, float] = CELLPOSE_THRESHOLDS
+    thresholds: dict | None = None  # how the thresholds were chosen: on what, the grid, the score there
 
     @classmethod
     def from_card(cls, card: "Card") -> "CellposeSection":
         def build():
             net = card.extra.get("cellpose") or {}
+            chosen = net.get("thresholds")
+            mask = (float(chosen["flow"]), float(chosen["cellprob"])) if chosen else CELLPOSE_THRESHOLDS
             return cls(tuple(int(n) for n in net.get("nbase", CELLPOSE_NBASE)), int(net.get("nchan", 2)),
-                       str(net.get("weights", "fp32")))
+                       str(net.get("weights", "fp32")), mask, chosen)
 
         return _read_section(card, ("cellpose",), "cellpose", build)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import CELLPOSE_NBASE, check_kind, load_arrays, read_card, verify_files
+from .bundle import CELLPOSE_NBASE, CELLPOSE_THRESHOLDS, check_kind, load_arrays, read_card, verify_files
 from .images import ImageInputError
 from .jobs import CancelToken, check_cancelled, in_thread
 from .numba_cached import import_cellpose
-from .zoo import resolve
+from .zoo import PREFIX, open_zoo, resolve
 
 BUILT_IN = ("cyto3", "nuclei", "cyto2", "cyto", "tissuenet_cp3", "livecell_cp3", "bact_fluor_cp3",
             "bact_phase_cp3", "deepbacs_cp3", "yeast_BF_cp3", "yeast_PhC_cp3")
@@ -34,9 +34,16 @@ class SegmentSettings:
     model: str  # a built-in name or a model file
     diameter: float | None = None  # None: the model's own (its training diameter)
     channels: tuple[int, int] = (0, 0)  # Cellpose's [cytoplasm, nucleus] convention; 0 = grayscale
-    flow_threshold: float = 0.4
-    cellprob_threshold: float = 0.0
+    flow_threshold: float | None = None  # None: the model's own (a bundle's card), else Cellpose's 0.4
+    cellprob_threshold: float | None = None  # None: the model's own (a bundle's card), else Cellpose's 0.0
     min_size: int = 15
+
+    def thresholds(self, model) -> tuple[float, float]:
+        """The flow and cell-probability thresholds to run ``model`` with: these settings' where set, else the
+        model's own (:func:`load_bundle_model` gives a bundle's model its card's)."""
+        own = getattr(model, "mask_thresholds", CELLPOSE_THRESHOLDS)
+        return (own[0] if self.flow_threshold is None else float(self.flow_threshold),
+                own[1] if self.cellprob_threshold is None else float(self.cellprob_threshold))
 
 
 CELLPOSE_STYLE = 256  # Cellpose's inference keeps a style vector this wide per image (its own last width)
@@ -88,7 +95,23 @@ def load_bundle_model(folder):
     check_kind(card, "cellpose", str(folder))
     verify_files(folder, card)
     net = card.cellpose
-    return cellpose_from_weights(load_arrays(folder, card), net.nbase, net.nchan)
+    model = cellpose_from_weights(load_arrays(folder, card), net.nbase, net.nchan)
+    model.mask_thresholds = net.mask_thresholds
+    return model
+
+
+def model_thresholds(model: str) -> tuple[float, float] | None:
+    """The flow and cell-probability thresholds a model runs with by default, without loading its weights or
+    downloading anything: a bundle's card's, Cellpose's own for other models, None while a zoo bundle is not
+    downloaded yet or its card cannot be read."""
+    if not is_bundle(model):
+        return CELLPOSE_THRESHOLDS
+    try:
+        if str(model).startswith(PREFIX) and open_zoo().where(str(model)[len(PREFIX):]) == "not downloaded":
+            return None
+        return read_card(resolve(model)).cellpose.mask_thresholds
+    except (OSError, ValueError):  # BundleError is a ValueError
+        return None
 
 
 def is_bundle(model: str) -> bool:
@@ -191,11 +214,11 @@ def _eval_frame(model, frame: np.ndarray, settings: SegmentSettings, on_tiles=No
 
     net = getattr(model, "net", None)
     handle = net.register_forward_pre_hook(before_batch) if net is not None and (on_tiles or cancel) else None
+    flow, cellprob = settings.thresholds(model)
     try:
         masks, _, _ = model.eval(frame, diameter=settings.diameter, channels=list(settings.channels),
-                                 channel_axis=-1 if frame.ndim == 3 else None,
-                                 flow_threshold=settings.flow_threshold,
-                                 cellprob_threshold=settings.cellprob_threshold, min_size=settings.min_size)
+                                 channel_axis=-1 if frame.ndim == 3 else None, flow_threshold=flow,
+                                 cellprob_threshold=cellprob, min_size=settings.min_size)
     finally:
         if handle is not None:
             handle.remove()

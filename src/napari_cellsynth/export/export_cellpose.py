@@ -71,10 +71,14 @@ def export_cellpose(run: str | Path, out: str | Path, name: str | None = None, w
                   "learning_rate": record.learning_rate, "train_metaphases": record.train_metaphases,
                   "held_out_slides": record.held_out_slides, "train_seconds": record.train_seconds,
                   "test_ap50": [record.test["ap50_mean"], record.test["ap50_std"]],
+                  **({"test_ap50_at_cellpose_thresholds": [record.test_at_defaults["ap50_mean"],
+                                                           record.test_at_defaults["ap50_std"]]}
+                     if record.test_at_defaults else {}),
                   "test_metaphases": record.test["n_images"],
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         versions=library_versions(),
-        extra={"cellpose": {"nbase": list(nbase), "nchan": 2, "weights": weights},
+        extra={"cellpose": {"nbase": list(nbase), "nchan": 2, "weights": weights,
+                            **({"thresholds": record.thresholds} if record.thresholds else {})},
                "export": {"parity_on": f"{len(held_out)} held-out metaphases ({', '.join(m.name for m in held_out)})",
                           "ap50_trained": trained["ap50_mean"], "ap50_stored": stored["ap50_mean"],
                           "ap_tolerance": ap_tolerance}})

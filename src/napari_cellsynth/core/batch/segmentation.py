@@ -43,10 +43,11 @@ def segment_plane(model, plane: np.ndarray, settings: SegmentSettings, tile: int
     else:
         tiles = list(tile_grid(height, width, tile, halo))
 
+    flow, cellprob = settings.thresholds(model)
+
     def run(t: Tile) -> np.ndarray:
         masks, _, _ = model.eval(image[t.window], diameter=settings.diameter, channels=[0, 0], normalize=False,
-                                 flow_threshold=settings.flow_threshold,
-                                 cellprob_threshold=settings.cellprob_threshold, min_size=settings.min_size)
+                                 flow_threshold=flow, cellprob_threshold=cellprob, min_size=settings.min_size)
         return masks
 
     return stitch_tiles((height, width), tiles, run)

@@ -23,12 +23,14 @@ class CellposeSettings(Settings):
     images_per_epoch: int | None = None
     learning_rate: float | None = None
     nbase: list[int] | None = None
+    init_from: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class CellposeRun(RunRecord):
     """What one Cellpose run was; ``test`` is :func:`data.chromosome_masks.average_precision` on the held-out
-    metaphases.  Runs from before the record was typed have no ``settings`` (None)."""
+    metaphases, at the ``thresholds`` chosen on the training metaphases (runs before they were chosen: Cellpose's).
+    Runs from before the record was typed have no ``settings`` (None)."""
 
     TASK = "cellpose"
     TRAINER = "cellsynth train cellpose"
@@ -49,3 +51,5 @@ class CellposeRun(RunRecord):
     test: dict[str, Any]
     final_train_loss: float | None = None
     settings: CellposeSettings | None = None
+    thresholds: dict[str, Any] | None = None  # reports.mask_thresholds.choose_thresholds on the training metaphases
+    test_at_defaults: dict[str, Any] | None = None  # ``test`` at Cellpose's own thresholds (0.4, 0.0)

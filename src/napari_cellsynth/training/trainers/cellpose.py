@@ -1,12 +1,16 @@
-"""Train a Cellpose 3 model from scratch to segment chromosomes in M-FISH DAPI planes.
+"""Train a Cellpose 3 model (from scratch, or on from a model's weights) to segment chromosomes in M-FISH DAPI planes.
 
     cellsynth train cellpose --root ../shared/data/mfish --epochs 60 --out runs/cellpose-chromosomes
 
 Pretrained Cellpose weights cannot be downloaded here, so the network starts from random weights
-(``pretrained_model=False``; MKL-DNN off, which trains 5× faster on this CPU).  Instance masks
+(``pretrained_model=False``; MKL-DNN off, which trains 5× faster on this CPU), or from a model of this
+trainer's (``--init-from``: training goes on from its weights).  Instance masks
 come from the karyotype images: each class's connected components are chromosomes, and overlap
 pixels (255) go to the nearest chromosome.  Whole slides are held out (``--test-slides``, default
-every fourth slide) and AP@0.5 is reported on their metaphases, which training never saw.
+every fourth slide) and AP@0.5 is reported on their metaphases, which training never saw, at Cellpose's
+flow and cell-probability thresholds chosen on the training metaphases (``reports.mask_thresholds``; the
+export writes them into the bundle's card, and segmentation uses them unless told otherwise) and at
+Cellpose's own 0.4 / 0.0.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.bundle import CELLPOSE_THRESHOLDS
 from napari_cellsynth.core.segment import CELLPOSE_NBASE, cellpose_from_weights
 from napari_cellsynth.training.data.chromosome_masks import average_precision, chromosome_instances, load_split
 from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
+from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds
 from napari_cellsynth.training.trainers.arguments import entry_points
 
 
@@ -48,8 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nbase", type=int, nargs=4, default=list(CELLPOSE_NBASE), metavar="N",
                         help="the network's widths per level (Cellpose's own: 32 64 128 256; 16 32 64 128 is "
                              "4x cheaper and fits the model zoo's 10 MB)")
+    parser.add_argument("--init-from", help="start from this Cellpose model's weights instead of random ones: a "
+                                            "cellpose bundle (zoo:NAME or a folder) or a model file this trainer "
+                                            "wrote; its widths replace --nbase")
     parser.add_argument("--out", required=True)
     return parser
+
+
+def starting_network(init_from: str, nbase: list[int]):
+    """The network of the model training continues from, and its widths."""
+    from napari_cellsynth.core.segment import is_bundle, load_bundle_model
+
+    if is_bundle(init_from):
+        from napari_cellsynth.core.bundle import read_card
+        from napari_cellsynth.core.zoo import resolve
+
+        return load_bundle_model(init_from).net, list(read_card(resolve(init_from)).cellpose.nbase)
+    if not Path(init_from).is_file():
+        raise FileNotFoundError(f"--init-from {init_from}: neither a cellpose bundle (zoo:NAME or a folder with "
+                                "card.json) nor a model file; pass one that cellsynth train cellpose wrote")
+    return load_trained(Path(init_from), nbase).net, list(nbase)
 
 
 def train(args) -> dict:
@@ -64,7 +88,9 @@ def train(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     train_set, test_set, held_out_slides = load_split(args.root, args.test_slides, args.limit)
     model = CellposeModel(gpu=False, pretrained_model=False, model_type=None, mkldnn=False)
-    if tuple(args.nbase) != CELLPOSE_NBASE:
+    if args.init_from:
+        model.net, args.nbase = starting_network(args.init_from, args.nbase)
+    elif tuple(args.nbase) != CELLPOSE_NBASE:
         from cellpose.resnet_torch import CPnet
 
         model.net = CPnet([2, *args.nbase], 3, sz=3, mkldnn=False, max_pool=True)
@@ -75,15 +101,24 @@ def train(args) -> dict:
         n_epochs=args.epochs, bsize=args.bsize, batch_size=8, learning_rate=args.learning_rate,
         save_path=str(out), model_name="chromosomes", min_train_masks=1, nimg_per_epoch=args.images_per_epoch)
     seconds = time.time() - started
+    trained = load_trained(Path(model_path), args.nbase)
+    thresholds = choose_thresholds(trained, [m.dapi for m in train_set],
+                                   [chromosome_instances(m.karyotype) for m in train_set],
+                                   f"the {len(train_set)} training metaphases")
     record = CellposeRun(
         model=str(model_path), root=str(Path(args.root).resolve()), nbase=list(args.nbase), bsize=args.bsize,
         epochs=args.epochs, images_per_epoch=args.images_per_epoch, learning_rate=args.learning_rate,
         train_metaphases=len(train_set), test_metaphases=len(test_set), held_out_slides=held_out_slides,
-        train_seconds=seconds, test=average_precision(load_trained(Path(model_path), args.nbase), test_set),
+        train_seconds=seconds, thresholds=thresholds,
+        test=average_precision(trained, test_set, thresholds=(thresholds["flow"], thresholds["cellprob"])),
+        test_at_defaults=average_precision(trained, test_set, thresholds=CELLPOSE_THRESHOLDS),
         final_train_loss=float(np.asarray(train_losses)[-1]), settings=CellposeSettings.from_namespace(args))
     report = record.to_dict()
     write_json_atomic(out / CellposeRun.FILE, report)
-    print(json.dumps({k: v for k, v in report.items() if k not in ("test", "args")} | {"ap50": record.test["ap50_mean"]}))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("test", "test_at_defaults", "thresholds", "args")}
+                     | {"ap50": record.test["ap50_mean"], "ap50_at_cellpose_thresholds":
+                        record.test_at_defaults["ap50_mean"], "flow_threshold": thresholds["flow"],
+                        "cellprob_threshold": thresholds["cellprob"]}))
     return report
 
 
