@@ -2,11 +2,12 @@
 for seconds here (its records and its export; its accuracy is results §5's and §10's)."""
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
 import tifffile
-from conftest import SHARED_DATA, screenshot
+from conftest import CELLSYNTH, SHARED_DATA, screenshot
 
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
@@ -183,7 +184,6 @@ def test_segment_widget_cancel_stops_within_a_frame(make_napari_viewer, qtbot, c
 def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, held_out, tmp_path):
     """``cellsynth export cellpose`` (fp16 weights in arrays.npz, no pickle) → a bundle that segments the unseen
     metaphase as the trained model file does; a changed weight file is refused by its sha256."""
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -221,7 +221,6 @@ def test_an_offline_builtin_model_fails_at_once_in_one_line_and_is_not_offered(m
                                                                                  tmp_path, held_out):
     """Issue 35: with Cellpose's weights not cached and its server unreachable, `cellsynth segment --model cyto3`
     stops at once with one line naming the offline fixes, and the Segment widget does not offer the built-ins."""
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -248,3 +247,24 @@ def test_an_offline_builtin_model_fails_at_once_in_one_line_and_is_not_offered(m
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert "zoo:cellpose-chromosomes" in done.stderr and "CELLPOSE_LOCAL_MODELS_PATH" in done.stderr
     assert not (tmp_path / "labels.tif").exists()
+
+
+@pytest.mark.slow
+def test_training_goes_on_from_a_bundles_weights(chromosome_cellpose_model, tmp_path):
+    """``--init-from zoo-bundle``: one epoch of 8 crops from the zoo model's weights (its widths, not --nbase's)
+    still segments an unseen metaphase (from random weights, two epochs find next to nothing); a path that is
+    neither a bundle nor a model file is refused in one line."""
+    from napari_cellsynth.training.records.registry import read_run
+    from napari_cellsynth.training.trainers import cellpose as train_cellpose
+
+    mfish = str(SHARED_DATA / "mfish")
+    run = tmp_path / "run"
+    train_cellpose.main(["--root", mfish, "--epochs", "1", "--images-per-epoch", "8", "--limit", "1",
+                         "--test-slides", "V26", "--init-from", str(chromosome_cellpose_model), "--out", str(run)])
+    record = read_run(run)
+    assert record.settings.init_from == str(chromosome_cellpose_model) and record.nbase == [16, 32, 64, 128]
+    assert record.test["ap50_mean"] > 0.3
+    done = subprocess.run([CELLSYNTH, "train", "cellpose", "--root", mfish, "--init-from", str(tmp_path / "nothing"),
+                           "--out", str(tmp_path / "other")], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "--init-from" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

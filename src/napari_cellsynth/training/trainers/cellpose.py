@@ -86,10 +86,11 @@ def train(args) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    start = starting_network(args.init_from, args.nbase) if args.init_from else None  # refused before any work
     train_set, test_set, held_out_slides = load_split(args.root, args.test_slides, args.limit)
     model = CellposeModel(gpu=False, pretrained_model=False, model_type=None, mkldnn=False)
-    if args.init_from:
-        model.net, args.nbase = starting_network(args.init_from, args.nbase)
+    if start is not None:
+        model.net, args.nbase = start
     elif tuple(args.nbase) != CELLPOSE_NBASE:
         from cellpose.resnet_torch import CPnet
 
