@@ -111,7 +111,9 @@ def test_a_run_writes_ome_zarr_labels_a_table_and_a_record(reference, stack, set
     # frame 0 is exactly what Cellpose itself makes of that frame
     model = load_model(str(chromosome_cellpose_model))
     frame0 = tifffile.imread(stack, key=0)
-    own, _, _ = model.eval(frame0, channels=[0, 0], diameter=settings.segment.diameter, min_size=settings.segment.min_size)
+    flow, cellprob = model.mask_thresholds  # the bundle's own, as the batch used them (none given)
+    own, _, _ = model.eval(frame0, channels=[0, 0], diameter=settings.segment.diameter, min_size=settings.segment.min_size,
+                           flow_threshold=flow, cellprob_threshold=cellprob)
     same = match_labels(own, labels[0, 0])
     assert same.matched == same.reference == same.other and same.mean_iou > 0.99
     assert ((own > 0) != (labels[0, 0] > 0)).mean() < 1e-3  # at most the stray pixels Cellpose leaves apart
@@ -120,6 +122,7 @@ def test_a_run_writes_ome_zarr_labels_a_table_and_a_record(reference, stack, set
     assert record["models"]["classifier"]["sha256"]["model.onnx"] == card.files["model.onnx"]["sha256"]
     digests = record["models"]["cellpose"]["sha256"]  # a bundle's: one per file
     assert set(digests) == {"arrays.npz"} and all(len(d) == 64 for d in digests.values())
+    assert record["models"]["cellpose"]["mask_thresholds"] == [flow, cellprob]  # what ran, from the card
     assert record["versions"]["cellpose"].startswith("3.")
     root = json.loads((result.run_dir / "nuclei.ome.zarr" / "labels" / "cells" / "zarr.json").read_text())
     assert [a["name"] for a in root["attributes"]["ome"]["multiscales"][0]["axes"]] == ["t", "z", "y", "x"]

@@ -263,6 +263,8 @@ def test_training_goes_on_from_a_bundles_weights(chromosome_cellpose_model, tmp_
                          "--test-slides", "V26", "--init-from", str(chromosome_cellpose_model), "--out", str(run)])
     record = read_run(run)
     assert record.settings.init_from == str(chromosome_cellpose_model) and record.nbase == [16, 32, 64, 128]
+    card = json.loads((chromosome_cellpose_model / "card.json").read_text())  # what it started from, by sha256
+    assert record.init_from["sha256"] == {name: entry["sha256"] for name, entry in card["files"].items()}
     assert record.test["ap50_mean"] > 0.3
     done = subprocess.run([CELLSYNTH, "train", "cellpose", "--root", mfish, "--init-from", str(tmp_path / "nothing"),
                            "--out", str(tmp_path / "other")], capture_output=True, text=True, timeout=300)

@@ -75,6 +75,8 @@ def export_cellpose(run: str | Path, out: str | Path, name: str | None = None, w
                                                            record.test_at_defaults["ap50_std"]]}
                      if record.test_at_defaults else {}),
                   "test_metaphases": record.test["n_images"],
+                  "init_from": record.init_from or ({"model": record.settings.init_from}
+                                                    if record.settings and record.settings.init_from else None),
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         versions=library_versions(),
         extra={"cellpose": {"nbase": list(nbase), "nchan": 2, "weights": weights,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..bundle import check_kind, read_card, sha256_of, verify_files
 from ..images import ImageInputError
-from ..segment import BUILT_IN, check_builtin, is_bundle
+from ..segment import BUILT_IN, check_builtin, is_bundle, model_thresholds
 from ..zoo import resolve
 
 PACKAGES = ("napari-cellsynth", "numpy", "cellpose", "torch", "onnxruntime", "dask", "distributed", "zarr",
@@ -34,7 +34,8 @@ def cellpose_identity(model: str) -> dict:
         identity = bundle_identity(model)
         if identity["kind"] != "cellpose":
             raise ImageInputError(f"--segment-model {model} is a '{identity['kind']}' bundle, not a cellpose one")
-        return {"model": model, **identity}
+        # the thresholds its card gives segmentation where --flow-threshold / --cellprob-threshold are not set
+        return {"model": model, **identity, "mask_thresholds": list(model_thresholds(model) or ())}
     path = Path(model)
     if not path.is_file():
         raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name "

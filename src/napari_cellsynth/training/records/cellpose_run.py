@@ -53,3 +53,4 @@ class CellposeRun(RunRecord):
     settings: CellposeSettings | None = None
     thresholds: dict[str, Any] | None = None  # reports.mask_thresholds.choose_thresholds on the training metaphases
     test_at_defaults: dict[str, Any] | None = None  # ``test`` at Cellpose's own thresholds (0.4, 0.0)
+    init_from: dict[str, Any] | None = None  # the model training went on from: its identity (files' sha256)

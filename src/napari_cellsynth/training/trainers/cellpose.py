@@ -25,6 +25,7 @@ import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
+from napari_cellsynth.core.batch.record import cellpose_identity
 from napari_cellsynth.core.bundle import CELLPOSE_THRESHOLDS
 from napari_cellsynth.core.segment import CELLPOSE_NBASE, cellpose_from_weights
 from napari_cellsynth.training.data.chromosome_masks import average_precision, chromosome_instances, load_split
@@ -87,6 +88,7 @@ def train(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = starting_network(args.init_from, args.nbase) if args.init_from else None  # refused before any work
+    started_from = cellpose_identity(args.init_from) if args.init_from else None
     train_set, test_set, held_out_slides = load_split(args.root, args.test_slides, args.limit)
     model = CellposeModel(gpu=False, pretrained_model=False, model_type=None, mkldnn=False)
     if start is not None:
@@ -110,7 +112,7 @@ def train(args) -> dict:
         model=str(model_path), root=str(Path(args.root).resolve()), nbase=list(args.nbase), bsize=args.bsize,
         epochs=args.epochs, images_per_epoch=args.images_per_epoch, learning_rate=args.learning_rate,
         train_metaphases=len(train_set), test_metaphases=len(test_set), held_out_slides=held_out_slides,
-        train_seconds=seconds, thresholds=thresholds,
+        train_seconds=seconds, thresholds=thresholds, init_from=started_from,
         test=average_precision(trained, test_set, thresholds=(thresholds["flow"], thresholds["cellprob"])),
         test_at_defaults=average_precision(trained, test_set, thresholds=CELLPOSE_THRESHOLDS),
         final_train_loss=float(np.asarray(train_losses)[-1]), settings=CellposeSettings.from_namespace(args))
