@@ -60,6 +60,9 @@ class SegmentWidget(JobWidget):
         values = model_thresholds(model) if own and model else None
         if values is not None:
             self.flow_threshold.value, self.cellprob_threshold.value = values
+        self.flow_threshold.tooltip = self.cellprob_threshold.tooltip = (
+            "the model's own: a zoo bundle not downloaded yet shows them once it is" if own and model and values is None
+            else "")
 
     def settings(self) -> SegmentSettings:
         if self.model_name.value == CUSTOM:

@@ -7,7 +7,7 @@ Pretrained Cellpose weights cannot be downloaded here, so the network starts fro
 trainer's (``--init-from``: training goes on from its weights).  Instance masks
 come from the karyotype images: each class's connected components are chromosomes, and overlap
 pixels (255) go to the nearest chromosome.  Whole slides are held out (``--test-slides``, default
-every fourth slide) and AP@0.5 is reported on their metaphases, which training never saw, at Cellpose's
+every fourth slide) and AP@0.5 is reported on their metaphases, which training never saw, twice: at the
 flow and cell-probability thresholds chosen on the training metaphases (``reports.mask_thresholds``; the
 export writes them into the bundle's card, and segmentation uses them unless told otherwise) and at
 Cellpose's own 0.4 / 0.0.
@@ -78,7 +78,8 @@ def starting_network(init_from: str, nbase: list[int]):
 
 
 def train(args) -> dict:
-    """Train one Cellpose model from scratch into ``args.out``; returns its held-out scores."""
+    """Train one Cellpose model (from random weights or ``--init-from``'s) into ``args.out``, choose its thresholds
+    on the training metaphases; returns its record with the held-out scores."""
     from napari_cellsynth.core.numba_cached import import_cellpose
 
     import_cellpose()  # before Cellpose's training module: its compiled functions from the disk cache
