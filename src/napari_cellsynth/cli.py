@@ -239,6 +239,14 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def add_threshold_options(p) -> None:
+    """Cellpose's two mask thresholds, for segment and batch: unset, a bundle's card gives them."""
+    p.add_argument("--flow-threshold", type=float, help="Cellpose's flow error threshold (default: the bundle's "
+                                                         "own, chosen on its training images, else Cellpose's 0.4)")
+    p.add_argument("--cellprob-threshold", type=float, help="Cellpose's cell probability threshold (default: the "
+                                                             "bundle's own, else Cellpose's 0.0)")
+
+
 def channel_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(c) for c in text.split(","))
@@ -505,10 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate-diameter", action="store_true", help="estimate it from a first pass")
     p.add_argument("--channels", type=int, nargs=2, default=[0, 0], help="Cellpose channels [cyto, nucleus]")
     p.add_argument("--channel-axis", type=int, help="axis of colour channels, if any")
-    p.add_argument("--flow-threshold", type=float, help="Cellpose's flow error threshold (default: the bundle's "
-                                                         "own, chosen on its training images, else Cellpose's 0.4)")
-    p.add_argument("--cellprob-threshold", type=float, help="Cellpose's cell probability threshold (default: the "
-                                                             "bundle's own, else Cellpose's 0.0)")
+    add_threshold_options(p)
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_segment)
@@ -524,10 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classify-channels", type=channel_list,
                    help="the channels the classifier gets, in its order, e.g. 0,1,2 (default: all)")
     p.add_argument("--diameter", type=float, help="object diameter in pixels (default: the model's)")
-    p.add_argument("--flow-threshold", type=float, help="Cellpose's flow error threshold (default: the bundle's "
-                                                         "own, chosen on its training images, else Cellpose's 0.4)")
-    p.add_argument("--cellprob-threshold", type=float, help="Cellpose's cell probability threshold (default: the "
-                                                             "bundle's own, else Cellpose's 0.0)")
+    add_threshold_options(p)
     p.add_argument("--tile", type=int, default=1024, help="frames larger than this are cut into tiles (0: never)")
     p.add_argument("--halo", type=int, help="context around each tile in pixels (default: two object diameters)")
     p.add_argument("--scheduler", help="threads (default), processes, or a dask scheduler address such as "

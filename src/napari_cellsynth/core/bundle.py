@@ -164,19 +164,22 @@ class CellposeSection:
     nbase: tuple[int, ...]
     nchan: int
     weights: str
-    mask_thresholds: tuple[float, float] = CELLPOSE_THRESHOLDS
     thresholds: dict | None = None  # how the thresholds were chosen: on what, the grid, the score there
 
     @classmethod
     def from_card(cls, card: "Card") -> "CellposeSection":
         def build():
             net = card.extra.get("cellpose") or {}
-            chosen = net.get("thresholds")
-            mask = (float(chosen["flow"]), float(chosen["cellprob"])) if chosen else CELLPOSE_THRESHOLDS
             return cls(tuple(int(n) for n in net.get("nbase", CELLPOSE_NBASE)), int(net.get("nchan", 2)),
-                       str(net.get("weights", "fp32")), mask, chosen)
+                       str(net.get("weights", "fp32")), net.get("thresholds"))
 
         return _read_section(card, ("cellpose",), "cellpose", build)
+
+    @property
+    def mask_thresholds(self) -> tuple[float, float]:
+        """(flow, cell probability) to segment with: the chosen ones, else Cellpose's."""
+        chosen = self.thresholds
+        return (float(chosen["flow"]), float(chosen["cellprob"])) if chosen else CELLPOSE_THRESHOLDS
 
 
 @dataclass(frozen=True)

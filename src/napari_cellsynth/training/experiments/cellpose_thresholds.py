@@ -28,8 +28,7 @@ from napari_cellsynth.core.segment import load_bundle_model
 from napari_cellsynth.core.zoo import resolve
 from napari_cellsynth.export.common import fresh_staging, publish
 from napari_cellsynth.training.data.chromosome_masks import chromosome_instances, load_split
-from napari_cellsynth.training.reports.mask_thresholds import (ap50, choose_thresholds, masks_at, network_outputs,
-                                                               threshold_grid)
+from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds, network_outputs, threshold_grid
 from napari_cellsynth.training.reports.summaries import paired_test
 
 SHARED = Path(__file__).resolve().parents[4].parent / "shared" / "data"
@@ -67,8 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = choose_thresholds(model, [m.dapi for m in train], train_truth, f"the {len(train)} training metaphases")
     outputs, truth = network_outputs(model, [m.dapi for m in held_out]), [chromosome_instances(m.karyotype)
                                                                          for m in held_out]
-    at = {"chosen": ap50(truth, masks_at(outputs, chosen["flow"], chosen["cellprob"])),
-          "cellpose": ap50(truth, masks_at(outputs, *CELLPOSE_THRESHOLDS))}
+    grid = threshold_grid(outputs, truth)  # holds the chosen point and Cellpose's
+    at = {name: next({k: v for k, v in p.items() if k not in ("flow", "cellprob")} for p in grid
+                     if (p["flow"], p["cellprob"]) == point)
+          for name, point in (("chosen", (chosen["flow"], chosen["cellprob"])), ("cellpose", CELLPOSE_THRESHOLDS))}
     change = np.array(at["chosen"]["per_image"]) - np.array(at["cellpose"]["per_image"])
     per_slide = {s: {k: float(np.mean([a for m, a in zip(held_out, at[k]["per_image"]) if m.slide == s])) for k in at}
                  for s in sorted({m.slide for m in held_out})}
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
                "held_out": {"metaphases": [m.name for m in held_out], **at,
                             "chosen_minus_cellpose": paired_test(list(range(len(held_out))), change),
                             "per_slide": per_slide,
-                            "grid": threshold_grid(outputs, truth)},
+                            "grid": grid},
                "command": "python -m napari_cellsynth.training.experiments.cellpose_thresholds "
                           + " ".join(argv or sys.argv[1:])}
     staging = fresh_staging(out)

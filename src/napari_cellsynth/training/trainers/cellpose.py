@@ -67,10 +67,8 @@ def starting_network(init_from: str, nbase: list[int]):
     from napari_cellsynth.core.segment import is_bundle, load_bundle_model
 
     if is_bundle(init_from):
-        from napari_cellsynth.core.bundle import read_card
-        from napari_cellsynth.core.zoo import resolve
-
-        return load_bundle_model(init_from).net, list(read_card(resolve(init_from)).cellpose.nbase)
+        model = load_bundle_model(init_from)
+        return model.net, list(model.nbase[1:])  # cellpose_from_weights: [input channels, *widths]
     if not Path(init_from).is_file():
         raise FileNotFoundError(f"--init-from {init_from}: neither a cellpose bundle (zoo:NAME or a folder with "
                                 "card.json) nor a model file; pass one that cellsynth train cellpose wrote")
