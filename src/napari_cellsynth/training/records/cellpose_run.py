@@ -24,6 +24,9 @@ class CellposeSettings(Settings):
     learning_rate: float | None = None
     nbase: list[int] | None = None
     init_from: str | None = None
+    seed: int | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

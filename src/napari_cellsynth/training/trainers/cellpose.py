@@ -11,6 +11,11 @@ every fourth slide) and AP@0.5 is reported on their metaphases, which training n
 flow and cell-probability thresholds chosen on the training metaphases (``reports.mask_thresholds``; the
 export writes them into the bundle's card, and segmentation uses them unless told otherwise) and at
 Cellpose's own 0.4 / 0.0.
+
+Training is Cellpose's own (``cellpose_epochs``: ``train_seg``'s loop, one epoch at a time).  Every
+``--checkpoint-every`` epochs the run folder's ``last.pt`` holds the weights, the optimizer's moments and the epoch
+reached; ``--resume`` goes on from it, with the learning-rate schedule where it stopped, to the weights an
+uninterrupted run reaches.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
@@ -32,6 +36,7 @@ from napari_cellsynth.training.data.chromosome_masks import average_precision, c
 from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
 from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds
 from napari_cellsynth.training.trainers.arguments import entry_points
+from napari_cellsynth.training.trainers.cellpose_epochs import EpochPlan, read_checkpoint, train_epochs, write_model
 
 
 def load_trained(model_path: Path, nbase=CELLPOSE_NBASE):
@@ -58,8 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init-from", help="start from this Cellpose model's weights instead of random ones: a "
                                             "cellpose bundle (zoo:NAME or a folder) or a model file this trainer "
                                             "wrote; its widths replace --nbase")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the network's random start (Cellpose seeds each epoch's crops by its index)")
+    parser.add_argument("--checkpoint-every", type=int, default=5, metavar="EPOCHS",
+                        help="epochs between checkpoints (OUT/last.pt), which --resume goes on from")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from OUT/last.pt, with the options the run started with")
     parser.add_argument("--out", required=True)
     return parser
+
+
+# The options that decide what a run computes: a resumed run must be given the ones it started with.
+RUN_OPTIONS = ("root", "epochs", "limit", "test_slides", "bsize", "images_per_epoch", "learning_rate", "nbase",
+               "init_from", "seed")
+
+
+def checkpoint_to_resume(args) -> dict | None:
+    """The checkpoint ``--resume`` goes on from (None: a fresh run); refuses a run folder whose checkpoint would be
+    overwritten without ``--resume``, or one started with other options."""
+    state = read_checkpoint(Path(args.out))
+    if state is None:
+        return None
+    if not args.resume:
+        raise ValueError(f"{args.out} holds a Cellpose run at epoch {state['epoch']} of {state['options']['epochs']} "
+                         "(last.pt): pass --resume to go on with it, or another --out")
+    changed = [key for key in RUN_OPTIONS if state["options"].get(key) != getattr(args, key)]
+    if changed:
+        given = " ".join(f"--{key.replace('_', '-')} {state['options'][key]}" for key in changed)
+        raise ValueError(f"{args.out} was started with {given}; resume it with the options it started with, "
+                         "or start another --out")
+    return state
 
 
 def starting_network(init_from: str, nbase: list[int]):
@@ -81,29 +114,42 @@ def train(args) -> dict:
     from napari_cellsynth.core.numba_cached import import_cellpose
 
     import_cellpose()  # before Cellpose's training module: its compiled functions from the disk cache
-    from cellpose import train
+    import torch
     from cellpose.models import CellposeModel
 
     out = Path(args.out)
+    for option in ("epochs", "checkpoint_every"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} {getattr(args, option)}: give a number of epochs, 1 or more")
+    resumed = checkpoint_to_resume(args)
     out.mkdir(parents=True, exist_ok=True)
+    options = {key: getattr(args, key) for key in RUN_OPTIONS}
     start = starting_network(args.init_from, args.nbase) if args.init_from else None  # refused before any work
     started_from = cellpose_identity(args.init_from) if args.init_from else None
     train_set, test_set, held_out_slides = load_split(args.root, args.test_slides, args.limit)
+    torch.manual_seed(args.seed)
     model = CellposeModel(gpu=False, pretrained_model=False, model_type=None, mkldnn=False)
     if start is not None:
         model.net, args.nbase = start
     elif tuple(args.nbase) != CELLPOSE_NBASE:
         from cellpose.resnet_torch import CPnet
 
+        torch.manual_seed(args.seed)
         model.net = CPnet([2, *args.nbase], 3, sz=3, mkldnn=False, max_pool=True)
+    plan = EpochPlan(args.epochs, args.images_per_epoch, args.bsize, args.learning_rate)
+    if resumed is not None:
+        print(f"resuming {out} at epoch {resumed['epoch']} of {args.epochs}", file=sys.stderr)
     started = time.time()
-    model_path, train_losses, _ = train.train_seg(
-        model.net, train_data=[m.dapi for m in train_set],
-        train_labels=[chromosome_instances(m.karyotype) for m in train_set], channels=[0, 0],
-        n_epochs=args.epochs, bsize=args.bsize, batch_size=8, learning_rate=args.learning_rate,
-        save_path=str(out), model_name="chromosomes", min_train_masks=1, nimg_per_epoch=args.images_per_epoch)
-    seconds = time.time() - started
-    trained = load_trained(Path(model_path), args.nbase)
+    for done, epochs, loss in train_epochs(model.net, [m.dapi for m in train_set],
+                                           [chromosome_instances(m.karyotype) for m in train_set], plan, out,
+                                           args.checkpoint_every, resumed, options):
+        if done % 10 == 0 or done == epochs:
+            left = (time.time() - started) / (done - (resumed or {"epoch": 0})["epoch"]) * (epochs - done)
+            print(f"epoch {done}/{epochs}  loss {loss:.4f}  about {left / 60:.0f} min left", file=sys.stderr)
+    trained_until = read_checkpoint(out)
+    model_path = out / "models" / "chromosomes"
+    write_model(model.net, model_path)
+    trained = load_trained(model_path, args.nbase)
     thresholds = choose_thresholds(trained, [m.dapi for m in train_set],
                                    [chromosome_instances(m.karyotype) for m in train_set],
                                    f"the {len(train_set)} training metaphases")
@@ -111,10 +157,10 @@ def train(args) -> dict:
         model=str(model_path), root=str(Path(args.root).resolve()), nbase=list(args.nbase), bsize=args.bsize,
         epochs=args.epochs, images_per_epoch=args.images_per_epoch, learning_rate=args.learning_rate,
         train_metaphases=len(train_set), test_metaphases=len(test_set), held_out_slides=held_out_slides,
-        train_seconds=seconds, thresholds=thresholds, init_from=started_from,
+        train_seconds=trained_until["seconds"], thresholds=thresholds, init_from=started_from,
         test=average_precision(trained, test_set, thresholds=(thresholds["flow"], thresholds["cellprob"])),
         test_at_defaults=average_precision(trained, test_set, thresholds=CELLPOSE_THRESHOLDS),
-        final_train_loss=float(np.asarray(train_losses)[-1]), settings=CellposeSettings.from_namespace(args))
+        final_train_loss=trained_until["losses"][-1], settings=CellposeSettings.from_namespace(args))
     report = record.to_dict()
     write_json_atomic(out / CellposeRun.FILE, report)
     print(json.dumps({k: v for k, v in report.items() if k not in ("test", "test_at_defaults", "thresholds", "args")}

@@ -1,0 +1,140 @@
+"""Cellpose training that resumes: the trainer's epoch loop is Cellpose's ``train_seg`` (equal weights, learning-rate
+annealing included), and ``cellsynth train cellpose`` killed mid-run and given ``--resume`` ends at the weights an
+uninterrupted run reaches.  Real data: the plugin's sample metaphase (V260554) and M-FISH planes."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from conftest import CELLSYNTH, REPO, SHARED_DATA, require
+
+from napari_cellsynth.training.trainers.cellpose_epochs import (EpochPlan, cellpose_learning_rates, read_checkpoint,
+                                                                train_epochs)
+
+
+@pytest.fixture(scope="module")
+def metaphase():
+    """The sample metaphase's DAPI plane and its chromosomes (instances from the karyotype image)."""
+    from napari_cellsynth._sample_data import MFISH_SAMPLE
+    from napari_cellsynth.training.data.chromosome_masks import chromosome_instances
+
+    planes = tifffile.imread(MFISH_SAMPLE)
+    return planes[0], chromosome_instances(tifffile.imread(MFISH_SAMPLE.with_name(MFISH_SAMPLE.stem + "_K.tif")))
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_network():
+    from cellpose.resnet_torch import CPnet
+
+    torch.manual_seed(0)
+    return CPnet([2, 16, 32, 64, 128], 3, sz=3, mkldnn=False, max_pool=True)
+
+
+def same_weights(a, b) -> bool:
+    a, b = a.state_dict(), b.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("epochs, per_epoch, bsize", [(3, 8, 64), (301, 1, 32)])
+def test_the_epochs_are_cellposes_train_seg(metaphase, one_thread, tmp_path, epochs, per_epoch, bsize):
+    """Same start, same data: the weights equal ``train_seg``'s bit for bit, over a short run and over one of 301
+    epochs, whose learning rate anneals over its last 100 (the schedule's second branch)."""
+    from napari_cellsynth.core.numba_cached import import_cellpose
+
+    import_cellpose()
+    from cellpose import train
+
+    image, chromosomes = metaphase
+    theirs, ours = small_network(), small_network()
+    train.train_seg(theirs, train_data=[image], train_labels=[chromosomes], channels=[0, 0], n_epochs=epochs,
+                    bsize=bsize, batch_size=8, learning_rate=0.005, save_path=str(tmp_path), model_name="m",
+                    min_train_masks=1, nimg_per_epoch=per_epoch)
+    done = list(train_epochs(ours, [image], [chromosomes], EpochPlan(epochs, per_epoch, bsize, 0.005), tmp_path,
+                             checkpoint_every=1000))
+    assert [d[0] for d in done] == list(range(1, epochs + 1))
+    assert same_weights(theirs, ours)
+    assert read_checkpoint(tmp_path)["epoch"] == epochs  # the last epoch is always checkpointed
+
+
+def test_the_learning_rate_warms_up_and_anneals_as_cellposes():
+    assert np.allclose(cellpose_learning_rates(0.01, 50)[:10], np.linspace(0, 0.01, 10))
+    assert cellpose_learning_rates(0.01, 100).min() == 0 and cellpose_learning_rates(0.01, 100)[-1] == 0.01
+    for epochs, tail in [(150, 50), (400, 100)]:
+        rates = cellpose_learning_rates(0.01, epochs)
+        assert len(rates) == epochs and rates[-tail - 1] == 0.01
+        assert np.isclose(rates[-1], 0.01 / 2 ** 10) and np.all(np.diff(rates[-tail:]) <= 0)
+
+
+def test_going_on_from_a_checkpoint_reaches_the_same_weights(metaphase, one_thread, tmp_path):
+    image, chromosomes = metaphase
+    plan = EpochPlan(4, 8, 64, 0.005)
+    whole, stopped = small_network(), small_network()
+    list(train_epochs(whole, [image], [chromosomes], plan, tmp_path / "whole"))
+    for done, _, _ in train_epochs(stopped, [image], [chromosomes], plan, tmp_path / "stopped", checkpoint_every=1):
+        if done == 2:
+            break
+    state = read_checkpoint(tmp_path / "stopped")
+    assert state["epoch"] == 2 and len(state["losses"]) == 2
+    again = small_network()  # a new process: nothing but the checkpoint carries over
+    assert [d[0] for d in train_epochs(again, [image], [chromosomes], plan, tmp_path / "stopped", start=state)] == [3, 4]
+    assert same_weights(whole, again)
+    assert read_checkpoint(tmp_path / "stopped")["losses"] == read_checkpoint(tmp_path / "whole")["losses"]
+
+
+@pytest.mark.slow
+def test_a_killed_training_resumes_where_it_stopped(tmp_path):
+    """``cellsynth train cellpose`` run as a command, killed after its second checkpoint, then run again with
+    ``--resume``: it goes on from the checkpoint (not from the start) and its model file equals that of the same
+    command run without a kill; the record keeps the whole run's time.  Without ``--resume``, or with another option,
+    the folder is refused in one line before anything is read."""
+    mfish = str(require(SHARED_DATA / "mfish"))
+    command = [CELLSYNTH, "train", "cellpose", "--root", mfish, "--limit", "1",
+               "--test-slides", "V26", "--epochs", "8", "--images-per-epoch", "8", "--bsize", "64",
+               "--nbase", "16", "32", "64", "128", "--checkpoint-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env,
+                           timeout=600, cwd=REPO)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    run = tmp_path / "killed"
+    child = subprocess.Popen([*command, "--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=env, cwd=REPO)
+    deadline = time.time() + 600
+    while time.time() < deadline and child.poll() is None:
+        state = read_checkpoint(run) if (run / "last.pt").is_file() else None
+        if state is not None and state["epoch"] >= 2:
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    child.wait(timeout=60)
+    stopped_at = read_checkpoint(run)["epoch"]
+    assert child.returncode == -signal.SIGKILL and 2 <= stopped_at < 8 and not (run / "report.json").exists()
+
+    refused = subprocess.run([*command, "--out", str(run)], capture_output=True, text=True, env=env, cwd=REPO)
+    assert refused.returncode != 0 and "--resume" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    other = subprocess.run([*command[:-1], "2", "--out", str(run), "--resume", "--epochs", "9"], capture_output=True,
+                           text=True, env=env, cwd=REPO)
+    assert other.returncode != 0 and "--epochs 8" in other.stderr and "Traceback" not in other.stderr
+    assert read_checkpoint(run)["epoch"] == stopped_at  # refusals touched nothing
+
+    resumed = subprocess.run([*command, "--out", str(run), "--resume"], capture_output=True, text=True, env=env,
+                             timeout=600, cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {run} at epoch {stopped_at} of 8" in resumed.stderr
+    assert (run / "models" / "chromosomes").read_bytes() == (tmp_path / "whole" / "models" / "chromosomes").read_bytes()
+    report, reference = (json.loads((folder / "report.json").read_text()) for folder in (run, tmp_path / "whole"))
+    assert report["final_train_loss"] == reference["final_train_loss"]
+    assert report["test"]["per_image"] == reference["test"]["per_image"]
+    assert report["args"]["resume"] is True and report["train_seconds"] > 0
