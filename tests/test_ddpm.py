@@ -196,8 +196,8 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     assert json.loads((out / "full" / "ddpm-bundle" / "card.json").read_text())["outputs"]["prediction"] == "v"
     assert {"full: real only", "full: real + DDPM", "cut10: real only", "cut10: real + DDPM"} <= set(summary)
     for setting in ("full", "cut10"):
-        real = json.loads((out / setting / "seed0" / "classifier-real" / "config.json").read_text())
-        with np.load(out / setting / "seed0" / "generated.npz") as saved:
+        real = json.loads((out / setting / "real" / "seed0" / "config.json").read_text())  # the runner's layout
+        with np.load(out / setting / "generated-seed0.npz") as saved:
             assert len(saved["images"]) == BALANCE_TO - real["counts"]["train"]["M"]
             record = json.loads(str(saved["provenance"]))
             assert (record["class"], record["sampler"], record["eta"], record["clip_x0"]) == ("M", "ddim", 1.0, 3.0)
@@ -210,7 +210,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     paired = summary["paired"]["cut10: real + DDPM against real only"]["f1"]  # the seeds paired
     assert paired["before"] == [summary["cut10: real only"]["per_class"]["M"]["f1"]["mean"]]
     assert "one-sided Wilcoxon" in (out / "summary.md").read_text()
-    metrics = out / "full" / "seed0" / "classifier-real+ddpm" / "metrics_test.json"
+    metrics = out / "full" / "real+ddpm" / "seed0" / "metrics_test.json"
     before = metrics.stat().st_mtime_ns
     experiment_ddpm.main([*args, "--skip-report"])  # everything on disk: nothing retrains
     assert metrics.stat().st_mtime_ns == before
@@ -220,7 +220,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     filtered = experiment_filter.main([*args, "--classify"])
     for setting in ("full", "cut10"):
         counts = filtered[setting]["counts"]["seed0"]
-        with np.load(out / setting / "seed0" / "kept.npz") as kept:
+        with np.load(out / setting / "kept-seed0.npz") as kept:
             assert counts["before"] == summary["generator_quality"][setting]["DDPM"]["n"]
             assert len(kept["images"]) == counts["after"] <= counts["before"] and set(kept["labels"]) <= {"M"}
         assert (out / setting / "umap_filter.png").is_file()
@@ -234,12 +234,12 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
                                   "--control", "duplicates", "--skip-report", "--out", str(tmp_path / "exp3")])
     assert {"full: real only", "full: real + DDPM", "full: real + duplicated real M"} <= set(given)
     assert not (tmp_path / "exp3" / "ddpm-base").exists()
-    seed_dir = tmp_path / "exp3" / "full" / "seed0"
+    setting_dir = tmp_path / "exp3" / "full"
     from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split
 
     data = load_labelled(str(jurkat_slice), "jurkat4")
     train = stratified_split(data.y, 0)["train"]
-    with np.load(seed_dir / "generated.npz") as made, np.load(seed_dir / "duplicated.npz") as copies:
+    with np.load(setting_dir / "generated-seed0.npz") as made, np.load(setting_dir / "duplicated-seed0.npz") as copies:
         assert len(copies["images"]) == len(made["images"]) and set(copies["labels"]) == {"M"}
         assert set(copies["index"]) <= set(train[data.y[train] == data.classes.index("M")])
         assert np.array_equal(copies["images"], data.crops.images[copies["index"]])
@@ -274,21 +274,18 @@ def test_default_run_is_v_prediction_with_zero_terminal_snr_and_generates(jurkat
 def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):
     from types import SimpleNamespace
 
-    from napari_cellsynth.training.experiments.ddpm import generated
-    from napari_cellsynth.training.experiments.umap_filter import generated_file
+    from napari_cellsynth.training.experiments.ddpm import generated, generated_path
 
-    first = tmp_path / "cut10" / "seed0"
-    first.mkdir(parents=True)
-    np.savez(first / "generated.npz", images=np.zeros((2, 3, 4, 4), np.uint16), labels=np.array(["M", "M"]))
+    setting = tmp_path / "cut10"
+    setting.mkdir()
+    first = setting / "generated-seed0.npz"
+    np.savez(first, images=np.zeros((2, 3, 4, 4), np.uint16), labels=np.array(["M", "M"]))
     args = SimpleNamespace(reuse_generated=True, seeds=[0, 1, 2])
-    # seed 2 gets seed 0's file without generating (no bundle or real run is touched)
-    assert generated(tmp_path / "cut10" / "seed2", tmp_path / "no-bundle", tmp_path / "no-run", args, 2) \
-        == first / "generated.npz"
-    assert generated_file(tmp_path, "cut10", 2, 0) == first / "generated.npz"
-    own = tmp_path / "cut10" / "seed1" / "generated.npz"
-    own.parent.mkdir()
-    np.savez(own, images=np.zeros((1, 3, 4, 4)))
-    assert generated_file(tmp_path, "cut10", 1, 0) == own
+    # seed 2 gets seed 0's file without generating (no bundle is read, no count is needed)
+    assert generated(setting, tmp_path / "no-bundle", {}, args, 2) == first
+    assert generated_path(setting, args, "{seed}") == first  # every seed's arm trains on it
+    args = SimpleNamespace(reuse_generated=False, seeds=[0, 1, 2])
+    assert generated_path(setting, args, "{seed}") == setting / "generated-seed{seed}.npz"
 
 
 def test_snapshots_give_a_kid_curve_over_training_that_resumes(jurkat_slice, classifier_bundle, tmp_path):

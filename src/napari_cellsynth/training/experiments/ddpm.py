@@ -12,19 +12,20 @@ order and the generator's noise.
 1. one DDPM base model on the training split with the rare class already cut to 10 % (so it is valid
    for both settings), fine-tuned per setting on that setting's real rare cells (paper 003's
    procedure), exported to a bundle;
-2. per seed: the classifier on real data only;
-3. per seed (or once per setting with ``--reuse-generated``): generated rare cells raising
-   the rare class to ``--balance-to`` (default: the
-   median training count of the other classes — here G1 is inflated by a second acquisition, and
-   paper 000 also cut G1 to the size of the others before balancing), and the classifier on
-   real + generated cells;
-4. with ``--control duplicates``, per seed: the classifier on real + as many copies of the setting's real rare
-   cells (drawn with replacement) as step 3 adds, the oversampling a user would otherwise reach for.
+2. per seed (or once per setting with ``--reuse-generated``): generated rare cells raising the rare class to
+   ``--balance-to`` (default: the median training count of the other classes — here G1 is inflated by a second
+   acquisition, and paper 000 also cut G1 to the size of the others before balancing),
+   ``SETTING/generated-seedN.npz``; with ``--control duplicates`` as many copies of the setting's real rare cells
+   (drawn with replacement), the oversampling a user would otherwise reach for, ``SETTING/duplicated-seedN.npz``;
+3. the arms on the experiments' runner (``training.runner.classifier_arms``), per setting and seed: the classifier
+   on real data only (``SETTING/real/seedN``), on real + generated cells (``SETTING/real+ddpm``) and on real +
+   copies (``SETTING/real+duplicates``).
 
 ``--bundles full=BUNDLE cut10=BUNDLE`` skips steps 1's training and uses generators trained elsewhere (e.g. the
 zoo's v-prediction ones, trained on a GPU on the same split): each must record the setting's training counts.
 
-Every step skips what is already on disk, so the experiment resumes.  Test metrics are always on
+Every step skips what is already on disk (the runner's done-markers for the classifiers), so the experiment
+resumes.  Test metrics are always on
 the real test split.  Writes ``summary.json`` and ``summary.md``, with each setting's seeds paired (real + DDPM
 against real only on the same seed) and a one-sided Wilcoxon signed-rank test.
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +49,8 @@ from napari_cellsynth.core.samplers import SAMPLERS
 from napari_cellsynth.training.experiments.baseline import markdown_table
 from napari_cellsynth.training.records.classifier_run import ClassifierRun
 from napari_cellsynth.training.reports.summaries import paired_markdown, paired_seeds, summarize_runs
-from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.runner.classifier_arms import (ClassifierArm, add_runner_options, arm_metrics, run_folder,
+                                                              train_arms)
 from napari_cellsynth.training.trainers import ddpm as train_ddpm
 from napari_cellsynth.training.trainers.arguments import add_experiment_shift
 
@@ -58,13 +61,11 @@ def keep_specs(setting: str, rare: str) -> list[str]:
     return [spec.format(rare=rare) for spec in KEEP[setting]]
 
 
-def classifier(out: Path, args, seed: int, keep: list[str], extra: list[str]) -> dict:
-    if not (out / "metrics_test.json").is_file():
-        train_classifier.train(train_classifier.config(
-            data=args.data, label_map=args.label_map, seed=seed, split_seed=args.split_seed, epochs=args.epochs,
-            width=args.width, shift=args.shift, out=str(out), resume=True, quiet=True, keep_fraction=list(keep),
-            extra_train=list(extra)))
-    return json.loads((out / "metrics_test.json").read_text())
+def classifier_options(args, keep: list[str]) -> tuple[str, ...]:
+    """The classifier trainer's options that every arm of a setting shares (the runner adds seed, threads, out)."""
+    options = ["--data", args.data, "--label-map", args.label_map, "--split-seed", str(args.split_seed),
+               "--epochs", str(args.epochs), "--width", str(args.width), "--shift", str(args.shift)]
+    return tuple(options + (["--keep-fraction", *keep] if keep else []))
 
 
 def ddpm_common(args) -> dict:
@@ -102,12 +103,11 @@ def given_bundles(specs: list[str]) -> dict[str, str]:
     return bundles
 
 
-def check_bundle_counts(bundle: str, real_run: Path) -> None:
-    """A generator from elsewhere must have learnt from this setting's training crops (the same counts for every class
-    it learnt; a fine-tuned generator records 0 for the classes it left out)."""
+def check_bundle_counts(bundle: str, counts: dict[str, int]) -> None:
+    """A generator from elsewhere must have learnt from this setting's training crops (``counts``: the same counts
+    for every class it learnt; a fine-tuned generator records 0 for the classes it left out)."""
     card = OnnxModel(bundle, kind="ddpm").card
-    recorded = (card.training or {}).get("data", {}).get("train_counts")
-    counts = ClassifierRun.read(real_run).counts["train"]
+    recorded = card.trained.counts
     if recorded is not None and any(counts.get(name) != n for name, n in recorded.items() if n):
         raise ValueError(f"generator '{card.name}' learnt from {recorded} training crops, but this setting's "
                          f"classifier trains on {counts}: it was trained on another split or cut; give the bundle of "
@@ -129,14 +129,20 @@ def sampling(args, class_name: str, count: int, seed: int, batch_size: int) -> G
                               batch_size=batch_size, clip_x0=args.clip_x0)
 
 
-def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path:
-    if args.reuse_generated and seed != args.seeds[0]:
-        root = root.parent / f"seed{args.seeds[0]}"  # one generated set per setting, every classifier seed uses it
+def generated_path(root: Path, args, seed: int | str) -> Path:
+    """A setting's generated cells for ``seed`` (``"{seed}"``: the arm option the runner fills in); with
+    ``--reuse-generated`` every seed's classifier takes the first seed's."""
+    return root / f"generated-seed{args.seeds[0] if args.reuse_generated else seed}.npz"
+
+
+def generated(root: Path, bundle: Path, counts: dict[str, int], args, seed: int) -> Path:
+    """``root/generated-seedSEED.npz``: generated cells of the rare class raising the setting's training ``counts``
+    of it to ``--balance-to``, drawn with the seed's noise (skipped when on disk)."""
+    if args.reuse_generated:
         seed = args.seeds[0]
-    path = root / "generated.npz"
+    path = generated_path(root, args, seed)
     if path.is_file():
         return path
-    counts = ClassifierRun.read(real_run).counts["train"]
     target = target_count(counts, args.rare, args.balance_to)
     needed = target - counts[args.rare]
     if needed < 1:
@@ -151,34 +157,44 @@ def generated(root: Path, bundle: Path, real_run: Path, args, seed: int) -> Path
     return path
 
 
-def rare_training_crops(args, keep: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The setting's own real training crops of the rare class, as indices into ``--data`` and images.  The same
-    for every seed (the split is ``--split-seed``'s), so :func:`main` reads the data set once per setting."""
-    from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
+@dataclass(frozen=True)
+class SettingCrops:
+    """A setting's training part, as the classifier trainer cuts it (``--split-seed``'s split, the setting's
+    ``--keep-fraction``): its count of each class, and the rare class's crops (indices into ``--data`` and images)."""
 
-    data = load_labelled(args.data, args.label_map, report=lambda line: None)
-    split = stratified_split(data.y, args.split_seed)
-    index = thin_classes(split["train"], data.y, data.classes, keep, args.split_seed)
-    own = index[data.y[index] == data.classes.index(args.rare)]
-    return own, data.crops.images[own]
+    counts: dict[str, int]
+    rare_index: np.ndarray
+    rare_images: np.ndarray
+
+    @classmethod
+    def of(cls, args, keep: list[str]) -> "SettingCrops":
+        from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
+
+        data = load_labelled(args.data, args.label_map, report=lambda line: None)
+        index = thin_classes(stratified_split(data.y, args.split_seed)["train"], data.y, data.classes, keep,
+                             args.split_seed)
+        own = index[data.y[index] == data.classes.index(args.rare)]
+        return cls({c: int((data.y[index] == k).sum()) for k, c in enumerate(data.classes)}, own,
+                   data.crops.images[own])
+
+    def check_trained_on(self, run: Path) -> None:
+        """The classifier run of this setting trained on these counts, or the experiment's arithmetic is wrong."""
+        trained = {c: n for c, n in ClassifierRun.read(run).counts["train"].items() if n}
+        if trained != {c: n for c, n in self.counts.items() if n}:
+            raise ValueError(f"{run} trained on {trained} crops, but the setting's split holds {self.counts}: "
+                             "the split does not match the classifier trainer's")
 
 
-def duplicated(root: Path, generated_cells: Path, real_run: Path, pool: tuple[np.ndarray, np.ndarray], rare: str,
-               seed: int) -> Path:
+def duplicated(root: Path, generated_cells: Path, crops: SettingCrops, rare: str, seed: int) -> Path:
     """The control a user would otherwise pick: as many extra rare-class crops as the generator adds, drawn with
-    replacement from the setting's own real training crops of that class (``--control duplicates``; ``pool`` from
-    :func:`rare_training_crops`).  Same count, same augmentation, same training; only the content differs (copies
-    instead of new cells)."""
-    path = root / "duplicated.npz"
+    replacement from the setting's own real training crops of that class (``--control duplicates``).  Same count,
+    same augmentation, same training; only the content differs (copies instead of new cells)."""
+    path = root / f"duplicated-seed{seed}.npz"
     if path.is_file():
         return path
     with np.load(generated_cells, allow_pickle=False) as saved:
         needed = len(saved["images"])
-    own, images = pool
-    counts = ClassifierRun.read(real_run).counts["train"]
-    if len(own) != counts[rare]:
-        raise ValueError(f"the duplicates' pool has {len(own)} {rare} crops, but the classifier trained on "
-                         f"{counts[rare]}: the split does not match")
+    own, images = crops.rare_index, crops.rare_images
     pick = np.random.default_rng(seed).choice(len(own), size=needed, replace=True)
     with atomic_open(path, "wb") as fh:
         np.savez(fh, images=images[pick], labels=np.array([rare] * needed), index=own[pick])
@@ -194,7 +210,7 @@ def report(out: Path, base: Path | None, args, given: dict[str, str]) -> dict:
 
     features = out / "feature-classifier"
     if not (features / "card.json").is_file():
-        export_classifier(out / "full" / f"seed{args.seeds[0]}" / "classifier-real", features)
+        export_classifier(run_folder(out, arm_name("full", "real"), args.seeds[0]), features)
     classifier = OnnxModel(features, kind="classifier")
     data = load_labelled(args.data, args.label_map)
     split = stratified_split(data.y, args.split_seed)
@@ -215,7 +231,7 @@ def report(out: Path, base: Path | None, args, given: dict[str, str]) -> dict:
     for setting in args.settings:
         index = thin_classes(split["train"], data.y, data.classes, keep_specs(setting, args.rare), args.split_seed)
         seen = images[index[data.y[index] == rare]]
-        with np.load(out / setting / f"seed{args.seeds[0]}" / "generated.npz", allow_pickle=False) as saved:
+        with np.load(generated_path(out / setting, args, args.seeds[0]), allow_pickle=False) as saved:
             fake = saved["images"]
         results[setting] = quality(classifier, of_class[args.rare], seen, {"held-out real": held_out, "DDPM": fake},
                                    out / setting / "ssim_max.png")
@@ -257,8 +273,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--control", choices=["duplicates"],
                         help="also train with as many extra rare crops as the generator adds, drawn with replacement "
                              "from the real ones (oversampling by copies: what synthesis has to beat)")
+    add_runner_options(parser)
     parser.add_argument("--out", required=True)
     return parser
+
+
+ARMS = {"real": "real only", "real+ddpm": "real + DDPM", "real+duplicates": "real + duplicated real {rare}"}
+
+
+def arm_name(setting: str, arm: str) -> str:
+    """An arm's folder under OUT (``full/real+ddpm``); its runs are ``OUT/SETTING/ARM/seedN``."""
+    return f"{setting}/{arm}"
+
+
+def arm_label(setting: str, arm: str, rare: str) -> str:
+    """An arm as the summary names it (``full: real + DDPM``)."""
+    return f"{setting}: {ARMS[arm].format(rare=rare)}"
+
+
+def prepare_setting(out: Path, args, setting: str, given: dict[str, str], base: Path | None) -> tuple[list, SettingCrops]:
+    """A setting's generator (trained and fine-tuned here, or given), each seed's generated cells (and copies), and
+    its arms for the runner."""
+    keep = keep_specs(setting, args.rare)
+    crops = SettingCrops.of(args, keep)
+    bundle = given.get(setting) or ddpm_bundle(out / setting, base, args, keep)
+    if setting in given:
+        check_bundle_counts(bundle, crops.counts)
+    common = classifier_options(args, keep)
+    arms = [ClassifierArm(arm_name(setting, "real"), common),
+            ClassifierArm(arm_name(setting, "real+ddpm"),
+                          (*common, "--extra-train", str(generated_path(out / setting, args, "{seed}"))))]
+    for seed in args.seeds:
+        made = generated(out / setting, bundle, crops.counts, args, seed)
+        if args.control == "duplicates":
+            duplicated(out / setting, made, crops, args.rare, seed)
+    if args.control == "duplicates":
+        arms.append(ClassifierArm(arm_name(setting, "real+duplicates"),
+                                  (*common, "--extra-train", str(out / setting / "duplicated-seed{seed}.npz"))))
+    return arms, crops
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -266,34 +318,29 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     given = given_bundles(args.bundles)
     base = None if all(setting in given for setting in args.settings) else ddpm_base(out, args)
-    runs: dict[str, list] = {}
+    arms, crops = [], {}
     for setting in args.settings:
-        keep = keep_specs(setting, args.rare)
-        bundle = given.get(setting) or ddpm_bundle(out / setting, base, args, keep)
-        pool = None  # the setting's real rare crops, read once when a seed's copies are still to draw
-        for seed in args.seeds:
-            root = out / setting / f"seed{seed}"
-            real_run = root / "classifier-real"
-            runs.setdefault(f"{setting}: real only", []).append(classifier(real_run, args, seed, keep, []))
-            if setting in given:
-                check_bundle_counts(bundle, real_run)
-            images = generated(root, bundle, real_run, args, seed)
-            runs.setdefault(f"{setting}: real + DDPM", []).append(
-                classifier(root / "classifier-real+ddpm", args, seed, keep, [str(images)]))
-            if args.control == "duplicates":
-                if pool is None and not (root / "duplicated.npz").is_file():
-                    pool = rare_training_crops(args, keep)
-                copies = duplicated(root, images, real_run, pool, args.rare, seed)
-                runs.setdefault(f"{setting}: real + duplicated real {args.rare}", []).append(
-                    classifier(root / "classifier-real+duplicates", args, seed, keep, [str(copies)]))
+        setting_arms, crops[setting] = prepare_setting(out, args, setting, given, base)
+        arms += setting_arms
+    train_arms(arms, args.seeds, out, args.workers, args.threads, args.scheduler)
+    runs: dict[str, list] = {}
+    for arm in arms:
+        setting, _, kind = arm.name.partition("/")
+        found = arm_metrics(out, arm.name, args.seeds)
+        runs[arm_label(setting, kind, args.rare)] = [found[seed] for seed in args.seeds]
+    for setting in args.settings:
+        crops[setting].check_trained_on(run_folder(out, arm_name(setting, "real"), args.seeds[0]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
     paired = {f"{setting}: real + DDPM against real only":
-              paired_seeds(runs[f"{setting}: real only"], runs[f"{setting}: real + DDPM"], args.rare)
+              paired_seeds(runs[arm_label(setting, "real", args.rare)], runs[arm_label(setting, "real+ddpm", args.rare)],
+                           args.rare)
               for setting in args.settings}
     if args.control == "duplicates":
-        paired |= {f"{setting}: real + DDPM against real + duplicated real {args.rare}":
-                   paired_seeds(runs[f"{setting}: real + duplicated real {args.rare}"], runs[f"{setting}: real + DDPM"],
-                                args.rare) for setting in args.settings}
+        copies = ARMS["real+duplicates"].format(rare=args.rare)
+        paired |= {f"{setting}: real + DDPM against {copies}":
+                   paired_seeds(runs[arm_label(setting, "real+duplicates", args.rare)],
+                                runs[arm_label(setting, "real+ddpm", args.rare)], args.rare)
+                   for setting in args.settings}
     summary["paired"] = paired
     if not args.skip_report:
         summary["generator_quality"] = report(out, base, args, given)

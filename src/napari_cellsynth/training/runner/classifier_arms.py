@@ -12,6 +12,7 @@ bootstrap CI), for the experiment's ``summary.json``; :func:`markdown` makes its
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -42,6 +43,14 @@ class ClassifierArm:
         owned = {"--seed", "--threads", "--out"} & {option.split("=")[0] for option in self.options}
         if owned:
             raise ValueError(f"arm {self.name}: {sorted(owned)} are set by the runner, not by the arm")
+
+
+def add_runner_options(p: argparse.ArgumentParser) -> None:
+    """Where an experiment's trainings run: ``--workers``, ``--scheduler``, ``--threads`` (for :func:`run_arms`)."""
+    p.add_argument("--workers", type=int, default=1, help="trainings at once on local processes")
+    p.add_argument("--scheduler", help="processes (local, --workers of them) or a dask scheduler address "
+                                       "(tcp://host:8786), as cellsynth batch")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per training (0: torch's threads / workers)")
 
 
 def run_folder(out: Path, arm: str, seed: int) -> Path:

@@ -33,6 +33,7 @@ from napari_cellsynth.core.denoisers import Guidance
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_with_bar
 from napari_cellsynth.core.samplers import SAMPLERS
+from napari_cellsynth.training.runner.classifier_arms import add_runner_options
 
 from .arms import all_arms
 from .configuration import CONFIGS, parse_with_config
@@ -77,10 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--focused-n", nargs="+", default=["2"], metavar="N|CLASS=N",
                    help="mixup arms: N slots per batch for each rare class, or CLASS=N for each (paper 001: "
                         "Prophase=1 Metaphase=2 Anaphase=2 Telophase=1)")
-    p.add_argument("--workers", type=int, default=1, help="trainings at once on local processes")
-    p.add_argument("--scheduler", help="processes (local, --workers of them) or a dask scheduler address "
-                                       "(tcp://host:8786), as cellsynth batch")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per training (0: torch's threads / workers)")
+    add_runner_options(p)
     p.add_argument("--report-only", action="store_true", help="write the report from the runs on disk")
     p.add_argument("--bundles-out", metavar="DIR",
                    help="write a copy of each generator bundle with its measured fidelity in the card to DIR/NAME "
