@@ -21,8 +21,10 @@ rotations, brightness) and per seed, the ResNet is trained on
   classifier).
 
 Generators must be trained on the training slides only (``--exclude-slides`` = the test slides).
-Every step skips what is on disk, so the experiment resumes; several processes may share ``--out``
-as long as they run different ``--only`` parts.  The generator report (FID/KID on the classifier's
+The classifiers are arms on the experiments' runner (``FOLDER/aug-off|on/seedN``; the filtered ones after the
+real-only ones whose features the filter needs).  Every step skips what is on disk, so the experiment resumes;
+several processes may share ``--out`` as long as they run different ``--only`` parts.
+The generator report (FID/KID on the classifier's
 ResNet features, SSIM-max against the real training translocations, the SSIM density plot and a
 real-vs-synthetic grid) is written when the run holds everything.  Writes ``summary.json`` and
 ``summary.md``.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +49,8 @@ from napari_cellsynth.training.data.translocations import (RARE, chromosome_mask
                                                            slide_split, write_classification_set)
 from napari_cellsynth.training.experiments.baseline import markdown_table
 from napari_cellsynth.training.reports.summaries import summarize_runs
-from napari_cellsynth.training.trainers import classifier as train_classifier
+from napari_cellsynth.training.runner.classifier_arms import (ClassifierArm, add_runner_options, arm_metrics, run_folder,
+                                                              train_arms)
 
 NAMES = {"bbdm": "BBDM", "cyclegan": "CycleGAN"}
 
@@ -81,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these parts (to split the work over processes)")
     p.add_argument("--collect-only", action="store_true",
                    help="train and generate nothing: summarise the runs on disk (and list the missing ones)")
+    add_runner_options(p)
     p.add_argument("--out", required=True)
     return p
 
@@ -95,17 +100,16 @@ def prepare(args, out: Path) -> tuple[dict, dict]:
     return chromosomes, split
 
 
-def classifier(run: Path, args, out: Path, seed: int, augment: str, extra: list[Path],
-               balanced: bool = False) -> dict | None:
-    if not (run / "metrics_test.json").is_file():
-        if args.collect_only:
-            return None
-        train_classifier.train(train_classifier.config(
-            data=str(out / "crops.npz"), split=str(out / "split.npz"), seed=seed, epochs=args.epochs,
-            width=args.width, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-            weight_decay=args.weight_decay, out=str(run), resume=True, quiet=True, no_augment=augment == "off",
-            class_weights="balanced" if balanced else "none", extra_train=[str(e) for e in extra]))
-    return json.loads((run / "metrics_test.json").read_text())
+def classifier_arm(folder: str, augment: str, args, out: Path, extra: list[Path] = (),
+                   balanced: bool = False) -> ClassifierArm:
+    """``FOLDER/aug-AUGMENT``: paper 004's classifier on the slide split's crops (+ ``extra`` training crops)."""
+    options = ["--data", str(out / "crops.npz"), "--split", str(out / "split.npz"), "--epochs", str(args.epochs),
+               "--width", str(args.width), "--batch-size", str(args.batch_size), "--optimizer", args.optimizer,
+               "--lr", str(args.lr), "--weight-decay", str(args.weight_decay),
+               "--class-weights", "balanced" if balanced else "none"]
+    options += ["--no-augment"] if augment == "off" else []
+    options += ["--extra-train", *map(str, extra)] if extra else []
+    return ClassifierArm(f"{folder}/aug-{augment}", tuple(options))
 
 
 def synthesize(kind: str, bundle: str, chromosomes: dict, args, out: Path) -> Path:
@@ -177,30 +181,25 @@ def report(out: Path, split: dict, synthetic: dict[str, Path], args) -> dict:
     return result
 
 
-def run_part(part: str, args, out: Path, chromosomes: dict, split: dict, runs: dict, summary: dict) -> Path | None:
-    extras: dict[str, list[Path]] = {"": []}
-    synthetic = None
-    if part == "real-balanced":
-        extras = {" (class-balanced loss)": []}
-    elif part != "real":
-        synthetic = synthesize(part, getattr(args, part), chromosomes, args, out)
-        extras = {f" + {NAMES[part]}": [synthetic]} if "plain" in args.variants else {}
-        if part in args.filter and "filtered" in args.variants:
-            kept, counts = umap_filtered(part, synthetic, split, out, args)
-            if counts:
-                summary.setdefault("umap_filter", {})[NAMES[part]] = counts
-            extras[f" + {NAMES[part]} (UMAP-filtered)"] = [kept]
-    for name, extra in extras.items():
-        folder = part + ("-filtered" if "filtered" in name else "")
-        for augment in args.augment:
-            for seed in args.seeds:
-                run = out / folder / f"aug-{augment}" / f"seed{seed}"
-                metrics = classifier(run, args, out, seed, augment, extra, balanced=part == "real-balanced")
-                if metrics is None:
-                    summary.setdefault("missing", []).append(str(run.relative_to(out)))
-                else:
-                    runs.setdefault(f"real{name}, augmentation {augment}", []).append(metrics)
-    return synthetic if synthetic is not None and synthetic.is_file() else None
+def declare_part(part: str, args, out: Path, chromosomes: dict) -> tuple[dict[str, list[ClassifierArm]], Path | None]:
+    """A part's arms (by the label the summary gives them), and the synthetic crops it made (generator parts).  A
+    filtered set needs the real-only classifier's features, so its arms are declared after those ran."""
+    if part in ("real", "real-balanced"):
+        label = "real" + (" (class-balanced loss)" if part == "real-balanced" else "")
+        return {label: [classifier_arm(part, a, args, out, balanced=part == "real-balanced") for a in args.augment]}, None
+    synthetic = synthesize(part, getattr(args, part), chromosomes, args, out)
+    arms = {}
+    if "plain" in args.variants:
+        arms[f"real + {NAMES[part]}"] = [classifier_arm(part, a, args, out, [synthetic]) for a in args.augment]
+    return arms, synthetic if synthetic.is_file() else None
+
+
+def declare_filtered(part: str, synthetic: Path, args, out: Path, split: dict, summary: dict) -> dict:
+    kept, counts = umap_filtered(part, synthetic, split, out, args)
+    if counts:
+        summary.setdefault("umap_filter", {})[NAMES[part]] = counts
+    return {f"real + {NAMES[part]} (UMAP-filtered)": [classifier_arm(f"{part}-filtered", a, args, out, [kept])
+                                                      for a in args.augment]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -211,15 +210,36 @@ def main(argv: list[str] | None = None) -> dict:
     parts = ["real", *(["real-balanced"] if args.balanced_baseline else []), *[k for k in NAMES if getattr(args, k)]]
     if args.filter and "on" not in args.augment:
         raise ValueError("--filter uses the augmented real-only classifier's features; keep 'on' in --augment")
-    runs: dict[str, list] = {}
     summary: dict = {}
+    declared: dict[str, list[ClassifierArm]] = {}
     synthetic = {}
     for part in parts:
         if args.only and part not in args.only:
             continue
-        made = run_part(part, args, out, chromosomes, split, runs, summary)
+        arms, made = declare_part(part, args, out, chromosomes)
+        declared |= arms
         if made is not None:
             synthetic[part] = made
+    run = partial(train_arms, seeds=args.seeds, out=out, workers=args.workers, threads=args.threads,
+                  scheduler=args.scheduler)
+    if not args.collect_only:
+        run([arm for arms in declared.values() for arm in arms])
+    filtered = {}
+    for part in args.filter:
+        if part in synthetic and "filtered" in args.variants:
+            filtered |= declare_filtered(part, synthetic[part], args, out, split, summary)
+    if not args.collect_only:
+        run([arm for arms in filtered.values() for arm in arms])
+    runs: dict[str, list] = {}
+    for label, arms in (declared | filtered).items():
+        for arm in arms:
+            found = arm_metrics(out, arm.name, args.seeds)
+            summary.setdefault("missing", []).extend(str(run_folder(Path(""), arm.name, seed))
+                                                     for seed in args.seeds if seed not in found)
+            if found:
+                runs[f"{label}, augmentation {arm.name.rpartition('aug-')[2]}"] = list(found.values())
+    if not summary.get("missing"):
+        summary.pop("missing", None)
     summary["classification"] = {name: summarize_runs(metrics) for name, metrics in runs.items()}
     if not args.only and synthetic:
         summary["generator_quality"] = report(out, split, synthetic, args)
