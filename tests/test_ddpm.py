@@ -275,6 +275,7 @@ def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):
     from types import SimpleNamespace
 
     from napari_cellsynth.training.experiments.ddpm import generated, generated_path
+    from napari_cellsynth.training.experiments.umap_filter import generated_file
 
     setting = tmp_path / "cut10"
     setting.mkdir()
@@ -286,6 +287,11 @@ def test_reuse_generated_points_every_seed_at_the_first_seeds_cells(tmp_path):
     assert generated_path(setting, args, "{seed}") == first  # every seed's arm trains on it
     args = SimpleNamespace(reuse_generated=False, seeds=[0, 1, 2])
     assert generated_path(setting, args, "{seed}") == setting / "generated-seed{seed}.npz"
+    # the UMAP filter's pass reads off the disk which cells each seed trained on
+    assert generated_file(tmp_path, "cut10", 2, 0) == first
+    own = setting / "generated-seed1.npz"
+    np.savez(own, images=np.zeros((1, 3, 4, 4)))
+    assert generated_file(tmp_path, "cut10", 1, 0) == own
 
 
 def test_snapshots_give_a_kid_curve_over_training_that_resumes(jurkat_slice, classifier_bundle, tmp_path):

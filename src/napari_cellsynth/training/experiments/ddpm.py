@@ -21,13 +21,13 @@ order and the generator's noise.
    on real data only (``SETTING/real/seedN``), on real + generated cells (``SETTING/real+ddpm``) and on real +
    copies (``SETTING/real+duplicates``).
 
-``--bundles full=BUNDLE cut10=BUNDLE`` skips steps 1's training and uses generators trained elsewhere (e.g. the
+``--bundles full=BUNDLE cut10=BUNDLE`` skips step 1's training and uses generators trained elsewhere (e.g. the
 zoo's v-prediction ones, trained on a GPU on the same split): each must record the setting's training counts.
 
 Every step skips what is already on disk (the runner's done-markers for the classifiers), so the experiment
-resumes.  Test metrics are always on
-the real test split.  Writes ``summary.json`` and ``summary.md``, with each setting's seeds paired (real + DDPM
-against real only on the same seed) and a one-sided Wilcoxon signed-rank test.
+resumes (folders of the layout before the runner, ``SETTING/seedN/classifier-*``, are not found: their runs train
+again).  Test metrics are always on the real test split.  Writes ``summary.json`` and ``summary.md``, with each
+setting's seeds paired (real + DDPM against real only on the same seed) and a one-sided Wilcoxon signed-rank test.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def keep_specs(setting: str, rare: str) -> list[str]:
 
 
 def classifier_options(args, keep: list[str]) -> tuple[str, ...]:
-    """The classifier trainer's options that every arm of a setting shares (the runner adds seed, threads, out)."""
+    """The classifier trainer's options that every arm of a setting shares (the runner adds the seed, threads,
+    output folder, ``--quiet`` and ``--resume``)."""
     options = ["--data", args.data, "--label-map", args.label_map, "--split-seed", str(args.split_seed),
                "--epochs", str(args.epochs), "--width", str(args.width), "--shift", str(args.shift)]
     return tuple(options + (["--keep-fraction", *keep] if keep else []))
@@ -291,18 +292,21 @@ def arm_label(setting: str, arm: str, rare: str) -> str:
     return f"{setting}: {ARMS[arm].format(rare=rare)}"
 
 
-def prepare_setting(out: Path, args, setting: str, given: dict[str, str], base: Path | None) -> tuple[list, SettingCrops]:
+def prepare_setting(out: Path, args, setting: str, given: dict[str, str], base: Path | None) -> list[ClassifierArm]:
     """A setting's generator (trained and fine-tuned here, or given), each seed's generated cells (and copies), and
-    its arms for the runner."""
+    its arms for the runner.  The first seed's real-only classifier trains first: the sets are sized from the
+    setting's split, and that run's counts must be the same."""
     keep = keep_specs(setting, args.rare)
     crops = SettingCrops.of(args, keep)
+    common = classifier_options(args, keep)
+    real = ClassifierArm(arm_name(setting, "real"), common)
+    train_arms([real], args.seeds[:1], out, args.workers, args.threads, args.scheduler)
+    crops.check_trained_on(run_folder(out, real.name, args.seeds[0]))
     bundle = given.get(setting) or ddpm_bundle(out / setting, base, args, keep)
     if setting in given:
         check_bundle_counts(bundle, crops.counts)
-    common = classifier_options(args, keep)
-    arms = [ClassifierArm(arm_name(setting, "real"), common),
-            ClassifierArm(arm_name(setting, "real+ddpm"),
-                          (*common, "--extra-train", str(generated_path(out / setting, args, "{seed}"))))]
+    arms = [real, ClassifierArm(arm_name(setting, "real+ddpm"),
+                                (*common, "--extra-train", str(generated_path(out / setting, args, "{seed}"))))]
     for seed in args.seeds:
         made = generated(out / setting, bundle, crops.counts, args, seed)
         if args.control == "duplicates":
@@ -310,7 +314,7 @@ def prepare_setting(out: Path, args, setting: str, given: dict[str, str], base: 
     if args.control == "duplicates":
         arms.append(ClassifierArm(arm_name(setting, "real+duplicates"),
                                   (*common, "--extra-train", str(out / setting / "duplicated-seed{seed}.npz"))))
-    return arms, crops
+    return arms
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -318,18 +322,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     given = given_bundles(args.bundles)
     base = None if all(setting in given for setting in args.settings) else ddpm_base(out, args)
-    arms, crops = [], {}
-    for setting in args.settings:
-        setting_arms, crops[setting] = prepare_setting(out, args, setting, given, base)
-        arms += setting_arms
+    arms = [arm for setting in args.settings for arm in prepare_setting(out, args, setting, given, base)]
     train_arms(arms, args.seeds, out, args.workers, args.threads, args.scheduler)
     runs: dict[str, list] = {}
     for arm in arms:
         setting, _, kind = arm.name.partition("/")
         found = arm_metrics(out, arm.name, args.seeds)
         runs[arm_label(setting, kind, args.rare)] = [found[seed] for seed in args.seeds]
-    for setting in args.settings:
-        crops[setting].check_trained_on(run_folder(out, arm_name(setting, "real"), args.seeds[0]))
     summary = {name: summarize_runs(metrics) for name, metrics in runs.items()}
     paired = {f"{setting}: real + DDPM against real only":
               paired_seeds(runs[arm_label(setting, "real", args.rare)], runs[arm_label(setting, "real+ddpm", args.rare)],

@@ -191,7 +191,7 @@ def declare_part(part: str, args, out: Path, chromosomes: dict) -> tuple[dict[st
     arms = {}
     if "plain" in args.variants:
         arms[f"real + {NAMES[part]}"] = [classifier_arm(part, a, args, out, [synthetic]) for a in args.augment]
-    return arms, synthetic if synthetic.is_file() else None
+    return arms, synthetic
 
 
 def declare_filtered(part: str, synthetic: Path, args, out: Path, split: dict, summary: dict) -> dict:
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError("--filter uses the augmented real-only classifier's features; keep 'on' in --augment")
     summary: dict = {}
     declared: dict[str, list[ClassifierArm]] = {}
-    synthetic = {}
+    synthetic = {}  # per generator part run: its synthetic crops (with --collect-only, perhaps not made yet)
     for part in parts:
         if args.only and part not in args.only:
             continue
@@ -241,8 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not summary.get("missing"):
         summary.pop("missing", None)
     summary["classification"] = {name: summarize_runs(metrics) for name, metrics in runs.items()}
-    if not args.only and synthetic:
-        summary["generator_quality"] = report(out, split, synthetic, args)
+    made = {part: path for part, path in synthetic.items() if path.is_file()}
+    if not args.only and made:
+        summary["generator_quality"] = report(out, split, made, args)
     summary["dataset"] = json.loads((out / "dataset.json").read_text())
     summary["command"] = "python -m napari_cellsynth.training.experiments.translocation " + " ".join(argv or sys.argv[1:])
     name = "summary" if not args.only else "summary-" + "-".join(args.only)

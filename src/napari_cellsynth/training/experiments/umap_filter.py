@@ -3,15 +3,15 @@
     python -m napari_cellsynth.training.experiments.umap_filter --data ../shared/data/jurkat/jurkat_cells.npz --rare M \
         --seeds 0 1 2 --epochs 15 --width 32 --out runs/exp-ddpm [--classify]
 
-Run after ``training.experiments.ddpm`` with the same ``--out``, ``--data``, ``--seeds`` and classifier settings (and
-``--reuse-generated`` if it had it).  Per setting (``full``, ``cut10``) the filter is fitted on the features of that
-setting's real training crops (the experiment's feature classifier: the full-data real-only classifier of the first
-seed), then each seed's generated cells are filtered: counts before and after (Table 4), the kept cells
-(``SETTING/kept-seedN.npz``) and the UMAP figure (Figure 6).  With ``--classify`` the classifier is also trained on
-real + kept cells per seed (the arm ``SETTING/real+ddpm-kept`` on the experiments' runner), to set beside real + all
-generated cells, seed by seed (one-sided Wilcoxon signed-rank); ``--scheduler processes`` trains them in another
-process (classifier epochs ran several times slower in the process that has just fitted UMAP, §7).  Writes
-``filter_summary.json`` and ``filter_summary.md`` in ``--out``.
+Run after ``training.experiments.ddpm`` with the same ``--out``, ``--data``, ``--seeds`` and classifier settings.  Per
+setting (``full``, ``cut10``) the filter is fitted on the features of that setting's real training crops (the
+experiment's feature classifier: the full-data real-only classifier of the first seed), then each seed's generated
+cells are filtered (the first seed's where the experiment ran with ``--reuse-generated``): counts before and after
+(Table 4), the kept cells (``SETTING/kept-seedN.npz``) and the UMAP figure (Figure 6).  With ``--classify`` the
+classifier is also trained on real + kept cells per seed (the arm ``SETTING/real+ddpm-kept`` on the experiments'
+runner), to set beside real + all generated cells, seed by seed (one-sided Wilcoxon signed-rank); ``--scheduler
+processes`` trains them in another process (classifier epochs ran several times slower in the process that has just
+fitted UMAP, §7).  Writes ``filter_summary.json`` and ``filter_summary.md`` in ``--out``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from napari_cellsynth.core.runtime import OnnxModel
 from napari_cellsynth.core.umap_plot import save_filter_figure
 from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split, thin_classes
 from napari_cellsynth.training.experiments.baseline import markdown_table
-from napari_cellsynth.training.experiments.ddpm import (arm_name, build_parser, classifier_options, generated_path,
-                                                       keep_specs)
+from napari_cellsynth.training.experiments.ddpm import arm_name, build_parser, classifier_options, keep_specs
 from napari_cellsynth.training.reports.summaries import paired_markdown, paired_seeds, summarize_runs
 from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, arm_metrics, run_folder, train_arms
 
@@ -45,6 +44,13 @@ def all_generated(out: Path, setting: str, seeds: list[int]) -> list[dict]:
         raise ValueError(f"{', '.join(missing)} not found: run training.experiments.ddpm with the same --out and "
                          "--seeds first")
     return [found[seed] for seed in seeds]
+
+
+def generated_file(out: Path, setting: str, seed: int, first_seed: int) -> Path:
+    """This seed's generated cells, or the first seed's when the ``ddpm`` experiment ran with ``--reuse-generated``
+    (read off the disk: this pass need not be told)."""
+    own = out / setting / f"generated-seed{seed}.npz"
+    return own if own.is_file() else out / setting / f"generated-seed{first_seed}.npz"
 
 
 def kept_path(out: Path, setting: str, seed: int | str) -> Path:
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         real_images, real_labels = data.crops.images[index], data.crops.labels[index]  # raw: the bundle maps them
         counts, fitted = {}, None
         for seed in args.seeds:
-            source = generated_path(out / setting, args, seed)
+            source = generated_file(out, setting, seed, args.seeds[0])
             with np.load(source, allow_pickle=False) as saved:
                 synthetic = saved["images"]
             level = args.confidence if args.confidence == "weight" else float(args.confidence)

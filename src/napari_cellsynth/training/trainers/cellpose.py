@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.batch.record import cellpose_identity
@@ -78,6 +77,22 @@ RUN_OPTIONS = ("root", "epochs", "limit", "test_slides", "bsize", "images_per_ep
                "init_from", "seed")
 
 
+def run_options(args) -> dict:
+    """:data:`RUN_OPTIONS` as given, with folders as absolute paths (a run resumed from another working directory
+    reads the same data and starts from the same model)."""
+    options = {key: getattr(args, key) for key in RUN_OPTIONS}
+    options["root"] = str(Path(args.root).resolve())
+    if args.init_from and not args.init_from.startswith("zoo:"):
+        options["init_from"] = str(Path(args.init_from).resolve())
+    return options
+
+
+def as_option(key: str, value) -> str:
+    """``--test-slides A20 V26`` as a user types it (``--limit`` not given: the option alone, marked so)."""
+    shown = "(not given)" if value is None else " ".join(map(str, value)) if isinstance(value, list) else value
+    return f"--{key.replace('_', '-')} {shown}"
+
+
 def checkpoint_to_resume(args) -> dict | None:
     """The checkpoint ``--resume`` goes on from (None: a fresh run); refuses a run folder whose checkpoint would be
     overwritten without ``--resume``, or one started with other options."""
@@ -87,9 +102,10 @@ def checkpoint_to_resume(args) -> dict | None:
     if not args.resume:
         raise ValueError(f"{args.out} holds a Cellpose run at epoch {state['epoch']} of {state['options']['epochs']} "
                          "(last.pt): pass --resume to go on with it, or another --out")
-    changed = [key for key in RUN_OPTIONS if state["options"].get(key) != getattr(args, key)]
+    given = run_options(args)
+    changed = [key for key in RUN_OPTIONS if state["options"].get(key) != given[key]]
     if changed:
-        given = " ".join(f"--{key.replace('_', '-')} {state['options'][key]}" for key in changed)
+        given = " ".join(as_option(key, state["options"].get(key)) for key in changed)
         raise ValueError(f"{args.out} was started with {given}; resume it with the options it started with, "
                          "or start another --out")
     return state
@@ -118,12 +134,9 @@ def train(args) -> dict:
     from cellpose.models import CellposeModel
 
     out = Path(args.out)
-    for option in ("epochs", "checkpoint_every"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option.replace('_', '-')} {getattr(args, option)}: give a number of epochs, 1 or more")
     resumed = checkpoint_to_resume(args)
     out.mkdir(parents=True, exist_ok=True)
-    options = {key: getattr(args, key) for key in RUN_OPTIONS}
+    options = run_options(args)
     start = starting_network(args.init_from, args.nbase) if args.init_from else None  # refused before any work
     started_from = cellpose_identity(args.init_from) if args.init_from else None
     train_set, test_set, held_out_slides = load_split(args.root, args.test_slides, args.limit)

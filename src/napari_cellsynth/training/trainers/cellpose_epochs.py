@@ -78,6 +78,7 @@ def train_epochs(net, images: list[np.ndarray], labels: list[np.ndarray], plan: 
     from cellpose import models, transforms
     from cellpose.train import _get_batch, _loss_fn_seg, _process_train_test
 
+    began = time.time()  # the flows and normalisation count as training time, as in train_seg
     device = net.device
     normalize_params = {**models.normalize_default, "normalize": True}
     (data, flows, _, _, probs, diameters, *_) = _process_train_test(
@@ -90,7 +91,6 @@ def train_epochs(net, images: list[np.ndarray], labels: list[np.ndarray], plan: 
         net.load_state_dict(start["net"])
         optimizer.load_state_dict(start["optimizer"])
         first, losses, before = int(start["epoch"]), [float(v) for v in start["losses"]], float(start["seconds"])
-    began = time.time()
     rates = cellpose_learning_rates(plan.learning_rate, plan.epochs)
     count, per_epoch = len(data), plan.images_per_epoch
     for epoch in range(first, plan.epochs):
