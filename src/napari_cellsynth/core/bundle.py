@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,18 +223,29 @@ class TrainingSection:
 
 
 class _SectionView:
-    """``card.ddpm`` and the like: the typed view of a kind-specific section, read when asked for."""
+    """``card.ddpm`` and the like: the typed view of a kind-specific section, built once per card (the card is
+    frozen: a changed card is a new one, :meth:`Card.with_sections`, with views of its own)."""
 
     def __init__(self, section: type):
         self.section = section
 
+    def __set_name__(self, owner, name):
+        self.name = name
+
     def __get__(self, card, owner=None):
-        return self if card is None else self.section.from_card(card)
+        if card is None:
+            return self
+        built = card.__dict__.setdefault("_sections", {})  # beside the frozen fields, not one of them
+        if self.name not in built:
+            built[self.name] = self.section.from_card(card)
+        return built[self.name]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Card:
-    """The JSON card of a bundle.  ``extra`` keeps kind-specific sections."""
+    """The JSON card of a bundle, frozen: a card with another section is a new card (:meth:`with_sections`,
+    :meth:`with_training`, ``dataclasses.replace``).  ``extra`` keeps kind-specific sections; their typed views
+    (``card.ddpm``, ``card.trained`` …) are built once, when :func:`read_card` checks them."""
 
     kind: str
     name: str
@@ -261,6 +272,14 @@ class Card:
     SECTIONS = {"classifier": ("trained", "decision", "int8"), "ddpm": ("trained", "ddpm", "fidelity"),
                 "bbdm": ("trained", "bridge", "condition"), "gan": ("trained", "gan", "fidelity"),
                 "cyclegan": ("trained", "condition"), "cellpose": ("trained", "cellpose")}
+
+    def with_sections(self, **sections: Any) -> "Card":
+        """This card with kind-specific sections set (``decision=…``, ``export=…``): a new card."""
+        return replace(self, extra={**self.extra, **sections})
+
+    def with_training(self, **entries: Any) -> "Card":
+        """This card with entries of its ``training`` section set: a new card."""
+        return replace(self, training={**self.training, **entries})
 
     def check_sections(self) -> "Card":
         """Read every typed section of this card's kind (:attr:`SECTIONS`); a :class:`BundleError` names the first
@@ -435,18 +454,18 @@ def save_bundle(folder: str | os.PathLike, card: Card, arrays: dict[str, np.ndar
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    names = list(card.files)
     if arrays:
         tmp = folder / ".arrays.npz.tmp"
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, folder / "arrays.npz")
-        card.files.setdefault("arrays.npz", {})
-    for name in card.files:
-        target = folder / name
-        if not target.is_file():
+        names += [] if "arrays.npz" in names else ["arrays.npz"]
+    for name in names:
+        if not (folder / name).is_file():
             raise BundleError(f"{folder}: card names '{name}' but the file is not in the bundle")
-        card.files[name] = {"sha256": sha256_of(target)}
-    write_json_atomic(folder / CARD_NAME, card.to_dict())
+    files = {name: {"sha256": sha256_of(folder / name)} for name in names}
+    write_json_atomic(folder / CARD_NAME, replace(card, files=files).to_dict())
     return folder
 
 

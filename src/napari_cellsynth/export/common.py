@@ -119,8 +119,8 @@ def publish_checked(staging: Path, out: Path, card, module: torch.nn.Module, fee
     with torch.inference_mode():
         expected = module(*(torch.from_numpy(v) for v in feeds.values())).numpy()
     got = OnnxModel(staging, kind=card.kind, providers=["CPUExecutionProvider"]).run(feeds)
-    card.extra["export"] = {"opset": 17, "parity_on": parity_on, "parity": parity({output: expected}, got, atol, rtol)}
-    save_bundle(staging, card)
+    save_bundle(staging, card.with_sections(export={"opset": 17, "parity_on": parity_on,
+                                                    "parity": parity({output: expected}, got, atol, rtol)}))
     return publish(staging, out)
 
 

@@ -161,10 +161,10 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
         atol, rtol = max(atol, FP16_TOLERANCE), max(rtol, FP16_TOLERANCE)
     card = make_card(run, record, model, name or out.name)
     if not ensemble and (run / "decision.json").is_file():  # thresholds chosen on the run's validation crops
-        card.extra["decision"] = json.loads((run / "decision.json").read_text())
+        card = card.with_sections(decision=json.loads((run / "decision.json").read_text()))
     arrays = test_split_arrays(run, record)
     if ensemble:
-        card.training["ensemble"], card.training["test_metrics"] = members, None  # measured on the bundle below
+        card = card.with_training(ensemble=members, test_metrics=None)  # measured on the bundle below
     with np.load(run / "samples.npz", allow_pickle=False) as samples:
         batch = normalize(samples["images"], record.normalization)
     with torch.inference_mode():
@@ -176,12 +176,12 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
     if weights == "fp16" and agreement < 1.0:
         raise AssertionError(f"fp16 weights change {1 - agreement:.1%} of the predictions on {len(batch)} real test "
                              "crops; export with --weights fp32")
-    card.extra["export"] = {"opset": 17, "weights": weights, "parity_on": f"{len(batch)} real test crops",
-                            "parity": parity({"logits": logits.numpy(), "features": features.numpy()},
-                                             got, atol, rtol),
-                            "prediction_agreement": agreement}
+    card = card.with_sections(export={"opset": 17, "weights": weights, "parity_on": f"{len(batch)} real test crops",
+                                      "parity": parity({"logits": logits.numpy(), "features": features.numpy()},
+                                                       got, atol, rtol),
+                                      "prediction_agreement": agreement})
     if ensemble:  # a member's metrics are not the ensemble's: score the bundle on the members' shared test split
-        card.training["test_metrics"] = ensemble_test_metrics(onnx_model, record, arrays)
+        card = card.with_training(test_metrics=ensemble_test_metrics(onnx_model, record, arrays))
     save_bundle(staging, card, arrays)
     return publish(staging, out)
 

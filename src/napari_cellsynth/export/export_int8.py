@@ -29,6 +29,7 @@ import argparse
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -250,9 +251,7 @@ def export_int8(bundle: str, out: str | Path, data: str | None = None, tolerance
                              f"crops fp32 calls {worst} ({checked_on}), below --class-tolerance {class_tolerance:.0%}: "
                              "no int8 variant written (the bundle stays fp32 only)")
         speed_batch = batch[:64]
-        card.name = name or card.name
-        card.files[INT8_FILE] = {}
-        card.extra.setdefault("variants", {})["int8"] = {
+        variants = {**card.extra.get("variants", {}), "int8": {
             "file": INT8_FILE, "top1_agreement": agreement, "tolerance": tolerance, "agreement_on": checked_on,
             "kept_calls": per_class, "class_tolerance": class_tolerance,
             "macro_f1": {"fp32": macro_f1(card, labels, want), "int8": macro_f1(card, labels, got)},
@@ -261,7 +260,8 @@ def export_int8(bundle: str, out: str | Path, data: str | None = None, tolerance
             "speed": {"cpu": cpu_name(), "int8_feature": cpu_int8_dot(), "batch": len(speed_batch),
                       "fp32_crops_per_s": round(crops_per_second(fp32.session, input_name, speed_batch)),
                       "int8_crops_per_s": round(crops_per_second(int8, input_name, speed_batch))},
-            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+        card = replace(card, name=name or card.name, files={**card.files, INT8_FILE: {}}).with_sections(variants=variants)
         save_bundle(staging, card)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -169,9 +169,9 @@ def write_bundles_with_fidelity(plan: StudyPlan, summary: dict, folder: Path, co
             if not classes:
                 continue
             name = generator if len(bundles) == 1 else f"{generator}-{card.name}"
-            card.extra["fidelity"] = FidelitySection(
+            card = card.with_sections(fidelity=FidelitySection(
                 classes, sampling_text(plan.settings.sampling_of(generator), plan.settings), list(record["seeds"]),
-                bool(record["independent"]), command).to_dict()
+                bool(record["independent"]), command).to_dict())
             target, staging = folder / name, folder / f".{name}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(source, staging)
