@@ -88,6 +88,7 @@ def test_short_real_gan_run_exports_and_generates_in_napari(jurkat_slice, tmp_pa
     _, widget = viewer.window.add_plugin_dock_widget("napari-cellsynth", "Generate")
     widget.bundle.value = str(bundle)
     assert list(widget.class_name.choices) == ["Anaphase"] and "gan bundle" in widget.status.value
+    assert "sampler settings do not apply" in widget.status.value  # the kind's note, from the generator registry
     widget.count.value = 3
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)

@@ -7,7 +7,8 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, PushBu
 from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, check_kind, read_card
-from ..core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings, generate
+from ..core.generate import (DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, GENERATORS, THRESHOLDS,
+                             GenerationSettings, generate)
 from ..core.jobs import default_of
 from ..core.outputs import save_images
 from ..core.runtime import OnnxModel
@@ -84,7 +85,7 @@ class GenerateWidget(JobWidget):
             self.class_name.value = card.rarest_class
         self.status.value = f"{card.kind} bundle '{card.name}', {card.n_channels} channel(s), " \
                             f"{card.image_size[0]}×{card.image_size[1]}" + \
-                            (" (one pass per image: sampler settings do not apply)" if card.kind == "gan" else "")
+                            (f" ({GENERATORS[card.kind].note})" if GENERATORS[card.kind].note else "")
 
     def settings(self) -> GenerationSettings:
         return GenerationSettings(self.class_name.value, int(self.count.value), self.sampler.value,

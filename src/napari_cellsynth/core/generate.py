@@ -129,6 +129,8 @@ def check_guide(model: OnnxModel, guide: OnnxModel) -> None:
 class DiffusionGenerator:
     """A DDPM bundle (``f(x_t, t, class)``): a numpy sampler of :mod:`.samplers` around ONNX Runtime."""
 
+    note = ""  # what a user should know of this kind's settings (none: every sampler setting applies)
+
     def check(self, settings: GenerationSettings, model: OnnxModel) -> None:
         s, total = settings, model.card.ddpm.schedule.num_timesteps
         if s.sampler not in SAMPLERS:
@@ -197,6 +199,8 @@ class DiffusionGenerator:
 class GanGenerator:
     """A GAN bundle: one generator pass per image, z ~ N(0, I) (and the class, if conditional); the sampler
     settings do not apply."""
+
+    note = "one pass per image: sampler settings do not apply"
 
     def check(self, settings: GenerationSettings, model: OnnxModel) -> None:
         return None
