@@ -158,6 +158,19 @@ def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one
 
 
 @pytest.mark.full_data
+def four_anaphases(data: Path, folder: Path) -> Path:
+    """The slice with only 4 of its Anaphase cells (labels as in the data, before any label map)."""
+    with np.load(data, allow_pickle=False) as saved:
+        arrays = dict(saved)
+    anaphase = np.flatnonzero(arrays["labels"] == "Anaphase")
+    assert len(anaphase) > 4
+    keep = np.setdiff1d(np.arange(len(arrays["labels"])), anaphase[4:])
+    path = folder / "four-anaphases.npz"
+    n = len(arrays["labels"])  # per-crop arrays lose the same crops; the rest (channels) stay
+    np.savez(path, **{k: v[keep] if v.ndim and len(v) == n else v for k, v in arrays.items()})
+    return path
+
+
 def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, ddpm_bundle, tmp_path, capsys):
     """The first refusal as a command; the others through the command's own entry point in this process (the same
     parsing and checks, without starting Python and torch five more times)."""
@@ -174,6 +187,9 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, 
         (["--data", jurkat_slice, *FAST, "--generator", tmp_path / "nowhere", "--out", tmp_path / "c"],
          "is not a bundle folder"),
         (["--data", jurkat_slice, *FAST, "--scheduler", "threads", "--out", tmp_path / "e"], "trainings run in processes"),
+        # a rare class of 4 crops: all of them train, none is tested, so no arm could be scored on it
+        (["--data", four_anaphases(jurkat_slice, tmp_path), *FAST[2:], "--label-map", "jurkat7", "--rare", "Anaphase",
+          "--out", tmp_path / "f"], "cannot score Anaphase"),
         # the tiny DDPM learnt from all of the slice's M cells: a study that keeps 40 must refuse it (test leakage)
         (["--data", jurkat_slice, *FAST, "--keep", "M=40", "--generator", ddpm_bundle, "--out", tmp_path / "d"],
          "learnt from"),

@@ -15,8 +15,8 @@ from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.outputs import generate_into, read_generated
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.training.data.labelled_crops import (LabelledData, load_labelled, read_split, stratification,
-                                                           stratified_split, thin_classes)
+from napari_cellsynth.training.data.labelled_crops import (MIN_EVAL_CROPS, LabelledData, load_labelled, read_split,
+                                                           stratification, stratified_split, thin_classes)
 from napari_cellsynth.training.data.split_provenance import TrainingSplit, check_learnt_from_split
 
 from .realism_filters import FILTERS, FilterInputs
@@ -51,11 +51,25 @@ class StudyPlan:
         """The study's split (``split.npz``): stratified by ``--split-seed``, the rare classes thinned by ``--keep``."""
         path = self.out / "split.npz"
         if path.is_file():
-            return read_split(str(path), len(self.data.y))
-        split = stratified_split(self.stratify[0], self.settings.split_seed)
+            return self.check_scorable(read_split(str(path), len(self.data.y)))
+        split = self.check_scorable(stratified_split(self.stratify[0], self.settings.split_seed))
         split["train"] = thin_classes(split["train"], self.data.y, self.data.classes, list(self.settings.keep),
                                       self.settings.split_seed)
         save_npz(path, **split)
+        return split
+
+    def check_scorable(self, split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Refuse a rare class with no test cell in ``split``: its F1 would read 0 in every arm, and the verdict
+        would be about nothing."""
+        for name in self.settings.rare:
+            k = self.classes.index(name)
+            if not (self.data.y[split["test"]] == k).any():
+                total = int((self.data.y == k).sum())
+                why = (f"fewer than {MIN_EVAL_CROPS}, so all of them train and none is left to test on"
+                       if total < MIN_EVAL_CROPS else "none of them falls in the test split")
+                raise ValueError(f"--rare {name}: {total} labelled crop(s) in {self.settings.data}, {why}; the study "
+                                 f"cannot score {name}: add labelled crops of it (at least {MIN_EVAL_CROPS}), or "
+                                 "study another class")
         return split
 
     def unthinned_split(self) -> Path:
