@@ -120,16 +120,16 @@ def test_classify_reports_pr_auc_roc_auc_groups_and_bootstrap_as_a_command(tmp_p
     assert scores["ranking"]["M"]["roc_auc"] == pytest.approx(roc_auc_score(truth == 3, p[:, 3]), abs=1e-4)
     assert set(scores["groups"]) == {"slide0", "slide1", "slide2"} and [r["group"] for r in rows] == slides.tolist()
     assert scores["bootstrap"]["unit"] == "group" and scores["decision"] is None
-    # a folder per class, grouped by a pattern of the file names
+    # a folder per class, grouped by a pattern anchored at the file names' start (as README's example)
     for i in range(0, len(slides), 5):
         folder = tmp_path / "folder" / str(sample["labels"][i])
         folder.mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(folder / f"{slides[i]}_cell{i:03d}.tif", sample["images"][i])
     done = _cellsynth("classify", "folder", "--model", "zoo:classifier-jurkat4", "--out", "folder.csv",
-                      "--group-by", r"path:(slide\d)_", "--quiet", cwd=tmp_path)
+                      "--group-by", r"path:^(slide\d)_", "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert set(json.loads((tmp_path / "folder.metrics.json").read_text())["groups"]) == {"slide0", "slide1", "slide2"}
-    for args, message in ((["--group-by", "plate"], "no array 'plate'"), (["--group-by", "path:(plate)"], "matches no"),
+    for args, message in ((["--group-by", "plate"], "no array 'plate'"), (["--group-by", "path:(plate)"], "matches neither"),
                           (["--threshold", "Mitosis=0.3"], "does not have"), (["--bootstrap", "-1"], "resamples")):
         bad = _cellsynth("classify", "cells.npz", "--model", "zoo:classifier-jurkat4", "--out", "bad.csv", *args,
                          cwd=tmp_path)

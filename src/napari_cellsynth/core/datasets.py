@@ -155,9 +155,11 @@ def read_labels_csv(path: str | os.PathLike, n: int, column: str = "label") -> n
 
 
 def crop_groups(crops: "CropSet", spec: str, labels_csv: str | os.PathLike | None = None) -> np.ndarray:
-    """The group of every crop (``cellsynth classify --group-by``): ``path:K``, the K-th part of each crop's
+    r"""The group of every crop (``cellsynth classify --group-by``): ``path:K``, the K-th part of each crop's
     name (a folder level: 0 is the class folder of a folder per class); ``path:REGEX``, the regular expression's
-    first group in each name; else a column of the labels CSV, or an array of that name in the ``.npz``."""
+    first group in each name, or else in its first folder or file part that it matches (so ``^`` anchors at the
+    start of a file name too: ``path:^(slide\w+)_`` on ``G1/slideA_0.png`` gives ``slideA``); else a column of the
+    labels CSV, or an array of that name in the ``.npz``."""
     import re
 
     if spec.startswith("path:"):
@@ -173,10 +175,11 @@ def crop_groups(crops: "CropSet", spec: str, labels_csv: str | os.PathLike | Non
             pattern = re.compile(rule)
         except re.error as err:
             raise ImageInputError(f"--group-by {spec}: not a regular expression ({err})") from err
-        found = [pattern.search(name) for name in crops.names]
+        found = [next((m for m in map(pattern.search, (name, *Path(name).parts)) if m), None) for name in crops.names]
         missing = [name for name, m in zip(crops.names, found) if m is None]
         if missing:
-            raise ImageInputError(f"--group-by {spec} matches no part of {missing[0]!r} ({len(missing)} crops)")
+            raise ImageInputError(f"--group-by {spec} matches neither the name {missing[0]!r} nor any folder or file "
+                                  f"part of it ({len(missing)} crops)")
         return np.array([m.group(1) if m.groups() else m.group(0) for m in found])
     if labels_csv:
         return read_labels_csv(labels_csv, len(crops), spec)
