@@ -134,6 +134,12 @@ def test_cli_generate_resumes_and_refuses_other_bundles(ddpm_bundle, classifier_
     import tifffile
 
     assert np.array_equal(tifffile.imread(files[2]), tifffile.imread(__import__("io").BytesIO(first[files[2].name])))
+    # the same folder with other sampler settings: refused in one line, nothing overwritten, nothing claimed
+    capsys.readouterr()
+    assert cli([*args, "--sampler", "ddim", "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "'dpm_solver_pp_2m' → 'ddim'" in err and len(err.strip().splitlines()) == 1
+    assert {f.name: f.read_bytes() for f in files} == first
     assert cli([*args[:2], str(classifier_bundle), *args[3:]]) == 2
     assert "'classifier' bundle, but a 'ddpm' or 'gan' bundle is needed" in capsys.readouterr().err
 

@@ -61,13 +61,37 @@ def generate_into(folder: str | Path, model, settings) -> Generator[tuple[int, i
         return range(b * settings.batch_size, min((b + 1) * settings.batch_size, settings.count))
 
     def skip(b: int) -> bool:
-        return all((folder / image_name(record, i)).is_file() for i in indices(b))
+        paths = [folder / image_name(record, i) for i in indices(b)]
+        there = [path for path in paths if path.is_file()]
+        if there:
+            check_same_settings(there[0], record)
+        return len(there) == len(paths)
 
     def save(b: int, images: np.ndarray) -> None:
         save_images(folder, images, record, first_index=indices(b)[0])
 
     yield from generate(model, settings, skip_batch=skip, on_batch=save)
     return record
+
+
+def _what_made(record: dict) -> dict:
+    """A generated image's provenance without what does not change its pixels: its index, and the execution provider
+    (a run resumed on another machine)."""
+    made = {k: v for k, v in record.items() if k != "index"}
+    if isinstance(made.get("runs_as"), dict):
+        made["runs_as"] = {k: v for k, v in made["runs_as"].items() if k != "provider"}
+    return made
+
+
+def check_same_settings(path: Path, record: dict) -> None:
+    """An image already at ``path`` must have been made as ``record`` would make it, or resuming would mix two runs
+    under one name (and report the old images as the new ones)."""
+    old, new = _what_made(read_provenance(path)), _what_made(record)
+    if old != new:
+        changed = [f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in [*new, *(k for k in old if k not in new)]
+                   if old.get(key) != new.get(key)]  # in the record's order: the bundle, then the sampler's settings
+        raise ValueError(f"{path.parent} already holds {path.name} made with other settings ({'; '.join(changed[:4])}); "
+                         "choose another output folder, or move those images away")
 
 
 def read_generated(folder: str | Path, record: dict, count: int) -> np.ndarray:
