@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import time
 
 import numpy as np
 import pytest
@@ -128,6 +129,7 @@ def test_cli_generate_resumes_and_refuses_other_bundles(ddpm_bundle, classifier_
     assert len(files) == 5 and read_provenance(files[3])["index"] == 3
     first = {f.name: f.read_bytes() for f in files}
     files[2].unlink()  # batch 1 (images 2 and 3) is incomplete; batches 0 and 2 stay untouched
+    time.sleep(1.1)  # a resume in another second: the records' "created" differs, the settings do not
     stamp = files[0].stat().st_mtime_ns
     assert cli(args) == 0
     assert files[0].stat().st_mtime_ns == stamp
@@ -135,11 +137,12 @@ def test_cli_generate_resumes_and_refuses_other_bundles(ddpm_bundle, classifier_
 
     assert np.array_equal(tifffile.imread(files[2]), tifffile.imread(__import__("io").BytesIO(first[files[2].name])))
     # the same folder with other sampler settings: refused in one line, nothing overwritten, nothing claimed
+    kept = {f.name: f.read_bytes() for f in files}
     capsys.readouterr()
     assert cli([*args, "--sampler", "ddim", "--steps", "4"]) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "'dpm_solver_pp_2m' → 'ddim'" in err and len(err.strip().splitlines()) == 1
-    assert {f.name: f.read_bytes() for f in files} == first
+    assert {f.name: f.read_bytes() for f in files} == kept
     assert cli([*args[:2], str(classifier_bundle), *args[3:]]) == 2
     assert "'classifier' bundle, but a 'ddpm' or 'gan' bundle is needed" in capsys.readouterr().err
 
@@ -402,7 +405,8 @@ def test_fine_tune_a_zoo_generator_on_finer_classes(jurkat_slice, tmp_path):
     changed = after["model"]["class_emb.weight"] - before["model"]["class_emb.weight"]
     assert 0 < changed.abs().max() < 1e-2
     for extra, message in ((["--resume", "--steps", "4"], f"resume it with --init-from {zoo}"),
-                           (["--init-from", zoo, "--base", "64", "--steps", "1"], "leave --base unset")):
+                           (["--init-from", zoo, "--base", "64", "--steps", "1", "--resume"], "leave --base unset"),
+                           (["--init-from", zoo, "--steps", "1"], "already holds a training run")):  # not over it
         refused = subprocess.run([*train, *extra], capture_output=True, text=True)
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
     config = json.loads((out / "config.json").read_text())

@@ -1,8 +1,10 @@
 import json
+import subprocess
 
 import numpy as np
 import pytest
 import torch
+from conftest import CELLSYNTH
 
 from napari_cellsynth.training.data.labelled_crops import CropBatches, channel_stats, stratified_split, tiny_classes
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
@@ -217,6 +219,13 @@ def test_resume_continues_from_the_last_epoch(trained_run, tmp_path, jurkat_slic
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[:3] == json.loads((trained_run / "history.json").read_text())
+    # the same command without --resume would have started over in the folder: refused as a command, in one line
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    done = subprocess.run([CELLSYNTH, "train", "classifier", "--data", str(jurkat_slice), "--label-map", "jurkat4",
+                           "--out", str(run)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "already holds a training run" in done.stderr and "--resume" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
 
 
 def test_export_card_and_parity(classifier_bundle, trained_run):

@@ -75,9 +75,9 @@ def generate_into(folder: str | Path, model, settings) -> Generator[tuple[int, i
 
 
 def _what_made(record: dict) -> dict:
-    """A generated image's provenance without what does not change its pixels: its index, and the execution provider
-    (a run resumed on another machine)."""
-    made = {k: v for k, v in record.items() if k != "index"}
+    """A generated image's provenance without what does not change its pixels: its index, when the run was started,
+    and the execution provider (a run resumed on another machine)."""
+    made = {k: v for k, v in record.items() if k not in ("index", "created")}
     if isinstance(made.get("runs_as"), dict):
         made["runs_as"] = {k: v for k, v in made["runs_as"].items() if k != "provider"}
     return made

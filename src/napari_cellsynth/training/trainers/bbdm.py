@@ -40,8 +40,8 @@ from napari_cellsynth.training.records.bbdm_run import BbdmRun, BbdmSettings
 from napari_cellsynth.training.nets.unet import bridge_unet
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
-from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
-                                                            save_checkpoint, save_snapshot)
+from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, refuse_to_overwrite,
+                                                            restore_checkpoint, save_checkpoint, save_snapshot)
 from napari_cellsynth.training.trainers.forward_process import TorchBridge
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
@@ -115,6 +115,7 @@ def sample_grid(model, schedule, pairs, target: str, normalization, steps: int, 
 def train(args) -> Path:
     """Train (or fine-tune) one BBDM run into ``args.out``; returns the run folder."""
     out = Path(args.out)
+    refuse_to_overwrite(out, args.resume)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     pairs = load_pairs(args.data, args.exclude_slides, args.only_translocations)

@@ -25,6 +25,15 @@ def add_run_arguments(p: argparse.ArgumentParser, fine_tuning: bool = True) -> N
     p.add_argument("--quiet", action="store_true")
 
 
+def refuse_to_overwrite(out: str | Path, resume: bool) -> None:
+    """A folder that holds a training run (its ``last.pt`` or ``config.json``) is not started over without
+    ``--resume``: one slip of ``--out`` would otherwise wipe a long run."""
+    held = [name for name in ("last.pt", "config.json") if (Path(out) / name).is_file()]
+    if held and not resume:
+        raise ValueError(f"{out} already holds a training run ({held[0]}): pass --resume to go on with it, or give "
+                         "another --out")
+
+
 def ema_update(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
     """EMA of the weights with a warm-up (decay grows as (1 + step) / (10 + step) up to ``decay``)."""
     decay = min(decay, (1 + step) / (10 + step))

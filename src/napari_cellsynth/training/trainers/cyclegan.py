@@ -33,7 +33,7 @@ from napari_cellsynth.training.nets.cyclegan import build_cyclegan
 from napari_cellsynth.training.reports.plots import dapi_fish_grid, plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.bbdm import TARGETS
-from napari_cellsynth.training.trainers.checkpoints import add_run_arguments
+from napari_cellsynth.training.trainers.checkpoints import add_run_arguments, refuse_to_overwrite
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
 
 NETS = ("g_ab", "g_ba", "d_a", "d_b")
@@ -118,6 +118,7 @@ def sample_grid(g_ab: nn.Module, pairs: dict, planes: str, path: Path, n: int = 
 def train(args) -> Path:
     """Train one CycleGAN run into ``args.out``; returns the run folder."""
     out = Path(args.out)
+    refuse_to_overwrite(out, args.resume)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     domain_a = load_pairs(args.data, args.exclude_slides, only_translocations=False)

@@ -43,8 +43,8 @@ from napari_cellsynth.training.nets.unet import UNet
 from napari_cellsynth.training.records.ddpm_run import DdpmRun, DdpmSettings
 from napari_cellsynth.training.reports.plots import plot_loss
 from napari_cellsynth.training.trainers.arguments import entry_points
-from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, restore_checkpoint,
-                                                            save_checkpoint, save_snapshot)
+from napari_cellsynth.training.trainers.checkpoints import (add_run_arguments, ema_update, refuse_to_overwrite,
+                                                            restore_checkpoint, save_checkpoint, save_snapshot)
 from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.forward_process import TorchNoising
 from napari_cellsynth.training.trainers.loop import Every, endless, training_loop
@@ -174,6 +174,7 @@ def train(args: argparse.Namespace) -> Path:
     """Train (or fine-tune) one DDPM run into ``args.out``; returns the run folder."""
     settings = DdpmSettings.from_namespace(args)  # the options, typed; those left unset are resolved below
     out = Path(settings.out)
+    refuse_to_overwrite(out, settings.resume)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     saved = out / "config.json"

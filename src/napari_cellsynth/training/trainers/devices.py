@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from napari_cellsynth.training.trainers.checkpoints import refuse_to_overwrite
+
 
 def torch_device(name: str) -> torch.device:
     """``auto``: CUDA when torch sees a GPU, else the CPU."""
@@ -22,6 +24,7 @@ def start_run(args) -> tuple[Path, torch.device]:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
+    refuse_to_overwrite(out, args.resume)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     return out, torch_device(args.device)

@@ -38,7 +38,7 @@ from napari_cellsynth.training.data.labelled_crops import (CropBatches, add_gene
 from napari_cellsynth.training.records.gan_run import GanRun, GanSettings
 from napari_cellsynth.training.nets.wgan import Critic, Generator
 from napari_cellsynth.training.trainers.arguments import entry_points
-from napari_cellsynth.training.trainers.checkpoints import ema_update, save_snapshot
+from napari_cellsynth.training.trainers.checkpoints import ema_update, refuse_to_overwrite, save_snapshot
 from napari_cellsynth.training.trainers.devices import torch_device
 from napari_cellsynth.training.trainers.loop import Every, training_loop
 from napari_cellsynth.training.trainers.wgan_losses import DIV_POINTS, LOSSES, critic_loss
@@ -114,6 +114,7 @@ def sample_grid(generator: Generator, classes: list[str], latent: int, path: Pat
 def train(args) -> Path:
     """Train one WGAN run into ``args.out``; returns the run folder."""
     out = Path(args.out)
+    refuse_to_overwrite(out, args.resume)
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     device = torch_device(args.device)
