@@ -39,6 +39,10 @@ CASES = [
      "--steps must be at least 1"),
     (["train", "classifier", "--data", "{root}/one_class.npz", "--fit", "stretch", "--out", "{root}/o"],
      "invalid choice: 'stretch'"),
+    (["train", "classifier", "--data", "{root}/one_class.npz", "--size", "100000", "--out", "{root}/o"],
+     "--size 100000: the classifier takes crops of 16–256 px"),  # before resizing (it tried 37 GiB)
+    (["train", "classifier", "--data", "{root}/one_class.npz", "--split", "0.9", "--out", "{root}/o"],
+     "--split takes an .npz"),
     (["train", "ddpm", "--data", "{root}/one_class.npz", "--sample-every", "-1", "--out", "{root}/o"],
      "--sample-every must be 0 or more"),
     (["train", "ddpm", "--data", "{root}/one_class.npz", "--init-from", "{root}/unlabelled", "--out", "{root}/o"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,6 +85,9 @@ def stratified_split(y: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)) -> dic
 
 def read_split(path: str, n: int) -> dict[str, np.ndarray]:
     """A fixed train/validation/test split saved as index arrays; checked to be disjoint and in range."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"split file {path} not found: --split takes an .npz of 'train', 'val' and 'test' "
+                                "index arrays (leave it out for a seeded 60/20/20 split, --split-seed)")
     with np.load(path, allow_pickle=False) as saved:
         missing = {"train", "val", "test"} - set(saved.files)
         if missing:

@@ -48,7 +48,8 @@ class ResNetClassifier(nn.Module):
         if arch not in DEPTHS:
             raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(DEPTHS)}")
         if not 16 <= image_size <= 256:
-            raise ValueError(f"image_size {image_size} is outside the supported 16–256 px")
+            raise ValueError(f"crops of {image_size} px are outside the classifier's 16–256 px; bring them into that "
+                             "range with --size")
         self.stem = stem_for(image_size, in_channels, width)
         stages, channels = [], width
         for index, depth in enumerate(DEPTHS[arch]):

@@ -428,6 +428,9 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 def train(args) -> dict:
     """Train, validate and test one classifier run into ``args.out``; returns the test metrics."""
+    if args.size is not None and not 16 <= args.size <= 256:  # before any crop is resized to it
+        raise ValueError(f"--size {args.size}: the classifier takes crops of 16–256 px; give a size in that range, or "
+                         "leave --size out (mixed sizes go to their median side, at most 128)")
     out, device = start_run(args)
     if args.focused and device.type != "cpu":
         raise ValueError("--focused runs on the CPU only; leave out --device")
