@@ -96,6 +96,22 @@ def test_cli_segment_writes_labels(chromosome_cellpose_model, held_out, tmp_path
     assert labels.shape == held_out.dapi.shape and labels.max() > 10
     assert main(["segment", str(tmp_path / "dapi.tif"), "--model", "no_such_model", "--out",
                  str(tmp_path / "x.tif")]) == 2
+    # the same plane as a PNG, and as an RGB JPEG (grey in three channels): read as one plane, segmented alike
+    from skimage.io import imsave
+
+    plane = np.clip(held_out.dapi, 0, 255).astype(np.uint8)
+    imsave(tmp_path / "dapi.png", plane, check_contrast=False)
+    imsave(tmp_path / "dapi.jpg", np.repeat(plane[..., None], 3, axis=-1), quality=95, check_contrast=False)
+    for name in ("dapi.png", "dapi.jpg"):
+        assert main(["segment", str(tmp_path / name), "--model", str(chromosome_cellpose_model), "--diameter", "30",
+                     "--out", str(tmp_path / f"{name}.labels.tif"), "--quiet"]) == 0
+        found = tifffile.imread(tmp_path / f"{name}.labels.tif")
+        assert found.shape == held_out.dapi.shape and found.max() > 10
+    done = subprocess.run([CELLSYNTH, "batch", str(tmp_path / "dapi.png"), "--segment-model",
+                           str(chromosome_cellpose_model), "--out", str(tmp_path / "run")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "batch reads TIFF stacks and OME-Zarr" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.napari

@@ -30,7 +30,7 @@ import numpy as np
 from .core.atomic import write_csv_atomic
 from .core.bundle import BundleError, read_card, verify_files
 from .core.classify import classify_crops
-from .core.datasets import crop_groups, read_crops, read_tiff
+from .core.datasets import crop_groups, read_crops, read_image
 from .core.decisions import parse_thresholds
 from .core.entry import quiet_readers
 from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings
@@ -116,7 +116,7 @@ def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int
 
     from .core.classify import classify_objects
 
-    image, labels = read_tiff(args.input, "an image"), read_tiff(args.objects, "a labels TIFF")
+    image, labels = read_image(args.input, "an image"), read_image(args.objects, "a labels image", labels=True)
     crop = args.object_crop or model.card.object_crop
     job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop, decision=decision)
     with tqdm(unit="object", disable=args.quiet, desc="classify") as bar:
@@ -221,7 +221,7 @@ def cmd_segment(args) -> int:
     out = Path(args.out)
     if _same_file(out, Path(args.image)):
         raise ImageInputError(f"--out {out} is the input image; choose another output path")
-    image = read_tiff(args.image, "an image")
+    image = read_image(args.image, "an image")
     settings = SegmentSettings(args.model, args.diameter, tuple(args.channels), args.flow_threshold,
                                args.cellprob_threshold)
     model = load_model(args.model)
@@ -330,7 +330,7 @@ def cmd_translate(args) -> int:
         if any(_same_file(p, w) or _same_file(p.parent, w) for p in (dapi_path, labels_path) for w in written):
             raise ImageInputError(f"--out {out} would overwrite the input {dapi_path} or {labels_path}; "
                                   "choose another folder")
-        dapi, labels = read_tiff(dapi_path, "a DAPI plane"), read_tiff(labels_path, "a labels TIFF")
+        dapi, labels = read_image(dapi_path, "a DAPI plane"), read_image(labels_path, "a labels image", labels=True)
         with tqdm(unit="step", disable=args.quiet, desc=dapi_path.name) as bar:
             result = run_with_bar(translate(model, dapi, labels, settings), bar)
         write_translation(folder, result, labels, {"dapi": str(dapi_path), "labels_file": str(labels_path)})

@@ -206,6 +206,25 @@ def read_tiff_stack(path: str | os.PathLike, labels_csv: str | os.PathLike | Non
     return CropSet(images, labels, _default_channels(images), names, str(path))
 
 
+PLANE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")  # single planes: read by scikit-image, colour averaged
+
+
+def read_image(path: str | os.PathLike, what: str = "an image", labels: bool = False) -> np.ndarray:
+    """A TIFF's pixels as stored (:func:`read_tiff`), or a PNG / JPEG / BMP as one plane: its colour channels averaged
+    into grey (``labels``: read as they are, where an average would invent labels)."""
+    if Path(path).suffix.lower() not in PLANE_SUFFIXES:
+        return read_tiff(path, what)
+    if not Path(path).is_file():
+        raise ImageInputError(f"{path} does not exist")
+    from skimage.io import imread
+
+    with _read_as(path, what, "check the file (a copy cut short?) and save it again"):
+        image = imread(path)
+    if image.ndim == 3 and image.shape[-1] in (3, 4) and not labels:
+        image = image[..., :3].mean(axis=-1).astype(np.float32)
+    return image
+
+
 def read_tiff(path: str | os.PathLike, what: str = "a TIFF image") -> np.ndarray:
     """One TIFF file's pixels, or one line naming the file when it is damaged or not a TIFF."""
     import tifffile

@@ -8,14 +8,18 @@ C (channel), Y and X; a frame is one (t, z) plane, returned as C×Y×X.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..datasets import PLANE_SUFFIXES
 from ..images import ImageInputError
 from ..segment import MIN_SIDE
+
+log = logging.getLogger(__name__)
 
 AXES = "TZCYX"
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -213,11 +217,18 @@ def list_inputs(path: str | Path) -> list[Path]:
         found = sorted(p for p in path.iterdir() if is_stack_path(p) and not p.name.startswith("."))
         if not found:
             raise ImageInputError(f"{path} holds no .tif, .tiff or .zarr stacks")
+        others = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PLANE_SUFFIXES)
+        if others:
+            log.warning("napari-cellsynth: batch reads TIFF and OME-Zarr only; %d image file(s) in %s are left out "
+                        "(%s%s)", len(others), path, ", ".join(others[:3]), ", …" if len(others) > 3 else "")
         names = [p.stem.removesuffix(".ome") for p in found]
         twins = sorted({n for n in names if names.count(n) > 1})
         if twins:
             raise ImageInputError(f"{path} holds several stacks named {twins} (e.g. a.tif and a.zarr); rename one")
         return found
+    if not is_stack_path(path) and not is_zarr(path):
+        raise ImageInputError(f"{path}: batch reads TIFF stacks and OME-Zarr, not {path.suffix or 'this'} files; save "
+                              "it as a TIFF, or segment a single plane with cellsynth segment")
     return [path]
 
 
