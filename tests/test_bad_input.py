@@ -22,9 +22,13 @@ def inputs(tmp_path_factory):
     images = load_jurkat_sample()["images"][:20]  # real cells shipped with the package: no ../shared/data needed
     np.savez(root / "unlabelled.npz", images=images)
     np.savez(root / "one_class.npz", images=images, labels=np.array(["G1"] * 20))
+    np.savez(root / "two_classes.npz", images=images, labels=np.array(["G1", "M"] * 10))
     (root / "broken").mkdir()
     (root / "broken" / "G1").mkdir()
     (root / "broken" / "G1" / "cell.jpg").write_bytes(b"not a jpeg")
+    import tifffile
+
+    tifffile.imwrite(root / "plane.tif", images[0, 1])  # one real DNA plane
     return root
 
 
@@ -50,6 +54,12 @@ CASES = [
     (["train", "gan", "--data", "{root}/one_class.npz", "--lr", "0", "--out", "{root}/o"], "--lr must be above 0"),
     (["train", "bbdm", "--data", "{root}/x.npz", "--dropout", "1.5", "--out", "{root}/o"],
      "--dropout is a fraction in [0, 1)"),
+    (["segment", "{root}/plane.tif", "--model", "zoo:cellpose-chromosomes", "--diameter", "-3", "--out", "{root}/l.tif"],
+     "object diameter -3.0 px: give one above 0"),
+    (["batch", "{root}/plane.tif", "--segment-model", "zoo:cellpose-chromosomes", "--tile", "-5", "--out", "{root}/r"],
+     "--tile -5: give a tile side of at least 64 px"),
+    (["study", "--data", "{root}/two_classes.npz", "--rare", "M", "--keep", "M=0", "--out", "{root}/s"],
+     "0 crops would leave M out of training"),
     (["export", "classifier", "{root}/unlabelled", "--out", "{root}/b"], "is not a finished classifier run"),
     (["classify", "{root}/unlabelled.npz", "--model", "{root}/nothing", "--out", "{root}/p.csv"],
      "does not exist"),

@@ -38,6 +38,13 @@ class SegmentSettings:
     cellprob_threshold: float | None = None  # None: the model's own (a bundle's card), else Cellpose's 0.0
     min_size: int = 15
 
+    def __post_init__(self):
+        if self.diameter is not None and not self.diameter > 0:
+            raise ValueError(f"object diameter {self.diameter} px: give one above 0 (--diameter), or leave it unset "
+                             "for the model's own")
+        if self.min_size < 0:
+            raise ValueError(f"minimum object size {self.min_size} px: give 0 or more")
+
     def thresholds(self, model) -> tuple[float, float]:
         """The flow and cell-probability thresholds to run ``model`` with: these settings' where set, else the
         model's own (:func:`load_bundle_model` gives a bundle's model its card's)."""

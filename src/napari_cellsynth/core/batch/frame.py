@@ -58,6 +58,14 @@ class BatchSettings:
     augment: AugmentSettings = AugmentSettings()
     translating: bool = False  # set by run_batch: the generator is a BBDM or CycleGAN bundle
 
+    def __post_init__(self):
+        if self.tile is not None and self.tile != 0 and self.tile < 64:
+            raise ValueError(f"--tile {self.tile}: give a tile side of at least 64 px, or 0 to segment whole frames")
+        if self.halo is not None and self.halo < 0:
+            raise ValueError(f"--halo {self.halo}: give the context around each tile in pixels, 0 or more")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size {self.batch_size}: give 1 or more crops per call")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

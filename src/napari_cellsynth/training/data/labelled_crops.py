@@ -117,6 +117,9 @@ def thin_classes(index: np.ndarray, y: np.ndarray, classes: list[str], specs: li
             count = -1
         if name not in classes or not value or count < 0 or ("." in value and not 0 < float(value) <= 1):
             raise ValueError(f"keep {spec!r}: use CLASS=FRACTION (0–1) or CLASS=COUNT with a class of {classes}")
+        if value.isdigit() and count == 0:
+            raise ValueError(f"keep {spec!r}: 0 crops would leave {name} out of training; keep at least 1, or "
+                             "leave the class out of the data")
         if count > len(members):
             raise ValueError(f"keep {spec!r}: the training part holds only {len(members)} crops of {name}; "
                              f"keep at most {len(members)}")
