@@ -106,6 +106,14 @@ def test_classify_objects_of_a_labels_image_as_the_card_says_they_were_cut(class
     assert "crops cut by window" in done.stderr
     rows = read_csv(out)
     assert [int(r["label"]) for r in rows] == list(range(1, 227))
+    # each row's box is its object's own, inside the image, with its centroid and area (batch's columns)
+    from skimage.measure import regionprops
+
+    truth = {r.label: r for r in regionprops(labels)}
+    for row in rows[:: 25]:
+        region = truth[int(row["label"])]
+        assert tuple(int(row[k]) for k in ("bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1")) == region.bbox
+        assert int(row["area"]) == region.area and float(row["centroid_y"]) == pytest.approx(region.centroid[0], abs=1e-3)
     stack = run_to_end(classify_crops(OnnxModel(classifier_bundle), cells))
     agreement = np.mean([r["class"] == name for r, name in zip(rows, stack.predicted_names)])
     assert agreement >= 0.95, agreement

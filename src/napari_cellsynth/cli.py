@@ -121,9 +121,12 @@ def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int
     job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop, decision=decision)
     with tqdm(unit="object", disable=args.quiet, desc="classify") as bar:
         objects, result = run_with_bar(job, bar)
-    boxes = objects.boxes
-    write_csv_atomic(out, {"label": objects.labels.tolist(), "y0": boxes[:, 0].tolist(), "x0": boxes[:, 1].tolist(),
-                           "y1": boxes[:, 2].tolist(), "x1": boxes[:, 3].tolist(), **result.table()})
+    from .core.batch.table import object_columns
+
+    columns = object_columns(np.asarray(labels))  # as batch's table: centroid, the object's own box, area
+    row_of = {label: i for i, label in enumerate(columns["label"])}
+    rows = [row_of[int(label)] for label in objects.labels]
+    write_csv_atomic(out, {**{name: [values[i] for i in rows] for name, values in columns.items()}, **result.table()})
     write_classify_provenance(out, model, args.input, len(objects.labels), objects=args.objects, object_crop=crop)
     print(f"wrote {out} ({len(objects.labels)} objects, crops cut by {crop}{runs_as_note(model)})", file=sys.stderr)
     return 0
