@@ -29,6 +29,8 @@ def inputs(tmp_path_factory):
     import tifffile
 
     tifffile.imwrite(root / "plane.tif", images[0, 1])  # one real DNA plane
+    (root / "a_run").mkdir()
+    (root / "a_run" / "config.json").write_text("{}")  # what a training run holds, where a bundle was meant
     return root
 
 
@@ -60,6 +62,9 @@ CASES = [
      "--tile -5: give a tile side of at least 64 px"),
     (["study", "--data", "{root}/two_classes.npz", "--rare", "M", "--keep", "M=0", "--out", "{root}/s"],
      "0 crops would leave M out of training"),
+    (["generate", "--model", "zoo:ddpm-jurkat4-cut10-v", "--class", "M", "--count", "1", "--out", "{root}/plane.tif"],
+     "is a file where a folder is needed"),
+    (["info", "{root}/a_run"], "make a bundle of it with cellsynth export"),
     (["export", "classifier", "{root}/unlabelled", "--out", "{root}/b"], "is not a finished classifier run"),
     (["classify", "{root}/unlabelled.npz", "--model", "{root}/nothing", "--out", "{root}/p.csv"],
      "does not exist"),

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from .core.atomic import write_csv_atomic
-from .core.bundle import BundleError, read_card, verify_files
+from .core.bundle import read_card, verify_files
 from .core.classify import classify_crops
 from .core.datasets import crop_groups, read_crops, read_image
 from .core.decisions import parse_thresholds
-from .core.entry import quiet_readers
+from .core.entry import USER_ERRORS, quiet_readers, user_message
 from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings
 from .core.images import ImageInputError
 from .core.jobs import default_of, run_with_bar
@@ -175,6 +175,8 @@ def cmd_generate(args) -> int:
                                   args.guide)
     settings.check(model)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before any image is made
+        raise NotADirectoryError(20, "Not a directory", str(out))
     with tqdm(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:
         record = run_with_bar(generate_into(out, model, settings), bar)
     from .core.atomic import write_json_atomic
@@ -602,10 +604,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_readers(args.verbose)
     try:
         return args.func(args)
-    except (BundleError, ImageInputError, ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         if args.verbose or args.command in ("train", "export", "study"):  # asked for, or a trainer's -v (run_entry)
             raise
-        print(f"cellsynth {args.command}: error: {err}", file=sys.stderr)
+        print(f"cellsynth {args.command}: error: {user_message(err)}", file=sys.stderr)
         return 2
 
 

@@ -480,7 +480,10 @@ def read_card(folder: str | os.PathLike) -> Card:
             raise BundleError(f"{folder} is a file; pass the bundle folder (with card.json and model.onnx)")
     card_path = folder / CARD_NAME
     if not card_path.is_file():
-        raise BundleError(f"{folder} has no {CARD_NAME}; is this a napari-cellsynth bundle?")
+        hint = ("; it looks like a training run: make a bundle of it with cellsynth export KIND RUN --out BUNDLE"
+                if (folder / "config.json").is_file() or (folder / "report.json").is_file() else
+                "; is this a napari-cellsynth bundle?")
+        raise BundleError(f"{folder} has no {CARD_NAME}{hint}")
     try:
         data = json.loads(card_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -19,7 +19,7 @@ from pathlib import Path
 from .bundle import BundleError
 from .images import ImageInputError
 
-USER_ERRORS = (BundleError, ImageInputError, ValueError, FileNotFoundError, NotADirectoryError,
+USER_ERRORS = (BundleError, ImageInputError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                IsADirectoryError, PermissionError)
 
 
@@ -44,13 +44,20 @@ def run_entry(main: Callable[[list[str]], object], prog: str, argv: list[str] | 
             _remove_if_empty(out)
         if verbose:
             raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {user_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; run the same command with --resume (where it has one) to go on",
               file=sys.stderr)
         return 130
     return 0
+
+
+def user_message(err: BaseException) -> str:
+    """The one line a user reads for one of :data:`USER_ERRORS` (an OS error about a path says what to change)."""
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and err.filename:
+        return f"{err.filename} is a file where a folder is needed; give another path (e.g. another --out)"
+    return str(err)
 
 
 def _out_folder(argv: list[str]) -> Path | None:
