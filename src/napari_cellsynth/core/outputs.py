@@ -86,7 +86,7 @@ def _what_made(record: dict) -> dict:
 def check_same_settings(path: Path, record: dict) -> None:
     """An image already at ``path`` must have been made as ``record`` would make it, or resuming would mix two runs
     under one name (and report the old images as the new ones)."""
-    old, new = _what_made(read_provenance(path)), _what_made(record)
+    old, new = _what_made(read_provenance(path)), _what_made(json.loads(json.dumps(record)))  # as stored: lists
     if old != new:
         changed = [f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in [*new, *(k for k in old if k not in new)]
                    if old.get(key) != new.get(key)]  # in the record's order: the bundle, then the sampler's settings
