@@ -56,6 +56,26 @@ def test_classify_tiff_stack_and_folder_agree_with_npz(classifier_bundle, tmp_pa
     assert classes[0] == classes[1] == classes[2]
 
 
+def test_classify_scores_the_crops_whose_labels_it_knows_and_says_which_it_left_out(classifier_bundle, tmp_path,
+                                                                                     capsys):
+    """A folder per class with one class the bundle has never heard of: the others are scored (a bundle class, and
+    an original label its map covers), and one line names what was left out."""
+    sample = load_jurkat_sample()
+    labels = np.asarray(sample["labels"]).astype(str)
+    for name, count in (("G1", 4), ("Prophase", 4), ("Weird", 3)):
+        folder = tmp_path / "cells" / name
+        folder.mkdir(parents=True)
+        pick = np.flatnonzero(labels == name)[:count] if name != "Weird" else np.arange(count)
+        for i in pick:
+            tifffile.imwrite(folder / f"cell{i:03d}.tif", sample["images"][i])
+    assert main(["classify", str(tmp_path / "cells"), "--model", str(classifier_bundle), "--out",
+                 str(tmp_path / "calls.csv"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "scored on 8 of 11 crops: 3 labelled Weird" in err and "np.str_" not in err
+    scores = json.loads((tmp_path / "calls.metrics.json").read_text())
+    assert sum(row["support"] for row in scores["per_class"].values()) == 8
+
+
 def test_bad_inputs_exit_2_with_a_clear_message(classifier_bundle, tmp_path, capsys):
     np.savez(tmp_path / "small.npz", images=np.zeros((3, 3, 32, 32), np.uint16))
     np.savez(tmp_path / "twoch.npz", images=np.zeros((3, 2, 40, 40), np.uint16))

@@ -36,7 +36,6 @@ from .core.entry import USER_ERRORS, quiet_readers, user_message
 from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings
 from .core.images import ImageInputError
 from .core.jobs import default_of, run_with_bar
-from .core.label_maps import apply_label_map
 from .core.metrics import format_table
 from .core.runtime import OnnxModel
 from .core.samplers import SAMPLERS, SPACINGS
@@ -138,24 +137,25 @@ def _score(labels, result, label_map, out: Path, groups=None, bootstrap: int = 0
     ROC-AUC of the probabilities, and per-group counts and bootstrap intervals when asked for; all in
     OUT.metrics.json."""
     names = np.asarray(labels).astype(str)
-    if set(names) <= set(result.classes):
-        truth, classes = np.array([result.classes.index(x) for x in names]), list(result.classes)
-    elif not label_map:
-        print(f"not scored: labels {sorted(set(names) - set(result.classes))[:5]} are not the bundle's classes "
-              f"{result.classes}", file=sys.stderr)
+    classes = list(result.classes)
+    lookup = {name: k for k, name in enumerate(classes)}  # the bundle's class names, and its map's original labels
+    lookup |= {original: classes.index(name) for name, originals in (label_map or {}).items() if name in classes
+               for original in originals}
+    known = np.array([name in lookup for name in names])
+    unknown = sorted({str(name) for name in names[~known]})
+    if not known.any():
+        print(f"not scored: its labels ({', '.join(unknown[:5])}) are neither the bundle's classes "
+              f"({', '.join(classes)}) nor in its label map; name them as those classes", file=sys.stderr)
         return
-    else:
-        try:
-            truth, classes = apply_label_map(labels, label_map)
-        except ValueError as err:
-            print(f"not scored: {err}; or name the labels as the bundle's classes {result.classes}", file=sys.stderr)
-            return
-    if classes != result.classes:
-        return
+    if unknown:
+        print(f"scored on {int(known.sum())} of {len(names)} crops: {int((~known).sum())} labelled "
+              f"{', '.join(unknown[:5])} are neither the bundle's classes nor in its label map", file=sys.stderr)
+    truth = np.array([lookup[name] for name in names[known]])
+    groups = None if groups is None else np.asarray(groups)[known]
     from .core.atomic import write_json_atomic
     from .core.scoring import format_scores, score_labelled
 
-    scores = score_labelled(truth, result.probabilities, result.predicted, classes, groups, bootstrap)
+    scores = score_labelled(truth, result.probabilities[known], result.predicted[known], classes, groups, bootstrap)
     scores["decision"] = result.decision.to_dict() if result.decision else None
     print(format_table(scores))
     print(format_scores(scores))

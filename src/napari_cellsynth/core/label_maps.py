@@ -53,8 +53,8 @@ def apply_label_map(labels: Sequence[str], label_map: dict[str, list[str]]) -> t
                 raise ValueError(f"label {original!r} appears twice in the label map")
             lookup[original] = index
     labels = np.asarray(labels).astype(str)
-    unknown = sorted(set(labels) - set(lookup))
+    unknown = sorted(str(label) for label in set(labels) - set(lookup))
     if unknown:
-        raise ValueError(f"labels {unknown} are not in the label map {list(label_map)}; "
+        raise ValueError(f"labels {', '.join(unknown)} are not in the label map ({', '.join(label_map)}); "
                          "add them or choose another map")
     return np.array([lookup[x] for x in labels], dtype=np.int64), list(label_map)
