@@ -76,6 +76,20 @@ def test_classify_scores_the_crops_whose_labels_it_knows_and_says_which_it_left_
     assert sum(row["support"] for row in scores["per_class"].values()) == 8
 
 
+def test_whole_frames_given_as_crops_are_told_to_segment_first(classifier_bundle, tmp_path, capsys):
+    """Frames many times a bundle's crop: refused in one line that says to segment them (a bundle of one crop size),
+    or classified with that note (crops of mixed sizes, brought to one: ``read_crops``' notes)."""
+    from napari_cellsynth.core.datasets import read_crops
+
+    frames = np.repeat(np.repeat(load_jurkat_sample()["images"][:2], 5, axis=-1), 5, axis=-2)  # 200 px "frames"
+    tifffile.imwrite(tmp_path / "frames.tif", frames)
+    assert main(["classify", str(tmp_path / "frames.tif"), "--model", str(classifier_bundle), "--out",
+                 str(tmp_path / "frames.csv"), "--quiet"]) == 2
+    assert "whole frames" in capsys.readouterr().err and not (tmp_path / "frames.csv").exists()
+    fitted = read_crops(tmp_path / "frames.tif", size=40, fit="resize")
+    assert fitted.images.shape[-1] == 40 and any("look like whole frames" in note for note in fitted.notes)
+
+
 def test_bad_inputs_exit_2_with_a_clear_message(classifier_bundle, tmp_path, capsys):
     np.savez(tmp_path / "small.npz", images=np.zeros((3, 3, 32, 32), np.uint16))
     np.savez(tmp_path / "twoch.npz", images=np.zeros((3, 2, 40, 40), np.uint16))

@@ -321,6 +321,9 @@ def _fitted(crops: CropSet, pieces, size: tuple[int, int] | int | None, fit: str
         sides = [s for shape in shapes for s in shape]
         crops.notes.append(f"{crops.source}: {len(pieces)} crops of {min(sides)}–{max(sides)} px brought to "
                            f"{how.size[0]}×{how.size[1]} by {how.fit} (--size, --fit)")
+        if min(sides) >= 4 * max(how.size):  # every "crop" many times the objects' size
+            crops.notes.append(f"{crops.source}: these look like whole frames, not one object each; segment the "
+                               "frames first (cellsynth segment), then classify with --objects LABELS")
     return crops
 
 
