@@ -29,6 +29,7 @@ def inputs(tmp_path_factory):
     import tifffile
 
     tifffile.imwrite(root / "plane.tif", images[0, 1])  # one real DNA plane
+    tifffile.imwrite(root / "two_planes.tif", images[:2, 1], metadata={"axes": "CYX"})  # frames stored as channels
     (root / "a_run").mkdir()
     (root / "a_run" / "config.json").write_text("{}")  # what a training run holds, where a bundle was meant
     return root
@@ -60,6 +61,8 @@ CASES = [
      "object diameter -3.0 px: give one above 0"),
     (["batch", "{root}/plane.tif", "--segment-model", "zoo:cellpose-chromosomes", "--tile", "-5", "--out", "{root}/r"],
      "--tile -5: give a tile side of at least 64 px"),
+    (["batch", "{root}/two_planes.tif", "--segment-model", "zoo:cellpose-chromosomes", "--classifier",
+      "zoo:classifier-jurkat4", "--out", "{root}/r2"], "if they are frames, not channels, say so with --axes TYX"),
     (["study", "--data", "{root}/two_classes.npz", "--rare", "M", "--keep", "M=0", "--out", "{root}/s"],
      "0 crops would leave M out of training"),
     (["generate", "--model", "zoo:ddpm-jurkat4-cut10-v", "--class", "M", "--count", "1", "--out", "{root}/plane.tif"],

@@ -84,10 +84,12 @@ def check_channels(source: StackSource, settings: BatchSettings, classifier_chan
         return
     chosen = settings.classify_channels or tuple(range(channels))
     if len(chosen) != classifier_channels or not all(0 <= c < channels for c in chosen):
-        raise ImageInputError(f"{source.path} has {channels} channel(s) but the classifier takes "
+        frames = f"; or, if they are frames, not channels, say so with --axes {source.axes.replace('C', 'T')}" \
+            if "C" in source.axes and "T" not in source.axes else ""
+        raise ImageInputError(f"{source.path} has {channels} channel(s) (axes {source.axes}) but the classifier takes "
                               f"{classifier_channels}; pick them with --classify-channels (e.g. "
                               f"{','.join(['0'] * classifier_channels)} to give it channel 0 {classifier_channels} "
-                              "times)")
+                              f"times){frames}")
 
 
 def plan_stack(source: StackSource, out: Path, settings: BatchSettings, model_ids: dict) -> StackPlan:
