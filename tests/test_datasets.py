@@ -54,6 +54,22 @@ def test_folder_per_class_and_channels_last_png(sample, tmp_path):
     assert read_crops(flat).images.shape == (1, 3, 40, 40)
 
 
+def test_grey_and_colour_classes_are_made_alike_with_a_warning(sample, tmp_path):
+    """One class saved as grey PNGs and another as colour ones: all become colour, and the note says the format
+    alone tells the classes apart."""
+    from skimage.io import imsave
+
+    for name, k, colour in (("G1", 0, False), ("G2", 60, True)):
+        folder = tmp_path / "mixed" / name
+        folder.mkdir(parents=True)
+        for i in range(3):
+            dna = (sample["images"][k + i, 1] // 257).astype(np.uint8)  # the real DNA channel, 8 bits
+            imsave(folder / f"{i}.png", np.stack([dna] * 3, axis=-1) if colour else dna, check_contrast=False)
+    crops = read_crops(tmp_path / "mixed")
+    assert crops.images.shape[1] == 3
+    assert any("class G1 is grey and G2 colour throughout" in note for note in crops.notes)
+
+
 def test_bad_inputs(tmp_path):
     np.savez(tmp_path / "noimages.npz", pictures=np.zeros((2, 4, 4)))
     with pytest.raises(ImageInputError, match="no 'images' array"):

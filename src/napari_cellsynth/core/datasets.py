@@ -275,10 +275,13 @@ def _folder_pieces(root: Path, skip_unreadable: bool = False) -> tuple[CropSet, 
             skipped.append((str(f.relative_to(root)), str(err)))
     if not crops:
         raise ImageInputError(f"{root}: none of its {len(files)} images could be read (first: {skipped[0][1]})")
+    grey = np.array([c.shape[0] == 1 for c in crops])
     crops = _same_channels(crops, [f for f, _ in kept], root)
     labels = np.array([c for _, c in kept]) if class_dirs else None
     names = [str(f.relative_to(root)) for f, _ in kept]
     notes = [f"skipped {len(skipped)} unreadable file(s) of {len(files)}, e.g. {skipped[0][0]}"] if skipped else []
+    if grey.any() and not grey.all():
+        notes.append(_mixed_colour_note(root, grey, labels))
     return CropSet(np.empty((0, crops[0].shape[0], 1, 1)), labels, _default_channels(crops[0][None]), names,
                    str(root), notes=notes, skipped=skipped), crops
 
@@ -286,6 +289,18 @@ def _folder_pieces(root: Path, skip_unreadable: bool = False) -> tuple[CropSet, 
 def _read_one(path: Path) -> np.ndarray:
     with _read_as(path, "an image", "remove or replace the file"):  # a corrupt or truncated file: name it
         return read_image_file(path)
+
+
+def _mixed_colour_note(root: Path, grey: np.ndarray, labels: np.ndarray | None) -> str:
+    """What a user should know when grey and colour images were mixed (and made all colour)."""
+    note = f"{root}: {int(grey.sum())} grey image(s) among {int((~grey).sum())} colour ones were made colour"
+    if labels is not None:
+        all_grey = sorted({str(c) for c in labels if grey[labels == c].all()})
+        all_colour = sorted({str(c) for c in labels if not grey[labels == c].any()})
+        if all_grey and all_colour:
+            note += (f"; class {', '.join(all_grey)} is grey and {', '.join(all_colour)} colour throughout, so a "
+                     "classifier can learn the file format instead of the cells: save every class alike")
+    return note
 
 
 def _same_channels(crops: list[np.ndarray], files: list[Path], root: Path) -> list[np.ndarray]:
