@@ -23,6 +23,7 @@ import contextlib
 import functools
 import inspect
 import sys
+import warnings
 from functools import cache
 
 
@@ -52,6 +53,9 @@ def import_cellpose():
         import cellpose.metrics
         import cellpose.models
         import cellpose.utils  # noqa: F401
+    # Cellpose 3's mask dynamics build a sparse tensor, and torch warns about its invariant checks on every frame: a
+    # line a user cannot act on, in every segment and batch run
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
     return sys.modules["cellpose"]
 
 
