@@ -74,13 +74,12 @@ def generate_into(folder: str | Path, model, settings) -> Generator[tuple[int, i
     return record
 
 
-def _what_made(record: dict) -> dict:
-    """A generated image's provenance without what does not change its pixels: its index, when the run was started,
-    and the execution provider (a run resumed on another machine)."""
-    made = {k: v for k, v in record.items() if k not in ("index", "created")}
-    if isinstance(made.get("runs_as"), dict):
-        made["runs_as"] = {k: v for k, v in made["runs_as"].items() if k != "provider"}
-    return made
+def _what_made(record):
+    """A generated image's provenance without what does not change its pixels, at any depth (a guide bundle's record
+    is nested): its index, when a run or a model was started, and the execution provider (another machine)."""
+    if isinstance(record, dict):
+        return {k: _what_made(v) for k, v in record.items() if k not in ("index", "created", "provider")}
+    return record
 
 
 def check_same_settings(path: Path, record: dict) -> None:
