@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .images import ImageInputError
-from .sizing import FIT_POLICIES, SizeFit, auto_size, fit_crop
+from .sizing import FIT_POLICIES, SizeFit, auto_size, fit_crop, looks_like_frames
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
@@ -216,10 +216,8 @@ def read_image(path: str | os.PathLike, what: str = "an image", labels: bool = F
         return read_tiff(path, what)
     if not Path(path).is_file():
         raise ImageInputError(f"{path} does not exist")
-    from skimage.io import imread
-
     with _read_as(path, what, "check the file (a copy cut short?) and save it again"):
-        image = imread(path)
+        image = read_image_file(Path(path))
     if image.ndim == 3 and image.shape[-1] in (3, 4) and not labels:
         image = image[..., :3].mean(axis=-1).astype(np.float32)
     return image
@@ -336,7 +334,7 @@ def _fitted(crops: CropSet, pieces, size: tuple[int, int] | int | None, fit: str
         sides = [s for shape in shapes for s in shape]
         crops.notes.append(f"{crops.source}: {len(pieces)} crops of {min(sides)}–{max(sides)} px brought to "
                            f"{how.size[0]}×{how.size[1]} by {how.fit} (--size, --fit)")
-        if min(sides) >= 4 * max(how.size):  # every "crop" many times the objects' size
+        if looks_like_frames(min(sides), how.size):
             crops.notes.append(f"{crops.source}: these look like whole frames, not one object each; segment the "
                                "frames first (cellsynth segment), then classify with --objects LABELS")
     return crops

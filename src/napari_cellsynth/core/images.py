@@ -52,7 +52,9 @@ def check_size(stack: np.ndarray, card: Card, what: str = "images") -> None:
     size = tuple(stack.shape[-2:])
     if size != card.image_size:
         height, width = card.image_size
-        if min(size) >= 4 * max(height, width):  # frames many times an object's crop
+        from .sizing import looks_like_frames
+
+        if looks_like_frames(min(size), card.image_size):
             raise ImageInputError(
                 f"{what} are {size[0]}×{size[1]} pixels, whole frames for bundle '{card.name}', which takes one "
                 f"object in {height}×{width}: segment the frames first (cellsynth segment), then classify with "

@@ -22,6 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+FRAME_FACTOR = 4  # images this many times a crop's side are whole frames, not one object each
+
+
+def looks_like_frames(smallest_side: int, crop_size: Sequence[int]) -> bool:
+    """Whether images whose shortest side is ``smallest_side`` are whole frames for crops of ``crop_size``."""
+    return smallest_side >= FRAME_FACTOR * max(crop_size)
+
 FIT_POLICIES = ("resize", "pad")
 AUTO_SIZE_CAP = 128  # the longest side an automatic --size picks (larger costs time, rarely accuracy)
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 DEPTHS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+CROP_SIZES = (16, 256)  # the crop sides (px) the network takes
 
 
 class BasicBlock(nn.Module):
@@ -47,8 +48,9 @@ class ResNetClassifier(nn.Module):
         super().__init__()
         if arch not in DEPTHS:
             raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(DEPTHS)}")
-        if not 16 <= image_size <= 256:
-            raise ValueError(f"crops of {image_size} px are outside the classifier's 16–256 px; bring them into that "
+        if not CROP_SIZES[0] <= image_size <= CROP_SIZES[1]:
+            raise ValueError(f"crops of {image_size} px are outside the classifier's {CROP_SIZES[0]}–{CROP_SIZES[1]} "
+                             "px; bring them into that "
                              "range with --size")
         self.stem = stem_for(image_size, in_channels, width)
         stages, channels = [], width

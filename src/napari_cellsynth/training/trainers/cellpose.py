@@ -36,6 +36,7 @@ from napari_cellsynth.training.records.cellpose_run import CellposeRun, Cellpose
 from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.cellpose_epochs import EpochPlan, read_checkpoint, train_epochs, write_model
+from napari_cellsynth.training.trainers.checkpoints import refuse_to_overwrite
 
 
 def load_trained(model_path: Path, nbase=CELLPOSE_NBASE):
@@ -99,9 +100,7 @@ def checkpoint_to_resume(args) -> dict | None:
     state = read_checkpoint(Path(args.out))
     if state is None:
         return None
-    if not args.resume:
-        raise ValueError(f"{args.out} holds a Cellpose run at epoch {state['epoch']} of {state['options']['epochs']} "
-                         "(last.pt): pass --resume to go on with it, or another --out")
+    refuse_to_overwrite(args.out, args.resume)
     given = run_options(args)
     changed = [key for key in RUN_OPTIONS if state["options"].get(key) != given[key]]
     if changed:

@@ -60,7 +60,7 @@ from napari_cellsynth.training.data.focused_sampling import FocusedBatches, Mino
 from napari_cellsynth.training.data.labelled_crops import (SAMPLINGS, CropBatches, LabelledData, channel_stats,
                                                            load_extra, load_labelled, read_split, sampling_weights,
                                                            stratified_split, thin_classes, tiny_classes)
-from napari_cellsynth.training.nets.resnet import ResNetClassifier
+from napari_cellsynth.training.nets.resnet import CROP_SIZES, ResNetClassifier
 from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
 from napari_cellsynth.training.reports.plots import plot_confusion, plot_training_curves
 from napari_cellsynth.training.trainers.arguments import entry_points
@@ -428,9 +428,10 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 def train(args) -> dict:
     """Train, validate and test one classifier run into ``args.out``; returns the test metrics."""
-    if args.size is not None and not 16 <= args.size <= 256:  # before any crop is resized to it
-        raise ValueError(f"--size {args.size}: the classifier takes crops of 16–256 px; give a size in that range, or "
-                         "leave --size out (mixed sizes go to their median side, at most 128)")
+    low, high = CROP_SIZES
+    if args.size is not None and not low <= args.size <= high:  # before any crop is resized to it
+        raise ValueError(f"--size {args.size}: the classifier takes crops of {low}–{high} px; give a size in that "
+                         "range, or leave --size out (mixed sizes go to their median side, at most 128)")
     out, device = start_run(args)
     if args.focused and device.type != "cpu":
         raise ValueError("--focused runs on the CPU only; leave out --device")
