@@ -9,8 +9,8 @@ from napari_cellsynth.core.bundle import (BundleError, Card, load_arrays, read_c
                                           verify_files)
 
 
-def make_card(**changes) -> Card:
-    card = Card(kind="classifier", name="test", classes=["a", "b"], channels=["DNA"],
+def make_card(kind="classifier", **changes) -> Card:
+    card = Card(kind=kind, name="test", classes=["a", "b"], channels=["DNA"],
                 input={"size": [32, 32]}, normalization={"type": "standardize", "mean": [1.0], "std": [2.0]},
                 files={"model.onnx": {}})
     return replace(card, **changes)
@@ -158,3 +158,30 @@ def test_a_damaged_section_is_refused_when_the_bundle_is_read_and_the_rest_read_
     assert (new.cellpose.nbase, new.cellpose.nchan, new.cellpose.weights) == ((16, 32, 64, 128), 1, "fp16")
     assert make_card(outputs={"feature_dim": 256}).feature_dim == 256 and make_card().feature_dim is None
     assert make_card().int8 is None and make_card(training={"arch": "resnet18", "width": 32}).trained.width == 32
+
+
+def test_each_kind_has_its_own_card_class_and_graph_names():
+    """``Card(kind=…)`` is the kind's frozen class (a changed card keeps it), which owns its sections and its graph's
+    input names; the zoo's bundles read as their kinds' classes."""
+    from napari_cellsynth.core.cards import CARD_KINDS, ClassifierCard, DdpmCard, GanCard
+    from napari_cellsynth.core.zoo import read_registry
+
+    card = make_card()
+    assert type(card) is ClassifierCard and type(card.with_sections(decision={})) is ClassifierCard
+    assert type(make_card("ddpm")) is DdpmCard and set(CARD_KINDS) == {"classifier", "ddpm", "bbdm", "gan",
+                                                                        "cyclegan", "cellpose"}
+    assert card.feeds("crops") == {"images": "crops"}
+    assert make_card("ddpm").feeds(1, 2, 3) == {"x": 1, "t": 2, "class": 3}
+    assert make_card("gan").feeds("z") == {"z": "z"} and GanCard.INPUTS == ("z", "class")
+    with pytest.raises(BundleError, match="graph takes"):
+        card.feeds(1, 2)
+    with pytest.raises(BundleError, match="is a classifier bundle; the ddpm section belongs to ddpm bundles"):
+        card.ddpm
+    with pytest.raises(AttributeError):
+        card.not_a_section
+    kinds = set()
+    for name in read_registry():
+        zoo = read_card(f"zoo:{name}")  # every section of its kind read and checked
+        assert type(zoo) is CARD_KINDS[zoo.kind] and zoo.KIND == zoo.kind
+        kinds.add(zoo.kind)
+    assert {"classifier", "ddpm", "cellpose"} <= kinds

@@ -350,7 +350,7 @@ def cmd_info(args) -> int:
     card = read_card(folder)
     verify_files(folder, card)
     print(json.dumps(card.to_dict(), indent=2))
-    if card.kind in GENERATOR_KINDS:
+    if "fidelity" in card.SECTIONS:
         fidelity = card.fidelity
         lines = fidelity.lines() if fidelity else ["not measured: cellsynth study --bundles-out DIR writes a copy of "
                                                    "this bundle with its fidelity in the card"]

@@ -179,14 +179,14 @@ class DiffusionGenerator:
         output = card.output_name
 
         def net(x, t, cls):
-            return model.run({"x": x, "t": t, "class": cls})[output]
+            return model.run(card.feeds(x, t, cls))[output]
 
         reference = None
         if settings.guide:
             guide = guide_model(settings.guide)
 
             def reference(x, t, cls):
-                return guide.run({"x": x, "t": t, "class": cls})[guide.card.output_name]
+                return guide.run(guide.card.feeds(x, t, cls))[guide.card.output_name]
 
         raw = guided(net, np.full(n, card.classes.index(settings.class_name)), card.ddpm.null_class,
                      settings.make_guidance(), schedule.sigmas, reference)
@@ -214,11 +214,10 @@ class GanGenerator:
                 "prediction": "image", "guidance_interval": None, "guide": None}
 
     def sample(self, settings: GenerationSettings, model: OnnxModel, n: int, rng: np.random.Generator):
-        gan = model.card.gan
-        feeds = {"z": rng.standard_normal((n, gan.latent)).astype(np.float32)}
-        if gan.conditional:
-            feeds["class"] = np.full(n, model.card.classes.index(settings.class_name), dtype=np.int64)
-        images = model.run(feeds)[model.card.output_name]
+        card = model.card
+        z = rng.standard_normal((n, card.gan.latent)).astype(np.float32)
+        given = (z, np.full(n, card.classes.index(settings.class_name), dtype=np.int64)) if card.gan.conditional else (z,)
+        images = model.run(card.feeds(*given))[card.output_name]
         yield 1, 1
         return images
 

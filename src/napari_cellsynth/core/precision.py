@@ -125,7 +125,7 @@ def requested_precision(precision: str | None = None) -> str:
 def choose_weights(card, on_cpu: bool, precision: str | None = None, cpu_feature: str | None | bool = False) -> RunsAs:
     """The weights to run for ``card``: see the module's doc.  ``cpu_feature`` stands in for the CPU's int8
     feature in tests (False: read this machine's)."""
-    if card.kind == "cellpose":  # its weights run in Cellpose's own torch network, not in an ONNX Runtime session
+    if not card.ONNX_GRAPH:  # a Cellpose bundle: its weights run in Cellpose's own torch network
         stored = card.cellpose.weights
         return RunsAs("fp32", "arrays.npz", f"Cellpose's network in torch, its weights stored in {stored} and "
                                             "computed in fp32; ONNX Runtime and int8 variants do not apply")

@@ -141,19 +141,16 @@ class OnnxModel:
 
     def _check_graph(self) -> None:
         inputs = self.session.get_inputs()
-        first = inputs[0].shape
+        first = self.card.graph_image_shape(inputs, self.session.get_outputs(), self.folder)
         expected = [self.card.n_channels, *self.card.image_size]
-        if self.card.kind == "gan":  # a generator takes latents and makes images of the card's shape
-            latent = self.card.gan.latent
-            first = self.session.get_outputs()[0].shape
-            if [d if isinstance(d, int) else None for d in inputs[0].shape[1:]] != [latent]:
-                raise BundleError(f"bundle {self.folder}: ONNX input shape {inputs[0].shape} does not match its "
-                                  f"card's latent size {latent}; the bundle is inconsistent, re-export it")
         if len(first) != 4 or [d if isinstance(d, int) else None for d in first[1:]] != expected:
             raise BundleError(
                 f"bundle {self.folder}: ONNX input shape {first} does not match its card "
                 f"(N×{expected[0]}×{expected[1]}×{expected[2]}); the bundle is inconsistent, re-export it")
         self.input_names = [i.name for i in inputs]
+        if self.input_names != list(self.card.INPUTS[:len(self.input_names)]):
+            raise BundleError(f"bundle {self.folder}: its graph takes {self.input_names}, not the "
+                              f"{list(self.card.INPUTS)} a {self.card.kind} bundle takes; re-export it")
         self.output_names = [o.name for o in self.session.get_outputs()]
         for name in self.card.output_names:
             if name not in self.output_names:

@@ -68,7 +68,7 @@ class BridgeTranslator:
         output = model.card.output_name
 
         def net(x, t):
-            return model.run({"x": x, "t": t})[output]
+            return model.run(model.card.feeds(x, t))[output]
 
         return (yield from bridge(net, y, model.card.bridge.schedule, settings.steps, rng, settings.eta))
 
@@ -86,7 +86,7 @@ class CycleGanTranslator:
 
     def run(self, model: OnnxModel, y: np.ndarray, settings: TranslationSettings, rng: np.random.Generator):
         yield 0, 1
-        x = model.run({"x": y})[model.card.output_name]
+        x = model.run(model.card.feeds(y))[model.card.output_name]
         yield 1, 1
         return x
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.cards import BbdmCard
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.schedules import BridgeSchedule
@@ -56,7 +57,7 @@ def export_bbdm(run: str | Path, out: str | Path, name: str | None = None, atol:
     staging = fresh_staging(out)
     c, (h, w) = len(record.channels), record.image_size
     export_onnx(model, (torch.zeros(2, c, h, w), torch.zeros(2, dtype=torch.long)), staging / "model.onnx",
-                ["x", "t"], ["prediction"])
+                list(BbdmCard.INPUTS), ["prediction"])
     card = Card(
         kind="bbdm", name=name or out.name, classes=[record.made_class], channels=record.channels,
         input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": record.dtype,

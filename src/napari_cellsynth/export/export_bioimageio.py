@@ -153,7 +153,7 @@ def export_bioimageio(bundle: str, out: str | Path, test_data: str | None = None
         raise BundleError(f"bundle '{model.card.name}' normalises by {model.card.normalization.get('type')!r}; only "
                           "per-channel standardisation maps onto bioimage.io's preprocessing so far")
     crops = test_crops(model, test_data)
-    outputs = model.run({"images": prepare(crops, model.card)})
+    outputs = model.run(model.card.feeds(prepare(crops, model.card)))
     with tempfile.TemporaryDirectory(prefix="bioimageio-") as tmp:
         folder = Path(tmp)
         shutil.copy2(model.folder / "model.onnx", folder / "model.onnx")

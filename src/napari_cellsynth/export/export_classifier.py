@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.cards import ClassifierCard
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.core.runtime import OnnxModel
@@ -155,7 +156,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
         record, model = load_run(run)
     staging = fresh_staging(out)
     example = torch.zeros(2, len(record.channels), *record.image_size)
-    export_onnx(model, (example,), staging / "model.onnx", ["images"], ["logits", "features"])
+    export_onnx(model, (example,), staging / "model.onnx", list(ClassifierCard.INPUTS), ["logits", "features"])
     if weights == "fp16":
         store_weights_fp16(staging / "model.onnx")
         atol, rtol = max(atol, FP16_TOLERANCE), max(rtol, FP16_TOLERANCE)
@@ -171,7 +172,7 @@ def export_classifier(run: str | Path, out: str | Path, name: str | None = None,
         logits, features = model(torch.from_numpy(batch))
     save_bundle(staging, card, arrays)
     onnx_model = OnnxModel(staging, kind="classifier", providers=["CPUExecutionProvider"])
-    got = onnx_model.run({"images": batch})
+    got = onnx_model.run(onnx_model.card.feeds(batch))
     agreement = float(np.mean(got["logits"].argmax(1) == logits.numpy().argmax(1)))
     if weights == "fp16" and agreement < 1.0:
         raise AssertionError(f"fp16 weights change {1 - agreement:.1%} of the predictions on {len(batch)} real test "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.cards import CycleganCard
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
 from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
@@ -34,7 +35,7 @@ def export_cyclegan(run: str | Path, out: str | Path, name: str | None = None, a
     generator.load_state_dict(state["g_ab"])
     generator.eval()
     staging = fresh_staging(out)
-    export_onnx(generator, (torch.zeros(2, channels, h, w),), staging / "model.onnx", ["x"], ["fake"])
+    export_onnx(generator, (torch.zeros(2, channels, h, w),), staging / "model.onnx", list(CycleganCard.INPUTS), ["fake"])
     card = Card(
         kind="cyclegan", name=name or out.name, classes=[record.made_class], channels=record.channels,
         input={"size": [int(h), int(w)], "layout": "NCHW", "dtype": record.dtype,

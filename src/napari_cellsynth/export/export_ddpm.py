@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.cards import DdpmCard
 from napari_cellsynth.core.datasets import read_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.images import normalize
@@ -96,7 +97,7 @@ def export_ddpm(run: str | Path, out: str | Path, name: str | None = None, atol:
     example = (torch.zeros(2, len(record.channels), *record.image_size), torch.zeros(2, dtype=torch.long),
                torch.zeros(2, dtype=torch.long))
     output = "eps" if record.prediction == "epsilon" else "v"
-    export_onnx(model, example, staging / "model.onnx", ["x", "t", "class"], [output])
+    export_onnx(model, example, staging / "model.onnx", list(DdpmCard.INPUTS), [output])
     card = make_card(record, weights, train, output, name or out.name)
     save_bundle(staging, card)
     feeds = real_noised_inputs(record, train)

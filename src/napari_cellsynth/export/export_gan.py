@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from napari_cellsynth.core.bundle import Card, save_bundle
+from napari_cellsynth.core.cards import GanCard
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.export.common import export_main, export_onnx, fresh_staging, library_versions, publish_checked
 from napari_cellsynth.training.nets.wgan import Generator
@@ -56,7 +57,7 @@ def export_gan(run: str | Path, out: str | Path, name: str | None = None, atol: 
     net, conditional = record.net, record.conditional
     staging = fresh_staging(out)
     example = (torch.zeros(2, net["latent"]),) + ((torch.zeros(2, dtype=torch.long),) if conditional else ())
-    export_onnx(generator, example, staging / "model.onnx", ["z", "class"] if conditional else ["z"], ["images"])
+    export_onnx(generator, example, staging / "model.onnx", list(GanCard.INPUTS[:2 if conditional else 1]), ["images"])
     h, w = record.image_size
     settings = record.settings
     card = Card(

@@ -239,7 +239,7 @@ def check_parity(model: UNet, bundle, null_class: int, spec: str, tolerance: flo
     x = rng.standard_normal((n, bundle.card.n_channels, *bundle.card.image_size)).astype(np.float32)
     t = np.linspace(0, 999, n).astype(np.int64)
     cls = np.arange(n, dtype=np.int64)
-    want = next(iter(bundle.run({"x": x, "t": t, "class": cls}).values()))
+    want = next(iter(bundle.run(bundle.card.feeds(x, t, cls)).values()))
     with torch.no_grad():
         got = model.eval()(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(cls)).numpy()
     error = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-6))
