@@ -194,3 +194,41 @@ def test_cli_options_start_at_the_settings_defaults():
                                   (translate, TranslationSettings, ("steps", "eta", "seed", "batch_size"))):
         fields = {f.name: f.default for f in dataclasses.fields(settings)}
         assert {n: args[n] for n in names} == {n: fields[n] for n in names}
+
+
+def test_progress_in_a_log_is_lines_without_carriage_returns(tmp_path):
+    """``cellsynth classify`` run as a command with stderr a file (as under nohup): its progress is plain lines, the
+    last one the finished count, and no ``\\r`` garbles the log."""
+    import subprocess
+
+    from conftest import CELLSYNTH, REPO
+
+    log = tmp_path / "classify.log"
+    with open(log, "w") as stderr:
+        done = subprocess.run([CELLSYNTH, "classify", str(JURKAT_SAMPLE), "--model", "zoo:classifier-jurkat4",
+                               "--out", str(tmp_path / "calls.csv")], stderr=stderr, stdout=subprocess.DEVNULL,
+                              cwd=REPO, timeout=300)
+    text = log.read_text()
+    assert done.returncode == 0, text[-2000:]
+    n = len(load_jurkat_sample()["images"])
+    bars = [line for line in text.splitlines() if line.startswith("classify:")]
+    assert "\r" not in text and bars[-1].startswith("classify: 100%") and f"{n}/{n}" in bars[-1]
+
+
+def test_progress_on_a_terminal_stays_tqdms_bar():
+    """On a terminal the bar redraws its line (``\r``); in a file each state is a line of its own."""
+    import io
+
+    from napari_cellsynth.core.progress_bars import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream in (Terminal(), io.StringIO()):
+        with progress_bar(total=3, file=stream, mininterval=0) as bar:
+            for _ in range(3):
+                bar.update()
+        drawn = stream.getvalue()
+        assert ("\r" in drawn) == isinstance(stream, Terminal) and "3/3" in drawn
+    assert drawn.endswith("\n") and len(drawn.splitlines()) >= 2

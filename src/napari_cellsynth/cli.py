@@ -47,7 +47,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def cmd_classify(args) -> int:
-    from tqdm import tqdm
+    from .core.progress_bars import progress_bar
 
     out = Path(args.out)
     if _same_file(out, Path(args.input)) or (args.objects and _same_file(out, Path(args.objects))):
@@ -75,7 +75,7 @@ def cmd_classify(args) -> int:
                               "an .npz with labels, a folder per class, or --labels-csv)")
     groups = crop_groups(crops, args.group_by, args.labels_csv) if args.group_by else None
     job = classify_crops(model, crops.images, args.batch_size, decision)
-    with tqdm(total=len(crops), unit="crop", disable=args.quiet, desc="classify") as bar:
+    with progress_bar(total=len(crops), unit="crop", disable=args.quiet, desc="classify") as bar:
         result = run_with_bar(job, bar)
     columns = {"source": crops.names}
     if crops.labels is not None:
@@ -111,14 +111,14 @@ def runs_as_note(model: OnnxModel) -> str:
 def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int:
     """``--objects LABELS.tif``: INPUT is an image (C×H×W or H×W[×C]); one row per object, cut as the bundle's
     training crops were (its card) unless ``--object-crop`` says otherwise."""
-    from tqdm import tqdm
+    from .core.progress_bars import progress_bar
 
     from .core.classify import classify_objects
 
     image, labels = read_image(args.input, "an image"), read_image(args.objects, "a labels image", labels=True)
     crop = args.object_crop or model.card.object_crop
     job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop, decision=decision)
-    with tqdm(unit="object", disable=args.quiet, desc="classify") as bar:
+    with progress_bar(unit="object", disable=args.quiet, desc="classify") as bar:
         objects, result = run_with_bar(job, bar)
     from .core.batch.table import object_columns
 
@@ -164,7 +164,7 @@ def _score(labels, result, label_map, out: Path, groups=None, bootstrap: int = 0
 
 def cmd_generate(args) -> int:
     """One TIFF per image with its provenance; batches already on disk are skipped (resume)."""
-    from tqdm import tqdm
+    from .core.progress_bars import progress_bar
 
     from .core.outputs import generate_into
 
@@ -177,7 +177,7 @@ def cmd_generate(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():  # before any image is made
         raise NotADirectoryError(20, "Not a directory", str(out))
-    with tqdm(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:
+    with progress_bar(unit="step", disable=args.quiet, desc=f"generate {args.class_name}") as bar:
         record = run_with_bar(generate_into(out, model, settings), bar)
     from .core.atomic import write_json_atomic
 
@@ -218,7 +218,7 @@ def cmd_segment(args) -> int:
     import io
 
     import tifffile
-    from tqdm import tqdm
+    from .core.progress_bars import progress_bar
 
     from .core.atomic import atomic_open
     from .core.segment import SegmentSettings, estimate_diameter, load_model, segment
@@ -233,7 +233,7 @@ def cmd_segment(args) -> int:
     if args.estimate_diameter:
         settings.diameter = estimate_diameter(image, settings, args.channel_axis, model)
         print(f"estimated diameter: {settings.diameter:.1f} px", file=sys.stderr)
-    with tqdm(unit="frame", disable=args.quiet, desc="segment") as bar:
+    with progress_bar(unit="frame", disable=args.quiet, desc="segment") as bar:
         labels = run_with_bar(segment(image, settings, args.channel_axis, model), bar)
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, labels, compression="zlib")
@@ -263,7 +263,7 @@ def cmd_batch(args) -> int:
     """Segment → crops → classify over every frame of a stack or folder; labels as OME-Zarr, a table, a run record.
 
     A rerun with the same input, settings and models resumes: frames with a done-marker are skipped."""
-    from tqdm import tqdm
+    from .core.progress_bars import progress_bar
 
     from .core.batch import AugmentSettings, BatchSettings, run_batch
     from .core.segment import SegmentSettings
@@ -280,7 +280,7 @@ def cmd_batch(args) -> int:
         logging.getLogger("distributed").setLevel(logging.ERROR)
     job = run_batch(args.input, args.out, settings, args.axes, args.scheduler, args.workers)
     done, total, message = next(job)  # the input, models and outputs are checked before the bar appears
-    with tqdm(total=total, initial=done, unit="frame", disable=args.quiet, desc="batch") as bar:
+    with progress_bar(total=total, initial=done, unit="frame", disable=args.quiet, desc="batch") as bar:
         while True:
             bar.set_postfix_str(message, refresh=False)
             bar.update(done - bar.n)
@@ -314,7 +314,7 @@ def cmd_translate(args) -> int:
 
     Each pair writes ``OUT/<DAPI file stem>/``; a pair whose ``translate.json`` is already there is skipped.
     """
-    from tqdm import tqdm
+    from .core.progress_bars import progress_bar
 
     from .core.outputs import write_translation
     from .core.translate import translate
@@ -336,7 +336,7 @@ def cmd_translate(args) -> int:
             raise ImageInputError(f"--out {out} would overwrite the input {dapi_path} or {labels_path}; "
                                   "choose another folder")
         dapi, labels = read_image(dapi_path, "a DAPI plane"), read_image(labels_path, "a labels image", labels=True)
-        with tqdm(unit="step", disable=args.quiet, desc=dapi_path.name) as bar:
+        with progress_bar(unit="step", disable=args.quiet, desc=dapi_path.name) as bar:
             result = run_with_bar(translate(model, dapi, labels, settings), bar)
         write_translation(folder, result, labels, {"dapi": str(dapi_path), "labels_file": str(labels_path)})
         print(f"{dapi_path}: {len(result.images)} synthetic chromosomes in {folder}", file=sys.stderr)
@@ -365,7 +365,7 @@ def cmd_info(args) -> int:
 def cmd_zoo(args) -> int:
     """``list``: the registry's bundles and where each is (local, cached, not downloaded), ``--verify`` checking
     every sha256; ``pull NAME … | --all``: download bundles into the cache ahead of time."""
-    from tqdm import tqdm
+    from .core.progress_bars import progress_bar
 
     from .core.zoo import open_zoo, resolve
 
@@ -378,7 +378,7 @@ def cmd_zoo(args) -> int:
             if zoo.where(name) == "local":
                 print(f"zoo:{name}: in {zoo.local_folder(name)}, nothing to download", file=sys.stderr)
                 continue
-            with tqdm(unit="B", unit_scale=True, desc=f"zoo:{name}", disable=args.quiet) as bar:
+            with progress_bar(unit="B", unit_scale=True, desc=f"zoo:{name}", disable=args.quiet) as bar:
                 folder = run_with_bar(zoo.pull(name), bar)
             print(f"zoo:{name}: {folder}", file=sys.stderr)
         return 0

@@ -207,7 +207,7 @@ def settings_from(args) -> StudySettings:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from tqdm import tqdm
+    from napari_cellsynth.core.progress_bars import progress_bar
 
     from .plan import StudyPlan
     from .report import write_report
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> Path:
         settings.record(out)
         plan = StudyPlan(settings, out)
     else:
-        with tqdm(desc="study", unit="task", disable=args.quiet, delay=1) as bar:  # a refusal prints no bar
+        with progress_bar(desc="study", unit="task", disable=args.quiet, delay=1) as bar:  # a refusal prints no bar
             plan = run_with_bar(run_study(settings, out), bar)
     command = "cellsynth study " + " ".join(argv)
     report = write_report(plan, study_arms(settings), command)

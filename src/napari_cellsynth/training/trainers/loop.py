@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from napari_cellsynth.core.progress_bars import progress_bar
 
 
 @dataclass
@@ -51,7 +51,7 @@ def training_loop(one_step: Callable[[int], dict], start: int, total: int, histo
     """Steps ``start`` … ``total`` (see the module's docstring); ``history`` is extended in place."""
     step, running, started = start, [], time.time()
     deadline = started + 60 * max_minutes if max_minutes else None
-    bar = tqdm(total=total, initial=step, disable=quiet, unit=unit)
+    bar = progress_bar(total=total, initial=step, disable=quiet, unit=unit)
     try:
         while step < total:
             losses = one_step(step)
