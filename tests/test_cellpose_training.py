@@ -103,7 +103,7 @@ def test_a_killed_training_resumes_where_it_stopped(tmp_path):
     mfish = str(require(SHARED_DATA / "mfish"))
     command = [CELLSYNTH, "train", "cellpose", "--root", mfish, "--limit", "1",
                "--test-slides", "V26", "--epochs", "8", "--images-per-epoch", "8", "--bsize", "64",
-               "--nbase", "16", "32", "64", "128", "--checkpoint-every", "1"]
+               "--init-from", "zoo:cellpose-chromosomes", "--checkpoint-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = subprocess.run([*command, "--out", str(tmp_path / "whole")], capture_output=True, text=True, env=env,
                            timeout=600, cwd=REPO)
@@ -138,3 +138,33 @@ def test_a_killed_training_resumes_where_it_stopped(tmp_path):
     assert report["final_train_loss"] == reference["final_train_loss"]
     assert report["test"]["per_image"] == reference["test"]["per_image"]
     assert report["args"]["resume"] is True and report["train_seconds"] > 0
+
+
+def test_pseudo_labels_come_from_unlabelled_metaphases_off_the_held_out_slides(tmp_path):
+    """``--pseudo-labels-from`` trains on the root's unlabelled (EX) metaphases with the zoo model's masks, records
+    which and how many objects each gave, and never takes one of a held-out slide: holding out every slide that has
+    unlabelled metaphases is refused in one line."""
+    from napari_cellsynth.training.data.chromosome_masks import unlabelled_metaphases
+
+    mfish = str(require(SHARED_DATA / "mfish"))
+    kept = unlabelled_metaphases(mfish, ["A23"])
+    assert kept and all(m.karyotype is None and m.slide != "A23" for m in kept)
+    command = [CELLSYNTH, "train", "cellpose", "--root", mfish, "--limit", "1", "--epochs", "1",
+               "--images-per-epoch", "2", "--bsize", "64", "--pseudo-labels-from", "zoo:cellpose-chromosomes",
+               "--init-from", "zoo:cellpose-chromosomes"]  # a trained start: its threshold grid takes seconds
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ex_slides = sorted({m.slide for m in unlabelled_metaphases(mfish, [])})
+    refused = subprocess.run([*command, "--test-slides", *ex_slides, "--out", str(tmp_path / "none")],
+                             capture_output=True, text=True, env=env, cwd=REPO)
+    assert refused.returncode != 0 and "no unlabelled metaphase" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "none" / "report.json").exists()
+
+    done = subprocess.run([*command, "--test-slides", "V26", "--out", str(tmp_path / "run")], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    objects = report["pseudo_labelled"]["objects"]
+    assert list(objects) == [unlabelled_metaphases(mfish, ["V26"])[0].name]  # --limit 1: the first
+    assert all(n > 20 for n in objects.values())  # a metaphase holds about 46 chromosomes
+    assert report["pseudo_labelled"]["model"]["name"] == "cellpose-chromosomes"
+    assert report["args"]["pseudo_labels_from"] == "zoo:cellpose-chromosomes" and report["train_metaphases"] == 1

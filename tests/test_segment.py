@@ -218,11 +218,20 @@ def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, hel
     assert card["training"]["test_ap50_at_cellpose_thresholds"][0] == pytest.approx(
         json.loads((cellpose_training_run / "report.json").read_text())["test_at_defaults"]["ap50_mean"])
     corner = held_out.dapi[:256, :256]  # a quarter of the metaphase: the same comparison at a quarter of the cost
-    from_file = run_to_end(segment(corner, SegmentSettings(str(model_file), None, (0, 0), thresholds["flow"],
-                                                           thresholds["cellprob"])))
+    # the run went on from the zoo's narrower network: its model file is read by the trainer's loader, and the
+    # segmenter refuses it in one line that points to the bundle
+    from napari_cellsynth.core.images import ImageInputError
+    from napari_cellsynth.training.trainers.cellpose import load_trained
+
+    report = json.loads((cellpose_training_run / "report.json").read_text())
+    with pytest.raises(ImageInputError, match="cellsynth export cellpose RUN --out BUNDLE"):
+        load_model(str(model_file))
+    from_file = run_to_end(segment(corner, SegmentSettings("given", None, (0, 0), thresholds["flow"],
+                                                           thresholds["cellprob"]),
+                                   model=load_trained(model_file, report["nbase"])))
     from_bundle = run_to_end(segment(corner, SegmentSettings(str(bundle))))
-    assert abs(int(from_bundle.max()) - int(from_file.max())) <= 2
-    if from_file.max():  # a 2-epoch model may find nothing; what it finds, the bundle finds too
+    assert from_file.max() > 5 and abs(int(from_bundle.max()) - int(from_file.max())) <= 2  # a trained start finds
+    if from_file.max():
         matched = [np.bincount(from_bundle[from_file == k]).argmax() > 0 for k in range(1, from_file.max() + 1)]
         assert np.mean(matched) > 0.9
     with open(bundle / "arrays.npz", "r+b") as fh:

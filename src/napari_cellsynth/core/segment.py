@@ -181,7 +181,14 @@ def load_model(model: str):
         raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …), "
                                 "a cellpose bundle (zoo:NAME) nor an existing model file; train one with "
                                 "cellsynth train cellpose")
-    return models.CellposeModel(gpu=False, pretrained_model=str(path), mkldnn=False)
+    try:
+        return models.CellposeModel(gpu=False, pretrained_model=str(path), mkldnn=False)
+    except RuntimeError as err:
+        if "size mismatch" not in str(err):
+            raise
+        raise ImageInputError(f"Cellpose model file {model} holds a network of other widths than Cellpose's own (as "
+                              "cellsynth train cellpose --nbase or --init-from makes): make a bundle of its run with "
+                              "cellsynth export cellpose RUN --out BUNDLE and segment with the bundle") from None
 
 
 MIN_SIDE = 8  # smaller frames fail inside Cellpose (1 px wide) or in the object table that follows (under 8 px)

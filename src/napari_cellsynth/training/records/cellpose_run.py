@@ -25,6 +25,7 @@ class CellposeSettings(Settings):
     nbase: list[int] | None = None
     init_from: str | None = None
     seed: int | None = None
+    pseudo_labels_from: str | None = None
     checkpoint_every: int | None = None
     resume: bool = False
 
@@ -57,3 +58,5 @@ class CellposeRun(RunRecord):
     thresholds: dict[str, Any] | None = None  # reports.mask_thresholds.choose_thresholds on the training metaphases
     test_at_defaults: dict[str, Any] | None = None  # ``test`` at Cellpose's own thresholds (0.4, 0.0)
     init_from: dict[str, Any] | None = None  # the model training went on from: its identity (files' sha256)
+    # the unlabelled metaphases trained on with pseudo-labels: the labelling model's identity, each one's objects
+    pseudo_labelled: dict[str, Any] | None = None

@@ -12,6 +12,10 @@ flow and cell-probability thresholds chosen on the training metaphases (``report
 export writes them into the bundle's card, and segmentation uses them unless told otherwise) and at
 Cellpose's own 0.4 / 0.0.
 
+``--pseudo-labels-from MODEL`` adds the root's unlabelled metaphases (M-FISH's EX ones; none of a held-out slide)
+to training, labelled by MODEL's masks at its thresholds (self-training); thresholds are still chosen on the
+labelled training metaphases only, and the record names the metaphases added and the objects each was given.
+
 Training is Cellpose's own (``cellpose_epochs``: ``train_seg``'s loop, one epoch at a time).  Every
 ``--checkpoint-every`` epochs the run folder's ``last.pt`` holds the weights, the optimizer's moments and the epoch
 reached; ``--resume`` goes on from it, with the learning-rate schedule where it stopped, to the weights an
@@ -31,7 +35,8 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.batch.record import cellpose_identity
 from napari_cellsynth.core.bundle import CELLPOSE_THRESHOLDS
 from napari_cellsynth.core.segment import CELLPOSE_NBASE, cellpose_from_weights
-from napari_cellsynth.training.data.chromosome_masks import average_precision, chromosome_instances, load_split
+from napari_cellsynth.training.data.chromosome_masks import (average_precision, chromosome_instances, load_split,
+                                                             pseudo_labels, unlabelled_metaphases)
 from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
 from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds
 from napari_cellsynth.training.trainers.arguments import entry_points
@@ -63,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init-from", help="start from this Cellpose model's weights instead of random ones: a "
                                             "cellpose bundle (zoo:NAME or a folder) or a model file this trainer "
                                             "wrote; its widths replace --nbase")
+    parser.add_argument("--pseudo-labels-from", metavar="MODEL",
+                        help="also train on the root's unlabelled metaphases (no karyotype plane, none of a held-out "
+                             "slide), labelled by this Cellpose model's masks (zoo:NAME, a bundle folder or a model "
+                             "file)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the network's random start (Cellpose seeds each epoch's crops by its index)")
     parser.add_argument("--checkpoint-every", type=int, default=5, metavar="EPOCHS",
@@ -75,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The options that decide what a run computes: a resumed run must be given the ones it started with.
 RUN_OPTIONS = ("root", "epochs", "limit", "test_slides", "bsize", "images_per_epoch", "learning_rate", "nbase",
-               "init_from", "seed")
+               "init_from", "seed", "pseudo_labels_from")
 
 
 def run_options(args) -> dict:
@@ -83,8 +92,9 @@ def run_options(args) -> dict:
     reads the same data and starts from the same model)."""
     options = {key: getattr(args, key) for key in RUN_OPTIONS}
     options["root"] = str(Path(args.root).resolve())
-    if args.init_from and not args.init_from.startswith("zoo:"):
-        options["init_from"] = str(Path(args.init_from).resolve())
+    for key in ("init_from", "pseudo_labels_from"):
+        if options[key] and not options[key].startswith("zoo:"):
+            options[key] = str(Path(options[key]).resolve())
     return options
 
 
@@ -138,7 +148,23 @@ def train(args) -> dict:
     options = run_options(args)
     start = starting_network(args.init_from, args.nbase) if args.init_from else None  # refused before any work
     started_from = cellpose_identity(args.init_from) if args.init_from else None
+    labeller = cellpose_identity(args.pseudo_labels_from) if args.pseudo_labels_from else None  # refused early too
     train_set, test_set, held_out_slides = load_split(args.root, args.test_slides, args.limit)
+    images = [m.dapi for m in train_set]
+    masks = [chromosome_instances(m.karyotype) for m in train_set]
+    pseudo_labelled = None
+    if args.pseudo_labels_from:
+        unlabelled = unlabelled_metaphases(args.root, held_out_slides, args.limit)
+        if not unlabelled:
+            raise ValueError(f"--pseudo-labels-from: {args.root} has no unlabelled metaphase (one without a "
+                             "karyotype plane) outside the held-out slides; leave the option out")
+        print(f"pseudo-labelling {len(unlabelled)} unlabelled metaphases with {args.pseudo_labels_from}",
+              file=sys.stderr)
+        labels = pseudo_labels(args.pseudo_labels_from, unlabelled)
+        images += [m.dapi for m in unlabelled]
+        masks += labels
+        pseudo_labelled = {"model": labeller,
+                           "objects": {m.name: int(mask.max()) for m, mask in zip(unlabelled, labels)}}
     torch.manual_seed(args.seed)
     model = CellposeModel(gpu=False, pretrained_model=False, model_type=None, mkldnn=False)
     if start is not None:
@@ -152,9 +178,8 @@ def train(args) -> dict:
     if resumed is not None:
         print(f"resuming {out} at epoch {resumed['epoch']} of {args.epochs}", file=sys.stderr)
     started = time.time()
-    for done, epochs, loss in train_epochs(model.net, [m.dapi for m in train_set],
-                                           [chromosome_instances(m.karyotype) for m in train_set], plan, out,
-                                           args.checkpoint_every, resumed, options):
+    for done, epochs, loss in train_epochs(model.net, images, masks, plan, out, args.checkpoint_every, resumed,
+                                           options):
         if done % 10 == 0 or done == epochs:
             left = (time.time() - started) / (done - (resumed or {"epoch": 0})["epoch"]) * (epochs - done)
             print(f"epoch {done}/{epochs}  loss {loss:.4f}  about {left / 60:.0f} min left", file=sys.stderr)
@@ -162,14 +187,14 @@ def train(args) -> dict:
     model_path = out / "models" / "chromosomes"
     write_model(model.net, model_path)
     trained = load_trained(model_path, args.nbase)
-    thresholds = choose_thresholds(trained, [m.dapi for m in train_set],
-                                   [chromosome_instances(m.karyotype) for m in train_set],
+    thresholds = choose_thresholds(trained, images[:len(train_set)], masks[:len(train_set)],
                                    f"the {len(train_set)} training metaphases")
     record = CellposeRun(
         model=str(model_path), root=str(Path(args.root).resolve()), nbase=list(args.nbase), bsize=args.bsize,
         epochs=args.epochs, images_per_epoch=args.images_per_epoch, learning_rate=args.learning_rate,
         train_metaphases=len(train_set), test_metaphases=len(test_set), held_out_slides=held_out_slides,
         train_seconds=trained_until["seconds"], thresholds=thresholds, init_from=started_from,
+        pseudo_labelled=pseudo_labelled,
         test=average_precision(trained, test_set, thresholds=(thresholds["flow"], thresholds["cellprob"])),
         test_at_defaults=average_precision(trained, test_set, thresholds=CELLPOSE_THRESHOLDS),
         final_train_loss=trained_until["losses"][-1], settings=CellposeSettings.from_namespace(args))
