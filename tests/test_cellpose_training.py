@@ -144,7 +144,7 @@ def test_pseudo_labels_come_from_unlabelled_metaphases_off_the_held_out_slides(t
     """``--pseudo-labels-from`` trains on the root's unlabelled (EX) metaphases with the zoo model's masks, records
     which and how many objects each gave, and never takes one of a held-out slide: holding out every slide that has
     unlabelled metaphases is refused in one line."""
-    from napari_cellsynth.training.data.chromosome_masks import unlabelled_metaphases
+    from napari_cellsynth.training.data.chromosome_masks import pseudo_labels, unlabelled_metaphases
 
     mfish = str(require(SHARED_DATA / "mfish"))
     kept = unlabelled_metaphases(mfish, ["A23"])
@@ -168,3 +168,15 @@ def test_pseudo_labels_come_from_unlabelled_metaphases_off_the_held_out_slides(t
     assert all(n > 20 for n in objects.values())  # a metaphase holds about 46 chromosomes
     assert report["pseudo_labelled"]["model"]["name"] == "cellpose-chromosomes"
     assert report["args"]["pseudo_labels_from"] == "zoo:cellpose-chromosomes" and report["train_metaphases"] == 1
+
+    # a model file of the zoo's narrower widths labels too, and starts a training (its widths read from the file)
+    from napari_cellsynth.training.trainers.cellpose import cellpose_model, starting_network
+
+    model_file = str(tmp_path / "run" / "models" / "chromosomes")
+    assert starting_network(model_file)[1] == report["nbase"] == [16, 32, 64, 128]
+    first = unlabelled_metaphases(mfish, ["V26"], 1)
+    assert pseudo_labels(cellpose_model(model_file), first)[0].max() > 20
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("not weights")
+    with pytest.raises(ValueError, match="is not a Cellpose model file"):
+        cellpose_model(str(not_a_model))

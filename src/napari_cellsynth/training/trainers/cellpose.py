@@ -44,11 +44,36 @@ from napari_cellsynth.training.trainers.cellpose_epochs import EpochPlan, read_c
 from napari_cellsynth.training.trainers.checkpoints import refuse_to_overwrite
 
 
-def load_trained(model_path: Path, nbase=CELLPOSE_NBASE):
-    """The CellposeModel of a model file this trainer wrote (a state dict, loaded with ``weights_only``)."""
+def network_widths(state: dict) -> tuple[int, ...]:
+    """The widths per level of the Cellpose network whose state dict this is (Cellpose's own, or narrower)."""
+    try:
+        return tuple(int(state[f"downsample.down.res_down_{i}.conv.conv_0.2.weight"].shape[0]) for i in range(4))
+    except (KeyError, AttributeError, IndexError):
+        raise ValueError("not a Cellpose network's weights (no downsampling convolutions); pass a model file that "
+                         "cellsynth train cellpose or Cellpose wrote") from None
+
+
+def load_trained(model_path: Path, nbase=None):
+    """The CellposeModel of a model file this trainer (or Cellpose) wrote: a state dict, loaded with
+    ``weights_only``; its widths are read from it unless given."""
+    import pickle
+
     import torch
 
-    return cellpose_from_weights(torch.load(model_path, weights_only=True, map_location="cpu"), tuple(nbase))
+    try:
+        state = torch.load(model_path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"{model_path} is not a Cellpose model file ({str(err).splitlines()[0]}); pass one that "
+                         "cellsynth train cellpose or Cellpose wrote, or a cellpose bundle") from None
+    return cellpose_from_weights(state, tuple(nbase or network_widths(state)))
+
+
+def cellpose_model(model: str):
+    """What segments with ``model``: a built-in name or a cellpose bundle as segmentation reads them, a model file
+    with the widths it holds."""
+    from napari_cellsynth.core.segment import BUILT_IN, is_bundle, load_model
+
+    return load_model(model) if model in BUILT_IN or is_bundle(model) else load_trained(Path(model))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +145,7 @@ def checkpoint_to_resume(args) -> dict | None:
     return state
 
 
-def starting_network(init_from: str, nbase: list[int]):
+def starting_network(init_from: str):
     """The network of the model training continues from, and its widths."""
     from napari_cellsynth.core.segment import is_bundle, load_bundle_model
 
@@ -130,7 +155,8 @@ def starting_network(init_from: str, nbase: list[int]):
     if not Path(init_from).is_file():
         raise FileNotFoundError(f"--init-from {init_from}: neither a cellpose bundle (zoo:NAME or a folder with "
                                 "card.json) nor a model file; pass one that cellsynth train cellpose wrote")
-    return load_trained(Path(init_from), nbase).net, list(nbase)
+    model = load_trained(Path(init_from))
+    return model.net, list(model.nbase[1:])
 
 
 def train(args) -> dict:
@@ -146,7 +172,7 @@ def train(args) -> dict:
     resumed = checkpoint_to_resume(args)
     out.mkdir(parents=True, exist_ok=True)
     options = run_options(args)
-    start = starting_network(args.init_from, args.nbase) if args.init_from else None  # refused before any work
+    start = starting_network(args.init_from) if args.init_from else None  # refused before any work
     started_from = cellpose_identity(args.init_from) if args.init_from else None
     labeller = cellpose_identity(args.pseudo_labels_from) if args.pseudo_labels_from else None  # refused early too
     train_set, test_set, held_out_slides = load_split(args.root, args.test_slides, args.limit)
@@ -160,7 +186,7 @@ def train(args) -> dict:
                              "karyotype plane) outside the held-out slides; leave the option out")
         print(f"pseudo-labelling {len(unlabelled)} unlabelled metaphases with {args.pseudo_labels_from}",
               file=sys.stderr)
-        labels = pseudo_labels(args.pseudo_labels_from, unlabelled)
+        labels = pseudo_labels(cellpose_model(args.pseudo_labels_from), unlabelled)
         images += [m.dapi for m in unlabelled]
         masks += labels
         pseudo_labelled = {"model": labeller,
