@@ -172,9 +172,19 @@ def test_each_kind_has_its_own_card_class_and_graph_names():
                                                                         "cyclegan", "cellpose"}
     assert card.feeds("crops") == {"images": "crops"}
     assert make_card("ddpm").feeds(1, 2, 3) == {"x": 1, "t": 2, "class": 3}
-    assert make_card("gan").feeds("z") == {"z": "z"} and GanCard.INPUTS == ("z", "class")
+    unconditional = make_card("gan", extra={"gan": {"latent": 8, "conditional": False}})
+    assert unconditional.feeds("z") == {"z": "z"} and GanCard.INPUTS == ("z", "class")
     with pytest.raises(BundleError, match="graph takes"):
         card.feeds(1, 2)
+    with pytest.raises(BundleError, match="cannot become a ddpm one"):
+        replace(card, kind="ddpm")
+    conditional = make_card("gan", extra={"gan": {"latent": 8, "conditional": True}})
+    assert conditional.feeds("z", "c") == {"z": "z", "class": "c"}
+    # a damaged section of the card's own kind is named as incomplete, not blamed on another kind
+    with pytest.raises(BundleError, match="its cellpose section is incomplete"):
+        make_card("cellpose", extra={"cellpose": [1, 2]}).cellpose
+    with pytest.raises(BundleError, match="its training section is incomplete"):
+        make_card(training={"data": ["not", "a", "dict"]}).trained
     with pytest.raises(BundleError, match="is a classifier bundle; the ddpm section belongs to ddpm bundles"):
         card.ddpm
     with pytest.raises(AttributeError):

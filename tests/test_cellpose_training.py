@@ -180,3 +180,15 @@ def test_pseudo_labels_come_from_unlabelled_metaphases_off_the_held_out_slides(t
     not_a_model.write_text("not weights")
     with pytest.raises(ValueError, match="is not a Cellpose model file"):
         cellpose_model(str(not_a_model))
+
+
+def test_a_runs_options_keep_names_and_resolve_folders(tmp_path, monkeypatch):
+    """What a resumed run is compared with: folders as absolute paths, zoo and built-in model names as given (a
+    resume from another working directory must not turn ``cyto3`` into ``OTHER/cyto3``)."""
+    from napari_cellsynth.training.trainers.cellpose import config, run_options
+
+    monkeypatch.chdir(tmp_path)
+    options = run_options(config(root="mfish", out="run", pseudo_labels_from="cyto3", init_from="runs/a/model"))
+    assert options["pseudo_labels_from"] == "cyto3" and options["root"] == str(tmp_path / "mfish")
+    assert options["init_from"] == str(tmp_path / "runs" / "a" / "model")
+    assert run_options(config(root="m", out="r", pseudo_labels_from="zoo:x"))["pseudo_labels_from"] == "zoo:x"

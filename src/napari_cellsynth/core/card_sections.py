@@ -19,7 +19,7 @@ def _read_section(card, what: str, build):
     """``build()`` a typed view of one of the card's sections, with a one-line error when it is incomplete."""
     try:
         return build()
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # AttributeError: a list where a dict belongs
         raise BundleError(f"bundle '{card.name}': its {what} section is incomplete ({err}); re-export it") from err
 
 

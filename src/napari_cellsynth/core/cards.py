@@ -76,14 +76,17 @@ class Card:
         return super().__new__(CARD_KINDS.get(kind, cls) if cls is Card else cls)
 
     def __post_init__(self):
-        if type(self) is Card or self.kind != self.KIND:
+        if self.kind not in CARD_KINDS:
             raise BundleError(f"card '{self.name}': unknown bundle kind {self.kind!r}; expected one of "
                               f"{tuple(CARD_KINDS)}")
+        if self.kind != self.KIND:  # replace(card, kind=…): a card of another kind is made anew, Card(kind=…)
+            raise BundleError(f"card '{self.name}' is a {self.KIND} card and cannot become a {self.kind} one; make a "
+                              f"new Card(kind={self.kind!r}, …)")
 
     def __getattr__(self, name: str):
         """Another kind's section: a one-line error naming the kinds that have it."""
         owners = [kind for kind, cls in CARD_KINDS.items() if name in cls.SECTIONS]
-        if name.startswith("_") or not owners:
+        if name.startswith("_") or not owners or name in type(self).SECTIONS:  # its own section failed inside
             raise AttributeError(name)
         raise BundleError(f"bundle '{self.__dict__.get('name')}' is a {self.__dict__.get('kind')} bundle; the "
                           f"{name} section belongs to {' and '.join(owners)} bundles")
@@ -140,11 +143,17 @@ class Card:
             raise BundleError(f"bundle '{self.name}': its card names no output; re-export it")
         return names[0]
 
+    @property
+    def graph_inputs(self) -> tuple[str, ...]:
+        """The input names this card's graph takes: its kind's :attr:`INPUTS`."""
+        return self.INPUTS
+
     def feeds(self, *arrays) -> dict:
-        """The graph's feeds: ``arrays`` named by :attr:`INPUTS`, in order (a leading part of them)."""
-        if len(arrays) > len(self.INPUTS):
-            raise BundleError(f"a {self.kind} bundle's graph takes {list(self.INPUTS)}, not {len(arrays)} inputs")
-        return dict(zip(self.INPUTS, arrays))
+        """The graph's feeds: ``arrays`` named by :attr:`graph_inputs`, in order."""
+        if len(arrays) != len(self.graph_inputs):
+            raise BundleError(f"bundle '{self.name}': its graph takes {list(self.graph_inputs)}, not {len(arrays)} "
+                              "inputs")
+        return dict(zip(self.graph_inputs, arrays))
 
     def graph_image_shape(self, inputs, outputs, folder) -> list:
         """The shape of the graph's image tensor that must match the card's channels and size: its first input's."""
@@ -230,7 +239,7 @@ class ClassifierCard(Card):
         try:
             rule = DecisionRule.from_dict(data)
             rule.check(self.classes)
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise BundleError(f"bundle '{self.name}': its decision section is invalid ({err}); re-export it") from err
         return rule
 
@@ -267,6 +276,11 @@ class GanCard(Card):
     SECTIONS: ClassVar[tuple[str, ...]] = ("trained", "gan", "fidelity")
     gan = _SectionView(GanSection)
     fidelity = _SectionView(FidelitySection)
+
+    @property
+    def graph_inputs(self) -> tuple[str, ...]:
+        """Latents, and the class when the generator is conditional."""
+        return self.INPUTS[:2 if self.gan.conditional else 1]
 
     def graph_image_shape(self, inputs, outputs, folder) -> list:
         """A generator takes latents and makes images of the card's shape: its output is the image tensor."""

@@ -63,7 +63,7 @@ def run_with_bar(job: Generator, bar):
         bar.total = total
         bar.update(done - bar.n)
         if message:
-            bar.set_postfix_str(str(message[0]))
+            bar.set_postfix_str(str(message[0]), refresh=False)  # drawn at the bar's next update
 
 
 def shifted(job: Generator, offset: int, total: int):

@@ -30,6 +30,7 @@ def progress_bar(**options):
 
     stream = options.pop("file", None) or sys.stderr
     if not getattr(stream, "isatty", lambda: False)():
-        options = {"mininterval": LOG_INTERVAL, "ncols": 100, **options}
+        # maxinterval too: tqdm's monitor thread would otherwise redraw a slow bar every 10 s
+        options = {"mininterval": LOG_INTERVAL, "maxinterval": LOG_INTERVAL, "ncols": 100, **options}
         stream = LogLines(stream)
     return tqdm(file=stream, **options)

@@ -148,9 +148,9 @@ class OnnxModel:
                 f"bundle {self.folder}: ONNX input shape {first} does not match its card "
                 f"(N×{expected[0]}×{expected[1]}×{expected[2]}); the bundle is inconsistent, re-export it")
         self.input_names = [i.name for i in inputs]
-        if self.input_names != list(self.card.INPUTS[:len(self.input_names)]):
+        if self.input_names != list(self.card.graph_inputs):
             raise BundleError(f"bundle {self.folder}: its graph takes {self.input_names}, not the "
-                              f"{list(self.card.INPUTS)} a {self.card.kind} bundle takes; re-export it")
+                              f"{list(self.card.graph_inputs)} its card says; re-export it")
         self.output_names = [o.name for o in self.session.get_outputs()]
         for name in self.card.output_names:
             if name not in self.output_names:

@@ -75,6 +75,7 @@ def export_cellpose(run: str | Path, out: str | Path, name: str | None = None, w
                                                            record.test_at_defaults["ap50_std"]]}
                      if record.test_at_defaults else {}),
                   "test_metaphases": record.test["n_images"],
+                  **({"pseudo_labelled": record.pseudo_labelled} if record.pseudo_labelled else {}),
                   "init_from": record.init_from or ({"model": record.settings.init_from}
                                                     if record.settings and record.settings.init_from else None),
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},

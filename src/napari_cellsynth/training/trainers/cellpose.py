@@ -13,7 +13,8 @@ export writes them into the bundle's card, and segmentation uses them unless tol
 Cellpose's own 0.4 / 0.0.
 
 ``--pseudo-labels-from MODEL`` adds the root's unlabelled metaphases (M-FISH's EX ones; none of a held-out slide)
-to training, labelled by MODEL's masks at its thresholds (self-training); thresholds are still chosen on the
+to training, labelled by MODEL's masks (self-training; a bundle's at its card's thresholds, a model file's at
+Cellpose's); thresholds are still chosen on the
 labelled training metaphases only, and the record names the metaphases added and the objects each was given.
 
 Training is Cellpose's own (``cellpose_epochs``: ``train_seg``'s loop, one epoch at a time).  Every
@@ -34,7 +35,7 @@ from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.batch.record import cellpose_identity
 from napari_cellsynth.core.bundle import CELLPOSE_THRESHOLDS
-from napari_cellsynth.core.segment import CELLPOSE_NBASE, cellpose_from_weights
+from napari_cellsynth.core.segment import BUILT_IN, CELLPOSE_NBASE, cellpose_from_weights
 from napari_cellsynth.training.data.chromosome_masks import (average_precision, chromosome_instances, load_split,
                                                              pseudo_labels, unlabelled_metaphases)
 from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
@@ -63,15 +64,19 @@ def load_trained(model_path: Path, nbase=None):
     try:
         state = torch.load(model_path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(f"{model_path} is not a Cellpose model file ({str(err).splitlines()[0]}); pass one that "
-                         "cellsynth train cellpose or Cellpose wrote, or a cellpose bundle") from None
+        state, why = None, str(err).splitlines()[0]
+    else:
+        why = f"it holds a {type(state).__name__}, not a network's weights"
+    if not isinstance(state, dict):
+        raise ValueError(f"{model_path} is not a Cellpose model file ({why}); pass one that cellsynth train "
+                         "cellpose or Cellpose wrote, or a cellpose bundle")
     return cellpose_from_weights(state, tuple(nbase or network_widths(state)))
 
 
 def cellpose_model(model: str):
     """What segments with ``model``: a built-in name or a cellpose bundle as segmentation reads them, a model file
     with the widths it holds."""
-    from napari_cellsynth.core.segment import BUILT_IN, is_bundle, load_model
+    from napari_cellsynth.core.segment import is_bundle, load_model
 
     return load_model(model) if model in BUILT_IN or is_bundle(model) else load_trained(Path(model))
 
@@ -95,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "wrote; its widths replace --nbase")
     parser.add_argument("--pseudo-labels-from", metavar="MODEL",
                         help="also train on the root's unlabelled metaphases (no karyotype plane, none of a held-out "
-                             "slide), labelled by this Cellpose model's masks (zoo:NAME, a bundle folder or a model "
-                             "file)")
+                             "slide), labelled by this Cellpose model's masks: zoo:NAME or a bundle folder (at its "
+                             "card's thresholds), a built-in name or a model file (at Cellpose's 0.4 / 0.0)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the network's random start (Cellpose seeds each epoch's crops by its index)")
     parser.add_argument("--checkpoint-every", type=int, default=5, metavar="EPOCHS",
@@ -118,7 +123,7 @@ def run_options(args) -> dict:
     options = {key: getattr(args, key) for key in RUN_OPTIONS}
     options["root"] = str(Path(args.root).resolve())
     for key in ("init_from", "pseudo_labels_from"):
-        if options[key] and not options[key].startswith("zoo:"):
+        if options[key] and not options[key].startswith("zoo:") and options[key] not in BUILT_IN:
             options[key] = str(Path(options[key]).resolve())
     return options
 

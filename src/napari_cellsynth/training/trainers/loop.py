@@ -67,7 +67,7 @@ def training_loop(one_step: Callable[[int], dict], start: int, total: int, histo
                 history.append(entry)
                 running, started = [], time.time()
                 if describe is not None:
-                    bar.set_description(describe(entry))
+                    bar.set_description(describe(entry), refresh=False)
             for cadence in every.values():
                 if cadence.steps > 0 and (step % cadence.steps == 0 or last):  # 0: never
                     cadence.action(step)
