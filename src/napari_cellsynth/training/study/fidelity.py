@@ -154,7 +154,8 @@ def summarize_fidelity(records: list[dict], rare: list[str]) -> dict:
 def write_bundles_with_fidelity(plan: StudyPlan, summary: dict, folder: Path, command: str) -> list[Path]:
     """A copy of each generator bundle whose fidelity this study measured, in ``folder/NAME``, with the fidelity in its
     card (``card.fidelity``; ``cellsynth info`` prints it).  The bundles themselves are never changed."""
-    from napari_cellsynth.core.bundle import CARD_NAME, FidelitySection, read_card
+    from napari_cellsynth.core.bundle import CARD_NAME, read_card
+    from napari_cellsynth.core.card_sections import FidelitySection
     from napari_cellsynth.core.zoo import resolve
 
     from .report import sampling_text
