@@ -137,3 +137,33 @@ def test_core_modules_import_each_other_without_cycles():
         if module not in state:
             visit(module, [module])
     assert not cycles, " ; ".join(" → ".join(c.removeprefix("napari_cellsynth.core.") for c in cycle) for cycle in cycles)
+
+
+def imported_names(path: Path, package: tuple[str, ...]) -> list[tuple[int, str, str]]:
+    """``(line, module, name)`` for every ``from napari_cellsynth… import name`` in ``path``, function bodies too."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level] if node.level else ()
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            if module.split(".")[0] == "napari_cellsynth":
+                found += [(node.lineno, module, alias.name) for alias in node.names if alias.name != "*"]
+    return found
+
+
+def test_every_name_imported_from_the_package_exists():
+    """A name moved to another module leaves no import behind, not even one inside a function that only a long run
+    reaches (the study's bundles once imported a card section from where it no longer lived)."""
+    import importlib
+
+    missing = []
+    for path in [*modules(PACKAGE), *modules(REPO / "tests"), *modules(REPO / "bench")]:
+        package = path.relative_to(REPO / "src").with_suffix("").parts if PACKAGE in path.parents else ()
+        for line, module, name in imported_names(path, package):
+            target = importlib.import_module(module)
+            if not hasattr(target, name):
+                try:
+                    importlib.import_module(f"{module}.{name}")
+                except ModuleNotFoundError:
+                    missing.append(f"{path.relative_to(REPO)}:{line}: {module}.{name}")
+    assert not missing
