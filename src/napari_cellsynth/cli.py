@@ -36,6 +36,7 @@ from .core.entry import USER_ERRORS, quiet_readers, user_message
 from .core.generate import DEFAULT_SAMPLER, DEFAULT_STEPS, GENERATOR_KINDS, THRESHOLDS, GenerationSettings
 from .core.images import ImageInputError
 from .core.jobs import default_of, run_with_bar
+from .core.label_maps import label_lookup
 from .core.metrics import format_table
 from .core.runtime import OnnxModel
 from .core.samplers import SAMPLERS, SPACINGS
@@ -111,17 +112,15 @@ def runs_as_note(model: OnnxModel) -> str:
 def classify_objects_command(args, model: OnnxModel, out: Path, decision) -> int:
     """``--objects LABELS.tif``: INPUT is an image (C×H×W or H×W[×C]); one row per object, cut as the bundle's
     training crops were (its card) unless ``--object-crop`` says otherwise."""
-    from .core.progress_bars import progress_bar
-
+    from .core.batch.table import object_columns
     from .core.classify import classify_objects
+    from .core.progress_bars import progress_bar
 
     image, labels = read_image(args.input, "an image"), read_image(args.objects, "a labels image", labels=True)
     crop = args.object_crop or model.card.object_crop
     job = classify_objects(model, image, labels, args.batch_size, margin=args.margin, crop=crop, decision=decision)
     with progress_bar(unit="object", disable=args.quiet, desc="classify") as bar:
         objects, result = run_with_bar(job, bar)
-    from .core.batch.table import object_columns
-
     columns = object_columns(np.asarray(labels))  # as batch's table: centroid, the object's own box, area
     row_of = {label: i for i, label in enumerate(columns["label"])}
     rows = [row_of[int(label)] for label in objects.labels]
@@ -138,9 +137,9 @@ def _score(labels, result, label_map, out: Path, groups=None, bootstrap: int = 0
     OUT.metrics.json."""
     names = np.asarray(labels).astype(str)
     classes = list(result.classes)
-    lookup = {name: k for k, name in enumerate(classes)}  # the bundle's class names, and its map's original labels
-    lookup |= {original: classes.index(name) for name, originals in (label_map or {}).items() if name in classes
-               for original in originals}
+    # the bundle's class names, and its map's original labels (in the classes' order)
+    lookup = {name: k for k, name in enumerate(classes)} | label_lookup(
+        {name: (label_map or {}).get(name, []) for name in classes})
     known = np.array([name in lookup for name in names])
     unknown = sorted({str(name) for name in names[~known]})
     if not known.any():

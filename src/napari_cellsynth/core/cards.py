@@ -277,10 +277,14 @@ class GanCard(Card):
     gan = _SectionView(GanSection)
     fidelity = _SectionView(FidelitySection)
 
+    @classmethod
+    def inputs_for(cls, conditional: bool) -> tuple[str, ...]:
+        """Latents, and the class when the generator is conditional."""
+        return cls.INPUTS[:2 if conditional else 1]
+
     @property
     def graph_inputs(self) -> tuple[str, ...]:
-        """Latents, and the class when the generator is conditional."""
-        return self.INPUTS[:2 if self.gan.conditional else 1]
+        return self.inputs_for(self.gan.conditional)
 
     def graph_image_shape(self, inputs, outputs, folder) -> list:
         """A generator takes latents and makes images of the card's shape: its output is the image tensor."""

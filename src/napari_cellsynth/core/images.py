@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bundle import Card
+from .sizing import looks_like_frames
 
 
 class ImageInputError(ValueError):
@@ -52,8 +53,6 @@ def check_size(stack: np.ndarray, card: Card, what: str = "images") -> None:
     size = tuple(stack.shape[-2:])
     if size != card.image_size:
         height, width = card.image_size
-        from .sizing import looks_like_frames
-
         if looks_like_frames(min(size), card.image_size):
             raise ImageInputError(
                 f"{what} are {size[0]}×{size[1]} pixels, whole frames for bundle '{card.name}', which takes one "

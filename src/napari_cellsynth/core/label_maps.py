@@ -44,14 +44,20 @@ def apply_bundle_label_map(labels: Sequence[str], label_map: dict[str, list[str]
     return apply_label_map(labels, label_map or {c: [c] for c in classes})
 
 
-def apply_label_map(labels: Sequence[str], label_map: dict[str, list[str]]) -> tuple[np.ndarray, list[str]]:
-    """Original labels → class indices; raises if a label is not covered by the map."""
+def label_lookup(label_map: dict[str, list[str]]) -> dict[str, int]:
+    """Each original label → the index of its class (the map's order); raises if a label appears twice."""
     lookup: dict[str, int] = {}
     for index, originals in enumerate(label_map.values()):
         for original in originals:
             if original in lookup:
                 raise ValueError(f"label {original!r} appears twice in the label map")
             lookup[original] = index
+    return lookup
+
+
+def apply_label_map(labels: Sequence[str], label_map: dict[str, list[str]]) -> tuple[np.ndarray, list[str]]:
+    """Original labels → class indices; raises if a label is not covered by the map."""
+    lookup = label_lookup(label_map)
     labels = np.asarray(labels).astype(str)
     unknown = sorted(str(label) for label in set(labels) - set(lookup))
     if unknown:

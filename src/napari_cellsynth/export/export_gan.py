@@ -57,7 +57,7 @@ def export_gan(run: str | Path, out: str | Path, name: str | None = None, atol: 
     net, conditional = record.net, record.conditional
     staging = fresh_staging(out)
     example = (torch.zeros(2, net["latent"]),) + ((torch.zeros(2, dtype=torch.long),) if conditional else ())
-    export_onnx(generator, example, staging / "model.onnx", list(GanCard.INPUTS[:2 if conditional else 1]), ["images"])
+    export_onnx(generator, example, staging / "model.onnx", list(GanCard.inputs_for(conditional)), ["images"])
     h, w = record.image_size
     settings = record.settings
     card = Card(

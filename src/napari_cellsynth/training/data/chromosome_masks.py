@@ -11,7 +11,7 @@ from skimage.segmentation import expand_labels
 
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.segment import SegmentSettings, load_model, segment
-from napari_cellsynth.training.data.mfish import OVERLAP, list_metaphases, read_metaphase
+from napari_cellsynth.training.data.mfish import OVERLAP, karyotype_file, list_metaphases, read_metaphase, slide_of
 
 
 def chromosome_instances(karyotype: np.ndarray, min_area: int = 20) -> np.ndarray:
@@ -29,37 +29,28 @@ def chromosome_instances(karyotype: np.ndarray, min_area: int = 20) -> np.ndarra
     return out
 
 
-def _labelled(folder: Path, name: str) -> bool:
-    return (Path(folder) / f"{name}K.tif").is_file()
-
-
-def _slide(folder: Path) -> str:
-    return Path(folder).name.split("__")[0]
-
-
 def load_split(root: str, test_slides: list[str] | None, limit: int | None):
     """The labelled metaphases of the training slides and of the held-out ones (``test_slides``; default every fourth
     slide), at most ``limit`` of each, and the held-out slides; only the metaphases kept are read."""
-    found = [(f, n) for f, n in list_metaphases(root) if _labelled(f, n)]
-    slides = sorted({_slide(f) for f, _ in found})
+    found = [(f, n) for f, n in list_metaphases(root) if karyotype_file(f, n).is_file()]
+    slides = sorted({slide_of(f) for f, _ in found})
     test = set(test_slides) if test_slides else set(slides[3::4])
-    train = [read_metaphase(f, n) for f, n in [(f, n) for f, n in found if _slide(f) not in test][:limit]]
-    held_out = [read_metaphase(f, n) for f, n in [(f, n) for f, n in found if _slide(f) in test][:limit]]
-    return train, held_out, sorted(test)
+    train = [(f, n) for f, n in found if slide_of(f) not in test][:limit]
+    held_out = [(f, n) for f, n in found if slide_of(f) in test][:limit]
+    return [read_metaphase(f, n) for f, n in train], [read_metaphase(f, n) for f, n in held_out], sorted(test)
 
 
 def unlabelled_metaphases(root: str, held_out_slides: list[str], limit: int | None = None) -> list:
     """The metaphases under ``root`` with no karyotype plane (M-FISH's EX ones), none of a held-out slide, at most
     ``limit``: what pseudo-labels can add to training without touching the slides it is scored on."""
-    found = [(f, n) for f, n in list_metaphases(root) if not _labelled(f, n) and _slide(f) not in set(held_out_slides)]
+    found = [(f, n) for f, n in list_metaphases(root)
+             if not karyotype_file(f, n).is_file() and slide_of(f) not in set(held_out_slides)]
     return [read_metaphase(f, n) for f, n in found[:limit]]
 
 
 def pseudo_labels(model, metaphases) -> list[np.ndarray]:
-    """Instance masks of ``metaphases`` as ``model`` (a CellposeModel, or what :func:`load_model` reads) segments
-    them at its own thresholds: labels for self-training."""
-    if isinstance(model, (str, Path)):
-        model = load_model(str(model))
+    """Instance masks of ``metaphases`` as ``model`` (a CellposeModel) segments them at its own thresholds: labels
+    for self-training."""
     return [run_to_end(segment(m.dapi, SegmentSettings("given"), model=model)).astype(np.int32) for m in metaphases]
 
 

@@ -31,7 +31,17 @@ class Metaphase:
 
     @property
     def slide(self) -> str:
-        return self.folder.split("__")[0]
+        return slide_of(self.folder)
+
+
+def slide_of(folder: str | Path) -> str:
+    """A metaphase folder's slide: ``V26__54`` → ``V26``."""
+    return Path(folder).name.split("__")[0]
+
+
+def karyotype_file(folder: str | Path, name: str) -> Path:
+    """Where a metaphase's karyotype label image is (absent for unlabelled EX metaphases)."""
+    return Path(folder) / f"{name}K.tif"
 
 
 def list_metaphases(root: str | Path) -> list[tuple[Path, str]]:
@@ -58,7 +68,7 @@ def read_metaphase(folder: str | Path, name: str) -> Metaphase:
         planes.append(tifffile.imread(path))
     if len({p.shape for p in planes}) > 1:
         raise ValueError(f"{folder / name}: planes differ in size {[p.shape for p in planes]}")
-    karyotype_path = folder / f"{name}K.tif"
+    karyotype_path = karyotype_file(folder, name)
     karyotype = tifffile.imread(karyotype_path) if karyotype_path.is_file() else None
     return Metaphase(name, folder.name, probe_set, folder.name.split("__")[1], planes[0], np.stack(planes[1:]),
                      karyotype)

@@ -50,8 +50,7 @@ class ResNetClassifier(nn.Module):
             raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(DEPTHS)}")
         if not CROP_SIZES[0] <= image_size <= CROP_SIZES[1]:
             raise ValueError(f"crops of {image_size} px are outside the classifier's {CROP_SIZES[0]}–{CROP_SIZES[1]} "
-                             "px; bring them into that "
-                             "range with --size")
+                             "px; bring them into that range with --size")
         self.stem = stem_for(image_size, in_channels, width)
         stages, channels = [], width
         for index, depth in enumerate(DEPTHS[arch]):
