@@ -15,7 +15,7 @@ from napari_cellsynth.core.schedules import BridgeSchedule
 from napari_cellsynth.core.translate import TranslationSettings, chromosome_crops, composite, translate
 
 
-def test_training_resumes_and_records_its_progress(bbdm_run, mfish_pairs):
+def test_training_resumes_and_records_its_progress(bbdm_run, mfish_pairs, tmp_path):
     from napari_cellsynth.training.trainers import bbdm as train_bbdm
 
     state = torch.load(bbdm_run / "last.pt", weights_only=True)
@@ -24,7 +24,7 @@ def test_training_resumes_and_records_its_progress(bbdm_run, mfish_pairs):
     config = json.loads((bbdm_run / "config.json").read_text())
     assert config["schedule"]["kind"] == "brownian_bridge" and config["condition_channels"] == ["DAPI"]
     # fine-tuning on the translocations starts from the EMA weights and trains only on positives
-    fine = bbdm_run.parent / "bbdm-fine"
+    fine = tmp_path / "bbdm-fine"  # not beside the fixture's run, which the suite's workers share
     train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "5", "--init-from", str(bbdm_run),
                      "--only-translocations", "--sample-every", "1000", "--out", str(fine), "--quiet"])
     fine_config = json.loads((fine / "config.json").read_text())

@@ -169,12 +169,12 @@ def train(args) -> dict:
     on the training metaphases; returns its record with the held-out scores."""
     from napari_cellsynth.core.numba_cached import import_cellpose
 
+    out = Path(args.out)
+    resumed = checkpoint_to_resume(args)  # a folder refused before Cellpose is imported (seconds)
     import_cellpose()  # before Cellpose's training module: its compiled functions from the disk cache
     import torch
     from cellpose.models import CellposeModel
 
-    out = Path(args.out)
-    resumed = checkpoint_to_resume(args)
     out.mkdir(parents=True, exist_ok=True)
     options = run_options(args)
     start = starting_network(args.init_from) if args.init_from else None  # refused before any work
