@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,25 +93,6 @@ def pytest_terminal_summary(terminalreporter):
                                     "(set CELLSYNTH_SHARED_DATA to run them)", yellow=True)
 
 
-def made_once(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
-    """What ``make(folder)`` returns, made once per test run: the workers of ``pytest -n`` share it (the first to ask
-    makes it under a file lock, as pytest-xdist's documentation shows; the others wait for it), so that a session
-    fixture's training runs once and not once per worker.  It lies in this run's temporary folder, which no later run
-    reuses.  Tests copy a fixture's folder before they change it."""
-    from filelock import FileLock
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the run's folder, above each worker's own
-    folder, made = root / f"shared-{name}", root / f"shared-{name}.json"
-    with FileLock(str(root / f"shared-{name}.lock")):
-        if not made.is_file():  # not made yet, or its maker failed or skipped: (re)made here
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            made.write_text(json.dumps(str(make(folder))))
-    return Path(json.loads(made.read_text()))
-
-
 @pytest.fixture(scope="session")
 def jurkat_slice(tmp_path_factory) -> Path:
     """A seeded slice of the real Jurkat cells: every mitotic cell plus 300 of each interphase class.
@@ -123,16 +102,14 @@ def jurkat_slice(tmp_path_factory) -> Path:
     """
     from napari_cellsynth.training.experiments.shift import jurkat_slice as write_slice
 
-    def make(folder: Path) -> Path:
-        out = folder / "jurkat_slice.npz"
-        if not JURKAT.exists():  # a clone without the data: the 226 sample cells (tests scoring on them are full_data)
-            from napari_cellsynth._sample_data import load_jurkat_sample
+    out = tmp_path_factory.mktemp("data") / "jurkat_slice.npz"
+    if not JURKAT.exists():  # a clone without the data: the 226 sample cells (tests that score on them are full_data)
+        from napari_cellsynth._sample_data import load_jurkat_sample
 
-            sample = load_jurkat_sample()
-            np.savez(out, images=sample["images"], labels=sample["labels"], channels=sample["channels"])
-            return out
-        return write_slice(JURKAT, out)
-    return made_once(tmp_path_factory, "jurkat_slice", make)
+        sample = load_jurkat_sample()
+        np.savez(out, images=sample["images"], labels=sample["labels"], channels=sample["channels"])
+        return out
+    return write_slice(JURKAT, out)
 
 
 @pytest.fixture(scope="session")
@@ -140,23 +117,21 @@ def trained_run(jurkat_slice, tmp_path_factory) -> Path:
     """A ResNet-18 (width 16) trained for 3 epochs (SGD) on the Jurkat slice, 4 classes."""
     from napari_cellsynth.training.trainers import classifier as train_classifier
 
+    run = tmp_path_factory.mktemp("runs") / "jurkat4"
     # 36 SGD steps without shifts: the recipe the tests' thresholds were calibrated with.  The default
     # recipe (AdamW, 1,000 steps, --shift 0.1 on such a small set) is measured in results §1b (experiments/shift.py); at 36 steps
     # the shift costs this toy model accuracy (macro-F1 0.32 at seed 0, under the tests' 0.4 floor)
-    def make(folder: Path) -> Path:
-        train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--width", "16",
-                               "--epochs", "3", "--optimizer", "sgd", "--warmup", "0", "--shift", "0", "--seed", "0",
-                               "--out", str(folder / "jurkat4"), "--quiet"])
-        return folder / "jurkat4"
-    return made_once(tmp_path_factory, "trained_run", make)
+    train_classifier.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--width", "16",
+                           "--epochs", "3", "--optimizer", "sgd", "--warmup", "0", "--shift", "0", "--seed", "0",
+                           "--out", str(run), "--quiet"])
+    return run
 
 
 @pytest.fixture(scope="session")
 def classifier_bundle(trained_run, tmp_path_factory) -> Path:
     from napari_cellsynth.export.export_classifier import export_classifier
 
-    return made_once(tmp_path_factory, "classifier_bundle", lambda folder: export_classifier(trained_run,
-                                                                                            folder / "jurkat4"))
+    return export_classifier(trained_run, tmp_path_factory.mktemp("bundles") / "jurkat4")
 
 
 @pytest.fixture(scope="session")
@@ -180,14 +155,11 @@ def cellpose_training_run(tmp_path_factory) -> Path:
     accuracy (a trained start: a random network's masks make the threshold grid 10× slower)."""
     from napari_cellsynth.training.trainers import cellpose as train_cellpose
 
-    root = str(require(SHARED_DATA / "mfish"))
-
-    def make(folder: Path) -> Path:
-        train_cellpose.main(["--root", root, "--epochs", "2", "--images-per-epoch", "8", "--limit", "1",
-                             "--test-slides", "V26", "A20", "--init-from", "zoo:cellpose-chromosomes",
-                             "--out", str(folder / "run")])
-        return folder / "run"
-    return made_once(tmp_path_factory, "cellpose_training_run", make)
+    out = tmp_path_factory.mktemp("cellpose") / "run"
+    train_cellpose.main(["--root", str(require(SHARED_DATA / "mfish")), "--epochs", "2", "--images-per-epoch", "8",
+                         "--limit", "1", "--test-slides", "V26", "A20", "--init-from", "zoo:cellpose-chromosomes",
+                         "--out", str(out)])
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -196,12 +168,10 @@ def mfish_pairs(tmp_path_factory) -> Path:
     from napari_cellsynth.training.data import mfish_dataset
 
     root = require(SHARED_DATA / "mfish")
-
-    def make(folder: Path) -> Path:
-        mfish_dataset.main(["--root", str(root), "--only", "V1401XX", "V260754", "--codes-from", str(root),
-                            "--size", "64", "--out", str(folder)])
-        return folder / "chromosomes.npz"
-    return made_once(tmp_path_factory, "mfish_pairs", make)
+    out = tmp_path_factory.mktemp("mfish")
+    mfish_dataset.main(["--root", str(root), "--only", "V1401XX", "V260754", "--codes-from", str(root),
+                        "--size", "64", "--out", str(out)])
+    return out / "chromosomes.npz"
 
 
 @pytest.fixture(scope="session")
@@ -210,12 +180,10 @@ def mfish_five_metaphases(tmp_path_factory) -> Path:
     from napari_cellsynth.training.data import mfish_dataset
 
     root = require(SHARED_DATA / "mfish")
-
-    def make(folder: Path) -> Path:
-        mfish_dataset.main(["--root", str(root), "--only", "V1401XX", "V260754", "V1601XX", "V280462", "V280162",
-                            "--codes-from", str(root), "--size", "64", "--out", str(folder)])
-        return folder / "chromosomes.npz"
-    return made_once(tmp_path_factory, "mfish_five_metaphases", make)
+    out = tmp_path_factory.mktemp("mfish5")
+    mfish_dataset.main(["--root", str(root), "--only", "V1401XX", "V260754", "V1601XX", "V280462", "V280162",
+                        "--codes-from", str(root), "--size", "64", "--out", str(out)])
+    return out / "chromosomes.npz"
 
 
 @pytest.fixture(scope="session")
@@ -223,18 +191,17 @@ def bbdm_run(mfish_pairs, tmp_path_factory) -> Path:
     """A small BBDM (U-Net base 16) trained for 12 steps on those real DAPI → FISH pairs."""
     from napari_cellsynth.training.trainers import bbdm as train_bbdm
 
-    def make(folder: Path) -> Path:
-        train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "12", "--sample-every", "12",
-                         "--sample-steps", "10", "--ckpt-every", "4", "--out", str(folder / "bbdm"), "--quiet"])
-        return folder / "bbdm"
-    return made_once(tmp_path_factory, "bbdm_run", make)
+    run = tmp_path_factory.mktemp("runs") / "bbdm"
+    train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "12", "--sample-every", "12",
+                     "--sample-steps", "10", "--ckpt-every", "4", "--out", str(run), "--quiet"])
+    return run
 
 
 @pytest.fixture(scope="session")
 def bbdm_bundle(bbdm_run, tmp_path_factory) -> Path:
     from napari_cellsynth.export.export_bbdm import export_bbdm
 
-    return made_once(tmp_path_factory, "bbdm_bundle", lambda folder: export_bbdm(bbdm_run, folder / "bbdm"))
+    return export_bbdm(bbdm_run, tmp_path_factory.mktemp("bundles") / "bbdm")
 
 
 @pytest.fixture(scope="session")
@@ -258,15 +225,14 @@ def ddpm_run(jurkat_slice, tmp_path_factory):
     """A tiny ε-prediction DDPM (40 steps) on the Jurkat slice's split-seed-0 training part, 4 classes."""
     from napari_cellsynth.training.trainers import ddpm as train_ddpm
 
-    def make(folder: Path) -> Path:  # paper 000's ε; the default is v
-        train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
-                         "--prediction", "epsilon", "--out", str(folder / "base"), *TINY_DDPM])
-        return folder / "base"
-    return made_once(tmp_path_factory, "ddpm_run", make)
+    run = tmp_path_factory.mktemp("ddpm") / "base"
+    train_ddpm.main(["--data", str(jurkat_slice), "--label-map", "jurkat4", "--steps", "40", "--timesteps", "100",
+                     "--prediction", "epsilon", "--out", str(run), *TINY_DDPM])  # paper 000's ε; the default is v
+    return run
 
 
 @pytest.fixture(scope="session")
 def ddpm_bundle(ddpm_run, tmp_path_factory):
     from napari_cellsynth.export.export_ddpm import export_ddpm
 
-    return made_once(tmp_path_factory, "ddpm_bundle", lambda folder: export_ddpm(ddpm_run, folder / "ddpm"))
+    return export_ddpm(ddpm_run, tmp_path_factory.mktemp("ddpm-bundles") / "ddpm")

@@ -7,7 +7,20 @@ One idea per module: ``sources`` (reading stacks lazily), ``tiles`` (tiles with 
 that runs it all).
 """
 
-from .frame import AugmentSettings, BatchSettings
-from .job import BatchResult, run_batch
+import importlib
 
-__all__ = ["AugmentSettings", "BatchResult", "BatchSettings", "run_batch"]
+# The package's names load with their modules when first asked for (PEP 562), so that a part alone (napari's reader
+# opening a finished run, the Cellpose trainer naming its start) does not import the whole batch: its jobs, the UMAP
+# filter and scikit-learn (2.4 s).
+_HOMES = {"AugmentSettings": ".frame", "BatchSettings": ".frame", "BatchResult": ".job", "run_batch": ".job"}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

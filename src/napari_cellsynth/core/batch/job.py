@@ -22,14 +22,11 @@ from ..translate import KINDS as TRANSLATOR_KINDS
 from .augment import augment_run, check_augment, generator_card
 from .frame import BatchSettings, FrameTask, run_frame
 from .markers import FrameMarkers, fingerprint
-from .record import bundle_identity, cellpose_identity, classifier_identity, versions
+from .record import RECORD, RUN_KIND, bundle_identity, cellpose_identity, classifier_identity, versions
 from .scheduler import dask_client, run_tasks, scheduler_name
 from .sources import StackSource, describe, list_inputs, open_source
 from .store import open_or_create, store_path
-from .table import table_header, write_table
-
-TABLE, RECORD = "objects.csv", "run.json"
-RUN_KIND = "cellsynth batch run"
+from .table import TABLE, table_header, write_table
 
 
 @dataclass

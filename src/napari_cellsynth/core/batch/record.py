@@ -11,6 +11,9 @@ from ..images import ImageInputError
 from ..segment import BUILT_IN, check_builtin, is_bundle, model_thresholds
 from ..zoo import resolve
 
+RECORD = "run.json"  # a batch run's record, in its output folder
+RUN_KIND = "cellsynth batch run"  # the record's "kind": what napari's reader recognises
+
 PACKAGES = ("napari-cellsynth", "numpy", "cellpose", "torch", "onnxruntime", "dask", "distributed", "zarr",
             "ome-zarr", "tifffile", "scikit-image")
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .job import RECORD, RUN_KIND, TABLE
+from .record import RECORD, RUN_KIND
 from .store import read_labels, store_path
+from .table import TABLE
 
 
 STORED = "TZYX"  # the labels' axes in the store

@@ -7,9 +7,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-from skimage.measure import regionprops
 
 from ..atomic import atomic_open
+
+TABLE = "objects.csv"  # a batch run's objects table, in its output folder
 
 OBJECT_COLUMNS = ("label", "centroid_y", "centroid_x", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "area")
 FRAME_COLUMNS = ("stack", "t", "z")
@@ -26,6 +27,8 @@ def table_header(classes: Sequence[str] | None) -> list[str]:
 
 def object_columns(labels: np.ndarray) -> dict[str, list]:
     """Label, centroid (y, x), bounding box (y0, x0, y1, x1; ends exclusive) and area of each object, by label."""
+    from skimage.measure import regionprops  # here: reading a finished run's table (napari's reader) needs none
+
     rows = [(int(r.label), round(float(r.centroid[0]), 3), round(float(r.centroid[1]), 3), *map(int, r.bbox),
              int(r.area)) for r in regionprops(labels)]
     return {name: [row[i] for row in rows] for i, name in enumerate(OBJECT_COLUMNS)}
