@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from napari_cellsynth.core.datasets import CropSet, read_crops
 from napari_cellsynth.core.images import affine_coefficients
@@ -69,6 +68,8 @@ def stratified_split(y: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)) -> dic
 
     A class with fewer than ``MIN_EVAL_CROPS`` crops (:func:`tiny_classes`) goes to training whole and
     is absent from validation and test; the others are split as if it were not there."""
+    from sklearn.model_selection import train_test_split  # here: a refused command need not import it (1 s)
+
     if not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split fractions {fractions} must add up to 1")
     index = np.arange(len(y))

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from napari_cellsynth.core.atomic import atomic_open
 
@@ -51,6 +50,8 @@ def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) 
 def slide_split(chromosomes: dict[str, np.ndarray], test_slides: list[str], val_fraction: float,
                 seed: int) -> dict[str, np.ndarray]:
     """Indices into the *labelled* chromosomes (translocation ≥ 0): test = the test slides' chromosomes."""
+    from sklearn.model_selection import train_test_split  # here: a refused command need not import it (1 s)
+
     labelled = np.flatnonzero(chromosomes["translocation"] >= 0)
     slides = chromosomes["slide"][labelled]
     unknown = sorted(set(test_slides) - set(chromosomes["slide"].tolist()))

@@ -5,13 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
+
+
+def new_figure(figsize: tuple[float, float]):
+    """A matplotlib Figure, without pyplot; matplotlib is imported here, when a plot is drawn, so that a trainer's
+    command refuses bad input without loading it."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
 
 
 def plot_training_curves(history: list[dict], path, title: str = "training") -> None:
     """Train/validation loss and validation macro-F1 per epoch."""
     epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(9, 3.5))
+    fig = new_figure((9, 3.5))
     left, right = fig.subplots(1, 2)
     left.plot(epochs, [h["train_loss"] for h in history], label="train")
     left.plot(epochs, [h["val_loss"] for h in history], label="validation")
@@ -38,7 +45,7 @@ def plot_confusion(metrics: dict, path, title: str = "Confusion matrix") -> None
     fractions = np.divide(counts, rows, out=np.zeros_like(counts, dtype=float), where=rows > 0)
     classes = metrics["classes"]
     size = 1.2 + 0.75 * len(classes)
-    fig = Figure(figsize=(size + 1.5, size))
+    fig = new_figure((size + 1.5, size))
     ax = fig.add_subplot()
     image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="fraction of true class")
@@ -57,7 +64,7 @@ def plot_confusion(metrics: dict, path, title: str = "Confusion matrix") -> None
 def plot_loss(history: list[dict], path: Path, ylabel: str) -> None:
     steps = np.array([h["step"] for h in history])
     loss = np.array([h["loss"] for h in history])
-    fig = Figure(figsize=(6, 3.5))
+    fig = new_figure((6, 3.5))
     ax = fig.add_subplot()
     ax.plot(steps, loss, alpha=0.3, label="per 50 steps")
     if len(loss) >= 10:
@@ -72,7 +79,7 @@ def plot_loss(history: list[dict], path: Path, ylabel: str) -> None:
 
 def dapi_fish_grid(dapi: np.ndarray, real: np.ndarray, fake: np.ndarray, model_name: str, path: Path) -> None:
     """Columns of chromosomes; rows: DAPI (N×1×H×W), real FISH and generated FISH (N×3×H×W uint8)."""
-    fig = Figure(figsize=(len(dapi) * 1.1, 3 * 1.2))
+    fig = new_figure((len(dapi) * 1.1, 3 * 1.2))
     axes = fig.subplots(3, len(dapi), squeeze=False)
     for col in range(len(dapi)):
         for row, image in enumerate([dapi[col][0], real[col].transpose(1, 2, 0), fake[col].transpose(1, 2, 0)]):

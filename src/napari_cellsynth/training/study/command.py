@@ -207,15 +207,16 @@ def settings_from(args) -> StudySettings:
 
 
 def main(argv: list[str] | None = None) -> Path:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_with_config(build_parser(), argv)
+    settings, out = settings_from(args), Path(args.out)
+    # the study's machinery (torch, scikit-learn) once the options are known good: a refused option costs no import
     from napari_cellsynth.core.progress_bars import progress_bar
 
     from .plan import StudyPlan
     from .report import write_report
     from .runner import run_study, study_arms
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_with_config(build_parser(), argv)
-    settings, out = settings_from(args), Path(args.out)
     if args.report_only:
         if not (out / "settings.json").is_file():
             raise ValueError(f"{out} holds no study (no settings.json); run it first without --report-only")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_cellsynth.core.knn_realism import KnnRealism
-from napari_cellsynth.core.umap_filter import UmapGmmFilter
+# The estimators (scikit-learn, UMAP) are imported by the filter that runs, so that the study's command refuses bad
+# input without loading them.
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class FilterInputs:
 
 
 def umap_keep(inputs: FilterInputs) -> np.ndarray:
+    from napari_cellsynth.core.umap_filter import UmapGmmFilter
+
     fitted = UmapGmmFilter(minority=inputs.target, random_state=inputs.seed).fit(inputs.real_features,
                                                                                  inputs.real_names)
     return fitted.predict(inputs.features) == 1
@@ -42,6 +44,8 @@ def confidence_keep(inputs: FilterInputs) -> np.ndarray:
 
 
 def knn_keep(inputs: FilterInputs) -> np.ndarray:
+    from napari_cellsynth.core.knn_realism import KnnRealism
+
     own = inputs.real_features[inputs.real_names == inputs.target]
     return KnnRealism(k=3).fit(own).predict(inputs.features) == 1
 
