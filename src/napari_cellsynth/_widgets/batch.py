@@ -9,7 +9,7 @@ settings to resume; Cancel stops after the frames in flight.  The optional gener
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
 from napari.viewer import Viewer
 
-from ..core.batch import AugmentSettings, BatchSettings, run_batch
+from ..core.batch import AugmentSettings, BatchSettings
 from ..core.segment import SegmentSettings
 from ..core.generate import GENERATOR_KINDS
 from .base import JobWidget, chosen_path, zoo_picker
@@ -103,6 +103,8 @@ class BatchWidget(JobWidget):
         workers, cancel = int(self.workers.value), self.cancel_token
 
         def job():
+            from ..core.batch import run_batch  # in the worker thread: the batch's jobs, UMAP filter, scikit-learn
+
             return (yield from run_batch(source, out, settings, axes, scheduler, workers, cancel=cancel))
         return job
 

@@ -8,7 +8,6 @@ from napari.viewer import Viewer
 
 from ..core.bundle import BundleError, read_card
 from ..core.datasets import read_crops
-from ..core.filtering import run_filter
 from ..core.images import ImageInputError
 from ..core.outputs import write_filter_outputs
 from ..core.runtime import OnnxModel
@@ -91,7 +90,10 @@ class UmapFilterWidget(JobWidget):
 
         def job():
             # core.filtering.run_filter, with UMAP in a child process that Cancel kills whatever it is doing (numba
-            # compiling included)
+            # compiling included); imported here, in the worker thread, so that opening the widget does not stall
+            # the viewer on scikit-learn and UMAP
+            from ..core.filtering import run_filter
+
             model = OnnxModel(bundle, kind="classifier")
             real = read_crops(real_path)
             if real.labels is None:

@@ -4,9 +4,12 @@ PNG and the napari widget embeds the same drawing."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .umap_filter import UmapGmmFilter
+if TYPE_CHECKING:  # the filter (scikit-learn, UMAP) is the caller's; drawing it needs neither imported here
+    from .umap_filter import UmapGmmFilter
 
 
 def draw_filter(ax, fitted: UmapGmmFilter, synthetic_points: np.ndarray | None = None,
