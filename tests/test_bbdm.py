@@ -24,7 +24,7 @@ def test_training_resumes_and_records_its_progress(bbdm_run, mfish_pairs, tmp_pa
     config = json.loads((bbdm_run / "config.json").read_text())
     assert config["schedule"]["kind"] == "brownian_bridge" and config["condition_channels"] == ["DAPI"]
     # fine-tuning on the translocations starts from the EMA weights and trains only on positives
-    fine = tmp_path / "bbdm-fine"  # not beside the fixture's run, which the suite's workers share
+    fine = tmp_path / "bbdm-fine"  # under the test's own folder, not beside the session fixture's run
     train_bbdm.main(["--data", str(mfish_pairs), "--base", "16", "--steps", "5", "--init-from", str(bbdm_run),
                      "--only-translocations", "--sample-every", "1000", "--out", str(fine), "--quiet"])
     fine_config = json.loads((fine / "config.json").read_text())

@@ -232,3 +232,22 @@ def test_progress_on_a_terminal_stays_tqdms_bar():
         drawn = stream.getvalue()
         assert ("\r" in drawn) == isinstance(stream, Terminal) and "3/3" in drawn
     assert drawn.endswith("\n") and len(drawn.splitlines()) >= 2
+
+
+@pytest.mark.parametrize("command", [["study", "--rare", "M", "--seeds", "0"], ["train", "classifier", "--steps", "1"]])
+def test_without_torch_a_training_command_says_what_to_install_in_one_line(command, tmp_path):
+    """An install without the [train] extra: the study imports torch only once its options are checked, a trainer at
+    its top; both end in one line naming the install, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "sys.modules['torch'] = None  # as if torch were not installed: importing it raises ImportError\n"
+              "from napari_cellsynth.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", script, *command, "--data", str(JURKAT_SAMPLE),
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [f"cellsynth {' '.join(command[:2 if command[0] == 'train' else 1])}: "
+                                                "error: training needs torch: pip install torch, then pip install "
+                                                "'napari-cellsynth[train]' (add [seg] for cellpose)"]

@@ -406,33 +406,29 @@ TRAIN_EXTRA = ("training needs torch: pip install torch, then pip install 'napar
 
 def run_training_command(args) -> int:
     """Hand the rest of the command line to a trainer's or exporter's own ``main`` (its options, its errors)."""
-    from .core.entry import run_entry
-
     module_name = (f"napari_cellsynth.training.trainers.{args.name}" if args.command == "train"
                    else f"napari_cellsynth.export.export_{args.name}")
-    prog = f"cellsynth {args.command} {args.name}"
+    return run_needing_torch(module_name, f"cellsynth {args.command} {args.name}", args)
+
+
+def run_study_command(args) -> int:
+    """``cellsynth study``: the study's own parser, errors and ``-v``."""
+    return run_needing_torch("napari_cellsynth.training.study.command", "cellsynth study", args)
+
+
+def run_needing_torch(module_name: str, prog: str, args) -> int:
+    """``module_name``'s ``main`` through :func:`run_entry`; without torch or Cellpose installed, one line that says
+    what to install, whether the module imports them at its top or only once its options are checked."""
+    from .core.entry import run_entry
+
     try:
         module = importlib.import_module(module_name)
+        return run_entry(module.main, prog, args.rest + (["-v"] if args.verbose else []))
     except ImportError as err:
         if err.name not in ("torch", "cellpose") or args.verbose:
             raise
         print(f"{prog}: error: {TRAIN_EXTRA}", file=sys.stderr)
         return 2
-    return run_entry(module.main, prog, args.rest + (["-v"] if args.verbose else []))
-
-
-def run_study_command(args) -> int:
-    """``cellsynth study``: the study's own parser, errors and ``-v``."""
-    from .core.entry import run_entry
-
-    try:
-        module = importlib.import_module("napari_cellsynth.training.study.command")
-    except ImportError as err:
-        if err.name not in ("torch",) or args.verbose:
-            raise
-        print(f"cellsynth study: error: {TRAIN_EXTRA}", file=sys.stderr)
-        return 2
-    return run_entry(module.main, "cellsynth study", args.rest + (["-v"] if args.verbose else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
