@@ -35,8 +35,9 @@ def test_the_chosen_point_is_the_grids_best_and_equals_what_segmentation_scores(
     """On two real training metaphases: the choice is the grid's best (no worse than Cellpose's defaults), and the
     masks the grid scores from the network's outputs are those ``segment`` gives at the same thresholds (exactly: the
     grid follows the flows for as many iterations as Cellpose's eval at the model's diameter)."""
-    from napari_cellsynth.training.data.chromosome_masks import average_precision, chromosome_instances, load_split
-    from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds, held_out_scores, network_outputs
+    from napari_cellsynth.training.data.chromosome_masks import (average_precision, chromosome_instances, load_split,
+                                                                 scores_of)
+    from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds, masks_at, network_outputs
 
     model = load_model(str(chromosome_cellpose_model))
     train, _, _ = load_split(str(require(SHARED_DATA / "mfish")), list(read_card(chromosome_cellpose_model)
@@ -52,7 +53,7 @@ def test_the_chosen_point_is_the_grids_best_and_equals_what_segmentation_scores(
         in_grid = next(p["ap50_mean"] for p in chosen["grid"] if (p["flow"], p["cellprob"]) == thresholds)
         assert via_segment["ap50_mean"] == in_grid  # the same masks: the grid follows the flows as long as eval does
         # what the trainer records for its held-out slides, from one network pass for both pairs of thresholds
-        assert held_out_scores(outputs, truths, [m.name for m in train], thresholds) == via_segment
+        assert scores_of(train, masks_at(outputs, *thresholds), truths) == via_segment
 
 
 def test_the_new_bundle_keeps_the_weights_and_records_the_thresholds(rethresholded, chromosome_cellpose_model):

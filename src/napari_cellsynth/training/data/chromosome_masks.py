@@ -58,15 +58,21 @@ def average_precision(model, metaphases, diameter: float | None = None,
                       thresholds: tuple[float, float] | None = None) -> dict:
     """AP@0.5 of a CellposeModel (or a model path or bundle :func:`load_model` reads) on ``metaphases``, at the
     model's own flow and cell-probability thresholds or at ``thresholds``."""
-    from napari_cellsynth.core.numba_cached import import_cellpose
-
-    metrics = import_cellpose().metrics
     if isinstance(model, (str, Path)):
         model = load_model(str(model))
-    truth = [chromosome_instances(m.karyotype) for m in metaphases]
     predicted = [run_to_end(segment(m.dapi, SegmentSettings("given", diameter, (0, 0), *(thresholds or (None, None))),
                                         model=model))
                  for m in metaphases]
-    ap, tp, fp, fn = metrics.average_precision(truth, predicted, threshold=[0.5])
-    return {"ap50_mean": float(ap[:, 0].mean()), "ap50_std": float(ap[:, 0].std()), "n_images": len(truth),
+    return scores_of(metaphases, predicted)
+
+
+def scores_of(metaphases, masks, truths=None) -> dict:
+    """AP@0.5 of ``masks`` (one per metaphase) against the metaphases' chromosomes (``truths``: their
+    :func:`chromosome_instances`, when already made), in the form a Cellpose run records: mean, std, count and AP by
+    metaphase."""
+    from napari_cellsynth.core.numba_cached import import_cellpose
+
+    truths = truths if truths is not None else [chromosome_instances(m.karyotype) for m in metaphases]
+    ap, _, _, _ = import_cellpose().metrics.average_precision(list(truths), list(masks), threshold=[0.5])
+    return {"ap50_mean": float(ap[:, 0].mean()), "ap50_std": float(ap[:, 0].std()), "n_images": len(truths),
             "per_image": {m.name: float(a) for m, a in zip(metaphases, ap[:, 0])}}

@@ -27,7 +27,7 @@ def network_outputs(model, images: Sequence[np.ndarray], diameter: float | None 
     size; the iterations are those ``CellposeModel.eval`` follows the flows for at that diameter (200 at the scale
     the network ran at: 200 × diam_labels / diam_mean at the model's own diameter), so that :func:`masks_at` gives
     eval's masks."""
-    rescale = model.diam_mean / (diameter if diameter else model.diam_labels)
+    rescale = model.diam_mean / (diameter if diameter is not None and diameter > 0 else model.diam_labels)  # eval's
     outputs = []
     for image in images:
         _, flows, _ = model.eval(image, diameter=diameter, channels=[0, 0])
@@ -51,16 +51,6 @@ def ap50(truths: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> dict:
     return {"ap50_mean": float(ap[:, 0].mean()), "ap50_std": float(ap[:, 0].std()),
             "per_image": [float(a) for a in ap[:, 0]], "found": int(tp[:, 0].sum()),
             "objects": int(tp[:, 0].sum() + fn[:, 0].sum())}
-
-
-def held_out_scores(outputs: Sequence[tuple], truths: Sequence[np.ndarray], names: Sequence[str],
-                    thresholds: tuple[float, float]) -> dict:
-    """AP@0.5 at ``thresholds`` (flow, cellprob) from the network's outputs, in the form a Cellpose run records (that
-    of :func:`~napari_cellsynth.training.data.chromosome_masks.average_precision`): one network pass serves every
-    pair of thresholds."""
-    scores = ap50(truths, masks_at(outputs, *thresholds))
-    return {"ap50_mean": scores["ap50_mean"], "ap50_std": scores["ap50_std"], "n_images": len(truths),
-            "per_image": dict(zip(names, scores["per_image"]))}
 
 
 def threshold_grid(outputs: Sequence[tuple], truths: Sequence[np.ndarray], flows: Sequence[float] = FLOW_GRID,

@@ -36,10 +36,10 @@ from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.batch.record import cellpose_identity
 from napari_cellsynth.core.bundle import CELLPOSE_THRESHOLDS
 from napari_cellsynth.core.segment import BUILT_IN, CELLPOSE_NBASE, cellpose_from_weights
-from napari_cellsynth.training.data.chromosome_masks import (chromosome_instances, load_split,
-                                                             pseudo_labels, unlabelled_metaphases)
+from napari_cellsynth.training.data.chromosome_masks import (chromosome_instances, load_split, pseudo_labels,
+                                                             scores_of, unlabelled_metaphases)
 from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
-from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds, held_out_scores, network_outputs
+from napari_cellsynth.training.reports.mask_thresholds import choose_thresholds, masks_at, network_outputs
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.cellpose_epochs import EpochPlan, read_checkpoint, train_epochs, write_model
 from napari_cellsynth.training.trainers.checkpoints import refuse_to_overwrite
@@ -221,15 +221,15 @@ def train(args) -> dict:
     thresholds = choose_thresholds(trained, images[:len(train_set)], masks[:len(train_set)],
                                    f"the {len(train_set)} training metaphases")
     held_out = network_outputs(trained, [m.dapi for m in test_set])  # once, for both pairs of thresholds
-    truths, names = [chromosome_instances(m.karyotype) for m in test_set], [m.name for m in test_set]
+    truths = [chromosome_instances(m.karyotype) for m in test_set]
     record = CellposeRun(
         model=str(model_path), root=str(Path(args.root).resolve()), nbase=list(args.nbase), bsize=args.bsize,
         epochs=args.epochs, images_per_epoch=args.images_per_epoch, learning_rate=args.learning_rate,
         train_metaphases=len(train_set), test_metaphases=len(test_set), held_out_slides=held_out_slides,
         train_seconds=trained_until["seconds"], thresholds=thresholds, init_from=started_from,
         pseudo_labelled=pseudo_labelled,
-        test=held_out_scores(held_out, truths, names, (thresholds["flow"], thresholds["cellprob"])),
-        test_at_defaults=held_out_scores(held_out, truths, names, CELLPOSE_THRESHOLDS),
+        test=scores_of(test_set, masks_at(held_out, thresholds["flow"], thresholds["cellprob"]), truths),
+        test_at_defaults=scores_of(test_set, masks_at(held_out, *CELLPOSE_THRESHOLDS), truths),
         final_train_loss=trained_until["losses"][-1], settings=CellposeSettings.from_namespace(args))
     report = record.to_dict()
     write_json_atomic(out / CellposeRun.FILE, report)
