@@ -237,6 +237,7 @@ def test_experiment_driver_end_to_end_and_resumes(jurkat_slice, tmp_path):
     assert filtered["paired"]["full"]["f1"]["before"] == [summary["full: real + DDPM"]["per_class"]["M"]["f1"]["mean"]]
     with pytest.raises(ValueError, match="choose a larger target"):
         experiment_ddpm.main([*args[:-2], "--balance-to", "10", "--out", str(tmp_path / "exp2")])
+    assert not (tmp_path / "exp2" / "ddpm-base").exists()  # refused before any generator or classifier trained
     # generators from elsewhere (--bundles): nothing is trained but the classifiers; a bundle of another cut is refused
     # with the control a user would otherwise pick: as many copies of real M cells as cells generated
     given = experiment_ddpm.main([*args[:-2], "--settings", "full", "--bundles", f"full={out / 'full' / 'ddpm-bundle'}",

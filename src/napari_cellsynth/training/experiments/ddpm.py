@@ -124,6 +124,16 @@ def target_count(counts: dict[str, int], rare: str, rule: str) -> int:
     return int(rule)
 
 
+def needed_count(counts: dict[str, int], args) -> int:
+    """How many generated cells raise the rare class's training ``counts`` to ``--balance-to``; a target it already
+    reaches is refused."""
+    target = target_count(counts, args.rare, args.balance_to)
+    if target <= counts[args.rare]:
+        raise ValueError(f"{args.rare} already has {counts[args.rare]} training crops, not fewer than the target "
+                         f"{target} of --balance-to {args.balance_to}; choose a larger target")
+    return target - counts[args.rare]
+
+
 def sampling(args, class_name: str, count: int, seed: int, batch_size: int) -> GenerationSettings:
     """The experiment's sampler settings (``--sampler``, ``--sample-steps``, ``--eta``, ``--clip-x0``, ``--guidance``)."""
     return GenerationSettings(class_name, count, args.sampler, args.sample_steps, args.guidance, seed, eta=args.eta,
@@ -144,11 +154,7 @@ def generated(root: Path, bundle: Path, counts: dict[str, int], args, seed: int)
     path = generated_path(root, args, seed)
     if path.is_file():
         return path
-    target = target_count(counts, args.rare, args.balance_to)
-    needed = target - counts[args.rare]
-    if needed < 1:
-        raise ValueError(f"{args.rare} already has {counts[args.rare]} training crops, not fewer than the target "
-                         f"{target} of --balance-to {args.balance_to}; choose a larger target")
+    needed = needed_count(counts, args)
     settings = sampling(args, args.rare, needed, seed, batch_size=64)
     print(f"generating {needed} {args.rare} cells", file=sys.stderr)
     result = run_to_end(generate(OnnxModel(bundle, kind="ddpm"), settings))
@@ -321,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     given = given_bundles(args.bundles)
+    for setting in args.settings:  # a target a setting already reaches is refused before anything trains
+        needed_count(SettingCrops.of(args, keep_specs(setting, args.rare)).counts, args)
     base = None if all(setting in given for setting in args.settings) else ddpm_base(out, args)
     arms = [arm for setting in args.settings for arm in prepare_setting(out, args, setting, given, base)]
     train_arms(arms, args.seeds, out, args.workers, args.threads, args.scheduler)
