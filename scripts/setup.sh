@@ -27,30 +27,38 @@ pip_install() {
 # uv, given pip's configuration (this machine's local wheels, indexes and constraints) and taking the best match
 # over all indexes as pip does: 38 s here against pip's 81-117 s (docs/results.md §2f); pip wherever uv fails
 uv_install() {
-  local options=() cert
-  mapfile -t options < <(.venv/bin/python - <<'PYTHON'
-import shlex, subprocess, sys
-listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-seen = []
-for line in listed.splitlines():  # global.find-links='/opt/wheels', :env:.extra-index-url='file:///a file:///b'
+  local text options=() cert
+  [ -x .venv/bin/uv ] || return 1
+  # pip install's options from its configuration as pip reads them (sections global < install < environment, the
+  # highest one wins); a configuration this does not translate (no-index) leaves the install to pip
+  text=$(.venv/bin/python - <<'PYTHON'
+import ast, subprocess, sys
+listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True)
+rank, chosen = {"global": 0, "install": 1, ":env:": 2}, {}
+for line in listed.stdout.splitlines():  # global.find-links='/opt/wheels', :env:.extra-index-url='file:///a file:///b'
     key, _, value = line.partition("=")
-    key = key.rsplit(".", 1)[-1]
-    if key in ("find-links", "extra-index-url", "index-url", "constraint") and value:
-        for one in " ".join(shlex.split(value)).split():
-            if (key, one) not in seen:
-                seen.append((key, one))
-for key, one in seen:
-    print(f"--{key}\n{one}")
+    section, _, name = key.rpartition(".")
+    if section not in rank:
+        continue
+    if name == "no-index":
+        sys.exit(1)
+    if name in ("find-links", "extra-index-url", "index-url", "constraint") and rank[section] >= chosen.get(name, (-1,))[0]:
+        chosen[name] = (rank[section], ast.literal_eval(value).split())
+for name, (_, values) in chosen.items():
+    for value in values:
+        print(f"--{name}\n{value}")
 PYTHON
-)
+) || return 1
+  [ -z "$text" ] || mapfile -t options <<< "$text"
   cert=${SSL_CERT_FILE:-$(.venv/bin/python -m pip config get global.cert 2>/dev/null || true)}
-  env ${cert:+SSL_CERT_FILE="$cert"} .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode --index-strategy unsafe-best-match \
-    "${options[@]}" "$@"
+  env ${cert:+SSL_CERT_FILE="$cert"} .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode \
+    --index-strategy unsafe-best-match "${options[@]}" "$@"
 }
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-pip_install --upgrade pip uv
+pip_install --upgrade pip
+pip_install uv || echo "setup: uv could not be installed; installing with pip" >&2
 # The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
 packages=(torch==2.13.0 -e ".[cpu,train,seg,batch,bioimageio,dev]")
 if ! uv_install "${packages[@]}"; then
