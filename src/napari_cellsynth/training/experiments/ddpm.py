@@ -298,12 +298,12 @@ def arm_label(setting: str, arm: str, rare: str) -> str:
     return f"{setting}: {ARMS[arm].format(rare=rare)}"
 
 
-def prepare_setting(out: Path, args, setting: str, given: dict[str, str], base: Path | None) -> list[ClassifierArm]:
+def prepare_setting(out: Path, args, setting: str, crops: SettingCrops, given: dict[str, str],
+                    base: Path | None) -> list[ClassifierArm]:
     """A setting's generator (trained and fine-tuned here, or given), each seed's generated cells (and copies), and
     its arms for the runner.  The first seed's real-only classifier trains first: the sets are sized from the
     setting's split, and that run's counts must be the same."""
     keep = keep_specs(setting, args.rare)
-    crops = SettingCrops.of(args, keep)
     common = classifier_options(args, keep)
     real = ClassifierArm(arm_name(setting, "real"), common)
     train_arms([real], args.seeds[:1], out, args.workers, args.threads, args.scheduler)
@@ -327,10 +327,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     given = given_bundles(args.bundles)
+    crops = {setting: SettingCrops.of(args, keep_specs(setting, args.rare)) for setting in args.settings}
     for setting in args.settings:  # a target a setting already reaches is refused before anything trains
-        needed_count(SettingCrops.of(args, keep_specs(setting, args.rare)).counts, args)
+        needed_count(crops[setting].counts, args)
     base = None if all(setting in given for setting in args.settings) else ddpm_base(out, args)
-    arms = [arm for setting in args.settings for arm in prepare_setting(out, args, setting, given, base)]
+    arms = [arm for setting in args.settings for arm in prepare_setting(out, args, setting, crops[setting], given, base)]
     train_arms(arms, args.seeds, out, args.workers, args.threads, args.scheduler)
     runs: dict[str, list] = {}
     for arm in arms:
