@@ -84,6 +84,30 @@ def stratified_split(y: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)) -> dic
     return {"train": np.sort(np.concatenate([train, index[tiny]])), "val": np.sort(val), "test": np.sort(test)}
 
 
+def group_split(y: np.ndarray, groups: np.ndarray, test_groups, seed: int,
+                val_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """Train/validation/test indices with whole groups held out for the test (e.g. slides: no test crop shares a
+    slide with a training one): test = every crop of ``test_groups``; validation = a share ``val_fraction`` of the
+    other crops, stratified by class and seeded (a class with fewer than 2 of them trains whole)."""
+    from sklearn.model_selection import train_test_split  # here: a refused command need not import it (1 s)
+
+    groups = np.asarray(groups).astype(str)
+    wanted = [str(g) for g in test_groups]
+    known = sorted(set(groups.tolist()))
+    unknown = [g for g in wanted if g not in known]
+    if unknown:
+        shown = ", ".join(known[:20]) + (" …" if len(known) > 20 else "")
+        raise ValueError(f"test groups {unknown} are not groups of the data (its groups: {shown})")
+    index = np.arange(len(y))
+    test = index[np.isin(groups, wanted)]
+    rest = index[~np.isin(groups, wanted)]
+    if not len(rest):
+        raise ValueError(f"the test groups {wanted} hold every crop: leave at least one group to train on")
+    lone = np.isin(y[rest], [k for k, n in enumerate(np.bincount(y[rest])) if n < 2])
+    train, val = train_test_split(rest[~lone], test_size=val_fraction, stratify=y[rest[~lone]], random_state=seed)
+    return {"train": np.sort(np.concatenate([train, rest[lone]])), "val": np.sort(val), "test": np.sort(test)}
+
+
 def read_split(path: str, n: int) -> dict[str, np.ndarray]:
     """A fixed train/validation/test split saved as index arrays; checked to be disjoint and in range."""
     if not Path(path).is_file():

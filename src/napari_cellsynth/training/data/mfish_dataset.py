@@ -32,8 +32,9 @@ it fits (larger ones are scaled down), holding only the chromosome's own pixels 
 Outputs: ``chromosomes.npz`` (every instance: ``dapi`` N×1×S×S, ``rgb`` N×3×S×S, ``fluorophores``
 N×5×S×S, ``chromosome_class``, ``translocation`` 1/0/-1, ``partner_fraction``, ``metaphase``, ``slide``,
 ``probe_set``), ``translocation_task.npz`` (``images`` = RGB crops and ``labels`` translocation/normal
-for the labelled ones, with ``slide`` for splits by slide), ``dataset.json`` (codes, RGB choice, counts)
-and ``examples.png``.
+for the labelled ones, with ``slide`` for splits by slide), ``translocation_planes.npz`` (the same with DAPI and
+the five fluorophore planes as six channels: what ``cellsynth study --config paper004`` reads), ``dataset.json``
+(codes, RGB choice, counts) and ``examples.png``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from napari_cellsynth.core.crops import extract_object_crops
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.data.mfish import (OVERLAP, Metaphase, list_metaphases, parse_karyotype_codes,
                                                   read_metaphase)
+from napari_cellsynth.training.data.translocations import PLANES, dapi_and_planes, labelled_task
 
 NORMAL_CODES = ("XX", "XY")
 ON_FRACTION = 0.4
@@ -227,12 +229,12 @@ def main(argv: list[str] | None = None) -> dict:
     arrays = built["arrays"]
     with atomic_open(out / "chromosomes.npz", "wb") as fh:
         np.savez_compressed(fh, **arrays)
-    labelled = arrays["translocation"] >= 0
-    with atomic_open(out / "translocation_task.npz", "wb") as fh:
-        np.savez_compressed(fh, images=arrays["rgb"][labelled], channels=np.array(["R", "G", "B"]),
-                            labels=np.where(arrays["translocation"][labelled] == 1, "translocation", "normal"),
-                            slide=arrays["slide"][labelled], metaphase=arrays["metaphase"][labelled],
-                            chromosome_class=arrays["chromosome_class"][labelled])
+    tasks = {"translocation_task.npz": labelled_task(arrays, arrays["rgb"], ["R", "G", "B"])}
+    if "fluorophores" in arrays:  # what cellsynth study --config paper004 reads: DAPI and the five planes
+        tasks["translocation_planes.npz"] = labelled_task(arrays, dapi_and_planes(arrays), PLANES)
+    for name, task in tasks.items():
+        with atomic_open(out / name, "wb") as fh:
+            np.savez_compressed(fh, **task)
     counts = {"metaphases": built["n_metaphases"], "chromosomes": int(len(arrays["translocation"])),
               "translocation": dict(Counter({1: "positive", 0: "negative", -1: "unknown"}[int(v)]
                                             for v in arrays["translocation"]))}

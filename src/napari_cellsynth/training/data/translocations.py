@@ -34,6 +34,27 @@ def load_chromosomes(path: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in keys}
 
 
+PLANES = ("DAPI", "plane 1", "plane 2", "plane 3", "plane 4", "plane 5")  # DAPI and the five fluorophore planes
+
+
+def labelled_task(chromosomes: dict[str, np.ndarray], images: np.ndarray, channels) -> dict[str, np.ndarray]:
+    """The labelled chromosomes (translocation ≥ 0) as crops a classifier and ``cellsynth study`` read: ``images``
+    (one per chromosome, e.g. RGB or DAPI + the five planes), ``labels`` (normal / translocation), ``channels``, and
+    each chromosome's ``slide``, ``metaphase`` and ``chromosome_class``."""
+    labelled = chromosomes["translocation"] >= 0
+    task = {"images": images[labelled], "channels": np.array(channels),
+            "labels": np.array(CLASSES)[chromosomes["translocation"][labelled]],
+            "slide": chromosomes["slide"][labelled], "metaphase": chromosomes["metaphase"][labelled]}
+    if "chromosome_class" in chromosomes:
+        task["chromosome_class"] = chromosomes["chromosome_class"][labelled]
+    return task
+
+
+def dapi_and_planes(chromosomes: dict[str, np.ndarray]) -> np.ndarray:
+    """N×6×S×S: each chromosome's DAPI and five fluorophore planes (what a DAPI → planes translator paints)."""
+    return np.concatenate([chromosomes["dapi"], chromosomes["fluorophores"]], axis=1)
+
+
 def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) -> dict[str, np.ndarray]:
     """DAPI and RGB crops (N×1×S×S, N×3×S×S uint8) of the chromosomes to train on, and their five fluorophore
     planes (N×5×S×S) where the data set has them."""
@@ -50,21 +71,19 @@ def load_pairs(path: str, exclude_slides: list[str], only_translocations: bool) 
 def slide_split(chromosomes: dict[str, np.ndarray], test_slides: list[str], val_fraction: float,
                 seed: int) -> dict[str, np.ndarray]:
     """Indices into the *labelled* chromosomes (translocation ≥ 0): test = the test slides' chromosomes."""
-    from sklearn.model_selection import train_test_split  # here: a refused command need not import it (1 s)
+    from napari_cellsynth.training.data.labelled_crops import group_split  # imports torch: not for a refusal
 
     labelled = np.flatnonzero(chromosomes["translocation"] >= 0)
-    slides = chromosomes["slide"][labelled]
     unknown = sorted(set(test_slides) - set(chromosomes["slide"].tolist()))
     if unknown:
-        raise ValueError(f"test slides {unknown} are not in the data (slides: {sorted(set(slides.tolist()))})")
+        raise ValueError(f"test slides {unknown} are not in the data (slides: "
+                         f"{sorted(set(chromosomes['slide'][labelled].tolist()))})")
     y = chromosomes["translocation"][labelled]
-    test = np.flatnonzero(np.isin(slides, test_slides))
+    split = group_split(y, chromosomes["slide"][labelled], test_slides, seed, val_fraction)
     for k, name in enumerate(CLASSES):
-        if not (y[test] == k).any():
+        if not (y[split["test"]] == k).any():
             raise ValueError(f"the test slides {test_slides} hold no '{name}' chromosome; add a slide that has one")
-    rest = np.flatnonzero(~np.isin(slides, test_slides))
-    train, val = train_test_split(rest, test_size=val_fraction, stratify=y[rest], random_state=seed)
-    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    return split
 
 
 def donors(chromosomes: dict[str, np.ndarray], test_slides: list[str]) -> np.ndarray:

@@ -51,7 +51,8 @@ from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.training.data.chromosome_identity import CLASS_NAMES
 from napari_cellsynth.training.data.spliced_translocations import save_spliced, spliced_set
-from napari_cellsynth.training.data.translocations import CLASSES, RARE, slide_split
+from napari_cellsynth.training.data.translocations import (CLASSES, PLANES, RARE, dapi_and_planes, labelled_task,
+                                                             slide_split)
 from napari_cellsynth.training.experiments.colour_baseline import colour_features, colour_scores
 from napari_cellsynth.training.runner.classifier_arms import ClassifierArm, run_folder, train_arms
 from napari_cellsynth.training.trainers.arguments import add_experiment_shift
@@ -118,15 +119,12 @@ def prepare(args, out: Path) -> dict[str, np.ndarray]:
     out.mkdir(parents=True, exist_ok=True)
     split = slide_split(chromosomes, args.test_slides, args.val_fraction, args.split_seed)
     labelled = np.flatnonzero(chromosomes["translocation"] >= 0)
-    six = np.concatenate([chromosomes["dapi"], chromosomes["fluorophores"]], axis=1)
-    planes = np.array(["DAPI"] + [f"plane {k}" for k in range(1, 6)])
-    common = {"labels": np.array(CLASSES)[chromosomes["translocation"][labelled]],
-              "slide": chromosomes["slide"][labelled], "metaphase": chromosomes["metaphase"][labelled]}
-    sets = {"rgb.npz": {"images": chromosomes["rgb"][labelled], "channels": np.array(["R", "G", "B"]), **common},
-            "six.npz": {"images": six[labelled], "channels": planes, **common},
+    six = dapi_and_planes(chromosomes)
+    common = labelled_task(chromosomes, six, PLANES)
+    sets = {"rgb.npz": labelled_task(chromosomes, chromosomes["rgb"], ["R", "G", "B"]), "six.npz": common,
             "split.npz": split}
     training_slides = ~np.isin(chromosomes["slide"], args.test_slides)
-    sets["identity.npz"] = {"images": six[training_slides], "channels": planes,
+    sets["identity.npz"] = {"images": six[training_slides], "channels": np.array(PLANES),
                             "labels": np.array(CLASS_NAMES)[chromosomes["chromosome_class"][training_slides] - 1]}
     for name, arrays in sets.items():
         if not (out / name).is_file():

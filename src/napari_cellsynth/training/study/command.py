@@ -4,12 +4,18 @@
         --generator zoo:ddpm-jurkat4-cut10-v --filters umap confidence knn --seeds 0 1 2 3 4 --out runs/study-m34
 
 Every arm trains the same classifier (``cellsynth train classifier`` with --width, --steps and --batch-size) on one
-split (``--split-seed``, stratified by the classes or by ``--stratify-by``'s; the rare classes thinned in its
+split (whole groups held out for the test with ``--group-by`` and ``--test-groups``, else a ``--split-seed`` share
+stratified by the classes or by ``--stratify-by``'s; the rare classes thinned in its
 training part by ``--keep CLASS=N`` to simulate scarcity) and is scored on the same real test cells, once per seed;
 the seeds pair the arms. Arms (``--arms``; default all): ``real``, ``balanced`` (class-balanced sampling), ``copies``
 (copies of the real rare cells, as many as the generated arms add), ``mixup`` (minority-focused mixup and nonlinear
 mixup), and per generator G: ``generated-G``, ``generated-G-FILTER`` for each ``--filters`` (umap, confidence, knn)
 and ``generated-G-mixup``.
+
+A generator is a DDPM or GAN bundle (cells sampled from noise), or a BBDM or CycleGAN translator (paper 004, per
+object: the rare class painted onto the condition channel, DAPI, of training cells of the other classes).  A
+translator records the slides it left out, so its study holds whole slides out for the test: ``--group-by slide
+--test-groups A20 V26 …`` (``--config paper004``).
 
 Each rare class gets ``--count`` synthetic cells (default: up to the median training count of the other classes).
 A generator bundle must have learnt from this study's training cells (its card's split seed and its count of the
@@ -56,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only N (or a fraction, 0.1) of a class's training cells: simulate scarcity")
     p.add_argument("--generator", nargs="+", action="append", default=[], metavar="[NAME=]BUNDLE",
                    help="generator bundles (DDPM or GAN; zoo:NAME or a folder); one-class bundles of one generator "
-                        "share a NAME.  Options after commas: guidance=W, interval=LOW:HIGH (the noise levels σ where "
-                        "guidance acts), guide=BUNDLE (autoguidance), e.g. g2=zoo:ddpm-a,guidance=2,interval=0.28:5.42")
+                        "share a NAME.  A BBDM or CycleGAN translator paints the rare class onto the other classes' "
+                        "training cells (with --test-groups the slides it left out).  DDPM options after commas: "
+                        "guidance=W, interval=LOW:HIGH (the noise levels σ where guidance acts), guide=BUNDLE "
+                        "(autoguidance), e.g. g2=zoo:ddpm-a,guidance=2,interval=0.28:5.42")
     p.add_argument("--filters", nargs="*", default=[], choices=list(FILTERS),
                    help="realism filters, each an arm per generator")
     p.add_argument("--count", type=int, help="synthetic cells per rare class (default: up to the median training "
@@ -72,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stratify-by", metavar="LABEL_MAP",
                    help="stratify the split by another label map's classes, e.g. jurkat4 for a 7-class study whose "
                         "generator was fine-tuned from one that learnt the 4-class split (as its trainer's option)")
+    p.add_argument("--group-by", metavar="COLUMN|path:K|path:REGEX",
+                   help="what groups the crops (e.g. slide: an .npz array or a labels-CSV column; or a part of each "
+                        "crop's path, as cellsynth classify --group-by); with --test-groups")
+    p.add_argument("--test-groups", nargs="+", default=[], metavar="GROUP",
+                   help="hold these whole groups out for the test (e.g. slides: no test cell shares a slide with a "
+                        "training one; validation is a stratified 20 %% of the rest); a translator generator "
+                        "(BBDM, CycleGAN) needs them")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per classifier (the same for every arm)")
     p.add_argument("--width", type=int, default=16, help="classifier width")
     p.add_argument("--batch-size", type=int, default=32)
@@ -190,6 +205,9 @@ def settings_from(args) -> StudySettings:
     if args.scheduler == "threads":
         raise ValueError("--scheduler threads: trainings run in processes; use --workers N (local processes) or a dask "
                          "scheduler address")
+    if bool(args.group_by) != bool(args.test_groups):
+        raise ValueError("--group-by and --test-groups go together: name what groups the crops and the groups to test "
+                         "on (e.g. --group-by slide --test-groups A20 V26)")
     generators, sampling = generator_names(args.generator)
     if args.arms:
         known = all_arms(list(generators), list(args.filters))
@@ -201,7 +219,8 @@ def settings_from(args) -> StudySettings:
         labels_csv=str(Path(args.labels_csv).resolve()) if args.labels_csv else None, size=args.size,
         keep=tuple(args.keep), generators=generators, sampling=sampling, filters=tuple(args.filters), count=args.count,
         pool_factor=args.pool_factor, sampler=args.sampler, sample_steps=args.sample_steps, split_seed=args.split_seed,
-        stratify_by=args.stratify_by, steps=args.steps, width=args.width, batch_size=args.batch_size,
+        stratify_by=args.stratify_by, group_by=args.group_by, test_groups=tuple(dict.fromkeys(args.test_groups)),
+        steps=args.steps, width=args.width, batch_size=args.batch_size,
         focused_n=focused_n, seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers,
         scheduler=args.scheduler, threads=args.threads)
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
-from napari_cellsynth.core.generate import GENERATOR_KINDS, GenerationSettings
+from napari_cellsynth.core.datasets import crop_groups
 from napari_cellsynth.core.jobs import run_to_end
-from napari_cellsynth.core.outputs import generate_into, read_generated
 from napari_cellsynth.core.runtime import OnnxModel
-from napari_cellsynth.training.data.labelled_crops import (MIN_EVAL_CROPS, LabelledData, load_labelled, read_split,
-                                                           stratification, stratified_split, thin_classes)
-from napari_cellsynth.training.data.split_provenance import TrainingSplit, check_learnt_from_split
+from napari_cellsynth.training.data.labelled_crops import (MIN_EVAL_CROPS, LabelledData, group_split, load_labelled,
+                                                           read_split, stratification, stratified_split, thin_classes)
 
+from .cell_sources import KINDS, SOURCES
 from .realism_filters import FILTERS, FilterInputs
 from .settings import StudySettings
 
@@ -47,12 +46,26 @@ class StudyPlan:
         return data
 
     @cached_property
+    def groups(self) -> np.ndarray | None:
+        """Each crop's group (``--group-by``: a slide, a patient), or None."""
+        s = self.settings
+        return crop_groups(self.data.crops, s.group_by, s.labels_csv).astype(str) if s.group_by else None
+
+    def whole_split(self) -> dict[str, np.ndarray]:
+        """The split before ``--keep``: whole groups held out for the test (``--test-groups``), else stratified by
+        ``--split-seed``."""
+        s = self.settings
+        if s.test_groups:
+            return group_split(self.stratify[0], self.groups, s.test_groups, s.split_seed)
+        return stratified_split(self.stratify[0], s.split_seed)
+
+    @cached_property
     def split(self) -> dict[str, np.ndarray]:
-        """The study's split (``split.npz``): stratified by ``--split-seed``, the rare classes thinned by ``--keep``."""
+        """The study's split (``split.npz``): :meth:`whole_split`, the rare classes thinned by ``--keep``."""
         path = self.out / "split.npz"
         if path.is_file():
             return self.check_scorable(read_split(str(path), len(self.data.y)))
-        split = self.check_scorable(stratified_split(self.stratify[0], self.settings.split_seed))
+        split = self.check_scorable(self.whole_split())
         split["train"] = thin_classes(split["train"], self.data.y, self.data.classes, list(self.settings.keep),
                                       self.settings.split_seed)
         save_npz(path, **split)
@@ -76,7 +89,7 @@ class StudyPlan:
         """``split-unthinned.npz``: the study's split before ``--keep`` (the fidelity scorer's, never an arm's)."""
         path = self.out / "split-unthinned.npz"
         if not path.is_file():
-            save_npz(path, **stratified_split(self.stratify[0], self.settings.split_seed))
+            save_npz(path, **self.whole_split())
         return path
 
     @cached_property
@@ -136,12 +149,12 @@ class StudyPlan:
         return save_npz(path, images=np.concatenate(images), labels=np.array(labels))
 
     def generator_models(self, generator: str) -> dict[str, OnnxModel]:
-        """The rare class → the bundle of ``generator`` that makes it (one class-conditional bundle, or one
-        single-class bundle per rare class), each checked to have learnt from this study's training cells."""
+        """The rare class → the bundle of ``generator`` that makes it (one class-conditional bundle, one single-class
+        bundle per rare class, or a translator), each checked by its kind's source (:mod:`.cell_sources`)."""
         by_class: dict[str, OnnxModel] = {}
         for bundle in self.settings.generators[generator]:
-            model = OnnxModel(bundle, kind=GENERATOR_KINDS)
-            for name in (c for c in model.card.classes if c in self.settings.rare):
+            model = OnnxModel(bundle, kind=KINDS)
+            for name in SOURCES[model.card.kind].classes(self, model, generator):
                 self.check_generator(model, name)
                 by_class.setdefault(name, model)
         missing = [c for c in self.settings.rare if c not in by_class]
@@ -156,18 +169,8 @@ class StudyPlan:
         return by_class
 
     def check_generator(self, model: OnnxModel, name: str) -> None:
-        """A generator (and every start it was fine-tuned from) must have learnt from this study's training cells of
-        the class, never from test cells (:mod:`training.data.split_provenance`), and make crops of the data's shape."""
-        card, seed = model.card, self.settings.split_seed
-        labels, classes = self.stratify
-        split = TrainingSplit.of(seed, classes, labels[stratified_split(labels, seed)["train"]], "this study")
-        check_learnt_from_split(card, name, self.train_counts()[name], split,
-                                f"pass the --keep {name}=N it was trained with, or train it on this study's cells")
-        size, channels = card.input.get("size"), len(card.channels or [])
-        ours = tuple(self.data.crops.images.shape[1:])
-        if size and (tuple(size) != ours[-2:] or (channels and channels != ours[0])):
-            raise ValueError(f"generator '{card.name}' makes {channels}×{size[0]}×{size[1]} crops, the data's are "
-                             f"{'×'.join(map(str, ours))}: train the generator on this data (or pass --size)")
+        """Whether ``model`` may make this study's cells of ``name`` (never having learnt from its test cells)."""
+        SOURCES[model.card.kind].check(self, model, name)
 
     def filters_choose_from(self, generator: str) -> bool:
         """Whether a filtered arm of ``generator`` runs: only then does its pool hold more cells than an arm adds."""
@@ -194,15 +197,10 @@ class StudyPlan:
             # a filtered arm came later: the pool grows, its first cells (the unfiltered arm's) stay the same
         images, labels, provenance = [], [], {}
         for name, model in self.generator_models(generator).items():
-            options = self.settings.sampling_of(generator)
-            settings = GenerationSettings(name, self.pool_size(name, generator), self.settings.sampler,
-                                          self.settings.sample_steps, options.guidance, seed=seed, batch_size=32,
-                                          guidance_interval=options.guidance_interval, guide=options.guide)
-            record = run_to_end(generate_into(root / "tiff" / name, model, settings))
-            images.append(read_generated(root / "tiff" / name, record, settings.count).astype(self.data.crops.images.dtype,
-                                                                                           copy=False))
-            labels += [name] * settings.count
-            provenance[name] = record
+            count = self.pool_size(name, generator)
+            made, provenance[name] = SOURCES[model.card.kind].make(self, generator, model, name, count, seed, root)
+            images.append(made.astype(self.data.crops.images.dtype, copy=False))
+            labels += [name] * count
         write_json_atomic(root / "provenance.json", provenance)
         return save_npz(path, images=np.concatenate(images), labels=np.array(labels))
 

@@ -46,6 +46,8 @@ class StudySettings:
     sample_steps: int = 20
     split_seed: int = 0
     stratify_by: str | None = None  # another label map whose classes the split is stratified by
+    group_by: str | None = None  # what groups the crops (a column, an .npz array, path:K): --test-groups' groups
+    test_groups: tuple[str, ...] = ()  # whole groups (slides) held out for the test, instead of a stratified share
     steps: int = 1000
     width: int = 16
     batch_size: int = 32
@@ -63,7 +65,7 @@ class StudySettings:
     def from_dict(cls, values: dict) -> "StudySettings":
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
-        for key in ("rare", "keep", "filters", "seeds", "arms"):
+        for key in ("rare", "keep", "filters", "seeds", "arms", "test_groups"):
             if key in values:
                 values[key] = tuple(values[key])
         if "generators" in values:

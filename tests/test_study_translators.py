@@ -1,0 +1,108 @@
+"""cellsynth study with a translator (paper 004, per object): a BBDM paints translocations onto the DAPI of training
+normals of real M-FISH metaphases, with whole slides held out for the test, run as a user types it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import require
+from test_study import study
+
+TEST_SLIDES = ["V14", "V26"]  # a normal slide and one with translocations; the BBDM trains on V28 (V16 left out too)
+
+
+@pytest.fixture(scope="module")
+def planes_bbdm(mfish_five_metaphases, tmp_path_factory) -> Path:
+    """A five-plane BBDM (3 training steps: the pipeline, not its quality, is under test) that left out the study's
+    test slides and V16."""
+    from napari_cellsynth.export.export_bbdm import export_bbdm
+    from napari_cellsynth.training.trainers import bbdm as train_bbdm
+
+    run = tmp_path_factory.mktemp("bbdm") / "planes"
+    train_bbdm.main(["--data", str(mfish_five_metaphases), "--target", "fluorophores", "--exclude-slides",
+                     *TEST_SLIDES, "V16", "--base", "16", "--steps", "3", "--sample-every", "3", "--sample-steps", "2",
+                     "--ckpt-every", "3", "--out", str(run), "--quiet"])
+    return export_bbdm(run, tmp_path_factory.mktemp("bundles") / "bbdm-planes")
+
+
+def planes_data(mfish_five_metaphases: Path) -> Path:
+    """What the M-FISH builder writes beside chromosomes.npz: the labelled chromosomes, DAPI and five planes."""
+    return require(mfish_five_metaphases.with_name("translocation_planes.npz"))
+
+
+def test_a_bbdm_study_holds_slides_out_and_paints_training_normals(mfish_five_metaphases, planes_bbdm, tmp_path):
+    data, out = planes_data(mfish_five_metaphases), tmp_path / "study"
+    done = study("--data", data, "--rare", "translocation", "--group-by", "slide", "--test-groups", *TEST_SLIDES,
+                 "--generator", f"bbdm={planes_bbdm}", "--filters", "umap", "--arms", "copies", "generated-bbdm",
+                 "generated-bbdm-umap", "--count", "20", "--sample-steps", "3", "--steps", "12", "--width", "8",
+                 "--seeds", "0", "--quiet", "--out", out)
+    assert done.returncode == 0, done.stderr
+    with np.load(data) as crops, np.load(out / "split.npz") as split:
+        slides, labels, images = crops["slide"], crops["labels"], crops["images"]
+        test, train = split["test"], split["train"]
+    assert set(slides[test]) == set(TEST_SLIDES) and np.isin(slides, TEST_SLIDES).sum() == len(test)
+    assert not np.isin(slides[train], TEST_SLIDES).any()
+    root = out / "synthetic" / "bbdm" / "seed0"
+    with np.load(root / "pool.npz") as pool:
+        made, made_labels = pool["images"], pool["labels"]
+    assert made.shape == (40, 6, 64, 64) and set(made_labels) == {"translocation"}  # 2 × 20: the filter chooses
+    donors = np.array(json.loads((root / "provenance.json").read_text())["translocation"]["donors"])
+    assert set(donors) <= set(train) and (labels[donors] == "normal").all()
+    assert set(slides[donors]) == {"V28"}  # the slides the BBDM learnt from
+    assert len(set(donors.tolist())) == len(donors)  # each donor once while there are enough
+    assert np.array_equal(made[:, 0], images[donors, 0])  # each painted cell keeps its donor's own DAPI
+    assert (made[:, 1:][images[donors, :1].repeat(5, 1) == 0] == 0).all()  # painted on the chromosome's pixels only
+    kept = json.loads((root / "kept-umap.json").read_text())["translocation"]
+    assert kept["generated"] == 40 and 0 <= kept["kept"] <= 40
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"real", "copies", "generated-bbdm", "generated-bbdm-umap"} <= set(summary["arms"])
+    added = json.loads((out / "arms" / "generated-bbdm" / "seed0" / "config.json").read_text())["extra_train"]
+    assert [e["counts"]["translocation"] for e in added] == [20]
+    assert (out / "report.html").is_file()
+
+
+def test_a_translator_is_refused_where_it_could_have_seen_test_cells(mfish_five_metaphases, planes_bbdm, tmp_path,
+                                                                     capsys):
+    from napari_cellsynth import cli
+
+    data = planes_data(mfish_five_metaphases)
+    common = ["--data", data, "--rare", "translocation", "--steps", "12", "--quiet"]
+    bbdm, held_out = ["--generator", f"bbdm={planes_bbdm}"], ["--group-by", "slide", "--test-groups", *TEST_SLIDES]
+    cases = [
+        ([*common, *bbdm, "--out", tmp_path / "a"], "records the slides it left out"),  # no slide held out
+        ([*common, *bbdm, "--group-by", "slide", "--test-groups", "V14", "V28", "--out", tmp_path / "b"],
+         "learnt from the test groups ['V28']"),
+        ([*common, *bbdm, "--group-by", "slide", "--out", tmp_path / "c"], "go together"),
+        ([*common, *bbdm, "--group-by", "slide", "--test-groups", "V99", "--out", tmp_path / "d"],
+         "not groups of the data"),
+        ([*common, *held_out, "--generator", f"bbdm={planes_bbdm},guidance=1.5", "--out", tmp_path / "e"],
+         "apply to DDPM bundles"),
+        ([*common, *held_out, "--generator", "zoo:ddpm-jurkat4-cut10-v", "--out", tmp_path / "f"],
+         "learnt from a stratified split"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert cli.main(["study", *map(str, args)]) == 2
+        stderr = capsys.readouterr().err
+        assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert not (Path(args[-1]) / "settings.json").exists()  # a refused study leaves nothing to resume
+
+
+def test_the_builder_writes_the_planes_task_the_translocation_experiment_reads(mfish_five_metaphases, tmp_path):
+    """The six-channel task of the builder equals the one the translocation experiment derives from chromosomes.npz."""
+    from napari_cellsynth.training.data.translocations import load_chromosomes
+    from napari_cellsynth.training.experiments.translocation_classifier import build_parser, prepare
+
+    args = build_parser().parse_args(["--data", str(mfish_five_metaphases), "--test-slides", *TEST_SLIDES,
+                                      "--out", str(tmp_path)])
+    prepare(args, tmp_path)
+    chromosomes = load_chromosomes(str(mfish_five_metaphases))
+    with np.load(planes_data(mfish_five_metaphases)) as built, np.load(tmp_path / "six.npz") as six:
+        assert set(built.files) == set(six.files)
+        for key in built.files:
+            assert np.array_equal(built[key], six[key]), key
+        assert len(built["labels"]) == int((chromosomes["translocation"] >= 0).sum())
