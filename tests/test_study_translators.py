@@ -29,17 +29,31 @@ def planes_bbdm(mfish_five_metaphases, tmp_path_factory) -> Path:
     return export_bbdm(run, tmp_path_factory.mktemp("bundles") / "bbdm-planes")
 
 
+@pytest.fixture(scope="module")
+def planes_cyclegan(mfish_five_metaphases, tmp_path_factory) -> Path:
+    """A five-plane CycleGAN (2 training steps) that left out the same slides."""
+    from napari_cellsynth.export.export_cyclegan import export_cyclegan
+    from napari_cellsynth.training.trainers import cyclegan as train_cyclegan
+
+    run = tmp_path_factory.mktemp("cyclegan") / "planes"
+    train_cyclegan.main(["--data", str(mfish_five_metaphases), "--planes", "fluorophores", "--target", "all",
+                         "--exclude-slides", *TEST_SLIDES, "V16", "--base", "8", "--blocks", "2", "--steps", "2",
+                         "--sample-every", "2", "--ckpt-every", "2", "--out", str(run), "--quiet"])
+    return export_cyclegan(run, tmp_path_factory.mktemp("bundles") / "cyclegan-planes")
+
+
 def planes_data(mfish_five_metaphases: Path) -> Path:
     """What the M-FISH builder writes beside chromosomes.npz: the labelled chromosomes, DAPI and five planes."""
     return require(mfish_five_metaphases.with_name("translocation_planes.npz"))
 
 
-def test_a_bbdm_study_holds_slides_out_and_paints_training_normals(mfish_five_metaphases, planes_bbdm, tmp_path):
+def test_a_translator_study_holds_slides_out_and_paints_training_normals(mfish_five_metaphases, planes_bbdm,
+                                                                         planes_cyclegan, tmp_path):
     data, out = planes_data(mfish_five_metaphases), tmp_path / "study"
     done = study("--data", data, "--rare", "translocation", "--group-by", "slide", "--test-groups", *TEST_SLIDES,
-                 "--generator", f"bbdm={planes_bbdm}", "--filters", "umap", "--arms", "copies", "generated-bbdm",
-                 "generated-bbdm-umap", "--count", "20", "--sample-steps", "3", "--steps", "12", "--width", "8",
-                 "--seeds", "0", "--quiet", "--out", out)
+                 "--generator", f"bbdm={planes_bbdm}", f"cyclegan={planes_cyclegan}", "--filters", "umap", "--arms",
+                 "copies", "generated-bbdm", "generated-bbdm-umap", "generated-cyclegan", "--count", "20",
+                 "--sample-steps", "3", "--steps", "12", "--width", "8", "--seeds", "0", "--quiet", "--out", out)
     assert done.returncode == 0, done.stderr
     with np.load(data) as crops, np.load(out / "split.npz") as split:
         slides, labels, images = crops["slide"], crops["labels"], crops["images"]
@@ -56,10 +70,15 @@ def test_a_bbdm_study_holds_slides_out_and_paints_training_normals(mfish_five_me
     assert len(set(donors.tolist())) == len(donors)  # each donor once while there are enough
     assert np.array_equal(made[:, 0], images[donors, 0])  # each painted cell keeps its donor's own DAPI
     assert (made[:, 1:][images[donors, :1].repeat(5, 1) == 0] == 0).all()  # painted on the chromosome's pixels only
+    with np.load(out / "synthetic" / "cyclegan" / "seed0" / "pool.npz") as pool:  # one pass, no filter: 20 cells
+        assert pool["images"].shape == (20, 6, 64, 64)
+        painted = json.loads((out / "synthetic" / "cyclegan" / "seed0" / "provenance.json").read_text())
+        assert set(slides[painted["translocation"]["donors"]]) == {"V28"}
+        assert np.array_equal(pool["images"][:, 0], images[painted["translocation"]["donors"], 0])
     kept = json.loads((root / "kept-umap.json").read_text())["translocation"]
     assert kept["generated"] == 40 and 0 <= kept["kept"] <= 40
     summary = json.loads((out / "summary.json").read_text())
-    assert {"real", "copies", "generated-bbdm", "generated-bbdm-umap"} <= set(summary["arms"])
+    assert {"real", "copies", "generated-bbdm", "generated-bbdm-umap", "generated-cyclegan"} <= set(summary["arms"])
     added = json.loads((out / "arms" / "generated-bbdm" / "seed0" / "config.json").read_text())["extra_train"]
     assert [e["counts"]["translocation"] for e in added] == [20]
     assert (out / "report.html").is_file()
