@@ -125,3 +125,23 @@ def test_the_builder_writes_the_planes_task_the_translocation_experiment_reads(m
         for key in built.files:
             assert np.array_equal(built[key], six[key]), key
         assert len(built["labels"]) == int((chromosomes["translocation"] >= 0).sum())
+
+
+def test_a_translators_pool_keeps_its_first_cells_when_it_grows(mfish_five_metaphases, planes_bbdm, tmp_path):
+    """A filtered arm added later doubles the pool: the cells the unfiltered arm trained on stay its first ones."""
+    from napari_cellsynth.core.runtime import OnnxModel
+    from napari_cellsynth.training.study.cell_sources import SOURCES
+    from napari_cellsynth.training.study.plan import StudyPlan
+    from napari_cellsynth.training.study.settings import StudySettings
+
+    settings = StudySettings(str(planes_data(mfish_five_metaphases)), ("translocation",), group_by="slide",
+                             test_groups=tuple(TEST_SLIDES), sample_steps=3)
+    plan, model = StudyPlan(settings, tmp_path), OnnxModel(planes_bbdm, kind="bbdm")
+    source = SOURCES[model.card.kind]
+    first, first_record = source.make(plan, "bbdm", model, "translocation", 20, 0, tmp_path)
+    grown, grown_record = source.make(plan, "bbdm", model, "translocation", 40, 0, tmp_path)
+    assert first.shape == (20, 6, 64, 64) and grown.shape == (40, 6, 64, 64)
+    assert grown_record["donors"][:20] == first_record["donors"]
+    assert np.array_equal(grown[:20], first)
+    other, _ = source.make(plan, "bbdm", model, "translocation", 20, 1, tmp_path)  # another seed: other cells
+    assert not np.array_equal(other, first)

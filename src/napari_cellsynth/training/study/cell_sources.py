@@ -124,17 +124,19 @@ class TranslatedCells:
         donor drawn again gets other noise), translated with the study's ``--sample-steps`` bridge steps."""
         from napari_cellsynth.core.translate import TranslationSettings, provenance, translate_crops
 
+        settings = TranslationSettings(steps=plan.settings.sample_steps, seed=seed, batch_size=32)
+        # whole batches (batch b's noise is seeded by [seed, b]) of a donor order that only grows (each pass a new
+        # permutation): a larger count later, a filtered arm's pool, starts with the same cells
+        whole = -(-count // settings.batch_size) * settings.batch_size
         donors, rng = self.donors(plan, model), np.random.default_rng(seed)
-        # each pass a new permutation of the donors: a larger count later (a filtered arm's pool) keeps the first cells
-        pick = np.concatenate([rng.permutation(donors) for _ in range(-(-count // len(donors)))])[:count]
+        pick = np.concatenate([rng.permutation(donors) for _ in range(-(-whole // len(donors)))])[:whole]
         source, painted = self.channel_order(plan, model)
         images = plan.data.crops.images[pick]
         condition = images[:, source]
-        settings = TranslationSettings(steps=plan.settings.sample_steps, seed=seed, batch_size=32)
         planes = run_to_end(translate_crops(model, condition, condition.max(axis=1) > 0, settings))
         made = np.empty_like(images)
         made[:, source], made[:, painted] = condition, planes.astype(images.dtype, copy=False)
-        return made, {"translation": provenance(model, settings), "donors": pick.tolist()}
+        return made[:count], {"translation": provenance(model, settings), "donors": pick[:count].tolist()}
 
 
 SOURCES = {"ddpm": SampledCells(), "gan": SampledCells(), "bbdm": TranslatedCells(), "cyclegan": TranslatedCells()}
