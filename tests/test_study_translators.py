@@ -127,21 +127,37 @@ def test_the_builder_writes_the_planes_task_the_translocation_experiment_reads(m
         assert len(built["labels"]) == int((chromosomes["translocation"] >= 0).sum())
 
 
-def test_a_translators_pool_keeps_its_first_cells_when_it_grows(mfish_five_metaphases, planes_bbdm, tmp_path):
-    """A filtered arm added later doubles the pool: the cells the unfiltered arm trained on stay its first ones."""
+def test_a_translators_pool_grows_and_resumes_without_changing_its_cells(mfish_five_metaphases, planes_bbdm,
+                                                                          tmp_path, monkeypatch):
+    """A filtered arm added later doubles the pool: the cells the unfiltered arm trained on stay its first ones.  The
+    pool is saved in parts as it is made: a killed run resumes from the parts on disk, and cutting it into parts
+    changes no cell (each batch keeps its noise)."""
     from napari_cellsynth.core.runtime import OnnxModel
-    from napari_cellsynth.training.study.cell_sources import SOURCES
+    from napari_cellsynth.training.study import cell_sources
     from napari_cellsynth.training.study.plan import StudyPlan
     from napari_cellsynth.training.study.settings import StudySettings
 
     settings = StudySettings(str(planes_data(mfish_five_metaphases)), ("translocation",), group_by="slide",
                              test_groups=tuple(TEST_SLIDES), sample_steps=3)
     plan, model = StudyPlan(settings, tmp_path), OnnxModel(planes_bbdm, kind="bbdm")
-    source = SOURCES[model.card.kind]
-    first, first_record = source.make(plan, "bbdm", model, "translocation", 20, 0, tmp_path)
-    grown, grown_record = source.make(plan, "bbdm", model, "translocation", 40, 0, tmp_path)
+    source = cell_sources.SOURCES[model.card.kind]
+
+    def make(count: int, seed: int, root: str):
+        return source.make(plan, "bbdm", model, "translocation", count, seed, tmp_path / root)
+
+    first, first_record = make(20, 0, "a")
+    grown, grown_record = make(40, 0, "a")
     assert first.shape == (20, 6, 64, 64) and grown.shape == (40, 6, 64, 64)
     assert grown_record["donors"][:20] == first_record["donors"]
     assert np.array_equal(grown[:20], first)
-    other, _ = source.make(plan, "bbdm", model, "translocation", 20, 1, tmp_path)  # another seed: other cells
-    assert not np.array_equal(other, first)
+    assert not np.array_equal(make(20, 1, "a")[0], first)  # another seed: other cells
+
+    monkeypatch.setattr(cell_sources, "PART", 32)  # parts of one batch: 64 cells are two parts
+    in_parts, _ = make(40, 0, "b")
+    assert np.array_equal(in_parts, grown)
+    parts = sorted((tmp_path / "b" / "translated").glob("*.npz"))
+    assert [p.name for p in parts] == ["translocation-seed0-000000-32.npz", "translocation-seed0-000032-32.npz"]
+    kept_time = parts[0].stat().st_mtime_ns
+    parts[1].unlink()  # killed while making the second part
+    resumed, _ = make(40, 0, "b")
+    assert np.array_equal(resumed, grown) and parts[0].stat().st_mtime_ns == kept_time and parts[1].is_file()

@@ -22,14 +22,17 @@ def batch_sizes(count: int, batch_size: int) -> list[int]:
 
 
 def seeded_batches(sizes: list[int], calls_per_batch: int, seed: int, run_batch: BatchJob,
-                   skip_batch: Callable[[int], bool] | None = None) -> Generator[tuple[int, int], None, list]:
-    """Run ``run_batch`` for each batch with its own generator; yield ``(network calls done, total)``;
-    return the batches' results in order (skipped batches left out)."""
+                   skip_batch: Callable[[int], bool] | None = None,
+                   first_batch: int = 0) -> Generator[tuple[int, int], None, list]:
+    """Run ``run_batch`` for each batch with its own generator, ``default_rng([seed, first_batch + b])`` for batch
+    ``b`` (``first_batch``: where these batches start in a longer run made in parts); yield ``(network calls done,
+    total)``; return the batches' results in order (skipped batches left out)."""
     total, done, results = len(sizes) * calls_per_batch, 0, []
     yield 0, total
     for b, n in enumerate(sizes):
         if skip_batch is None or not skip_batch(b):
-            results.append((yield from shifted(run_batch(b, n, np.random.default_rng([seed, b])), done, total)))
+            rng = np.random.default_rng([seed, first_batch + b])
+            results.append((yield from shifted(run_batch(b, n, rng), done, total)))
         done += calls_per_batch
         yield done, total
     return results

@@ -144,10 +144,11 @@ def provenance(model: OnnxModel, settings: TranslationSettings) -> dict:
         "batch_size": settings.batch_size, "condition": model.card.condition.channels}
 
 
-def translate_crops(model: OnnxModel, crops: np.ndarray, masks: np.ndarray,
-                    settings: TranslationSettings) -> Generator[tuple[int, int], None, np.ndarray]:
+def translate_crops(model: OnnxModel, crops: np.ndarray, masks: np.ndarray, settings: TranslationSettings,
+                    first_batch: int = 0) -> Generator[tuple[int, int], None, np.ndarray]:
     """Yield ``(network calls done, total)``; return N×C×H×W synthetic FISH for N×1×H×W 8-bit DAPI crops,
-    zero outside ``masks`` (N×H×W, each crop's own chromosome pixels)."""
+    zero outside ``masks`` (N×H×W, each crop's own chromosome pixels).  ``first_batch``: the crops are batches
+    ``first_batch`` … of a longer run made in parts (their noise is that run's)."""
     settings.check(model)
     card = model.card
     crops, masks = np.asarray(crops), np.asarray(masks, bool)
@@ -165,7 +166,7 @@ def translate_crops(model: OnnxModel, crops: np.ndarray, masks: np.ndarray,
         return np.where(masks[part][:, None], raw, 0).astype(raw.dtype)
 
     images = yield from seeded_batches(batch_sizes(len(crops), settings.batch_size), settings.network_calls(model),
-                                       settings.seed, run_batch)
+                                       settings.seed, run_batch, first_batch=first_batch)
     empty = np.zeros((0, card.n_channels, *crops.shape[-2:]), card.input.get("dtype", "uint8"))
     return np.concatenate(images) if images else empty
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_cellsynth.core.atomic import atomic_open
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.runtime import OnnxModel
 
@@ -133,11 +134,23 @@ class TranslatedCells:
         source, painted = self.channel_order(plan, model)
         images = plan.data.crops.images[pick]
         condition = images[:, source]
-        planes = run_to_end(translate_crops(model, condition, condition.max(axis=1) > 0, settings))
+        planes = []
+        for first in range(0, whole, PART):  # parts saved as they are made: a killed study resumes from the last one
+            path = root / "translated" / f"{name}-seed{seed}-{first:06d}-{min(PART, whole - first)}.npz"
+            if not path.is_file():
+                part = condition[first:first + PART]
+                made = run_to_end(translate_crops(model, part, part.max(axis=1) > 0, settings,
+                                                  first_batch=first // settings.batch_size))
+                with atomic_open(path, "wb") as fh:
+                    np.savez(fh, planes=made.astype(images.dtype, copy=False))
+            with np.load(path, allow_pickle=False) as saved:
+                planes.append(saved["planes"])
         made = np.empty_like(images)
-        made[:, source], made[:, painted] = condition, planes.astype(images.dtype, copy=False)
+        made[:, source], made[:, painted] = condition, np.concatenate(planes)
         return made[:count], {"translation": provenance(model, settings), "donors": pick[:count].tolist()}
 
+
+PART = 256  # translated cells saved at a time (whole batches of 32)
 
 SOURCES = {"ddpm": SampledCells(), "gan": SampledCells(), "bbdm": TranslatedCells(), "cyclegan": TranslatedCells()}
 KINDS = tuple(SOURCES)
