@@ -17,26 +17,26 @@ TEST_SLIDES = ["V14", "V26"]  # a normal slide and one with translocations; the 
 
 @pytest.fixture(scope="module")
 def planes_bbdm(mfish_five_metaphases, tmp_path_factory) -> Path:
-    """A five-plane BBDM (3 training steps: the pipeline, not its quality, is under test) that left out the study's
-    test slides and V16."""
+    """A five-plane BBDM of translocations (3 training steps: the pipeline, not its quality, is under test) that left
+    out the study's test slides and V16."""
     from napari_cellsynth.export.export_bbdm import export_bbdm
     from napari_cellsynth.training.trainers import bbdm as train_bbdm
 
     run = tmp_path_factory.mktemp("bbdm") / "planes"
     train_bbdm.main(["--data", str(mfish_five_metaphases), "--target", "fluorophores", "--exclude-slides",
-                     *TEST_SLIDES, "V16", "--base", "16", "--steps", "3", "--sample-every", "3", "--sample-steps", "2",
-                     "--ckpt-every", "3", "--out", str(run), "--quiet"])
+                     *TEST_SLIDES, "V16", "--only-translocations", "--base", "16", "--steps", "3", "--sample-every",
+                     "3", "--sample-steps", "2", "--ckpt-every", "3", "--out", str(run), "--quiet"])
     return export_bbdm(run, tmp_path_factory.mktemp("bundles") / "bbdm-planes")
 
 
 @pytest.fixture(scope="module")
 def planes_cyclegan(mfish_five_metaphases, tmp_path_factory) -> Path:
-    """A five-plane CycleGAN (2 training steps) that left out the same slides."""
+    """A five-plane CycleGAN of translocations (2 training steps) that left out the same slides."""
     from napari_cellsynth.export.export_cyclegan import export_cyclegan
     from napari_cellsynth.training.trainers import cyclegan as train_cyclegan
 
     run = tmp_path_factory.mktemp("cyclegan") / "planes"
-    train_cyclegan.main(["--data", str(mfish_five_metaphases), "--planes", "fluorophores", "--target", "all",
+    train_cyclegan.main(["--data", str(mfish_five_metaphases), "--planes", "fluorophores", "--target", "translocations",
                          "--exclude-slides", *TEST_SLIDES, "V16", "--base", "8", "--blocks", "2", "--steps", "2",
                          "--sample-every", "2", "--ckpt-every", "2", "--out", str(run), "--quiet"])
     return export_cyclegan(run, tmp_path_factory.mktemp("bundles") / "cyclegan-planes")
@@ -84,8 +84,8 @@ def test_a_translator_study_holds_slides_out_and_paints_training_normals(mfish_f
     assert (out / "report.html").is_file()
 
 
-def test_a_translator_is_refused_where_it_could_have_seen_test_cells(mfish_five_metaphases, planes_bbdm, tmp_path,
-                                                                     capsys):
+def test_a_translator_is_refused_where_it_could_have_seen_test_cells(mfish_five_metaphases, planes_bbdm, bbdm_bundle,
+                                                                     tmp_path, capsys):
     from napari_cellsynth import cli
 
     data = planes_data(mfish_five_metaphases)
@@ -102,6 +102,13 @@ def test_a_translator_is_refused_where_it_could_have_seen_test_cells(mfish_five_
          "apply to DDPM bundles"),
         ([*common, *held_out, "--generator", "zoo:ddpm-jurkat4-cut10-v", "--out", tmp_path / "f"],
          "learnt from a stratified split"),
+        # a BBDM of any chromosome (trained without --only-translocations) paints normal-looking ones
+        ([*common, *held_out, "--generator", f"bbdm={bbdm_bundle}", "--out", tmp_path / "g"], "makes 'any' cells"),
+        ([*common, *held_out, *bbdm, "--sample-steps", "1", "--out", tmp_path / "h"], "steps must be between 2"),
+        ([*common, *bbdm, "--group-by", "slide", "--test-groups", "V14", "--out", tmp_path / "i"],
+         "choose --test-groups that hold some"),  # V14 has no translocation
+        ([*common, "--group-by", "slide", "--test-groups", "V26", "V28", "--out", tmp_path / "j"],
+         "hold every crop of ['translocation']"),  # every translocation of the five metaphases is on V26 or V28
     ]
     for args, message in cases:
         capsys.readouterr()

@@ -5,8 +5,10 @@
 - :class:`TranslatedCells` (BBDM, CycleGAN; paper 004, "per object"): each cell is a real training cell of another
   class whose condition channel (DAPI) the translator paints with the other channels, e.g. a normal chromosome's DAPI
   turned into a translocated chromosome's five fluorophore planes.  A translator's card records the slides it left
-  out, not cells, so the study must hold whole groups out (``--group-by slide --test-groups …``), every one of them
-  among the slides the translator left out; the cells it paints come from the training groups it learnt from.
+  out, not cells, so the study must hold whole groups out (``--group-by slide --test-groups …``, the groups named as
+  the card names slides), every one of them among the slides the translator left out; the cells it paints come from
+  the training groups it learnt from.  It must make the rare class (a BBDM fine-tuned with ``--only-translocations``,
+  a CycleGAN trained with ``--target translocations``): a translator of any chromosome paints normal-looking ones.
 """
 
 from __future__ import annotations
@@ -80,8 +82,15 @@ class TranslatedCells:
         return list(plan.settings.rare)
 
     def check(self, plan: "StudyPlan", model: OnnxModel, name: str) -> None:
+        from napari_cellsynth.core.translate import TranslationSettings
+
         card, s = model.card, plan.settings
         excluded = set(card.trained.exclude_slides)
+        made = card.classes[0] if card.classes else "any"
+        if made != name:  # a translator of any chromosome paints normal-looking ones: they are not the rare class
+            raise ValueError(f"translator '{card.name}' makes '{made}' cells, not {name}: fine-tune it on {name} only "
+                             "(cellsynth train bbdm --only-translocations; cellsynth train cyclegan --target "
+                             "translocations)")
         if not s.test_groups:
             raise ValueError(f"translator '{card.name}' records the slides it left out, not the cells it learnt from: "
                              "hold those slides out of the study with --group-by slide --test-groups SLIDE …")
@@ -90,6 +99,7 @@ class TranslatedCells:
             raise ValueError(f"translator '{card.name}' learnt from the test groups {seen} (it left out "
                              f"{sorted(excluded) or 'no slide'}): train it with --exclude-slides {' '.join(s.test_groups)}")
         self.channel_order(plan, model)
+        TranslationSettings(steps=s.sample_steps).check(model)  # the bridge's steps, before hours of training
         size = tuple(card.image_size)
         if size != tuple(plan.data.crops.images.shape[-2:]):
             raise ValueError(f"translator '{card.name}' paints {size[0]}×{size[1]} crops, the data's are "

@@ -18,8 +18,9 @@ translator records the slides it left out, so its study holds whole slides out f
 --test-groups A20 V26 …`` (``--config paper004``).
 
 Each rare class gets ``--count`` synthetic cells (default: up to the median training count of the other classes).
-A generator bundle must have learnt from this study's training cells (its card's split seed and its count of the
-class's training cells are checked): give the ``--keep`` it was trained with.
+A DDPM or GAN bundle must have learnt from this study's training cells (its card's split seed and its count of the
+class's training cells are checked): give the ``--keep`` it was trained with.  A translator must have left out every
+test slide (its card's excluded slides are checked) and make the rare class.
 
 Writes ``OUT/report.html`` (per-class PPV, recall and F1, paired differences against real and against copies with
 Wilcoxon p and bootstrap CIs, a per-seed plot, the cells each arm adds, the generators' fidelity and a verdict),

@@ -72,17 +72,25 @@ class StudyPlan:
         return split
 
     def check_scorable(self, split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Refuse a rare class with no test cell in ``split``: its F1 would read 0 in every arm, and the verdict
-        would be about nothing."""
+        """Refuse a rare class with no test cell in ``split`` (its F1 would read 0 in every arm, and the verdict
+        would be about nothing), and held-out groups that hold every crop of a class (no arm could learn it)."""
         for name in self.settings.rare:
             k = self.classes.index(name)
             if not (self.data.y[split["test"]] == k).any():
                 total = int((self.data.y == k).sum())
-                why = (f"fewer than {MIN_EVAL_CROPS}, so all of them train and none is left to test on"
-                       if total < MIN_EVAL_CROPS else "none of them falls in the test split")
+                if self.settings.test_groups and total:
+                    why, fix = "none of them is in the test groups", "choose --test-groups that hold some of them"
+                else:
+                    why = (f"fewer than {MIN_EVAL_CROPS}, so all of them train and none is left to test on"
+                           if total < MIN_EVAL_CROPS else "none of them falls in the test split")
+                    fix = f"add labelled crops of it (at least {MIN_EVAL_CROPS}), or study another class"
                 raise ValueError(f"--rare {name}: {total} labelled crop(s) in {self.settings.data}, {why}; the study "
-                                 f"cannot score {name}: add labelled crops of it (at least {MIN_EVAL_CROPS}), or "
-                                 "study another class")
+                                 f"cannot score {name}: {fix}")
+        untrained = [name for k, name in enumerate(self.classes)
+                     if (self.data.y == k).any() and not (self.data.y[split["train"]] == k).any()]
+        if untrained and self.settings.test_groups:  # only held-out groups can take every crop of a class
+            raise ValueError(f"the test groups {list(self.settings.test_groups)} hold every crop of {untrained}: "
+                             "leave one of their groups out of --test-groups to train on")
         return split
 
     def unthinned_split(self) -> Path:
