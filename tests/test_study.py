@@ -70,7 +70,13 @@ def test_the_report_holds_the_runs_numbers(finished_study):
             against = row["vs_real"]["rare_f1"]
             real = summary["arms"]["real"]["per_seed"]["rare_f1"]
             assert against["differences"] == pytest.approx([f1[s] - real[str(s)] for s in (0, 1)], abs=1e-6)
+        # PR-AUC, the threshold-free measure, from the same files (the trainer ranks the test cells by probability)
+        ranked = [json.loads((finished_study / "arms" / arm / f"seed{s}" / "metrics_test.json").read_text())
+                  ["ranking"]["M"]["pr_auc"] for s in (0, 1)]
+        assert [row["per_seed"]["rare_pr_auc"][str(s)] for s in (0, 1)] == pytest.approx(ranked)
+        assert f"{row['rare_pr_auc']['mean']:.3f} ± {row['rare_pr_auc']['std']:.3f}" in page
     assert html.escape(summary["verdict"]) in page
+    assert "M PR-AUC" in summary["verdict_pr_auc"] and html.escape(summary["verdict_pr_auc"]) in page
     assert (finished_study / "per_seed.png").stat().st_size > 0
     assert (finished_study / "samples.png").stat().st_size > 0
 
@@ -367,6 +373,25 @@ def test_the_verdict_never_calls_the_real_cells_a_cheap_alternative():
     said = verdict({"real": real, "copies": row([0.71 + 0.01 * s for s in range(10)]), "generated-g": generated},
                    ["M"])
     assert said.startswith("Generated cells did not beat the cheap alternatives") and "copies" in said
+
+
+def test_the_verdict_on_pr_auc_reads_the_pr_auc_rows():
+    """A rare binary class that argmax never finds (F1 0 in every arm) can still be ranked better: the PR-AUC verdict
+    reads its own rows, and names the measure."""
+    from napari_cellsynth.training.study.comparisons import verdict
+
+    def row(f1, pr_auc):
+        values = {name: {str(s): v for s, v in enumerate(x)} for name, x in (("rare_f1", f1), ("rare_pr_auc", pr_auc))}
+        return {**{name: {"mean": float(np.mean(list(v.values()))), "std": 0.01} for name, v in values.items()},
+                "per_seed": values, "seeds": list(values["rare_f1"])}
+
+    zero = [0.0] * 8
+    rows = {"real": row(zero, [0.10 + 0.01 * s for s in range(8)]),
+            "copies": row(zero, [0.12 + 0.01 * s for s in range(8)]),
+            "generated-g": row(zero, [0.20 + 0.01 * s + 0.001 * s * s for s in range(8)])}
+    on_f1, on_rank = verdict(rows, ["translocation"]), verdict(rows, ["translocation"], on="rare_pr_auc")
+    assert on_f1.startswith("Generated cells did not beat") and "translocation F1 0.000" in on_f1
+    assert on_rank.startswith("Use generated-g (translocation PR-AUC 0.") and "copies (translocation PR-AUC" in on_rank
 
 
 @pytest.mark.full_data

@@ -15,7 +15,8 @@ from napari_cellsynth.training.runner.classifier_arms import summary_rows
 
 from .arms import BASELINE, CHEAP, Arm
 
-MEASURES = ("rare_f1", "macro_f1")  # rare_f1: the mean F1 of the rare classes
+MEASURES = ("rare_f1", "macro_f1", "rare_pr_auc")  # the mean F1 and the mean PR-AUC of the rare classes
+LABELS = {"rare_f1": "F1", "rare_pr_auc": "PR-AUC"}
 
 
 def seed_metrics(out: Path, arm: str, seeds: list[int]) -> dict[int, dict]:
@@ -32,38 +33,44 @@ def seed_metrics(out: Path, arm: str, seeds: list[int]) -> dict[int, dict]:
 def measure(metrics: dict, name: str, rare: list[str]) -> float:
     if name == "rare_f1":
         return float(np.mean([metrics["per_class"][c]["f1"] for c in rare]))
+    if name == "rare_pr_auc":  # a ranking measure: it moves where argmax finds no rare cell at all
+        return float(np.mean([metrics["ranking"][c]["pr_auc"] for c in rare]))
     return float(metrics[name])
 
 
 def collect(out: Path, arms: list[Arm], seeds: list[int], rare: list[str]) -> dict:
     """Per arm: the runner's summary rows (:func:`~napari_cellsynth.training.runner.classifier_arms.summary_rows`)
-    of ``MEASURES``, paired with ``real`` and with ``copies``."""
+    of ``MEASURES``, paired with ``real`` and with ``copies``; PR-AUC only where every run recorded it (runs of an
+    older trainer did not)."""
     runs = {arm.name: seed_metrics(out, arm.name, seeds) for arm in arms}
-    return summary_rows(runs, {name: partial(measure, name=name, rare=rare) for name in MEASURES}, (BASELINE, "copies"))
+    ranked = all("ranking" in m for found in runs.values() for m in found.values())
+    names = [name for name in MEASURES if ranked or name != "rare_pr_auc"]
+    return summary_rows(runs, {name: partial(measure, name=name, rare=rare) for name in names}, (BASELINE, "copies"))
 
 
-def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
+def verdict(rows: dict, rare: list[str], alpha: float = 0.05, on: str = "rare_f1") -> str:
     """One sentence a microscopist can act on: the best generated arm against the best cheap alternative, on the mean
-    F1 of the rare classes; 'beats' needs every paired test to agree (p < alpha and the CI above 0)."""
-    what = " and ".join(rare) + " F1"
+    F1 (``on="rare_pr_auc"``: the mean PR-AUC) of the rare classes; 'beats' needs every paired test to agree
+    (p < alpha and the CI above 0)."""
+    what = " and ".join(rare) + " " + LABELS[on]
     if BASELINE not in rows:
         return "No run has finished yet."
 
     def best(names) -> str | None:
         present = [n for n in names if n in rows]
-        return max(present, key=lambda n: rows[n]["rare_f1"]["mean"]) if present else None
+        return max(present, key=lambda n: rows[n][on]["mean"]) if present else None
 
     def beats(a: str, b: str) -> dict | None:
-        test = paired_from_rows(rows, a, b)
+        test = paired_from_rows(rows, a, b, on)
         if test and test["p_wilcoxon"] is not None and test["p_wilcoxon"] < alpha and test["ci95"][0] > 0:
             return test
         return None
 
     def show(name: str) -> str:
-        return f"{name} ({what} {rows[name]['rare_f1']['mean']:.3f} ± {rows[name]['rare_f1']['std']:.3f})"
+        return f"{name} ({what} {rows[name][on]['mean']:.3f} ± {rows[name][on]['std']:.3f})"
 
     def too_few(a: str, b: str) -> str:
-        n = len(set(rows[a]["per_seed"]["rare_f1"]) & set(rows[b]["per_seed"]["rare_f1"]))
+        n = len(set(rows[a]["per_seed"][on]) & set(rows[b]["per_seed"][on]))
         return (f" With {n} paired seeds no Wilcoxon test can reach p < {alpha:g} (its smallest two-sided p is "
                 f"{2 / 2 ** n:.3g}); run at least 6." if 2 / 2 ** n >= alpha else "")
 
@@ -76,11 +83,11 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
         advice = f"use {cheap}, which needs no generator and beats the real cells alone"
     else:
         advice = (f"{cheap} scored highest of the cheap arms but did not beat the real cells alone "
-                  f"({rows[BASELINE]['rare_f1']['mean']:.3f}) on the paired seeds")
+                  f"({rows[BASELINE][on]['mean']:.3f}) on the paired seeds")
     if generated is None:
         return f"No generated arm ran. Of the cheap ones, {show(cheap)}: {advice}.{few}"
     if not any(name in rows for name in CHEAP):  # the real cells alone are no alternative to a generator
-        test = paired_from_rows(rows, generated, BASELINE)
+        test = paired_from_rows(rows, generated, BASELINE, on)
         against = (f"{test['mean']:+.3f} (95 % CI {test['ci95'][0]:+.3f} to {test['ci95'][1]:+.3f}, Wilcoxon p "
                    f"{test['p_wilcoxon']:.3g}, {len(test['seeds'])} paired seeds)"
                    if test and test["p_wilcoxon"] is not None else "not yet paired")
@@ -95,9 +102,9 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05) -> str:
             f"not better than {show(cheap)} on {len(rows[generated]['seeds'])} paired seeds; {advice}.{few}")
 
 
-def paired_from_rows(rows: dict, a: str, b: str) -> dict | None:
-    """The paired rare-F1 difference ``a − b`` from two arms' per-seed values (:func:`paired_test`)."""
-    ours, theirs = rows[a]["per_seed"]["rare_f1"], rows[b]["per_seed"]["rare_f1"]
+def paired_from_rows(rows: dict, a: str, b: str, on: str = "rare_f1") -> dict | None:
+    """The paired difference ``a − b`` of measure ``on`` from two arms' per-seed values (:func:`paired_test`)."""
+    ours, theirs = rows[a]["per_seed"][on], rows[b]["per_seed"][on]
     seeds = sorted(set(ours) & set(theirs), key=int)
     if not seeds:
         return None

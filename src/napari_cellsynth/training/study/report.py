@@ -22,8 +22,10 @@ def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
     s = plan.settings
     seeds, rare = list(s.seeds), list(s.rare)
     rows = collect(plan.out, arms, seeds, rare)
+    ranked = any("rare_pr_auc" in row for row in rows.values())
     summary = {"command": command, "data": plan.describe(), "settings": s.to_dict(), "arms": rows,
-               "verdict": verdict(rows, rare), "fidelity": {}, "kept": {}}
+               "verdict": verdict(rows, rare), "fidelity": {}, "kept": {},
+               "verdict_pr_auc": verdict(rows, rare, on="rare_pr_auc") if ranked else None}
     for generator in sorted({a.generator for a in arms if a.generator}):
         ready = [seed for seed in seeds if (plan.out / "synthetic" / generator / f"seed{seed}" / "pool.npz").is_file()
                  and (bundle_of(plan.out, *scorer_of(plan, seed, seeds)) / "card.json").is_file()]
@@ -118,13 +120,19 @@ def table(header: list[str], body: list[list[str]]) -> str:
 
 def markdown(summary: dict) -> str:
     rare = summary["data"]["rare"]
-    lines = ["| arm | seeds | " + " and ".join(rare) + " F1 | macro-F1 | vs real (rare F1) | vs copies (rare F1) |",
-             "|---|---|---|---|---|---|"]
+    ranked, named = bool(summary.get("verdict_pr_auc")), " and ".join(rare)
+    lines = [f"| arm | seeds | {named} F1 | macro-F1 | vs real (rare F1) | vs copies (rare F1) |"
+             + (f" {named} PR-AUC | vs copies (rare PR-AUC) |" if ranked else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if ranked else "")]
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {len(row['seeds'])} | {fmt(row['rare_f1'])} | {fmt(row['macro_f1'])} | "
                      f"{fmt_test((row.get('vs_real') or {}).get('rare_f1'))} | "
-                     f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} |")
+                     f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} |"
+                     + (f" {fmt(row['rare_pr_auc'])} | {fmt_test((row.get('vs_copies') or {}).get('rare_pr_auc'))} |"
+                        if ranked else ""))
     text = "\n".join(lines) + f"\n\n{summary['verdict']}\n"
+    if ranked:
+        text += f"\nRanked by PR-AUC (no threshold): {summary['verdict_pr_auc']}\n"
     if summary["fidelity"]:
         rows = ["| generator | class | class fidelity | scorer's real test recall | precision | recall | coverage | "
                 "SSIM-max generated / real test | finer labels: generated cover / real cover |",
@@ -149,14 +157,16 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
     if summary["arms"]:
         per_seed_plot(summary, out / "per_seed.png")
     grid = sample_grid(plan, arms, out / "samples.png")
+    ranked = bool(summary["verdict_pr_auc"])
     arm_rows = []
     for name, row in summary["arms"].items():
         cells = [name, str(len(row["seeds"])), fmt(row["rare_f1"]), fmt(row["macro_f1"])]
         for c in rare:
             cells += [fmt(row["per_class"][c][k]) for k in ("ppv", "recall", "f1")]
-        arm_rows.append(cells)
-    header = ["arm", "seeds", " and ".join(rare) + " F1", "macro-F1"] + [f"{c} {k}" for c in rare
-                                                                          for k in ("PPV", "recall", "F1")]
+        arm_rows.append(cells + ([fmt(row["rare_pr_auc"])] if ranked else []))
+    header = (["arm", "seeds", " and ".join(rare) + " F1", "macro-F1"]
+              + [f"{c} {k}" for c in rare for k in ("PPV", "recall", "F1")]
+              + ([" and ".join(rare) + " PR-AUC"] if ranked else []))
     all_f1 = table(["arm", *classes], [[n, *(fmt(r["per_class"][c]["f1"]) for c in classes)]
                                        for n, r in summary["arms"].items()])
     tests = []
@@ -164,7 +174,8 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
         for reference in (BASELINE, "copies"):
             test = row.get(f"vs_{reference}")
             if test:
-                tests.append([name, reference, fmt_test(test["rare_f1"]), fmt_test(test["macro_f1"])])
+                tests.append([name, reference, fmt_test(test["rare_f1"]), fmt_test(test["macro_f1"])]
+                             + ([fmt_test(test["rare_pr_auc"])] if ranked else []))
     fidelity_rows = []
     for generator, record in summary["fidelity"].items():
         for c in rare:
@@ -192,6 +203,8 @@ pre{{background:#f4f4f4;padding:.4em;white-space:pre-wrap}}img{{max-width:100%}}
 background:#eef6ee;padding:.6em}}</style></head><body>
 <h1>Does synthetic data help on this data?</h1>
 <p class="verdict">{html.escape(summary['verdict'])}</p>
+{f"<p>Ranked by PR-AUC, which needs no threshold (it moves where argmax finds no rare cell at all): "
+ f"{html.escape(summary['verdict_pr_auc'])}</p>" if ranked else ""}
 <p>Rare classes: {html.escape(', '.join(rare))}. Training / test cells: {html.escape(counts)}. Synthetic cells per rare
 class and seed: {html.escape(', '.join(f'{c} {n}' for c, n in data['needed'].items()))}. Every arm trains the same
 classifier recipe on the same split and is scored on the same real test cells; arms are paired by seed.</p>
@@ -200,7 +213,8 @@ classifier recipe on the same split and is scored on the same real test cells; a
 <h3>F1 of every class</h3>{all_f1}
 <h2>Paired differences</h2>
 <p>Arm minus reference, per seed: mean [95 % bootstrap CI], two-sided Wilcoxon signed-rank p, and in how many seeds
-the arm was higher.</p>{table(["arm", "against", " and ".join(rare) + " F1", "macro-F1"], tests)}
+the arm was higher.</p>{table(["arm", "against", " and ".join(rare) + " F1", "macro-F1"]
+                               + ([" and ".join(rare) + " PR-AUC"] if ranked else []), tests)}
 {'<img src="per_seed.png">' if summary['arms'] else ''}
 <h2>Generators</h2>{table(["generator", "bundles", "sampling"], generator_rows) if generator_rows else '<p>None.</p>'}
 <h2>Generator fidelity</h2>

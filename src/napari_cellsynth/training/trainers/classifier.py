@@ -54,6 +54,7 @@ from napari_cellsynth.core.decisions import choose_thresholds
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_to_end
 from napari_cellsynth.core.metrics import classification_metrics, format_table
+from napari_cellsynth.core.scoring import ranking_metrics
 from napari_cellsynth.core.sizing import FIT_POLICIES
 from napari_cellsynth.training.data.focused_sampling import PARTS as FOCUSED_PARTS
 from napari_cellsynth.training.data.focused_sampling import FocusedBatches, MinorityPool
@@ -174,16 +175,17 @@ def predict_probabilities(model: nn.Module, batches: CropBatches) -> tuple[np.nd
     return np.concatenate(truth), np.concatenate(probabilities)
 
 
-def decide_on_validation(model: nn.Module, val: CropBatches, test: CropBatches, classes: list[str],
-                         out: Path) -> dict | None:
+def decide_on_validation(model: nn.Module, val: CropBatches, test: tuple[np.ndarray, np.ndarray],
+                         classes: list[str], out: Path) -> dict | None:
     """Thresholds for the rare classes chosen on the validation crops (``decision.json``, which the exporter puts
-    in the card), and the test metrics under them; None when no threshold raised validation macro-F1."""
+    in the card), and the metrics under them of ``test`` (true indices, probabilities); None when no threshold
+    raised validation macro-F1."""
     truth, probabilities = predict_probabilities(model, val)
     rule = choose_thresholds(probabilities, truth, classes)
     write_json_atomic(out / "decision.json", rule.to_dict())
     if not rule.thresholds:
         return None
-    truth, probabilities = predict_probabilities(model, test)
+    truth, probabilities = test
     return {**classification_metrics(truth, rule.predict(probabilities, classes), classes),
             "thresholds": rule.thresholds}
 
@@ -483,13 +485,14 @@ def train(args) -> dict:
     best = torch.load(out / "best.pt", weights_only=True, map_location=device)
     model.load_state_dict(best["model"])
     test = CropBatches(images[split["test"]], data.y[split["test"]], norm, 256, False, 0, device=device)
-    _, truth, predicted = evaluate(model, test)
-    metrics = classification_metrics(truth, predicted, data.classes)
+    truth, probabilities = predict_probabilities(model, test)
+    metrics = classification_metrics(truth, probabilities.argmax(1), data.classes)
+    metrics["ranking"] = ranking_metrics(truth, probabilities, data.classes)  # PR-AUC, ROC-AUC: no threshold
     metrics["best_epoch"] = best["epoch"]
     metrics["best_step"] = best.get("step")
     metrics["steps_run"] = history[-1]["step"] if history else 0
     metrics["train_only_classes"] = record.train_only_classes
-    metrics["with_thresholds"] = decide_on_validation(model, val, test, data.classes, out)
+    metrics["with_thresholds"] = decide_on_validation(model, val, (truth, probabilities), data.classes, out)
     write_json_atomic(out / "metrics_test.json", metrics)
     plot_confusion(metrics, out / "confusion_test.png", title=f"test split, seed {args.seed}")
     print(format_table(metrics))
