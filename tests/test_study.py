@@ -483,3 +483,16 @@ def test_a_fine_tune_of_the_zoos_cut_generator_on_the_same_cut_is_accepted(tmp_p
     StudyPlan(StudySettings(str(JURKAT), ("M",), "jurkat4", keep=("M=34",)), tmp_path / "cut").check_generator(tuned, "M")
     with pytest.raises(ValueError, match="learnt from 34 crops of M, but this study's training part holds 344"):
         StudyPlan(StudySettings(str(JURKAT), ("M",), "jurkat4"), tmp_path / "all").check_generator(tuned, "M")
+
+
+def test_a_resumed_study_reads_its_test_groups_as_a_set(tmp_path):
+    """The held-out groups are a set: naming them in another order resumes the same study (the split holds the same
+    crops), while another group is refused in one line."""
+    from napari_cellsynth.training.study.settings import StudySettings
+
+    first = StudySettings(data="d.npz", rare=("translocation",), group_by="slide", test_groups=("V26", "A20"))
+    first.record(tmp_path)
+    StudySettings(data="d.npz", rare=("translocation",), group_by="slide", test_groups=("A20", "V26")).record(tmp_path)
+    with pytest.raises(ValueError, match="other test_groups; choose another --out"):
+        StudySettings(data="d.npz", rare=("translocation",), group_by="slide",
+                      test_groups=("A20", "V14")).check_resumes(tmp_path)

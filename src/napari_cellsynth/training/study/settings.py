@@ -86,6 +86,7 @@ class StudySettings:
     def fixed(self) -> dict:
         """The settings every run of the study depends on (a generator by its bundles and sampling options)."""
         values = {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY + ("generators", "sampling")}
+        values["test_groups"] = sorted(values["test_groups"])  # a set of groups: the order typed makes no other split
         return values | {"generator " + name: [list(bundles), self.to_dict()["sampling"].get(name)]
                          for name, bundles in self.generators.items()}
 
