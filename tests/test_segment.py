@@ -218,17 +218,22 @@ def test_cellpose_bundle_segments_like_its_model_file(cellpose_training_run, hel
     assert card["training"]["test_ap50_at_cellpose_thresholds"][0] == pytest.approx(
         json.loads((cellpose_training_run / "report.json").read_text())["test_at_defaults"]["ap50_mean"])
     corner = held_out.dapi[:256, :256]  # a quarter of the metaphase: the same comparison at a quarter of the cost
-    # the run went on from the zoo's narrower network: its model file is read by the trainer's loader, and the
-    # segmenter refuses it in one line that points to the bundle
-    from napari_cellsynth.core.images import ImageInputError
-    from napari_cellsynth.training.trainers.cellpose import load_trained
-
+    # the run went on from the zoo's narrower network: `cellsynth segment --model FILE` reads its widths from the
+    # file (with the thresholds the card holds) and segments as the bundle does; a file of no weights is refused
     report = json.loads((cellpose_training_run / "report.json").read_text())
-    with pytest.raises(ImageInputError, match="cellsynth export cellpose RUN --out BUNDLE"):
-        load_model(str(model_file))
-    from_file = run_to_end(segment(corner, SegmentSettings("given", None, (0, 0), thresholds["flow"],
-                                                           thresholds["cellprob"]),
-                                   model=load_trained(model_file, report["nbase"])))
+    assert report["nbase"] != [32, 64, 128, 256]  # narrower than Cellpose's own
+    tifffile.imwrite(tmp_path / "corner.tif", corner)
+    done = subprocess.run([CELLSYNTH, "segment", str(tmp_path / "corner.tif"), "--model", str(model_file),
+                           "--flow-threshold", str(thresholds["flow"]), "--cellprob-threshold",
+                           str(thresholds["cellprob"]), "--out", str(tmp_path / "from-file.tif"), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from_file = tifffile.imread(tmp_path / "from-file.tif")
+    (tmp_path / "notes.txt").write_text("not weights")
+    done = subprocess.run([CELLSYNTH, "segment", str(tmp_path / "corner.tif"), "--model", str(tmp_path / "notes.txt"),
+                           "--out", str(tmp_path / "x.tif")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "is not a Cellpose model file" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.tif").exists()
     from_bundle = run_to_end(segment(corner, SegmentSettings(str(bundle))))
     assert from_file.max() > 5 and abs(int(from_bundle.max()) - int(from_file.max())) <= 2  # a trained start finds
     if from_file.max():

@@ -181,14 +181,38 @@ def load_model(model: str):
         raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …), "
                                 "a cellpose bundle (zoo:NAME) nor an existing model file; train one with "
                                 "cellsynth train cellpose")
+    return load_model_file(path)
+
+
+def network_widths(state: dict) -> tuple[int, ...]:
+    """The widths per level of the Cellpose network whose state dict this is (Cellpose's own, or narrower)."""
     try:
-        return models.CellposeModel(gpu=False, pretrained_model=str(path), mkldnn=False)
-    except RuntimeError as err:
-        if "size mismatch" not in str(err):
-            raise
-        raise ImageInputError(f"Cellpose model file {model} holds a network of other widths than Cellpose's own (as "
-                              "cellsynth train cellpose --nbase or --init-from makes): make a bundle of its run with "
-                              "cellsynth export cellpose RUN --out BUNDLE and segment with the bundle") from None
+        return tuple(int(state[f"downsample.down.res_down_{i}.conv.conv_0.2.weight"].shape[0]) for i in range(4))
+    except (KeyError, AttributeError, IndexError):
+        raise ImageInputError("not a Cellpose network's weights (no downsampling convolutions); pass a model file "
+                              "that cellsynth train cellpose or Cellpose wrote") from None
+
+
+def load_model_file(path: Path, nbase=None):
+    """The CellposeModel of a model file that ``cellsynth train cellpose`` or Cellpose wrote: a state dict, loaded
+    with ``weights_only`` (tensors only, never arbitrary objects), its widths read from it unless given, so that a
+    network narrower than Cellpose's own (``--nbase``, or trained on from a zoo bundle) segments too."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        state, why = None, str(err).splitlines()[0] if str(err) else type(err).__name__
+    else:
+        why = f"it holds a {type(state).__name__}, not a network's weights"
+    if not isinstance(state, dict):
+        raise ImageInputError(f"{path} is not a Cellpose model file ({why}); pass one that cellsynth train cellpose "
+                              "or Cellpose wrote, or a cellpose bundle")
+    nbase = tuple(nbase or network_widths(state))
+    channels = int(state["downsample.down.res_down_0.conv.conv_0.2.weight"].shape[1])
+    return cellpose_from_weights(state, nbase, channels)
 
 
 MIN_SIDE = 8  # smaller frames fail inside Cellpose (1 px wide) or in the object table that follows (under 8 px)

@@ -35,7 +35,7 @@ from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.batch.record import cellpose_identity
 from napari_cellsynth.core.bundle import CELLPOSE_THRESHOLDS
-from napari_cellsynth.core.segment import BUILT_IN, CELLPOSE_NBASE, cellpose_from_weights
+from napari_cellsynth.core.segment import BUILT_IN, CELLPOSE_NBASE, load_model_file
 from napari_cellsynth.training.data.chromosome_masks import (chromosome_instances, load_split, pseudo_labels,
                                                              scores_of, unlabelled_metaphases)
 from napari_cellsynth.training.records.cellpose_run import CellposeRun, CellposeSettings
@@ -45,40 +45,12 @@ from napari_cellsynth.training.trainers.cellpose_epochs import EpochPlan, read_c
 from napari_cellsynth.training.trainers.checkpoints import refuse_to_overwrite
 
 
-def network_widths(state: dict) -> tuple[int, ...]:
-    """The widths per level of the Cellpose network whose state dict this is (Cellpose's own, or narrower)."""
-    try:
-        return tuple(int(state[f"downsample.down.res_down_{i}.conv.conv_0.2.weight"].shape[0]) for i in range(4))
-    except (KeyError, AttributeError, IndexError):
-        raise ValueError("not a Cellpose network's weights (no downsampling convolutions); pass a model file that "
-                         "cellsynth train cellpose or Cellpose wrote") from None
-
-
-def load_trained(model_path: Path, nbase=None):
-    """The CellposeModel of a model file this trainer (or Cellpose) wrote: a state dict, loaded with
-    ``weights_only``; its widths are read from it unless given."""
-    import pickle
-
-    import torch
-
-    try:
-        state = torch.load(model_path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        state, why = None, str(err).splitlines()[0]
-    else:
-        why = f"it holds a {type(state).__name__}, not a network's weights"
-    if not isinstance(state, dict):
-        raise ValueError(f"{model_path} is not a Cellpose model file ({why}); pass one that cellsynth train "
-                         "cellpose or Cellpose wrote, or a cellpose bundle")
-    return cellpose_from_weights(state, tuple(nbase or network_widths(state)))
-
-
 def cellpose_model(model: str):
-    """What segments with ``model``: a built-in name or a cellpose bundle as segmentation reads them, a model file
-    with the widths it holds."""
-    from napari_cellsynth.core.segment import is_bundle, load_model
+    """What segments with ``model``: a built-in name, a cellpose bundle or a model file (with the widths it holds),
+    as segmentation reads them."""
+    from napari_cellsynth.core.segment import load_model
 
-    return load_model(model) if model in BUILT_IN or is_bundle(model) else load_trained(Path(model))
+    return load_model(model)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +132,7 @@ def starting_network(init_from: str):
     if not Path(init_from).is_file():
         raise FileNotFoundError(f"--init-from {init_from}: neither a cellpose bundle (zoo:NAME or a folder with "
                                 "card.json) nor a model file; pass one that cellsynth train cellpose wrote")
-    model = load_trained(Path(init_from))
+    model = load_model_file(Path(init_from))
     return model.net, list(model.nbase[1:])
 
 
@@ -217,7 +189,7 @@ def train(args) -> dict:
     trained_until = read_checkpoint(out)
     model_path = out / "models" / "chromosomes"
     write_model(model.net, model_path)
-    trained = load_trained(model_path, args.nbase)
+    trained = load_model_file(model_path, args.nbase)
     thresholds = choose_thresholds(trained, images[:len(train_set)], masks[:len(train_set)],
                                    f"the {len(train_set)} training metaphases")
     held_out = network_outputs(trained, [m.dapi for m in test_set])  # once, for both pairs of thresholds
