@@ -9,5 +9,6 @@ unset PYTHONDONTWRITEBYTECODE
 bash scripts/setup.sh
 .venv/bin/python -m ruff check . && echo "ruff: clean"   # the lint configuration in pyproject.toml
 # pytest-xdist: one worker per CPU that nproc gives (CELLSYNTH_TEST_WORKERS=0: in this process), whole files per
-# worker so that a module's trained fixtures are made once; tests/conftest.py gives each worker one thread.
-.venv/bin/python -m pytest -n "${CELLSYNTH_TEST_WORKERS:-$(nproc)}" --dist loadfile "$@"
+# worker so that a module's trained fixtures are made once, longest first (tests/conftest.py orders them by
+# tests/durations.json; xdist's own order, by test count, is turned off); tests/conftest.py gives each worker one thread.
+.venv/bin/python -m pytest -n "${CELLSYNTH_TEST_WORKERS:-$(nproc)}" --dist loadfile --no-loadscope-reorder "$@"

@@ -68,13 +68,23 @@ def require(path: Path) -> Path:
     return path
 
 
+# Each test module's seconds (setup, call and teardown of its tests, summed) in a whole run of the suite; written by
+# CELLSYNTH_TEST_DURATIONS=tests/durations.json bash scripts/test.sh
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def module_seconds() -> dict[str, float]:
+    return json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Modules that hold ``slow`` tests run first, so that the workers of ``pytest -n`` (scripts/test.sh) are not
-    left waiting on one long module at the end.  Tests marked ``full_data`` need the whole of ../shared/data (they
-    score against cells that the package's sample data would have trained on, or use files only it has): skipped at
-    once in a clone without it."""
-    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module.__name__ not in slow_modules)  # stable: file order otherwise
+    """Modules run longest first (their seconds in ``durations.json``; a module not in it counts as the longest), so
+    that the workers of ``pytest -n --dist loadfile`` (scripts/test.sh, which turns off xdist's own reordering by test
+    count) are not left waiting on one long module at the end.  Tests marked ``full_data`` need the whole of
+    ../shared/data (they score against cells that the package's sample data would have trained on, or use files only
+    it has): skipped at once in a clone without it."""
+    seconds = module_seconds()
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], float("inf")))  # stable: file order in a tie
     if JURKAT.exists():
         return
     skip = pytest.mark.skip(reason=f"{NO_DATA} {SHARED_DATA} not found: this test needs the full data "
@@ -82,6 +92,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("full_data"):
             item.add_marker(skip)
+
+
+_RECORDED: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Each test's seconds, summed per module (in the process that reports: with ``-n`` the controller)."""
+    if os.environ.get("CELLSYNTH_TEST_DURATIONS") and not os.environ.get("PYTEST_XDIST_WORKER"):
+        module = report.nodeid.split("::")[0]
+        _RECORDED[module] = _RECORDED.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("CELLSYNTH_TEST_DURATIONS")
+    if path and _RECORDED and not os.environ.get("PYTEST_XDIST_WORKER"):
+        ordered = dict(sorted(((m, round(s, 1)) for m, s in _RECORDED.items()), key=lambda kv: -kv[1]))
+        Path(path).write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter):
