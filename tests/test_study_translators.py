@@ -4,12 +4,13 @@ normals of real M-FISH metaphases, with whole slides held out for the test, run 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import require
+from conftest import CELLSYNTH, require
 from test_study import study
 
 TEST_SLIDES = ["V14", "V26"]  # a normal slide and one with translocations; the BBDM trains on V28 (V16 left out too)
@@ -82,6 +83,19 @@ def test_a_translator_study_holds_slides_out_and_paints_training_normals(mfish_f
     added = json.loads((out / "arms" / "generated-bbdm" / "seed0" / "config.json").read_text())["extra_train"]
     assert [e["counts"]["translocation"] for e in added] == [20]
     assert (out / "report.html").is_file()
+    # each translator copied with the measured fidelity of its painted cells in its card, which cellsynth info prints
+    assert {"bbdm", "cyclegan"} <= set(summary["fidelity"])
+    done = study("--data", data, "--rare", "translocation", "--group-by", "slide", "--test-groups", *TEST_SLIDES,
+                 "--generator", f"bbdm={planes_bbdm}", f"cyclegan={planes_cyclegan}", "--filters", "umap",
+                 "--count", "20", "--sample-steps", "3", "--steps", "12", "--width", "8", "--seeds", "0", "--quiet",
+                 "--report-only", "--bundles-out", tmp_path / "measured", "--out", out)
+    assert done.returncode == 0, done.stderr
+    for name in ("bbdm", "cyclegan"):
+        card = json.loads((tmp_path / "measured" / name / "card.json").read_text())
+        assert card["fidelity"]["classes"]["translocation"]["class_fidelity"] == \
+            summary["fidelity"][name]["translocation"]["class_fidelity"]
+        shown = subprocess.run([CELLSYNTH, "info", str(tmp_path / "measured" / name)], capture_output=True, text=True)
+        assert shown.returncode == 0 and "fidelity: translocation:" in shown.stderr, shown.stderr
 
 
 def test_a_translator_is_refused_where_it_could_have_seen_test_cells(mfish_five_metaphases, planes_bbdm, bbdm_bundle,

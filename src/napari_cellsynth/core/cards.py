@@ -4,8 +4,8 @@ outputs, and the typed sections its kind has (``card_sections``).
 
 ``Card(kind=…)`` and :meth:`Card.from_dict` build the kind's class (:data:`CARD_KINDS`), so callers ask a card for
 what its kind knows and never branch on the kind: a classifier's card has ``decision`` and ``feature_dim``, a DDPM's
-``ddpm`` and ``fidelity``, a GAN's ``gan``, a translator's ``condition``; asking a card for another kind's section is
-a one-line :class:`BundleError`.
+``ddpm`` and ``fidelity``, a GAN's ``gan``, a translator's ``condition`` (every generator's ``fidelity``); asking a
+card for another kind's section is a one-line :class:`BundleError`.
 """
 
 from __future__ import annotations
@@ -262,9 +262,10 @@ class BbdmCard(Card):
     prediction out; the condition's channels and normalisation."""
 
     INPUTS: ClassVar[tuple[str, ...]] = ("x", "t")
-    SECTIONS: ClassVar[tuple[str, ...]] = ("trained", "bridge", "condition")
+    SECTIONS: ClassVar[tuple[str, ...]] = ("trained", "bridge", "condition", "fidelity")
     bridge = _SectionView(BridgeSection)
     condition = _SectionView(ConditionSection)
+    fidelity = _SectionView(FidelitySection)  # of the cells it paints: None until a study measured them
 
 
 @register_kind("gan")
@@ -301,8 +302,9 @@ class CycleganCard(Card):
     """A CycleGAN translator's card: the condition (DAPI) in, the fake image out."""
 
     INPUTS: ClassVar[tuple[str, ...]] = ("x",)
-    SECTIONS: ClassVar[tuple[str, ...]] = ("trained", "condition")
+    SECTIONS: ClassVar[tuple[str, ...]] = ("trained", "condition", "fidelity")
     condition = _SectionView(ConditionSection)
+    fidelity = _SectionView(FidelitySection)
 
 
 @register_kind("cellpose")
