@@ -70,9 +70,9 @@ def scores_of(metaphases, masks, truths=None) -> dict:
     """AP@0.5 of ``masks`` (one per metaphase) against the metaphases' chromosomes (``truths``: their
     :func:`chromosome_instances`, when already made), in the form a Cellpose run records: mean, std, count and AP by
     metaphase."""
-    from napari_cellsynth.core.numba_cached import import_cellpose
+    from napari_cellsynth.core.mask_scores import ap50_per_image
 
     truths = truths if truths is not None else [chromosome_instances(m.karyotype) for m in metaphases]
-    ap, _, _, _ = import_cellpose().metrics.average_precision(list(truths), list(masks), threshold=[0.5])
-    return {"ap50_mean": float(ap[:, 0].mean()), "ap50_std": float(ap[:, 0].std()), "n_images": len(truths),
-            "per_image": {m.name: float(a) for m, a in zip(metaphases, ap[:, 0])}}
+    ap, _, _ = ap50_per_image(truths, masks)
+    return {"ap50_mean": float(ap.mean()), "ap50_std": float(ap.std()), "n_images": len(truths),
+            "per_image": {m.name: float(a) for m, a in zip(metaphases, ap)}}

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_cellsynth.core.bundle import CELLPOSE_THRESHOLDS
+from napari_cellsynth.core.mask_scores import ap50_per_image
 
 FLOW_GRID = (0.4, 0.5, 0.6, 0.7, 0.8)
 CELLPROB_GRID = (-3.0, -2.0, -1.0, 0.0)
@@ -45,12 +46,9 @@ def masks_at(outputs: Sequence[tuple], flow: float, cellprob: float, min_size: i
 
 def ap50(truths: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> dict:
     """Cellpose's AP at IoU 0.5 per image, its mean, and the true objects found (matched at IoU ≥ 0.5)."""
-    from napari_cellsynth.core.numba_cached import import_cellpose
-
-    ap, tp, _, fn = import_cellpose().metrics.average_precision(list(truths), list(masks), threshold=[0.5])
-    return {"ap50_mean": float(ap[:, 0].mean()), "ap50_std": float(ap[:, 0].std()),
-            "per_image": [float(a) for a in ap[:, 0]], "found": int(tp[:, 0].sum()),
-            "objects": int(tp[:, 0].sum() + fn[:, 0].sum())}
+    ap, found, objects = ap50_per_image(truths, masks)
+    return {"ap50_mean": float(ap.mean()), "ap50_std": float(ap.std()), "per_image": [float(a) for a in ap],
+            "found": found, "objects": objects}
 
 
 def threshold_grid(outputs: Sequence[tuple], truths: Sequence[np.ndarray], flows: Sequence[float] = FLOW_GRID,
