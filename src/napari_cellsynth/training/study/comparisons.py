@@ -55,6 +55,10 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05, on: str = "rare_f1
     what = " and ".join(rare) + " " + LABELS[on]
     if BASELINE not in rows:
         return "No run has finished yet."
+    if on == "rare_f1" and not any(v for row in rows.values() for v in row["per_seed"][on].values()):
+        return (f"No arm's classifier called a single test cell {' or '.join(rare)} at argmax ({what} 0 in every arm "
+                "and seed), so F1 cannot rank the arms: read the PR-AUC verdict, which ranks the test cells by "
+                "probability, or train longer (--steps).")
 
     def best(names) -> str | None:
         present = [n for n in names if n in rows]
