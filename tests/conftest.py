@@ -107,7 +107,9 @@ def pytest_runtest_logreport(report):
 def pytest_sessionfinish(session):
     path = os.environ.get("CELLSYNTH_TEST_DURATIONS")
     if path and _RECORDED and not os.environ.get("PYTEST_XDIST_WORKER"):
-        ordered = dict(sorted(((m, round(s, 1)) for m, s in _RECORDED.items()), key=lambda kv: -kv[1]))
+        known = json.loads(Path(path).read_text()) if Path(path).is_file() else {}  # a partial run updates its modules
+        merged = {**known, **{m: round(s, 1) for m, s in _RECORDED.items()}}
+        ordered = dict(sorted(merged.items(), key=lambda kv: -kv[1]))
         Path(path).write_text(json.dumps(ordered, indent=1) + "\n")
 
 

@@ -390,7 +390,7 @@ def test_the_verdict_on_pr_auc_reads_the_pr_auc_rows():
             "copies": row(zero, [0.12 + 0.01 * s for s in range(8)]),
             "generated-g": row(zero, [0.20 + 0.01 * s + 0.001 * s * s for s in range(8)])}
     on_f1, on_rank = verdict(rows, ["translocation"]), verdict(rows, ["translocation"], on="rare_pr_auc")
-    assert on_f1.startswith("No arm's classifier called a single test cell translocation") and "PR-AUC" in on_f1
+    assert on_f1.startswith("No arm's classifier found a single translocation test cell") and "PR-AUC" in on_f1
     assert on_rank.startswith("Use generated-g (translocation PR-AUC 0.") and "copies (translocation PR-AUC" in on_rank
 
 

@@ -181,7 +181,10 @@ def load_model(model: str):
         raise FileNotFoundError(f"Cellpose model {model!r} is neither a built-in name ({', '.join(BUILT_IN[:4])}, …), "
                                 "a cellpose bundle (zoo:NAME) nor an existing model file; train one with "
                                 "cellsynth train cellpose")
-    return load_model_file(path)
+    try:  # Cellpose's own loader first: it reads its own files of every version (names missing, sizes by file name)
+        return models.CellposeModel(gpu=False, pretrained_model=str(path), mkldnn=False)
+    except Exception:  # noqa: BLE001 - a narrower network (size mismatch), or no weights: ours reads or names why
+        return load_model_file(path)  # its widths read from the file
 
 
 def network_widths(state: dict) -> tuple[int, ...]:
@@ -201,18 +204,26 @@ def load_model_file(path: Path, nbase=None):
 
     import torch
 
+    from .bundle import BundleError
+
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+    except pickle.UnpicklingError:  # torch's message invites an unsafe load: not repeated
+        state, why = None, "no tensors alone in it"
+    except (RuntimeError, EOFError) as err:
         state, why = None, str(err).splitlines()[0] if str(err) else type(err).__name__
     else:
         why = f"it holds a {type(state).__name__}, not a network's weights"
     if not isinstance(state, dict):
         raise ImageInputError(f"{path} is not a Cellpose model file ({why}); pass one that cellsynth train cellpose "
                               "or Cellpose wrote, or a cellpose bundle")
-    nbase = tuple(nbase or network_widths(state))
+    widths = network_widths(state)  # also refuses a state dict of another network
     channels = int(state["downsample.down.res_down_0.conv.conv_0.2.weight"].shape[1])
-    return cellpose_from_weights(state, nbase, channels)
+    try:
+        return cellpose_from_weights(state, tuple(nbase or widths), channels)
+    except BundleError as err:
+        raise ImageInputError(f"{path} does not hold the weights of a whole Cellpose network ({err}); pass a model "
+                              "file that cellsynth train cellpose wrote, or a cellpose bundle") from None
 
 
 MIN_SIDE = 8  # smaller frames fail inside Cellpose (1 px wide) or in the object table that follows (under 8 px)

@@ -34,7 +34,8 @@ def measure(metrics: dict, name: str, rare: list[str]) -> float:
     if name == "rare_f1":
         return float(np.mean([metrics["per_class"][c]["f1"] for c in rare]))
     if name == "rare_pr_auc":  # a ranking measure: it moves where argmax finds no rare cell at all
-        return float(np.mean([metrics["ranking"][c]["pr_auc"] for c in rare]))
+        values = [metrics["ranking"][c]["pr_auc"] for c in rare]  # None: no test cell of the class (refused earlier)
+        return float(np.mean([v for v in values if v is not None])) if any(v is not None for v in values) else 0.0
     return float(metrics[name])
 
 
@@ -56,9 +57,11 @@ def verdict(rows: dict, rare: list[str], alpha: float = 0.05, on: str = "rare_f1
     if BASELINE not in rows:
         return "No run has finished yet."
     if on == "rare_f1" and not any(v for row in rows.values() for v in row["per_seed"][on].values()):
-        return (f"No arm's classifier called a single test cell {' or '.join(rare)} at argmax ({what} 0 in every arm "
-                "and seed), so F1 cannot rank the arms: read the PR-AUC verdict, which ranks the test cells by "
-                "probability, or train longer (--steps).")
+        ranked = "rare_pr_auc" in rows[BASELINE]
+        return (f"No arm's classifier found a single {' or '.join(rare)} test cell at argmax (no true positive: {what} "
+                "0 in every arm and seed), so F1 cannot rank the arms: "
+                + ("read the PR-AUC verdict, which ranks the test cells by probability, or train longer (--steps)."
+                   if ranked else "train longer (--steps)."))
 
     def best(names) -> str | None:
         present = [n for n in names if n in rows]
