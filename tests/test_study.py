@@ -496,3 +496,19 @@ def test_a_resumed_study_reads_its_test_groups_as_a_set(tmp_path):
     with pytest.raises(ValueError, match="other test_groups; choose another --out"):
         StudySettings(data="d.npz", rare=("translocation",), group_by="slide",
                       test_groups=("A20", "V14")).check_resumes(tmp_path)
+
+
+def test_the_studys_checkpoint_rule_reaches_every_classifier_and_is_fixed_for_a_resume(tmp_path):
+    """``--select-on pr-auc`` goes to every arm's trainer; a study resumed under another rule is refused, since its
+    runs would have kept other checkpoints."""
+    from napari_cellsynth.training.study.arms import all_arms
+    from napari_cellsynth.training.study.plan import StudyPlan
+    from napari_cellsynth.training.study.runner import trainer_line
+    from napari_cellsynth.training.study.settings import StudySettings
+
+    settings = StudySettings(data="d.npz", rare=("M",), select_on="pr-auc")
+    line = trainer_line(StudyPlan(settings, tmp_path), all_arms([], [])["real"], 0, 1)
+    assert line[line.index("--select-on") + 1] == "pr-auc"
+    settings.record(tmp_path)
+    with pytest.raises(ValueError, match="other select_on; choose another --out"):
+        StudySettings(data="d.npz", rare=("M",)).check_resumes(tmp_path)

@@ -297,6 +297,45 @@ def test_bf16_training_runs_under_autocast_and_learns(tmp_path):
     assert losses[True] != losses[False]
 
 
+def test_the_mean_pr_auc_is_scikit_learns_macro_average_precision():
+    from sklearn.metrics import average_precision_score
+
+    from napari_cellsynth.training.trainers.classifier import mean_pr_auc
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 200)
+    probabilities = rng.dirichlet(np.ones(3), 200)
+    probabilities[truth == 2, 2] += 0.3  # one class ranked above chance
+    want = average_precision_score(np.eye(3)[truth], probabilities, average="macro")
+    assert mean_pr_auc(truth, probabilities, ["a", "b", "c"]) == pytest.approx(want)
+    # a class the crops do not hold is left out of the mean, not counted as 0
+    assert mean_pr_auc(truth[truth < 2], probabilities[truth < 2], ["a", "b", "c"]) == pytest.approx(
+        average_precision_score(np.eye(2)[truth[truth < 2]], probabilities[truth < 2, :2], average="macro"))
+
+
+def test_select_on_pr_auc_keeps_the_checkpoint_with_the_best_validation_pr_auc(tmp_path):
+    """``--select-on pr-auc`` (results §13g): every validation records macro-F1 and mean PR-AUC; the kept checkpoint
+    is the first best PR-AUC's, the test metrics and the card say which score chose it."""
+    import torch
+
+    from napari_cellsynth._sample_data import JURKAT_SAMPLE
+    from napari_cellsynth.export.export_classifier import export_classifier
+    from napari_cellsynth.training.trainers import classifier as train_classifier
+
+    run = tmp_path / "run"
+    train_classifier.main(["--data", str(JURKAT_SAMPLE), "--label-map", "jurkat4", "--width", "8", "--steps", "40",
+                           "--evaluations", "4", "--batch-size", "16", "--threads", "1", "--select-on", "pr-auc",
+                           "--out", str(run), "--quiet"])
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 4 and all(0 < h["val_pr_auc"] <= 1 and 0 <= h["val_macro_f1"] <= 1 for h in history)
+    best = max(history, key=lambda h: h["val_pr_auc"])
+    metrics = json.loads((run / "metrics_test.json").read_text())
+    assert metrics["selected_on"] == "pr-auc" and metrics["best_step"] == best["step"]
+    assert torch.load(run / "best.pt", weights_only=True)["step"] == best["step"]
+    card = json.loads((export_classifier(run, tmp_path / "bundle") / "card.json").read_text())
+    assert card["training"]["recipe"]["select_on"] == "pr-auc"
+
+
 def test_a_config_for_a_function_call_equals_the_command_line():
     """Experiments call trainers with a config built from the trainer's own parser (issue 13)."""
     from napari_cellsynth.training.trainers import classifier as train_classifier

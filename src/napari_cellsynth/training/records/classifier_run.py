@@ -47,6 +47,7 @@ class ClassifierSettings(Settings):
     evaluations: int | None = None
     patience: int | None = None
     sampling: str | None = None
+    select_on: str | None = None  # None: written before the option, i.e. macro-f1
     no_augment: bool = False
     shift: float | None = None
     class_weights: str | None = None
@@ -64,6 +65,7 @@ class ClassifierSettings(Settings):
         """The settings a bundle's card lists as the training recipe."""
         return {"optimizer": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay,
                 "batch_size": self.batch_size, "sampling": self.sampling, "patience": self.patience,
+                "select_on": self.select_on or "macro-f1",
                 "shift": self.shift}
 
 

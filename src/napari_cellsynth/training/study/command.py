@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per classifier (the same for every arm)")
     p.add_argument("--width", type=int, default=16, help="classifier width")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--select-on", default="macro-f1", choices=["macro-f1", "pr-auc"],
+                   help="the validation score that picks every classifier's checkpoint (cellsynth train classifier "
+                        "--select-on): pr-auc for a class too rare to be the argmax early on (docs/results.md §13g)")
     p.add_argument("--focused-n", nargs="+", default=["2"], metavar="N|CLASS=N",
                    help="mixup arms: N slots per batch for each rare class, or CLASS=N for each (paper 001: "
                         "Prophase=1 Metaphase=2 Anaphase=2 Telophase=1)")
@@ -221,7 +224,7 @@ def settings_from(args) -> StudySettings:
         keep=tuple(args.keep), generators=generators, sampling=sampling, filters=tuple(args.filters), count=args.count,
         pool_factor=args.pool_factor, sampler=args.sampler, sample_steps=args.sample_steps, split_seed=args.split_seed,
         stratify_by=args.stratify_by, group_by=args.group_by, test_groups=tuple(dict.fromkeys(args.test_groups)),
-        steps=args.steps, width=args.width, batch_size=args.batch_size,
+        steps=args.steps, width=args.width, batch_size=args.batch_size, select_on=args.select_on,
         focused_n=focused_n, seeds=tuple(dict.fromkeys(args.seeds)), arms=tuple(args.arms), workers=args.workers,
         scheduler=args.scheduler, threads=args.threads)
 

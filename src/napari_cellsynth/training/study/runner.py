@@ -67,6 +67,7 @@ def trainer_line(plan: StudyPlan, arm: Arm, seed: int, threads: int) -> list[str
     split = plan.unthinned_split() if arm.name == SCORER else plan.out / "split.npz"
     line = ["--data", s.data, "--label-map", s.label_map, "--split", str(split), "--width",
             str(s.width), "--steps", str(s.steps), "--batch-size", str(s.batch_size), "--seed", str(seed),
+            "--select-on", s.select_on,
             "--threads", str(threads), "--quiet", "--resume", "--out", str(run)]
     if s.labels_csv:
         line += ["--labels-csv", s.labels_csv]

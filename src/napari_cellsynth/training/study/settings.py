@@ -51,6 +51,7 @@ class StudySettings:
     steps: int = 1000
     width: int = 16
     batch_size: int = 32
+    select_on: str = "macro-f1"  # the validation score that picks each classifier's checkpoint (its trainer's option)
     focused_n: int | dict[str, int] = 2  # the mixup arms' slots per batch: for every rare class, or per class
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     arms: tuple[str, ...] = ()

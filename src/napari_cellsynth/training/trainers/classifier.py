@@ -7,7 +7,9 @@ The recipe (defaults, chosen from measurements on five real data sets of 180 to 
 crops; docs/results.md, "Small-data training"): AdamW (lr 1e-3, weight decay 0.05), a schedule
 counted in optimizer steps — at least ``--min-steps`` (1,000) however small the data, else
 ``--epochs`` (30) passes — with a linear warm-up over the first 5 % and a cosine decay to 0,
-validation macro-F1 ``--evaluations`` (40) times over the run and the best checkpoint kept.
+validation macro-F1 ``--evaluations`` (40) times over the run and the best checkpoint kept (``--select-on pr-auc``:
+the best mean one-vs-rest PR-AUC instead, a score that needs no threshold and still moves while a rare class is never
+the argmax; docs/results.md §13g).
 Augmentation: flips, 90° turns, brightness and, on small data sets, a shift of up to ``--shift`` (0.1)
 of the side in y and x, which brings object mode's windows closer to stack mode and lifts test macro-F1
 on small sets.  Left unset, the shift is 0.1 when the run makes at least 50 passes over its training
@@ -30,7 +32,7 @@ crops is trained on and left out of validation and test, with a warning.
 
 A run folder gets ``config.json``, ``split.npz`` (indices), ``samples.npz`` (real test
 crops for the export parity check), ``last.pt`` / ``best.pt`` checkpoints (selected
-on validation macro-F1), ``history.json``, ``curves.png``, and the test metrics
+on validation macro-F1, or PR-AUC), ``history.json``, ``curves.png``, and the test metrics
 (``metrics_test.json``, ``confusion_test.png``).  ``--resume`` continues from ``last.pt`` (at its
 last evaluation, with a fresh shuffle).
 """
@@ -123,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluations", type=int, default=40,
                    help="validations over the run (at most one per epoch; with --epochs alone: one per epoch)")
     p.add_argument("--patience", type=int, default=0,
-                   help="stop after this many validations without a better macro-F1 (default 0: never stop early)")
+                   help="stop after this many validations without a better --select-on score (default 0: never stop early)")
+    p.add_argument("--select-on", default="macro-f1", choices=list(SELECTION_SCORES),
+                   help="the validation score that picks the checkpoint kept: macro-f1 (at argmax; default) or pr-auc "
+                        "(the mean over classes of one-vs-rest PR-AUC: no threshold, so it still ranks checkpoints "
+                        "while a rare class is never the argmax; docs/results.md §13g)")
     p.add_argument("--sampling", default="shuffle", choices=SAMPLINGS,
                    help="balanced: draw crops so that every class is seen equally often (with replacement)")
     p.add_argument("--no-augment", action="store_true", help="turn off flips, rotations, brightness and shifts")
@@ -149,30 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# the validation scores a run may keep its checkpoint by (``--select-on``), as history keys
+SELECTION_SCORES = {"macro-f1": ("val_macro_f1", "macro-F1"), "pr-auc": ("val_pr_auc", "PR-AUC")}
+
+
 def evaluate(model: nn.Module, batches: CropBatches) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean cross-entropy, true and predicted class indices."""
+    """Mean cross-entropy, true class indices and softmax probabilities (N×K)."""
     model.eval()
-    losses, truth, predicted = [], [], []
+    losses, truth, probabilities = [], [], []
     with torch.inference_mode():
         for x, y in batches:
             logits, _ = model(x)
             losses.append(nn.functional.cross_entropy(logits, y, reduction="sum").item())
             truth.append(y.cpu().numpy())
-            predicted.append(logits.argmax(1).cpu().numpy())
+            probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
     truth_all = np.concatenate(truth)
-    return sum(losses) / len(truth_all), truth_all, np.concatenate(predicted)
+    return sum(losses) / len(truth_all), truth_all, np.concatenate(probabilities)
+
+
+def mean_pr_auc(truth: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> float:
+    """The mean over classes of one-vs-rest PR-AUC (average precision), over the classes that the crops hold
+    with both positives and negatives; 0.0 when none does."""
+    scores = [r["pr_auc"] for r in ranking_metrics(truth, probabilities, classes).values() if r["pr_auc"] is not None]
+    return float(np.mean(scores)) if scores else 0.0
 
 
 def predict_probabilities(model: nn.Module, batches: CropBatches) -> tuple[np.ndarray, np.ndarray]:
     """True class indices and softmax probabilities (N×K)."""
-    model.eval()
-    truth, probabilities = [], []
-    with torch.inference_mode():
-        for x, y in batches:
-            logits, _ = model(x)
-            truth.append(y.cpu().numpy())
-            probabilities.append(torch.softmax(logits.float(), 1).cpu().numpy())
-    return np.concatenate(truth), np.concatenate(probabilities)
+    _, truth, probabilities = evaluate(model, batches)
+    return truth, probabilities
 
 
 def decide_on_validation(model: nn.Module, val: CropBatches, test: tuple[np.ndarray, np.ndarray],
@@ -226,14 +237,20 @@ class Schedule:
 
 def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, schedule: Schedule, start_step: int,
                 history: list, out: Path, class_weights: torch.Tensor | None = None, patience: int = 0,
-                quiet: bool = True, bf16: bool = False) -> Generator[tuple[int, int], None, list]:
+                quiet: bool = True, bf16: bool = False, select_on: str = "macro-f1"
+                ) -> Generator[tuple[int, int], None, list]:
     """Train for ``schedule.total_steps`` optimizer steps in the trainers' loop (:mod:`.loop`), validating
-    every ``schedule.eval_every``: each validation is a history entry and writes ``best.pt`` (by validation
-    macro-F1), ``last.pt`` and ``history.json``; stops early after ``patience`` validations without a
-    better validation macro-F1.  ``bf16``: the training steps' forward pass and loss under bf16 autocast.
-    Yields ``(step, total)``; returns the history."""
-    best_index = max(range(len(history)), key=lambda i: history[i]["val_macro_f1"]) if history else None
-    state = {"best": history[best_index]["val_macro_f1"] if history else -1.0,
+    every ``schedule.eval_every``: each validation is a history entry (validation macro-F1 and mean PR-AUC) and
+    writes ``best.pt`` (by the ``select_on`` score, :data:`SELECTION_SCORES`), ``last.pt`` and ``history.json``;
+    stops early after ``patience`` validations without a better one.  ``bf16``: the training steps' forward pass
+    and loss under bf16 autocast.  Yields ``(step, total)``; returns the history."""
+    key, label = SELECTION_SCORES[select_on]
+
+    def score(record: dict) -> float:
+        return record.get(key, -1.0)  # a history written before the score was recorded
+
+    best_index = max(range(len(history)), key=lambda i: score(history[i])) if history else None
+    state = {"best": score(history[best_index]) if history else -1.0,
              "since_best": len(history) - 1 - best_index if history else 0, "stop": False}
     batches = endless(train)
 
@@ -250,17 +267,17 @@ def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, s
         return {"train_loss": loss.item()}
 
     def validation(step: int) -> dict:
-        val_loss, truth, predicted = evaluate(model, val)
-        metrics = classification_metrics(truth, predicted, classes)
+        val_loss, truth, probabilities = evaluate(model, val)
+        metrics = classification_metrics(truth, probabilities.argmax(1), classes)
         return {"epoch": round(step / schedule.steps_per_epoch, 3), "val_loss": val_loss,
-                "val_macro_f1": metrics["macro_f1"], "val_accuracy": metrics["accuracy"],
-                "lr": optimizer.param_groups[0]["lr"]}
+                "val_macro_f1": metrics["macro_f1"], "val_pr_auc": mean_pr_auc(truth, probabilities, classes),
+                "val_accuracy": metrics["accuracy"], "lr": optimizer.param_groups[0]["lr"]}
 
     def checkpoint(step: int) -> None:
         record = history[-1]
         state["since_best"] += 1
-        if record["val_macro_f1"] > state["best"]:
-            state["best"], state["since_best"] = record["val_macro_f1"], 0
+        if score(record) > state["best"]:
+            state["best"], state["since_best"] = score(record), 0
             with atomic_open(out / "best.pt", "wb") as fh:
                 torch.save({"model": model.state_dict(), "epoch": record["epoch"], "step": step}, fh)
         state["stop"] = bool(patience) and state["since_best"] >= patience
@@ -271,15 +288,16 @@ def train_steps(model, optimizer, scheduler, train, val: CropBatches, classes, s
                         "train_rng": train.generator.get_state()}, fh)
         write_json_atomic(out / "history.json", history)
         tqdm.write(f"epoch {record['epoch']:7.2f}  step {step:6d}  train loss {record['train_loss']:.4f}  "
-                   f"val loss {record['val_loss']:.4f}  val macro-F1 {record['val_macro_f1']:.3f}")
+                   f"val loss {record['val_loss']:.4f}  val macro-F1 {record['val_macro_f1']:.3f}  "
+                   f"val PR-AUC {record['val_pr_auc']:.3f}")
         if state["stop"]:
-            tqdm.write(f"stopped early at step {step}: no better validation macro-F1 in {state['since_best']} "
+            tqdm.write(f"stopped early at step {step}: no better validation {label} in {state['since_best']} "
                        "validations (--patience)")
 
     return (yield from training_loop(one_step, start_step, schedule.total_steps, history,
                                      {"checkpoint": Every(schedule.eval_every, checkpoint)},
                                      log_every=schedule.eval_every, extra_log=validation,
-                                     describe=lambda e: f"val macro-F1 {e['val_macro_f1']:.3f}",
+                                     describe=lambda e: f"val {label} {score(e):.3f}",
                                      stop=lambda: state["stop"], quiet=quiet))
 
 
@@ -478,7 +496,8 @@ def train(args) -> dict:
     write_json_atomic(out / "config.json", record.with_schedule(vars(schedule)).to_dict())
     weights = balanced_weights(train_y, len(data.classes)).to(device) if args.class_weights == "balanced" else None
     run_to_end(train_steps(model, optimizer, scheduler, train, val, data.classes, schedule, start, history, out,
-                           weights, args.patience, quiet=args.quiet, bf16=args.bf16))
+                           weights, args.patience, quiet=args.quiet, bf16=args.bf16,
+                           select_on=args.select_on or "macro-f1"))
     if not (out / "best.pt").is_file():
         raise ValueError(f"{out} has no best.pt: the run never validated; give more --steps")
     plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}")
@@ -490,6 +509,7 @@ def train(args) -> dict:
     metrics["ranking"] = ranking_metrics(truth, probabilities, data.classes)  # PR-AUC, ROC-AUC: no threshold
     metrics["best_epoch"] = best["epoch"]
     metrics["best_step"] = best.get("step")
+    metrics["selected_on"] = args.select_on or "macro-f1"
     metrics["steps_run"] = history[-1]["step"] if history else 0
     metrics["train_only_classes"] = record.train_only_classes
     metrics["with_thresholds"] = decide_on_validation(model, val, (truth, probabilities), data.classes, out)
