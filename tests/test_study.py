@@ -81,6 +81,40 @@ def test_the_report_holds_the_runs_numbers(finished_study):
     assert (finished_study / "samples.png").stat().st_size > 0
 
 
+def test_a_run_without_pr_auc_is_named_and_scored_again_from_its_checkpoint(finished_study, jurkat_slice,
+                                                                          half_m_generator, tmp_path):
+    """A run scored before the trainer recorded PR-AUC (here: its ``ranking`` taken out) leaves PR-AUC out of the
+    report with one line naming the run; deleting its metrics and running the same command scores it again from its
+    checkpoint, without training again, and PR-AUC is back."""
+    import shutil
+
+    out = tmp_path / "study"
+    shutil.copytree(finished_study, out)
+    run = out / "arms" / "real" / "seed0"
+    metrics = json.loads((run / "metrics_test.json").read_text())
+    ranking = metrics.pop("ranking")
+    (run / "metrics_test.json").write_text(json.dumps(metrics))
+    command = ["--data", jurkat_slice, *FAST, "--keep", "M=0.5", "--generator", f"tiny={half_m_generator}",
+               "--filters", "confidence", "knn", "--sample-steps", "5", "--out", out]
+    done = study(*command, "--report-only")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["ranked"] and summary["verdict_pr_auc"] is None
+    assert all("rare_pr_auc" not in row for row in summary["arms"].values())
+    assert "1 run(s) (real seed 0) were scored by a trainer that did not record it" in summary["unranked_note"]
+    assert html.escape(summary["unranked_note"]) in (out / "report.html").read_text()
+
+    history, best = (run / "history.json").read_bytes(), (run / "best.pt").read_bytes()
+    (run / "metrics_test.json").unlink()
+    done = study(*command)
+    assert done.returncode == 0, done.stderr
+    again = json.loads((run / "metrics_test.json").read_text())["ranking"]
+    assert {c: again[c]["pr_auc"] for c in ranking} == pytest.approx({c: ranking[c]["pr_auc"] for c in ranking})
+    assert (run / "history.json").read_bytes() == history and (run / "best.pt").read_bytes() == best
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ranked"] and summary["unranked_note"] is None and "M PR-AUC" in summary["verdict_pr_auc"]
+
+
 def test_every_arm_adds_what_it_names(finished_study):
     """Copies and generated arms add the same number of M cells; a filtered arm adds only cells its filter kept, and
     the classifier's config records what each run trained on."""

@@ -34,19 +34,27 @@ def measure(metrics: dict, name: str, rare: list[str]) -> float:
     if name == "rare_f1":
         return float(np.mean([metrics["per_class"][c]["f1"] for c in rare]))
     if name == "rare_pr_auc":  # a ranking measure: it moves where argmax finds no rare cell at all
-        values = [metrics["ranking"][c]["pr_auc"] for c in rare]  # None: no test cell of the class (refused earlier)
-        return float(np.mean([v for v in values if v is not None])) if any(v is not None for v in values) else 0.0
+        return float(np.mean([metrics["ranking"][c]["pr_auc"] for c in rare]))  # only for runs that rank them all
     return float(metrics[name])
 
 
-def collect(out: Path, arms: list[Arm], seeds: list[int], rare: list[str]) -> dict:
+def ranks_rare(metrics: dict, rare: list[str]) -> bool:
+    """Whether a run recorded the PR-AUC of every rare class (a trainer before the study's PR-AUC did not; a class
+    without test cells has none, though the study refuses such a split before training)."""
+    ranking = metrics.get("ranking") or {}
+    return all((ranking.get(c) or {}).get("pr_auc") is not None for c in rare)
+
+
+def collect(out: Path, arms: list[Arm], seeds: list[int], rare: list[str]) -> tuple[dict, list[str]]:
     """Per arm: the runner's summary rows (:func:`~napari_cellsynth.training.runner.classifier_arms.summary_rows`)
-    of ``MEASURES``, paired with ``real`` and with ``copies``; PR-AUC only where every run recorded it (runs of an
-    older trainer did not)."""
+    of ``MEASURES``, paired with ``real`` and with ``copies``; and the runs (``ARM seed S``) without the rare classes'
+    PR-AUC, which leave PR-AUC out of every row (paired measures need it in every run)."""
     runs = {arm.name: seed_metrics(out, arm.name, seeds) for arm in arms}
-    ranked = all("ranking" in m for found in runs.values() for m in found.values())
-    names = [name for name in MEASURES if ranked or name != "rare_pr_auc"]
-    return summary_rows(runs, {name: partial(measure, name=name, rare=rare) for name in names}, (BASELINE, "copies"))
+    unranked = [f"{arm} seed {seed}" for arm, found in runs.items() for seed, m in found.items()
+                if not ranks_rare(m, rare)]
+    names = [name for name in MEASURES if not unranked or name != "rare_pr_auc"]
+    rows = summary_rows(runs, {name: partial(measure, name=name, rare=rare) for name in names}, (BASELINE, "copies"))
+    return rows, unranked
 
 
 def verdict(rows: dict, rare: list[str], alpha: float = 0.05, on: str = "rare_f1") -> str:

@@ -21,11 +21,12 @@ from .runner import bundle_of
 def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
     s = plan.settings
     seeds, rare = list(s.seeds), list(s.rare)
-    rows = collect(plan.out, arms, seeds, rare)
-    ranked = any("rare_pr_auc" in row for row in rows.values())
+    rows, unranked = collect(plan.out, arms, seeds, rare)
+    ranked = bool(rows) and not unranked
     summary = {"command": command, "data": plan.describe(), "settings": s.to_dict(), "arms": rows,
-               "verdict": verdict(rows, rare), "fidelity": {}, "kept": {},
-               "verdict_pr_auc": verdict(rows, rare, on="rare_pr_auc") if ranked else None}
+               "verdict": verdict(rows, rare), "fidelity": {}, "kept": {}, "ranked": ranked,
+               "verdict_pr_auc": verdict(rows, rare, on="rare_pr_auc") if ranked else None,
+               "unranked_note": unranked_note(unranked)}
     for generator in sorted({a.generator for a in arms if a.generator}):
         ready = [seed for seed in seeds if (plan.out / "synthetic" / generator / f"seed{seed}" / "pool.npz").is_file()
                  and (bundle_of(plan.out, *scorer_of(plan, seed, seeds)) / "card.json").is_file()]
@@ -41,6 +42,16 @@ def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
                            "generated": int(sum(k[name]["generated"] for k in kept))} for name in rare}
     write_json_atomic(plan.out / "summary.json", summary)
     return summary
+
+
+def unranked_note(unranked: list[str]) -> str | None:
+    """The line that says why the report has no PR-AUC, and how to get it without training again."""
+    if not unranked:
+        return None
+    shown = ", ".join(unranked[:6]) + (f" and {len(unranked) - 6} more" if len(unranked) > 6 else "")
+    return (f"PR-AUC is left out: {len(unranked)} run(s) ({shown}) were scored by a trainer that did not record it. "
+            "Delete their metrics_test.json (arms/ARM/seedS/) and run the same study command again: they are scored "
+            "again from their checkpoints, not trained again.")
 
 
 def sampling_text(options, settings) -> str:
@@ -120,7 +131,7 @@ def table(header: list[str], body: list[list[str]]) -> str:
 
 def markdown(summary: dict) -> str:
     rare = summary["data"]["rare"]
-    ranked, named = bool(summary.get("verdict_pr_auc")), " and ".join(rare)
+    ranked, named = summary["ranked"], " and ".join(rare)
     lines = [f"| arm | seeds | {named} F1 | macro-F1 | vs real (rare F1) | vs copies (rare F1) |"
              + (f" {named} PR-AUC | vs copies (rare PR-AUC) |" if ranked else ""),
              "|---|---|---|---|---|---|" + ("---|---|" if ranked else "")]
@@ -133,6 +144,8 @@ def markdown(summary: dict) -> str:
     text = "\n".join(lines) + f"\n\n{summary['verdict']}\n"
     if ranked:
         text += f"\nRanked by PR-AUC (no threshold): {summary['verdict_pr_auc']}\n"
+    if summary["unranked_note"]:
+        text += f"\n{summary['unranked_note']}\n"
     if summary["fidelity"]:
         rows = ["| generator | class | class fidelity | scorer's real test recall | precision | recall | coverage | "
                 "SSIM-max generated / real test | finer labels: generated cover / real cover |",
@@ -157,7 +170,7 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
     if summary["arms"]:
         per_seed_plot(summary, out / "per_seed.png")
     grid = sample_grid(plan, arms, out / "samples.png")
-    ranked = bool(summary["verdict_pr_auc"])
+    ranked = summary["ranked"]
     arm_rows = []
     for name, row in summary["arms"].items():
         cells = [name, str(len(row["seeds"])), fmt(row["rare_f1"]), fmt(row["macro_f1"])]
@@ -205,9 +218,11 @@ background:#eef6ee;padding:.6em}}</style></head><body>
 <p class="verdict">{html.escape(summary['verdict'])}</p>
 {f"<p>Ranked by PR-AUC, which needs no threshold (it moves where argmax finds no rare cell at all): "
  f"{html.escape(summary['verdict_pr_auc'])}</p>" if ranked else ""}
+{f"<p>{html.escape(summary['unranked_note'])}</p>" if summary["unranked_note"] else ""}
 <p>Rare classes: {html.escape(', '.join(rare))}. Training / test cells: {html.escape(counts)}. Synthetic cells per rare
 class and seed: {html.escape(', '.join(f'{c} {n}' for c, n in data['needed'].items()))}. Every arm trains the same
-classifier recipe on the same split and is scored on the same real test cells; arms are paired by seed.</p>
+classifier recipe on the same split (its checkpoint chosen on validation {"PR-AUC" if settings.select_on == "pr-auc"
+else "macro-F1"}, --select-on) and is scored on the same real test cells; arms are paired by seed.</p>
 <pre>{html.escape(summary['command'])}</pre>
 <h2>Arms (mean ± std over seeds)</h2>{table(header, arm_rows)}
 <h3>F1 of every class</h3>{all_f1}
