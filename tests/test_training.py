@@ -313,26 +313,36 @@ def test_the_mean_pr_auc_is_scikit_learns_macro_average_precision():
         average_precision_score(np.eye(2)[truth[truth < 2]], probabilities[truth < 2, :2], average="macro"))
 
 
-def test_select_on_pr_auc_keeps_the_checkpoint_with_the_best_validation_pr_auc(tmp_path):
+def test_select_on_pr_auc_keeps_the_checkpoint_with_the_best_validation_pr_auc(tmp_path, monkeypatch):
     """``--select-on pr-auc`` (results §13g): every validation records macro-F1 and mean PR-AUC; the kept checkpoint
-    is the first best PR-AUC's, the test metrics and the card say which score chose it."""
+    is the best PR-AUC's, not macro-F1's, and the test metrics and the card say which score chose it.  So that the two
+    rules must disagree, the second run (the same seed: the same training) scores PR-AUC 1 at a validation that
+    macro-F1 did not choose and 0.1 at the others."""
     import torch
 
     from napari_cellsynth._sample_data import JURKAT_SAMPLE
     from napari_cellsynth.export.export_classifier import export_classifier
     from napari_cellsynth.training.trainers import classifier as train_classifier
 
-    run = tmp_path / "run"
-    train_classifier.main(["--data", str(JURKAT_SAMPLE), "--label-map", "jurkat4", "--width", "8", "--steps", "40",
-                           "--evaluations", "4", "--batch-size", "16", "--threads", "1", "--select-on", "pr-auc",
-                           "--out", str(run), "--quiet"])
-    history = json.loads((run / "history.json").read_text())
+    def run(name: str, rule: str):
+        train_classifier.main(["--data", str(JURKAT_SAMPLE), "--label-map", "jurkat4", "--width", "8", "--steps", "40",
+                               "--evaluations", "4", "--batch-size", "16", "--threads", "1", "--select-on", rule,
+                               "--out", str(tmp_path / name), "--quiet"])
+        return (json.loads((tmp_path / name / "history.json").read_text()),
+                json.loads((tmp_path / name / "metrics_test.json").read_text()))
+
+    history, metrics = run("f1", "macro-f1")
     assert len(history) == 4 and all(0 < h["val_pr_auc"] <= 1 and 0 <= h["val_macro_f1"] <= 1 for h in history)
-    best = max(history, key=lambda h: h["val_pr_auc"])
-    metrics = json.loads((run / "metrics_test.json").read_text())
-    assert metrics["selected_on"] == "pr-auc" and metrics["best_step"] == best["step"]
-    assert torch.load(run / "best.pt", weights_only=True)["step"] == best["step"]
-    card = json.loads((export_classifier(run, tmp_path / "bundle") / "card.json").read_text())
+    by_f1 = max(history, key=lambda h: h["val_macro_f1"])["step"]
+    assert metrics["selected_on"] == "macro-f1" and metrics["best_step"] == by_f1
+    chosen = next(h["step"] for h in history if h["step"] != by_f1)
+    calls = iter(h["step"] for h in history)
+    monkeypatch.setattr(train_classifier, "mean_pr_auc", lambda *_: 1.0 if next(calls) == chosen else 0.1)
+    history, metrics = run("pr", "pr-auc")
+    assert [h["val_pr_auc"] for h in history] == [1.0 if h["step"] == chosen else 0.1 for h in history]
+    assert metrics["selected_on"] == "pr-auc" and metrics["best_step"] == chosen != by_f1
+    assert torch.load(tmp_path / "pr" / "best.pt", weights_only=True)["step"] == chosen
+    card = json.loads((export_classifier(tmp_path / "pr", tmp_path / "bundle") / "card.json").read_text())
     assert card["training"]["recipe"]["select_on"] == "pr-auc"
 
 
