@@ -540,6 +540,13 @@ def test_the_studys_checkpoint_rule_reaches_every_classifier_and_is_fixed_for_a_
     from napari_cellsynth.training.study.runner import trainer_line
     from napari_cellsynth.training.study.settings import StudySettings
 
+    from napari_cellsynth.training.study.command import build_parser, settings_from
+    from napari_cellsynth.training.study.configuration import parse_with_config
+
+    (tmp_path / "d.npz").write_bytes(b"")  # the command checks only that --data exists before the study reads it
+    settings = settings_from(parse_with_config(build_parser(), ["--data", str(tmp_path / "d.npz"), "--rare", "M",
+                                                                "--select-on", "pr-auc", "--out", str(tmp_path)]))
+    assert settings.select_on == "pr-auc"
     settings = StudySettings(data="d.npz", rare=("M",), select_on="pr-auc")
     line = trainer_line(StudyPlan(settings, tmp_path), all_arms([], [])["real"], 0, 1)
     assert line[line.index("--select-on") + 1] == "pr-auc"

@@ -317,7 +317,8 @@ def test_select_on_pr_auc_keeps_the_checkpoint_with_the_best_validation_pr_auc(t
     """``--select-on pr-auc`` (results §13g): every validation records macro-F1 and mean PR-AUC; the kept checkpoint
     is the best PR-AUC's, not macro-F1's, and the test metrics and the card say which score chose it.  So that the two
     rules must disagree, the second run (the same seed: the same training) scores PR-AUC 1 at a validation that
-    macro-F1 did not choose and 0.1 at the others."""
+    macro-F1 did not choose and 0.1 at the others (so the test needs the same seed to train alike twice, as it
+    does on one CPU with one thread)."""
     import torch
 
     from napari_cellsynth._sample_data import JURKAT_SAMPLE
@@ -344,6 +345,11 @@ def test_select_on_pr_auc_keeps_the_checkpoint_with_the_best_validation_pr_auc(t
     assert torch.load(tmp_path / "pr" / "best.pt", weights_only=True)["step"] == chosen
     card = json.loads((export_classifier(tmp_path / "pr", tmp_path / "bundle") / "card.json").read_text())
     assert card["training"]["recipe"]["select_on"] == "pr-auc"
+    assert card["training"]["best_val_macro_f1"] == next(h["val_macro_f1"] for h in history if h["step"] == chosen)
+    # resuming it under the other rule would keep a checkpoint the other score chose: refused in one line
+    with pytest.raises(ValueError, match="kept its checkpoints by validation pr-auc"):
+        train_classifier.main(["--data", str(JURKAT_SAMPLE), "--label-map", "jurkat4", "--out", str(tmp_path / "pr"),
+                               "--resume"])
 
 
 def test_a_config_for_a_function_call_equals_the_command_line():

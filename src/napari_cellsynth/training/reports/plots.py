@@ -15,7 +15,7 @@ def new_figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize)
 
 
-def plot_training_curves(history: list[dict], path, title: str = "training") -> None:
+def plot_training_curves(history: list[dict], path, title: str = "training", best_step: int | None = None) -> None:
     """Train/validation loss and validation macro-F1 per epoch."""
     epochs = [h["epoch"] for h in history]
     fig = new_figure((9, 3.5))
@@ -27,7 +27,10 @@ def plot_training_curves(history: list[dict], path, title: str = "training") -> 
     left.legend()
     right.plot(epochs, [h["val_macro_f1"] for h in history], color="C2", label="macro-F1")
     right.plot(epochs, [h["val_accuracy"] for h in history], color="C3", label="accuracy")
-    best = max(history, key=lambda h: h["val_macro_f1"])
+    if all("val_pr_auc" in h for h in history):
+        right.plot(epochs, [h["val_pr_auc"] for h in history], color="C4", label="mean PR-AUC")
+    # the kept checkpoint (best.pt: by the run's --select-on score), else the best macro-F1's
+    best = next((h for h in history if h.get("step") == best_step), None) or max(history, key=lambda h: h["val_macro_f1"])
     right.axvline(best["epoch"], color="grey", linestyle=":", label=f"best (epoch {best['epoch']})")
     right.set_xlabel("epoch")
     right.set_ylabel("validation score")

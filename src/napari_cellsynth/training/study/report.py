@@ -141,7 +141,9 @@ def markdown(summary: dict) -> str:
                      f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} |"
                      + (f" {fmt(row['rare_pr_auc'])} | {fmt_test((row.get('vs_copies') or {}).get('rare_pr_auc'))} |"
                         if ranked else ""))
-    text = "\n".join(lines) + f"\n\n{summary['verdict']}\n"
+    rule = "PR-AUC" if summary["settings"].get("select_on") == "pr-auc" else "macro-F1"
+    text = (f"Each classifier's checkpoint chosen on validation {rule} (--select-on).\n\n" + "\n".join(lines)
+            + f"\n\n{summary['verdict']}\n")
     if ranked:
         text += f"\nRanked by PR-AUC (no threshold): {summary['verdict_pr_auc']}\n"
     if summary["unranked_note"]:

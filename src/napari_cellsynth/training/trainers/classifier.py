@@ -40,6 +40,7 @@ last evaluation, with a fresh shuffle).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Generator
@@ -446,6 +447,18 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def check_same_rule(args, out: Path) -> None:
+    """Refuse, in one line, to resume a run under another ``--select-on``: its ``best.pt`` was kept by the other
+    score, so the metrics would name a rule that did not choose the checkpoint."""
+    config = out / "config.json"
+    if not (args.resume and config.is_file()):
+        return
+    earlier = json.loads(config.read_text()).get("args", {}).get("select_on") or "macro-f1"
+    if earlier != args.select_on:
+        raise ValueError(f"{out} kept its checkpoints by validation {earlier} (--select-on {earlier}); resume it with "
+                         f"that, or start a new run in another --out for --select-on {args.select_on}")
+
+
 def train(args) -> dict:
     """Train, validate and test one classifier run into ``args.out``; returns the test metrics."""
     low, high = CROP_SIZES
@@ -453,6 +466,7 @@ def train(args) -> dict:
         raise ValueError(f"--size {args.size}: the classifier takes crops of {low}–{high} px; give a size in that "
                          "range, or leave --size out (mixed sizes go to their median side, at most 128)")
     out, device = start_run(args)
+    check_same_rule(args, out)
     if args.focused and device.type != "cpu":
         raise ValueError("--focused runs on the CPU only; leave out --device")
     data, split, record = prepare_run(args, out)
@@ -500,8 +514,9 @@ def train(args) -> dict:
                            select_on=args.select_on or "macro-f1"))
     if not (out / "best.pt").is_file():
         raise ValueError(f"{out} has no best.pt: the run never validated; give more --steps")
-    plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}")
     best = torch.load(out / "best.pt", weights_only=True, map_location=device)
+    plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}",
+                         best_step=best.get("step"))
     model.load_state_dict(best["model"])
     test = CropBatches(images[split["test"]], data.y[split["test"]], norm, 256, False, 0, device=device)
     truth, probabilities = predict_probabilities(model, test)
