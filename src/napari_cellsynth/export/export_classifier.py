@@ -35,13 +35,13 @@ from napari_cellsynth.training.nets.resnet import ResNetClassifier
 from napari_cellsynth.training.records.classifier_run import ClassifierRun
 
 
-
 def kept_validation(history: list[dict], metrics_path: Path) -> dict:
     """The validation of the checkpoint the run kept (its test metrics' ``best_step``, chosen by ``--select-on``);
     the best macro-F1's where the metrics do not say."""
     step = json.loads(metrics_path.read_text()).get("best_step") if metrics_path.is_file() else None
     return next((h for h in history if step is not None and h.get("step") == step), None) or max(
         history, key=lambda h: h["val_macro_f1"])
+
 
 def load_run(run: Path) -> tuple[ClassifierRun, ResNetClassifier]:
     if not (run / "best.pt").is_file():

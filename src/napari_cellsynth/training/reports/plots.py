@@ -16,7 +16,8 @@ def new_figure(figsize: tuple[float, float]):
 
 
 def plot_training_curves(history: list[dict], path, title: str = "training", best_step: int | None = None) -> None:
-    """Train/validation loss and validation macro-F1 per epoch."""
+    """Train/validation loss and validation macro-F1, accuracy and (where recorded) mean PR-AUC per epoch, with the
+    kept checkpoint (``best_step``) marked."""
     epochs = [h["epoch"] for h in history]
     fig = new_figure((9, 3.5))
     left, right = fig.subplots(1, 2)
