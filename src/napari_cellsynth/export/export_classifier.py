@@ -32,15 +32,7 @@ from napari_cellsynth.export.common import (export_onnx, export_parser, fresh_st
                                             publish, store_weights_fp16)
 from napari_cellsynth.training.nets.classifier_ensemble import ClassifierEnsemble
 from napari_cellsynth.training.nets.resnet import ResNetClassifier
-from napari_cellsynth.training.records.classifier_run import ClassifierRun
-
-
-def kept_validation(history: list[dict], metrics_path: Path) -> dict:
-    """The validation of the checkpoint the run kept (its test metrics' ``best_step``, chosen by ``--select-on``);
-    the best macro-F1's where the metrics do not say."""
-    step = json.loads(metrics_path.read_text()).get("best_step") if metrics_path.is_file() else None
-    return next((h for h in history if step is not None and h.get("step") == step), None) or max(
-        history, key=lambda h: h["val_macro_f1"])
+from napari_cellsynth.training.records.classifier_run import ClassifierRun, kept_validation
 
 
 def load_run(run: Path) -> tuple[ClassifierRun, ResNetClassifier]:
@@ -57,6 +49,7 @@ def load_run(run: Path) -> tuple[ClassifierRun, ResNetClassifier]:
 def make_card(run: Path, record: ClassifierRun, model: ResNetClassifier, name: str) -> Card:
     """The run's record mapped to a classifier card."""
     metrics_path = run / "metrics_test.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     history = json.loads((run / "history.json").read_text())
     settings = record.settings
     return Card(
@@ -74,8 +67,8 @@ def make_card(run: Path, record: ClassifierRun, model: ResNetClassifier, name: s
                   "schedule": record.schedule, "train_only_classes": record.train_only_classes,
                   "data": {"source": record.data, "label_map": record.label_map,
                            "counts": record.counts, "excluded": record.excluded},
-                  "best_val_macro_f1": kept_validation(history, metrics_path)["val_macro_f1"],
-                  "test_metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+                  "best_val_macro_f1": kept_validation(history, (metrics or {}).get("best_step"))["val_macro_f1"],
+                  "test_metrics": metrics,
                   "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         versions=library_versions(), files={"model.onnx": {}},
     )
@@ -122,7 +115,7 @@ def load_ensemble(runs: list[Path]) -> tuple[ClassifierRun, ClassifierEnsemble, 
         history = json.loads((run / "history.json").read_text())
         metrics = json.loads((run / "metrics_test.json").read_text()) if (run / "metrics_test.json").is_file() else {}
         members.append({"run": str(run), "seed": other.settings.seed,
-                        "best_val_macro_f1": kept_validation(history, run / "metrics_test.json")["val_macro_f1"],
+                        "best_val_macro_f1": kept_validation(history, metrics.get("best_step"))["val_macro_f1"],
                         "test_macro_f1": metrics.get("macro_f1")})
     return record, ClassifierEnsemble([model for _, model in loaded]).eval(), members
 

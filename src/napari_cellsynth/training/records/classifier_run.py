@@ -101,3 +101,10 @@ class ClassifierRun(TrainingData, RunRecord):
     @property
     def train_crops(self) -> int:
         return sum(self.counts["train"].values())
+
+
+def kept_validation(history: list[dict], best_step: int | None) -> dict:
+    """The validation entry of the checkpoint a run kept (``best_step``, its test metrics' and ``best.pt``'s, chosen
+    by ``--select-on``); the best macro-F1's where the step is not known."""
+    return next((h for h in history if best_step is not None and h.get("step") == best_step), None) or max(
+        history, key=lambda h: h["val_macro_f1"])

@@ -15,9 +15,9 @@ def new_figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize)
 
 
-def plot_training_curves(history: list[dict], path, title: str = "training", best_step: int | None = None) -> None:
+def plot_training_curves(history: list[dict], path, best: dict, title: str = "training") -> None:
     """Train/validation loss and validation macro-F1, accuracy and (where recorded) mean PR-AUC per epoch, with the
-    kept checkpoint (``best_step``) marked."""
+    kept checkpoint's validation entry (``best``) marked."""
     epochs = [h["epoch"] for h in history]
     fig = new_figure((9, 3.5))
     left, right = fig.subplots(1, 2)
@@ -30,8 +30,6 @@ def plot_training_curves(history: list[dict], path, title: str = "training", bes
     right.plot(epochs, [h["val_accuracy"] for h in history], color="C3", label="accuracy")
     if all("val_pr_auc" in h for h in history):
         right.plot(epochs, [h["val_pr_auc"] for h in history], color="C4", label="mean PR-AUC")
-    # the kept checkpoint (best.pt: by the run's --select-on score), else the best macro-F1's
-    best = next((h for h in history if h.get("step") == best_step), None) or max(history, key=lambda h: h["val_macro_f1"])
     right.axvline(best["epoch"], color="grey", linestyle=":", label=f"best (epoch {best['epoch']})")
     right.set_xlabel("epoch")
     right.set_ylabel("validation score")

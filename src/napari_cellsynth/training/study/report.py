@@ -44,6 +44,11 @@ def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
     return summary
 
 
+def checkpoint_rule(settings: dict) -> str:
+    """The validation score that chose the study's checkpoints (``--select-on``), as the report names it."""
+    return "PR-AUC" if settings.get("select_on") == "pr-auc" else "macro-F1"
+
+
 def unranked_note(unranked: list[str]) -> str | None:
     """The line that says why the report has no PR-AUC, and how to get it without training again."""
     if not unranked:
@@ -141,8 +146,8 @@ def markdown(summary: dict) -> str:
                      f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} |"
                      + (f" {fmt(row['rare_pr_auc'])} | {fmt_test((row.get('vs_copies') or {}).get('rare_pr_auc'))} |"
                         if ranked else ""))
-    rule = "PR-AUC" if summary["settings"].get("select_on") == "pr-auc" else "macro-F1"
-    text = (f"Each classifier's checkpoint chosen on validation {rule} (--select-on).\n\n" + "\n".join(lines)
+    text = (f"Each classifier's checkpoint chosen on validation {checkpoint_rule(summary['settings'])} (--select-on)."
+            "\n\n" + "\n".join(lines)
             + f"\n\n{summary['verdict']}\n")
     if ranked:
         text += f"\nRanked by PR-AUC (no threshold): {summary['verdict_pr_auc']}\n"
@@ -223,8 +228,8 @@ background:#eef6ee;padding:.6em}}</style></head><body>
 {f"<p>{html.escape(summary['unranked_note'])}</p>" if summary["unranked_note"] else ""}
 <p>Rare classes: {html.escape(', '.join(rare))}. Training / test cells: {html.escape(counts)}. Synthetic cells per rare
 class and seed: {html.escape(', '.join(f'{c} {n}' for c, n in data['needed'].items()))}. Every arm trains the same
-classifier recipe on the same split (its checkpoint chosen on validation {"PR-AUC" if settings.select_on == "pr-auc"
-else "macro-F1"}, --select-on) and is scored on the same real test cells; arms are paired by seed.</p>
+classifier recipe on the same split (its checkpoint chosen on validation {checkpoint_rule(summary['settings'])},
+--select-on) and is scored on the same real test cells; arms are paired by seed.</p>
 <pre>{html.escape(summary['command'])}</pre>
 <h2>Arms (mean ± std over seeds)</h2>{table(header, arm_rows)}
 <h3>F1 of every class</h3>{all_f1}

@@ -65,7 +65,7 @@ from napari_cellsynth.training.data.labelled_crops import (SAMPLINGS, CropBatche
                                                            load_extra, load_labelled, read_split, sampling_weights,
                                                            stratified_split, thin_classes, tiny_classes)
 from napari_cellsynth.training.nets.resnet import CROP_SIZES, ResNetClassifier
-from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings
+from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings, kept_validation
 from napari_cellsynth.training.reports.plots import plot_confusion, plot_training_curves
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.devices import start_run
@@ -511,12 +511,12 @@ def train(args) -> dict:
     weights = balanced_weights(train_y, len(data.classes)).to(device) if args.class_weights == "balanced" else None
     run_to_end(train_steps(model, optimizer, scheduler, train, val, data.classes, schedule, start, history, out,
                            weights, args.patience, quiet=args.quiet, bf16=args.bf16,
-                           select_on=args.select_on or "macro-f1"))
+                           select_on=args.select_on))
     if not (out / "best.pt").is_file():
         raise ValueError(f"{out} has no best.pt: the run never validated; give more --steps")
     best = torch.load(out / "best.pt", weights_only=True, map_location=device)
-    plot_training_curves(history, out / "curves.png", title=f"{args.arch} on {Path(args.data).name}",
-                         best_step=best.get("step"))
+    plot_training_curves(history, out / "curves.png", kept_validation(history, best.get("step")),
+                         title=f"{args.arch} on {Path(args.data).name}")
     model.load_state_dict(best["model"])
     test = CropBatches(images[split["test"]], data.y[split["test"]], norm, 256, False, 0, device=device)
     truth, probabilities = predict_probabilities(model, test)
@@ -524,7 +524,7 @@ def train(args) -> dict:
     metrics["ranking"] = ranking_metrics(truth, probabilities, data.classes)  # PR-AUC, ROC-AUC: no threshold
     metrics["best_epoch"] = best["epoch"]
     metrics["best_step"] = best.get("step")
-    metrics["selected_on"] = args.select_on or "macro-f1"
+    metrics["selected_on"] = args.select_on
     metrics["steps_run"] = history[-1]["step"] if history else 0
     metrics["train_only_classes"] = record.train_only_classes
     metrics["with_thresholds"] = decide_on_validation(model, val, (truth, probabilities), data.classes, out)
