@@ -103,6 +103,10 @@ class ClassifierRun(TrainingData, RunRecord):
         return sum(self.counts["train"].values())
 
 
+# the validation scores a run may keep its checkpoint by (``--select-on``): its history's key and the score's name
+SELECTION_SCORES = {"macro-f1": ("val_macro_f1", "macro-F1"), "pr-auc": ("val_pr_auc", "PR-AUC")}
+
+
 def kept_validation(history: list[dict], best_step: int | None) -> dict:
     """The validation entry of the checkpoint a run kept (``best_step``, its test metrics' and ``best.pt``'s, chosen
     by ``--select-on``); the best macro-F1's where the step is not known."""

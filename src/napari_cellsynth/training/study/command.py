@@ -40,6 +40,7 @@ from napari_cellsynth.core.denoisers import Guidance
 from napari_cellsynth.core.entry import run_entry
 from napari_cellsynth.core.jobs import run_with_bar
 from napari_cellsynth.core.samplers import SAMPLERS
+from napari_cellsynth.training.records.classifier_run import SELECTION_SCORES
 from napari_cellsynth.training.runner.classifier_arms import add_runner_options
 
 from .arms import all_arms
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per classifier (the same for every arm)")
     p.add_argument("--width", type=int, default=16, help="classifier width")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--select-on", default="macro-f1", choices=["macro-f1", "pr-auc"],
+    p.add_argument("--select-on", default="macro-f1", choices=list(SELECTION_SCORES),
                    help="the validation score that picks every classifier's checkpoint (cellsynth train classifier "
                         "--select-on): pr-auc for a class too rare to be the argmax early on (docs/results.md §13g)")
     p.add_argument("--focused-n", nargs="+", default=["2"], metavar="N|CLASS=N",

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cellsynth.core.atomic import atomic_open, write_json_atomic
+from napari_cellsynth.training.records.classifier_run import SELECTION_SCORES
 
 from .arms import BASELINE, Arm
 from .comparisons import collect, verdict
@@ -46,7 +47,7 @@ def summarize(plan: StudyPlan, arms: list[Arm], command: str) -> dict:
 
 def checkpoint_rule(settings: dict) -> str:
     """The validation score that chose the study's checkpoints (``--select-on``), as the report names it."""
-    return "PR-AUC" if settings.get("select_on") == "pr-auc" else "macro-F1"
+    return SELECTION_SCORES[settings.get("select_on") or "macro-f1"][1]
 
 
 def unranked_note(unranked: list[str]) -> str | None:

@@ -65,7 +65,8 @@ from napari_cellsynth.training.data.labelled_crops import (SAMPLINGS, CropBatche
                                                            load_extra, load_labelled, read_split, sampling_weights,
                                                            stratified_split, thin_classes, tiny_classes)
 from napari_cellsynth.training.nets.resnet import CROP_SIZES, ResNetClassifier
-from napari_cellsynth.training.records.classifier_run import ClassifierRun, ClassifierSettings, kept_validation
+from napari_cellsynth.training.records.classifier_run import (SELECTION_SCORES, ClassifierRun, ClassifierSettings,
+                                                                kept_validation)
 from napari_cellsynth.training.reports.plots import plot_confusion, plot_training_curves
 from napari_cellsynth.training.trainers.arguments import entry_points
 from napari_cellsynth.training.trainers.devices import start_run
@@ -154,10 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-# the validation scores a run may keep its checkpoint by (``--select-on``), as history keys
-SELECTION_SCORES = {"macro-f1": ("val_macro_f1", "macro-F1"), "pr-auc": ("val_pr_auc", "PR-AUC")}
 
 
 def evaluate(model: nn.Module, batches: CropBatches) -> tuple[float, np.ndarray, np.ndarray]:
