@@ -352,6 +352,32 @@ def test_select_on_pr_auc_keeps_the_checkpoint_with_the_best_validation_pr_auc(t
                                "--resume"])
 
 
+def test_a_split_whose_validation_lacks_a_class_is_named_in_one_warning(tmp_path, capsys):
+    """A ``--split`` (a study's, a user's) whose validation part holds no cell of a class: the checkpoint rule cannot
+    see that class (both scores average over the classes validation holds), so the trainer says so in one line."""
+    from napari_cellsynth._sample_data import JURKAT_SAMPLE
+    from napari_cellsynth.training.data.labelled_crops import load_labelled, stratified_split
+    from napari_cellsynth.training.trainers import classifier as train_classifier
+
+    data = load_labelled(str(JURKAT_SAMPLE), "jurkat4")
+    split = stratified_split(data.y, 0)
+    m = data.classes.index("M")
+    moved = split["val"][data.y[split["val"]] == m]
+    assert len(moved)
+    np.savez(tmp_path / "split.npz", train=np.concatenate([split["train"], moved]),
+             val=split["val"][data.y[split["val"]] != m], test=split["test"])
+    for rule in ("macro-f1", "pr-auc"):
+        train_classifier.main(["--data", str(JURKAT_SAMPLE), "--label-map", "jurkat4", "--width", "8", "--steps", "2",
+                               "--batch-size", "16", "--threads", "1", "--split", str(tmp_path / "split.npz"),
+                               "--select-on", rule, "--out", str(tmp_path / rule), "--quiet"])
+        warned = [line for line in capsys.readouterr().err.splitlines() if "no validation crops" in line]
+        assert warned == [f"warning: class(es) ['M'] have no validation crops, so the checkpoint (--select-on {rule}) "
+                          "is chosen without them; give a --split whose 'val' holds some of each class"]
+    train_classifier.main(["--data", str(JURKAT_SAMPLE), "--label-map", "jurkat4", "--width", "8", "--steps", "2",
+                           "--batch-size", "16", "--threads", "1", "--out", str(tmp_path / "own-split"), "--quiet"])
+    assert "no validation crops" not in capsys.readouterr().err  # its own stratified split holds every class
+
+
 def test_a_config_for_a_function_call_equals_the_command_line():
     """Experiments call trainers with a config built from the trainer's own parser (issue 13)."""
     from napari_cellsynth.training.trainers import classifier as train_classifier
