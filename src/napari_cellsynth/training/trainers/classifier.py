@@ -314,10 +314,9 @@ def prepare_run(args, out: Path) -> tuple[LabelledData, dict, ClassifierRun]:
     if tiny and not args.split:
         print(f"warning: class(es) {tiny} have fewer than 5 crops: trained on, but left out of validation and "
               "test, which cannot score them", file=sys.stderr)
-    in_val = np.bincount(data.y[split["val"]], minlength=len(data.classes))
+    in_val, in_data = data.counts(split["val"]), data.counts()
     warned = set() if args.split else set(tiny)  # the line above named those
-    unvalidated = [name for name, n, total in zip(data.classes, in_val, np.bincount(data.y, minlength=len(in_val)))
-                   if n == 0 < total and name not in warned]
+    unvalidated = [name for name in data.classes if in_val[name] == 0 < in_data[name] and name not in warned]
     if unvalidated:  # a --split without them: the checkpoint is chosen without them (the PR-AUC mean leaves them out)
         print(f"warning: class(es) {unvalidated} have no validation crops, so the checkpoint (--select-on "
               f"{args.select_on}) is chosen without them; give a --split whose 'val' holds some of each class",
