@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,9 +20,14 @@ NUCLEI = SHARED_DATA / "nuclei"
 CELLSYNTH = str(Path(sys.executable).with_name("cellsynth"))
 
 
+_OWN_CACHE: list[str] = [""]  # the cache folder this process made, if it made one
+
+
 def pytest_configure(config):
-    # Mesa writes a shader cache under XDG_CACHE_HOME; keep it out of the user's home.
-    os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="cellsynth-xdg-"))
+    # Mesa writes a shader cache under XDG_CACHE_HOME; keep it out of the user's home, in one folder per run that the
+    # run removes (xdist's workers inherit the controller's; an XDG_CACHE_HOME already set is left alone)
+    if "XDG_CACHE_HOME" not in os.environ:
+        os.environ["XDG_CACHE_HOME"] = _OWN_CACHE[0] = tempfile.mkdtemp(prefix="cellsynth-xdg-")
     os.environ.setdefault("CELLSYNTH_PROVIDERS", "cpu")
     # fp32 weights everywhere, so that a zoo bundle's numbers are the same on CPUs with and without int8 dot-product
     # instructions; tests/test_int8_variant.py runs the automatic choice (auto) as a user's program makes it
@@ -111,6 +117,11 @@ def pytest_sessionfinish(session):
         merged = {**known, **{m: round(s, 1) for m, s in _RECORDED.items()}}
         ordered = dict(sorted(merged.items(), key=lambda kv: -kv[1]))
         Path(path).write_text(json.dumps(ordered, indent=1) + "\n")
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE[0]:
+        shutil.rmtree(_OWN_CACHE[0], ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter):
