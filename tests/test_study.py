@@ -55,8 +55,8 @@ def finished_study(jurkat_slice, half_m_generator, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_the_report_holds_the_runs_numbers(finished_study):
     summary = json.loads((finished_study / "summary.json").read_text())
-    arms = ["real", "balanced", "copies", "mixup", "generated-tiny", "generated-tiny-confidence", "generated-tiny-knn",
-            "generated-tiny-mixup"]
+    arms = ["real", "balanced", "copies", "mixup", "unthinned", "generated-tiny", "generated-tiny-confidence",
+            "generated-tiny-knn", "generated-tiny-mixup"]
     assert list(summary["arms"]) == arms
     page = (finished_study / "report.html").read_text()
     for arm, row in summary["arms"].items():
@@ -137,6 +137,12 @@ def test_every_arm_adds_what_it_names(finished_study):
     scorer = json.loads((finished_study / "arms" / "scorer" / "seed0" / "config.json").read_text())["counts"]["train"]
     assert scorer["M"] == 2 * config["real"]["counts"]["train"]["M"] or abs(scorer["M"] - 2 * config["real"]["counts"][
         "train"]["M"]) <= 1
+    # the unthinned arm trains on the scorer's split (every M training cell), tests on the arms' test cells, and the
+    # verdict says how far the best arm stayed below it
+    unthinned = json.loads((finished_study / "arms" / "unthinned" / "seed0" / "config.json").read_text())["counts"]
+    assert unthinned["train"] == scorer and unthinned["test"] == config["real"]["counts"]["test"]
+    assert "Before --keep thinned them, the real cells reach M F1" in json.loads(
+        (finished_study / "summary.json").read_text())["verdict"]
     finer = fidelity["M"]["finer"]  # jurkat4's M holds the four mitotic phases: each is scored on its own
     assert {"Prophase", "Metaphase"} <= set(finer) and finer["Prophase"]["test_cells"] > finer["Metaphase"]["test_cells"]
     assert all(0 <= f[key]["mean"] <= 1 for f in finer.values() for key in ("recall_generated", "recall_real"))
@@ -169,16 +175,19 @@ def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one
     had finished are not trained again, and every run's test scores and the summary equal an uninterrupted study's
     (issue 36)."""
     command = [CELLSYNTH, "study", "--data", str(jurkat_slice), *FAST, "--seeds", "0", "--arms", "copies"]
+    # one thread per training, as under pytest -n: alone, the reference's one worker would train on every core and
+    # the resumed runs' two workers on one each, and their probabilities (PR-AUC) would differ in the last digits
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.monotonic()
     reference = subprocess.run([*command, "--out", str(tmp_path / "reference")], capture_output=True, text=True,
-                               timeout=900)
+                               timeout=900, env=env)
     assert reference.returncode == 0, reference.stderr
     took = time.monotonic() - started  # the moments are shares of it: mid-way on a fast CPU or a slow one
     out = tmp_path / "killed"
     kills, finished = [], {}
     for delay in took * np.random.default_rng(36).uniform(0.2, 0.8, size=3):
         process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
+                                   stderr=subprocess.DEVNULL, start_new_session=True, env=env)
         try:
             process.wait(timeout=delay)  # it may finish first: then the later starts resume a finished study
         except subprocess.TimeoutExpired:
@@ -188,7 +197,7 @@ def test_a_study_killed_at_random_moments_ends_identical_to_an_uninterrupted_one
         finished |= {p: p.stat().st_mtime_ns for p in out.glob("arms/*/seed*/metrics_test.json") if p not in finished}
     assert len(kills) >= 2 and min(kills) < 2, kills  # killed mid-way more than once, before its 2 runs were done
     done = subprocess.run([*command, "--out", str(out), "--workers", "2"], capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, env=env)
     assert done.returncode == 0, done.stderr
     assert all(path.stat().st_mtime_ns == stamp for path, stamp in finished.items())  # not trained again
     assert _per_run_scores(out) == _per_run_scores(tmp_path / "reference") and len(_per_run_scores(out)) == 2
@@ -227,6 +236,7 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, 
         (["--data", jurkat_slice, *FAST, "--generator", tmp_path / "nowhere", "--out", tmp_path / "c"],
          "is not a bundle folder"),
         (["--data", jurkat_slice, *FAST, "--scheduler", "threads", "--out", tmp_path / "e"], "trainings run in processes"),
+        (["--data", jurkat_slice, *FAST, "--arms", "unthinned", "--out", tmp_path / "g"], "thin the rare classes with --keep"),
         # a rare class of 4 crops: all of them train, none is tested, so no arm could be scored on it
         (["--data", four_anaphases(jurkat_slice, tmp_path), *FAST[2:], "--label-map", "jurkat7", "--rare", "Anaphase",
           "--out", tmp_path / "f"], "cannot score Anaphase"),
@@ -407,6 +417,13 @@ def test_the_verdict_never_calls_the_real_cells_a_cheap_alternative():
     said = verdict({"real": real, "copies": row([0.71 + 0.01 * s for s in range(10)]), "generated-g": generated},
                    ["M"])
     assert said.startswith("Generated cells did not beat the cheap alternatives") and "copies" in said
+    # the real cells before --keep are the mark, never the cheap alternative, even when they score highest
+    unthinned = row([0.75 + 0.01 * s for s in range(10)])
+    said = verdict({"real": real, "copies": row([0.71 + 0.01 * s for s in range(10)]), "generated-g": generated,
+                    "unthinned": unthinned}, ["M"])
+    assert said.startswith("Generated cells did not beat the cheap alternatives") and "than copies (M F1" in said
+    assert said.endswith("the best arm here, copies, is -0.040 from that (95 % CI -0.040 to -0.040, Wilcoxon p "
+                         "0.00195, 10 paired seeds): the room that any way of adding cells had.")
 
 
 def test_the_verdict_on_pr_auc_reads_the_pr_auc_rows():

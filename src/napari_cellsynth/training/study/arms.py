@@ -5,6 +5,9 @@ being equal.
 - ``balanced``: class-balanced sampling (every class drawn equally often: the rare cells repeated, nothing new);
 - ``copies``: copies of the real rare cells, drawn with replacement, as many as the generated arms add;
 - ``mixup``: paper 001's minority-focused batches with mixup and nonlinear mixup of the real rare cells;
+- ``unthinned`` (only with ``--keep``): the real cells before ``--keep`` thinned the rare classes, on the same test
+  cells: what more real cells of those classes would give, the room any way of adding cells has (never an alternative
+  a user has, so never the verdict's cheap arm);
 - ``generated-G``: generator G's cells of the rare classes added to the training cells;
 - ``generated-G-F``: the same, only the cells that filter F keeps;
 - ``generated-G-mixup``: minority-focused batches with G's cells in the generated slots, plus mixup and nonlinear
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 CHEAP = ("balanced", "copies", "mixup")
 BASELINE = "real"
+UNTHINNED = "unthinned"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Arm:
     generator: str | None = None
     filter: str | None = None  # a realism filter's name (generated cells only)
     focused_parts: tuple[str, ...] = ()  # minority-focused batches: "generated", "mixup", "nonlinear"
+    split: str = "study"  # or "unthinned": the study's split before --keep thinned its training part
 
     @property
     def synthetic(self) -> bool:
@@ -37,10 +42,13 @@ class Arm:
         return self.filter is not None
 
 
-def all_arms(generators: list[str], filters: list[str]) -> dict[str, Arm]:
-    """Every arm a study can run for these generators and filters, the cheap ones first."""
+def all_arms(generators: list[str], filters: list[str], thinned: bool = False) -> dict[str, Arm]:
+    """Every arm a study can run for these generators and filters (and, where ``--keep`` thinned the rare classes,
+    ``unthinned``), the cheap ones first."""
     arms = [Arm(BASELINE), Arm("balanced", sampling="balanced"), Arm("copies", extra="copies"),
             Arm("mixup", focused_parts=("mixup", "nonlinear"))]
+    if thinned:
+        arms.append(Arm(UNTHINNED, split="unthinned"))
     for name in generators:
         arms.append(Arm(f"generated-{name}", extra="generated", generator=name))
         arms += [Arm(f"generated-{name}-{f}", extra="generated", generator=name, filter=f) for f in filters]

@@ -9,8 +9,9 @@ stratified by the classes or by ``--stratify-by``'s; the rare classes thinned in
 training part by ``--keep CLASS=N`` to simulate scarcity) and is scored on the same real test cells, once per seed;
 the seeds pair the arms. Arms (``--arms``; default all): ``real``, ``balanced`` (class-balanced sampling), ``copies``
 (copies of the real rare cells, as many as the generated arms add), ``mixup`` (minority-focused mixup and nonlinear
-mixup), and per generator G: ``generated-G``, ``generated-G-FILTER`` for each ``--filters`` (umap, confidence, knn)
-and ``generated-G-mixup``.
+mixup), ``unthinned`` with ``--keep`` (the real cells before the thinning: the room any way of adding cells has), and
+per generator G: ``generated-G``, ``generated-G-FILTER`` for each ``--filters`` (umap, confidence, knn) and
+``generated-G-mixup``.
 
 A generator is a DDPM or GAN bundle (cells sampled from noise), or a BBDM or CycleGAN translator (paper 004, per
 object: the rare class painted onto the condition channel, DAPI, of training cells of the other classes).  A
@@ -43,7 +44,7 @@ from napari_cellsynth.core.samplers import SAMPLERS
 from napari_cellsynth.training.records.classifier_run import SELECTION_SCORES
 from napari_cellsynth.training.runner.classifier_arms import add_runner_options
 
-from .arms import all_arms
+from .arms import UNTHINNED, all_arms
 from .configuration import CONFIGS, parse_with_config
 from .realism_filters import FILTERS
 from .settings import SamplingOptions, StudySettings
@@ -215,8 +216,11 @@ def settings_from(args) -> StudySettings:
                          "on (e.g. --group-by slide --test-groups A20 V26)")
     generators, sampling = generator_names(args.generator)
     if args.arms:
-        known = all_arms(list(generators), list(args.filters))
+        known = all_arms(list(generators), list(args.filters), bool(args.keep))
         unknown = [a for a in args.arms if a not in known]
+        if UNTHINNED in unknown and not args.keep:
+            raise ValueError(f"--arms {UNTHINNED}: it trains on the real cells before --keep thinned them; thin the "
+                             "rare classes with --keep CLASS=N, or leave it out")
         if unknown:
             raise ValueError(f"--arms {unknown}: choose from {list(known)}")
     return StudySettings(

@@ -13,7 +13,7 @@ import numpy as np
 from napari_cellsynth.training.reports.summaries import paired_test
 from napari_cellsynth.training.runner.classifier_arms import summary_rows
 
-from .arms import BASELINE, CHEAP, Arm
+from .arms import BASELINE, CHEAP, UNTHINNED, Arm
 
 MEASURES = ("rare_f1", "macro_f1", "rare_pr_auc")  # the mean F1 and the mean PR-AUC of the rare classes
 LABELS = {"rare_f1": "F1", "rare_pr_auc": "PR-AUC"}
@@ -60,7 +60,29 @@ def collect(out: Path, arms: list[Arm], seeds: list[int], rare: list[str]) -> tu
 def verdict(rows: dict, rare: list[str], alpha: float = 0.05, on: str = "rare_f1") -> str:
     """One sentence a microscopist can act on: the best generated arm against the best cheap alternative, on the mean
     F1 (``on="rare_pr_auc"``: the mean PR-AUC) of the rare classes; 'beats' needs every paired test to agree
-    (p < alpha and the CI above 0)."""
+    (p < alpha and the CI above 0).  With the ``unthinned`` arm, a second sentence: how far the best arm is below the
+    real cells before ``--keep``, the room that any way of adding cells had."""
+    return _verdict(rows, rare, alpha, on) + room_left(rows, rare, on)
+
+
+def room_left(rows: dict, rare: list[str], on: str = "rare_f1") -> str:
+    """How far the best arm (cheap or generated) is below ``unthinned``, paired by seed; '' without that arm."""
+    others = [name for name in rows if name != UNTHINNED]
+    if UNTHINNED not in rows or not others:
+        return ""
+    best = max(others, key=lambda n: rows[n][on]["mean"])
+    test = paired_from_rows(rows, best, UNTHINNED, on)
+    if not test:
+        return ""
+    ceiling = rows[UNTHINNED][on]
+    p = f", Wilcoxon p {test['p_wilcoxon']:.3g}" if test["p_wilcoxon"] is not None else ""
+    return (f" Before --keep thinned them, the real cells reach {' and '.join(rare)} {LABELS[on]} {ceiling['mean']:.3f}"
+            f" ± {ceiling['std']:.3f}; the best arm here, {best}, is {test['mean']:+.3f} from that (95 % CI "
+            f"{test['ci95'][0]:+.3f} to {test['ci95'][1]:+.3f}{p}, {len(test['seeds'])} paired seeds): the room "
+            "that any way of adding cells had.")
+
+
+def _verdict(rows: dict, rare: list[str], alpha: float, on: str) -> str:
     what = " and ".join(rare) + " " + LABELS[on]
     if BASELINE not in rows:
         return "No run has finished yet."

@@ -94,7 +94,8 @@ class StudyPlan:
         return split
 
     def unthinned_split(self) -> Path:
-        """``split-unthinned.npz``: the study's split before ``--keep`` (the fidelity scorer's, never an arm's)."""
+        """``split-unthinned.npz``: the study's split before ``--keep`` (the fidelity scorer's and the ``unthinned``
+        arm's)."""
         path = self.out / "split-unthinned.npz"
         if not path.is_file():
             save_npz(path, **self.whole_split())
@@ -182,11 +183,9 @@ class StudyPlan:
 
     def filters_choose_from(self, generator: str) -> bool:
         """Whether a filtered arm of ``generator`` runs: only then does its pool hold more cells than an arm adds."""
-        from .arms import all_arms, chosen_arms
+        from .runner import study_arms
 
-        arms = chosen_arms(all_arms(list(self.settings.generators), list(self.settings.filters)),
-                           list(self.settings.arms))
-        return any(arm.generator == generator and arm.filter for arm in arms)
+        return any(arm.generator == generator and arm.filter for arm in study_arms(self.settings))
 
     def pool_size(self, name: str, generator: str) -> int:
         factor = self.settings.pool_factor if self.filters_choose_from(generator) else 1.0

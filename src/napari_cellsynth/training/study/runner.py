@@ -23,7 +23,8 @@ Task = tuple[str, str, int]  # ("train", arm, seed) | ("generate", generator, se
 
 
 def study_arms(settings: StudySettings) -> list[Arm]:
-    return chosen_arms(all_arms(list(settings.generators), list(settings.filters)), list(settings.arms))
+    return chosen_arms(all_arms(list(settings.generators), list(settings.filters), bool(settings.keep)),
+                       list(settings.arms))
 
 
 def run_folder(out: Path, arm: str, seed: int) -> Path:
@@ -64,7 +65,7 @@ def task_done(out: Path, task: Task) -> bool:
 
 def trainer_line(plan: StudyPlan, arm: Arm, seed: int, threads: int) -> list[str]:
     s, run = plan.settings, run_folder(plan.out, arm.name, seed)
-    split = plan.unthinned_split() if arm.name == SCORER else plan.out / "split.npz"
+    split = plan.unthinned_split() if arm.split == "unthinned" else plan.out / "split.npz"
     line = ["--data", s.data, "--label-map", s.label_map, "--split", str(split), "--width",
             str(s.width), "--steps", str(s.steps), "--batch-size", str(s.batch_size), "--seed", str(seed),
             "--select-on", s.select_on,
@@ -107,7 +108,8 @@ def run_task(out: str, threads: int, task: Task) -> Task:
     else:
         from napari_cellsynth.training.trainers import classifier as train_classifier
 
-        arm = Arm(SCORER) if name == SCORER else all_arms(list(plan.settings.generators), list(plan.settings.filters))[name]
+        arm = (Arm(SCORER, split="unthinned") if name == SCORER
+               else all_arms(list(plan.settings.generators), list(plan.settings.filters), bool(plan.settings.keep))[name])
         line = trainer_line(plan, arm, seed, threads)
         folder = run_folder(out, name, seed)
         folder.mkdir(parents=True, exist_ok=True)
