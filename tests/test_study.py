@@ -474,6 +474,7 @@ def test_each_papers_configuration_passes_the_studys_checks_on_the_real_data(nam
     assert done == 0 and total > 0 and message == f"0 of {total} tasks on disk"
     names = [arm.name for arm in study_arms(settings)]
     assert names[:4] == ["real", "balanced", "copies", "mixup"]
+    assert ("unthinned" in names) == bool(options.get("keep"))  # the room left, where the configuration thins
     assert all(f"generated-{Path(g.removeprefix('zoo:')).name}" in names for g in options.get("generator", []))
     if name == "paper004":
         with np.load(data) as crops, np.load(tmp_path / "split.npz") as split:
