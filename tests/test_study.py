@@ -133,14 +133,14 @@ def test_every_arm_adds_what_it_names(finished_study):
         assert copies["images"].shape == generated["images"].shape == (16, 3, 40, 40)
     fidelity = json.loads((finished_study / "summary.json").read_text())["fidelity"]["tiny"]
     assert fidelity["independent"] and 0 <= fidelity["M"]["class_fidelity"]["mean"] <= 1
-    # the fidelity scorer learnt from every M training cell, the arms from half of them
-    scorer = json.loads((finished_study / "arms" / "scorer" / "seed0" / "config.json").read_text())["counts"]["train"]
-    assert scorer["M"] == 2 * config["real"]["counts"]["train"]["M"] or abs(scorer["M"] - 2 * config["real"]["counts"][
-        "train"]["M"]) <= 1
-    # the unthinned arm trains on the scorer's split (every M training cell), tests on the arms' test cells, and the
-    # verdict says how far the best arm stayed below it
-    unthinned = json.loads((finished_study / "arms" / "unthinned" / "seed0" / "config.json").read_text())["counts"]
-    assert unthinned["train"] == scorer and unthinned["test"] == config["real"]["counts"]["test"]
+    # the fidelity scorer learnt from every M training cell, the arms from half of them: it is the unthinned arm's
+    # first seed (the same training), not a run of its own; it is tested on the arms' test cells
+    scorer = json.loads((finished_study / "arms" / "unthinned" / "seed0" / "config.json").read_text())["counts"]
+    assert scorer["train"]["M"] == 2 * config["real"]["counts"]["train"]["M"] or abs(
+        scorer["train"]["M"] - 2 * config["real"]["counts"]["train"]["M"]) <= 1
+    assert scorer["test"] == config["real"]["counts"]["test"] and not (finished_study / "arms" / "scorer").exists()
+    assert list((finished_study / "fidelity").glob("tiny-seed0-by-unthinned0.json"))
+    # the verdict says how far the best arm stayed below the unthinned real cells
     assert "Before --keep thinned them, the real cells reach M F1" in json.loads(
         (finished_study / "summary.json").read_text())["verdict"]
     finer = fidelity["M"]["finer"]  # jurkat4's M holds the four mitotic phases: each is scored on its own
@@ -571,3 +571,23 @@ def test_the_studys_checkpoint_rule_reaches_every_classifier_and_is_fixed_for_a_
     settings.record(tmp_path)
     with pytest.raises(ValueError, match="other select_on; choose another --out"):
         StudySettings(data="d.npz", rare=("M",)).check_resumes(tmp_path)
+
+
+def test_the_fidelity_scorer_is_the_unthinned_arms_first_seed_where_the_study_runs_that_arm():
+    """With --keep and a generator, the fidelity scorer is a real-only classifier on the unthinned training part: its
+    own run when the study leaves the ``unthinned`` arm out, and that arm's first seed (the same training) when it runs
+    it, so no training is done twice and every task is planned once."""
+    from napari_cellsynth.training.study.runner import waves
+    from napari_cellsynth.training.study.settings import StudySettings
+
+    def planned(arms: tuple[str, ...]) -> list[list[tuple]]:
+        return waves(StudySettings(data="d.npz", rare=("M",), keep=("M=10",), generators={"g": ("b",)}, seeds=(1, 2),
+                                   arms=arms))
+
+    first, second, third = planned(("copies", "generated-g"))
+    assert ("train", "scorer", 1) in first and ("export", "scorer", 1) in second
+    first, second, third = planned(("copies", "unthinned", "generated-g"))
+    every = first + second + third
+    assert ("train", "unthinned", 1) in first and ("export", "unthinned", 1) in second
+    assert ("train", "unthinned", 2) in third and not any(task[1] == "scorer" for task in every)
+    assert len(every) == len(set(every))

@@ -33,12 +33,13 @@ from .plan import StudyPlan
 
 
 def scorer_of(plan: StudyPlan, seed: int, seeds: list[int]) -> tuple[str, int]:
-    """The arm and seed whose classifier scores this seed's cells: the unthinned scorer with ``--keep``, else the next
+    """The arm and seed whose classifier scores this seed's cells: the unthinned scorer with ``--keep`` (the
+    ``unthinned`` arm's first seed where the study runs that arm), else the next
     seed's ``real`` classifier (itself when the study has one seed)."""
-    from .runner import SCORER
+    from .runner import scorer_run
 
     if plan.settings.keep:
-        return SCORER, min(plan.settings.seeds)
+        return scorer_run(plan.settings)
     ordered = sorted(seeds)
     return BASELINE, ordered[(ordered.index(seed) + 1) % len(ordered)]
 

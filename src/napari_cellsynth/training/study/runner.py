@@ -15,7 +15,7 @@ from napari_cellsynth.core.atomic import write_json_atomic
 from napari_cellsynth.training.runner import tasks as shared_tasks
 from napari_cellsynth.training.runner.tasks import threads_per_task, with_eta
 
-from .arms import BASELINE, Arm, all_arms, chosen_arms
+from .arms import BASELINE, UNTHINNED, Arm, all_arms, chosen_arms
 from .plan import StudyPlan, read_json
 from .settings import StudySettings
 
@@ -34,8 +34,15 @@ def run_folder(out: Path, arm: str, seed: int) -> Path:
 SCORER = "scorer"  # with --keep: a real-only classifier on the unthinned training part, for the fidelity scores only
 
 
+def scorer_run(settings: StudySettings) -> tuple[str, int]:
+    """With ``--keep``, the run whose classifier scores the generators' fidelity: the ``unthinned`` arm's first seed
+    where the study runs that arm (the same training: the same split, recipe and seed), else its own ``scorer`` run."""
+    name = UNTHINNED if any(arm.name == UNTHINNED for arm in study_arms(settings)) else SCORER
+    return name, min(settings.seeds)
+
+
 def bundle_of(out: Path, name: str, seed: int) -> Path:
-    """The exported bundle of a ``real`` or ``scorer`` run."""
+    """The exported bundle of a ``real`` run or of the fidelity scorer's (:func:`scorer_run`)."""
     return Path(out) / "classifiers" / f"{name}-seed{seed}"
 
 
@@ -46,11 +53,12 @@ def real_bundle(out: Path, seed: int) -> Path:
 def waves(settings: StudySettings) -> list[list[Task]]:
     arms = study_arms(settings)
     generators = sorted({arm.generator for arm in arms if arm.generator})
-    scorer = [(SCORER, min(settings.seeds))] if generators and settings.keep else []
+    scorer = [scorer_run(settings)] if generators and settings.keep else []
     first = ([("train", BASELINE, s) for s in settings.seeds] + [("train", *x) for x in scorer]
              + [("generate", g, s) for g in generators for s in settings.seeds])
     second = [("export", BASELINE, s) for s in settings.seeds] + [("export", *x) for x in scorer] if generators else []
-    third = [("train", arm.name, s) for s in settings.seeds for arm in arms if arm.name != BASELINE]
+    third = [("train", arm.name, s) for s in settings.seeds for arm in arms
+             if arm.name != BASELINE and ("train", arm.name, s) not in first]
     return [first, second, third]
 
 
