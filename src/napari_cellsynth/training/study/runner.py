@@ -22,9 +22,13 @@ from .settings import StudySettings
 Task = tuple[str, str, int]  # ("train", arm, seed) | ("generate", generator, seed) | ("export", "real"/"scorer", seed)
 
 
+def available_arms(settings: StudySettings) -> dict[str, Arm]:
+    """Every arm this study's generators, filters and ``--keep`` allow, by name."""
+    return all_arms(list(settings.generators), list(settings.filters), bool(settings.keep))
+
+
 def study_arms(settings: StudySettings) -> list[Arm]:
-    return chosen_arms(all_arms(list(settings.generators), list(settings.filters), bool(settings.keep)),
-                       list(settings.arms))
+    return chosen_arms(available_arms(settings), list(settings.arms))
 
 
 def run_folder(out: Path, arm: str, seed: int) -> Path:
@@ -116,8 +120,7 @@ def run_task(out: str, threads: int, task: Task) -> Task:
     else:
         from napari_cellsynth.training.trainers import classifier as train_classifier
 
-        arm = (Arm(SCORER, split="unthinned") if name == SCORER
-               else all_arms(list(plan.settings.generators), list(plan.settings.filters), bool(plan.settings.keep))[name])
+        arm = Arm(SCORER, split="unthinned") if name == SCORER else available_arms(plan.settings)[name]
         line = trainer_line(plan, arm, seed, threads)
         folder = run_folder(out, name, seed)
         folder.mkdir(parents=True, exist_ok=True)
