@@ -237,6 +237,7 @@ def test_a_study_refuses_other_settings_and_bad_input_in_one_line(jurkat_slice, 
          "is not a bundle folder"),
         (["--data", jurkat_slice, *FAST, "--scheduler", "threads", "--out", tmp_path / "e"], "trainings run in processes"),
         (["--data", jurkat_slice, *FAST, "--arms", "unthinned", "--out", tmp_path / "g"], "thin the rare classes with --keep"),
+        (["--data", jurkat_slice, *FAST, "--keep-validation", "--out", tmp_path / "h"], "thin the rare classes with --keep"),
         # a rare class of 4 crops: all of them train, none is tested, so no arm could be scored on it
         (["--data", four_anaphases(jurkat_slice, tmp_path), *FAST[2:], "--label-map", "jurkat7", "--rare", "Anaphase",
           "--out", tmp_path / "f"], "cannot score Anaphase"),
@@ -535,6 +536,28 @@ def test_a_fine_tune_of_the_zoos_cut_generator_on_the_same_cut_is_accepted(tmp_p
     StudyPlan(StudySettings(str(JURKAT), ("M",), "jurkat4", keep=("M=34",)), tmp_path / "cut").check_generator(tuned, "M")
     with pytest.raises(ValueError, match="learnt from 34 crops of M, but this study's training part holds 344"):
         StudyPlan(StudySettings(str(JURKAT), ("M",), "jurkat4"), tmp_path / "all").check_generator(tuned, "M")
+
+
+def test_keep_validation_thins_the_validation_part_by_the_share_keep_left_and_never_the_test(jurkat_slice, tmp_path):
+    """`--keep M=0.5 --keep-validation`: validation keeps half of its M cells too (so thresholds and checkpoints are
+    chosen on as few as a user with that few would have), every other class and the whole test part are untouched,
+    and the report's counts say so; without it validation keeps every M cell."""
+    from napari_cellsynth.training.study.plan import StudyPlan
+    from napari_cellsynth.training.study.settings import StudySettings
+
+    def parts(keep_validation: bool) -> dict[str, dict[str, int]]:
+        settings = StudySettings(str(jurkat_slice), ("M",), "jurkat4", keep=("M=0.5",), keep_validation=keep_validation)
+        data = StudyPlan(settings, tmp_path / str(keep_validation)).describe()
+        return {part: data[f"{part}_counts"] for part in ("train", "validation", "test")}
+
+    whole, thinned = parts(False), parts(True)
+    assert thinned["train"] == whole["train"] and thinned["test"] == whole["test"]
+    assert whole["validation"]["M"] >= 4
+    half = thinned["validation"]["M"]
+    assert abs(half - whole["validation"]["M"] / 2) <= 1 and half < whole["validation"]["M"]
+    assert thinned["validation"] == whole["validation"] | {"M": half}
+    on_disk = np.load(tmp_path / "True" / "split.npz")
+    assert len(on_disk["val"]) == sum(thinned["validation"].values())
 
 
 def test_a_resumed_study_reads_its_test_groups_as_a_set(tmp_path):

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rare", nargs="+", metavar="CLASS", help="the rare class(es) to help")
     p.add_argument("--keep", nargs="+", default=[], metavar="CLASS=N",
                    help="keep only N (or a fraction, 0.1) of a class's training cells: simulate scarcity")
+    p.add_argument("--keep-validation", action="store_true",
+                   help="thin the validation part too, to the share --keep left of each class's training cells (at "
+                        "least 1), so that checkpoints and thresholds are chosen on as few cells as a user with that "
+                        "few would have; the test part stays whole")
     p.add_argument("--generator", nargs="+", action="append", default=[], metavar="[NAME=]BUNDLE",
                    help="generator bundles (DDPM or GAN; zoo:NAME or a folder); one-class bundles of one generator "
                         "share a NAME.  A BBDM or CycleGAN translator paints the rare class onto the other classes' "
@@ -214,6 +218,9 @@ def settings_from(args) -> StudySettings:
     if bool(args.group_by) != bool(args.test_groups):
         raise ValueError("--group-by and --test-groups go together: name what groups the crops and the groups to test "
                          "on (e.g. --group-by slide --test-groups A20 V26)")
+    if args.keep_validation and not args.keep:
+        raise ValueError("--keep-validation thins validation by --keep's share: thin the rare classes with --keep "
+                         "CLASS=N, or leave it out")
     generators, sampling = generator_names(args.generator)
     if args.arms:
         known = all_arms(list(generators), list(args.filters), bool(args.keep))
@@ -226,7 +233,8 @@ def settings_from(args) -> StudySettings:
     return StudySettings(
         data=str(Path(args.data).resolve()), rare=tuple(args.rare), label_map=args.label_map,
         labels_csv=str(Path(args.labels_csv).resolve()) if args.labels_csv else None, size=args.size,
-        keep=tuple(args.keep), generators=generators, sampling=sampling, filters=tuple(args.filters), count=args.count,
+        keep=tuple(args.keep), keep_validation=args.keep_validation, generators=generators, sampling=sampling,
+        filters=tuple(args.filters), count=args.count,
         pool_factor=args.pool_factor, sampler=args.sampler, sample_steps=args.sample_steps, split_seed=args.split_seed,
         stratify_by=args.stratify_by, group_by=args.group_by, test_groups=tuple(dict.fromkeys(args.test_groups)),
         steps=args.steps, width=args.width, batch_size=args.batch_size, select_on=args.select_on,

@@ -61,13 +61,20 @@ class StudyPlan:
 
     @cached_property
     def split(self) -> dict[str, np.ndarray]:
-        """The study's split (``split.npz``): :meth:`whole_split`, the rare classes thinned by ``--keep``."""
+        """The study's split (``split.npz``): :meth:`whole_split`, the rare classes thinned by ``--keep`` in its
+        training part (and, with ``--keep-validation``, in its validation part by the same share)."""
         path = self.out / "split.npz"
         if path.is_file():
             return self.check_scorable(read_split(str(path), len(self.data.y)))
         split = self.check_scorable(self.whole_split())
-        split["train"] = thin_classes(split["train"], self.data.y, self.data.classes, list(self.settings.keep),
-                                      self.settings.split_seed)
+        y, classes, seed = self.data.y, self.data.classes, self.settings.split_seed
+        thinned = thin_classes(split["train"], y, classes, list(self.settings.keep), seed)
+        if self.settings.keep_validation:
+            names = dict.fromkeys(spec.partition("=")[0] for spec in self.settings.keep)
+            split["val"] = thin_classes(split["val"], y, classes, [
+                f"{name}={validation_share(split, thinned, y, classes.index(name))}" for name in names
+                if (y[split["val"]] == classes.index(name)).any()], seed)
+        split["train"] = thinned
         save_npz(path, **split)
         return split
 
@@ -135,11 +142,14 @@ class StudyPlan:
         return self.data.crops.images[train[self.data.y[train] == self.classes.index(name)]]
 
     def describe(self) -> dict:
-        """What the report states about the data: classes, training and test counts, synthetic cells per class."""
-        test = self.data.y[self.split["test"]]
+        """What the report states about the data: classes, training, validation and test counts, synthetic cells per
+        class."""
+        def counts(part: str) -> dict[str, int]:
+            y = self.data.y[self.split[part]]
+            return {name: int((y == k).sum()) for k, name in enumerate(self.classes)}
+
         record = {"classes": self.classes, "rare": list(self.settings.rare), "train_counts": self.train_counts(),
-                  "test_counts": {name: int((test == k).sum()) for k, name in enumerate(self.classes)},
-                  "needed": self.needed()}
+                  "validation_counts": counts("val"), "test_counts": counts("test"), "needed": self.needed()}
         write_json_atomic(self.out / "data.json", record)
         return record
 
@@ -249,6 +259,13 @@ class StudyPlan:
         with np.load(path, allow_pickle=False) as saved:
             labels = saved["labels"]
         return {name: int((labels == name).sum()) for name in self.settings.rare}
+
+
+def validation_share(split: dict[str, np.ndarray], thinned: np.ndarray, y: np.ndarray, k: int) -> int:
+    """How many of class ``k``'s validation cells keep the share that ``--keep`` left of its training cells (at least
+    one): 34 of 344 training cells keep 11 of 115 validation ones."""
+    kept, before, validation = ((y[part] == k).sum() for part in (thinned, split["train"], split["val"]))
+    return max(1, int(round(validation * kept / before)))
 
 
 def read_json(path: Path) -> dict:

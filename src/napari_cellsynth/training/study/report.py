@@ -217,7 +217,8 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
     settings = plan.settings
     generator_rows = [[name, ", ".join(bundles), sampling_text(settings.sampling_of(name), settings)]
                       for name, bundles in settings.generators.items()]
-    counts = ", ".join(f"{c} {data['train_counts'][c]}/{data['test_counts'][c]}" for c in classes)
+    counts = ", ".join(f"{c} {data['train_counts'][c]}/{data['validation_counts'][c]}/{data['test_counts'][c]}"
+                       for c in classes)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>cellsynth study</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}td,th{{padding:.2em .7em;text-align:right}}
 pre{{background:#f4f4f4;padding:.4em;white-space:pre-wrap}}img{{max-width:100%}}.verdict{{font-size:1.15em;
@@ -227,8 +228,8 @@ background:#eef6ee;padding:.6em}}</style></head><body>
 {f"<p>Ranked by PR-AUC, which needs no threshold (it moves where argmax finds no rare cell at all): "
  f"{html.escape(summary['verdict_pr_auc'])}</p>" if ranked else ""}
 {f"<p>{html.escape(summary['unranked_note'])}</p>" if summary["unranked_note"] else ""}
-<p>Rare classes: {html.escape(', '.join(rare))}. Training / test cells: {html.escape(counts)}. Synthetic cells per rare
-class and seed: {html.escape(', '.join(f'{c} {n}' for c, n in data['needed'].items()))}. Every arm trains the same
+<p>Rare classes: {html.escape(', '.join(rare))}. Training / validation / test cells: {html.escape(counts)}. Synthetic
+cells per rare class and seed: {html.escape(', '.join(f'{c} {n}' for c, n in data['needed'].items()))}. Every arm trains the same
 classifier recipe on the same split (its checkpoint chosen on validation {checkpoint_rule(summary['settings'])},
 --select-on) and is scored on the same real test cells; arms are paired by seed.</p>
 <pre>{html.escape(summary['command'])}</pre>

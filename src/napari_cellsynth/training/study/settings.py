@@ -37,6 +37,7 @@ class StudySettings:
     labels_csv: str | None = None
     size: int | None = None
     keep: tuple[str, ...] = ()  # CLASS=N or CLASS=FRACTION: the rare classes thinned in the training part
+    keep_validation: bool = False  # thin the validation part too, by each --keep class's training share
     generators: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → bundles
     sampling: dict[str, SamplingOptions] = field(default_factory=dict)  # name → options (absent: plain conditioning)
     filters: tuple[str, ...] = ()
