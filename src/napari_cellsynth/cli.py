@@ -273,10 +273,6 @@ def cmd_batch(args) -> int:
                                              args.cellprob_threshold),
                              args.classifier, args.channel, args.classify_channels, args.tile or None, args.halo,
                              args.batch_size, augment)
-    if not args.verbose:
-        import distributed  # noqa: F401 - importing it sets its loggers' levels (INFO); ours must come after
-
-        logging.getLogger("distributed").setLevel(logging.ERROR)
     job = run_batch(args.input, args.out, settings, args.axes, args.scheduler, args.workers)
     done, total, message = next(job)  # the input, models and outputs are checked before the bar appears
     with progress_bar(total=total, initial=done, unit="frame", disable=args.quiet, desc="batch") as bar:

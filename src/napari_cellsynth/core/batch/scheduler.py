@@ -33,6 +33,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
     import dask
     from distributed import Client, LocalCluster
 
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # not -v: importing distributed set its loggers to
+        logging.getLogger("distributed").setLevel(logging.ERROR)  # INFO, and its start-up lines are not the user's
     name = scheduler_name(scheduler)
     if name in LOCAL:
         n = workers or default_workers()
@@ -44,7 +46,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         with dask.config.set({"distributed.worker.profile.enabled": False,
                               "distributed.admin.low-level-log-length": LOW_LEVEL_LOG}):
             cluster = LocalCluster(n_workers=1 if threads else n, threads_per_worker=n if threads else 1,
-                                   processes=not threads, dashboard_address=None, silence_logs=logging.ERROR)
+                                   processes=not threads, dashboard_address=None, silence_logs=logging.ERROR,
+                                   # no dashboard; its small HTTP server on any free port, so that a second
+                                   # cluster (a study beside a batch) does not warn that 8787 is taken
+                                   scheduler_kwargs={"dashboard_address": ":0"})
             client = Client(cluster)
             try:
                 yield client
