@@ -75,6 +75,14 @@ def test_the_report_holds_the_runs_numbers(finished_study):
                   ["ranking"]["M"]["pr_auc"] for s in (0, 1)]
         assert [row["per_seed"]["rare_pr_auc"][str(s)] for s in (0, 1)] == pytest.approx(ranked)
         assert f"{row['rare_pr_auc']['mean']:.3f} ± {row['rare_pr_auc']['std']:.3f}" in page
+        # as classify calls the cells: at the thresholds the trainer kept (its with_thresholds), else at argmax
+        runs = [json.loads((finished_study / "arms" / arm / f"seed{s}" / "metrics_test.json").read_text())
+                for s in (0, 1)]
+        called = [(m.get("with_thresholds") or m)["per_class"]["M"]["f1"] for m in runs]
+        assert [row["per_seed"]["rare_f1_classify"][str(s)] for s in (0, 1)] == pytest.approx(called)
+        assert row["thresholds_kept"] == sum("with_thresholds" in m and bool(m["with_thresholds"]) for m in runs)
+        assert (f"{row['rare_f1_classify']['mean']:.3f} ± {row['rare_f1_classify']['std']:.3f} "
+                f"({row['thresholds_kept']} of 2)") in page
     assert html.escape(summary["verdict"]) in page
     assert "M PR-AUC" in summary["verdict_pr_auc"] and html.escape(summary["verdict_pr_auc"]) in page
     assert (finished_study / "per_seed.png").stat().st_size > 0
@@ -426,6 +434,35 @@ def test_the_verdict_never_calls_the_real_cells_a_cheap_alternative():
     assert said.startswith("Generated cells did not beat the cheap alternatives") and "than copies (M F1" in said
     assert said.endswith("the best arm here, copies, is -0.040 from that (95 % CI -0.040 to -0.040, Wilcoxon p "
                          "0.00195, 10 paired seeds): the room that any way of adding cells had.")
+
+
+def test_the_rare_f1_as_classify_calls_it_reads_the_kept_thresholds_else_argmax(tmp_path):
+    """A run whose trainer kept validation thresholds (``with_thresholds`` in its test metrics, as the card carries
+    them to classify) is scored at them; a run without is scored at argmax; the row counts the runs with thresholds,
+    and the paired test against real reads the same values."""
+    from napari_cellsynth.training.study.arms import Arm
+    from napari_cellsynth.training.study.comparisons import collect
+
+    def metrics(f1: float, at_thresholds: float | None) -> dict:
+        record = {"classes": ["M"], "per_class": {"M": {"ppv": 0.5, "recall": 0.5, "f1": f1}}, "macro_f1": 0.5,
+                  "accuracy": 0.5, "ranking": {"M": {"pr_auc": 0.5}}}
+        if at_thresholds is not None:
+            record["with_thresholds"] = {"per_class": {"M": {"f1": at_thresholds}}, "macro_f1": 0.6,
+                                         "thresholds": {"M": 0.2}}
+        return record
+
+    files = {("real", 0): metrics(0.2, 0.7), ("real", 1): metrics(0.3, None),
+             ("copies", 0): metrics(0.75, None), ("copies", 1): metrics(0.8, 0.78)}
+    for (arm, seed), record in files.items():
+        folder = tmp_path / "arms" / arm / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "metrics_test.json").write_text(json.dumps(record))
+    rows, _ = collect(tmp_path, [Arm("real"), Arm("copies", extra="copies")], [0, 1], ["M"])
+    assert rows["real"]["per_seed"]["rare_f1"] == {"0": 0.2, "1": 0.3}
+    assert rows["real"]["per_seed"]["rare_f1_classify"] == {"0": 0.7, "1": 0.3}
+    assert rows["copies"]["per_seed"]["rare_f1_classify"] == {"0": 0.75, "1": 0.78}
+    assert (rows["real"]["thresholds_kept"], rows["copies"]["thresholds_kept"]) == (1, 1)
+    assert rows["copies"]["vs_real"]["rare_f1_classify"]["differences"] == pytest.approx([0.05, 0.48])
 
 
 def test_the_verdict_on_pr_auc_reads_the_pr_auc_rows():

@@ -15,8 +15,10 @@ from napari_cellsynth.training.runner.classifier_arms import summary_rows
 
 from .arms import BASELINE, CHEAP, UNTHINNED, Arm
 
-MEASURES = ("rare_f1", "macro_f1", "rare_pr_auc")  # the mean F1 and the mean PR-AUC of the rare classes
-LABELS = {"rare_f1": "F1", "rare_pr_auc": "PR-AUC"}
+# the mean F1 and the mean PR-AUC of the rare classes; and their mean F1 as `cellsynth classify` calls them (at the
+# decision thresholds that the trainer chose on validation and kept, which the card carries; else at argmax)
+MEASURES = ("rare_f1", "macro_f1", "rare_pr_auc", "rare_f1_classify")
+LABELS = {"rare_f1": "F1", "rare_pr_auc": "PR-AUC", "rare_f1_classify": "F1 as classify calls them"}
 
 
 def seed_metrics(out: Path, arm: str, seeds: list[int]) -> dict[int, dict]:
@@ -31,6 +33,8 @@ def seed_metrics(out: Path, arm: str, seeds: list[int]) -> dict[int, dict]:
 
 
 def measure(metrics: dict, name: str, rare: list[str]) -> float:
+    if name == "rare_f1_classify":  # the trainer writes "with_thresholds" only where it kept thresholds
+        name, metrics = "rare_f1", metrics.get("with_thresholds") or metrics
     if name == "rare_f1":
         return float(np.mean([metrics["per_class"][c]["f1"] for c in rare]))
     if name == "rare_pr_auc":  # a ranking measure: it moves where argmax finds no rare cell at all
@@ -54,6 +58,8 @@ def collect(out: Path, arms: list[Arm], seeds: list[int], rare: list[str]) -> tu
                 if not ranks_rare(m, rare)]
     names = [name for name in MEASURES if not unranked or name != "rare_pr_auc"]
     rows = summary_rows(runs, {name: partial(measure, name=name, rare=rare) for name in names}, (BASELINE, "copies"))
+    for name, row in rows.items():  # in how many runs classify would apply thresholds
+        row["thresholds_kept"] = sum(bool(m.get("with_thresholds")) for m in runs[name].values())
     return rows, unranked
 
 

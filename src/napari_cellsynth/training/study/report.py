@@ -120,6 +120,13 @@ def fmt(stat: dict | None) -> str:
     return "–" if not stat else f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 
+def called(row: dict) -> str:
+    """The rare classes' F1 as `cellsynth classify` calls them, and in how many runs it applies thresholds."""
+    if "rare_f1_classify" not in row:  # a summary written before the study measured it
+        return "–"
+    return f"{fmt(row['rare_f1_classify'])} ({row['thresholds_kept']} of {len(row['seeds'])})"
+
+
 def fmt_test(test: dict | None) -> str:
     if not test:
         return "–"
@@ -138,16 +145,19 @@ def table(header: list[str], body: list[list[str]]) -> str:
 def markdown(summary: dict) -> str:
     rare = summary["data"]["rare"]
     ranked, named = summary["ranked"], " and ".join(rare)
-    lines = [f"| arm | seeds | {named} F1 | macro-F1 | vs real (rare F1) | vs copies (rare F1) |"
+    lines = [f"| arm | seeds | {named} F1 | macro-F1 | vs real (rare F1) | vs copies (rare F1) | {named} F1 as "
+             "classify calls it (runs with thresholds) |"
              + (f" {named} PR-AUC | vs copies (rare PR-AUC) |" if ranked else ""),
-             "|---|---|---|---|---|---|" + ("---|---|" if ranked else "")]
+             "|---|---|---|---|---|---|---|" + ("---|---|" if ranked else "")]
     for arm, row in summary["arms"].items():
         lines.append(f"| {arm} | {len(row['seeds'])} | {fmt(row['rare_f1'])} | {fmt(row['macro_f1'])} | "
                      f"{fmt_test((row.get('vs_real') or {}).get('rare_f1'))} | "
-                     f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} |"
+                     f"{fmt_test((row.get('vs_copies') or {}).get('rare_f1'))} | {called(row)} |"
                      + (f" {fmt(row['rare_pr_auc'])} | {fmt_test((row.get('vs_copies') or {}).get('rare_pr_auc'))} |"
                         if ranked else ""))
     text = (f"Each classifier's checkpoint chosen on validation {checkpoint_rule(summary['settings'])} (--select-on)."
+            " F1 as classify calls it: at the decision thresholds the trainer chose on validation and kept (the card "
+            "carries them), else at argmax."
             "\n\n" + "\n".join(lines)
             + f"\n\n{summary['verdict']}\n")
     if ranked:
@@ -184,10 +194,11 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
         cells = [name, str(len(row["seeds"])), fmt(row["rare_f1"]), fmt(row["macro_f1"])]
         for c in rare:
             cells += [fmt(row["per_class"][c][k]) for k in ("ppv", "recall", "f1")]
-        arm_rows.append(cells + ([fmt(row["rare_pr_auc"])] if ranked else []))
+        arm_rows.append(cells + ([fmt(row["rare_pr_auc"])] if ranked else []) + [called(row)])
     header = (["arm", "seeds", " and ".join(rare) + " F1", "macro-F1"]
               + [f"{c} {k}" for c in rare for k in ("PPV", "recall", "F1")]
-              + ([" and ".join(rare) + " PR-AUC"] if ranked else []))
+              + ([" and ".join(rare) + " PR-AUC"] if ranked else [])
+              + [" and ".join(rare) + " F1 as classify calls it (runs with thresholds)"])
     all_f1 = table(["arm", *classes], [[n, *(fmt(r["per_class"][c]["f1"]) for c in classes)]
                                        for n, r in summary["arms"].items()])
     tests = []
@@ -196,7 +207,8 @@ def write_report(plan: StudyPlan, arms: list[Arm], command: str) -> Path:
             test = row.get(f"vs_{reference}")
             if test:
                 tests.append([name, reference, fmt_test(test["rare_f1"]), fmt_test(test["macro_f1"])]
-                             + ([fmt_test(test["rare_pr_auc"])] if ranked else []))
+                             + ([fmt_test(test["rare_pr_auc"])] if ranked else [])
+                             + [fmt_test(test.get("rare_f1_classify"))])
     fidelity_rows = []
     for generator, record in summary["fidelity"].items():
         for c in rare:
@@ -234,11 +246,14 @@ classifier recipe on the same split (its checkpoint chosen on validation {checkp
 --select-on) and is scored on the same real test cells; arms are paired by seed.</p>
 <pre>{html.escape(summary['command'])}</pre>
 <h2>Arms (mean ± std over seeds)</h2>{table(header, arm_rows)}
+<p>F1 at argmax, except the last column: as <code>cellsynth classify</code>, the widget and batch call the cells, at the
+decision thresholds each trainer chose on validation where it kept them (they travel in the card), else at argmax.</p>
 <h3>F1 of every class</h3>{all_f1}
 <h2>Paired differences</h2>
 <p>Arm minus reference, per seed: mean [95 % bootstrap CI], two-sided Wilcoxon signed-rank p, and in how many seeds
 the arm was higher.</p>{table(["arm", "against", " and ".join(rare) + " F1", "macro-F1"]
-                               + ([" and ".join(rare) + " PR-AUC"] if ranked else []), tests)}
+                               + ([" and ".join(rare) + " PR-AUC"] if ranked else [])
+                               + [" and ".join(rare) + " F1 as classify calls it"], tests)}
 {'<img src="per_seed.png">' if summary['arms'] else ''}
 <h2>Generators</h2>{table(["generator", "bundles", "sampling"], generator_rows) if generator_rows else '<p>None.</p>'}
 <h2>Generator fidelity</h2>
