@@ -50,7 +50,10 @@ for name, (_, values) in chosen.items():
 PYTHON
 ) || return 1
   [ -z "$text" ] || mapfile -t options <<< "$text"
-  cert=${SSL_CERT_FILE:-$(.venv/bin/python -m pip config get global.cert 2>/dev/null || true)}
+  # the certificate pip would use, so that uv trusts the same index: $SSL_CERT_FILE, else pip's (its environment
+  # variable, then its install section, then its global one)
+  cert=${SSL_CERT_FILE:-${PIP_CERT:-$(.venv/bin/python -m pip config get install.cert 2>/dev/null \
+    || .venv/bin/python -m pip config get global.cert 2>/dev/null || true)}}
   env ${cert:+SSL_CERT_FILE="$cert"} .venv/bin/uv pip install -q --python .venv/bin/python --compile-bytecode \
     --index-strategy unsafe-best-match "${options[@]}" "$@"
 }
