@@ -434,6 +434,12 @@ def test_the_verdict_never_calls_the_real_cells_a_cheap_alternative():
     assert said.startswith("Generated cells did not beat the cheap alternatives") and "than copies (M F1" in said
     assert said.endswith("the best arm here, copies, is -0.040 from that (95 % CI -0.040 to -0.040, Wilcoxon p "
                          "0.00195, 10 paired seeds): the room that any way of adding cells had.")
+    # an arm that ranks better than the real cells before the cut (balanced sampling's PR-AUC, §13k) is not "room"
+    above = row([0.79 + 0.01 * s for s in range(10)])
+    said = verdict({"real": real, "copies": above, "unthinned": unthinned}, ["M"])
+    assert said.endswith("the best arm here, copies, is +0.040 from that (95 % CI +0.040 to +0.040, Wilcoxon p "
+                         "0.00195, 10 paired seeds): on this measure it did no worse than the real cells it stood in "
+                         "for, so adding cells had no room left to fill here.")
 
 
 def test_the_rare_f1_as_classify_calls_it_reads_the_kept_thresholds_else_argmax(tmp_path):

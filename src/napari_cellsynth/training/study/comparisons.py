@@ -84,8 +84,10 @@ def room_left(rows: dict, rare: list[str], on: str = "rare_f1") -> str:
     p = f", Wilcoxon p {test['p_wilcoxon']:.3g}" if test["p_wilcoxon"] is not None else ""
     return (f" Before --keep thinned them, the real cells reach {' and '.join(rare)} {LABELS[on]} {ceiling['mean']:.3f}"
             f" ± {ceiling['std']:.3f}; the best arm here, {best}, is {test['mean']:+.3f} from that (95 % CI "
-            f"{test['ci95'][0]:+.3f} to {test['ci95'][1]:+.3f}{p}, {len(test['seeds'])} paired seeds): the room "
-            "that any way of adding cells had.")
+            f"{test['ci95'][0]:+.3f} to {test['ci95'][1]:+.3f}{p}, {len(test['seeds'])} paired seeds): "
+            + ("the room that any way of adding cells had." if test["mean"] < 0 else
+               "on this measure it did no worse than the real cells it stood in for, so adding cells had no room left "
+               "to fill here."))
 
 
 def _verdict(rows: dict, rare: list[str], alpha: float, on: str) -> str:
