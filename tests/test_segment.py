@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 import tifffile
-from conftest import CELLSYNTH, SHARED_DATA, screenshot
+from conftest import CELLSYNTH, SHARED_DATA, require, screenshot
 
 from napari_cellsynth.core.images import ImageInputError
 from napari_cellsynth.core.jobs import run_to_end
@@ -287,7 +287,7 @@ def test_training_goes_on_from_a_bundles_weights(chromosome_cellpose_model, tmp_
     from napari_cellsynth.training.records.registry import read_run
     from napari_cellsynth.training.trainers import cellpose as train_cellpose
 
-    mfish = str(SHARED_DATA / "mfish")
+    mfish = str(require(SHARED_DATA / "mfish"))  # the M-FISH metaphases to train on (a clone without them skips)
     run = tmp_path / "run"
     train_cellpose.main(["--root", mfish, "--epochs", "1", "--images-per-epoch", "8", "--limit", "1",
                          "--test-slides", "V26", "--init-from", str(chromosome_cellpose_model), "--out", str(run)])

@@ -288,7 +288,8 @@ def test_a_7_class_study_stratified_by_4_classes_takes_a_generator_fine_tuned_on
             plan.check_generator(phases, "Metaphase")
             assert plan.stratify[1] == ["G1", "S", "G2", "M"]
         else:
-            with pytest.raises(ValueError, match="another split.*may have seen test crops"):
+            # the training counts differ (the full data), or the recorded stratification does (the sample cells)
+            with pytest.raises(ValueError, match="may have seen test crops"):
                 plan.check_generator(phases, "Metaphase")
 
 
