@@ -117,9 +117,13 @@ class StudyPlan:
     def classes(self) -> list[str]:
         return self.data.classes
 
-    def train_counts(self) -> dict[str, int]:
-        y = self.data.y[self.split["train"]]
+    def part_counts(self, part: str) -> dict[str, int]:
+        """Crops per class in one part of the split (``train``, ``val`` or ``test``)."""
+        y = self.data.y[self.split[part]]
         return {name: int((y == k).sum()) for k, name in enumerate(self.classes)}
+
+    def train_counts(self) -> dict[str, int]:
+        return self.part_counts("train")
 
     def needed(self) -> dict[str, int]:
         """Synthetic cells per rare class: ``--count``, else as many as bring it to the median training count of the
@@ -144,12 +148,9 @@ class StudyPlan:
     def describe(self) -> dict:
         """What the report states about the data: classes, training, validation and test counts, synthetic cells per
         class."""
-        def counts(part: str) -> dict[str, int]:
-            y = self.data.y[self.split[part]]
-            return {name: int((y == k).sum()) for k, name in enumerate(self.classes)}
-
         record = {"classes": self.classes, "rare": list(self.settings.rare), "train_counts": self.train_counts(),
-                  "validation_counts": counts("val"), "test_counts": counts("test"), "needed": self.needed()}
+                  "validation_counts": self.part_counts("val"), "test_counts": self.part_counts("test"),
+                  "needed": self.needed()}
         write_json_atomic(self.out / "data.json", record)
         return record
 
